@@ -1,0 +1,29 @@
+/* shardalloc: C API over the process heap (memory from the OS).
+ *
+ * Semantics follow malloc: on failure NULL is returned and errno is set to
+ * ENOMEM; shard_free(NULL) is a no-op. Freeing a pointer shardalloc did not
+ * hand out, or a block freed twice in a row, prints one line on stderr and
+ * aborts. */
+#ifndef SHARDALLOC_SHARDALLOC_H
+#define SHARDALLOC_SHARDALLOC_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void* shard_malloc(size_t size);
+void* shard_calloc(size_t count, size_t size);
+void* shard_realloc(void* ptr, size_t size);
+void shard_free(void* ptr);
+/* align: any power of two (up to 64 MiB is guaranteed); otherwise NULL, errno = EINVAL. */
+void* shard_malloc_aligned(size_t size, size_t align);
+/* Bytes usable at ptr (>= the requested size); 0 for NULL. */
+size_t shard_usable_size(const void* ptr);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

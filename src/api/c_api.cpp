@@ -1,0 +1,22 @@
+// shard_* : the C API over the process heap.
+#include "shardalloc/shardalloc.h"
+
+#include "api/process_alloc.h"
+
+#define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
+
+using namespace shardalloc;
+
+SHARD_EXPORT void* shard_malloc(size_t size) { return api::process_malloc(size); }
+SHARD_EXPORT void* shard_calloc(size_t count, size_t size) { return api::process_calloc(count, size); }
+SHARD_EXPORT void* shard_realloc(void* p, size_t size) { return api::process_realloc(p, size); }
+SHARD_EXPORT void shard_free(void* p) { api::process_free(p); }
+SHARD_EXPORT size_t shard_usable_size(const void* p) { return api::process_usable_size(p); }
+
+SHARD_EXPORT void* shard_malloc_aligned(size_t size, size_t align) {
+  if (!core::is_pow2(align)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return api::process_malloc_aligned(size, align);
+}

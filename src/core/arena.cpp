@@ -1,0 +1,163 @@
+#include "core/arena.h"
+
+#include <bit>
+#include <new>
+
+#include "core/bits.h"
+
+namespace shardalloc::core {
+namespace {
+
+constexpr size_t kBitsPerWord = 64;
+
+// The bits of word `w` that fall in [index, index+count).
+uint64_t word_mask(size_t w, size_t index, size_t count) {
+  const size_t lo = w * kBitsPerWord > index ? w * kBitsPerWord : index;
+  const size_t hi_excl = (w + 1) * kBitsPerWord < index + count ? (w + 1) * kBitsPerWord : index + count;
+  const size_t n = hi_excl - lo;
+  const uint64_t ones = n == kBitsPerWord ? ~uint64_t{0} : ((uint64_t{1} << n) - 1);
+  return ones << (lo - w * kBitsPerWord);
+}
+
+}  // namespace
+
+size_t Arena::header_bytes(size_t slot_count) {
+  const size_t words = (slot_count + kBitsPerWord - 1) / kBitsPerWord;
+  return align_up(sizeof(Arena), 8) + 2 * words * sizeof(uint64_t);
+}
+
+Arena* Arena::create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_start, uintptr_t mem_end) {
+  Arena* a = new (at) Arena{};
+  a->next = nullptr;
+  a->base = base;
+  a->slot_count = slot_count;
+  a->mem_start = mem_start;
+  a->mem_end = mem_end;
+  a->word_count = (slot_count + kBitsPerWord - 1) / kBitsPerWord;
+  auto* words = ptr<std::atomic<uint64_t>>(align_up(addr(at) + sizeof(Arena), 8));
+  a->claimed = words;
+  a->dirty = words + a->word_count;
+  for (size_t w = 0; w < a->word_count; ++w) {
+    // Bits past slot_count are permanently claimed so searches never hand them out.
+    const uint64_t tail = (w + 1) * kBitsPerWord > slot_count
+                              ? ~uint64_t{0} << (slot_count - w * kBitsPerWord)
+                              : 0;
+    // relaxed: the arena is published to other threads by a release CAS on the domain's list.
+    new (&a->claimed[w]) std::atomic<uint64_t>(tail);
+    new (&a->dirty[w]) std::atomic<uint64_t>(0);
+  }
+  a->search_hint.store(0, std::memory_order_relaxed);
+  return a;
+}
+
+bool Arena::is_claimed(size_t index) const {
+  // acquire: a reader that sees the claim also sees the segment header the claimer wrote before publishing it.
+  return (claimed[index / kBitsPerWord].load(std::memory_order_acquire) >> (index % kBitsPerWord)) & 1;
+}
+
+bool Arena::range_looks_free(size_t index, size_t count) const {
+  for (size_t w = index / kBitsPerWord; w * kBitsPerWord < index + count; ++w) {
+    // relaxed: only a hint; try_claim_range decides with CAS.
+    if (claimed[w].load(std::memory_order_relaxed) & word_mask(w, index, count)) return false;
+  }
+  return true;
+}
+
+void Arena::clear_bits(std::atomic<uint64_t>* bits, size_t index, size_t count) {
+  for (size_t w = index / kBitsPerWord; w * kBitsPerWord < index + count; ++w) {
+    // release: our writes to the slots happen-before the next claimer's acquire CAS.
+    bits[w].fetch_and(~word_mask(w, index, count), std::memory_order_release);
+  }
+}
+
+bool Arena::try_claim_range(size_t index, size_t count) {
+  const size_t first_word = index / kBitsPerWord;
+  for (size_t w = first_word; w * kBitsPerWord < index + count; ++w) {
+    const uint64_t mask = word_mask(w, index, count);
+    uint64_t seen = claimed[w].load(std::memory_order_relaxed);
+    for (;;) {
+      if (seen & mask) {
+        // Someone claimed part of the run: give back the words we already took.
+        if (w > first_word) clear_bits(claimed, index, w * kBitsPerWord - index);
+        return false;
+      }
+      // acquire: we see everything the previous owner wrote before its release.
+      if (claimed[w].compare_exchange_weak(seen, seen | mask, std::memory_order_acquire,
+                                           std::memory_order_relaxed)) {
+        break;
+      }
+    }
+  }
+  return true;
+}
+
+size_t Arena::claim(size_t count, size_t align, size_t align_offset) {
+  if (count == 0 || count > slot_count) return SIZE_MAX;
+  const size_t align_slots = align > kSegmentSize ? align / kSegmentSize : 1;
+  // relaxed: the hint only shortens searches.
+  const size_t hint = search_hint.load(std::memory_order_relaxed) % slot_count;
+  for (size_t pass = 0; pass < 2; ++pass) {
+    size_t i = pass == 0 ? hint : 0;
+    const size_t end = pass == 0 ? slot_count : hint;
+    while (i < end && i + count <= slot_count) {
+      if (align_slots > 1 && ((base / kSegmentSize + i + align_offset) % align_slots) != 0) {
+        ++i;
+        continue;
+      }
+      if (count == 1) {
+        // Fast skip over full words.
+        // relaxed: a hint, as above.
+        const uint64_t word = claimed[i / kBitsPerWord].load(std::memory_order_relaxed);
+        if (word == ~uint64_t{0}) {
+          i = (i / kBitsPerWord + 1) * kBitsPerWord;
+          continue;
+        }
+        if (align_slots == 1) {
+          const uint64_t free_bits = ~word & (~uint64_t{0} << (i % kBitsPerWord));
+          if (free_bits == 0) {
+            i = (i / kBitsPerWord + 1) * kBitsPerWord;
+            continue;
+          }
+          i = (i / kBitsPerWord) * kBitsPerWord + size_t(std::countr_zero(free_bits));
+          if (i >= end) break;
+        }
+      }
+      if (range_looks_free(i, count) && try_claim_range(i, count)) {
+        search_hint.store(i + count, std::memory_order_relaxed);
+        return i;
+      }
+      ++i;
+    }
+  }
+  return SIZE_MAX;
+}
+
+void Arena::release(size_t index, size_t count) {
+  for (size_t w = index / kBitsPerWord; w * kBitsPerWord < index + count; ++w) {
+    // relaxed: dirty bits are read by purge_dirty only after it claims the slot (acquire).
+    dirty[w].fetch_or(word_mask(w, index, count), std::memory_order_relaxed);
+  }
+  clear_bits(claimed, index, count);
+}
+
+size_t Arena::purge_dirty(void (*purge)(void* p, size_t bytes)) {
+  size_t purged = 0;
+  for (size_t w = 0; w < word_count; ++w) {
+    // relaxed: candidates only; each is re-checked by claiming it.
+    uint64_t candidates = dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);
+    while (candidates != 0) {
+      const size_t bit = size_t(std::countr_zero(candidates));
+      candidates &= candidates - 1;
+      const size_t index = w * kBitsPerWord + bit;
+      if (!try_claim_range(index, 1)) continue;
+      // relaxed: we own the slot now; nobody else touches its dirty bit until we release.
+      dirty[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
+      if (purge != nullptr) purge(ptr(slot_addr(index)), kSegmentSize);
+      clear_bits(claimed, index, 1);
+      ++purged;
+    }
+  }
+  return purged;
+}
+
+}  // namespace shardalloc::core

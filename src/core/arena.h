@@ -1,0 +1,50 @@
+// An arena: a run of segment-sized slots with a bitmap of which are claimed.
+// Claims and releases are CAS / fetch_and on bitmap words: lock-free, and an
+// arena is never unmapped, so stale readers never fault.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/config.h"
+
+namespace shardalloc::core {
+
+struct Arena {
+  Arena* next;         // domain's list; immutable once the arena is published
+  uintptr_t base;      // address of slot 0 (segment aligned)
+  size_t slot_count;
+  uintptr_t mem_start;  // the memory handed over / reserved, for overlap and ownership checks
+  uintptr_t mem_end;
+  size_t word_count;
+  std::atomic<uint64_t>* claimed;  // bit i: slot i is in use
+  std::atomic<uint64_t>* dirty;    // bit i: slot i was used and not purged since
+  std::atomic<size_t> search_hint;
+
+  // Bytes an arena header with its two bitmaps needs for slot_count slots.
+  static size_t header_bytes(size_t slot_count);
+  // Builds the header at `at` (header_bytes(slot_count) bytes).
+  static Arena* create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_start, uintptr_t mem_end);
+
+  uintptr_t slot_addr(size_t index) const { return base + index * kSegmentSize; }
+  bool holds(uintptr_t a) const { return a >= base && a < base + slot_count * kSegmentSize; }
+  size_t slot_index(uintptr_t a) const { return (a - base) / kSegmentSize; }
+
+  // Claims `count` consecutive slots whose slot (first + align_offset) starts
+  // on an `align`-aligned address (align > kSegmentSize; else no constraint).
+  // Returns the first slot's index or SIZE_MAX.
+  size_t claim(size_t count, size_t align, size_t align_offset);
+  void release(size_t index, size_t count);
+  bool is_claimed(size_t index) const;
+
+  // Takes every released-but-dirty slot out of circulation, calls purge on
+  // each run, and puts them back clean. Returns the number of slots purged.
+  size_t purge_dirty(void (*purge)(void* p, size_t bytes));
+
+ private:
+  bool try_claim_range(size_t index, size_t count);
+  void clear_bits(std::atomic<uint64_t>* bits, size_t index, size_t count);
+  bool range_looks_free(size_t index, size_t count) const;
+};
+
+}  // namespace shardalloc::core

@@ -1,0 +1,42 @@
+// Layout constants of the core. Every size here is a power of two unless named otherwise.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace shardalloc::core {
+
+// A segment is the unit a page source hands out: aligned to its size, so the
+// segment of a pointer is one mask away.
+inline constexpr unsigned kSegmentShift = 19;                  // 512 KiB
+inline constexpr size_t kSegmentSize = size_t{1} << kSegmentShift;
+inline constexpr uintptr_t kSegmentMask = kSegmentSize - 1;
+
+// Small pages split a segment in 8; a medium page is the whole segment.
+inline constexpr unsigned kSmallPageShift = 16;                // 64 KiB
+inline constexpr size_t kSmallPageSize = size_t{1} << kSmallPageShift;
+inline constexpr size_t kSmallPagesPerSegment = kSegmentSize / kSmallPageSize;
+
+// Block size limits per page kind; larger requests get a segment of their own (huge).
+inline constexpr size_t kSmallBlockMax = 8 * 1024;
+inline constexpr size_t kMediumBlockMax = 128 * 1024;
+
+// Requests up to this size find their page through the heap's direct table in one load.
+inline constexpr size_t kDirectSizeMax = 1024;
+inline constexpr size_t kWordSize = sizeof(void*);
+inline constexpr size_t kDirectSlots = kDirectSizeMax / kWordSize + 1;
+
+// Every block is at least this aligned (a block holds a next pointer).
+inline constexpr size_t kMinAlign = 8;
+
+// Arenas reserved from the OS: aligned to their size so ownership is one map lookup.
+inline constexpr unsigned kOsArenaShift = 26;                  // 64 MiB
+inline constexpr size_t kOsArenaSize = size_t{1} << kOsArenaShift;
+
+// Largest request the core serves: beyond it offsets no longer fit in ptrdiff_t.
+inline constexpr size_t kMaxRequest = (size_t{1} << 62);
+
+// Fresh pages get their free list built this many bytes at a time, so a page
+// used for a few blocks touches (and makes resident) only a few OS pages.
+inline constexpr size_t kExtendBytes = 4 * 1024;
+
+}  // namespace shardalloc::core

@@ -1,0 +1,218 @@
+// Domain memory intake: arenas, segments and metadata chunks.
+#include "core/domain.h"
+
+#include <new>
+
+#include "core/bits.h"
+#include "core/heap.h"
+
+namespace shardalloc::core {
+namespace {
+
+// The smallest metadata area worth keeping: one heap record.
+constexpr size_t kMetaRecord = align_up(sizeof(Heap), 64);
+constexpr size_t kMetaMin = align_up(sizeof(MetaChunk), 64) + kMetaRecord;
+
+void zero(void* p, size_t n) { __builtin_memset(p, 0, n); }
+
+}  // namespace
+
+void Domain::ensure_secret(uintptr_t candidate) {
+  uintptr_t expected = 0;
+  // relaxed: the value needs no ordering; every claimer reads it after this call returns.
+  if (secret.load(std::memory_order_relaxed) == 0) {
+    secret.compare_exchange_strong(expected, candidate | 1, std::memory_order_relaxed);
+  }
+}
+
+void Domain::publish_arena(Arena* a) {
+  // relaxed load: the CAS publishes.
+  Arena* head = arenas.load(std::memory_order_relaxed);
+  do {
+    a->next = head;
+    // release: readers that load the list (acquire) see the arena's header and bitmaps.
+  } while (!arenas.compare_exchange_weak(head, a, std::memory_order_release, std::memory_order_relaxed));
+}
+
+void Domain::add_meta_chunk(uintptr_t start, uintptr_t end) {
+  start = align_up(start, 64);
+  if (end < start || end - start < kMetaMin) return;
+  auto* chunk = new (ptr(start)) MetaChunk{};
+  chunk->top.store(align_up(start + sizeof(MetaChunk), 64), std::memory_order_relaxed);
+  chunk->end = end;
+  // Replace the current chunk only when it has less room left.
+  // acquire: we read the current chunk's fields.
+  MetaChunk* current = meta.load(std::memory_order_acquire);
+  for (;;) {
+    if (current != nullptr &&
+        current->end - current->top.load(std::memory_order_relaxed) >= end - chunk->top.load(std::memory_order_relaxed)) {
+      return;
+    }
+    // release: publishes the chunk header; acquire on failure to re-read the winner's chunk.
+    if (meta.compare_exchange_weak(current, chunk, std::memory_order_release, std::memory_order_acquire)) return;
+  }
+}
+
+bool Domain::plan_arena(void* start_ptr, size_t size, size_t reserve_bytes, ArenaPlan* plan) {
+  const uintptr_t start = addr(start_ptr);
+  if (size == 0 || start + size < start) return false;
+  const uintptr_t end = start + size;
+  uintptr_t first = align_up(start, kSegmentSize);
+  const uintptr_t last = align_down(end, kSegmentSize);
+  size_t slots = last > first ? (last - first) / kSegmentSize : 0;
+  if (slots == 0) return false;
+  const size_t reserve = align_up(reserve_bytes, 64);
+  const size_t need = reserve + align_up(Arena::header_bytes(slots), 64) + kMetaMin + 64;
+  uintptr_t area, area_end;
+  if (first - start >= need) {
+    area = start;
+    area_end = first;
+  } else if (end - last >= need) {
+    area = last;
+    area_end = end;
+  } else if (slots >= 2) {
+    // No slack is large enough: the first slot holds the headers and metadata.
+    area = first;
+    area_end = first + kSegmentSize;
+    first += kSegmentSize;
+    --slots;
+  } else {
+    return false;
+  }
+  area = align_up(area, 64);
+  plan->start = start;
+  plan->end = end;
+  plan->first_slot = first;
+  plan->slots = slots;
+  plan->reserved = area;
+  plan->header = align_up(area + reserve, 64);
+  plan->meta_start = align_up(plan->header + Arena::header_bytes(slots), 64);
+  plan->meta_end = area_end;
+  return true;
+}
+
+void Domain::add_arena(const ArenaPlan& plan) {
+  Arena* a = Arena::create(ptr(plan.header), plan.first_slot, plan.slots, plan.start, plan.end);
+  add_meta_chunk(plan.meta_start, plan.meta_end);
+  const size_t size = plan.end - plan.start;
+  // relaxed: statistics, read without ordering needs.
+  total_bytes.fetch_add(size, std::memory_order_relaxed);
+  // Every slot will carry a segment header when used: count them up front so
+  // that available_bytes returns to the same value whenever all is freed.
+  overhead_bytes.fetch_add(size - plan.slots * (kSegmentSize - kSegmentHeaderSize), std::memory_order_relaxed);
+  publish_arena(a);
+}
+
+bool Domain::overlaps(uintptr_t start, uintptr_t end) const {
+  // acquire: see the headers of published arenas.
+  for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
+    if (start < a->mem_end && a->mem_start < end) return true;
+  }
+  return false;
+}
+
+Arena* Domain::arena_of(uintptr_t a) const {
+  // acquire: as in overlaps.
+  for (Arena* arena = arenas.load(std::memory_order_acquire); arena != nullptr; arena = arena->next) {
+    if (arena->holds(a)) return arena;
+  }
+  return nullptr;
+}
+
+bool Domain::is_live_segment(const Segment* s) const {
+  Arena* a = arena_of(addr(s));
+  return a != nullptr && a->is_claimed(a->slot_index(addr(s))) && s->cookie == cookie_of(s);
+}
+
+Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset) {
+  // acquire: as in overlaps.
+  for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
+    const size_t index = a->claim(slots, align, align_offset);
+    if (index == SIZE_MAX) continue;
+    auto* s = ptr<Segment>(a->slot_addr(index));
+    s->cookie = cookie_of(s);
+    s->domain = this;
+    s->arena = a;
+    s->span_slots = slots;
+    // relaxed: statistics.
+    const size_t now = segments_claimed.fetch_add(slots, std::memory_order_relaxed) + slots;
+    size_t peak = peak_segments.load(std::memory_order_relaxed);
+    while (now > peak && !peak_segments.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
+    return s;
+  }
+  return nullptr;
+}
+
+bool Domain::grow(size_t slots, size_t align) {
+  if (source.reserve == nullptr) return false;
+  // One extra slot for the arena's own header, and room to reach the alignment.
+  size_t want = (slots + 1) * kSegmentSize + (align > kSegmentSize ? align : 0);
+  want = align_up(want, kOsArenaSize);
+  size_t got = 0;
+  void* mem = source.reserve(want, kOsArenaSize, &got);
+  if (mem == nullptr) return false;
+  return add_memory(mem, got);
+}
+
+Segment* Domain::claim_segment(size_t slots, size_t align, size_t align_offset) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    if (Segment* s = try_claim(slots, align, align_offset)) return s;
+    if (attempt == 0) {
+      sweep_abandoned();
+    } else if (!grow(slots, align)) {
+      return nullptr;
+    }
+  }
+  return nullptr;
+}
+
+void Domain::release_segment(Segment* s) {
+  Arena* a = s->arena;
+  const size_t slots = s->span_slots;
+  s->cookie = 0;  // a stale pointer into this segment no longer passes validation
+  // relaxed: statistics. A huge block's gap between header and block (alignment) is overhead while it lives.
+  if (s->kind == SegmentKind::kHuge) {
+    overhead_bytes.fetch_sub(addr(s->pages[0].area) - addr(s) - kSegmentHeaderSize, std::memory_order_relaxed);
+  }
+  segments_claimed.fetch_sub(slots, std::memory_order_relaxed);
+  a->release(a->slot_index(addr(s)), slots);
+  if (source.purge != nullptr &&
+      dirty_slots.fetch_add(slots, std::memory_order_relaxed) + slots >= kPurgeBatchSlots) {
+    purge_dirty();
+  }
+}
+
+void Domain::purge_dirty() {
+  // relaxed: a counter that only batches the work.
+  dirty_slots.store(0, std::memory_order_relaxed);
+  for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) a->purge_dirty(source.purge);
+}
+
+void* Domain::meta_alloc(size_t bytes) {
+  bytes = align_up(bytes, 64);
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    // acquire: pairs with the release that installed the chunk.
+    MetaChunk* c = meta.load(std::memory_order_acquire);
+    if (c != nullptr) {
+      // relaxed: the CAS hands out disjoint ranges; the memory itself needs no ordering.
+      uintptr_t top = c->top.load(std::memory_order_relaxed);
+      while (top + bytes <= c->end) {
+        if (c->top.compare_exchange_weak(top, top + bytes, std::memory_order_relaxed)) {
+          zero(ptr(top), bytes);
+          return ptr(top);
+        }
+      }
+    }
+    // A fresh slot becomes the next metadata chunk.
+    Segment* slot = claim_segment(1, 0, 0);
+    if (slot == nullptr) return nullptr;
+    // The slot now holds metadata for good: it is not a segment any more.
+    slot->cookie = 0;
+    overhead_bytes.fetch_add(kSegmentSize - kSegmentHeaderSize, std::memory_order_relaxed);
+    add_meta_chunk(addr(slot), addr(slot) + kSegmentSize);
+  }
+  return nullptr;
+}
+
+}  // namespace shardalloc::core

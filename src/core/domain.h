@@ -1,0 +1,94 @@
+// A domain: one independent allocator instance over one page source: the
+// process heap (OS source) or one shard_region (region source). It owns the
+// arenas, the heaps of all threads, and the metadata memory they live in.
+// Every field is either immutable after init or updated lock-free.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/arena.h"
+#include "core/page_source.h"
+#include "core/segment.h"
+
+namespace shardalloc::core {
+
+struct Heap;
+
+// A bump area for metadata (heap records), claimed by CAS on `top`.
+struct MetaChunk {
+  std::atomic<uintptr_t> top;
+  uintptr_t end;
+};
+
+struct Domain {
+  PageSource source{};
+  std::atomic<uintptr_t> secret{0};     // set once before the first segment is claimed
+  std::atomic<Arena*> arenas{nullptr};   // push-only list
+  std::atomic<Heap*> heaps{nullptr};     // push-only list of every heap ever made
+  std::atomic<MetaChunk*> meta{nullptr};
+  std::atomic<size_t> total_bytes{0};     // memory handed over or reserved
+  std::atomic<size_t> overhead_bytes{0};  // metadata and lost edges (see region.h)
+  std::atomic<size_t> dirty_slots{0};     // released and not purged since
+  std::atomic<size_t> segments_claimed{0};
+  std::atomic<size_t> peak_segments{0};
+  // Accounting of frees made by threads that have no heap here (region API).
+  std::atomic<int64_t> heapless_used_bytes{0};
+  std::atomic<int64_t> heapless_block_bytes{0};
+
+  // Sets the secret once (racing callers agree on the first value).
+  void ensure_secret(uintptr_t candidate);
+  uintptr_t cookie_of(const void* segment) const {
+    // relaxed: the secret is written once, before any segment exists.
+    return reinterpret_cast<uintptr_t>(segment) ^ secret.load(std::memory_order_relaxed);
+  }
+
+  // Where a new arena over [start, start+size) puts its headers.
+  struct ArenaPlan {
+    uintptr_t start, end;        // the memory handed over
+    uintptr_t first_slot;        // slots [first_slot, first_slot + slots*kSegmentSize)
+    size_t slots;
+    uintptr_t reserved;          // reserve_bytes for the caller
+    uintptr_t header;            // the arena header
+    uintptr_t meta_start, meta_end;  // what is left becomes metadata space
+  };
+  // Plans an arena with `reserve_bytes` carved out for the caller (placed in
+  // slack when possible). False if no slot fits.
+  static bool plan_arena(void* start, size_t size, size_t reserve_bytes, ArenaPlan* plan);
+  void add_arena(const ArenaPlan& plan);
+  bool add_memory(void* start, size_t size) {
+    ArenaPlan plan;
+    if (!plan_arena(start, size, 0, &plan)) return false;
+    add_arena(plan);
+    return true;
+  }
+  // True when [start, start+size) overlaps memory some arena already has.
+  bool overlaps(uintptr_t start, uintptr_t end) const;
+  // The arena holding address a, or null.
+  Arena* arena_of(uintptr_t a) const;
+
+  // Segments -----------------------------------------------------------------
+  // Claims `slots` consecutive slots (see Arena::claim for align/offset),
+  // sweeping abandoned heaps and growing the source when needed.
+  Segment* claim_segment(size_t slots, size_t align, size_t align_offset);
+  void release_segment(Segment* s);
+  bool is_live_segment(const Segment* s) const;
+
+  // Heaps ----------------------------------------------------------------------
+  Heap* acquire_heap();           // adopts an abandoned heap or makes one; null if no memory
+  void release_heap(Heap* h);     // collects h and abandons it
+  void sweep_abandoned();         // collects every abandoned heap it can claim
+
+  void* meta_alloc(size_t bytes);  // zeroed, 64-byte aligned; null if no memory
+  void purge_dirty();
+
+ private:
+  Segment* try_claim(size_t slots, size_t align, size_t align_offset);
+  bool grow(size_t slots, size_t align);
+  void publish_arena(Arena* a);
+  void add_meta_chunk(uintptr_t start, uintptr_t end);
+};
+
+inline constexpr size_t kPurgeBatchSlots = 8;  // purge once this many released slots are dirty
+
+}  // namespace shardalloc::core

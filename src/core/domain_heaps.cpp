@@ -1,0 +1,54 @@
+// Heap ownership: adopt, abandon, sweep. See docs/protocols.md (abandon/adopt).
+#include <new>
+
+#include "core/domain.h"
+#include "core/heap.h"
+
+namespace shardalloc::core {
+namespace {
+
+bool try_own(Heap* h) {
+  uint32_t expected = 0;
+  // relaxed pre-check avoids a write to heaps owned by running threads.
+  // acquire: we see everything the previous owner wrote before its release.
+  return h->owned.load(std::memory_order_relaxed) == 0 &&
+         h->owned.compare_exchange_strong(expected, 1, std::memory_order_acquire, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+Heap* Domain::acquire_heap() {
+  // acquire: heap records are published with release.
+  for (Heap* h = heaps.load(std::memory_order_acquire); h != nullptr; h = h->next_in_domain) {
+    if (try_own(h)) return h;
+  }
+  void* mem = meta_alloc(sizeof(Heap));
+  if (mem == nullptr) return nullptr;
+  Heap* h = new (mem) Heap();
+  h->init(this);
+  h->owned.store(1, std::memory_order_relaxed);  // relaxed: not yet visible to anyone
+  // relaxed load: the CAS publishes.
+  Heap* head = heaps.load(std::memory_order_relaxed);
+  do {
+    h->next_in_domain = head;
+    // release: other threads walking the list see an initialized record.
+  } while (!heaps.compare_exchange_weak(head, h, std::memory_order_release, std::memory_order_relaxed));
+  return h;
+}
+
+void Domain::release_heap(Heap* h) {
+  h->collect_all();
+  // release: the next owner (acquire CAS) sees all our writes to the heap and its pages.
+  h->owned.store(0, std::memory_order_release);
+}
+
+void Domain::sweep_abandoned() {
+  for (Heap* h = heaps.load(std::memory_order_acquire); h != nullptr; h = h->next_in_domain) {
+    // relaxed: a hint; heaps without segments have nothing to give back.
+    if (h->segment_count.load(std::memory_order_relaxed) == 0) continue;
+    if (!try_own(h)) continue;
+    release_heap(h);
+  }
+}
+
+}  // namespace shardalloc::core

@@ -1,0 +1,130 @@
+// A heap: the pages one thread (or CPU) allocates from.
+//
+// Ownership: exactly one thread owns a heap at a time (owned == 1, taken by
+// CAS with acquire, given up with a release store); only the owner touches the
+// fields marked "owner". A heap is never freed: a thread that exits abandons
+// it and a later thread adopts it whole, pages included.
+// Any thread may push on `notified` (pages it freed into while they were full).
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/bits.h"
+#include "core/config.h"
+#include "core/page.h"
+#include "core/segment.h"
+#include "core/size_class.h"
+
+namespace shardalloc::core {
+
+struct Domain;
+
+struct PageQueue {
+  Page* first = nullptr;
+  Page* last = nullptr;
+};
+
+// The page every direct slot of an unused heap points to: its free list is
+// empty, so the fast path falls into the slow path without an extra branch.
+inline constinit Page g_empty_page{};
+
+struct Heap {
+  Page* direct[kDirectSlots];        // owner: page to allocate from, by (size+7)/8
+  PageQueue queues[kClassCount];     // owner: pages with (maybe) free blocks, per class
+  PageQueue full;                    // owner: pages found full
+  Segment* partial_small = nullptr;  // owner: small segments with a free page
+  Domain* domain = nullptr;          // immutable once published
+  Heap* next_in_domain = nullptr;    // immutable once published
+  bool placeholder = false;          // a thread's heap before its first allocation
+  std::atomic<uint32_t> owned{0};
+  std::atomic<uint32_t> segment_count{0};  // owner writes; sweepers read as a hint
+  std::atomic<Page*> notified{nullptr};    // pages freed into while full (MPSC stack)
+  // Region accounting: owner writes (relaxed store), anyone reads.
+  std::atomic<int64_t> used_bytes{0};
+  std::atomic<int64_t> block_bytes{0};
+
+  constexpr Heap() {
+    for (auto& d : direct) d = &g_empty_page;
+  }
+  // The placeholder heap of a domain: every allocation takes the slow path,
+  // which swaps in the thread's real heap (platform::current_heap).
+  constexpr explicit Heap(Domain* d) : Heap() {
+    domain = d;
+    placeholder = true;
+  }
+
+  // Fast paths ------------------------------------------------------------
+  SHARD_INLINE void* alloc_small(size_t size) {
+    Page* page = direct[direct_slot_of(size)];
+    Block* b = page->pop_free();
+    if (SHARD_LIKELY(b != nullptr)) return b;
+    return alloc_slow(size);
+  }
+  SHARD_INLINE void* alloc(size_t size) {
+    if (SHARD_LIKELY(size <= kDirectSizeMax)) return alloc_small(size);
+    if (size <= kMediumBlockMax) {
+      Page* page = queues[size_class_of(size)].first;
+      if (page != nullptr) {
+        if (Block* b = page->pop_free()) return b;
+      }
+    }
+    return alloc_slow(size);
+  }
+  // p belongs to a segment this heap owns.
+  SHARD_INLINE void free_local(Segment* s, void* p) {
+    Page* page = s->page_of(p);
+    Block* b = page->block_of(p);
+    if (SHARD_UNLIKELY(b == page->local_free || b == page->free || page->used == 0)) report_bad_local_free(page, p);
+    b->next = page->local_free;
+    page->local_free = b;
+    if (SHARD_UNLIKELY(--page->used == 0 || page->in_full)) page_freed_slow(page);
+  }
+
+  // Slow paths (heap_alloc.cpp, heap_free.cpp) -------------------------------
+  void* alloc_slow(size_t size);
+  void* alloc_aligned(size_t size, size_t align);
+  void page_freed_slow(Page* page);
+  [[noreturn]] void report_bad_local_free(Page* page, void* p);
+
+  // Lifecycle (heap_lifecycle.cpp) --------------------------------------------
+  void init(Domain* d);
+  // Owner: collects every page, returns empty pages and segments. Used at
+  // abandon and by sweepers of abandoned heaps.
+  void collect_all();
+  // Owner: takes the pages remote threads reported (moves them out of full).
+  void drain_notified();
+
+  // Internals shared by the heap files --------------------------------------
+  void queue_push_front(PageQueue& q, Page* page);
+  void queue_push_back(PageQueue& q, Page* page);
+  void queue_remove(PageQueue& q, Page* page);
+  PageQueue& queue_of(Page* page) { return page->in_full ? full : queues[page->size_class]; }
+  void set_direct(unsigned cls, Page* page);
+  bool move_to_full(Page* page);
+  void move_out_of_full(Page* page);
+  void free_page(Page* page);
+  Segment* claim_owned_segment(SegmentKind kind);
+  Page* find_page(unsigned cls);
+  Page* fresh_page(unsigned cls);
+  void* alloc_huge(size_t size, size_t align);
+};
+
+// Frees p (in a segment of domain d) from a thread that does not own its
+// segment, or a huge block from any thread.
+void free_remote(Domain* d, Segment* s, void* p);
+
+// Frees p, local or remote. `current` is the calling thread's heap in p's domain (may be the empty heap).
+SHARD_INLINE void free_block(Heap* current, void* p) {
+  Segment* s = segment_of(p);
+  if (SHARD_LIKELY(s->heap == current)) {
+    current->free_local(s, p);
+  } else {
+    free_remote(current->domain, s, p);
+  }
+}
+
+// Bytes usable at p (p inside a live block of a segment).
+size_t usable_size(const void* p);
+
+}  // namespace shardalloc::core

@@ -1,0 +1,190 @@
+// Allocation slow paths: page search, fresh pages, aligned and huge blocks.
+#include "core/bits.h"
+#include "core/domain.h"
+#include "core/heap.h"
+#include "core/hooks.h"
+
+namespace shardalloc::core {
+namespace {
+
+// Blocks of a power-of-two size start naturally aligned; others 16-aligned.
+uintptr_t area_start(uintptr_t start, size_t block) {
+  return align_up(start, is_pow2(block) ? block : (block % 16 == 0 ? 16 : kMinAlign));
+}
+
+}  // namespace
+
+void* Heap::alloc_slow(size_t size) {
+  if (placeholder) {
+    Heap* real = platform::current_heap(domain);
+    return real != nullptr && !real->placeholder ? real->alloc(size) : nullptr;
+  }
+  drain_notified();
+  if (size > kMediumBlockMax) return alloc_huge(size, 0);
+  const unsigned cls = size_class_of(size);
+  Page* page = find_page(cls);
+  if (page == nullptr) page = fresh_page(cls);
+  if (page == nullptr) return nullptr;
+  return page->pop_free();
+}
+
+Page* Heap::find_page(unsigned cls) {
+  PageQueue& q = queues[cls];
+  Page* page = q.first;
+  while (page != nullptr) {
+    if (page->free == nullptr) page->collect();
+    if (page->free == nullptr && page->capacity < page->reserved) page->extend();
+    if (page->free != nullptr) {
+      if (page != q.first) {
+        queue_remove(q, page);
+        queue_push_front(q, page);
+      }
+      set_direct(cls, page);
+      return page;
+    }
+    Page* next = page->next;
+    if (!move_to_full(page)) continue;  // remote frees arrived meanwhile: collect them
+    page = next;
+  }
+  return nullptr;
+}
+
+Segment* Heap::claim_owned_segment(SegmentKind kind) {
+  Segment* s = domain->claim_segment(1, 0, 0);
+  if (s == nullptr) return nullptr;
+  s->heap = this;
+  s->kind = kind;
+  s->page_shift = kind == SegmentKind::kSmall ? kSmallPageShift : 63;
+  s->page_count = kind == SegmentKind::kSmall ? kSmallPagesPerSegment : 1;
+  s->used_pages = 0;
+  s->next_partial = s->prev_partial = nullptr;
+  s->in_partial_list = 0;
+  for (auto& p : s->pages) p.in_use = 0;
+  // relaxed: a hint for sweepers; the heap's ownership CAS orders the rest.
+  segment_count.store(segment_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  return s;
+}
+
+namespace {
+
+void partial_push(Segment*& head, Segment* s) {
+  s->prev_partial = nullptr;
+  s->next_partial = head;
+  if (head != nullptr) head->prev_partial = s;
+  head = s;
+  s->in_partial_list = 1;
+}
+
+}  // namespace
+
+void partial_remove(Segment*& head, Segment* s) {
+  if (!s->in_partial_list) return;
+  if (s->prev_partial != nullptr) s->prev_partial->next_partial = s->next_partial;
+  else head = s->next_partial;
+  if (s->next_partial != nullptr) s->next_partial->prev_partial = s->prev_partial;
+  s->next_partial = s->prev_partial = nullptr;
+  s->in_partial_list = 0;
+}
+
+void partial_add(Segment*& head, Segment* s) {
+  if (!s->in_partial_list) partial_push(head, s);
+}
+
+Page* Heap::fresh_page(unsigned cls) {
+  const size_t block = class_block_size(cls);
+  Segment* s;
+  Page* page;
+  uintptr_t start, end;
+  if (block <= kSmallBlockMax) {
+    s = partial_small;
+    if (s == nullptr) {
+      s = claim_owned_segment(SegmentKind::kSmall);
+      if (s == nullptr) return nullptr;
+      partial_add(partial_small, s);
+    }
+    size_t i = 0;
+    while (s->pages[i].in_use) ++i;
+    page = &s->pages[i];
+    start = addr(s) + i * kSmallPageSize + (i == 0 ? kSegmentHeaderSize : 0);
+    end = addr(s) + (i + 1) * kSmallPageSize;
+    if (size_t(s->used_pages) + 1 == s->page_count) partial_remove(partial_small, s);
+  } else {
+    s = claim_owned_segment(SegmentKind::kMedium);
+    if (s == nullptr) return nullptr;
+    page = &s->pages[0];
+    start = addr(s) + kSegmentHeaderSize;
+    end = addr(s) + kSegmentSize;
+  }
+  const uintptr_t area = area_start(start, block);
+  page->init(ptr<uint8_t>(area), end - area, block, cls);
+  ++s->used_pages;
+  page->extend();
+  queue_push_front(queues[cls], page);
+  set_direct(cls, page);
+  return page;
+}
+
+void* Heap::alloc_huge(size_t size, size_t align) {
+  if (size > kMaxRequest || align > kMaxRequest) return nullptr;
+  size_t offset, slots, align_offset = 0;
+  if (align <= kSegmentSize) {
+    offset = align_up(kSegmentHeaderSize, align > 16 ? align : 16);
+    slots = (offset + size + kSegmentSize - 1) / kSegmentSize;
+    align = 0;
+  } else {
+    // The block starts at the slot after the header, on an align boundary.
+    offset = kSegmentSize;
+    slots = 1 + (size + kSegmentSize - 1) / kSegmentSize;
+    align_offset = 1;
+  }
+  if (slots == 0) slots = 1;
+  Segment* s = domain->claim_segment(slots, align, align_offset);
+  if (s == nullptr) return nullptr;
+  s->heap = nullptr;
+  s->kind = SegmentKind::kHuge;
+  s->page_shift = 63;
+  s->page_count = 1;
+  s->used_pages = 1;
+  s->in_partial_list = 0;
+  uint8_t* block = ptr<uint8_t>(addr(s) + offset);
+  Page* page = &s->pages[0];
+  const size_t usable = addr(s->slot_end()) - addr(block);
+  page->init(block, usable, usable, 0);
+  page->capacity = 1;
+  page->used = 1;
+  // relaxed: statistics; released in Domain::release_segment.
+  domain->overhead_bytes.fetch_add(offset - kSegmentHeaderSize, std::memory_order_relaxed);
+  return block;
+}
+
+void* Heap::alloc_aligned(size_t size, size_t align) {
+  if (align <= kMinAlign) return alloc(size);
+  if (placeholder) {
+    Heap* real = platform::current_heap(domain);
+    return real != nullptr && !real->placeholder ? real->alloc_aligned(size, align) : nullptr;
+  }
+  if (size <= kMediumBlockMax && align <= kMediumBlockMax) {
+    void* p = alloc(size);
+    if (p == nullptr || (addr(p) & (align - 1)) == 0) return p;
+    free_local(segment_of(p), p);
+    const size_t padded = size + align - kMinAlign;
+    if (padded <= kMediumBlockMax) {
+      p = alloc(padded);
+      if (p == nullptr) return nullptr;
+      segment_of(p)->page_of(p)->has_interior = 1;
+      return ptr(align_up(addr(p), align));
+    }
+  }
+  if (size > kMaxRequest) return nullptr;
+  drain_notified();
+  return alloc_huge(size, align);
+}
+
+size_t usable_size(const void* p) {
+  Segment* s = segment_of(p);
+  const Page* page = s->page_of(p);
+  const size_t index = (addr(p) - addr(page->area)) / page->block_size;
+  return addr(page->area) + (index + 1) * page->block_size - addr(p);
+}
+
+}  // namespace shardalloc::core

@@ -1,0 +1,114 @@
+// Free slow paths: the owner's page bookkeeping and other threads' frees.
+// The thread-free / notify protocol is docs/protocols.md.
+#include "core/domain.h"
+#include "core/heap.h"
+#include "core/hooks.h"
+
+namespace shardalloc::core {
+
+void partial_add(Segment*& head, Segment* s);
+void partial_remove(Segment*& head, Segment* s);
+
+void Heap::report_bad_local_free(Page* page, void* p) {
+  if (page->used == 0 || !page->in_use) platform::fatal("free of a pointer that is not allocated", p);
+  platform::fatal("double free detected", p);
+}
+
+void Heap::page_freed_slow(Page* page) {
+  if (page->in_full) move_out_of_full(page);
+  if (page->used != 0) return;
+  const PageQueue& q = queues[page->size_class];
+  // The only page of its class stays, so alloc/free of one block does not
+  // claim and release a page every time.
+  if (q.first == page && page->next == nullptr) return;
+  free_page(page);
+}
+
+void Heap::free_page(Page* page) {
+  // relaxed: we only need to know whether a notifier may still touch the
+  // page; kNotified is set by a CAS whose block we already collected.
+  if (page->load_thread_free(std::memory_order_relaxed).state() == NotifyState::kNotified) return;
+  queue_remove(queue_of(page), page);
+  page->in_full = 0;
+  page->in_use = 0;
+  page->local_free = page->free = nullptr;
+  Segment* s = ptr<Segment>(align_down(addr(page), kSegmentSize));
+  --s->used_pages;
+  if (s->kind == SegmentKind::kSmall) partial_add(partial_small, s);
+  if (s->used_pages == 0) {
+    if (s->kind == SegmentKind::kSmall) partial_remove(partial_small, s);
+    // relaxed: a hint for sweepers.
+    segment_count.store(segment_count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    domain->release_segment(s);
+  }
+}
+
+void Heap::drain_notified() {
+  // relaxed: a cheap emptiness test; the exchange below synchronizes.
+  if (notified.load(std::memory_order_relaxed) == nullptr) return;
+  // acquire: pairs with the notifiers' release pushes, so next_notified links are visible.
+  Page* list = notified.exchange(nullptr, std::memory_order_acquire);
+  while (list != nullptr) {
+    Page* page = list;
+    list = page->next_notified;
+    // relaxed: only the state bits change; the list head is kept.
+    uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
+    while (!page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(),
+                                                    std::memory_order_relaxed, std::memory_order_relaxed)) {
+    }
+    if (page->in_full) move_out_of_full(page);
+  }
+}
+
+namespace {
+
+void free_huge(Segment* s, void* p) {
+  Page* page = &s->pages[0];
+  if (p != page->area) platform::fatal("free of a pointer that is not allocated", p);
+  uintptr_t expected = 0;
+  // acq_rel: the winner of this CAS alone releases the segment; a loser is a double free.
+  if (!page->thread_free.compare_exchange_strong(expected, 1, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    platform::fatal("double free detected", p);
+  }
+  s->domain->release_segment(s);
+}
+
+void push_notified(Heap* heap, Page* page) {
+  // relaxed load: the CAS below publishes.
+  Page* head = heap->notified.load(std::memory_order_relaxed);
+  do {
+    page->next_notified = head;
+    // release: the owner's acquire exchange then sees next_notified.
+  } while (!heap->notified.compare_exchange_weak(head, page, std::memory_order_release, std::memory_order_relaxed));
+}
+
+}  // namespace
+
+void free_remote(Domain* d, Segment* s, void* p) {
+  if (s->cookie != d->cookie_of(s)) platform::fatal("free of a pointer that is not allocated", p);
+  if (s->kind == SegmentKind::kHuge) return free_huge(s, p);
+  Page* page = s->page_of(p);
+  if (!page->in_use) platform::fatal("free of a pointer that is not allocated", p);
+  // Interior pointers (aligned allocations) round down to their block.
+  const size_t index = (addr(p) - addr(page->area)) / page->block_size;
+  Block* b = ptr<Block>(addr(page->area) + index * page->block_size);
+  // relaxed: the CAS below validates what we read.
+  uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
+  ThreadFreeWord seen(raw);
+  for (;;) {
+    if (seen.head() == b) platform::fatal("double free detected", p);
+    b->next = seen.head();
+    const NotifyState next = seen.state() == NotifyState::kFull ? NotifyState::kNotified : seen.state();
+    // release: our writes to the block (and its next pointer) happen-before the owner's acquire collect.
+    if (page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(b, next).raw(), std::memory_order_release,
+                                                std::memory_order_relaxed)) {
+      break;
+    }
+    seen = ThreadFreeWord(raw);
+  }
+  // We moved the page from kFull to kNotified: tell its heap. The owner will
+  // not free the page while it is kNotified, so touching it here is safe.
+  if (seen.state() == NotifyState::kFull) push_notified(s->heap, page);
+}
+
+}  // namespace shardalloc::core

@@ -1,0 +1,33 @@
+// Heap set-up, and the full collection done when a thread abandons its heap
+// or another thread sweeps an abandoned one.
+#include "core/domain.h"
+#include "core/heap.h"
+
+namespace shardalloc::core {
+
+void Heap::init(Domain* d) {
+  domain = d;
+  placeholder = false;
+  for (auto& p : direct) p = &g_empty_page;
+  for (auto& q : queues) q = PageQueue{};
+  full = PageQueue{};
+  partial_small = nullptr;
+}
+
+void Heap::collect_all() {
+  drain_notified();
+  for (unsigned cls = 0; cls <= kClassCount; ++cls) {
+    PageQueue& q = cls == kClassCount ? full : queues[cls];
+    Page* page = q.first;
+    while (page != nullptr) {
+      Page* next = page->next;
+      page->collect();
+      if (page->in_full && page->free != nullptr) move_out_of_full(page);
+      if (page->used == 0) free_page(page);
+      page = next;
+    }
+  }
+  for (auto& p : direct) p = &g_empty_page;
+}
+
+}  // namespace shardalloc::core

@@ -1,0 +1,73 @@
+// Page queues and the direct table: owner-only bookkeeping of a heap.
+#include "core/heap.h"
+
+namespace shardalloc::core {
+
+void Heap::queue_push_front(PageQueue& q, Page* page) {
+  page->prev = nullptr;
+  page->next = q.first;
+  if (q.first != nullptr) q.first->prev = page;
+  else q.last = page;
+  q.first = page;
+}
+
+void Heap::queue_push_back(PageQueue& q, Page* page) {
+  page->next = nullptr;
+  page->prev = q.last;
+  if (q.last != nullptr) q.last->next = page;
+  else q.first = page;
+  q.last = page;
+}
+
+void Heap::queue_remove(PageQueue& q, Page* page) {
+  if (page->prev != nullptr) page->prev->next = page->next;
+  else q.first = page->next;
+  if (page->next != nullptr) page->next->prev = page->prev;
+  else q.last = page->prev;
+  page->next = page->prev = nullptr;
+  // The direct table must never point at a page that left its class queue.
+  if (&q != &full && q.first != nullptr) set_direct(page->size_class, q.first);
+  else if (&q != &full) set_direct(page->size_class, &g_empty_page);
+}
+
+void Heap::set_direct(unsigned cls, Page* page) {
+  const size_t block = class_block_size(cls);
+  if (block > kDirectSizeMax) return;
+  const size_t lo = cls == 1 ? 0 : direct_slot_of(class_block_size(cls - 1)) + 1;
+  const size_t hi = direct_slot_of(block);
+  for (size_t w = lo; w <= hi; ++w) direct[w] = page;
+}
+
+bool Heap::move_to_full(Page* page) {
+  // relaxed: the state bits carry no data; blocks are handed over by collect's acquire.
+  uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
+  const ThreadFreeWord seen(raw);
+  if (seen.state() == NotifyState::kNormal) {
+    if (seen.head() != nullptr) return false;  // remote frees arrived: collect them instead
+    // relaxed: see above. On failure a remote free got in first; the caller collects it.
+    if (!page->thread_free.compare_exchange_strong(raw, ThreadFreeWord(nullptr, NotifyState::kFull).raw(),
+                                                   std::memory_order_relaxed, std::memory_order_relaxed)) {
+      return false;
+    }
+  }
+  // kNotified: a notification is already on its way; the drain moves the page back.
+  queue_remove(queues[page->size_class], page);
+  page->in_full = 1;
+  queue_push_back(full, page);
+  return true;
+}
+
+void Heap::move_out_of_full(Page* page) {
+  // relaxed: as in move_to_full.
+  uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
+  while (ThreadFreeWord(raw).state() == NotifyState::kFull &&
+         !page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(),
+                                                  std::memory_order_relaxed, std::memory_order_relaxed)) {
+  }
+  queue_remove(full, page);
+  page->in_full = 0;
+  queue_push_back(queues[page->size_class], page);
+  if (queues[page->size_class].first == page) set_direct(page->size_class, page);
+}
+
+}  // namespace shardalloc::core

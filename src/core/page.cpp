@@ -1,0 +1,79 @@
+#include "core/page.h"
+
+#include "core/config.h"
+
+namespace shardalloc::core {
+
+void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls) {
+  free = nullptr;
+  local_free = nullptr;
+  // relaxed: the page is not yet reachable by other threads; publication of
+  // the block pointers (a release on the heap's side) orders this store.
+  thread_free.store(0, std::memory_order_relaxed);
+  used = 0;
+  capacity = 0;
+  reserved = uint32_t(area_bytes / block_bytes);
+  size_class = uint8_t(cls);
+  in_full = 0;
+  has_interior = 0;
+  in_use = 1;
+  block_size = block_bytes;
+  area = area_start;
+  next = prev = nullptr;
+  next_notified = nullptr;
+}
+
+uint32_t Page::collect() {
+  uint32_t remote = 0;
+  // relaxed pre-check: an empty stack needs no RMW; a stale non-empty read
+  // only costs the CAS below.
+  uintptr_t raw = thread_free.load(std::memory_order_relaxed);
+  if (ThreadFreeWord(raw).head() != nullptr) {
+    // acquire: the freeing threads' writes (next pointers) happen-before our
+    // reads of the list. The state bits are kept; only the list is taken.
+    while (!thread_free.compare_exchange_weak(raw, ThreadFreeWord(raw).with_head(nullptr).raw(),
+                                              std::memory_order_acquire, std::memory_order_relaxed)) {
+    }
+    Block* list = ThreadFreeWord(raw).head();
+    Block* last = list;
+    remote = 1;
+    while (last->next != nullptr) {
+      last = last->next;
+      ++remote;
+    }
+    last->next = free;
+    free = list;
+    used -= remote;
+  }
+  if (local_free != nullptr) {
+    if (free == nullptr) {
+      free = local_free;
+    } else {
+      Block* last = local_free;
+      while (last->next != nullptr) last = last->next;
+      last->next = free;
+      free = local_free;
+    }
+    local_free = nullptr;
+  }
+  return remote;
+}
+
+void Page::extend() {
+  const size_t room = reserved - capacity;
+  size_t count = kExtendBytes / block_size;
+  if (count == 0) count = 1;
+  if (count > room) count = room;
+  uint8_t* first = area + size_t{capacity} * block_size;
+  Block* head = nullptr;
+  // Built back to front so the list runs in address order.
+  for (size_t i = count; i-- > 0;) {
+    Block* b = reinterpret_cast<Block*>(first + i * block_size);
+    b->next = head;
+    head = b;
+  }
+  free = head;
+  capacity += uint32_t(count);
+}
+
+}  // namespace shardalloc::core

@@ -1,0 +1,75 @@
+// A page: blocks of one size class, with three free lists.
+//
+// Who writes what:
+//   owner (the thread that owns the page's heap): free, local_free, used,
+//     capacity, queue links, flags.
+//   any thread: thread_free (CAS push only; see thread_free.h).
+//   the one remote thread that moves thread_free from kFull to kNotified:
+//     next_notified, once, before it publishes the page.
+// Invariants (owner's view, no call in flight):
+//   used = blocks handed out - blocks back on free/local_free;
+//   blocks on thread_free are still counted in used until collected;
+//   capacity <= reserved; blocks [capacity, reserved) were never handed out.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/bits.h"
+#include "core/block.h"
+#include "core/thread_free.h"
+
+namespace shardalloc::core {
+
+struct Page {
+  Block* free = nullptr;        // allocation pops here
+  Block* local_free = nullptr;  // the owner's frees
+  std::atomic<uintptr_t> thread_free{0};  // ThreadFreeWord: other threads' frees
+  uint32_t used = 0;
+  uint32_t capacity = 0;
+  uint32_t reserved = 0;
+  uint8_t size_class = 0;    // 0 for huge blocks
+  uint8_t in_full = 0;       // in the heap's full queue
+  uint8_t has_interior = 0;  // aligned allocations handed out interior pointers
+  uint8_t in_use = 0;        // the page holds blocks (as opposed to free in its segment)
+  size_t block_size = 0;
+  uint8_t* area = nullptr;   // first block
+  Page* next = nullptr;      // heap queue links
+  Page* prev = nullptr;
+  Page* next_notified = nullptr;  // link in the heap's notified stack
+
+  ThreadFreeWord load_thread_free(std::memory_order order) const {
+    return ThreadFreeWord(thread_free.load(order));
+  }
+  uint8_t* area_end() const { return area + size_t{reserved} * block_size; }
+  bool contains(const void* p) const { return addr(p) >= addr(area) && addr(p) < addr(area_end()); }
+
+  SHARD_INLINE Block* pop_free() {
+    Block* b = free;
+    if (SHARD_LIKELY(b != nullptr)) {
+      free = b->next;
+      ++used;
+    }
+    return b;
+  }
+
+  // Start of the block that holds p (p may be interior after an aligned allocation).
+  Block* block_of(void* p) const {
+    if (SHARD_LIKELY(!has_interior)) return static_cast<Block*>(p);
+    const size_t index = (addr(p) - addr(area)) / block_size;
+    return ptr<Block>(addr(area) + index * block_size);
+  }
+
+  // Owner: sets the page up for blocks of block_size in [area, area_end).
+  void init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls);
+  // Owner: moves thread_free and local_free into free. Returns the number of
+  // blocks taken from thread_free.
+  uint32_t collect();
+  // Owner: builds free blocks from the never-used tail. Precondition: free is empty.
+  void extend();
+};
+
+static_assert(sizeof(Page) <= 96, "page headers live in the segment header; keep them small");
+static_assert(alignof(Page) == alignof(void*));
+
+}  // namespace shardalloc::core

@@ -1,0 +1,21 @@
+// Where a domain's memory comes from. The core calls these only on slow paths.
+//   OS source (src/platform/linux/os_source.cpp): reserve maps fresh arenas, purge gives pages back.
+//   Region source (src/api/region_api.cpp): reserve is null (memory only arrives by add_memory),
+//     purge is null (a kernel's memory stays where it is).
+#pragma once
+#include <cstddef>
+
+namespace shardalloc::core {
+
+struct PageSource {
+  // Maps at least `bytes` bytes aligned to `align`; returns null on failure and
+  // sets *out_bytes to the size actually mapped. Null function: cannot grow.
+  void* (*reserve)(size_t bytes, size_t align, size_t* out_bytes);
+  // Tells the source that [p, p+bytes) holds nothing; it may drop the pages
+  // (they read back as zero). Null function: nothing to do.
+  void (*purge)(void* p, size_t bytes);
+  // Memory from this source reads as zero when first handed out (lets calloc skip a memset).
+  bool fresh_is_zero;
+};
+
+}  // namespace shardalloc::core

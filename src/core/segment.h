@@ -1,0 +1,56 @@
+// A segment: kSegmentSize-aligned memory whose first kSegmentHeaderSize bytes
+// describe its pages. Small segments hold kSmallPagesPerSegment pages, medium
+// segments one page, huge segments one block spanning one or more slots.
+//
+// Written once by the claiming heap before the segment is published (the
+// header fields), then: pages[] as documented in page.h; used_pages and the
+// heap list links by the owner only.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/bits.h"
+#include "core/config.h"
+#include "core/page.h"
+
+namespace shardalloc::core {
+
+struct Domain;
+struct Heap;
+struct Arena;
+
+enum class SegmentKind : uint8_t { kSmall = 1, kMedium = 2, kHuge = 3 };
+
+inline constexpr size_t kSegmentHeaderSize = 1024;
+
+struct Segment {
+  uintptr_t cookie;  // address ^ domain secret: tells a header from arbitrary memory
+  Domain* domain;
+  Heap* heap;        // owner; null for huge segments, which any thread may release
+  Arena* arena;
+  size_t span_slots;
+  SegmentKind kind;
+  uint8_t page_shift;   // page index = (p - segment) >> page_shift
+  uint16_t page_count;
+  uint16_t used_pages;  // pages in use (owner)
+  uint16_t reserved_;
+  Segment* next_partial;  // heap's list of small segments with a free page (owner)
+  Segment* prev_partial;
+  uint8_t in_partial_list;
+  Page pages[kSmallPagesPerSegment];
+
+  Page* page_of(const void* p) { return &pages[(addr(p) - addr(this)) >> page_shift]; }
+  uint8_t* slot_end() { return reinterpret_cast<uint8_t*>(this) + span_slots * kSegmentSize; }
+};
+
+static_assert(sizeof(Segment) <= kSegmentHeaderSize, "segment header must fit its reserved bytes");
+static_assert(kSegmentHeaderSize % 64 == 0, "page 0 starts cache-line aligned");
+
+// The segment of a block. Subtracting one maps a block that starts exactly at
+// a slot boundary (huge blocks with alignment >= kSegmentSize) to the header
+// in the slot before it; every other block starts past its header.
+SHARD_INLINE Segment* segment_of(const void* p) {
+  return ptr<Segment>((addr(p) - 1) & ~kSegmentMask);
+}
+
+}  // namespace shardalloc::core

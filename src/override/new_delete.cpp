@@ -1,0 +1,70 @@
+// Every C++ operator new / delete, over the process heap. new calls the
+// new-handler and throws std::bad_alloc; the nothrow forms return nullptr.
+#include <new>
+
+#include "api/process_alloc.h"
+
+#define SHARD_EXPORT __attribute__((visibility("default")))
+
+using namespace shardalloc;
+
+namespace {
+
+[[gnu::noinline]] void* new_retry(size_t size, size_t align, bool nothrow) {
+  for (;;) {
+    void* p = align <= core::kMinAlign ? api::process_malloc(size) : api::process_malloc_aligned(size, align);
+    if (p != nullptr) return p;
+    std::new_handler handler = std::get_new_handler();
+    if (handler == nullptr) {
+      if (nothrow) return nullptr;
+      throw std::bad_alloc();
+    }
+    if (nothrow) {
+      try {
+        handler();
+      } catch (...) {
+        return nullptr;
+      }
+    } else {
+      handler();
+    }
+  }
+}
+
+inline void* new_impl(size_t size) {
+  void* p = platform::process_heap()->alloc(size);
+  if (__builtin_expect(p != nullptr, 1) && size <= core::kMaxRequest) return p;
+  return new_retry(size, 0, false);
+}
+
+inline void* new_aligned(size_t size, std::align_val_t align, bool nothrow) {
+  return new_retry(size, size_t(align), nothrow);
+}
+
+}  // namespace
+
+SHARD_EXPORT void* operator new(size_t size) { return new_impl(size); }
+SHARD_EXPORT void* operator new[](size_t size) { return new_impl(size); }
+SHARD_EXPORT void* operator new(size_t size, const std::nothrow_t&) noexcept { return new_retry(size, 0, true); }
+SHARD_EXPORT void* operator new[](size_t size, const std::nothrow_t&) noexcept { return new_retry(size, 0, true); }
+SHARD_EXPORT void* operator new(size_t size, std::align_val_t a) { return new_aligned(size, a, false); }
+SHARD_EXPORT void* operator new[](size_t size, std::align_val_t a) { return new_aligned(size, a, false); }
+SHARD_EXPORT void* operator new(size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return new_aligned(size, a, true);
+}
+SHARD_EXPORT void* operator new[](size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return new_aligned(size, a, true);
+}
+
+SHARD_EXPORT void operator delete(void* p) noexcept { api::process_free(p); }
+SHARD_EXPORT void operator delete[](void* p) noexcept { api::process_free(p); }
+SHARD_EXPORT void operator delete(void* p, size_t) noexcept { api::process_free(p); }
+SHARD_EXPORT void operator delete[](void* p, size_t) noexcept { api::process_free(p); }
+SHARD_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { api::process_free(p); }
+SHARD_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { api::process_free(p); }
+SHARD_EXPORT void operator delete(void* p, std::align_val_t) noexcept { api::process_free(p); }
+SHARD_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { api::process_free(p); }
+SHARD_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { api::process_free(p); }
+SHARD_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept { api::process_free(p); }
+SHARD_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { api::process_free(p); }
+SHARD_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { api::process_free(p); }

@@ -1,0 +1,41 @@
+#include "platform/linux/os_source.h"
+
+#include <sys/mman.h>
+
+#include "core/bits.h"
+
+namespace shardalloc::platform {
+
+uint8_t g_os_arena_map[kArenaMapEntries];
+
+namespace {
+
+void* map_anonymous(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+}  // namespace
+
+void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
+  // Over-map by `align`, then trim both ends to the aligned middle.
+  if (bytes + align < bytes) return nullptr;
+  void* raw = map_anonymous(bytes + align);
+  if (raw == nullptr) return nullptr;
+  const uintptr_t start = core::addr(raw);
+  const uintptr_t aligned = core::align_up(start, align);
+  if (aligned > start) munmap(raw, aligned - start);
+  const uintptr_t tail = start + bytes + align - (aligned + bytes);
+  if (tail > 0) munmap(core::ptr(aligned + bytes), tail);
+  for (uintptr_t a = aligned; a < aligned + bytes; a += core::kOsArenaSize) {
+    // relaxed: the arena is published to other threads by the domain's release CAS;
+    // a free of a pointer into it must have received that pointer after publication.
+    __atomic_store_n(&g_os_arena_map[a >> core::kOsArenaShift], 1, __ATOMIC_RELAXED);
+  }
+  *out_bytes = bytes;
+  return core::ptr(aligned);
+}
+
+void os_purge(void* p, size_t bytes) { madvise(p, bytes, MADV_DONTNEED); }
+
+}  // namespace shardalloc::platform

@@ -1,0 +1,26 @@
+// The OS page source: arenas mapped with mmap, purged with madvise.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/config.h"
+#include "core/page_source.h"
+
+namespace shardalloc::platform {
+
+void* os_reserve(size_t bytes, size_t align, size_t* out_bytes);
+void os_purge(void* p, size_t bytes);
+
+inline constexpr core::PageSource kOsPageSource{&os_reserve, &os_purge, true};
+
+// One byte per kOsArenaSize of the 47-bit user address space: non-zero where
+// an OS arena lies. Lets free() reject foreign pointers with one load.
+inline constexpr size_t kArenaMapEntries = (uintptr_t{1} << 47) >> core::kOsArenaShift;
+extern uint8_t g_os_arena_map[kArenaMapEntries];
+
+inline bool os_owns(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p) >> core::kOsArenaShift;
+  return a < kArenaMapEntries && __atomic_load_n(&g_os_arena_map[a], __ATOMIC_RELAXED) != 0;
+}
+
+}  // namespace shardalloc::platform

@@ -1,0 +1,204 @@
+// Helpers shared by the API and stress tests: work scaling, a fast PRNG,
+// content patterns, leak-free-on-purpose memory for regions.
+#pragma once
+
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "shardalloc/region.h"
+
+namespace shardtest {
+
+inline constexpr size_t KiB = size_t{1} << 10;
+inline constexpr size_t MiB = size_t{1} << 20;
+
+// ---- work scaling ---------------------------------------------------------
+
+#if defined(__SANITIZE_THREAD__)
+#define SHARDTEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SHARDTEST_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define SHARDTEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SHARDTEST_ASAN 1
+#endif
+#endif
+
+#ifndef SHARDALLOC_STRESS_SCALE_DEFAULT
+#define SHARDALLOC_STRESS_SCALE_DEFAULT 1
+#endif
+
+// Fixed shrink factor of sanitizer builds (TSan is ~10x slower, ASan ~2x).
+inline double sanitizer_factor() {
+#if defined(SHARDTEST_TSAN)
+  return 0.1;
+#elif defined(SHARDTEST_ASAN)
+  return 0.5;
+#else
+  return 1.0;
+#endif
+}
+
+// SHARDALLOC_STRESS_SCALE from the environment, else the configured default,
+// times the sanitizer factor.
+inline double stress_scale() {
+  double s = SHARDALLOC_STRESS_SCALE_DEFAULT;
+  if (const char* e = std::getenv("SHARDALLOC_STRESS_SCALE")) {
+    char* end = nullptr;
+    double v = std::strtod(e, &end);
+    if (end != e && v > 0) s = v;
+  }
+  return s * sanitizer_factor();
+}
+
+inline size_t scaled(size_t n, double factor, size_t min_n = 1) {
+  double v = double(n) * factor;
+  size_t r = v < 1 ? 0 : size_t(v);
+  return r < min_n ? min_n : r;
+}
+
+// ---- PRNG -----------------------------------------------------------------
+
+inline uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(mix64(seed ^ 0x5eed5eed5eedull)) {}
+  uint64_t next() {  // xorshift64*
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    return s * 0x2545f4914f6cdd1dull;
+  }
+  size_t below(size_t n) { return n ? size_t(next() % n) : 0; }
+  bool chance(unsigned percent) { return below(100) < percent; }
+};
+
+// ---- content patterns ------------------------------------------------------
+
+// Fills [p, p+n) with bytes derived from the block address, its size and a
+// seed, so a block that was handed out twice, overlaps another live block or
+// was scribbled over by the allocator is caught when it is checked.
+inline uint64_t pattern_base(const void* p, size_t n, uint64_t seed) {
+  return mix64(uint64_t(reinterpret_cast<uintptr_t>(p)) ^ mix64(n) ^ (seed * 0x9e3779b97f4a7c15ull));
+}
+
+inline void fill_pattern(void* p, size_t n, uint64_t seed) {
+  const uint64_t base = pattern_base(p, n, seed);
+  unsigned char* b = static_cast<unsigned char*>(p);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v = base ^ (uint64_t(i) * 0x100000001b3ull);
+    std::memcpy(b + i, &v, 8);
+  }
+  for (; i < n; ++i) b[i] = static_cast<unsigned char>(base >> ((i & 7) * 8)) ^ static_cast<unsigned char>(i);
+}
+
+// Offset of the first byte that differs from fill_pattern(p, n, seed), or
+// SIZE_MAX when all match.
+inline size_t check_pattern(const void* p, size_t n, uint64_t seed) {
+  const uint64_t base = pattern_base(p, n, seed);
+  const unsigned char* b = static_cast<const unsigned char*>(p);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v;
+    std::memcpy(&v, b + i, 8);
+    if (v != (base ^ (uint64_t(i) * 0x100000001b3ull))) {
+      for (size_t k = 0; k < 8; ++k) {
+        unsigned char want = static_cast<unsigned char>((base ^ (uint64_t(i) * 0x100000001b3ull)) >> (k * 8));
+        if (b[i + k] != want) return i + k;
+      }
+    }
+  }
+  for (; i < n; ++i)
+    if (b[i] != (static_cast<unsigned char>(base >> ((i & 7) * 8)) ^ static_cast<unsigned char>(i))) return i;
+  return SIZE_MAX;
+}
+
+// Sparse variant for big blocks: one word every `stride` bytes plus the last
+// byte, so multi-MiB blocks are checked without touching every page twice.
+inline void fill_sparse(void* p, size_t n, uint64_t seed, size_t stride = 4096) {
+  const uint64_t base = pattern_base(p, n, seed);
+  unsigned char* b = static_cast<unsigned char*>(p);
+  for (size_t i = 0; i + 8 <= n; i += stride) {
+    uint64_t v = base ^ i;
+    std::memcpy(b + i, &v, 8);
+  }
+  if (n) b[n - 1] = static_cast<unsigned char>(base ^ 0xa5);
+}
+
+inline bool check_sparse(const void* p, size_t n, uint64_t seed, size_t stride = 4096) {
+  const uint64_t base = pattern_base(p, n, seed);
+  const unsigned char* b = static_cast<const unsigned char*>(p);
+  for (size_t i = 0; i + 8 <= n; i += stride) {
+    uint64_t v;
+    std::memcpy(&v, b + i, 8);
+    if (v != (base ^ i)) return false;
+  }
+  return n == 0 || b[n - 1] == static_cast<unsigned char>(base ^ 0xa5);
+}
+
+inline bool is_aligned(const void* p, size_t align) {
+  return align == 0 || (reinterpret_cast<uintptr_t>(p) & (align - 1)) == 0;
+}
+
+// ---- memory for regions ----------------------------------------------------
+
+// Anonymous memory for a region. Never unmapped: a region has no destroy call
+// and threads that used it keep a heap inside it, so its memory has to stay
+// valid for the life of the process. Untouched pages cost no RSS.
+inline void* map_memory(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    std::fprintf(stderr, "mmap of %zu bytes failed\n", bytes);
+    std::abort();
+  }
+  return p;
+}
+
+struct RegionStats {
+  size_t total, used, available;
+  bool operator==(const RegionStats&) const = default;
+};
+
+inline RegionStats stats(const shard_region* r) {
+  return {shard_region_total_bytes(r), shard_region_used_bytes(r), shard_region_available_bytes(r)};
+}
+
+inline const char* status_name(shard_status s) {
+  switch (s) {
+    case SHARD_OK: return "SHARD_OK";
+    case SHARD_INVALID_PARAM: return "SHARD_INVALID_PARAM";
+    case SHARD_MEMORY_OVERLAP: return "SHARD_MEMORY_OVERLAP";
+    case SHARD_NO_MEMORY: return "SHARD_NO_MEMORY";
+    case SHARD_NOT_ALLOCATED: return "SHARD_NOT_ALLOCATED";
+  }
+  return "shard_status(?)";
+}
+
+}  // namespace shardtest
+
+// gtest prints statuses by name.
+#include <ostream>
+inline std::ostream& operator<<(std::ostream& os, shard_status s) { return os << shardtest::status_name(s); }
+namespace shardtest {
+inline std::ostream& operator<<(std::ostream& os, const RegionStats& s) {
+  return os << "{total=" << s.total << " used=" << s.used << " available=" << s.available << "}";
+}
+}  // namespace shardtest
