@@ -100,7 +100,9 @@ void free_remote(Domain* d, Segment* s, void* p) {
     b->next = seen.head();
     const NotifyState next = seen.state() == NotifyState::kFull ? NotifyState::kNotified : seen.state();
     // release: our writes to the block (and its next pointer) happen-before the owner's acquire collect.
-    if (page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(b, next).raw(), std::memory_order_release,
+    // acquire: when we read kFull, the owner's release there orders its earlier
+    // drain (which read next_notified) before our write of next_notified.
+    if (page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(b, next).raw(), std::memory_order_acq_rel,
                                                 std::memory_order_relaxed)) {
       break;
     }

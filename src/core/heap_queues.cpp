@@ -44,9 +44,11 @@ bool Heap::move_to_full(Page* page) {
   const ThreadFreeWord seen(raw);
   if (seen.state() == NotifyState::kNormal) {
     if (seen.head() != nullptr) return false;  // remote frees arrived: collect them instead
-    // relaxed: see above. On failure a remote free got in first; the caller collects it.
+    // release: the notifier that reads kFull (and fences acquire) then writes
+    // next_notified after our drain's reads of it. On failure a remote free got
+    // in first; the caller collects it.
     if (!page->thread_free.compare_exchange_strong(raw, ThreadFreeWord(nullptr, NotifyState::kFull).raw(),
-                                                   std::memory_order_relaxed, std::memory_order_relaxed)) {
+                                                   std::memory_order_release, std::memory_order_relaxed)) {
       return false;
     }
   }
