@@ -8,7 +8,8 @@
 // work. A good allocator keeps the peak RSS flat however many threads come
 // and go; one that strands per-thread caches or pages grows with the rounds.
 //
-// Full size: 5000 rounds of T threads each.
+// Full size: 6000 thread lifetimes in total, i.e. 6000/T rounds of T
+// threads (at least 2 rounds).
 #include "common.hpp"
 
 namespace {
@@ -17,14 +18,16 @@ constexpr int kObjects = 200;
 
 struct Left {
   void* p = nullptr;
+  std::uint64_t tag = 0;
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
   auto a = bench::parse_args(argc, argv, "mleak: short-lived threads allocate, leave one object and exit");
-  const std::uint64_t rounds = bench::scaled(5000, a.scale);
   const auto T = static_cast<std::size_t>(a.threads);
+  std::uint64_t rounds = bench::scaled(6000, a.scale) / T;
+  if (rounds < 2) rounds = 2;
   std::vector<Left> left(T);  // objects handed from round r to round r+1
 
   bench::Timer timer;
@@ -36,25 +39,29 @@ int main(int argc, char** argv) {
       // Free what a thread of the previous round left (it has exited; the
       // slots are rotated between rounds, so it was another thread's).
       Left& mine = left[static_cast<std::size_t>(t)];
-      if (mine.p != nullptr) bench::obj_free(mine.p);
+      if (mine.p != nullptr) bench::obj_free(mine.p, mine.tag);
       void* objs[kObjects + 1];
-      for (int i = 0; i < kObjects; ++i) objs[i] = bench::obj_new(rng.range(16, 2048), bench::make_tag(rng));
-      objs[kObjects] = bench::obj_new(64 * 1024, bench::make_tag(rng));
+      std::uint64_t tags[kObjects + 1];
+      for (int i = 0; i <= kObjects; ++i) {
+        tags[i] = bench::make_tag(rng);
+        objs[i] = bench::obj_new(i < kObjects ? rng.range(16, 2048) : 64 * 1024, tags[i]);
+      }
       const int keep = static_cast<int>(rng.below(kObjects));
       for (int i = 0; i <= kObjects; ++i)
-        if (i != keep) bench::obj_free(objs[i]);
+        if (i != keep) bench::obj_free(objs[i], tags[i]);
       mine.p = objs[keep];
+      mine.tag = tags[keep];
     });
     // Rotate so that every object is freed by a different thread than the
     // one that allocated it (with T == 1 the thread is different anyway).
     if (T > 1) {
-      void* first = left[0].p;
-      for (std::size_t i = 0; i + 1 < T; ++i) left[i].p = left[i + 1].p;
-      left[T - 1].p = first;
+      const Left first = left[0];
+      for (std::size_t i = 0; i + 1 < T; ++i) left[i] = left[i + 1];
+      left[T - 1] = first;
     }
   }
   for (auto& l : left)
-    if (l.p != nullptr) bench::obj_free(l.p);
+    if (l.p != nullptr) bench::obj_free(l.p, l.tag);
   bench::report("mleak", a, rounds * T, timer.seconds());
   return 0;
 }

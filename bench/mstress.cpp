@@ -57,51 +57,66 @@ void* make_object(bench::Rng& rng) {
   return bench::obj_new(n, tag);
 }
 
-void* grow_object(void* p, bench::Rng& rng) {
-  const std::size_t old = bench::obj_check(p);
+// A retained object and the tag its owner expects in its header: a block
+// handed out twice by the allocator shows up as a tag mismatch.
+struct Item {
+  void* p;
+  std::uint64_t tag;
+};
+
+Item make_item(bench::Rng& rng) {
+  void* p = make_object(rng);
+  return Item{p, static_cast<bench::ObjHeader*>(p)->tag};
+}
+
+void grow_object(Item& it, bench::Rng& rng) {
+  const std::size_t old = bench::obj_check(it.p, it.tag);
   const std::size_t add = rng.range(1, 64) * 8;
   std::size_t n = old + add;
-  if (n > 8 * 1024 * 1024) return p;
-  const std::uint64_t tag = static_cast<bench::ObjHeader*>(p)->tag;
-  auto* q = static_cast<bench::ObjHeader*>(std::realloc(p, n));
+  if (n > 8 * 1024 * 1024) return;
+  auto* q = static_cast<bench::ObjHeader*>(std::realloc(it.p, n));
   if (q == nullptr) bench::die(bench::kExitNoMemory, "realloc returned NULL", nullptr, n);
-  if (q->size != old || q->tag != tag) bench::corrupt("realloc lost the header", q, n);
-  bench::check(q + 1, old - sizeof(bench::ObjHeader), tag);  // prefix preserved
+  if (q->size != old || q->tag != it.tag) bench::corrupt("realloc lost the header", q, n);
+  bench::check(q + 1, old - sizeof(bench::ObjHeader), it.tag);  // prefix preserved
   q->size = n;
-  bench::stamp(q + 1, n - sizeof(bench::ObjHeader), tag);
-  return q;
+  bench::stamp(q + 1, n - sizeof(bench::ObjHeader), it.tag);
+  it.p = q;
+}
+
+// Takes an object out of the transfer array: verify it and adopt its tag.
+Item adopt(void* p) {
+  bench::obj_check(p);
+  return Item{p, static_cast<bench::ObjHeader*>(p)->tag};
 }
 
 void worker(std::uint64_t seed, std::uint64_t steps) {
   bench::Rng rng(seed);
-  std::vector<void*> mine;
+  std::vector<Item> mine;
   mine.reserve(kMaxRetained);
   for (std::uint64_t s = 0; s < steps; ++s) {
     const std::uint64_t r = rng.below(100);
     if (r < 45 || mine.empty()) {
-      void* p = make_object(rng);
+      Item it = make_item(rng);
       if (mine.size() < kMaxRetained) {
-        mine.push_back(p);
+        mine.push_back(it);
       } else {
-        std::size_t i = rng.below(mine.size());
-        bench::obj_free(mine[i]);
-        mine[i] = p;
+        Item& victim = mine[rng.below(mine.size())];
+        bench::obj_free(victim.p, victim.tag);
+        victim = it;
       }
     } else if (r < 75) {
       std::size_t i = rng.below(mine.size());
-      bench::obj_free(mine[i]);
+      bench::obj_free(mine[i].p, mine[i].tag);
       mine[i] = mine.back();
       mine.pop_back();
     } else if (r < 80) {
-      std::size_t i = rng.below(mine.size());
-      mine[i] = grow_object(mine[i], rng);
+      grow_object(mine[rng.below(mine.size())], rng);
     } else {
       std::size_t i = rng.below(mine.size());
-      bench::obj_check(mine[i]);
-      void* got = g_transfer[rng.below(kTransfer)].exchange(mine[i], std::memory_order_acq_rel);
+      bench::obj_check(mine[i].p, mine[i].tag);
+      void* got = g_transfer[rng.below(kTransfer)].exchange(mine[i].p, std::memory_order_acq_rel);
       if (got != nullptr) {
-        bench::obj_check(got);
-        mine[i] = got;
+        mine[i] = adopt(got);
       } else {
         mine[i] = mine.back();
         mine.pop_back();
@@ -109,11 +124,12 @@ void worker(std::uint64_t seed, std::uint64_t steps) {
     }
   }
   // Free two thirds of what is left, leave the rest for later threads.
-  for (void* p : mine) {
+  for (const Item& it : mine) {
     if (rng.chance(2, 3)) {
-      bench::obj_free(p);
+      bench::obj_free(it.p, it.tag);
     } else {
-      void* got = g_transfer[rng.below(kTransfer)].exchange(p, std::memory_order_acq_rel);
+      bench::obj_check(it.p, it.tag);
+      void* got = g_transfer[rng.below(kTransfer)].exchange(it.p, std::memory_order_acq_rel);
       if (got != nullptr) bench::obj_free(got);
     }
   }

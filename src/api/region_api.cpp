@@ -30,13 +30,22 @@ void account(core::Heap* h, int64_t used, int64_t block) {
   h->block_bytes.store(h->block_bytes.load(std::memory_order_relaxed) + block, std::memory_order_relaxed);
 }
 
-// True when p is the start of a live block (or, for aligned allocations, inside one) of this region.
-bool owns_block(core::Domain& d, void* p) {
+// True when p is the start of a block of this region (or, for aligned
+// allocations, inside one) that is not on top of a free list: a pointer we
+// never handed out, or one just freed, gets SHARD_NOT_ALLOCATED instead of
+// corrupting the lists. `current` is the caller's heap (may be null).
+bool owns_live_block(core::Domain& d, const core::Heap* current, void* p) {
   core::Segment* s = core::segment_of(p);
   if (!d.is_live_segment(s)) return false;
   core::Page* page = s->page_of(p);
   if (!page->in_use || !page->contains(p)) return false;
-  return page->has_interior || (addr(p) - addr(page->area)) % page->block_size == 0;
+  if (s->kind == core::SegmentKind::kHuge) return p == page->area;
+  core::Block* b = page->block_of(p);
+  if (!page->is_block_start(b)) return false;
+  // relaxed: only compared; a racing free of the same block is the caller's bug.
+  if (page->load_thread_free(std::memory_order_relaxed).head() == b) return false;
+  if (s->heap == current && (b == page->free || b == page->local_free || page->used == 0)) return false;
+  return true;
 }
 
 }  // namespace
@@ -77,10 +86,10 @@ SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_
 SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t size, size_t align) {
   (void)align;
   if (r == nullptr || p == nullptr) return SHARD_INVALID_PARAM;
-  if (!owns_block(r->domain, p)) return SHARD_NOT_ALLOCATED;
+  core::Heap* h = platform::current_heap(&r->domain);
+  if (!owns_live_block(r->domain, h, p)) return SHARD_NOT_ALLOCATED;
   if (size > core::usable_size(p)) return SHARD_INVALID_PARAM;
   const int64_t block = int64_t(block_bytes_of(p));
-  core::Heap* h = platform::current_heap(&r->domain);
   if (h == nullptr) {
     // relaxed: statistics summed by readers.
     r->domain.heapless_used_bytes.fetch_sub(int64_t(size), std::memory_order_relaxed);

@@ -75,7 +75,9 @@ struct Heap {
   SHARD_INLINE void free_local(Segment* s, void* p) {
     Page* page = s->page_of(p);
     Block* b = page->block_of(p);
-    if (SHARD_UNLIKELY(b == page->local_free || b == page->free || page->used == 0)) report_bad_local_free(page, p);
+    if (SHARD_UNLIKELY(b == page->local_free || b == page->free || page->used == 0 || !page->is_block_start(b))) {
+      report_bad_local_free(page, p);
+    }
     b->next = page->local_free;
     page->local_free = b;
     if (SHARD_UNLIKELY(--page->used == 0 || page->in_full)) page_freed_slow(page);
@@ -105,6 +107,7 @@ struct Heap {
   void move_out_of_full(Page* page);
   void free_page(Page* page);
   Segment* claim_owned_segment(SegmentKind kind);
+  Segment* claim_segment(size_t slots, size_t align, size_t align_offset);
   Page* find_page(unsigned cls);
   Page* fresh_page(unsigned cls);
   void* alloc_huge(size_t size, size_t align);

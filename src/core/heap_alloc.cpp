@@ -49,8 +49,16 @@ Page* Heap::find_page(unsigned cls) {
   return nullptr;
 }
 
+Segment* Heap::claim_segment(size_t slots, size_t align, size_t align_offset) {
+  Segment* s = domain->claim_segment(slots, align, align_offset);
+  if (s != nullptr) return s;
+  // Out of slots: give back the empty pages this heap keeps for reuse, then retry.
+  collect_all();
+  return domain->claim_segment(slots, align, align_offset);
+}
+
 Segment* Heap::claim_owned_segment(SegmentKind kind) {
-  Segment* s = domain->claim_segment(1, 0, 0);
+  Segment* s = claim_segment(1, 0, 0);
   if (s == nullptr) return nullptr;
   s->heap = this;
   s->kind = kind;
@@ -99,8 +107,12 @@ Page* Heap::fresh_page(unsigned cls) {
     s = partial_small;
     if (s == nullptr) {
       s = claim_owned_segment(SegmentKind::kSmall);
-      if (s == nullptr) return nullptr;
-      partial_add(partial_small, s);
+      if (s != nullptr) {
+        partial_add(partial_small, s);
+      } else {
+        s = partial_small;  // the failed claim collected this heap: a page may have come free
+        if (s == nullptr) return nullptr;
+      }
     }
     size_t i = 0;
     while (s->pages[i].in_use) ++i;
@@ -138,7 +150,7 @@ void* Heap::alloc_huge(size_t size, size_t align) {
     align_offset = 1;
   }
   if (slots == 0) slots = 1;
-  Segment* s = domain->claim_segment(slots, align, align_offset);
+  Segment* s = claim_segment(slots, align, align_offset);
   if (s == nullptr) return nullptr;
   s->heap = nullptr;
   s->kind = SegmentKind::kHuge;

@@ -10,7 +10,9 @@ void partial_add(Segment*& head, Segment* s);
 void partial_remove(Segment*& head, Segment* s);
 
 void Heap::report_bad_local_free(Page* page, void* p) {
-  if (page->used == 0 || !page->in_use) platform::fatal("free of a pointer that is not allocated", p);
+  if (page->used == 0 || !page->in_use || !page->is_block_start(page->block_of(p))) {
+    platform::fatal("free of a pointer that is not allocated", p);
+  }
   platform::fatal("double free detected", p);
 }
 
@@ -92,6 +94,8 @@ void free_remote(Domain* d, Segment* s, void* p) {
   // Interior pointers (aligned allocations) round down to their block.
   const size_t index = (addr(p) - addr(page->area)) / page->block_size;
   Block* b = ptr<Block>(addr(page->area) + index * page->block_size);
+  // Our pointers are block starts, or interior only on pages that hand out aligned blocks.
+  if (b != p && !page->has_interior) platform::fatal("free of a pointer that is not allocated", p);
   // relaxed: the CAS below validates what we read.
   uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
   ThreadFreeWord seen(raw);

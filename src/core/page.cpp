@@ -19,6 +19,14 @@ void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsi
   in_use = 1;
   block_size = block_bytes;
   area = area_start;
+  // Divisibility constants for is_block_start (meaningful below 4 GiB blocks).
+  const uint32_t b32 = uint32_t(block_bytes);
+  div_shift = uint8_t(b32 == 0 ? 0 : __builtin_ctz(b32));
+  const uint32_t odd = b32 >> div_shift;
+  uint32_t inv = odd;  // Newton's iteration doubles the correct low bits each step
+  for (int i = 0; i < 5; ++i) inv *= 2 - odd * inv;
+  div_inverse = inv;
+  div_limit = block_bytes > 0xFFFFFFFFu ? 0 : uint32_t(0xFFFFFFFFu / b32);
   next = prev = nullptr;
   next_notified = nullptr;
 }

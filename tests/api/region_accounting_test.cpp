@@ -579,6 +579,33 @@ TEST(RegionParams, DeallocInteriorPointerIsNotAllocated) {
   EXPECT_EQ(shard_region_used_bytes(t.r), 0u);
 }
 
+// A block freed once is no longer a pointer the region handed out: a second
+// dealloc must return NOT_ALLOCATED (a kernel allocator reports, it does not
+// abort). Run in a child process so that an abort fails only this test.
+int dealloc_twice(size_t size, size_t align) {
+  TestRegion t = TestRegion::fresh(16 * MiB);
+  void* keep = nullptr;  // keeps the page of the class in use
+  void* p = nullptr;
+  if (shard_region_alloc(t.r, size, align, &keep) != SHARD_OK) return 10;
+  if (shard_region_alloc(t.r, size, align, &p) != SHARD_OK) return 11;
+  if (shard_region_dealloc(t.r, p, size, align) != SHARD_OK) return 12;
+  const RegionStats before = t.st();
+  if (shard_region_dealloc(t.r, p, size, align) != SHARD_NOT_ALLOCATED) return 13;
+  if (!(t.st() == before)) return 14;
+  // The free list is intact: two fresh allocations are distinct.
+  void *a = nullptr, *b = nullptr;
+  if (shard_region_alloc(t.r, size, align, &a) != SHARD_OK || shard_region_alloc(t.r, size, align, &b) != SHARD_OK) return 15;
+  if (a == b || a == keep || b == keep) return 16;
+  return 0;
+}
+
+TEST(RegionParamsDeath, DeallocTwiceIsNotAllocated) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(std::exit(dealloc_twice(48, 8)), ::testing::ExitedWithCode(0), "") << "small block";
+  EXPECT_EXIT(std::exit(dealloc_twice(20000, 8)), ::testing::ExitedWithCode(0), "") << "medium block";
+  EXPECT_EXIT(std::exit(dealloc_twice(3 * MiB, 8)), ::testing::ExitedWithCode(0), "") << "huge block";
+}
+
 // ---------------------------------------------------------------------------
 // alignments
 

@@ -99,40 +99,60 @@ inline uint64_t pattern_base(const void* p, size_t n, uint64_t seed) {
   return mix64(uint64_t(reinterpret_cast<uintptr_t>(p)) ^ mix64(n) ^ (seed * 0x9e3779b97f4a7c15ull));
 }
 
-inline void fill_pattern(void* p, size_t n, uint64_t seed) {
-  const uint64_t base = pattern_base(p, n, seed);
+// Word i (at byte offset i) is base ^ (i * K); trailing bytes of a size that
+// is not a multiple of 8 get a byte formula. Any prefix of whole words of a
+// filled block checks against the same base (used across realloc).
+inline uint64_t pattern_word(uint64_t base, size_t i) { return base ^ (uint64_t(i) * 0x100000001b3ull); }
+inline unsigned char pattern_tail(uint64_t base, size_t i) {
+  return static_cast<unsigned char>(base >> ((i & 7) * 8)) ^ static_cast<unsigned char>(i);
+}
+
+inline void fill_with_base(void* p, size_t n, uint64_t base) {
   unsigned char* b = static_cast<unsigned char*>(p);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    uint64_t v = base ^ (uint64_t(i) * 0x100000001b3ull);
+    uint64_t v = pattern_word(base, i);
     std::memcpy(b + i, &v, 8);
   }
-  for (; i < n; ++i) b[i] = static_cast<unsigned char>(base >> ((i & 7) * 8)) ^ static_cast<unsigned char>(i);
+  for (; i < n; ++i) b[i] = pattern_tail(base, i);
 }
 
-// Offset of the first byte that differs from fill_pattern(p, n, seed), or
-// SIZE_MAX when all match.
-inline size_t check_pattern(const void* p, size_t n, uint64_t seed) {
-  const uint64_t base = pattern_base(p, n, seed);
+// Offset of the first byte that differs, or SIZE_MAX when all match.
+inline size_t check_with_base(const void* p, size_t n, uint64_t base) {
   const unsigned char* b = static_cast<const unsigned char*>(p);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     uint64_t v;
     std::memcpy(&v, b + i, 8);
-    if (v != (base ^ (uint64_t(i) * 0x100000001b3ull))) {
-      for (size_t k = 0; k < 8; ++k) {
-        unsigned char want = static_cast<unsigned char>((base ^ (uint64_t(i) * 0x100000001b3ull)) >> (k * 8));
-        if (b[i + k] != want) return i + k;
-      }
+    const uint64_t want = pattern_word(base, i);
+    if (v != want) {
+      for (size_t k = 0; k < 8; ++k)
+        if (b[i + k] != static_cast<unsigned char>(want >> (k * 8))) return i + k;
     }
   }
   for (; i < n; ++i)
-    if (b[i] != (static_cast<unsigned char>(base >> ((i & 7) * 8)) ^ static_cast<unsigned char>(i))) return i;
+    if (b[i] != pattern_tail(base, i)) return i;
   return SIZE_MAX;
 }
 
+inline void fill_pattern(void* p, size_t n, uint64_t seed) { fill_with_base(p, n, pattern_base(p, n, seed)); }
+
+// Offset of the first byte that differs from fill_pattern(p, n, seed), or
+// SIZE_MAX when all match.
+inline size_t check_pattern(const void* p, size_t n, uint64_t seed) {
+  return check_with_base(p, n, pattern_base(p, n, seed));
+}
+
 // Sparse variant for big blocks: one word every `stride` bytes plus the last
-// byte, so multi-MiB blocks are checked without touching every page twice.
+// byte (when no word covers it), so multi-MiB blocks are checked without
+// touching every page twice.
+inline bool sparse_last_byte_free(size_t n, size_t stride) {
+  if (n == 0) return false;
+  if (n < 8) return true;
+  size_t last_word = ((n - 8) / stride) * stride;
+  return n - 1 >= last_word + 8;
+}
+
 inline void fill_sparse(void* p, size_t n, uint64_t seed, size_t stride = 4096) {
   const uint64_t base = pattern_base(p, n, seed);
   unsigned char* b = static_cast<unsigned char*>(p);
@@ -140,7 +160,7 @@ inline void fill_sparse(void* p, size_t n, uint64_t seed, size_t stride = 4096) 
     uint64_t v = base ^ i;
     std::memcpy(b + i, &v, 8);
   }
-  if (n) b[n - 1] = static_cast<unsigned char>(base ^ 0xa5);
+  if (sparse_last_byte_free(n, stride)) b[n - 1] = static_cast<unsigned char>(base ^ 0xa5);
 }
 
 inline bool check_sparse(const void* p, size_t n, uint64_t seed, size_t stride = 4096) {
@@ -151,7 +171,7 @@ inline bool check_sparse(const void* p, size_t n, uint64_t seed, size_t stride =
     std::memcpy(&v, b + i, 8);
     if (v != (base ^ i)) return false;
   }
-  return n == 0 || b[n - 1] == static_cast<unsigned char>(base ^ 0xa5);
+  return !sparse_last_byte_free(n, stride) || b[n - 1] == static_cast<unsigned char>(base ^ 0xa5);
 }
 
 inline bool is_aligned(const void* p, size_t align) {

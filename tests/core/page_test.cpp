@@ -1,0 +1,107 @@
+// Page free lists and the thread-free word, driven single-threaded step by step.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <set>
+#include <vector>
+
+#include "core/page.h"
+#include "core/segment.h"
+#include "core/thread_free.h"
+
+using namespace shardalloc::core;
+
+namespace {
+
+struct PageFixture : ::testing::Test {
+  static constexpr size_t kBlock = 48;
+  static constexpr size_t kArea = 64 * 1024;
+  void SetUp() override {
+    mem = static_cast<uint8_t*>(std::aligned_alloc(64, kArea));
+    page.init(mem, kArea, kBlock, 5);
+  }
+  void TearDown() override { std::free(mem); }
+  void push_remote(Block* b) {
+    ThreadFreeWord w(page.thread_free.load());
+    b->next = w.head();
+    page.thread_free.store(ThreadFreeWord(b, w.state()).raw());
+  }
+  uint8_t* mem = nullptr;
+  Page page;
+};
+
+}  // namespace
+
+TEST_F(PageFixture, ExtendBuildsAddressOrderedBlocksLazily) {
+  EXPECT_EQ(page.reserved, kArea / kBlock);
+  EXPECT_EQ(page.capacity, 0u);
+  page.extend();
+  EXPECT_GT(page.capacity, 0u);
+  EXPECT_LE(page.capacity * kBlock, 4096 + kBlock);
+  Block* prev = nullptr;
+  for (uint32_t i = 0; i < page.capacity; ++i) {
+    Block* b = page.pop_free();
+    ASSERT_NE(b, nullptr);
+    if (prev != nullptr) {
+      EXPECT_EQ(reinterpret_cast<uint8_t*>(b) - reinterpret_cast<uint8_t*>(prev), long(kBlock));
+    }
+    prev = b;
+  }
+  EXPECT_EQ(page.pop_free(), nullptr);
+  EXPECT_EQ(page.used, page.capacity);
+}
+
+TEST_F(PageFixture, CollectMovesLocalAndRemoteFreesAndCountsThem) {
+  page.extend();
+  std::vector<Block*> blocks;
+  while (Block* b = page.pop_free()) blocks.push_back(b);
+  const uint32_t used = page.used;
+  page.local_free = blocks[0];
+  blocks[0]->next = nullptr;
+  --page.used;
+  push_remote(blocks[1]);
+  push_remote(blocks[2]);
+  EXPECT_EQ(page.collect(), 2u);
+  EXPECT_EQ(page.used, used - 3);
+  std::set<Block*> got;
+  while (Block* b = page.pop_free()) got.insert(b);
+  EXPECT_EQ(got, (std::set<Block*>{blocks[0], blocks[1], blocks[2]}));
+  EXPECT_EQ(ThreadFreeWord(page.thread_free.load()).head(), nullptr);
+}
+
+TEST_F(PageFixture, CollectKeepsTheNotifyState) {
+  page.extend();
+  Block* b = page.pop_free();
+  page.thread_free.store(ThreadFreeWord(nullptr, NotifyState::kNotified).raw());
+  push_remote(b);
+  page.collect();
+  EXPECT_EQ(ThreadFreeWord(page.thread_free.load()).state(), NotifyState::kNotified);
+  EXPECT_EQ(ThreadFreeWord(page.thread_free.load()).head(), nullptr);
+}
+
+TEST_F(PageFixture, BlockOfRoundsInteriorPointersOnlyWhenFlagged) {
+  page.extend();
+  uint8_t* p = mem + 3 * kBlock + 17;
+  EXPECT_EQ(page.block_of(p), reinterpret_cast<Block*>(p));
+  page.has_interior = 1;
+  EXPECT_EQ(page.block_of(p), reinterpret_cast<Block*>(mem + 3 * kBlock));
+}
+
+TEST(ThreadFreeWordTest, PacksHeadAndState) {
+  alignas(8) Block b{};
+  ThreadFreeWord w(&b, NotifyState::kFull);
+  EXPECT_EQ(w.head(), &b);
+  EXPECT_EQ(w.state(), NotifyState::kFull);
+  EXPECT_EQ(w.with_state(NotifyState::kNormal).head(), &b);
+  EXPECT_EQ(w.with_head(nullptr).state(), NotifyState::kFull);
+}
+
+TEST(SegmentMath, SegmentOfMapsBlocksToTheirHeader) {
+  const uintptr_t seg = uintptr_t{7} << kSegmentShift;
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(segment_of(reinterpret_cast<void*>(seg + kSegmentHeaderSize))), seg);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(segment_of(reinterpret_cast<void*>(seg + kSegmentSize - 8))), seg);
+  // A huge block aligned to the next slot boundary belongs to the header before it.
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(segment_of(reinterpret_cast<void*>(seg + kSegmentSize))), seg);
+  static_assert(sizeof(Segment) <= kSegmentHeaderSize);
+  static_assert(kSmallPagesPerSegment * kSmallPageSize == kSegmentSize);
+}

@@ -1,0 +1,51 @@
+// Exhaustive checks of the size-class map (the domain is small enough).
+#include <gtest/gtest.h>
+
+#include "core/config.h"
+#include "core/size_class.h"
+
+using namespace shardalloc::core;
+
+TEST(SizeClass, EverySizeMapsToTheSmallestClassThatFits) {
+  for (size_t size = 1; size <= kMediumBlockMax; ++size) {
+    const unsigned cls = size_class_of(size);
+    ASSERT_GE(cls, 1u);
+    ASSERT_LE(cls, kLastClass);
+    ASSERT_GE(class_block_size(cls), size) << size;
+    if (cls > 1) {
+      ASSERT_LT(class_block_size(cls - 1), size) << size;
+    }
+  }
+}
+
+TEST(SizeClass, WasteIsBelowEightBytesOrTwentyPercentOfTheBlock) {
+  for (size_t size = 1; size <= kMediumBlockMax; ++size) {
+    const size_t block = class_block_size(size_class_of(size));
+    if (size <= 64) {
+      ASSERT_LT(block - size, 8u) << size;  // exact 8-byte steps
+    } else {
+      ASSERT_LE((block - size) * 100, block * 20) << "size " << size << " block " << block;
+    }
+  }
+}
+
+TEST(SizeClass, BlockSizesAreIncreasingAndEightAligned) {
+  for (unsigned cls = 1; cls <= kLastClass; ++cls) {
+    EXPECT_EQ(class_block_size(cls) % kMinAlign, 0u);
+    if (cls > 1) {
+      EXPECT_GT(class_block_size(cls), class_block_size(cls - 1));
+    }
+    EXPECT_EQ(size_class_of(class_block_size(cls)), cls);
+  }
+  EXPECT_EQ(class_block_size(kLastClass), kMediumBlockMax);
+}
+
+TEST(SizeClass, DirectTableAgreesWithTheFormula) {
+  for (size_t size = 0; size <= kDirectSizeMax; ++size) {
+    ASSERT_EQ(kDirectClass.cls[direct_slot_of(size)], size_class_of(size == 0 ? 1 : size)) << size;
+  }
+}
+
+TEST(SizeClass, PowersOfTwoAreExactClasses) {
+  for (size_t p = 8; p <= kMediumBlockMax; p <<= 1) EXPECT_EQ(class_block_size(size_class_of(p)), p);
+}
