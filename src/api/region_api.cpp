@@ -19,7 +19,7 @@ struct shard_region {
 
 namespace {
 
-constexpr core::PageSource kRegionSource{nullptr, nullptr, false};
+constexpr core::PageSource kRegionSource{nullptr, nullptr, false, nullptr};
 
 // Bytes of the live block p sits in (the class size, or a huge block's span).
 size_t block_bytes_of(const void* p) { return core::segment_of(p)->page_of(p)->block_size; }

@@ -177,10 +177,25 @@ void Domain::release_segment(Segment* s) {
   }
   segments_claimed.fetch_sub(slots, std::memory_order_relaxed);
   a->release(a->slot_index(addr(s)), slots);
-  if (source.purge != nullptr &&
-      dirty_slots.fetch_add(slots, std::memory_order_relaxed) + slots >= kPurgeBatchSlots) {
+  if (source.purge == nullptr) return;
+  // relaxed: counters and deadlines only decide when to purge; the arena
+  // bitmaps (protocol 4) make the purge itself safe.
+  const size_t dirty = dirty_slots.fetch_add(slots, std::memory_order_relaxed) + slots;
+  if (dirty >= kPurgeNowSlots || source.now_ms == nullptr || purge_delay_ms == 0) {
     purge_dirty();
+    return;
   }
+  uint64_t none = 0;
+  purge_due_ms.compare_exchange_strong(none, source.now_ms() + purge_delay_ms, std::memory_order_relaxed);
+  maybe_purge();
+}
+
+void Domain::maybe_purge() {
+  // relaxed: see release_segment.
+  uint64_t due = purge_due_ms.load(std::memory_order_relaxed);
+  if (due == 0 || source.now_ms == nullptr || source.now_ms() < due) return;
+  // One thread wins the deadline and purges; the others go on.
+  if (purge_due_ms.compare_exchange_strong(due, 0, std::memory_order_relaxed)) purge_dirty();
 }
 
 void Domain::purge_dirty() {

@@ -15,6 +15,11 @@ namespace shardalloc::core {
 
 struct Heap;
 
+// Released slots are purged (their pages given back to the OS) once they have
+// stayed free this long, or at once when more than kPurgeNowSlots are dirty.
+inline constexpr uint64_t kDefaultPurgeDelayMs = 10;
+inline constexpr size_t kPurgeNowSlots = 512;  // 256 MiB
+
 // A bump area for metadata (heap records), claimed by CAS on `top`.
 struct MetaChunk {
   std::atomic<uintptr_t> top;
@@ -30,6 +35,8 @@ struct Domain {
   std::atomic<size_t> total_bytes{0};     // memory handed over or reserved
   std::atomic<size_t> overhead_bytes{0};  // metadata and lost edges (see region.h)
   std::atomic<size_t> dirty_slots{0};     // released and not purged since
+  std::atomic<uint64_t> purge_due_ms{0};  // when dirty slots get purged; 0: none pending
+  uint64_t purge_delay_ms = kDefaultPurgeDelayMs;
   std::atomic<size_t> segments_claimed{0};
   std::atomic<size_t> peak_segments{0};
   // Accounting of frees made by threads that have no heap here (region API).
@@ -81,6 +88,8 @@ struct Domain {
 
   void* meta_alloc(size_t bytes);  // zeroed, 64-byte aligned; null if no memory
   void purge_dirty();
+  // Purges dirty slots whose delay has run out (cheap when none has).
+  void maybe_purge();
 
  private:
   Segment* try_claim(size_t slots, size_t align, size_t align_offset);
@@ -89,6 +98,6 @@ struct Domain {
   void add_meta_chunk(uintptr_t start, uintptr_t end);
 };
 
-inline constexpr size_t kPurgeBatchSlots = 8;  // purge once this many released slots are dirty
+
 
 }  // namespace shardalloc::core

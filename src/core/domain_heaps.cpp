@@ -38,6 +38,7 @@ Heap* Domain::acquire_heap() {
 
 void Domain::release_heap(Heap* h) {
   h->collect_all();
+  maybe_purge();
   // release: the next owner (acquire CAS) sees all our writes to the heap and its pages.
   h->owned.store(0, std::memory_order_release);
 }

@@ -43,6 +43,7 @@ struct Heap {
   // Region accounting: owner writes (relaxed store), anyone reads.
   std::atomic<int64_t> used_bytes{0};
   std::atomic<int64_t> block_bytes{0};
+  uint32_t slow_calls = 0;  // owner: paces periodic work in alloc_slow
 
   constexpr Heap() {
     for (auto& d : direct) d = &g_empty_page;

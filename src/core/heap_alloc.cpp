@@ -20,6 +20,7 @@ void* Heap::alloc_slow(size_t size) {
     return real != nullptr && !real->placeholder ? real->alloc(size) : nullptr;
   }
   drain_notified();
+  if ((++slow_calls & 63) == 0) domain->maybe_purge();
   if (size > kMediumBlockMax) return alloc_huge(size, 0);
   const unsigned cls = size_class_of(size);
   Page* page = find_page(cls);

@@ -4,6 +4,7 @@
 //     purge is null (a kernel's memory stays where it is).
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace shardalloc::core {
 
@@ -16,6 +17,8 @@ struct PageSource {
   void (*purge)(void* p, size_t bytes);
   // Memory from this source reads as zero when first handed out (lets calloc skip a memset).
   bool fresh_is_zero;
+  // Milliseconds of a monotonic clock, for purge delays. Null: purge at once.
+  uint64_t (*now_ms)();
 };
 
 }  // namespace shardalloc::core

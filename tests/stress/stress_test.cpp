@@ -284,7 +284,7 @@ class Stress {
 };
 
 // At scale 1 on 2 cores (Release) each of Stress.CApi / Stress.Region runs
-// about 5-7 s: ~10M / ~16M allocations.
+// about 5-6 s: ~10M / ~14M allocations.
 StressParams default_params(size_t ops_at_scale_1) {
   const double s = stress_scale();
   StressParams p;
@@ -318,7 +318,7 @@ TEST(Stress, CApi) {
 }
 
 TEST(Stress, Region) {
-  StressParams p = default_params(160000);
+  StressParams p = default_params(120000);
   const size_t region_size = 1024 * MiB;
   void* mem = map_memory(region_size);
   shard_region* r = nullptr;
@@ -381,10 +381,13 @@ TEST(Stress, Region) {
 
 TEST(Stress, RegionExhaustionUnderContention) {
   const unsigned threads = stress_threads();
-  // Every round makes a fresh 16 MiB region and adds 24 MiB to it (regions
-  // are never unmapped, so rounds cost address space and some RSS).
-  const size_t rounds = scaled(20, stress_scale(), 2);
-  const size_t first = 16 * MiB, extra = 24 * MiB;
+  // Every round makes a fresh 16 MiB region and adds 32 MiB to it (regions
+  // are never unmapped, so rounds cost address space and some RSS). After
+  // add_memory each thread needs at most its failed request (< 768 KiB, one
+  // huge segment) plus 50 small blocks (64 B..2 KiB, a few small segments):
+  // well below 32 MiB for 8 threads.
+  const size_t rounds = scaled(20, stress_scale(), 4);
+  const size_t first = 16 * MiB, extra = 32 * MiB;
   auto t0 = Clock::now();
   size_t total_allocs = 0;
 
@@ -497,7 +500,7 @@ TEST(Stress, RegionExhaustionUnderContention) {
         }
         while (!added.load(std::memory_order_acquire)) std::this_thread::yield();
         for (int i = 0; i < 50; ++i) {
-          Req q{64 + rng.below(16 * KiB), 8};
+          Req q{64 + rng.below(2 * KiB), 8};
           if (try_alloc(q, mine) != SHARD_OK) {
             errors++;
             break;

@@ -1,6 +1,7 @@
 #include "platform/linux/os_source.h"
 
 #include <sys/mman.h>
+#include <time.h>
 
 #include "core/bits.h"
 
@@ -37,5 +38,11 @@ void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
 }
 
 void os_purge(void* p, size_t bytes) { madvise(p, bytes, MADV_DONTNEED); }
+
+uint64_t os_now_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
 
 }  // namespace shardalloc::platform

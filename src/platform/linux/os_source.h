@@ -10,8 +10,9 @@ namespace shardalloc::platform {
 
 void* os_reserve(size_t bytes, size_t align, size_t* out_bytes);
 void os_purge(void* p, size_t bytes);
+uint64_t os_now_ms();
 
-inline constexpr core::PageSource kOsPageSource{&os_reserve, &os_purge, true};
+inline constexpr core::PageSource kOsPageSource{&os_reserve, &os_purge, true, &os_now_ms};
 
 // One byte per kOsArenaSize of the 47-bit user address space: non-zero where
 // an OS arena lies. Lets free() reject foreign pointers with one load.
