@@ -184,7 +184,7 @@ void* Heap::alloc_aligned(size_t size, size_t align) {
     if (padded <= kMediumBlockMax) {
       p = alloc(padded);
       if (p == nullptr) return nullptr;
-      segment_of(p)->page_of(p)->has_interior = 1;
+      segment_of(p)->page_of(p)->has_interior.store(1, std::memory_order_relaxed);  // relaxed: see page.h
       return ptr(align_up(addr(p), align));
     }
   }

@@ -95,7 +95,7 @@ void free_remote(Domain* d, Segment* s, void* p) {
   const size_t index = (addr(p) - addr(page->area)) / page->block_size;
   Block* b = ptr<Block>(addr(page->area) + index * page->block_size);
   // Our pointers are block starts, or interior only on pages that hand out aligned blocks.
-  if (b != p && !page->has_interior) platform::fatal("free of a pointer that is not allocated", p);
+  if (b != p && !page->has_interior.load(std::memory_order_relaxed)) platform::fatal("free of a pointer that is not allocated", p);
   // relaxed: the CAS below validates what we read.
   uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
   ThreadFreeWord seen(raw);

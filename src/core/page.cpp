@@ -15,7 +15,7 @@ void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsi
   reserved = uint32_t(area_bytes / block_bytes);
   size_class = uint8_t(cls);
   in_full = 0;
-  has_interior = 0;
+  has_interior.store(0, std::memory_order_relaxed);  // relaxed: see page.h
   in_use = 1;
   block_size = block_bytes;
   area = area_start;

@@ -30,7 +30,10 @@ struct Page {
   uint32_t reserved = 0;
   uint8_t size_class = 0;    // 0 for huge blocks
   uint8_t in_full = 0;       // in the heap's full queue
-  uint8_t has_interior = 0;  // aligned allocations handed out interior pointers
+  // Aligned allocations handed out interior pointers. Goes 0 -> 1 while the
+  // page lives; read by any thread freeing into the page. Relaxed suffices: a
+  // thread holding an interior pointer received it after the flag was set.
+  std::atomic<uint8_t> has_interior{0};
   uint8_t in_use = 0;        // the page holds blocks (as opposed to free in its segment)
   uint8_t div_shift = 0;     // block_size = odd << div_shift
   uint32_t div_inverse = 0;  // inverse of the odd part mod 2^32
@@ -67,7 +70,7 @@ struct Page {
 
   // Start of the block that holds p (p may be interior after an aligned allocation).
   Block* block_of(void* p) const {
-    if (SHARD_LIKELY(!has_interior)) return static_cast<Block*>(p);
+    if (SHARD_LIKELY(!has_interior.load(std::memory_order_relaxed))) return static_cast<Block*>(p);
     const size_t index = (addr(p) - addr(area)) / block_size;
     return ptr<Block>(addr(area) + index * block_size);
   }
