@@ -40,7 +40,8 @@ PLUGIN_EXPORT long plugin_work(int rounds) {
   char* buf = nullptr;
   size_t len = 0;
   for (int i = 0; i < rounds; ++i) {
-    std::string key = "k" + std::to_string(i % 97);
+    std::string key(1, 'k');
+    key += std::to_string(i % 97);
     m[key] += i;
     char* dup = strdup(key.c_str());
     buf = static_cast<char*>(std::realloc(buf, len + std::strlen(dup) + 1));

@@ -4,6 +4,8 @@
 #include <time.h>
 
 #include "core/bits.h"
+#include "platform/linux/line_writer.h"
+#include "platform/linux/options.h"
 
 namespace shardalloc::platform {
 
@@ -34,6 +36,9 @@ void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
     __atomic_store_n(&g_os_arena_map[a >> core::kOsArenaShift], 1, __ATOMIC_RELAXED);
   }
   *out_bytes = bytes;
+  if (options().verbose) {
+    LineWriter().text("shardalloc: reserved an OS arena of ").num(bytes >> 20).text(" MiB at ").hex(aligned).flush();
+  }
   return core::ptr(aligned);
 }
 

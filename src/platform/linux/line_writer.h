@@ -1,0 +1,50 @@
+// Builds one line of text on the stack and writes it to stderr: printing
+// that never allocates (safe inside malloc and at exit).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace shardalloc::platform {
+
+class LineWriter {
+ public:
+  LineWriter& text(const char* s) {
+    while (*s != '\0' && len_ < sizeof buf_ - 1) buf_[len_++] = *s++;
+    return *this;
+  }
+  LineWriter& num(uint64_t v) {
+    char digits[20];
+    int n = 0;
+    do {
+      digits[n++] = char('0' + v % 10);
+      v /= 10;
+    } while (v != 0);
+    while (n > 0 && len_ < sizeof buf_ - 1) buf_[len_++] = digits[--n];
+    return *this;
+  }
+  LineWriter& hex(uint64_t v) {
+    text("0x");
+    char digits[16];
+    int n = 0;
+    do {
+      digits[n++] = "0123456789abcdef"[v & 15];
+      v >>= 4;
+    } while (v != 0);
+    while (n > 0 && len_ < sizeof buf_ - 1) buf_[len_++] = digits[--n];
+    return *this;
+  }
+  // Right-aligns the next number in `width` columns.
+  LineWriter& num(uint64_t v, int width) {
+    int digits = 1;
+    for (uint64_t x = v; x >= 10; x /= 10) ++digits;
+    for (; digits < width; ++digits) text(" ");
+    return num(v);
+  }
+  void flush();  // appends '\n' and writes the line to stderr
+
+ private:
+  char buf_[256];
+  size_t len_ = 0;
+};
+
+}  // namespace shardalloc::platform

@@ -1,0 +1,48 @@
+#include "platform/linux/options.h"
+
+#include <cstdlib>
+
+#include "platform/linux/line_writer.h"
+#include "platform/linux/process_heap.h"
+
+namespace shardalloc::platform {
+namespace {
+
+Options g_options;
+
+bool flag(const char* name) {
+  const char* v = getenv(name);  // getenv does not allocate
+  return v != nullptr && v[0] != '\0' && v[0] != '0';
+}
+
+bool number(const char* name, uint64_t* out) {
+  const char* v = getenv(name);
+  if (v == nullptr || *v < '0' || *v > '9') return false;
+  uint64_t n = 0;
+  for (; *v >= '0' && *v <= '9'; ++v) n = n * 10 + uint64_t(*v - '0');
+  *out = n;
+  return true;
+}
+
+// Runs before main (and before other threads exist); allocations made
+// earlier simply used the defaults.
+__attribute__((constructor(101))) void read_options() {
+  g_options.show_stats = flag("SHARDALLOC_SHOW_STATS");
+  g_options.verbose = flag("SHARDALLOC_VERBOSE");
+  number("SHARDALLOC_PURGE_DELAY_MS", &g_options.purge_delay_ms);
+  g_process_domain.purge_delay_ms = g_options.purge_delay_ms;
+  if (g_options.verbose) {
+    LineWriter()
+        .text("shardalloc: options: show_stats=")
+        .num(g_options.show_stats)
+        .text(" verbose=1 purge_delay_ms=")
+        .num(g_options.purge_delay_ms)
+        .flush();
+  }
+}
+
+}  // namespace
+
+const Options& options() { return g_options; }
+
+}  // namespace shardalloc::platform

@@ -1,0 +1,57 @@
+// SHARDALLOC_SHOW_STATS=1: statistics of the process heap at exit, printed
+// without allocating.
+#include <sys/resource.h>
+
+#include "core/config.h"
+#include "core/stats.h"
+#include "platform/linux/line_writer.h"
+#include "platform/linux/options.h"
+#include "platform/linux/process_heap.h"
+
+namespace shardalloc::platform {
+namespace {
+
+core::DomainStats g_stats;  // static: too large for a thread's stack at exit
+
+void print_stats() {
+  core::collect_stats(g_process_domain, &g_stats);
+  const core::DomainStats& s = g_stats;
+  LineWriter().text("shardalloc: statistics of the process heap").flush();
+  LineWriter().text("  class  block_size  pages  live_blocks  live_bytes  capacity_blocks").flush();
+  for (unsigned cls = 1; cls < core::kClassCount; ++cls) {
+    const core::ClassStats& c = s.classes[cls];
+    if (c.pages == 0) continue;
+    const uint64_t block = core::class_block_size(cls);
+    LineWriter()
+        .num(cls, 7)
+        .num(block, 12)
+        .num(c.pages, 7)
+        .num(c.live_blocks, 13)
+        .num(c.live_blocks * block, 12)
+        .num(c.capacity_blocks, 17)
+        .flush();
+  }
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  LineWriter().text("  heaps: ").num(s.heaps).text(" (").num(s.heaps_owned).text(" owned)").flush();
+  LineWriter()
+      .text("  segments: ")
+      .num(s.segments_claimed)
+      .text(" in use, peak ")
+      .num(s.peak_segments)
+      .text(" (")
+      .num(s.peak_segments * core::kSegmentSize >> 20)
+      .text(" MiB); reserved from the OS: ")
+      .num(s.total_bytes >> 20)
+      .text(" MiB")
+      .flush();
+  LineWriter().text("  live bytes in small/medium blocks: ").num(s.live_bytes).flush();
+  LineWriter().text("  peak RSS: ").num(uint64_t(ru.ru_maxrss)).text(" KiB").flush();
+}
+
+__attribute__((destructor)) void stats_at_exit() {
+  if (options().show_stats) print_stats();
+}
+
+}  // namespace
+}  // namespace shardalloc::platform
