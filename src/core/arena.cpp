@@ -23,7 +23,7 @@ uint64_t word_mask(size_t w, size_t index, size_t count) {
 
 size_t Arena::header_bytes(size_t slot_count) {
   const size_t words = (slot_count + kBitsPerWord - 1) / kBitsPerWord;
-  return align_up(sizeof(Arena), 8) + 2 * words * sizeof(uint64_t);
+  return align_up(sizeof(Arena), 8) + 3 * words * sizeof(uint64_t);
 }
 
 Arena* Arena::create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_start, uintptr_t mem_end) {
@@ -37,6 +37,7 @@ Arena* Arena::create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_
   auto* words = ptr<std::atomic<uint64_t>>(align_up(addr(at) + sizeof(Arena), 8));
   a->claimed = words;
   a->dirty = words + a->word_count;
+  a->aged = words + 2 * a->word_count;
   for (size_t w = 0; w < a->word_count; ++w) {
     // Bits past slot_count are permanently claimed so searches never hand them out.
     const uint64_t tail = (w + 1) * kBitsPerWord > slot_count
@@ -45,8 +46,8 @@ Arena* Arena::create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_
     // relaxed: the arena is published to other threads by a release CAS on the domain's list.
     new (&a->claimed[w]) std::atomic<uint64_t>(tail);
     new (&a->dirty[w]) std::atomic<uint64_t>(0);
+    new (&a->aged[w]) std::atomic<uint64_t>(0);
   }
-  a->search_hint.store(0, std::memory_order_relaxed);
   return a;
 }
 
@@ -94,11 +95,12 @@ bool Arena::try_claim_range(size_t index, size_t count) {
 size_t Arena::claim(size_t count, size_t align, size_t align_offset) {
   if (count == 0 || count > slot_count) return SIZE_MAX;
   const size_t align_slots = align > kSegmentSize ? align / kSegmentSize : 1;
-  // relaxed: the hint only shortens searches.
-  const size_t hint = search_hint.load(std::memory_order_relaxed) % slot_count;
-  for (size_t pass = 0; pass < 2; ++pass) {
-    size_t i = pass == 0 ? hint : 0;
-    const size_t end = pass == 0 ? slot_count : hint;
+  // First fit from the lowest slot: recently released slots are reused while
+  // their pages are still resident, and the high end of the arena stays
+  // untouched (or gets purged), which keeps RSS compact.
+  {
+    size_t i = 0;
+    const size_t end = slot_count;
     while (i < end && i + count <= slot_count) {
       if (align_slots > 1 && ((base / kSegmentSize + i + align_offset) % align_slots) != 0) {
         ++i;
@@ -122,10 +124,7 @@ size_t Arena::claim(size_t count, size_t align, size_t align_offset) {
           if (i >= end) break;
         }
       }
-      if (range_looks_free(i, count) && try_claim_range(i, count)) {
-        search_hint.store(i + count, std::memory_order_relaxed);
-        return i;
-      }
+      if (range_looks_free(i, count) && try_claim_range(i, count)) return i;
       ++i;
     }
   }
@@ -134,30 +133,38 @@ size_t Arena::claim(size_t count, size_t align, size_t align_offset) {
 
 void Arena::release(size_t index, size_t count) {
   for (size_t w = index / kBitsPerWord; w * kBitsPerWord < index + count; ++w) {
-    // relaxed: dirty bits are read by purge_dirty only after it claims the slot (acquire).
-    dirty[w].fetch_or(word_mask(w, index, count), std::memory_order_relaxed);
+    const uint64_t mask = word_mask(w, index, count);
+    // relaxed: purge ticks read these bits only as candidates and claim a slot before purging it.
+    dirty[w].fetch_or(mask, std::memory_order_relaxed);
+    aged[w].fetch_and(~mask, std::memory_order_relaxed);  // freed just now: not old enough yet
   }
   clear_bits(claimed, index, count);
 }
 
-size_t Arena::purge_dirty(void (*purge)(void* p, size_t bytes)) {
-  size_t purged = 0;
+size_t Arena::purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t* purged) {
+  size_t left = 0;
   for (size_t w = 0; w < word_count; ++w) {
     // relaxed: candidates only; each is re-checked by claiming it.
-    uint64_t candidates = dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);
+    const uint64_t free_dirty = dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);
+    uint64_t candidates = all ? free_dirty : free_dirty & aged[w].load(std::memory_order_relaxed);
     while (candidates != 0) {
       const size_t bit = size_t(std::countr_zero(candidates));
       candidates &= candidates - 1;
       const size_t index = w * kBitsPerWord + bit;
       if (!try_claim_range(index, 1)) continue;
-      // relaxed: we own the slot now; nobody else touches its dirty bit until we release.
+      // relaxed: we own the slot now; nobody else touches its bits until we release it.
       dirty[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
+      aged[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
       if (purge != nullptr) purge(ptr(slot_addr(index)), kSegmentSize);
       clear_bits(claimed, index, 1);
-      ++purged;
+      ++*purged;
     }
+    // What is free and dirty now gets purged at the next tick if it stays so.
+    const uint64_t still = dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);
+    aged[w].fetch_or(still, std::memory_order_relaxed);
+    left += size_t(std::popcount(still));
   }
-  return purged;
+  return left;
 }
 
 }  // namespace shardalloc::core

@@ -19,9 +19,9 @@ struct Arena {
   size_t word_count;
   std::atomic<uint64_t>* claimed;  // bit i: slot i is in use
   std::atomic<uint64_t>* dirty;    // bit i: slot i was used and not purged since
-  std::atomic<size_t> search_hint;
+  std::atomic<uint64_t>* aged;     // bit i: slot i was already free and dirty at the last purge tick
 
-  // Bytes an arena header with its two bitmaps needs for slot_count slots.
+  // Bytes an arena header with its three bitmaps needs for slot_count slots.
   static size_t header_bytes(size_t slot_count);
   // Builds the header at `at` (header_bytes(slot_count) bytes).
   static Arena* create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_start, uintptr_t mem_end);
@@ -37,9 +37,11 @@ struct Arena {
   void release(size_t index, size_t count);
   bool is_claimed(size_t index) const;
 
-  // Takes every released-but-dirty slot out of circulation, calls purge on
-  // each run, and puts them back clean. Returns the number of slots purged.
-  size_t purge_dirty(void (*purge)(void* p, size_t bytes));
+  // One purge tick: purges the free dirty slots that were already free and
+  // dirty at the previous tick (so each stayed free for a whole delay), or
+  // every free dirty slot when `all`. Each is claimed while it is purged.
+  // Returns the number of free dirty slots left for a later tick.
+  size_t purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t* purged);
 
  private:
   bool try_claim_range(size_t index, size_t count);

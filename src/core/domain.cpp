@@ -178,13 +178,12 @@ void Domain::release_segment(Segment* s) {
   segments_claimed.fetch_sub(slots, std::memory_order_relaxed);
   a->release(a->slot_index(addr(s)), slots);
   if (source.purge == nullptr) return;
-  // relaxed: counters and deadlines only decide when to purge; the arena
-  // bitmaps (protocol 4) make the purge itself safe.
-  const size_t dirty = dirty_slots.fetch_add(slots, std::memory_order_relaxed) + slots;
-  if (dirty >= kPurgeNowSlots || source.now_ms == nullptr || purge_delay_ms == 0) {
+  if (source.now_ms == nullptr || purge_delay_ms == 0) {
     purge_dirty();
     return;
   }
+  // relaxed: the deadline only decides when to purge; the arena bitmaps
+  // (protocol 4) make the purge itself safe.
   uint64_t none = 0;
   purge_due_ms.compare_exchange_strong(none, source.now_ms() + purge_delay_ms, std::memory_order_relaxed);
   maybe_purge();
@@ -193,15 +192,26 @@ void Domain::release_segment(Segment* s) {
 void Domain::maybe_purge() {
   // relaxed: see release_segment.
   uint64_t due = purge_due_ms.load(std::memory_order_relaxed);
-  if (due == 0 || source.now_ms == nullptr || source.now_ms() < due) return;
-  // One thread wins the deadline and purges; the others go on.
-  if (purge_due_ms.compare_exchange_strong(due, 0, std::memory_order_relaxed)) purge_dirty();
+  if (due == 0 || source.now_ms == nullptr) return;
+  const uint64_t now = source.now_ms();
+  if (now < due) return;
+  // One thread wins the deadline and runs the tick; the others go on.
+  if (!purge_due_ms.compare_exchange_strong(due, 0, std::memory_order_relaxed)) return;
+  size_t purged = 0, left = 0;
+  for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
+    left += a->purge_tick(source.purge, false, &purged);
+  }
+  if (left != 0) {
+    uint64_t none = 0;
+    purge_due_ms.compare_exchange_strong(none, now + purge_delay_ms, std::memory_order_relaxed);
+  }
 }
 
 void Domain::purge_dirty() {
-  // relaxed: a counter that only batches the work.
-  dirty_slots.store(0, std::memory_order_relaxed);
-  for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) a->purge_dirty(source.purge);
+  size_t purged = 0;
+  for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
+    a->purge_tick(source.purge, true, &purged);
+  }
 }
 
 void* Domain::meta_alloc(size_t bytes) {

@@ -16,9 +16,8 @@ namespace shardalloc::core {
 struct Heap;
 
 // Released slots are purged (their pages given back to the OS) once they have
-// stayed free this long, or at once when more than kPurgeNowSlots are dirty.
-inline constexpr uint64_t kDefaultPurgeDelayMs = 10;
-inline constexpr size_t kPurgeNowSlots = 512;  // 256 MiB
+// stayed free for one to two delays (see Arena::purge_tick).
+inline constexpr uint64_t kDefaultPurgeDelayMs = 100;
 
 // A bump area for metadata (heap records), claimed by CAS on `top`.
 struct MetaChunk {
@@ -34,7 +33,6 @@ struct Domain {
   std::atomic<MetaChunk*> meta{nullptr};
   std::atomic<size_t> total_bytes{0};     // memory handed over or reserved
   std::atomic<size_t> overhead_bytes{0};  // metadata and lost edges (see region.h)
-  std::atomic<size_t> dirty_slots{0};     // released and not purged since
   std::atomic<uint64_t> purge_due_ms{0};  // when dirty slots get purged; 0: none pending
   uint64_t purge_delay_ms = kDefaultPurgeDelayMs;
   std::atomic<size_t> segments_claimed{0};

@@ -76,12 +76,16 @@ struct Heap {
   SHARD_INLINE void free_local(Segment* s, void* p) {
     Page* page = s->page_of(p);
     Block* b = page->block_of(p);
-    if (SHARD_UNLIKELY(b == page->local_free || b == page->free || page->used == 0 || !page->is_block_start(b))) {
+    if (SHARD_UNLIKELY(b == page->local_free || page->used == 0 || !page->is_block_start(b))) {
       report_bad_local_free(page, p);
     }
     b->next = page->local_free;
     page->local_free = b;
-    if (SHARD_UNLIKELY(--page->used == 0 || page->in_full)) page_freed_slow(page);
+    if (SHARD_UNLIKELY(--page->used == 0 || page->in_full)) {
+      // The only page of its class stays when it empties (no queue neighbours,
+      // not full): alloc/free of one block then never leaves the fast path.
+      if (page->used != 0 || page->in_full || page->next != nullptr || page->prev != nullptr) page_freed_slow(page);
+    }
   }
 
   // Slow paths (heap_alloc.cpp, heap_free.cpp) -------------------------------

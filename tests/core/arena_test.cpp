@@ -67,20 +67,34 @@ TEST(Arena, TooLargeOrEmptyRequestsFail) {
   EXPECT_EQ(t.arena->claim(0, 0, 0), SIZE_MAX);
 }
 
-TEST(Arena, PurgeVisitsEachReleasedSlotOnce) {
+TEST(Arena, PurgeTicksPurgeOnlySlotsFreeForAWholeTick) {
   TestArena t(64);
   for (int i = 0; i < 10; ++i) ASSERT_NE(t.arena->claim(1, 0, 0), SIZE_MAX);
   t.arena->release(3, 1);
   t.arena->release(5, 2);
-  static std::atomic<int> purged;
-  purged = 0;
-  EXPECT_EQ(t.arena->purge_dirty([](void*, size_t bytes) {
+  static std::atomic<int> calls;
+  calls = 0;
+  auto count = [](void*, size_t bytes) {
     EXPECT_EQ(bytes, kSegmentSize);
-    ++purged;
-  }), 3u);
-  EXPECT_EQ(purged.load(), 3);
-  EXPECT_EQ(t.arena->purge_dirty(nullptr), 0u);
+    ++calls;
+  };
+  size_t purged = 0;
+  // First tick: the slots only just became free; they age.
+  EXPECT_EQ(t.arena->purge_tick(count, false, &purged), 3u);
+  EXPECT_EQ(purged, 0u);
+  // Slot 5 is reused and freed again before the next tick: it must wait a tick more.
+  ASSERT_EQ(t.arena->claim(1, 0, 0), 3u);
+  t.arena->release(3, 1);
+  EXPECT_EQ(t.arena->purge_tick(count, false, &purged), 1u);
+  EXPECT_EQ(purged, 2u);  // slots 5 and 6
+  EXPECT_EQ(t.arena->purge_tick(count, false, &purged), 0u);
+  EXPECT_EQ(purged, 3u);
+  EXPECT_EQ(calls.load(), 3);
   EXPECT_FALSE(t.arena->is_claimed(3));
+  // Forced purge takes every free dirty slot at once.
+  t.arena->release(7, 1);
+  EXPECT_EQ(t.arena->purge_tick(count, true, &purged), 0u);
+  EXPECT_EQ(purged, 4u);
 }
 
 TEST(Arena, ConcurrentClaimsNeverOverlap) {

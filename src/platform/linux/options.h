@@ -1,7 +1,7 @@
 // Options from the environment, read once at start-up without allocating:
 //   SHARDALLOC_SHOW_STATS=1     print statistics of the process heap at exit
 //   SHARDALLOC_VERBOSE=1        print options at start and each new OS arena
-//   SHARDALLOC_PURGE_DELAY_MS=N purge released memory after N ms (0: at once; default 10)
+//   SHARDALLOC_PURGE_DELAY_MS=N purge released memory after N ms (0: at once; default 100)
 #pragma once
 #include <cstdint>
 
@@ -10,7 +10,7 @@ namespace shardalloc::platform {
 struct Options {
   bool show_stats = false;
   bool verbose = false;
-  uint64_t purge_delay_ms = 10;
+  uint64_t purge_delay_ms = 100;
 };
 
 const Options& options();

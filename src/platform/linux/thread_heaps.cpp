@@ -11,7 +11,7 @@ namespace shardalloc::platform {
 
 constinit core::Domain g_process_domain{.source = kOsPageSource};
 constinit core::Heap g_process_placeholder{&g_process_domain};
-thread_local core::Heap* tl_process_heap = &g_process_placeholder;
+constinit thread_local core::Heap* tl_process_heap = &g_process_placeholder;
 
 namespace {
 

@@ -1,0 +1,200 @@
+// shard_stats_* : statistics of the process heap or a region, as a C struct
+// and as JSON, from core::collect_stats plus a walk of the arenas for huge
+// blocks (which no heap holds). Allocates nothing and calls no libc function.
+#include "shardalloc/stats.h"
+
+#include "core/arena.h"
+#include "core/config.h"
+#include "core/domain.h"
+#include "core/heap.h"
+#include "core/segment.h"
+#include "core/size_class.h"
+#include "core/stats.h"
+#include "platform/linux/process_heap.h"
+
+#define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
+
+using namespace shardalloc;
+
+static_assert(SHARD_STATS_CLASS_COUNT == core::kClassCount, "stats.h must list every size class");
+
+namespace {
+
+// shard_region holds its domain as its first (and only) member (region_api.cpp).
+const core::Domain& domain_of(const shard_region* r) { return *reinterpret_cast<const core::Domain*>(r); }
+
+// Huge blocks live in segments of their own, outside every heap: count them
+// by walking the claimed slots of every arena. A slot counts when it carries
+// a live segment header (its cookie matches), as Domain::is_live_segment does.
+void add_huge_and_arenas(const core::Domain& d, shard_stats* out) {
+  shard_class_stats& huge = out->classes[0];
+  // acquire: see the headers and bitmaps of published arenas.
+  for (const core::Arena* a = d.arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
+    ++out->arenas;
+    for (size_t i = 0; i < a->slot_count; ++i) {
+      if (!a->is_claimed(i)) continue;
+      const auto* s = core::ptr<const core::Segment>(a->slot_addr(i));
+      if (s->cookie != d.cookie_of(s)) continue;  // metadata, or a claim still being set up
+      const size_t span = s->span_slots;
+      if (s->kind == core::SegmentKind::kHuge) {
+        const core::Page& page = s->pages[0];
+        ++huge.pages;
+        ++huge.capacity_blocks;
+        if (page.in_use || page.used != 0) {
+          ++huge.live_blocks;
+          huge.live_bytes += page.block_size;
+        }
+      }
+      // Skip the rest of a multi-slot span (its slots hold block data, not headers).
+      if (span > 1 && span <= a->slot_count - i) i += span - 1;
+    }
+  }
+}
+
+void fill(const core::Domain& d, shard_stats* out) {
+  core::DomainStats ds;
+  core::collect_stats(d, &ds);
+  *out = shard_stats{};
+  for (unsigned cls = 1; cls < core::kClassCount; ++cls) {
+    const core::ClassStats& c = ds.classes[cls];
+    shard_class_stats& o = out->classes[cls];
+    o.block_size = core::class_block_size(cls);
+    o.pages = c.pages;
+    o.live_blocks = c.live_blocks;
+    o.live_bytes = c.live_blocks * o.block_size;
+    o.capacity_blocks = c.capacity_blocks;
+  }
+  add_huge_and_arenas(d, out);
+  for (const shard_class_stats& c : out->classes) {
+    out->live_blocks += c.live_blocks;
+    out->live_bytes += c.live_bytes;
+    out->pages += c.pages;
+  }
+  out->segments = ds.segments_claimed;
+  out->peak_segments = ds.peak_segments;
+  out->segment_size = core::kSegmentSize;
+  out->peak_bytes = ds.peak_segments * core::kSegmentSize;
+  out->reserved_bytes = ds.total_bytes;
+  out->heaps = ds.heaps;
+  out->heaps_owned = ds.heaps_owned;
+  out->heaps_abandoned = ds.heaps - ds.heaps_owned;
+}
+
+// snprintf-like output into a caller's buffer: counts everything, stores what fits.
+class JsonOut {
+ public:
+  JsonOut(char* buf, size_t len) : buf_(buf), len_(len) {}
+  JsonOut& ch(char c) {
+    if (buf_ != nullptr && pos_ + 1 < len_) buf_[pos_] = c;
+    ++pos_;
+    return *this;
+  }
+  JsonOut& str(const char* s) {
+    while (*s != '\0') ch(*s++);
+    return *this;
+  }
+  JsonOut& num(uint64_t v) {
+    char digits[20];
+    int n = 0;
+    do {
+      digits[n++] = char('0' + v % 10);
+      v /= 10;
+    } while (v != 0);
+    while (n > 0) ch(digits[--n]);
+    return *this;
+  }
+  // "name":value, with a comma before every field but the first of an object.
+  JsonOut& field(const char* name, uint64_t v) {
+    if (need_comma_) ch(',');
+    ch('"').str(name).str("\":").num(v);
+    need_comma_ = true;
+    return *this;
+  }
+  JsonOut& open(const char* name, char bracket) {
+    if (need_comma_) ch(',');
+    if (name != nullptr) ch('"').str(name).str("\":");
+    ch(bracket);
+    need_comma_ = false;
+    return *this;
+  }
+  JsonOut& close(char bracket) {
+    ch(bracket);
+    need_comma_ = true;
+    return *this;
+  }
+  size_t finish() {
+    if (buf_ != nullptr && len_ > 0) buf_[pos_ < len_ ? pos_ : len_ - 1] = '\0';
+    return pos_;
+  }
+
+ private:
+  char* buf_;
+  size_t len_;
+  size_t pos_ = 0;
+  bool need_comma_ = false;
+};
+
+size_t empty_json(char* buf, size_t len) {
+  if (buf != nullptr && len > 0) buf[0] = '\0';
+  return 0;
+}
+
+}  // namespace
+
+SHARD_EXPORT void shard_stats_get(shard_stats* out) {
+  if (out == nullptr) return;
+  fill(platform::g_process_domain, out);
+}
+
+SHARD_EXPORT shard_status shard_region_stats(const shard_region* r, shard_stats* out) {
+  if (r == nullptr || out == nullptr) return SHARD_INVALID_PARAM;
+  fill(domain_of(r), out);
+  return SHARD_OK;
+}
+
+SHARD_EXPORT size_t shard_stats_to_json(const shard_stats* s, char* buf, size_t len) {
+  if (s == nullptr) return empty_json(buf, len);
+  JsonOut j(buf, len);
+  j.open(nullptr, '{');
+  j.field("segment_size", s->segment_size)
+      .field("segments", s->segments)
+      .field("peak_segments", s->peak_segments)
+      .field("peak_bytes", s->peak_bytes)
+      .field("reserved_bytes", s->reserved_bytes)
+      .field("arenas", s->arenas)
+      .field("heaps", s->heaps)
+      .field("heaps_owned", s->heaps_owned)
+      .field("heaps_abandoned", s->heaps_abandoned)
+      .field("pages", s->pages)
+      .field("live_blocks", s->live_blocks)
+      .field("live_bytes", s->live_bytes);
+  j.open("classes", '[');
+  for (unsigned cls = 0; cls < SHARD_STATS_CLASS_COUNT; ++cls) {
+    const shard_class_stats& c = s->classes[cls];
+    if (c.pages == 0 && c.live_blocks == 0) continue;
+    j.open(nullptr, '{')
+        .field("class", cls)
+        .field("block_size", c.block_size)
+        .field("pages", c.pages)
+        .field("live_blocks", c.live_blocks)
+        .field("live_bytes", c.live_bytes)
+        .field("capacity_blocks", c.capacity_blocks)
+        .close('}');
+  }
+  j.close(']');
+  j.close('}');
+  return j.finish();
+}
+
+SHARD_EXPORT size_t shard_stats_json(char* buf, size_t len) {
+  shard_stats s;
+  fill(platform::g_process_domain, &s);
+  return shard_stats_to_json(&s, buf, len);
+}
+
+SHARD_EXPORT size_t shard_region_stats_json(const shard_region* r, char* buf, size_t len) {
+  if (r == nullptr) return empty_json(buf, len);
+  shard_stats s;
+  fill(domain_of(r), &s);
+  return shard_stats_to_json(&s, buf, len);
+}

@@ -1,0 +1,99 @@
+// CPU identity on a bare-metal kernel: each CPU's heap per region.
+//
+// The kernel says which CPU runs (shard_set_cpu_hook, region.h); each region
+// (domain) gets a table of one heap per CPU, allocated from the region's own
+// metadata on first use. A CPU acquires its heap on its first call and keeps
+// it for good: the CPU is the owner (Heap::owned stays 1), so a call must not
+// migrate and must not be re-entered on the same CPU (region.h).
+//
+// Shared state:
+//   g_cpu_hook, g_cpu_count: written by shard_set_cpu_hook before any table
+//     exists (the caller's contract: before the first alloc/dealloc); read-only after.
+//   g_tables: push-only list of per-domain tables (protocol 6 of
+//     docs/protocols.md): a table is fully built before the release CAS that
+//     publishes it and is never removed; its `domain` and `next` are immutable.
+//   CpuTable::heaps()[c]: written and read only by CPU c.
+#include <atomic>
+
+#include "core/domain.h"
+#include "core/heap.h"
+#include "core/hooks.h"
+#include "shardalloc/region.h"
+
+namespace shardalloc::platform {
+namespace {
+
+// A table header, followed in the same allocation by g_cpu_count heap slots.
+struct CpuTable {
+  core::Domain* domain;
+  CpuTable* next;
+  core::Heap** heaps() { return reinterpret_cast<core::Heap**>(this + 1); }
+};
+
+constexpr size_t table_bytes(unsigned cpus) { return sizeof(CpuTable) + cpus * sizeof(core::Heap*); }
+
+std::atomic<unsigned (*)()> g_cpu_hook{nullptr};
+std::atomic<unsigned> g_cpu_count{1};
+std::atomic<CpuTable*> g_tables{nullptr};
+
+CpuTable* find_table(CpuTable* t, const core::Domain* d) {
+  while (t != nullptr && t->domain != d) t = t->next;
+  return t;
+}
+
+// The table of d, made (from d's metadata) when it has none yet. Null when d
+// is out of memory.
+CpuTable* table_of(core::Domain* d) {
+  // acquire: pairs with the release CAS that published each table.
+  CpuTable* head = g_tables.load(std::memory_order_acquire);
+  if (CpuTable* t = find_table(head, d)) return t;
+  // relaxed: fixed before the first table exists.
+  auto* mine = static_cast<CpuTable*>(d->meta_alloc(table_bytes(g_cpu_count.load(std::memory_order_relaxed))));
+  if (mine == nullptr) return nullptr;
+  mine->domain = d;  // meta_alloc zeroed the heap slots
+  for (;;) {
+    mine->next = head;
+    // release: the table's fields are visible to whoever finds it.
+    // acquire on failure: we walk the tables pushed meanwhile.
+    if (g_tables.compare_exchange_weak(head, mine, std::memory_order_release, std::memory_order_acquire)) return mine;
+    // Another CPU may have published d's table first: use that one (ours
+    // stays unused in d's metadata: a few bytes, once per race).
+    if (CpuTable* t = find_table(head, d)) return t;
+  }
+}
+
+}  // namespace
+
+core::Heap* current_heap(core::Domain* d) {
+  // relaxed: both are set before any CPU but the boot CPU calls (region.h).
+  unsigned (*hook)() = g_cpu_hook.load(std::memory_order_relaxed);
+  const unsigned cpu = hook != nullptr ? hook() : 0;
+  if (SHARD_UNLIKELY(cpu >= g_cpu_count.load(std::memory_order_relaxed))) {
+    fatal("current_cpu() returned an id >= cpu_count", reinterpret_cast<const void*>(uintptr_t(cpu)));
+  }
+  CpuTable* t = table_of(d);
+  if (SHARD_UNLIKELY(t == nullptr)) return nullptr;
+  core::Heap*& slot = t->heaps()[cpu];
+  if (SHARD_LIKELY(slot != nullptr)) return slot;
+  slot = d->acquire_heap();  // adopts a heap nobody owns or makes one; null if out of memory
+  return slot;
+}
+
+}  // namespace shardalloc::platform
+
+extern "C" __attribute__((visibility("default"))) shard_status shard_set_cpu_hook(unsigned (*current_cpu)(void),
+                                                                                    unsigned cpu_count) {
+  using namespace shardalloc::platform;
+  if (cpu_count == 0 || (current_cpu == nullptr && cpu_count != 1)) return SHARD_INVALID_PARAM;
+  // acquire: see whether a table (and with it a CPU's heap) already exists.
+  if (g_tables.load(std::memory_order_acquire) != nullptr) {
+    // Too late to change; the same settings again are harmless.
+    const bool same = g_cpu_hook.load(std::memory_order_relaxed) == current_cpu &&
+                      g_cpu_count.load(std::memory_order_relaxed) == cpu_count;
+    return same ? SHARD_OK : SHARD_INVALID_PARAM;
+  }
+  // relaxed: the kernel starts its other CPUs (a release/acquire of its own) after this call.
+  g_cpu_count.store(cpu_count, std::memory_order_relaxed);
+  g_cpu_hook.store(current_cpu, std::memory_order_relaxed);
+  return SHARD_OK;
+}
