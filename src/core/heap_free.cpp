@@ -91,11 +91,14 @@ void free_remote(Domain* d, Segment* s, void* p) {
   if (s->kind == SegmentKind::kHuge) return free_huge(s, p);
   Page* page = s->page_of(p);
   if (!page->in_use) platform::fatal("free of a pointer that is not allocated", p);
-  // Interior pointers (aligned allocations) round down to their block.
-  const size_t index = (addr(p) - addr(page->area)) / page->block_size;
-  Block* b = ptr<Block>(addr(page->area) + index * page->block_size);
-  // Our pointers are block starts, or interior only on pages that hand out aligned blocks.
-  if (b != p && !page->has_interior.load(std::memory_order_relaxed)) platform::fatal("free of a pointer that is not allocated", p);
+  // Our pointers are block starts (checked without a division), or interior
+  // only on pages that hand out aligned blocks; those round down to their block.
+  Block* b = static_cast<Block*>(p);
+  if (SHARD_UNLIKELY(!page->is_block_start(p))) {
+    if (!page->has_interior.load(std::memory_order_relaxed)) platform::fatal("free of a pointer that is not allocated", p);
+    const size_t index = (addr(p) - addr(page->area)) / page->block_size;
+    b = ptr<Block>(addr(page->area) + index * page->block_size);
+  }
   // relaxed: the CAS below validates what we read.
   uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
   ThreadFreeWord seen(raw);
