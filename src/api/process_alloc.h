@@ -41,7 +41,7 @@ inline void* process_calloc(size_t count, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
   void* p = process_malloc(total);
-  if (p != nullptr) __builtin_memset(p, 0, total);
+  if (p != nullptr && !core::is_fresh_zero(p)) __builtin_memset(p, 0, total);
   return p;
 }
 

@@ -56,6 +56,14 @@ bool Arena::is_claimed(size_t index) const {
   return (claimed[index / kBitsPerWord].load(std::memory_order_acquire) >> (index % kBitsPerWord)) & 1;
 }
 
+bool Arena::range_is_clean(size_t index, size_t count) const {
+  for (size_t w = index / kBitsPerWord; w * kBitsPerWord < index + count; ++w) {
+    // relaxed: we own the slots; their dirty bits change only by our own release.
+    if (dirty[w].load(std::memory_order_relaxed) & word_mask(w, index, count)) return false;
+  }
+  return true;
+}
+
 bool Arena::range_looks_free(size_t index, size_t count) const {
   for (size_t w = index / kBitsPerWord; w * kBitsPerWord < index + count; ++w) {
     // relaxed: only a hint; try_claim_range decides with CAS.

@@ -35,6 +35,9 @@ struct Arena {
   // Returns the first slot's index or SIZE_MAX.
   size_t claim(size_t count, size_t align, size_t align_offset);
   void release(size_t index, size_t count);
+  // For slots the caller has claimed: true when none was used since it was
+  // fresh or purged.
+  bool range_is_clean(size_t index, size_t count) const;
   bool is_claimed(size_t index) const;
 
   // One purge tick: purges the free dirty slots that were already free and

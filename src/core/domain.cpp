@@ -134,6 +134,7 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset) {
     s->domain = this;
     s->arena = a;
     s->span_slots = slots;
+    s->zeroed = source.fresh_is_zero && a->range_is_clean(index, slots);
     // relaxed: statistics.
     const size_t now = segments_claimed.fetch_add(slots, std::memory_order_relaxed) + slots;
     size_t peak = peak_segments.load(std::memory_order_relaxed);

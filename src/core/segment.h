@@ -33,7 +33,8 @@ struct Segment {
   uint8_t page_shift;   // page index = (p - segment) >> page_shift
   uint16_t page_count;
   uint16_t used_pages;  // pages in use (owner)
-  uint16_t reserved_;
+  uint8_t zeroed;       // every byte past the header read as zero when claimed (fresh or purged slots)
+  uint8_t reserved_;
   Segment* next_partial;  // heap's list of small segments with a free page (owner)
   Segment* prev_partial;
   uint8_t in_partial_list;
