@@ -33,7 +33,7 @@ struct Heap {
   Page* direct[kDirectSlots];        // owner: page to allocate from, by (size+7)/8
   PageQueue queues[kClassCount];     // owner: pages with (maybe) free blocks, per class
   PageQueue full;                    // owner: pages found full
-  Segment* partial_small = nullptr;  // owner: small segments with a free page
+  Segment* partial[kPartialKinds] = {};  // owner: small / medium segments with a free page
   Domain* domain = nullptr;          // immutable once published
   Heap* next_in_domain = nullptr;    // immutable once published
   bool placeholder = false;          // a thread's heap before its first allocation
@@ -64,7 +64,7 @@ struct Heap {
   }
   SHARD_INLINE void* alloc(size_t size) {
     if (SHARD_LIKELY(size <= kDirectSizeMax)) return alloc_small(size);
-    if (size <= kMediumBlockMax) {
+    if (size <= kLargeBlockMax) {
       Page* page = queues[size_class_of(size)].first;
       if (page != nullptr) {
         if (Block* b = page->pop_free()) return b;
@@ -111,7 +111,7 @@ struct Heap {
   bool move_to_full(Page* page);
   void move_out_of_full(Page* page);
   void free_page(Page* page);
-  Segment* claim_owned_segment(SegmentKind kind);
+  Segment* claim_owned_segment(const PageGeometry& g);
   Segment* claim_segment(size_t slots, size_t align, size_t align_offset);
   Page* find_page(unsigned cls);
   Page* fresh_page(unsigned cls);

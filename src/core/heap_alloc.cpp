@@ -21,7 +21,7 @@ void* Heap::alloc_slow(size_t size) {
   }
   drain_notified();
   if ((++slow_calls & 63) == 0) domain->maybe_purge();
-  if (size > kMediumBlockMax) return alloc_huge(size, 0);
+  if (size > kLargeBlockMax) return alloc_huge(size, 0);
   const unsigned cls = size_class_of(size);
   Page* page = find_page(cls);
   if (page == nullptr) page = fresh_page(cls);
@@ -58,13 +58,13 @@ Segment* Heap::claim_segment(size_t slots, size_t align, size_t align_offset) {
   return domain->claim_segment(slots, align, align_offset);
 }
 
-Segment* Heap::claim_owned_segment(SegmentKind kind) {
+Segment* Heap::claim_owned_segment(const PageGeometry& g) {
   Segment* s = claim_segment(1, 0, 0);
   if (s == nullptr) return nullptr;
   s->heap = this;
-  s->kind = kind;
-  s->page_shift = kind == SegmentKind::kSmall ? kSmallPageShift : 63;
-  s->page_count = kind == SegmentKind::kSmall ? kSmallPagesPerSegment : 1;
+  s->kind = g.kind;
+  s->page_shift = g.shift;
+  s->page_count = g.count;
   s->used_pages = 0;
   s->next_partial = s->prev_partial = nullptr;
   s->in_partial_list = 0;
@@ -101,33 +101,31 @@ void partial_add(Segment*& head, Segment* s) {
 
 Page* Heap::fresh_page(unsigned cls) {
   const size_t block = class_block_size(cls);
+  const PageGeometry g = geometry_for_block(block);
   Segment* s;
-  Page* page;
-  uintptr_t start, end;
-  if (block <= kSmallBlockMax) {
-    s = partial_small;
+  if (g.count == 1) {
+    s = claim_owned_segment(g);
+    if (s == nullptr) return nullptr;
+  } else {
+    Segment*& list = partial[partial_index(g.kind)];
+    s = list;
     if (s == nullptr) {
-      s = claim_owned_segment(SegmentKind::kSmall);
+      s = claim_owned_segment(g);
       if (s != nullptr) {
-        partial_add(partial_small, s);
+        partial_add(list, s);
       } else {
-        s = partial_small;  // the failed claim collected this heap: a page may have come free
+        s = list;  // the failed claim collected this heap: a page may have come free
         if (s == nullptr) return nullptr;
       }
     }
-    size_t i = 0;
-    while (s->pages[i].in_use) ++i;
-    page = &s->pages[i];
-    start = addr(s) + i * kSmallPageSize + (i == 0 ? kSegmentHeaderSize : 0);
-    end = addr(s) + (i + 1) * kSmallPageSize;
-    if (size_t(s->used_pages) + 1 == s->page_count) partial_remove(partial_small, s);
-  } else {
-    s = claim_owned_segment(SegmentKind::kMedium);
-    if (s == nullptr) return nullptr;
-    page = &s->pages[0];
-    start = addr(s) + kSegmentHeaderSize;
-    end = addr(s) + kSegmentSize;
+    if (size_t(s->used_pages) + 1 == s->page_count) partial_remove(list, s);
   }
+  size_t i = 0;
+  while (s->pages[i].in_use) ++i;
+  Page* page = &s->pages[i];
+  const size_t page_bytes = g.count == 1 ? kSegmentSize : size_t{1} << g.shift;
+  const uintptr_t start = addr(s) + i * page_bytes + (i == 0 ? kSegmentHeaderSize : 0);
+  const uintptr_t end = addr(s) + (i + 1) * page_bytes;
   const uintptr_t area = area_start(start, block);
   page->init(ptr<uint8_t>(area), end - area, block, cls);
   ++s->used_pages;
@@ -176,12 +174,12 @@ void* Heap::alloc_aligned(size_t size, size_t align) {
     Heap* real = platform::current_heap(domain);
     return real != nullptr && !real->placeholder ? real->alloc_aligned(size, align) : nullptr;
   }
-  if (size <= kMediumBlockMax && align <= kMediumBlockMax) {
+  if (size <= kLargeBlockMax && align <= kLargeBlockMax) {
     void* p = alloc(size);
     if (p == nullptr || (addr(p) & (align - 1)) == 0) return p;
     free_local(segment_of(p), p);
     const size_t padded = size + align - kMinAlign;
-    if (padded <= kMediumBlockMax) {
+    if (padded <= kLargeBlockMax) {
       p = alloc(padded);
       if (p == nullptr) return nullptr;
       segment_of(p)->page_of(p)->has_interior.store(1, std::memory_order_relaxed);  // relaxed: see page.h

@@ -36,9 +36,10 @@ void Heap::free_page(Page* page) {
   page->local_free = page->free = nullptr;
   Segment* s = ptr<Segment>(align_down(addr(page), kSegmentSize));
   --s->used_pages;
-  if (s->kind == SegmentKind::kSmall) partial_add(partial_small, s);
+  const bool shared = s->page_count > 1;  // small and medium segments hold several pages
+  if (shared) partial_add(partial[partial_index(s->kind)], s);
   if (s->used_pages == 0) {
-    if (s->kind == SegmentKind::kSmall) partial_remove(partial_small, s);
+    if (shared) partial_remove(partial[partial_index(s->kind)], s);
     // relaxed: a hint for sweepers.
     segment_count.store(segment_count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     domain->release_segment(s);

@@ -11,7 +11,7 @@ void Heap::init(Domain* d) {
   for (auto& p : direct) p = &g_empty_page;
   for (auto& q : queues) q = PageQueue{};
   full = PageQueue{};
-  partial_small = nullptr;
+  for (auto& p : partial) p = nullptr;
 }
 
 void Heap::collect_all() {

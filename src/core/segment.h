@@ -1,5 +1,5 @@
 // A segment: kSegmentSize-aligned memory whose first kSegmentHeaderSize bytes
-// describe its pages. Small segments hold kSmallPagesPerSegment pages, medium
+// describe its pages. Small segments hold 8 pages, medium segments 2, large
 // segments one page, huge segments one block spanning one or more slots.
 //
 // Written once by the claiming heap before the segment is published (the
@@ -19,7 +19,24 @@ struct Domain;
 struct Heap;
 struct Arena;
 
-enum class SegmentKind : uint8_t { kSmall = 1, kMedium = 2, kHuge = 3 };
+enum class SegmentKind : uint8_t { kSmall = 1, kMedium = 2, kLarge = 3, kHuge = 4 };
+
+// How a segment of a kind is cut into pages.
+struct PageGeometry {
+  SegmentKind kind;
+  uint8_t shift;  // page index = offset >> shift (63: one page)
+  uint16_t count;
+};
+
+constexpr PageGeometry geometry_for_block(size_t block_size) {
+  if (block_size <= kSmallBlockMax) return {SegmentKind::kSmall, kSmallPageShift, uint16_t(kSegmentSize >> kSmallPageShift)};
+  if (block_size <= kMediumBlockMax) return {SegmentKind::kMedium, kMediumPageShift, uint16_t(kSegmentSize >> kMediumPageShift)};
+  return {SegmentKind::kLarge, 63, 1};
+}
+
+// Heaps keep, per kind that has several pages, a list of segments with a free page.
+constexpr unsigned partial_index(SegmentKind kind) { return kind == SegmentKind::kSmall ? 0 : 1; }
+inline constexpr unsigned kPartialKinds = 2;
 
 inline constexpr size_t kSegmentHeaderSize = 1024;
 

@@ -1,5 +1,5 @@
 // Size classes: exact multiples of 8 up to 64 bytes, then four classes per
-// power of two up to kMediumBlockMax. Worst-case waste is below 20% of a block.
+// power of two up to kLargeBlockMax. Worst-case waste is below 20% of a block.
 #pragma once
 #include <bit>
 #include <cstddef>
@@ -13,10 +13,10 @@ inline constexpr unsigned kExactClasses = 8;  // 8, 16, ..., 64
 inline constexpr unsigned kClassesPerDoubling = 4;
 // Class 0 is unused so that a zeroed class field means "no class".
 inline constexpr unsigned kLastClass =
-    kExactClasses + kClassesPerDoubling * (std::bit_width(kMediumBlockMax) - 1 - 6);
+    kExactClasses + kClassesPerDoubling * (std::bit_width(kLargeBlockMax) - 1 - 6);
 inline constexpr unsigned kClassCount = kLastClass + 1;
 
-// Class of a request size in 1..kMediumBlockMax (size 0 is served as 1).
+// Class of a request size in 1..kLargeBlockMax (size 0 is served as 1).
 constexpr unsigned size_class_of(size_t size) {
   if (size <= 64) return size <= 8 ? 1u : unsigned((size + 7) >> 3);
   const unsigned k = unsigned(std::bit_width(size - 1)) - 1;  // size in (2^k, 2^(k+1)]
@@ -33,8 +33,8 @@ constexpr size_t class_block_size(unsigned cls) {
   return (size_t{1} << k) + i * (size_t{1} << (k - 2));
 }
 
-static_assert(class_block_size(kLastClass) == kMediumBlockMax);
-static_assert(size_class_of(kMediumBlockMax) == kLastClass);
+static_assert(class_block_size(kLastClass) == kLargeBlockMax);
+static_assert(size_class_of(kLargeBlockMax) == kLastClass);
 static_assert(class_block_size(size_class_of(65)) == 80);
 
 // O(1) class lookup for direct sizes: indexed by (size + 7) / 8.

@@ -7,7 +7,7 @@
 using namespace shardalloc::core;
 
 TEST(SizeClass, EverySizeMapsToTheSmallestClassThatFits) {
-  for (size_t size = 1; size <= kMediumBlockMax; ++size) {
+  for (size_t size = 1; size <= kLargeBlockMax; ++size) {
     const unsigned cls = size_class_of(size);
     ASSERT_GE(cls, 1u);
     ASSERT_LE(cls, kLastClass);
@@ -19,7 +19,7 @@ TEST(SizeClass, EverySizeMapsToTheSmallestClassThatFits) {
 }
 
 TEST(SizeClass, WasteIsBelowEightBytesOrTwentyPercentOfTheBlock) {
-  for (size_t size = 1; size <= kMediumBlockMax; ++size) {
+  for (size_t size = 1; size <= kLargeBlockMax; ++size) {
     const size_t block = class_block_size(size_class_of(size));
     if (size <= 64) {
       ASSERT_LT(block - size, 8u) << size;  // exact 8-byte steps
@@ -37,7 +37,7 @@ TEST(SizeClass, BlockSizesAreIncreasingAndEightAligned) {
     }
     EXPECT_EQ(size_class_of(class_block_size(cls)), cls);
   }
-  EXPECT_EQ(class_block_size(kLastClass), kMediumBlockMax);
+  EXPECT_EQ(class_block_size(kLastClass), kLargeBlockMax);
 }
 
 TEST(SizeClass, DirectTableAgreesWithTheFormula) {
@@ -47,5 +47,5 @@ TEST(SizeClass, DirectTableAgreesWithTheFormula) {
 }
 
 TEST(SizeClass, PowersOfTwoAreExactClasses) {
-  for (size_t p = 8; p <= kMediumBlockMax; p <<= 1) EXPECT_EQ(class_block_size(size_class_of(p)), p);
+  for (size_t p = 8; p <= kLargeBlockMax; p <<= 1) EXPECT_EQ(class_block_size(size_class_of(p)), p);
 }
