@@ -75,10 +75,15 @@ struct Heap {
   // p belongs to a segment this heap owns.
   SHARD_INLINE void free_local(Segment* s, void* p) {
     Page* page = s->page_of(p);
-    Block* b = page->block_of(p);
-    if (SHARD_UNLIKELY(b == page->local_free || page->used == 0 || !page->is_block_start(b))) {
-      report_bad_local_free(page, p);
+    Block* b = static_cast<Block*>(p);
+    // One unlikely branch for everything unusual: interior pointers of
+    // aligned blocks, foreign pointers, an immediate double free.
+    if (SHARD_UNLIKELY(!page->is_block_start(b) || b == page->local_free || page->used == 0)) {
+      return free_local_unusual(page, p);
     }
+    push_local(page, b);
+  }
+  SHARD_INLINE void push_local(Page* page, Block* b) {
     b->next = page->local_free;
     page->local_free = b;
     if (SHARD_UNLIKELY(--page->used == 0 || page->in_full)) {
@@ -93,6 +98,10 @@ struct Heap {
   void* alloc_aligned(size_t size, size_t align);
   void page_freed_slow(Page* page);
   [[noreturn]] void report_bad_local_free(Page* page, void* p);
+  // The block an interior pointer (aligned allocation) belongs to; aborts
+  // when the page hands out no interior pointers.
+  static Block* interior_block(Page* page, void* p);
+  SHARD_NOINLINE void free_local_unusual(Page* page, void* p);
 
   // Lifecycle (heap_lifecycle.cpp) --------------------------------------------
   void init(Domain* d);

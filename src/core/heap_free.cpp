@@ -16,6 +16,20 @@ void Heap::report_bad_local_free(Page* page, void* p) {
   platform::fatal("double free detected", p);
 }
 
+Block* Heap::interior_block(Page* page, void* p) {
+  if (!page->has_interior.load(std::memory_order_relaxed) || !page->contains(p)) {
+    platform::fatal("free of a pointer that is not allocated", p);
+  }
+  const size_t index = (addr(p) - addr(page->area)) / page->block_size;
+  return ptr<Block>(addr(page->area) + index * page->block_size);
+}
+
+void Heap::free_local_unusual(Page* page, void* p) {
+  Block* b = page->is_block_start(p) ? static_cast<Block*>(p) : interior_block(page, p);
+  if (b == page->local_free || page->used == 0) report_bad_local_free(page, p);
+  push_local(page, b);
+}
+
 void Heap::page_freed_slow(Page* page) {
   if (page->in_full) move_out_of_full(page);
   if (page->used != 0) return;
@@ -95,11 +109,7 @@ void free_remote(Domain* d, Segment* s, void* p) {
   // Our pointers are block starts (checked without a division), or interior
   // only on pages that hand out aligned blocks; those round down to their block.
   Block* b = static_cast<Block*>(p);
-  if (SHARD_UNLIKELY(!page->is_block_start(p))) {
-    if (!page->has_interior.load(std::memory_order_relaxed)) platform::fatal("free of a pointer that is not allocated", p);
-    const size_t index = (addr(p) - addr(page->area)) / page->block_size;
-    b = ptr<Block>(addr(page->area) + index * page->block_size);
-  }
+  if (SHARD_UNLIKELY(!page->is_block_start(p))) b = Heap::interior_block(page, p);
   // relaxed: the CAS below validates what we read.
   uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
   ThreadFreeWord seen(raw);
