@@ -78,14 +78,15 @@ struct Heap {
     Block* b = static_cast<Block*>(p);
     // One unlikely branch for everything unusual: interior pointers of
     // aligned blocks, foreign pointers, an immediate double free.
-    if (SHARD_UNLIKELY(!page->is_block_start(b) || b == page->local_free || page->used == 0)) {
+    if (SHARD_UNLIKELY(!page->is_block_start(b) || b == page->local_free || page->used == 0 ||
+                       b == page->load_thread_free(std::memory_order_relaxed).head())) {
       return free_local_unusual(page, p);
     }
     push_local(page, b);
   }
   SHARD_INLINE void push_local(Page* page, Block* b) {
     b->next = page->local_free;
-    page->local_free = b;
+    page->set_local_free(b);
     if (SHARD_UNLIKELY(--page->used == 0 || page->in_full)) {
       // The only page of its class stays when it empties (no queue neighbours,
       // not full): alloc/free of one block then never leaves the fast path.

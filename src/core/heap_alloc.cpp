@@ -137,6 +137,7 @@ Page* Heap::fresh_page(unsigned cls) {
 
 void* Heap::alloc_huge(size_t size, size_t align) {
   if (size > kMaxRequest || align > kMaxRequest) return nullptr;
+  if (size == 0) size = 1;
   size_t offset, slots, align_offset = 0;
   if (align <= kSegmentSize) {
     offset = align_up(kSegmentHeaderSize, align > 16 ? align : 16);
@@ -170,6 +171,8 @@ void* Heap::alloc_huge(size_t size, size_t align) {
 
 void* Heap::alloc_aligned(size_t size, size_t align) {
   if (align <= kMinAlign) return alloc(size);
+  // A zero-size block still needs a byte: the aligned pointer must stay inside it.
+  if (size == 0) size = 1;
   if (placeholder) {
     Heap* real = platform::current_heap(domain);
     return real != nullptr && !real->placeholder ? real->alloc_aligned(size, align) : nullptr;

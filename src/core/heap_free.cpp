@@ -10,10 +10,13 @@ void partial_add(Segment*& head, Segment* s);
 void partial_remove(Segment*& head, Segment* s);
 
 void Heap::report_bad_local_free(Page* page, void* p) {
-  if (page->used == 0 || !page->in_use || !page->is_block_start(page->block_of(p))) {
-    platform::fatal("free of a pointer that is not allocated", p);
+  // A block on top of a free list was just freed: a double free. Otherwise
+  // the page holds no live block or p is no block start: not ours.
+  if (page->in_use && (p == page->local_free || p == page->free ||
+                       p == page->load_thread_free(std::memory_order_relaxed).head())) {
+    platform::fatal("double free detected", p);
   }
-  platform::fatal("double free detected", p);
+  platform::fatal("free of a pointer that is not allocated", p);
 }
 
 Block* Heap::interior_block(Page* page, void* p) {
@@ -26,7 +29,10 @@ Block* Heap::interior_block(Page* page, void* p) {
 
 void Heap::free_local_unusual(Page* page, void* p) {
   Block* b = page->is_block_start(p) ? static_cast<Block*>(p) : interior_block(page, p);
-  if (b == page->local_free || page->used == 0) report_bad_local_free(page, p);
+  if (b == page->local_free || page->used == 0 ||
+      b == page->load_thread_free(std::memory_order_relaxed).head()) {  // relaxed: a comparison only
+    report_bad_local_free(page, p);
+  }
   push_local(page, b);
 }
 
@@ -47,7 +53,8 @@ void Heap::free_page(Page* page) {
   queue_remove(queue_of(page), page);
   page->in_full = 0;
   page->in_use = 0;
-  page->local_free = page->free = nullptr;
+  page->free = nullptr;
+  page->set_local_free(nullptr);
   Segment* s = ptr<Segment>(align_down(addr(page), kSegmentSize));
   --s->used_pages;
   const bool shared = s->page_count > 1;  // small and medium segments hold several pages
@@ -114,7 +121,8 @@ void free_remote(Domain* d, Segment* s, void* p) {
   uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
   ThreadFreeWord seen(raw);
   for (;;) {
-    if (seen.head() == b) platform::fatal("double free detected", p);
+    // An immediate double free: on top of the remote list, or of the owner's local list.
+    if (seen.head() == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
     b->next = seen.head();
     const NotifyState next = seen.state() == NotifyState::kFull ? NotifyState::kNotified : seen.state();
     // release: our writes to the block (and its next pointer) happen-before the owner's acquire collect.

@@ -6,7 +6,7 @@ namespace shardalloc::core {
 
 void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls) {
   free = nullptr;
-  local_free = nullptr;
+  set_local_free(nullptr);
   // relaxed: the page is not yet reachable by other threads; publication of
   // the block pointers (a release on the heap's side) orders this store.
   thread_free.store(0, std::memory_order_relaxed);
@@ -62,7 +62,7 @@ uint32_t Page::collect() {
       last->next = free;
       free = local_free;
     }
-    local_free = nullptr;
+    set_local_free(nullptr);
   }
   return remote;
 }

@@ -23,7 +23,9 @@ namespace shardalloc::core {
 
 struct Page {
   Block* free = nullptr;        // allocation pops here
-  Block* local_free = nullptr;  // the owner's frees
+  // The owner's frees. The owner writes it with relaxed atomic stores (plain
+  // moves) so that a remote freer may read its head to catch a double free.
+  Block* local_free = nullptr;
   std::atomic<uintptr_t> thread_free{0};  // ThreadFreeWord: other threads' frees
   uint32_t used = 0;
   uint32_t capacity = 0;
@@ -49,6 +51,9 @@ struct Page {
   }
   uint8_t* area_end() const { return area + size_t{reserved} * block_size; }
   bool contains(const void* p) const { return addr(p) >= addr(area) && addr(p) < addr(area_end()); }
+
+  void set_local_free(Block* b) { __atomic_store_n(&local_free, b, __ATOMIC_RELAXED); }
+  Block* peek_local_free() const { return __atomic_load_n(&local_free, __ATOMIC_RELAXED); }
 
   SHARD_INLINE Block* pop_free() {
     Block* b = free;

@@ -18,20 +18,20 @@ TEST(SizeClass, EverySizeMapsToTheSmallestClassThatFits) {
   }
 }
 
-TEST(SizeClass, WasteIsBelowEightBytesOrTwentyPercentOfTheBlock) {
+TEST(SizeClass, WasteIsBelowSixteenBytesOrTwentyPercentOfTheBlock) {
   for (size_t size = 1; size <= kLargeBlockMax; ++size) {
     const size_t block = class_block_size(size_class_of(size));
     if (size <= 64) {
-      ASSERT_LT(block - size, 8u) << size;  // exact 8-byte steps
+      ASSERT_LT(block - size, 16u) << size;  // 16-byte steps
     } else {
       ASSERT_LE((block - size) * 100, block * 20) << "size " << size << " block " << block;
     }
   }
 }
 
-TEST(SizeClass, BlockSizesAreIncreasingAndEightAligned) {
+TEST(SizeClass, BlockSizesAreIncreasingAndSixteenAlignedFromSixteen) {
   for (unsigned cls = 1; cls <= kLastClass; ++cls) {
-    EXPECT_EQ(class_block_size(cls) % kMinAlign, 0u);
+    EXPECT_EQ(class_block_size(cls) % (cls == 1 ? 8 : 16), 0u);
     if (cls > 1) {
       EXPECT_GT(class_block_size(cls), class_block_size(cls - 1));
     }

@@ -99,7 +99,7 @@ size_t usable(void* p) { return malloc_usable_size(p); }
 // multiples of 8 up to 64, then four classes per power of two.
 size_t shard_class_size(size_t n) {
   if (n <= 8) return 8;
-  if (n <= 64) return (n + 7) & ~size_t{7};
+  if (n <= 64) return (n + 15) & ~size_t{15};  // 16-byte steps: fundamental alignment
   const unsigned k = unsigned(std::bit_width(n - 1)) - 1;
   const size_t step = size_t{1} << (k - 2);
   return (size_t{1} << k) + (n - (size_t{1} << k) + step - 1) / step * step;
@@ -461,7 +461,8 @@ std::vector<size_t> pow2_alignments(size_t from, size_t to) {
   return v;
 }
 
-const size_t kAlignedSizes[] = {0, 1, 8, 100, 4096, 20000, 200000};
+// Size 0 has tests of its own (AlignedZeroSize below).
+const size_t kAlignedSizes[] = {1, 8, 100, 4096, 20000, 200000};
 
 TEST(PosixMemalign, EveryPowerOfTwoAlignment) {
   for (size_t align : pow2_alignments(sizeof(void*), 4 * MiB)) {
@@ -610,6 +611,111 @@ TEST(Aligned, ManySmallAlignedBlocksMixedWithPlainOnes) {
     EXPECT_EQ(check(ps[i], n, unsigned(i / 2) + unsigned(i % 2)), SIZE_MAX) << "block " << i;
   }
   for (void* p : ps) std::free(p);
+}
+
+// ---------------------------------------------------------------------------
+// Aligned allocation of size 0: a unique, aligned block that is ours, from
+// every aligned entry point and every alignment. Run in a child process (a
+// crash or a corrupted heap there is reported, not fatal to the test binary);
+// the child prints what is wrong and exits 1, or exits 0.
+
+[[noreturn]] void child_exit(int bad) {
+  std::fflush(stderr);
+  std::_Exit(bad == 0 ? 0 : 1);
+}
+
+void zero_size_every_entry_point() {
+  int bad = 0;
+  std::vector<void*> live;
+  auto note = [&](const char* fn, size_t align, void* p) {
+    if (p == nullptr || !is_aligned(p, align) ||
+        std::find(live.begin(), live.end(), p) != live.end()) {
+      std::fprintf(stderr, "%s(align %zu, size 0) = %p: %s\n", fn, align, p,
+                   p == nullptr ? "NULL" : !is_aligned(p, align) ? "misaligned" : "same as a live block");
+      ++bad;
+      return;
+    }
+    live.push_back(p);
+    live.push_back(opaque(std::malloc(8)));  // neighbours, so that aliasing shows
+  };
+  for (size_t align = 8; align <= 4 * MiB; align <<= 1) {
+    for (int rep = 0; rep < 3; ++rep) {
+      void* p = nullptr;
+      if (posix_memalign(&p, align, 0) != 0) p = nullptr;
+      note("posix_memalign", align, p);
+      note("aligned_alloc", align, aligned_alloc(align, 0));
+      note("memalign", align, memalign(align, 0));
+      note("operator new", align, ::operator new(0, std::align_val_t(align), std::nothrow));
+      note("operator new[]", align, ::operator new[](0, std::align_val_t(align), std::nothrow));
+    }
+  }
+  for (void* p : live) std::free(p);
+  child_exit(bad);
+}
+
+// Only 8-byte blocks that are not 16-aligned are free: posix_memalign(16, 0)
+// must not hand out the address of one of the (live) 16-aligned neighbours.
+void zero_size_with_only_unaligned_blocks_free() {
+  constexpr int kN = 4000;
+  std::vector<char*> live, freed;
+  live.reserve(3 * kN);
+  freed.reserve(kN);
+  for (int i = 0; i < kN; ++i) {
+    char* q = static_cast<char*>(opaque(std::malloc(8)));
+    (is_aligned(q, 16) ? live : freed).push_back(q);
+  }
+  for (char* q : freed) std::free(q);
+  for (;;) {  // use up the never-used blocks: from then on, allocation reuses the freed ones
+    char* q = static_cast<char*>(opaque(std::malloc(8)));
+    if (std::find(freed.begin(), freed.end(), q) != freed.end()) {
+      std::free(q);
+      break;
+    }
+    live.push_back(q);
+  }
+  void* p = nullptr;
+  int bad = 0;
+  if (posix_memalign(&p, 16, 0) != 0 || p == nullptr) {
+    std::fprintf(stderr, "posix_memalign(16, 0) failed\n");
+    ++bad;
+  } else if (std::find(live.begin(), live.end(), static_cast<char*>(p)) != live.end()) {
+    std::fprintf(stderr, "posix_memalign(&p, 16, 0) = %p: the address of a live malloc(8) block\n", p);
+    ++bad;
+  }
+  child_exit(bad);
+}
+
+// The alignment of a segment (512 KiB) with size 0. Prints each call first,
+// so that a crash names it; expects a clean exit 0.
+void zero_size_at_segment_alignment() {
+  int bad = 0;
+  for (size_t align : {size_t{256} * KiB, size_t{512} * KiB, size_t{1} * MiB}) {
+    std::fprintf(stderr, "posix_memalign(align %zu, size 0) and free...\n", align);  // names a crash
+    void* p = nullptr;
+    if (posix_memalign(&p, align, 0) != 0 || p == nullptr || !is_aligned(p, align)) {
+      std::fprintf(stderr, "posix_memalign(align %zu, 0) = %p\n", align, p);
+      ++bad;
+      continue;
+    }
+    (void)usable(p);
+    std::free(p);
+  }
+  child_exit(bad);
+}
+
+class AlignedZeroSize : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+TEST_F(AlignedZeroSize, EveryEntryPointAndAlignment) {
+  EXPECT_EXIT(zero_size_every_entry_point(), ::testing::ExitedWithCode(0), "");
+}
+TEST_F(AlignedZeroSize, DoesNotAliasALiveBlock) {
+  EXPECT_EXIT(zero_size_with_only_unaligned_blocks_free(), ::testing::ExitedWithCode(0), "");
+}
+TEST_F(AlignedZeroSize, SegmentAlignment) {
+  EXPECT_EXIT(zero_size_at_segment_alignment(), ::testing::ExitedWithCode(0), "");
 }
 
 // ---------------------------------------------------------------------------
@@ -762,6 +868,7 @@ TEST(OperatorNew, EveryFormAllocatesFromShardalloc) {
     ::operator delete[](p, nt);
     for (size_t a : {size_t{8}, size_t{16}, size_t{32}, size_t{64}, size_t{256}, size_t{4096}, size_t{65536},
                      size_t{1} << 20}) {
+      if (n == 0) continue;  // aligned size 0: AlignedZeroSize.*
       SCOPED_TRACE("align " + std::to_string(a));
       const auto al = std::align_val_t(a);
       p = ::operator new(n, al);

@@ -1,7 +1,8 @@
 // A small shared library that allocates and frees with malloc / new, loaded
 // with dlopen by dlopen_user (run under LD_PRELOAD=libshardalloc.so). Its
 // static constructor and destructor allocate and free too, so every dlopen /
-// dlclose cycle does.
+// dlclose cycle does, and it has a thread_local (dynamic TLS, allocated by
+// glibc with malloc in each thread that uses it).
 #include <malloc.h>
 
 #include <cstdlib>
@@ -24,6 +25,10 @@ struct Registry {
 };
 Registry g_registry;
 
+// Dynamic TLS: glibc allocates this module's TLS block with malloc in every
+// thread that touches it, and frees it when the thread exits.
+thread_local std::string t_scratch;
+
 }  // namespace
 
 PLUGIN_EXPORT void* plugin_alloc(size_t n) { return std::malloc(n); }
@@ -42,6 +47,8 @@ PLUGIN_EXPORT long plugin_work(int rounds) {
   for (int i = 0; i < rounds; ++i) {
     std::string key(1, 'k');
     key += std::to_string(i % 97);
+    t_scratch += key;
+    if (t_scratch.size() > 4000) t_scratch.clear();
     m[key] += i;
     char* dup = strdup(key.c_str());
     buf = static_cast<char*>(std::realloc(buf, len + std::strlen(dup) + 1));

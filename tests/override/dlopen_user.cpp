@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   if (!open_plugin(argv[1], &p)) return 1;
 
   expect(std::strcmp(p.banner(), "dlopen_plugin loaded") == 0, "plugin constructor");
-  expect(malloc_usable_size(const_cast<char*>(p.banner())) == 24, "plugin's strdup is not shardalloc's");
+  expect(malloc_usable_size(const_cast<char*>(p.banner())) == 32, "plugin's strdup is not shardalloc's");
 
   // Plugin allocates, we free; we allocate, plugin frees.
   void* a = p.alloc(100);

@@ -28,7 +28,7 @@
 namespace {
 
 constexpr int kWorkers = 4;
-constexpr int kForks = 24;
+constexpr int kForks = 16;
 constexpr int kInheritedPerWorker = 2000;
 
 uint64_t mix(uint64_t x) {
@@ -91,7 +91,7 @@ std::vector<void*>& g_exchange = *new std::vector<void*>;
   int errors = 0;
   uint64_t r = mix(uint64_t(id) * 7919 + 1);
   std::vector<void*> live(512, nullptr);
-  for (int i = 0; i < 60000; ++i) {
+  for (int i = 0; i < 20000; ++i) {
     r = mix(r);
     void*& slot = live[r % live.size()];
     if (slot != nullptr) {
@@ -151,6 +151,7 @@ bool wait_child(pid_t pid, int id) {
 }
 
 std::atomic<int> g_worker_fork_failures{0};
+std::atomic<bool> g_worker_fork_done{false};
 
 void worker(int w) {
   uint64_t r = mix(uint64_t(w) + 100);
@@ -180,12 +181,15 @@ void worker(int w) {
       std::free(p);
     }
     g_worker_ops.fetch_add(80, std::memory_order_relaxed);
+    // Keep allocating, but leave the CPUs some room for the children (2 cores).
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
     // Worker 0 also forks once, from a non-main thread.
     if (w == 0 && !forked && g_worker_ops.load(std::memory_order_relaxed) > 200000) {
       forked = true;
       const pid_t pid = fork();
       if (pid == 0) child_main(1000);
       if (pid < 0 || !wait_child(pid, 1000)) g_worker_fork_failures.fetch_add(1);
+      g_worker_fork_done = true;
     }
   }
   for (void* p : mine) {
@@ -218,8 +222,8 @@ int main() {
     if (!wait_child(pid, i)) ++failures;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  // The worker's own fork happens once enough work is done.
-  while (g_worker_ops.load() < 220000) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // Worker 0's own fork happens once enough work is done.
+  while (!g_worker_fork_done.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   g_stop = true;
   for (auto& t : workers) t.join();
   for (void* p : g_exchange) {

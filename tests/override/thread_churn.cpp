@@ -3,6 +3,7 @@
 // mailbox (so every block is freed by a thread other than the one that
 // allocated it, usually after that thread has exited), and leaves its own.
 // Prints the peak RSS (ru_maxrss); with --max-rss-mib N fails above N MiB.
+// --concurrent N: threads alive at a time (default 8).
 // With --expect-shardalloc fails unless malloc is shardalloc's (preload run);
 // without it, it reports which allocator it ran on (for the glibc baseline).
 #include <sys/resource.h>
@@ -22,7 +23,6 @@
 namespace {
 
 constexpr int kThreads = 10000;
-constexpr int kConcurrent = 8;
 constexpr int kBlocksPerThread = 100;
 constexpr int kMailboxes = 16;
 
@@ -95,9 +95,11 @@ double rss_mib() {
 int main(int argc, char** argv) {
   double max_rss = 0;
   bool expect_shard = false;
+  size_t concurrent = 8;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--max-rss-mib") == 0 && i + 1 < argc) max_rss = std::atof(argv[++i]);
     else if (std::strcmp(argv[i], "--expect-shardalloc") == 0) expect_shard = true;
+    else if (std::strcmp(argv[i], "--concurrent") == 0 && i + 1 < argc) concurrent = size_t(std::atoi(argv[++i]));
   }
   if (expect_shard) shardtest::require_override("thread_churn");
   const char* allocator = shardtest::override_active() ? "shardalloc" : "glibc";
@@ -107,7 +109,7 @@ int main(int argc, char** argv) {
   std::vector<std::thread> live;
   for (int id = 0; id < kThreads; ++id) {
     live.emplace_back(one_thread, id);
-    if (live.size() == kConcurrent) {
+    if (live.size() >= concurrent) {
       for (auto& t : live) t.join();
       live.clear();
     }
@@ -119,9 +121,9 @@ int main(int argc, char** argv) {
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double peak = rss_mib();
-  std::printf("thread_churn[%s]: %d threads (%d at a time, %d blocks each, freed by other threads) in %.2f s; "
+  std::printf("thread_churn[%s]: %d threads (%zu at a time, %d blocks each, freed by other threads) in %.2f s; "
               "peak RSS %.1f MiB (%.1f MiB at start)\n",
-              allocator, kThreads, kConcurrent, kBlocksPerThread, secs, peak, rss_start);
+              allocator, kThreads, concurrent, kBlocksPerThread, secs, peak, rss_start);
   int rc = 0;
   if (g_corrupt.load() != 0) {
     std::fprintf(stderr, "thread_churn: FAIL: %ld corrupted or failed blocks\n", g_corrupt.load());

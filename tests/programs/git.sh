@@ -3,8 +3,8 @@
 # a temporary repository with three commits, then log / show / diff / grep /
 # gc / fsck, each output checked.
 set -u
-HERE=$(cd "$(dirname "$0")" && pwd)
-. "$HERE/common.sh"
+HERE=$(cd "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/common.sh" || { echo "FAIL: cannot load $HERE/common.sh"; exit 1; }
 need git
 make_scratch git
 
@@ -17,6 +17,7 @@ G() { timeout 60 git -C "$SCRATCH/repo" "$@"; }
 
 timeout 60 git init -q -b main "$SCRATCH/repo" || fail "git init"
 # The alias runs a shell whose parent is git: git itself has shardalloc mapped.
+# shellcheck disable=SC2016 # $PPID is for the alias's shell
 mapped=$(G -c alias.maps='!grep -c libshardalloc /proc/$PPID/maps' maps 2>&1)
 [ "${mapped:-0}" -gt 0 ] 2>/dev/null || fail "git does not run with libshardalloc.so mapped ($mapped)"
 
@@ -43,7 +44,8 @@ G rm -q -r dir9 && G mv dir8 renamed && G commit -q -m "third: delete and rename
 [ "$(G diff --name-only HEAD~2 HEAD~1 | wc -l)" = 100 ] || fail "diff HEAD~2 HEAD~1"
 [ "$(G show HEAD~1:dir3/f7.txt | tail -1)" = "changed 3/7" ] || fail "git show"
 [ "$(G grep -l 'changed 4/' | wc -l)" = 20 ] || fail "git grep"
-[ "$(G log -p | grep -c '^diff --git')" = 430 ] || fail "git log -p diff count"
+# 300 added + 100 changed + 30 deleted + 30 renamed
+[ "$(G log -p | grep -c '^diff --git')" = 460 ] || fail "git log -p diff count"
 G gc --quiet --aggressive || fail "git gc"
 G fsck --strict --no-progress 2>&1 | grep -v '^$' && fail "git fsck reported problems"
 packed=$(G count-objects -v | awk '/^in-pack:/ {print $2}')

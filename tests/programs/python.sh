@@ -3,8 +3,8 @@
 # with Python's own small-object allocator (pymalloc) and with
 # PYTHONMALLOC=malloc (every object through malloc).
 set -u
-HERE=$(cd "$(dirname "$0")" && pwd)
-. "$HERE/common.sh"
+HERE=$(cd "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/common.sh" || { echo "FAIL: cannot load $HERE/common.sh"; exit 1; }
 need python3
 
 for mode in default malloc; do

@@ -4,8 +4,8 @@
 # redis-cli SET / GET checks. The server's life is bounded: `timeout`, a
 # SHUTDOWN at the end, and a kill from the exit trap whatever happens.
 set -u
-HERE=$(cd "$(dirname "$0")" && pwd)
-. "$HERE/common.sh"
+HERE=$(cd "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/common.sh" || { echo "FAIL: cannot load $HERE/common.sh"; exit 1; }
 need redis-server redis-cli redis-benchmark timeout
 make_scratch redis
 
@@ -32,8 +32,14 @@ for attempt in 1 2 3 4 5; do
     --logfile "$SCRATCH/redis.log" --loglevel notice &
   SERVER_PID=$!
   for _ in $(seq 1 100); do
-    if [ "$(CLI ping 2>/dev/null)" = PONG ]; then started=1; break; fi
     kill -0 "$SERVER_PID" 2>/dev/null || break
+    if [ "$(CLI ping 2>/dev/null)" = PONG ]; then
+      # Ours, not some other server on that port: its parent is our `timeout`.
+      pid=$(CLI info server | tr -d '\r' | awk -F: '/^process_id:/ {print $2}')
+      ppid=$(awk '/^PPid:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+      [ "$ppid" = "$SERVER_PID" ] && started=1
+      break
+    fi
     sleep 0.1
   done
   [ -n "$started" ] && break
@@ -44,8 +50,6 @@ for attempt in 1 2 3 4 5; do
 done
 [ -n "$started" ] || fail "redis-server did not start"
 
-pid=$(CLI info server | tr -d '\r' | awk -F: '/^process_id:/ {print $2}')
-[ -n "$pid" ] || fail "no process_id from INFO"
 check_mapped "$pid"
 echo "redis-server pid $pid on 127.0.0.1:$PORT runs with libshardalloc.so"
 

@@ -3,8 +3,8 @@
 # aggregates, an index, updates / deletes, VACUUM and integrity_check, every
 # answer known in advance.
 set -u
-HERE=$(cd "$(dirname "$0")" && pwd)
-. "$HERE/common.sh"
+HERE=$(cd "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/common.sh" || { echo "FAIL: cannot load $HERE/common.sh"; exit 1; }
 need sqlite3 awk
 make_scratch sqlite3
 
@@ -24,6 +24,7 @@ expect() {  # expect "SQL" "answer"
 
 SQL <"$SCRATCH/load.sql" || fail "loading 100k rows"
 # The .shell child's parent is sqlite3: sqlite3 has shardalloc mapped.
+# shellcheck disable=SC2016 # $PPID is for the .shell command's shell
 mapped=$(SQL '.shell grep -c libshardalloc /proc/$PPID/maps')
 [ "${mapped:-0}" -gt 0 ] 2>/dev/null || fail "sqlite3 does not run with libshardalloc.so mapped ($mapped)"
 

@@ -3,14 +3,16 @@
 # (baseline, printed only) and preloaded with shardalloc, whose peak RSS must
 # stay under the bound.  Usage: thread_churn.sh THREAD_CHURN_EXE [MAX_RSS_MIB]
 set -u
-HERE=$(cd "$(dirname "$0")" && pwd)
-. "$HERE/common.sh"
+HERE=$(cd "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/common.sh" || { echo "FAIL: cannot load $HERE/common.sh"; exit 1; }
 exe=$1
 bound=${2:-200}
 [ -x "$exe" ] || fail "$exe is not executable"
 
-env -u LD_PRELOAD timeout 120 "$exe" || echo "(the glibc baseline run failed with status $?: not counted)"
-LD_PRELOAD="$SHARDALLOC_LIB" timeout 120 "$exe" --expect-shardalloc --max-rss-mib "$bound"
+concurrent=32  # threads alive at a time
+
+env -u LD_PRELOAD timeout 120 "$exe" --concurrent $concurrent || echo "(the glibc baseline run failed with status $?: not counted)"
+LD_PRELOAD="$SHARDALLOC_LIB" timeout 120 "$exe" --concurrent $concurrent --expect-shardalloc --max-rss-mib "$bound"
 rc=$?
 [ $rc -eq 0 ] || fail "thread churn under shardalloc (status $rc)"
 echo "PASS: thread churn under shardalloc, peak RSS below $bound MiB"
