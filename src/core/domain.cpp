@@ -191,11 +191,17 @@ void Domain::release_segment(Segment* s) {
 }
 
 void Domain::maybe_purge() {
+  if (source.now_ms == nullptr) return;
+  const uint64_t now = source.now_ms();
+  // relaxed: deadlines only pace the work; heap ownership (protocol 3) makes sweeping safe.
+  uint64_t sweep_due = sweep_due_ms.load(std::memory_order_relaxed);
+  if (now >= sweep_due &&
+      sweep_due_ms.compare_exchange_strong(sweep_due, now + kSweepIntervalMs, std::memory_order_relaxed)) {
+    sweep_abandoned();
+  }
   // relaxed: see release_segment.
   uint64_t due = purge_due_ms.load(std::memory_order_relaxed);
-  if (due == 0 || source.now_ms == nullptr) return;
-  const uint64_t now = source.now_ms();
-  if (now < due) return;
+  if (due == 0 || now < due) return;
   // One thread wins the deadline and runs the tick; the others go on.
   if (!purge_due_ms.compare_exchange_strong(due, 0, std::memory_order_relaxed)) return;
   size_t purged = 0, left = 0;

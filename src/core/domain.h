@@ -18,6 +18,8 @@ struct Heap;
 // Released slots are purged (their pages given back to the OS) once they have
 // stayed free for one to two delays (see Arena::purge_tick).
 inline constexpr uint64_t kDefaultPurgeDelayMs = 100;
+// Abandoned heaps are swept at most this often (see Domain::maybe_purge).
+inline constexpr uint64_t kSweepIntervalMs = 200;
 
 // A bump area for metadata (heap records), claimed by CAS on `top`.
 struct MetaChunk {
@@ -34,6 +36,7 @@ struct Domain {
   std::atomic<size_t> total_bytes{0};     // memory handed over or reserved
   std::atomic<size_t> overhead_bytes{0};  // metadata and lost edges (see region.h)
   std::atomic<uint64_t> purge_due_ms{0};  // when dirty slots get purged; 0: none pending
+  std::atomic<uint64_t> sweep_due_ms{0};  // when abandoned heaps are next swept
   uint64_t purge_delay_ms = kDefaultPurgeDelayMs;
   std::atomic<size_t> segments_claimed{0};
   std::atomic<size_t> peak_segments{0};
@@ -86,7 +89,10 @@ struct Domain {
 
   void* meta_alloc(size_t bytes);  // zeroed, 64-byte aligned; null if no memory
   void purge_dirty();
-  // Purges dirty slots whose delay has run out (cheap when none has).
+  // Periodic upkeep, called from allocation slow paths: purges dirty slots
+  // whose delay has run out, and now and then sweeps abandoned heaps so that
+  // blocks freed into them after their thread exited go back to the arena
+  // even when no new thread adopts them. Cheap when nothing is due.
   void maybe_purge();
 
  private:
