@@ -8,7 +8,10 @@
  * once. alloc and dealloc are lock-free: each thread gets its own heap inside
  * the region on its first call (no extra call needed); blocks freed by another
  * thread go back with one CAS. A thread that exits gives its heap up and a
- * later thread adopts it, so no memory is lost.
+ * later thread adopts it, so no memory is lost. In a kernel (the freestanding
+ * library) it is CPUs rather than threads that get heaps: see
+ * shard_set_cpu_hook at the end of this header for what the kernel must
+ * guarantee.
  *
  * Accounting (exact whenever no call is in flight):
  *   total_bytes     = sum of the sizes passed to init and add_memory.
@@ -54,6 +57,47 @@ shard_status shard_region_dealloc(shard_region* r, void* ptr, size_t size, size_
 size_t shard_region_total_bytes(const shard_region* r);
 size_t shard_region_used_bytes(const shard_region* r);
 size_t shard_region_available_bytes(const shard_region* r);
+
+/* ---- Kernels: the bare-metal platform -----------------------------------
+ * The two functions below exist only in the freestanding library
+ * (libshardalloc_freestanding.a, src/platform/bare/; see docs/kernel.md).
+ * Hosted builds tell threads apart themselves and do not define them.
+ *
+ * CPUs instead of threads: each CPU gets its own heap in each region on its
+ * first alloc or dealloc there, and keeps it (CPU heaps are never given up).
+ * The kernel says which CPU is running:
+ *   current_cpu  returns the calling CPU's id, in [0, cpu_count). It runs on
+ *                every alloc and dealloc, so it must be cheap (read a per-CPU
+ *                register), must not call shardalloc, and must work wherever
+ *                alloc and dealloc are called. NULL: every call is CPU 0
+ *                (cpu_count must then be 1).
+ *   cpu_count    the number of possible CPU ids, CPUs that may come online
+ *                later included. An id >= cpu_count is a fatal error.
+ * Call it once, before the first alloc or dealloc on any region (before
+ * starting the secondary CPUs is simplest). Until then every call counts as
+ * CPU 0, which is right only for a kernel that runs on one CPU. Returns
+ * SHARD_INVALID_PARAM for cpu_count 0, for a NULL hook with cpu_count > 1,
+ * and for new settings once CPU heaps exist (the same settings give SHARD_OK).
+ *
+ * What the kernel must guarantee for each alloc and dealloc call (a CPU's
+ * heap has no lock: the CPU is its owner):
+ *   - no migration: the call runs on one CPU from entry to return;
+ *   - no reentry: no other shardalloc call starts on that CPU before it
+ *     returns (from an interrupt or exception handler, or another thread
+ *     scheduled onto the CPU).
+ * So: in a preemptible kernel, disable preemption around each call; if
+ * interrupt handlers allocate or free, disable local interrupts around each
+ * call as well (what a kernel's spin_lock_irqsave around a global allocator
+ * does, minus the lock). Preemption and migration between calls are fine, a
+ * block may be freed on any CPU, and calls on different CPUs never wait for
+ * each other. Breaking either rule corrupts that CPU's heap, undetected. */
+shard_status shard_set_cpu_hook(unsigned (*current_cpu)(void), unsigned cpu_count);
+
+/* Called on a fatal error (a double free that slipped past dealloc's checks,
+ * a CPU id out of range): `what` says what went wrong, `ptr` which pointer
+ * (or value). It must not return; if it does, or if none is set, the CPU
+ * executes a trap instruction (__builtin_trap) forever. */
+void shard_set_fatal_hook(void (*fatal)(const char* what, const void* ptr));
 
 #ifdef __cplusplus
 }

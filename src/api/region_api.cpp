@@ -34,7 +34,7 @@ void account(core::Heap* h, int64_t used, int64_t block) {
 // allocations, inside one) that is not on top of a free list: a pointer we
 // never handed out, or one just freed, gets SHARD_NOT_ALLOCATED instead of
 // corrupting the lists. `current` is the caller's heap (may be null).
-bool owns_live_block(core::Domain& d, const core::Heap* current, void* p) {
+bool owns_live_block(core::Domain& d, const core::Heap* current, void* p, size_t align) {
   core::Segment* s = core::segment_of(p);
   if (!d.is_live_segment(s)) return false;
   core::Page* page = s->page_of(p);
@@ -42,6 +42,8 @@ bool owns_live_block(core::Domain& d, const core::Heap* current, void* p) {
   if (s->kind == core::SegmentKind::kHuge) return p == page->area;
   core::Block* b = page->block_of(p);
   if (!page->is_block_start(b)) return false;
+  // An aligned allocation hands out exactly the first `align` boundary of its block.
+  if (b != p && addr(p) != core::align_up(addr(b), align == 0 ? 1 : align)) return false;
   // relaxed: only compared; a racing free of the same block is the caller's bug.
   if (page->load_thread_free(std::memory_order_relaxed).head() == b) return false;
   if (s->heap == current && (b == page->free || b == page->local_free || page->used == 0)) return false;
@@ -84,10 +86,9 @@ SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_
 }
 
 SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t size, size_t align) {
-  (void)align;
   if (r == nullptr || p == nullptr) return SHARD_INVALID_PARAM;
   core::Heap* h = platform::current_heap(&r->domain);
-  if (!owns_live_block(r->domain, h, p)) return SHARD_NOT_ALLOCATED;
+  if (!owns_live_block(r->domain, h, p, align)) return SHARD_NOT_ALLOCATED;
   if (size > core::usable_size(p)) return SHARD_INVALID_PARAM;
   const int64_t block = int64_t(block_bytes_of(p));
   if (h == nullptr) {

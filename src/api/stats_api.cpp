@@ -16,7 +16,7 @@
 
 using namespace shardalloc;
 
-static_assert(SHARD_STATS_CLASS_COUNT == core::kClassCount, "stats.h must list every size class");
+static_assert(core::kClassCount <= SHARD_STATS_MAX_CLASSES, "stats.h must have room for every size class");
 
 namespace {
 
@@ -55,6 +55,7 @@ void fill(const core::Domain& d, shard_stats* out) {
   core::DomainStats ds;
   core::collect_stats(d, &ds);
   *out = shard_stats{};
+  out->class_count = core::kClassCount;
   for (unsigned cls = 1; cls < core::kClassCount; ++cls) {
     const core::ClassStats& c = ds.classes[cls];
     shard_class_stats& o = out->classes[cls];
@@ -141,6 +142,12 @@ size_t empty_json(char* buf, size_t len) {
 
 }  // namespace
 
+SHARD_EXPORT unsigned shard_size_class(size_t size) {
+  // The largest block a page serves: the last class's.
+  if (size > core::class_block_size(core::kLastClass)) return 0;
+  return core::size_class_of(size == 0 ? 1 : size);
+}
+
 SHARD_EXPORT void shard_stats_get(shard_stats* out) {
   if (out == nullptr) return;
   fill(platform::g_process_domain, out);
@@ -169,7 +176,8 @@ SHARD_EXPORT size_t shard_stats_to_json(const shard_stats* s, char* buf, size_t 
       .field("live_blocks", s->live_blocks)
       .field("live_bytes", s->live_bytes);
   j.open("classes", '[');
-  for (unsigned cls = 0; cls < SHARD_STATS_CLASS_COUNT; ++cls) {
+  const uint64_t count = s->class_count < SHARD_STATS_MAX_CLASSES ? s->class_count : SHARD_STATS_MAX_CLASSES;
+  for (unsigned cls = 0; cls < count; ++cls) {
     const shard_class_stats& c = s->classes[cls];
     if (c.pages == 0 && c.live_blocks == 0) continue;
     j.open(nullptr, '{')

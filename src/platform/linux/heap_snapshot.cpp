@@ -127,19 +127,37 @@ int64_t heap_index(const core::Domain& d, const core::Heap* h) {
   return -1;
 }
 
+// Unknown kinds (a header read while being written) print as their number.
 const char* kind_name(core::SegmentKind k) {
   switch (k) {
     case core::SegmentKind::kSmall: return "small";
     case core::SegmentKind::kMedium: return "medium";
+    case core::SegmentKind::kLarge: return "large";
     case core::SegmentKind::kHuge: return "huge";
+    default: return nullptr;
   }
-  return "unknown";
 }
 
-void write_page(SnapshotOut& o, uint64_t arena, size_t slot, unsigned index, const core::Page& p) {
+// Blocks other threads freed into the page that its owner has not collected
+// yet (still counted in `used`). The walk is bounded and follows only
+// pointers inside the page's area and its segment [lo, hi), which is always
+// mapped: a list that changes under us gives a wrong count, never a fault.
+uint64_t remote_frees(const core::Page& p, uintptr_t lo, uintptr_t hi) {
+  uint64_t n = 0;
+  // relaxed: statistics; the blocks' next words were written before their push.
+  const core::Block* b = p.load_thread_free(std::memory_order_relaxed).head();
+  while (b != nullptr && n < p.reserved && p.contains(b) && addr(b) >= lo && addr(b) + sizeof(core::Block) <= hi) {
+    ++n;
+    b = b->next;
+  }
+  return n;
+}
+
+void write_page(SnapshotOut& o, uint64_t arena, size_t slot, unsigned index, const core::Page& p, uintptr_t lo,
+                uintptr_t hi) {
   o.text("page").kv("arena", arena).kv("slot", slot).kv("index", index);
   o.kv("class", p.size_class).kv("block_size", p.block_size);
-  o.kv("used", p.used).kv("capacity", p.capacity).kv("reserved", p.reserved);
+  o.kv("used", p.used).kv("remote", remote_frees(p, lo, hi)).kv("capacity", p.capacity).kv("reserved", p.reserved);
   o.kv("full", p.in_full).kvx("area", addr(p.area)).eol();
 }
 
@@ -185,7 +203,13 @@ void write_snapshot(SnapshotOut& o, const core::Domain& d, const char* name) {
       size_t span = s->span_slots;
       if (span == 0 || span > a->slot_count - i) span = 1;
       const core::SegmentKind kind = s->kind;
-      o.text("slot").kv("arena", arenas).kv("slot", i).kvt("kind", kind_name(kind)).kv("span", span);
+      o.text("slot").kv("arena", arenas).kv("slot", i);
+      if (const char* name = kind_name(kind)) {
+        o.kvt("kind", name);
+      } else {
+        o.kv("kind", uint64_t(kind));
+      }
+      o.kv("span", span);
       if (kind == core::SegmentKind::kHuge) {
         const core::Page& p = s->pages[0];
         o.kv("block_size", p.block_size).kv("used", p.used).kvx("area", addr(p.area)).eol();
@@ -195,9 +219,10 @@ void write_snapshot(SnapshotOut& o, const core::Domain& d, const char* name) {
         const bool abandoned = id >= 0 && h->owned.load(std::memory_order_relaxed) == 0;
         unsigned count = s->page_count;
         if (count > core::kSmallPagesPerSegment) count = core::kSmallPagesPerSegment;
-        o.kvs("heap", id).kv("abandoned", abandoned).kv("page_count", count).kv("used_pages", s->used_pages).eol();
+        o.kvs("heap", id).kv("abandoned", abandoned).kv("page_count", count).kv("used_pages", s->used_pages);
+        o.kv("page_size", s->page_shift >= core::kSegmentShift ? core::kSegmentSize : size_t{1} << s->page_shift).eol();
         for (unsigned p = 0; p < count; ++p) {
-          if (s->pages[p].in_use) write_page(o, arenas, i, p, s->pages[p]);
+          if (s->pages[p].in_use) write_page(o, arenas, i, p, s->pages[p], addr(s), addr(s) + core::kSegmentSize);
         }
       }
       i += span;

@@ -1,0 +1,57 @@
+# cmake -DNM=<nm> -DLIB=<archive> -DALLOWED="a;b;c" -P check-undefined-symbols.cmake
+#
+# Fails when the archive needs a symbol from outside (undefined in some
+# member and defined in none) that is not in ALLOWED. Lists what it found.
+cmake_minimum_required(VERSION 3.25)
+foreach(_var NM LIB)
+  if(NOT DEFINED ${_var})
+    message(FATAL_ERROR "check-undefined-symbols: -D${_var}=... missing")
+  endif()
+endforeach()
+if(NOT EXISTS "${LIB}")
+  message(FATAL_ERROR "check-undefined-symbols: ${LIB} does not exist (build it first)")
+endif()
+
+function(_symbols out)
+  execute_process(COMMAND ${NM} ${ARGN} --format=posix ${LIB}
+                  OUTPUT_VARIABLE _text RESULT_VARIABLE _rc ERROR_VARIABLE _err)
+  if(NOT _rc EQUAL 0)
+    message(FATAL_ERROR "check-undefined-symbols: ${NM} failed: ${_err}")
+  endif()
+  string(REPLACE "\n" ";" _lines "${_text}")
+  set(_names)
+  foreach(_line IN LISTS _lines)
+    # "name type [value size]"; member headers look like "lib.a[x.o]:".
+    if(_line MATCHES "^([^ ]+) [A-Za-z]( |$)")
+      list(APPEND _names ${CMAKE_MATCH_1})
+    endif()
+  endforeach()
+  list(REMOVE_DUPLICATES _names)
+  set(${out} ${_names} PARENT_SCOPE)
+endfunction()
+
+_symbols(_undefined --undefined-only)
+_symbols(_defined --defined-only --extern-only)
+set(_needed)
+foreach(_s IN LISTS _undefined)
+  if(NOT _s IN_LIST _defined)
+    list(APPEND _needed ${_s})
+  endif()
+endforeach()
+list(SORT _needed)
+
+set(_bad)
+foreach(_s IN LISTS _needed)
+  if(NOT _s IN_LIST ALLOWED)
+    list(APPEND _bad ${_s})
+  endif()
+endforeach()
+list(JOIN _needed " " _needed_text)
+message(STATUS "${LIB} needs from outside: ${_needed_text}")
+if(_bad)
+  list(JOIN _bad " " _bad_text)
+  list(JOIN ALLOWED " " _allowed_text)
+  message(FATAL_ERROR "not freestanding: undefined symbols outside the allow-list: ${_bad_text}\n"
+                      "(allowed: ${_allowed_text}; see cmake/freestanding.cmake)")
+endif()
+message(STATUS "undefined symbols: all within the allow-list")

@@ -1,0 +1,98 @@
+/* shardalloc introspection: statistics and heap snapshots.
+ *
+ * Statistics are a snapshot per size class of one domain: the process heap
+ * (memory from the OS, what shard_malloc and the malloc override use) or one
+ * region. They are exact when no other thread is allocating or freeing, and
+ * approximate (never crashing) while threads run. Nothing here allocates:
+ * every function is safe inside a malloc hook, a signal-free at-exit handler,
+ * or a kernel.
+ *
+ * "Live" counts blocks handed out and not yet collected back by their page's
+ * owner: a block freed by another thread stays live until the owning heap
+ * collects it (its next allocation slow path, or when the heap is swept).
+ *
+ * See docs/introspection.md for the JSON and snapshot formats. */
+#ifndef SHARDALLOC_STATS_H
+#define SHARDALLOC_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shardalloc/region.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Room for the size classes: classes[1 .. class_count-1] are the classes of
+ * this build (8 B up to 128 KiB; their number may change between versions,
+ * the room does not); classes[0] holds huge blocks (larger requests, or
+ * alignments a page cannot serve), each in segments of its own. */
+#define SHARD_STATS_MAX_CLASSES 64
+
+typedef struct shard_class_stats {
+  uint64_t block_size;      /* bytes per block; 0 for index 0 (huge blocks vary) */
+  uint64_t pages;           /* pages of this class held by heaps (huge: segments) */
+  uint64_t live_blocks;     /* blocks handed out, not yet collected back */
+  uint64_t live_bytes;      /* live blocks times their block size */
+  uint64_t capacity_blocks; /* blocks the pages can hold */
+} shard_class_stats;
+
+typedef struct shard_stats {
+  uint64_t class_count;     /* entries of classes[] in use (huge + every size class) */
+  shard_class_stats classes[SHARD_STATS_MAX_CLASSES];
+  uint64_t live_blocks;     /* sums over classes, huge blocks included */
+  uint64_t live_bytes;
+  uint64_t pages;
+  uint64_t segments;        /* 512 KiB slots claimed now (segments, huge spans, metadata) */
+  uint64_t peak_segments;   /* most slots claimed at once */
+  uint64_t segment_size;    /* bytes per slot (512 KiB) */
+  uint64_t peak_bytes;      /* peak_segments * segment_size */
+  uint64_t reserved_bytes;  /* reserved from the OS, or handed over to the region */
+  uint64_t arenas;
+  uint64_t heaps;           /* heap records (one per thread that allocated, reused) */
+  uint64_t heaps_owned;     /* owned by a live thread */
+  uint64_t heaps_abandoned; /* given up by an exited thread, waiting for adoption */
+} shard_stats;
+
+/* The class index (into shard_stats.classes) a request of size bytes is
+ * served from; 0 for huge requests. */
+unsigned shard_size_class(size_t size);
+
+/* Statistics of the process heap. out may not be NULL. */
+void shard_stats_get(shard_stats* out);
+/* Statistics of a region: SHARD_INVALID_PARAM when r or out is NULL. */
+shard_status shard_region_stats(const shard_region* r, shard_stats* out);
+
+/* Writes *s as one JSON object into buf (snprintf semantics: at most len bytes
+ * including a terminating NUL, which is always written when len > 0) and
+ * returns the length of the whole JSON text, without the NUL. A return value
+ * >= len means buf was too small. No allocation. */
+size_t shard_stats_to_json(const shard_stats* s, char* buf, size_t len);
+/* shard_stats_get + shard_stats_to_json. */
+size_t shard_stats_json(char* buf, size_t len);
+/* shard_region_stats + shard_stats_to_json; 0 (and "" in buf) when r is NULL. */
+size_t shard_region_stats_json(const shard_region* r, char* buf, size_t len);
+
+/* Heap snapshot: every arena, every slot (segment kind, owning heap, whether
+ * that heap is abandoned), every page (size class, used / capacity / reserved
+ * blocks) as line-based text (format in docs/introspection.md). Render it with
+ * tools/shardalloc-heapmap. No allocation.
+ *
+ * shard_heap_snapshot_write: the process heap to a file descriptor; 0 on
+ * success, -1 on a write error (errno set). */
+int shard_heap_snapshot_write(int fd);
+/* The process heap into buf, snprintf semantics as shard_stats_to_json. */
+size_t shard_heap_snapshot(char* buf, size_t len);
+/* The same for a region: -1 / 0 when r is NULL. */
+int shard_region_heap_snapshot_write(const shard_region* r, int fd);
+size_t shard_region_heap_snapshot(const shard_region* r, char* buf, size_t len);
+
+/* Environment: SHARDALLOC_SNAPSHOT=path writes a snapshot of the process heap
+ * to path at exit ("%p" in path is replaced by the process id). */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

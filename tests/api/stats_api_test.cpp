@@ -1,0 +1,578 @@
+// The statistics API (include/shardalloc/stats.h): the struct for the process
+// heap and for a region, JSON output (valid, snprintf semantics, no
+// allocation) and heap snapshots into a buffer or a file descriptor.
+#include "shardalloc/stats.h"
+
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/test_support.h"
+#include "shardalloc/region.h"
+#include "shardalloc/shardalloc.h"
+
+using namespace shardtest;
+
+// ---- counting glibc's malloc, to prove the API allocates nothing -----------
+// Not in sanitizer builds: their runtimes own malloc.
+#if !defined(SHARDTEST_ASAN) && !defined(SHARDTEST_TSAN)
+#define STATS_TEST_COUNT_MALLOC 1
+std::atomic<long> g_mallocs{0};
+extern "C" {
+void* __libc_malloc(size_t);
+void* __libc_calloc(size_t, size_t);
+void* __libc_realloc(void*, size_t);
+void* malloc(size_t n) {
+  g_mallocs.fetch_add(1, std::memory_order_relaxed);
+  return __libc_malloc(n);
+}
+void* calloc(size_t c, size_t n) {
+  g_mallocs.fetch_add(1, std::memory_order_relaxed);
+  return __libc_calloc(c, n);
+}
+void* realloc(void* p, size_t n) {
+  g_mallocs.fetch_add(1, std::memory_order_relaxed);
+  return __libc_realloc(p, n);
+}
+}
+#endif
+
+namespace {
+
+// ---- a small strict JSON syntax checker --------------------------------------
+struct Json {
+  const char* p;
+  bool ws() {
+    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') ++p;
+    return true;
+  }
+  bool lit(char c) { return ws() && *p == c ? (++p, true) : false; }
+  bool string() {
+    if (!lit('"')) return false;
+    while (*p != '"') {
+      if (*p == '\0' || static_cast<unsigned char>(*p) < 0x20) return false;
+      if (*p == '\\') ++p;
+      ++p;
+    }
+    ++p;
+    return true;
+  }
+  bool number() {
+    ws();
+    const char* s = p;
+    if (*p == '-') ++p;
+    while (*p >= '0' && *p <= '9') ++p;
+    return p > s && !(s[0] == '0' && p - s > 1);
+  }
+  bool value() {
+    ws();
+    if (*p == '{') {
+      ++p;
+      if (lit('}')) return true;
+      do {
+        if (!string() || !lit(':') || !value()) return false;
+      } while (lit(','));
+      return lit('}');
+    }
+    if (*p == '[') {
+      ++p;
+      if (lit(']')) return true;
+      do {
+        if (!value()) return false;
+      } while (lit(','));
+      return lit(']');
+    }
+    if (*p == '"') return string();
+    return number();
+  }
+  static bool valid(const char* text) {
+    Json j{text};
+    return j.value() && j.ws() && *j.p == '\0';
+  }
+};
+
+// The number after "name": in a JSON text (first occurrence at or after from).
+uint64_t json_number(const std::string& text, const std::string& name, size_t from = 0) {
+  const size_t at = text.find("\"" + name + "\":", from);
+  if (at == std::string::npos) return UINT64_MAX;
+  return std::strtoull(text.c_str() + at + name.size() + 3, nullptr, 10);
+}
+
+// 100 bytes: the 112-byte class (its index depends on the build's class table).
+const unsigned kClass100 = shard_size_class(100);
+
+std::string stats_json(const shard_region* r) {
+  const size_t n = shard_region_stats_json(r, nullptr, 0);
+  std::string s(n + 1, '\0');
+  EXPECT_EQ(shard_region_stats_json(r, s.data(), s.size()), n);
+  s.resize(n);
+  return s;
+}
+
+shard_region* new_region(size_t bytes) {
+  shard_region* r = nullptr;
+  EXPECT_EQ(shard_region_init(&r, map_memory(bytes), bytes), SHARD_OK);
+  return r;
+}
+
+}  // namespace
+
+TEST(StatsApi, ClassTableMatchesTheAllocator) {
+  shard_stats s;
+  shard_stats_get(&s);
+  ASSERT_GT(s.class_count, 20u);
+  ASSERT_LE(s.class_count, uint64_t(SHARD_STATS_MAX_CLASSES));
+  EXPECT_EQ(s.classes[0].block_size, 0u);
+  EXPECT_EQ(s.classes[1].block_size, 8u);
+  EXPECT_EQ(s.classes[kClass100].block_size, 112u);
+  EXPECT_EQ(s.classes[s.class_count - 1].block_size, 128u * 1024);
+  for (uint64_t c = s.class_count; c < SHARD_STATS_MAX_CLASSES; ++c) EXPECT_EQ(s.classes[c].block_size, 0u);
+  for (uint64_t c = 2; c < s.class_count; ++c) EXPECT_GT(s.classes[c].block_size, s.classes[c - 1].block_size);
+  EXPECT_EQ(s.segment_size, 512u * 1024);
+  EXPECT_EQ(shard_size_class(0), 1u);
+  EXPECT_EQ(shard_size_class(128 * 1024), s.class_count - 1);
+  EXPECT_EQ(shard_size_class(128 * 1024 + 1), 0u);  // huge
+  // Every request size lands in the class whose block the allocator hands out.
+  for (size_t size = 1; size <= 128 * 1024; size += size < 1024 ? 1 : 97) {
+    const unsigned cls = shard_size_class(size);
+    ASSERT_GE(s.classes[cls].block_size, size);
+    ASSERT_TRUE(cls == 1 || s.classes[cls - 1].block_size < size) << size;
+    void* p = shard_malloc(size);
+    ASSERT_EQ(shard_usable_size(p), s.classes[cls].block_size) << size;
+    shard_free(p);
+  }
+}
+
+TEST(StatsApi, ProcessHeapCountsLiveBlocksPerClassAndHuge) {
+  shard_stats before, during, after;
+  shard_stats_get(&before);
+  std::vector<void*> small;
+  for (int i = 0; i < 1000; ++i) small.push_back(shard_malloc(100));
+  void* medium = shard_malloc(20000);
+  void* huge = shard_malloc(3 << 20);  // its own span of segments
+  ASSERT_NE(huge, nullptr);
+  shard_stats_get(&during);
+  EXPECT_EQ(during.classes[kClass100].live_blocks, before.classes[kClass100].live_blocks + 1000);
+  EXPECT_EQ(during.classes[kClass100].live_bytes, during.classes[kClass100].live_blocks * 112);
+  EXPECT_GE(during.classes[kClass100].pages, 2u);  // 1000 * 112 B > one 64 KiB page
+  EXPECT_GE(during.classes[kClass100].capacity_blocks, during.classes[kClass100].live_blocks);
+  EXPECT_EQ(during.classes[0].live_blocks, before.classes[0].live_blocks + 1);
+  EXPECT_GE(during.classes[0].live_bytes, before.classes[0].live_bytes + (3u << 20));
+  EXPECT_EQ(during.live_blocks, before.live_blocks + 1002);
+  EXPECT_GE(during.segments, before.segments + 7);  // 3 MiB + a header: 7 slots
+  EXPECT_GE(during.peak_segments, during.segments);
+  EXPECT_EQ(during.peak_bytes, during.peak_segments * during.segment_size);
+  EXPECT_GE(during.reserved_bytes, during.segments * during.segment_size);
+  EXPECT_GE(during.arenas, 1u);
+  EXPECT_GE(during.heaps, 1u);
+  EXPECT_GE(during.heaps_owned, 1u);
+  EXPECT_EQ(during.heaps, during.heaps_owned + during.heaps_abandoned);
+  uint64_t sum_live = 0, sum_pages = 0;
+  for (const shard_class_stats& c : during.classes) {
+    sum_live += c.live_bytes;
+    sum_pages += c.pages;
+  }
+  EXPECT_EQ(during.live_bytes, sum_live);
+  EXPECT_EQ(during.pages, sum_pages);
+
+  for (void* p : small) shard_free(p);
+  shard_free(medium);
+  shard_free(huge);
+  shard_stats_get(&after);
+  EXPECT_EQ(after.classes[kClass100].live_blocks, before.classes[kClass100].live_blocks);
+  EXPECT_EQ(after.classes[0].live_blocks, before.classes[0].live_blocks);
+  EXPECT_EQ(after.live_blocks, before.live_blocks);
+  EXPECT_GE(after.peak_segments, during.segments);
+}
+
+TEST(StatsApi, RegionStatsAreExact) {
+  const size_t bytes = 16 * MiB;
+  shard_region* r = new_region(bytes);
+  shard_stats s;
+  ASSERT_EQ(shard_region_stats(r, &s), SHARD_OK);
+  EXPECT_EQ(s.reserved_bytes, bytes);
+  EXPECT_EQ(s.live_blocks, 0u);
+  EXPECT_EQ(s.arenas, 1u);
+  std::vector<void*> ps;
+  for (int i = 0; i < 300; ++i) {
+    void* p = nullptr;
+    ASSERT_EQ(shard_region_alloc(r, 100, 8, &p), SHARD_OK);
+    ps.push_back(p);
+  }
+  void* big = nullptr;
+  ASSERT_EQ(shard_region_alloc(r, 2 * MiB, 64, &big), SHARD_OK);
+  ASSERT_EQ(shard_region_stats(r, &s), SHARD_OK);
+  EXPECT_EQ(s.classes[kClass100].live_blocks, 300u);
+  EXPECT_EQ(s.classes[kClass100].live_bytes, 300u * 112);
+  EXPECT_EQ(s.classes[kClass100].pages, 1u);
+  EXPECT_EQ(s.classes[0].live_blocks, 1u);
+  EXPECT_GE(s.classes[0].live_bytes, 2 * MiB);
+  EXPECT_EQ(s.live_blocks, 301u);
+  EXPECT_EQ(s.heaps, 1u);
+  EXPECT_EQ(s.heaps_owned, 1u);
+  EXPECT_EQ(s.heaps_abandoned, 0u);
+  // One small segment and a 5-slot huge span (2 MiB + header, rounded up to slots).
+  EXPECT_GE(s.segments, 6u);
+  // The region's own byte accounting agrees: the blocks it counts are ours.
+  EXPECT_EQ(shard_region_total_bytes(r) - shard_region_available_bytes(r) >= s.live_bytes, true);
+
+  // A thread that exits abandons its heap; its live blocks stay counted.
+  std::thread([&] {
+    void* p = nullptr;
+    ASSERT_EQ(shard_region_alloc(r, 5000, 8, &p), SHARD_OK);
+  }).join();
+  ASSERT_EQ(shard_region_stats(r, &s), SHARD_OK);
+  EXPECT_EQ(s.heaps, 2u);
+  EXPECT_EQ(s.heaps_abandoned, 1u);
+  EXPECT_EQ(s.live_blocks, 302u);
+
+  for (void* p : ps) ASSERT_EQ(shard_region_dealloc(r, p, 100, 8), SHARD_OK);
+  ASSERT_EQ(shard_region_dealloc(r, big, 2 * MiB, 64), SHARD_OK);
+  ASSERT_EQ(shard_region_stats(r, &s), SHARD_OK);
+  EXPECT_EQ(s.classes[kClass100].live_blocks, 0u);
+  EXPECT_EQ(s.classes[0].live_blocks, 0u);
+  EXPECT_EQ(s.live_blocks, 1u);  // the exited thread's 5000-byte block
+}
+
+TEST(StatsApi, NullArguments) {
+  shard_stats s;
+  EXPECT_EQ(shard_region_stats(nullptr, &s), SHARD_INVALID_PARAM);
+  shard_region* r = new_region(2 * MiB);
+  EXPECT_EQ(shard_region_stats(r, nullptr), SHARD_INVALID_PARAM);
+  shard_stats_get(nullptr);  // no crash
+  char buf[8] = "x";
+  EXPECT_EQ(shard_region_stats_json(nullptr, buf, sizeof buf), 0u);
+  EXPECT_STREQ(buf, "");
+  EXPECT_EQ(shard_stats_to_json(nullptr, buf, sizeof buf), 0u);
+  EXPECT_EQ(shard_region_heap_snapshot_write(nullptr, 1), -1);
+  EXPECT_EQ(shard_heap_snapshot_write(-1), -1);
+  EXPECT_EQ(shard_region_heap_snapshot(nullptr, buf, sizeof buf), 0u);
+}
+
+TEST(StatsApi, JsonIsValidAndMatchesTheStruct) {
+  shard_region* r = new_region(8 * MiB);
+  std::vector<void*> ps;
+  for (size_t size : {8, 100, 100, 1000, 20000, 300000}) {
+    void* p = nullptr;
+    ASSERT_EQ(shard_region_alloc(r, size, 8, &p), SHARD_OK);
+    ps.push_back(p);
+  }
+  const std::string json = stats_json(r);
+  ASSERT_TRUE(Json::valid(json.c_str())) << json;
+  shard_stats s;
+  ASSERT_EQ(shard_region_stats(r, &s), SHARD_OK);
+  EXPECT_EQ(json_number(json, "reserved_bytes"), s.reserved_bytes);
+  EXPECT_EQ(json_number(json, "segments"), s.segments);
+  EXPECT_EQ(json_number(json, "heaps"), 1u);
+  EXPECT_EQ(json_number(json, "live_blocks"), 6u);
+  EXPECT_EQ(json_number(json, "live_bytes"), s.live_bytes);
+  // One entry per non-empty class, huge blocks as class 0.
+  const size_t at = json.find("{\"class\":" + std::to_string(kClass100) + ",");
+  ASSERT_NE(at, std::string::npos) << json;
+  EXPECT_EQ(json_number(json, "block_size", at), 112u);
+  EXPECT_EQ(json_number(json, "live_blocks", at), 2u);
+  EXPECT_NE(json.find("{\"class\":0,"), std::string::npos) << json;
+  size_t entries = 0;
+  for (size_t i = json.find("{\"class\":"); i != std::string::npos; i = json.find("{\"class\":", i + 1)) ++entries;
+  EXPECT_EQ(entries, 5u);  // 8, 112, 1024, 20480 and huge
+  for (void* p : ps) (void)p;  // left allocated: the region lives as long as the process
+}
+
+TEST(StatsApi, JsonHasSnprintfSemantics) {
+  for (int i = 0; i < 10; ++i) shard_free(shard_malloc(size_t(i) * 1000));
+  const size_t n = shard_stats_json(nullptr, 0);
+  ASSERT_GT(n, 100u);
+  std::string full(n + 1, '#');
+  EXPECT_EQ(shard_stats_json(full.data(), full.size()), n);
+  EXPECT_EQ(full[n], '\0');
+  EXPECT_EQ(std::strlen(full.c_str()), n);
+  EXPECT_TRUE(Json::valid(full.c_str())) << full;
+  // Truncated: NUL-terminated prefix, same return value, nothing written past len.
+  char small[33];
+  std::memset(small, '#', sizeof small);
+  EXPECT_EQ(shard_stats_json(small, 32), n);
+  EXPECT_EQ(small[31], '\0');
+  EXPECT_EQ(small[32], '#');
+  EXPECT_EQ(std::string(small), full.substr(0, 31));
+  char one = '#';
+  EXPECT_EQ(shard_stats_json(&one, 1), n);
+  EXPECT_EQ(one, '\0');
+}
+
+#ifdef STATS_TEST_COUNT_MALLOC
+TEST(StatsApi, NothingAllocates) {
+  shard_region* r = new_region(4 * MiB);
+  void* p = nullptr;
+  ASSERT_EQ(shard_region_alloc(r, 64, 8, &p), SHARD_OK);
+  shard_free(shard_malloc(64));
+  static char buf[1 << 16];
+  const long before = g_mallocs.load();
+  shard_stats s;
+  shard_stats_get(&s);
+  ASSERT_EQ(shard_region_stats(r, &s), SHARD_OK);
+  size_t n = shard_stats_json(buf, sizeof buf);
+  n += shard_region_stats_json(r, buf, sizeof buf);
+  n += shard_heap_snapshot(buf, sizeof buf);
+  n += shard_region_heap_snapshot(r, buf, sizeof buf);
+  const int fd = open("/dev/null", O_WRONLY);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(shard_heap_snapshot_write(fd), 0);
+  EXPECT_EQ(shard_region_heap_snapshot_write(r, fd), 0);
+  close(fd);
+  EXPECT_EQ(g_mallocs.load(), before);
+  EXPECT_GT(n, 0u);
+  // The counter works: it sees glibc's allocations.
+  void* q = std::malloc(10);
+  EXPECT_GT(g_mallocs.load(), before);
+  std::free(q);
+}
+#endif
+
+// ---- heap snapshots -------------------------------------------------------------
+
+namespace {
+
+struct Record {
+  std::string type;
+  std::map<std::string, std::string> kv;
+  uint64_t num(const std::string& k) const {
+    auto it = kv.find(k);
+    return it == kv.end() ? UINT64_MAX : std::strtoull(it->second.c_str(), nullptr, 0);
+  }
+};
+
+std::vector<Record> parse_snapshot(const std::string& text) {
+  std::vector<Record> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    Record r;
+    ls >> r.type;
+    std::string tok;
+    while (ls >> tok) {
+      const size_t eq = tok.find('=');
+      if (eq != std::string::npos) r.kv[tok.substr(0, eq)] = tok.substr(eq + 1);
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
+std::string region_snapshot(const shard_region* r) {
+  const size_t n = shard_region_heap_snapshot(r, nullptr, 0);
+  std::string s(n + 1, '\0');
+  EXPECT_EQ(shard_region_heap_snapshot(r, s.data(), s.size()), n);
+  s.resize(n);
+  return s;
+}
+
+}  // namespace
+
+TEST(HeapSnapshot, RegionSnapshotListsSlotsPagesAndAbandonedHeaps) {
+  const size_t bytes = 16 * MiB;
+  shard_region* r = new_region(bytes);
+  std::vector<void*> ps;
+  for (int i = 0; i < 200; ++i) {
+    void* p = nullptr;
+    ASSERT_EQ(shard_region_alloc(r, 100, 8, &p), SHARD_OK);
+    ps.push_back(p);
+  }
+  void* medium = nullptr;
+  ASSERT_EQ(shard_region_alloc(r, 50000, 8, &medium), SHARD_OK);
+  void* huge = nullptr;
+  ASSERT_EQ(shard_region_alloc(r, 1 * MiB, 8, &huge), SHARD_OK);
+  std::thread([&] {
+    void* p = nullptr;
+    ASSERT_EQ(shard_region_alloc(r, 24, 8, &p), SHARD_OK);
+  }).join();
+
+  const std::string text = region_snapshot(r);
+  const std::vector<Record> recs = parse_snapshot(text);
+  ASSERT_FALSE(recs.empty());
+  EXPECT_EQ(recs.front().type, "shardalloc-snapshot") << text;
+  EXPECT_EQ(recs.front().kv.at("domain"), "region");
+  EXPECT_EQ(recs.front().num("reserved_bytes"), bytes);
+  EXPECT_EQ(recs.back().type, "end");
+
+  std::map<uint64_t, bool> heap_abandoned;
+  size_t arenas = 0, small = 0, other_paged = 0, huge_slots = 0, free_slots = 0, claimed = 0;
+  uint64_t slots = 0;
+  bool saw_class100 = false, saw_abandoned_page = false, saw_50000 = false;
+  std::map<uint64_t, const Record*> slot_by_index;
+  for (const Record& rec : recs) {
+    if (rec.type == "heap") heap_abandoned[rec.num("id")] = rec.num("abandoned") == 1;
+    if (rec.type == "arena") {
+      ++arenas;
+      slots += rec.num("slots");
+    }
+    if (rec.type == "free") free_slots += rec.num("count");
+    if (rec.type == "slot") {
+      claimed += rec.num("span");
+      slot_by_index[rec.num("slot")] = &rec;
+      const std::string& kind = rec.kv.at("kind");
+      if (kind == "small") ++small;
+      if (kind != "small" && kind != "huge" && kind != "meta") ++other_paged;  // medium / large
+      if (kind == "huge") {
+        ++huge_slots;
+        EXPECT_GE(rec.num("span"), 3u);  // 1 MiB + header in 512 KiB slots
+        EXPECT_GE(rec.num("block_size"), 1 * MiB);
+      }
+      if (kind != "huge" && kind != "meta") {
+        ASSERT_TRUE(heap_abandoned.count(rec.num("heap"))) << "slot names an unknown heap: " << text;
+        EXPECT_EQ(rec.num("abandoned") == 1, heap_abandoned[rec.num("heap")]);
+      }
+    }
+    if (rec.type == "page") {
+      const Record* seg = slot_by_index.at(rec.num("slot"));
+      EXPECT_LE(rec.num("used"), rec.num("capacity"));
+      EXPECT_LE(rec.num("capacity"), rec.num("reserved"));
+      if (rec.num("class") == kClass100) {
+        saw_class100 = true;
+        EXPECT_EQ(rec.num("used"), 200u);
+        EXPECT_EQ(rec.num("block_size"), 112u);
+      }
+      if (rec.num("block_size") >= 50000 && rec.num("block_size") < 65536) {
+        saw_50000 = true;
+        EXPECT_EQ(rec.num("used"), 1u);
+        EXPECT_NE(seg->kv.at("kind"), "small");
+      }
+      if (seg->num("abandoned") == 1) {
+        saw_abandoned_page = true;
+        EXPECT_EQ(rec.num("class"), shard_size_class(24));
+        EXPECT_EQ(rec.num("used"), 1u);
+      }
+    }
+  }
+  EXPECT_EQ(arenas, 1u);
+  EXPECT_EQ(heap_abandoned.size(), 2u);
+  EXPECT_EQ(small, 2u);  // the main thread's and the exited thread's
+  EXPECT_EQ(other_paged, 1u);  // the 50000-byte block's segment
+  EXPECT_TRUE(saw_50000);
+  EXPECT_EQ(huge_slots, 1u);
+  EXPECT_TRUE(saw_class100);
+  EXPECT_TRUE(saw_abandoned_page);
+  EXPECT_EQ(claimed + free_slots, slots) << text;
+  EXPECT_EQ(recs.back().num("slots"), slots);
+  (void)medium;
+  (void)huge;
+}
+
+TEST(HeapSnapshot, ProcessSnapshotToAFileDescriptorMatchesTheBuffer) {
+  std::vector<void*> ps;
+  for (int i = 0; i < 100; ++i) ps.push_back(shard_malloc(size_t(i) * 37 + 1));
+  char path[] = "/tmp/shardalloc-snapshot-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(shard_heap_snapshot_write(fd), 0);
+  const off_t size = lseek(fd, 0, SEEK_END);
+  std::string file(size_t(size), '\0');
+  ASSERT_EQ(pread(fd, file.data(), file.size(), 0), ssize_t(size));
+  close(fd);
+  unlink(path);
+  const size_t n = shard_heap_snapshot(nullptr, 0);
+  std::string buf(n + 1, '\0');
+  ASSERT_EQ(shard_heap_snapshot(buf.data(), buf.size()), n);
+  buf.resize(n);
+  EXPECT_EQ(file, buf);
+  EXPECT_EQ(file.rfind("shardalloc-snapshot 1 domain=process", 0), 0u) << file;
+  EXPECT_NE(file.find("\nend "), std::string::npos);
+  EXPECT_EQ(shard_heap_snapshot_write(-5), -1);
+  for (void* p : ps) shard_free(p);
+}
+
+// Statistics and snapshots read fields their owners write without
+// synchronization: approximate while threads run, but they must never crash,
+// loop or produce malformed output. (Not under TSan: those reads are races
+// by design.)
+#if !defined(SHARDTEST_TSAN)
+TEST(HeapSnapshot, SnapshotsWhileThreadsAllocateFreeAndExit) {
+  const size_t bytes = 64 * MiB;
+  shard_region* r = new_region(bytes);
+  std::atomic<bool> stop{false};
+  // Blocks handed between threads, so frees are remote and heaps are abandoned with live blocks.
+  std::atomic<void*> mailbox[64] = {};
+  auto worker = [&](uint64_t seed) {
+    Rng rng(seed);
+    std::vector<std::pair<void*, size_t>> mine;
+    for (int i = 0; i < 4000 && !stop.load(std::memory_order_relaxed); ++i) {
+      const size_t size = rng.chance(2) ? 200000 + rng.below(300000) : 8 + rng.below(rng.chance(10) ? 60000 : 2000);
+      void* p = nullptr;
+      if (shard_region_alloc(r, size, 8, &p) == SHARD_OK) mine.push_back({p, size});
+      if (!mine.empty() && rng.chance(45)) {
+        const size_t k = rng.below(mine.size());
+        ASSERT_EQ(shard_region_dealloc(r, mine[k].first, mine[k].second, 8), SHARD_OK);
+        mine[k] = mine.back();
+        mine.pop_back();
+      }
+      if (!mine.empty() && rng.chance(10)) {  // hand a 24-byte block over; free whatever was there
+        void* q = nullptr;
+        if (shard_region_alloc(r, 24, 8, &q) == SHARD_OK) {
+          if (void* old = mailbox[rng.below(64)].exchange(q)) {
+            ASSERT_EQ(shard_region_dealloc(r, old, 24, 8), SHARD_OK);
+          }
+        }
+      }
+    }
+    // Half the blocks outlive the thread.
+    for (size_t k = 0; k < mine.size(); k += 2) {
+      ASSERT_EQ(shard_region_dealloc(r, mine[k].first, mine[k].second, 8), SHARD_OK);
+    }
+  };
+  std::vector<std::thread> threads;
+  std::atomic<int> generations{0};
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&, t] {
+      for (int gen = 0; gen < 6 && !stop.load(); ++gen) {
+        std::thread(worker, uint64_t(t * 100 + gen)).join();  // each generation exits: its heap is abandoned
+        generations.fetch_add(1);
+      }
+    });
+  }
+  static char buf[4 << 20];
+  size_t snapshots = 0;
+  while (generations.load() < 18 && snapshots < 100000) {
+    const size_t n = shard_region_heap_snapshot(r, buf, sizeof buf);
+    ASSERT_LT(n, sizeof buf);
+    ASSERT_EQ(std::strncmp(buf, "shardalloc-snapshot 1 domain=region", 35), 0);
+    ASSERT_TRUE(n > 5 && std::strstr(buf + n - std::min<size_t>(n, 200), "\nend heaps=") != nullptr) << buf + n - 100;
+    shard_stats s;
+    ASSERT_EQ(shard_region_stats(r, &s), SHARD_OK);
+    EXPECT_EQ(s.reserved_bytes, bytes);
+    EXPECT_LE(s.heaps, 64u);
+    const size_t j = shard_region_stats_json(r, buf, sizeof buf);
+    ASSERT_LT(j, sizeof buf);
+    ASSERT_TRUE(Json::valid(buf)) << buf;
+    ++snapshots;
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  EXPECT_GT(snapshots, 0u);
+  // Quiet now: the snapshot is exact and consistent with the statistics.
+  const std::vector<Record> recs = parse_snapshot(region_snapshot(r));
+  shard_stats s;
+  ASSERT_EQ(shard_region_stats(r, &s), SHARD_OK);
+  uint64_t live = 0, abandoned_heaps = 0;
+  for (const Record& rec : recs) {
+    if (rec.type == "page") live += rec.num("used");
+    if (rec.type == "slot" && rec.kv.at("kind") == "huge") live += 1;
+    if (rec.type == "heap") abandoned_heaps += rec.num("abandoned");
+  }
+  EXPECT_EQ(live, s.live_blocks);
+  EXPECT_EQ(abandoned_heaps, s.heaps_abandoned);
+  EXPECT_GE(s.heaps_abandoned, 1u);
+  std::printf("%zu snapshots taken while threads ran; %llu live blocks after\n", snapshots,
+              static_cast<unsigned long long>(s.live_blocks));
+}
+#endif
