@@ -24,6 +24,12 @@ constexpr core::PageSource kRegionSource{nullptr, nullptr, false, nullptr};
 // Bytes of the live block p sits in (the class size, or a huge block's span).
 size_t block_bytes_of(const void* p) { return core::segment_of(p)->page_of(p)->block_size; }
 
+// Bytes usable at p: the whole block for a block start (no division).
+size_t usable_at(const void* p) {
+  const core::Page* page = core::segment_of(p)->page_of(p);
+  return page->is_block_start(p) ? page->block_size : core::usable_size(p);
+}
+
 void account(core::Heap* h, int64_t used, int64_t block) {
   // relaxed load + store: the owner is the only writer; readers sum relaxed values.
   h->used_bytes.store(h->used_bytes.load(std::memory_order_relaxed) + used, std::memory_order_relaxed);
@@ -89,7 +95,7 @@ SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t 
   if (r == nullptr || p == nullptr) return SHARD_INVALID_PARAM;
   core::Heap* h = platform::current_heap(&r->domain);
   if (!owns_live_block(r->domain, h, p, align)) return SHARD_NOT_ALLOCATED;
-  if (size > core::usable_size(p)) return SHARD_INVALID_PARAM;
+  if (size > usable_at(p)) return SHARD_INVALID_PARAM;
   const int64_t block = int64_t(block_bytes_of(p));
   if (h == nullptr) {
     // relaxed: statistics summed by readers.

@@ -44,5 +44,9 @@ inline constexpr size_t kMaxRequest = (size_t{1} << 62);
 // Fresh pages get their free list built this many bytes at a time, so a page
 // used for a few blocks touches (and makes resident) only a few OS pages.
 inline constexpr size_t kExtendBytes = 4 * 1024;
+// ...but at least this many blocks, so that a page of large blocks does not
+// take the slow path on every allocation (each extension writes one word per
+// block, so it touches one OS page per block at most).
+inline constexpr size_t kExtendMinBlocks = 8;
 
 }  // namespace shardalloc::core

@@ -120,8 +120,10 @@ Arena* Domain::arena_of(uintptr_t a) const {
 }
 
 bool Domain::is_live_segment(const Segment* s) const {
-  Arena* a = arena_of(addr(s));
-  return a != nullptr && a->is_claimed(a->slot_index(addr(s))) && s->cookie == cookie_of(s);
+  // The arena check makes the header readable; the cookie tells a live
+  // segment header from anything else (release_segment clears it before the
+  // slot is released, and a slot that is not a segment's first never has one).
+  return arena_of(addr(s)) != nullptr && s->cookie == cookie_of(s);
 }
 
 Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset) {

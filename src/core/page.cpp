@@ -70,7 +70,7 @@ uint32_t Page::collect() {
 void Page::extend() {
   const size_t room = reserved - capacity;
   size_t count = kExtendBytes / block_size;
-  if (count == 0) count = 1;
+  if (count < kExtendMinBlocks) count = kExtendMinBlocks;
   if (count > room) count = room;
   uint8_t* first = area + size_t{capacity} * block_size;
   Block* head = nullptr;
