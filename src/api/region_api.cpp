@@ -24,11 +24,6 @@ constexpr core::PageSource kRegionSource{nullptr, nullptr, false, nullptr};
 // Bytes of the live block p sits in (the class size, or a huge block's span).
 size_t block_bytes_of(const void* p) { return core::segment_of(p)->page_of(p)->block_size; }
 
-// Bytes usable at p: the whole block for a block start (no division).
-size_t usable_at(const void* p) {
-  const core::Page* page = core::segment_of(p)->page_of(p);
-  return page->is_block_start(p) ? page->block_size : core::usable_size(p);
-}
 
 void account(core::Heap* h, int64_t used, int64_t block) {
   // relaxed load + store: the owner is the only writer; readers sum relaxed values.
@@ -36,24 +31,30 @@ void account(core::Heap* h, int64_t used, int64_t block) {
   h->block_bytes.store(h->block_bytes.load(std::memory_order_relaxed) + block, std::memory_order_relaxed);
 }
 
-// True when p is the start of a block of this region (or, for aligned
-// allocations, inside one) that is not on top of a free list: a pointer we
-// never handed out, or one just freed, gets SHARD_NOT_ALLOCATED instead of
-// corrupting the lists. `current` is the caller's heap (may be null).
-bool owns_live_block(core::Domain& d, const core::Heap* current, void* p, size_t align) {
+// The block p is the start of, in a live segment of this region (or, for
+// aligned allocations, the block p is the aligned start of), when it is not on
+// top of a free list. Null for a pointer we never handed out or one just
+// freed: those get SHARD_NOT_ALLOCATED instead of corrupting the lists.
+// `current` is the caller's heap (may be null). Sets *usable to the bytes
+// from p to the block's end.
+core::Block* live_block(core::Domain& d, const core::Heap* current, void* p, size_t align, size_t* usable) {
   core::Segment* s = core::segment_of(p);
-  if (!d.is_live_segment(s)) return false;
+  if (!d.is_live_segment(s)) return nullptr;
   core::Page* page = s->page_of(p);
-  if (!page->in_use || !page->contains(p)) return false;
-  if (s->kind == core::SegmentKind::kHuge) return p == page->area;
+  if (!page->in_use || !page->contains(p)) return nullptr;
+  if (s->kind == core::SegmentKind::kHuge) {
+    *usable = page->block_size;
+    return p == page->area ? static_cast<core::Block*>(p) : nullptr;
+  }
   core::Block* b = page->block_of(p);
-  if (!page->is_block_start(b)) return false;
+  if (!page->is_block_start(b)) return nullptr;
   // An aligned allocation hands out exactly the first `align` boundary of its block.
-  if (b != p && addr(p) != core::align_up(addr(b), align == 0 ? 1 : align)) return false;
+  if (b != p && addr(p) != core::align_up(addr(b), align == 0 ? 1 : align)) return nullptr;
   // relaxed: only compared; a racing free of the same block is the caller's bug.
-  if (page->load_thread_free(std::memory_order_relaxed).head() == b) return false;
-  if (s->heap == current && (b == page->free || b == page->local_free || page->used == 0)) return false;
-  return true;
+  if (page->load_thread_free(std::memory_order_relaxed).head() == b) return nullptr;
+  if (s->heap == current && (b == page->free || b == page->local_free || page->used == 0)) return nullptr;
+  *usable = page->block_size - size_t(addr(p) - addr(b));
+  return b;
 }
 
 }  // namespace
@@ -94,9 +95,13 @@ SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_
 SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t size, size_t align) {
   if (r == nullptr || p == nullptr) return SHARD_INVALID_PARAM;
   core::Heap* h = platform::current_heap(&r->domain);
-  if (!owns_live_block(r->domain, h, p, align)) return SHARD_NOT_ALLOCATED;
-  if (size > usable_at(p)) return SHARD_INVALID_PARAM;
-  const int64_t block = int64_t(block_bytes_of(p));
+  size_t usable = 0;
+  core::Block* b = live_block(r->domain, h, p, align, &usable);
+  if (b == nullptr) return SHARD_NOT_ALLOCATED;
+  if (size > usable) return SHARD_INVALID_PARAM;
+  core::Segment* s = core::segment_of(p);
+  core::Page* page = s->page_of(p);
+  const int64_t block = int64_t(page->block_size);
   if (h == nullptr) {
     // relaxed: statistics summed by readers.
     r->domain.heapless_used_bytes.fetch_sub(int64_t(size), std::memory_order_relaxed);
@@ -105,7 +110,12 @@ SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t 
     return SHARD_OK;
   }
   account(h, -int64_t(size), -block);
-  core::free_block(h, p);
+  // live_block made every check free_local would make: push directly.
+  if (s->heap == h) {
+    h->push_local(page, b);
+  } else {
+    core::free_remote(&r->domain, s, p);
+  }
   return SHARD_OK;
 }
 
