@@ -70,12 +70,14 @@ bool Domain::plan_arena(void* start_ptr, size_t size, size_t reserve_bytes, Aren
   } else if (end - last >= need) {
     area = last;
     area_end = end;
-  } else if (slots >= 2) {
-    // No slack is large enough: the first slot holds the headers and metadata.
+  } else if (slots > (need + kSegmentSize - 1) / kSegmentSize) {
+    // No slack is large enough: the first slots hold the headers and metadata
+    // (several of them when the bitmaps of a very large arena need it).
+    const size_t header_slots = (need + kSegmentSize - 1) / kSegmentSize;
     area = first;
-    area_end = first + kSegmentSize;
-    first += kSegmentSize;
-    --slots;
+    area_end = first + header_slots * kSegmentSize;
+    first += header_slots * kSegmentSize;
+    slots -= header_slots;
   } else {
     return false;
   }
