@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Exhaustive verification of the lock-free protocol models (models/*.pml,
+# docs/reliability.md) with spin: for each configuration, spin -a, gcc pan,
+# a full state-space search (safety: assertions and invalid end states, i.e.
+# deadlocks or lost wake-ups that leave a thread waiting forever). Fails on any
+# error or an incomplete search; prints the state counts.
+#
+# Then the mutants: the same models with one protocol rule broken on purpose;
+# each must be caught (an error found), or the model is not checking what it
+# claims to.
+#
+#   models/check.sh            CI set (~1 min, < 1.5 GB)
+#   models/check.sh --deep     bigger configurations (~4 min, ~4 GB)
+#   models/check.sh --no-mutants
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+deep=0 mutants=1
+for a in "$@"; do
+  case $a in
+    --deep) deep=1 ;;
+    --no-mutants) mutants=0 ;;
+    *) echo "usage: $0 [--deep] [--no-mutants]" >&2; exit 2 ;;
+  esac
+done
+
+if ! command -v spin >/dev/null; then
+  echo "check.sh: spin not found; installing the Debian package spin"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  export DEBIAN_FRONTEND=noninteractive
+  { $SUDO apt-get install -y -qq --no-install-recommends spin || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends spin; }; } >/dev/null
+fi
+command -v spin >/dev/null || { echo "check.sh: FAIL: spin is not available" >&2; exit 1; }
+command -v gcc >/dev/null || { echo "check.sh: FAIL: gcc is not available" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp "$here"/*.pml "$work"/
+
+# Memory for pan: capped, so a model that grows by mistake fails instead of
+# eating the machine (COLLAPSE compression keeps the CI set near 1.1 GB).
+mem_mb=$(( deep ? 6000 : 3000 ))
+failures=0
+
+# verify NAME EXPECT MODEL [spin -D flags...]; EXPECT is pass or fail (mutants).
+verify() {
+  local name=$1 expect=$2 model=$3
+  shift 3
+  local dir="$work/$name"
+  mkdir -p "$dir"
+  cp "$work"/*.pml "$dir"/
+  local t0=$SECONDS
+  (
+    cd "$dir"
+    spin -a "$@" "$model" >spin.out 2>&1 || { cat spin.out; exit 3; }
+    # -O2 pays for itself on full searches; a mutant's search is short (and
+    # gcc -O2 takes ~20 s on pan.c of abandon.pml).
+    local opt=-O2
+    [ "$expect" = fail ] && opt=-O0
+    gcc -w $opt -DSAFETY -DCOLLAPSE -DMEMLIM=$mem_mb -o pan pan.c
+    ulimit -v $(( (mem_mb + 512) * 1024 ))
+    local hash=-w20
+    [ "$expect" = pass ] && hash=-w25
+    ./pan -m2000000 $hash >pan.out 2>&1 || true
+  ) || { echo "model $name: FAIL (spin or gcc failed)"; failures=$((failures + 1)); return; }
+  local out="$dir/pan.out"
+  local errors states depth
+  errors=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' "$out" | tail -1)
+  states=$(sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p' "$out" | tail -1)
+  depth=$(sed -n 's/.*depth reached \([0-9]*\).*/\1/p' "$out" | tail -1)
+  local secs=$((SECONDS - t0))
+  if [ -z "$errors" ]; then
+    echo "model $name: FAIL (pan did not finish)"; tail -5 "$out"; failures=$((failures + 1)); return
+  fi
+  if grep -q "max search depth too small\|reached -DMEMLIM bound\|out of memory" "$out"; then
+    echo "model $name: FAIL (search incomplete: depth or memory bound)"; failures=$((failures + 1)); return
+  fi
+  if [ "$expect" = pass ]; then
+    if [ "$errors" = 0 ]; then
+      echo "model $name: OK, $states states, depth $depth, 0 errors (${secs} s)"
+    else
+      echo "model $name: FAIL, $errors error(s):"
+      grep -E "pan:[0-9]+:|violated|invalid end state" "$out" | head -5
+      (cd "$dir" && spin -t -p -g -l "$@" "$model" 2>&1 | tail -60) || true
+      failures=$((failures + 1))
+    fi
+  else
+    if [ "$errors" != 0 ]; then
+      echo "mutant $name: caught ($(grep -m1 -oE 'assertion violated.*\(at|invalid end state' "$out" | sed 's/ (at$//'), ${secs} s)"
+    else
+      echo "mutant $name: FAIL, not caught ($states states): the model does not check what it claims"
+      failures=$((failures + 1))
+    fi
+  fi
+}
+
+if [ $deep = 1 ]; then
+  verify notify-2remotes pass notify.pml -DNREMOTE=2 -DALLOCS=6
+  verify notify-1remote pass notify.pml -DNREMOTE=1 -DALLOCS=10
+  verify notify-3pages pass notify.pml -DNREMOTE=1 -DNP=3 -DNB=1 -DALLOCS=6
+  verify abandon pass abandon.pml -DA1=4
+  verify abandon-2sweeps pass abandon.pml -DA1=3 -DSWEEPS=2
+else
+  verify notify-2remotes pass notify.pml -DNREMOTE=2 -DALLOCS=5
+  verify notify-1remote pass notify.pml -DNREMOTE=1 -DALLOCS=8
+  verify abandon pass abandon.pml -DA1=3
+fi
+
+if [ $mutants = 1 ]; then
+  # Each breaks one rule of docs/protocols.md; the assertion that catches it is printed.
+  verify free-notified-page fail notify.pml -DNREMOTE=1 -DALLOCS=4 -DMUTANT_FREE_NOTIFIED_PAGE
+  verify full-with-blocks fail notify.pml -DNREMOTE=1 -DALLOCS=4 -DMUTANT_FULL_WITH_BLOCKS
+  verify no-notify fail notify.pml -DNREMOTE=1 -DALLOCS=4 -DMUTANT_NO_NOTIFY
+  verify no-notify-end-check-only fail notify.pml -DNREMOTE=1 -DALLOCS=4 -DMUTANT_NO_NOTIFY -DNO_REST_CHECKS
+  verify nonatomic-own fail abandon.pml -DA1=1 -DMUTANT_NONATOMIC_OWN
+fi
+
+if [ $failures != 0 ]; then
+  echo "check.sh: FAIL ($failures)"
+  exit 1
+fi
+echo "check.sh: all models verified"
