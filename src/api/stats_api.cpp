@@ -5,6 +5,7 @@
 
 #include "core/arena.h"
 #include "core/config.h"
+#include "core/decimal.h"
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/segment.h"
@@ -95,13 +96,7 @@ class JsonOut {
     return *this;
   }
   JsonOut& num(uint64_t v) {
-    char digits[20];
-    int n = 0;
-    do {
-      digits[n++] = char('0' + v % 10);
-      v /= 10;
-    } while (v != 0);
-    while (n > 0) ch(digits[--n]);
+    core::put_decimal(*this, v);
     return *this;
   }
   // "name":value, with a comma before every field but the first of an object.

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/decimal.h"
+
 namespace shardalloc::platform {
 
 class LineWriter {
@@ -12,14 +14,12 @@ class LineWriter {
     while (*s != '\0' && len_ < sizeof buf_ - 1) buf_[len_++] = *s++;
     return *this;
   }
+  LineWriter& ch(char c) {
+    if (len_ < sizeof buf_ - 1) buf_[len_++] = c;
+    return *this;
+  }
   LineWriter& num(uint64_t v) {
-    char digits[20];
-    int n = 0;
-    do {
-      digits[n++] = char('0' + v % 10);
-      v /= 10;
-    } while (v != 0);
-    while (n > 0 && len_ < sizeof buf_ - 1) buf_[len_++] = digits[--n];
+    core::put_decimal(*this, v);
     return *this;
   }
   LineWriter& hex(uint64_t v) {
