@@ -10,7 +10,7 @@
 # claims to.
 #
 #   models/check.sh            CI set (~1 min, < 1.5 GB)
-#   models/check.sh --deep     bigger configurations (~4 min, ~4 GB)
+#   models/check.sh --deep     bigger configurations (~7 min, up to ~6 GB)
 #   models/check.sh --no-mutants
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
