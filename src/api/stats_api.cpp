@@ -5,7 +5,7 @@
 
 #include "core/arena.h"
 #include "core/config.h"
-#include "core/decimal.h"
+#include "core/print_number.h"
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/segment.h"

@@ -11,7 +11,7 @@
 
 #include "core/arena.h"
 #include "core/config.h"
-#include "core/decimal.h"
+#include "core/print_number.h"
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/segment.h"
@@ -59,14 +59,7 @@ class SnapshotOut {
     return num(uint64_t(v));
   }
   SnapshotOut& hex(uint64_t v) {
-    text("0x");
-    char digits[16];
-    int n = 0;
-    do {
-      digits[n++] = "0123456789abcdef"[v & 15];
-      v >>= 4;
-    } while (v != 0);
-    while (n > 0) ch(digits[--n]);
+    core::put_hex(*this, v);
     return *this;
   }
   // " key=value"

@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/decimal.h"
+#include "core/print_number.h"
 
 namespace shardalloc::platform {
 
@@ -23,14 +23,7 @@ class LineWriter {
     return *this;
   }
   LineWriter& hex(uint64_t v) {
-    text("0x");
-    char digits[16];
-    int n = 0;
-    do {
-      digits[n++] = "0123456789abcdef"[v & 15];
-      v >>= 4;
-    } while (v != 0);
-    while (n > 0 && len_ < sizeof buf_ - 1) buf_[len_++] = digits[--n];
+    core::put_hex(*this, v);
     return *this;
   }
   // Right-aligns the next number in `width` columns.
