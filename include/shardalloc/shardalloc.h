@@ -21,6 +21,14 @@ void shard_free(void* ptr);
 void* shard_malloc_aligned(size_t size, size_t align);
 /* Bytes usable at ptr (>= the requested size); 0 for NULL. */
 size_t shard_usable_size(const void* ptr);
+/* Checks every page, free list and block count of the calling thread's heap
+ * (in checked builds also every block's canary and every free-list link:
+ * docs/reliability.md, "Checked mode"). Returns the number of blocks it
+ * looked at (0 before the thread's first allocation). On an inconsistency it
+ * prints one line naming it and aborts: the heap is corrupt. */
+size_t shard_check_heap(void);
+/* 1 when this library was built in checked mode (SHARDALLOC_CHECKED), else 0. */
+int shard_is_checked(void);
 
 #ifdef __cplusplus
 }

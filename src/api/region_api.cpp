@@ -31,6 +31,14 @@ void account(core::Heap* h, int64_t used, int64_t block) {
   h->block_bytes.store(h->block_bytes.load(std::memory_order_relaxed) + block, std::memory_order_relaxed);
 }
 
+// Checked mode: a block freed since (or never handed out) carries the freed
+// canary, so any double free is told apart, not only one on top of a list.
+bool canary_says_live(const core::Page* page, const core::Block* b) {
+  if constexpr (!core::kChecked) return true;
+  // relaxed: a hint for a clear status; the free's exchange decides races.
+  return __atomic_load_n(page->canary_of(b), __ATOMIC_RELAXED) != page->keys.canary_freed(addr(b));
+}
+
 // The block p is the start of, in a live segment of this region (or, for
 // aligned allocations, the block p is the aligned start of), when it is not on
 // top of a free list. Null for a pointer we never handed out or one just
@@ -43,8 +51,9 @@ core::Block* live_block(core::Domain& d, const core::Heap* current, void* p, siz
   core::Page* page = s->page_of(p);
   if (!page->in_use || !page->contains(p)) return nullptr;
   if (s->kind == core::SegmentKind::kHuge) {
-    *usable = page->block_size;
-    return p == page->area ? static_cast<core::Block*>(p) : nullptr;
+    if (p != page->area || !canary_says_live(page, static_cast<core::Block*>(p))) return nullptr;
+    *usable = page->block_size - core::kCanaryBytes;
+    return static_cast<core::Block*>(p);
   }
   core::Block* b = page->block_of(p);
   if (!page->is_block_start(b)) return nullptr;
@@ -53,7 +62,8 @@ core::Block* live_block(core::Domain& d, const core::Heap* current, void* p, siz
   // relaxed: only compared; a racing free of the same block is the caller's bug.
   if (page->load_thread_free(std::memory_order_relaxed).head() == b) return nullptr;
   if (s->heap == current && (b == page->free || b == page->local_free || page->used == 0)) return nullptr;
-  *usable = page->block_size - size_t(addr(p) - addr(b));
+  if (!canary_says_live(page, b)) return nullptr;
+  *usable = page->block_size - size_t(addr(p) - addr(b)) - core::kCanaryBytes;
   return b;
 }
 
@@ -112,6 +122,7 @@ SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t 
   account(h, -int64_t(size), -block);
   // live_block made every check free_local would make: push directly.
   if (s->heap == h) {
+    if constexpr (core::kChecked) core::disarm_canary(page, b, p);
     h->push_local(page, b);
   } else {
     core::free_remote(&r->domain, s, p);
@@ -155,4 +166,10 @@ SHARD_EXPORT size_t shard_region_available_bytes(const shard_region* r) {
   const int64_t blocks = sum_heaps(r->domain).block;
   const size_t taken = overhead + (blocks > 0 ? size_t(blocks) : 0);
   return taken < total ? total - taken : 0;
+}
+
+SHARD_EXPORT size_t shard_region_check_heap(shard_region* r) {
+  if (r == nullptr) return 0;
+  const core::Heap* h = platform::current_heap(&r->domain);
+  return h == nullptr ? 0 : h->check();
 }

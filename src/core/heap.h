@@ -29,6 +29,10 @@ struct PageQueue {
 // empty, so the fast path falls into the slow path without an extra branch.
 inline constinit Page g_empty_page{};
 
+// Checked mode: marks live block b (p: the pointer the caller freed) freed;
+// aborts on a double free or an overwritten canary. Any thread may call it.
+void disarm_canary(const Page* page, Block* b, const void* p);
+
 struct Heap {
   Page* direct[kDirectSlots];        // owner: page to allocate from, by (size+7)/8
   PageQueue queues[kClassCount];     // owner: pages with (maybe) free blocks, per class
@@ -62,7 +66,17 @@ struct Heap {
     if (SHARD_LIKELY(b != nullptr)) return b;
     return alloc_slow(size);
   }
+  // Entry points: `size` is what the caller asked for.
   SHARD_INLINE void* alloc(size_t size) {
+    if constexpr (kChecked) return alloc_checked(size);
+    return alloc_block(size);
+  }
+  void* alloc_aligned(size_t size, size_t align) {
+    if constexpr (kChecked) return alloc_aligned_checked(size, align);
+    return alloc_aligned_block(size, align);
+  }
+  // Internals: `size` is block bytes (checked mode's canary included).
+  SHARD_INLINE void* alloc_block(size_t size) {
     if (SHARD_LIKELY(size <= kDirectSizeMax)) return alloc_small(size);
     if (size <= kLargeBlockMax) {
       Page* page = queues[size_class_of(size)].first;
@@ -82,10 +96,12 @@ struct Heap {
                        b == page->load_thread_free(std::memory_order_relaxed).head())) {
       return free_local_unusual(page, p);
     }
+    if constexpr (kChecked) disarm_canary(page, b, p);
     push_local(page, b);
   }
+  // Pushes b, known to be a live block of page, on the local free list.
   SHARD_INLINE void push_local(Page* page, Block* b) {
-    b->next = page->local_free;
+    page->set_next(b, page->local_free);
     page->set_local_free(b);
     if (SHARD_UNLIKELY(--page->used == 0 || page->in_full)) {
       // The only page of its class stays when it empties (no queue neighbours,
@@ -96,7 +112,14 @@ struct Heap {
 
   // Slow paths (heap_alloc.cpp, heap_free.cpp) -------------------------------
   void* alloc_slow(size_t size);
-  void* alloc_aligned(size_t size, size_t align);
+  void* alloc_aligned_block(size_t size, size_t align);
+
+  // Checked mode (heap_checked.cpp) -----------------------------------------
+  void* alloc_checked(size_t size);
+  void* alloc_aligned_checked(size_t size, size_t align);
+  // Verifies every page, list, link and canary of this heap (owner only);
+  // aborts with a message on the first inconsistency. Returns the blocks checked.
+  size_t check() const;
   void page_freed_slow(Page* page);
   [[noreturn]] void report_bad_local_free(Page* page, void* p);
   // The block an interior pointer (aligned allocation) belongs to; aborts
@@ -126,11 +149,13 @@ struct Heap {
   Page* find_page(unsigned cls);
   Page* fresh_page(unsigned cls);
   void* alloc_huge(size_t size, size_t align);
+  uintptr_t key_seed(const Page* page);
 };
 
 // Frees p (in a segment of domain d) from a thread that does not own its
 // segment, or a huge block from any thread.
 void free_remote(Domain* d, Segment* s, void* p);
+
 
 // Frees p, local or remote. `current` is the calling thread's heap in p's domain (may be the empty heap).
 SHARD_INLINE void free_block(Heap* current, void* p) {
@@ -142,7 +167,7 @@ SHARD_INLINE void free_block(Heap* current, void* p) {
   }
 }
 
-// Bytes usable at p (p inside a live block of a segment).
+// Bytes usable at p (p inside a live block of a segment), canary excluded.
 size_t usable_size(const void* p);
 
 // True when p, just allocated, is a huge block whose memory reads as zero

@@ -14,10 +14,17 @@ uintptr_t area_start(uintptr_t start, size_t block) {
 
 }  // namespace
 
+// Checked mode's per-page secrets: fresh for every page init, unguessable
+// without the domain's secret.
+uintptr_t Heap::key_seed(const Page* page) {
+  if constexpr (!kChecked) return 0;
+  return domain->secret.load(std::memory_order_relaxed) ^ (addr(page) * 0x9e3779b97f4a7c15ull) ^ ++slow_calls;  // relaxed: written once before any segment exists
+}
+
 void* Heap::alloc_slow(size_t size) {
   if (placeholder) {
     Heap* real = platform::current_heap(domain);
-    return real != nullptr && !real->placeholder ? real->alloc(size) : nullptr;
+    return real != nullptr && !real->placeholder ? real->alloc_block(size) : nullptr;
   }
   drain_notified();
   if ((++slow_calls & 63) == 0) domain->maybe_purge();
@@ -127,7 +134,7 @@ Page* Heap::fresh_page(unsigned cls) {
   const uintptr_t start = addr(s) + i * page_bytes + (i == 0 ? kSegmentHeaderSize : 0);
   const uintptr_t end = addr(s) + (i + 1) * page_bytes;
   const uintptr_t area = area_start(start, block);
-  page->init(ptr<uint8_t>(area), end - area, block, cls);
+  page->init(ptr<uint8_t>(area), end - area, block, cls, key_seed(page));
   ++s->used_pages;
   page->extend();
   queue_push_front(queues[cls], page);
@@ -161,7 +168,7 @@ void* Heap::alloc_huge(size_t size, size_t align) {
   uint8_t* block = ptr<uint8_t>(addr(s) + offset);
   Page* page = &s->pages[0];
   const size_t usable = addr(s->slot_end()) - addr(block);
-  page->init(block, usable, usable, 0);
+  page->init(block, usable, usable, 0, key_seed(page));
   page->capacity = 1;
   page->used = 1;
   // relaxed: statistics; released in Domain::release_segment.
@@ -169,21 +176,21 @@ void* Heap::alloc_huge(size_t size, size_t align) {
   return block;
 }
 
-void* Heap::alloc_aligned(size_t size, size_t align) {
-  if (align <= kMinAlign) return alloc(size);
+void* Heap::alloc_aligned_block(size_t size, size_t align) {
+  if (align <= kMinAlign) return alloc_block(size);
   // A zero-size block still needs a byte: the aligned pointer must stay inside it.
   if (size == 0) size = 1;
   if (placeholder) {
     Heap* real = platform::current_heap(domain);
-    return real != nullptr && !real->placeholder ? real->alloc_aligned(size, align) : nullptr;
+    return real != nullptr && !real->placeholder ? real->alloc_aligned_block(size, align) : nullptr;
   }
   if (size <= kLargeBlockMax && align <= kLargeBlockMax) {
-    void* p = alloc(size);
+    void* p = alloc_block(size);
     if (p == nullptr || (addr(p) & (align - 1)) == 0) return p;
-    free_local(segment_of(p), p);
+    push_local(segment_of(p)->page_of(p), static_cast<Block*>(p));  // just popped: live, ours
     const size_t padded = size + align - kMinAlign;
     if (padded <= kLargeBlockMax) {
-      p = alloc(padded);
+      p = alloc_block(padded);
       if (p == nullptr) return nullptr;
       segment_of(p)->page_of(p)->has_interior.store(1, std::memory_order_relaxed);  // relaxed: see page.h
       return ptr(align_up(addr(p), align));
@@ -198,7 +205,7 @@ size_t usable_size(const void* p) {
   Segment* s = segment_of(p);
   const Page* page = s->page_of(p);
   const size_t index = (addr(p) - addr(page->area)) / page->block_size;
-  return addr(page->area) + (index + 1) * page->block_size - addr(p);
+  return addr(page->area) + (index + 1) * page->block_size - addr(p) - kCanaryBytes;
 }
 
 }  // namespace shardalloc::core

@@ -16,6 +16,11 @@ void Heap::report_bad_local_free(Page* page, void* p) {
                        p == page->load_thread_free(std::memory_order_relaxed).head())) {
     platform::fatal("double free detected", p);
   }
+  // Checked mode knows any freed block by its canary (p is a block start of the page here).
+  if (kChecked && page->in_use && page->is_handed_block(p) &&
+      *page->canary_of(static_cast<Block*>(p)) == page->keys.canary_freed(addr(p))) {
+    platform::fatal("double free detected", p);
+  }
   platform::fatal("free of a pointer that is not allocated", p);
 }
 
@@ -33,6 +38,7 @@ void Heap::free_local_unusual(Page* page, void* p) {
       b == page->load_thread_free(std::memory_order_relaxed).head()) {  // relaxed: a comparison only
     report_bad_local_free(page, p);
   }
+  if constexpr (kChecked) disarm_canary(page, b, p);
   push_local(page, b);
 }
 
@@ -89,6 +95,7 @@ namespace {
 void free_huge(Segment* s, void* p) {
   Page* page = &s->pages[0];
   if (p != page->area) platform::fatal("free of a pointer that is not allocated", p);
+  if constexpr (kChecked) disarm_canary(page, static_cast<Block*>(p), p);
   uintptr_t expected = 0;
   // acq_rel: the winner of this CAS alone releases the segment; a loser is a double free.
   if (!page->thread_free.compare_exchange_strong(expected, 1, std::memory_order_acq_rel, std::memory_order_relaxed)) {
@@ -117,13 +124,14 @@ void free_remote(Domain* d, Segment* s, void* p) {
   // only on pages that hand out aligned blocks; those round down to their block.
   Block* b = static_cast<Block*>(p);
   if (SHARD_UNLIKELY(!page->is_block_start(p))) b = Heap::interior_block(page, p);
+  if constexpr (kChecked) disarm_canary(page, b, p);
   // relaxed: the CAS below validates what we read.
   uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
   ThreadFreeWord seen(raw);
   for (;;) {
     // An immediate double free: on top of the remote list, or of the owner's local list.
     if (seen.head() == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
-    b->next = seen.head();
+    page->set_next(b, seen.head());
     const NotifyState next = seen.state() == NotifyState::kFull ? NotifyState::kNotified : seen.state();
     // release: our writes to the block (and its next pointer) happen-before the owner's acquire collect.
     // acquire: when we read kFull, the owner's release there orders its earlier

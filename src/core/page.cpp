@@ -1,10 +1,11 @@
 #include "core/page.h"
 
 #include "core/config.h"
+#include "core/hooks.h"
 
 namespace shardalloc::core {
 
-void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls) {
+void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls, uintptr_t key_seed) {
   free = nullptr;
   set_local_free(nullptr);
   // relaxed: the page is not yet reachable by other threads; publication of
@@ -29,6 +30,12 @@ void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsi
   div_limit = block_bytes > 0xFFFFFFFFu ? 0 : uint32_t(0xFFFFFFFFu / b32);
   next = prev = nullptr;
   next_notified = nullptr;
+  keys.reseed(key_seed);
+}
+
+void Page::report_damaged_link(const Block* b) const {
+  platform::fatal("heap corruption: a free block was overwritten (use after free or overflow), its free-list link at",
+                  b);
 }
 
 uint32_t Page::collect() {
@@ -45,11 +52,11 @@ uint32_t Page::collect() {
     Block* list = ThreadFreeWord(raw).head();
     Block* last = list;
     remote = 1;
-    while (last->next != nullptr) {
-      last = last->next;
+    for (Block* n = next_of(last); n != nullptr; n = next_of(last)) {
+      last = n;
       ++remote;
     }
-    last->next = free;
+    set_next(last, free);
     free = list;
     used -= remote;
   }
@@ -58,8 +65,8 @@ uint32_t Page::collect() {
       free = local_free;
     } else {
       Block* last = local_free;
-      while (last->next != nullptr) last = last->next;
-      last->next = free;
+      for (Block* n = next_of(last); n != nullptr; n = next_of(last)) last = n;
+      set_next(last, free);
       free = local_free;
     }
     set_local_free(nullptr);
@@ -77,7 +84,9 @@ void Page::extend() {
   // Built back to front so the list runs in address order.
   for (size_t i = count; i-- > 0;) {
     Block* b = reinterpret_cast<Block*>(first + i * block_size);
-    b->next = head;
+    // Checked mode: blocks on free lists carry the freed canary, which malloc checks.
+    if constexpr (kChecked) *canary_of(b) = keys.canary_freed(addr(b));
+    set_next(b, head);
     head = b;
   }
   free = head;

@@ -17,6 +17,7 @@
 
 #include "core/bits.h"
 #include "core/block.h"
+#include "core/checked.h"
 #include "core/thread_free.h"
 
 namespace shardalloc::core {
@@ -45,6 +46,10 @@ struct Page {
   Page* next = nullptr;      // heap queue links
   Page* prev = nullptr;
   Page* next_notified = nullptr;  // link in the heap's notified stack
+  // Checked mode: the secrets of this page's links and canaries. Set by the
+  // owner in init, before any block of the page is handed out; read by any
+  // thread freeing a block of it (which received the block after that).
+  [[no_unique_address]] PageKeys keys;
 
   ThreadFreeWord load_thread_free(std::memory_order order) const {
     return ThreadFreeWord(thread_free.load(order));
@@ -58,11 +63,44 @@ struct Page {
   SHARD_INLINE Block* pop_free() {
     Block* b = free;
     if (SHARD_LIKELY(b != nullptr)) {
-      free = b->next;
+      free = next_of(b);
       ++used;
     }
     return b;
   }
+
+  // Free-list links. Checked builds store them encoded and validate every
+  // link they follow: it must be null or a block start of this page.
+  SHARD_INLINE Block* next_of(const Block* b) const {
+    if constexpr (!kChecked) {
+      return b->next;
+    } else {
+      Block* next = ptr<Block>(keys.decode(addr(b->next)));
+      if (SHARD_UNLIKELY(next != nullptr && !is_handed_block(next))) report_damaged_link(b);
+      return next;
+    }
+  }
+  SHARD_INLINE void set_next(Block* b, Block* next) const {
+    if constexpr (!kChecked) {
+      b->next = next;
+    } else {
+      b->next = ptr<Block>(keys.encode(addr(next)));
+    }
+  }
+  // The link as decoded, not validated: for observers of other threads' lists.
+  const Block* peek_next(const Block* b) const {
+    if constexpr (!kChecked) return b->next;
+    else return ptr<const Block>(keys.decode(addr(b->next)));
+  }
+  // A block start among the blocks ever handed out: [area, area + capacity blocks).
+  bool is_handed_block(const void* b) const {
+    return addr(b) < addr(area) + size_t{capacity} * block_size && is_block_start(b);
+  }
+  [[noreturn]] void report_damaged_link(const Block* b) const;
+
+  // Checked mode: the canary word at the end of block b (accessed with
+  // __atomic builtins: a racing double free must see one winner).
+  uint64_t* canary_of(const Block* b) const { return ptr<uint64_t>(addr(b) + block_size - kCanaryBytes); }
 
   // True when b is the start of a block of this page (small and medium
   // pages): an exact divisibility test by multiply and rotate, no division.
@@ -81,7 +119,8 @@ struct Page {
   }
 
   // Owner: sets the page up for blocks of block_size in [area, area_end).
-  void init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls);
+  // key_seed: fresh secrets for checked mode's links and canaries.
+  void init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls, uintptr_t key_seed);
   // Owner: moves thread_free and local_free into free. Returns the number of
   // blocks taken from thread_free.
   uint32_t collect();
@@ -89,7 +128,8 @@ struct Page {
   void extend();
 };
 
-static_assert(sizeof(Page) <= 96, "page headers live in the segment header; keep them small");
+static_assert(sizeof(Page) <= 96 + (kChecked ? sizeof(FreeListKeys) : 0),
+              "page headers live in the segment header; keep them small");
 static_assert(alignof(Page) == alignof(void*));
 
 }  // namespace shardalloc::core

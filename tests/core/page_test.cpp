@@ -18,12 +18,12 @@ struct PageFixture : ::testing::Test {
   static constexpr size_t kArea = 64 * 1024;
   void SetUp() override {
     mem = static_cast<uint8_t*>(std::aligned_alloc(64, kArea));
-    page.init(mem, kArea, kBlock, 5);
+    page.init(mem, kArea, kBlock, 5, 0x1234567);
   }
   void TearDown() override { std::free(mem); }
   void push_remote(Block* b) {
     ThreadFreeWord w(page.thread_free.load());
-    b->next = w.head();
+    page.set_next(b, w.head());
     page.thread_free.store(ThreadFreeWord(b, w.state()).raw());
   }
   uint8_t* mem = nullptr;
@@ -57,7 +57,7 @@ TEST_F(PageFixture, CollectMovesLocalAndRemoteFreesAndCountsThem) {
   while (Block* b = page.pop_free()) blocks.push_back(b);
   const uint32_t used = page.used;
   page.local_free = blocks[0];
-  blocks[0]->next = nullptr;
+  page.set_next(blocks[0], nullptr);
   --page.used;
   push_remote(blocks[1]);
   push_remote(blocks[2]);

@@ -136,7 +136,7 @@ uint64_t remote_frees(const core::Page& p, uintptr_t lo, uintptr_t hi) {
   const core::Block* b = p.load_thread_free(std::memory_order_relaxed).head();
   while (b != nullptr && n < p.reserved && p.contains(b) && addr(b) >= lo && addr(b) + sizeof(core::Block) <= hi) {
     ++n;
-    b = b->next;
+    b = p.peek_next(b);
   }
   return n;
 }

@@ -1,0 +1,254 @@
+// Checked mode: every row of docs/reliability.md's "Checked mode" table.
+// Each corruption is made in a death-test child (hostile.h: threadsafe style).
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "hostile/hostile.h"
+#include "shardalloc/region.h"
+#include "shardalloc/shardalloc.h"
+
+namespace {
+
+using hostile::KiB;
+using hostile::MiB;
+
+#define CHECKED_FATAL(what) "shardalloc: fatal: " what
+constexpr const char* kDoubleFree = CHECKED_FATAL("double free detected");
+constexpr const char* kOverflow = CHECKED_FATAL("heap corruption: the bytes after the block were overwritten");
+constexpr const char* kCheckOverflow = CHECKED_FATAL("heap check: the bytes after a live block were overwritten");
+constexpr const char* kUseAfterFree = CHECKED_FATAL("(heap corruption: a free block was overwritten|heap check: a free list links)");
+
+// Keeps the compiler from proving a block dead and dropping the writes under test.
+void touch(void* p) { asm volatile("" : : "r"(p) : "memory"); }
+
+TEST(CheckedMode, LibraryIsChecked) { EXPECT_EQ(shard_is_checked(), 1); }
+
+// The canary takes the last 8 bytes of a block: a request of n bytes gets
+// the class of n + 8, and usable size stops before the canary.
+TEST(CheckedMode, UsableSizeExcludesTheCanary) {
+  for (size_t n : {size_t{0}, size_t{1}, size_t{8}, size_t{24}, size_t{100}, size_t{1000}, 5 * KiB, 100 * KiB, 3 * MiB}) {
+    auto* p = static_cast<unsigned char*>(shard_malloc(n));
+    ASSERT_NE(p, nullptr);
+    const size_t usable = shard_usable_size(p);
+    EXPECT_GE(usable, n) << n;
+    std::memset(p, 0xA5, usable);  // the whole usable size is the caller's
+    shard_free(p);
+  }
+}
+
+// Links inside freed blocks are encoded: neither null nor a block address.
+TEST(CheckedMode, FreeListLinksAreEncoded) {
+  std::vector<void*> blocks;
+  for (int i = 0; i < 64; ++i) blocks.push_back(shard_malloc(48));
+  for (void* p : blocks) shard_free(p);
+  int plain = 0;
+  for (void* p : blocks) {
+    uintptr_t link;
+    std::memcpy(&link, p, sizeof link);
+    if (link == 0) ++plain;
+    for (void* q : blocks) plain += link == reinterpret_cast<uintptr_t>(q);
+  }
+  EXPECT_EQ(plain, 0);
+  EXPECT_GT(shard_check_heap(), 0u);
+}
+
+TEST(CheckedModeDeath, DoubleFreeNotInARow) {
+  EXPECT_SHARD_ABORT(
+      {
+        void* keep = shard_malloc(32);
+        void* a = shard_malloc(32);
+        void* b = shard_malloc(32);
+        shard_free(a);
+        shard_free(b);
+        shard_free(a);  // a is under b on the list: only the canary knows
+        touch(keep);
+      },
+      kDoubleFree);
+}
+
+TEST(CheckedModeDeath, DoubleFreeFromAnotherThread) {
+  EXPECT_SHARD_ABORT(
+      {
+        void* keep = shard_malloc(64);
+        void* a = shard_malloc(64);
+        void* b = shard_malloc(64);
+        std::thread([&] {
+          shard_free(a);
+          shard_free(b);
+        }).join();
+        shard_free(a);
+        touch(keep);
+      },
+      kDoubleFree);
+}
+
+TEST(CheckedModeDeath, DoubleFreeOfAHugeBlock) {
+  EXPECT_SHARD_ABORT(
+      {
+        void* a = shard_malloc(2 * MiB);
+        void* keep = shard_malloc(2 * MiB);
+        shard_free(a);
+        shard_free(a);
+        touch(keep);
+      },
+      CHECKED_FATAL("(double free detected|free of a pointer that is not allocated)"));
+}
+
+TEST(CheckedModeDeath, OverflowByOneByteIsCaughtAtFree) {
+  EXPECT_SHARD_ABORT(
+      {
+        auto* p = static_cast<unsigned char*>(shard_malloc(40));
+        p[shard_usable_size(p)] = 0;  // one byte past the usable size
+        shard_free(p);
+      },
+      kOverflow);
+}
+
+TEST(CheckedModeDeath, OverflowOfAnAlignedBlockIsCaughtAtFree) {
+  EXPECT_SHARD_ABORT(
+      {
+        auto* p = static_cast<unsigned char*>(shard_malloc_aligned(200, 256));
+        std::memset(p, 1, shard_usable_size(p) + 3);
+        shard_free(p);
+      },
+      kOverflow);
+}
+
+TEST(CheckedModeDeath, OverflowOfAHugeBlockIsCaughtAtFree) {
+  EXPECT_SHARD_ABORT(
+      {
+        auto* p = static_cast<unsigned char*>(shard_malloc(MiB + 5));
+        p[shard_usable_size(p) + 1] = 7;
+        shard_free(p);
+      },
+      kOverflow);
+}
+
+TEST(CheckedModeDeath, OverflowOfALiveBlockIsCaughtByCheckHeap) {
+  EXPECT_SHARD_ABORT(
+      {
+        auto* p = static_cast<unsigned char*>(shard_malloc(100));
+        std::memset(p, 0x5A, shard_usable_size(p) + 8);
+        shard_check_heap();
+      },
+      kCheckOverflow);
+}
+
+// A freed block's link overwritten by a stale pointer: found when the list
+// reaches it (by allocation or by shard_check_heap), never followed.
+TEST(CheckedModeDeath, WriteAfterFreeIsCaughtByAllocation) {
+  EXPECT_SHARD_ABORT(
+      {
+        std::vector<void*> blocks;
+        for (int i = 0; i < 100; ++i) blocks.push_back(shard_malloc(32));
+        auto* victim = static_cast<uintptr_t*>(blocks[50]);
+        for (void* p : blocks) shard_free(p);
+        *victim = 0x4141414141414141;  // a use after free
+        for (int i = 0; i < 200; ++i) touch(shard_malloc(32));
+      },
+      kUseAfterFree);
+}
+
+TEST(CheckedModeDeath, WriteAfterFreeIsCaughtByCheckHeap) {
+  EXPECT_SHARD_ABORT(
+      {
+        void* keep = shard_malloc(32);
+        auto* victim = static_cast<uintptr_t*>(shard_malloc(32));
+        shard_free(victim);
+        victim[0] ^= 0x10;  // nudge the link to another address
+        touch(keep);
+        shard_check_heap();
+      },
+      kUseAfterFree);
+}
+
+TEST(CheckedModeDeath, WriteToTheCanaryOfAFreedBlockIsCaughtByAllocation) {
+  EXPECT_SHARD_ABORT(
+      {
+        void* keep = shard_malloc(64);
+        auto* victim = static_cast<unsigned char*>(shard_malloc(64));
+        const size_t usable = shard_usable_size(victim);
+        shard_free(victim);
+        victim[usable + 2] ^= 1;  // the freed block's canary
+        for (int i = 0; i < 2000; ++i) touch(shard_malloc(64));
+        touch(keep);
+      },
+      CHECKED_FATAL("heap corruption: a freed block was written to"));
+}
+
+// A healthy heap under remote frees passes the check at any moment.
+TEST(CheckedMode, CheckHeapPassesUnderRemoteFrees) {
+  constexpr int kRounds = 200;
+  std::atomic<bool> stop{false};
+  std::vector<void*> handoff(256);
+  std::atomic<int> ready{0};
+  std::thread freer([&] {
+    while (!stop.load()) {
+      const int turn = ready.load(std::memory_order_acquire);
+      if (turn % 2 == 0) continue;  // even: the main thread's turn
+      for (size_t i = 0; i < handoff.size(); ++i) {
+        std::memset(handoff[i], 0x33, 16 + 16 * (i % 8));
+        shard_free(handoff[i]);
+      }
+      ready.store(turn + 1, std::memory_order_release);
+    }
+  });
+  size_t checked = 0;
+  for (int r = 0; r < kRounds; ++r) {
+    for (size_t i = 0; i < handoff.size(); ++i) handoff[i] = shard_malloc(16 + 16 * (i % 8));
+    ready.store(r * 2 + 1, std::memory_order_release);  // odd: the freer's turn
+    checked += shard_check_heap();
+    while (ready.load(std::memory_order_acquire) != r * 2 + 2) std::this_thread::yield();
+  }
+  stop = true;
+  freer.join();
+  EXPECT_GT(checked, 0u);
+}
+
+// ---- region API ------------------------------------------------------------
+
+struct RegionFixture : ::testing::Test {
+  static constexpr size_t kBytes = 32 * MiB;
+  shard_region* r = nullptr;
+  void SetUp() override { ASSERT_EQ(shard_region_init(&r, shardtest::map_memory(kBytes), kBytes), SHARD_OK); }
+};
+
+TEST_F(RegionFixture, DoubleDeallocNotInARowIsNotAllocated) {
+  void *keep, *a, *b;
+  ASSERT_EQ(shard_region_alloc(r, 32, 8, &keep), SHARD_OK);
+  ASSERT_EQ(shard_region_alloc(r, 32, 8, &a), SHARD_OK);
+  ASSERT_EQ(shard_region_alloc(r, 32, 8, &b), SHARD_OK);
+  const size_t used = shard_region_used_bytes(r);
+  ASSERT_EQ(shard_region_dealloc(r, a, 32, 8), SHARD_OK);
+  ASSERT_EQ(shard_region_dealloc(r, b, 32, 8), SHARD_OK);
+  EXPECT_EQ(shard_region_dealloc(r, a, 32, 8), SHARD_NOT_ALLOCATED);
+  EXPECT_EQ(shard_region_used_bytes(r), used - 64);
+  EXPECT_GT(shard_region_check_heap(r), 0u);
+  EXPECT_EQ(shard_region_dealloc(r, keep, 32, 8), SHARD_OK);
+}
+
+TEST_F(RegionFixture, DeallocOfAnOverflowedBlockAborts) {
+  EXPECT_SHARD_ABORT(
+      {
+        void* p;
+        if (shard_region_alloc(r, 56, 8, &p) != SHARD_OK) std::abort();
+        std::memset(p, 0, 56 + 8);
+        shard_region_dealloc(r, p, 56, 8);
+      },
+      kOverflow);
+}
+
+TEST_F(RegionFixture, CheckHeapCountsLiveAndFreeBlocks) {
+  std::vector<void*> blocks(1000);
+  for (size_t i = 0; i < blocks.size(); ++i) ASSERT_EQ(shard_region_alloc(r, 8 + i % 500, 8, &blocks[i]), SHARD_OK);
+  for (size_t i = 0; i < blocks.size(); i += 2) ASSERT_EQ(shard_region_dealloc(r, blocks[i], 8 + i % 500, 8), SHARD_OK);
+  EXPECT_GE(shard_region_check_heap(r), blocks.size());
+  for (size_t i = 1; i < blocks.size(); i += 2) ASSERT_EQ(shard_region_dealloc(r, blocks[i], 8 + i % 500, 8), SHARD_OK);
+  EXPECT_EQ(shard_region_used_bytes(r), 0u);
+}
+
+}  // namespace
