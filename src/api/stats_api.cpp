@@ -138,9 +138,11 @@ size_t empty_json(char* buf, size_t len) {
 }  // namespace
 
 SHARD_EXPORT unsigned shard_size_class(size_t size) {
+  if (size > core::kMaxRequest) return 0;
+  const size_t block = core::kChecked ? core::checked_block_bytes(size) : size;  // checked: room for the canary
   // The largest block a page serves: the last class's.
-  if (size > core::class_block_size(core::kLastClass)) return 0;
-  return core::size_class_of(size == 0 ? 1 : size);
+  if (block > core::class_block_size(core::kLastClass)) return 0;
+  return core::size_class_of(block == 0 ? 1 : block);
 }
 
 SHARD_EXPORT void shard_stats_get(shard_stats* out) {

@@ -206,7 +206,13 @@ void double_free_not_in_a_row() {
   (void)keep;
   child_exit(c.failures);
 }
-TEST_F(CApiDeath, C18_DoubleFreeNotInARowIsNotDetected) { EXPECT_CHILD_OK(double_free_not_in_a_row()); }
+TEST_F(CApiDeath, C18_DoubleFreeNotInARowIsNotDetected) {
+  if (checked()) {
+    EXPECT_SHARD_ABORT(double_free_not_in_a_row(), kDoubleFree);  // the canary says freed
+  } else {
+    EXPECT_CHILD_OK(double_free_not_in_a_row());
+  }
+}
 
 // ---- shard_realloc -----------------------------------------------------------
 
@@ -281,7 +287,12 @@ TEST_F(CApiDeath, C24_ReallocInteriorPointerGrowAborts) { EXPECT_SHARD_ABORT(rea
 TEST(CApi, C25_ReallocInteriorPointerThatFitsIsReturnedUnchecked) {
   char* p = static_cast<char*>(shard_malloc(100));  // a 112-byte block
   ASSERT_NE(p, nullptr);
-  EXPECT_EQ(shard_realloc(launder(p + 8), 100), p + 8);
+  if (checked()) {
+    // The canary leaves 96 bytes from p + 8: the block is moved, and the free of p + 8 stops.
+    EXPECT_SHARD_ABORT(shard_realloc(launder(p + 8), 100), kNotAllocated);
+  } else {
+    EXPECT_EQ(shard_realloc(launder(p + 8), 100), p + 8);
+  }
   shard_free(p);
 }
 
@@ -366,9 +377,9 @@ TEST(CApi, C34_UsableSizeOfInteriorOrFreedPointerIsUnchecked) {
   char* p = static_cast<char*>(shard_malloc(100));  // 112-byte block
   void* keep = shard_malloc(100);
   ASSERT_NE(p, nullptr);
-  EXPECT_EQ(shard_usable_size(launder(p + 8)), 104u) << "interior: bytes to the end of the block";
+  EXPECT_EQ(shard_usable_size(launder(p + 8)), 104u - canary_bytes()) << "interior: bytes to the end of the block";
   shard_free(p);
-  EXPECT_EQ(shard_usable_size(launder(p)), 112u) << "freed: the block size";
+  EXPECT_EQ(shard_usable_size(launder(p)), 112u - canary_bytes()) << "freed: the block size";
   shard_free(keep);
 }
 

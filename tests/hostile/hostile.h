@@ -15,6 +15,7 @@
 #include <cstdlib>
 
 #include "api/test_support.h"
+#include "shardalloc/shardalloc.h"
 
 namespace hostile {
 
@@ -30,6 +31,11 @@ inline constexpr const char* kUsableNotAllocated = HOSTILE_FATAL("usable size of
 #define EXPECT_SHARD_ABORT(stmt, regex) EXPECT_EXIT(stmt, ::testing::KilledBySignal(SIGABRT), regex)
 // The child runs `stmt`, which ends with child_exit(failures): exit code 0 or 1.
 #define EXPECT_CHILD_OK(stmt) EXPECT_EXIT(stmt, ::testing::ExitedWithCode(0), "")
+
+// Checked builds (docs/reliability.md, "Checked mode") catch what some
+// limitation rows pin, and keep the last 8 bytes of each block for a canary.
+inline bool checked() { return shard_is_checked() != 0; }
+inline size_t canary_bytes() { return checked() ? 8 : 0; }
 
 [[noreturn]] inline void child_exit(int failures) {
   std::fflush(stderr);

@@ -95,14 +95,30 @@ std::string defining_object(const char* name) {
 
 size_t usable(void* p) { return malloc_usable_size(p); }
 
+// Checked builds (SHARDALLOC_CHECKED) keep the last 8 bytes of every block
+// for its canary: a request of n bytes takes a block for n + 8.
+bool library_is_checked() {
+  static const bool checked = [] {
+    auto* is_checked = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "shard_is_checked"));
+    return is_checked != nullptr && is_checked() != 0;
+  }();
+  return checked;
+}
+
 // shardalloc's block size for a request of n bytes (size_class.h): exact
 // multiples of 8 up to 64, then four classes per power of two.
-size_t shard_class_size(size_t n) {
+size_t block_size_for(size_t n) {
   if (n <= 8) return 8;
   if (n <= 64) return (n + 15) & ~size_t{15};  // 16-byte steps: fundamental alignment
   const unsigned k = unsigned(std::bit_width(n - 1)) - 1;
   const size_t step = size_t{1} << (k - 2);
   return (size_t{1} << k) + (n - (size_t{1} << k) + step - 1) / step * step;
+}
+
+// The usable size malloc(n) gives.
+size_t shard_class_size(size_t n) {
+  if (!library_is_checked()) return block_size_for(n);
+  return block_size_for((n < 8 ? 8 : n) + 8) - 8;
 }
 
 // ---------------------------------------------------------------------------
@@ -135,7 +151,7 @@ TEST(OverrideIsActive, UsableSizeShowsShardallocSizeClasses) {
   // glibc: 104 (a 112-byte chunk less its header); shardalloc: the 112-byte class.
   void* p = opaque(std::malloc(100));
   ASSERT_NE(p, nullptr);
-  EXPECT_EQ(usable(p), 112u) << "malloc is not shardalloc's";
+  EXPECT_EQ(usable(p), shard_class_size(100)) << "malloc is not shardalloc's";
   auto shard_usable_size = sym<size_t (*)(const void*)>("shard_usable_size");
   ASSERT_NE(shard_usable_size, nullptr);
   void* q = opaque(std::malloc(1));
@@ -144,7 +160,7 @@ TEST(OverrideIsActive, UsableSizeShowsShardallocSizeClasses) {
   std::free(p);
   // operator new too.
   auto* n = opaque(new char[100]);
-  EXPECT_EQ(usable(n), 112u) << "operator new[] is not shardalloc's";
+  EXPECT_EQ(usable(n), shard_class_size(100)) << "operator new[] is not shardalloc's";
   delete[] n;
   std::string s(500, 'x');  // libstdc++'s own call to operator new
   EXPECT_EQ(usable(s.data()), shard_class_size(501));
@@ -248,7 +264,7 @@ TEST(MallocUsableSize, AtLeastRequestAndExact) {
     ASSERT_NE(p, nullptr);
     const size_t u = usable(p);
     EXPECT_GE(u, n) << "malloc(" << n << ")";
-    if (n <= 128 * KiB) {
+    if (n + (library_is_checked() ? 8 : 0) <= 128 * KiB) {
       EXPECT_EQ(u, shard_class_size(n)) << "malloc(" << n << ")";
     }
     // exact: asking for the usable size gives the same block size...
@@ -664,6 +680,8 @@ void zero_size_with_only_unaligned_blocks_free() {
     char* q = static_cast<char*>(opaque(std::malloc(8)));
     (is_aligned(q, 16) ? live : freed).push_back(q);
   }
+  // Checked builds serve malloc(8) from 16-byte blocks: no block is unaligned.
+  if (freed.empty()) child_exit(library_is_checked() ? 0 : 1);
   for (char* q : freed) std::free(q);
   for (;;) {  // use up the never-used blocks: from then on, allocation reuses the freed ones
     char* q = static_cast<char*>(opaque(std::malloc(8)));
@@ -736,7 +754,7 @@ TEST(LibcAliases, InternalNamesAreShardalloc) {
 
   void* a = libc_malloc(100);
   ASSERT_NE(a, nullptr);
-  EXPECT_EQ(usable(a), 112u);
+  EXPECT_EQ(usable(a), shard_class_size(100));
   a = libc_realloc(a, 5000);
   ASSERT_NE(a, nullptr);
   EXPECT_EQ(usable(a), shard_class_size(5000));

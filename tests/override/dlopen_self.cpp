@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "override_check.h"
+
 namespace {
 
 int g_failures = 0;
@@ -49,15 +51,16 @@ int main(int argc, char** argv) {
   }
 
   // The process's malloc is still glibc's.
-  void* g = std::malloc(100);
-  expect(malloc_usable_size(g) != 112, "the process malloc became shardalloc's after an RTLD_LOCAL dlopen");
+  const size_t probe = shardtest::probe_usable(shardtest::library_is_checked(h));
+  void* g = std::malloc(shardtest::kProbeRequest);
+  expect(malloc_usable_size(g) != probe, "the process malloc became shardalloc's after an RTLD_LOCAL dlopen");
   std::free(g);
 
-  void* p = shard_malloc(100);
-  expect(p != nullptr && shard_usable_size(p) == 112, "shard_malloc(100)");
-  std::memset(p, 0x5a, 112);
+  void* p = shard_malloc(shardtest::kProbeRequest);
+  expect(p != nullptr && shard_usable_size(p) == probe, "shard_malloc(200)");
+  std::memset(p, 0x5a, probe);
   p = shard_realloc(p, 100000);
-  expect(p != nullptr && static_cast<unsigned char*>(p)[111] == 0x5a, "shard_realloc keeps contents");
+  expect(p != nullptr && static_cast<unsigned char*>(p)[probe - 1] == 0x5a, "shard_realloc keeps contents");
   shard_free(p);
   auto* z = static_cast<unsigned char*>(shard_calloc(1000, 3));
   bool zero = z != nullptr;

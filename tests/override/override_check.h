@@ -10,15 +10,26 @@
 
 namespace shardtest {
 
+// True when the shardalloc loaded through `handle` was built in checked mode
+// (SHARDALLOC_CHECKED), which keeps the last 8 bytes of each block for a canary.
+inline bool library_is_checked(void* handle = RTLD_DEFAULT) {
+  auto* is_checked = reinterpret_cast<int (*)()>(dlsym(handle, "shard_is_checked"));
+  return is_checked != nullptr && is_checked() != 0;
+}
+
+// malloc_usable_size(malloc(200)) under shardalloc: its 224-byte class (216
+// bytes in checked builds). glibc gives 200.
+inline constexpr size_t kProbeRequest = 200;
+inline size_t probe_usable(bool checked) { return checked ? 216 : 224; }
+
 // True when malloc is shardalloc's: shard_malloc is in the global scope and
-// malloc_usable_size shows shardalloc's 112-byte class for a 100-byte request
-// (glibc gives 104).
+// malloc_usable_size shows shardalloc's size class for the probe request.
 inline bool override_active() {
   if (dlsym(RTLD_DEFAULT, "shard_malloc") == nullptr) return false;
-  void* volatile p = std::malloc(100);
+  void* volatile p = std::malloc(kProbeRequest);
   const size_t u = malloc_usable_size(p);
   std::free(p);
-  return u == 112;
+  return u == probe_usable(library_is_checked());
 }
 
 // Exits with status 1 and a message unless the override is active.
