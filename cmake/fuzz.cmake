@@ -8,6 +8,9 @@
 #   shardalloc_fuzz                the fuzzer, linked against shardalloc_static
 #   test fuzz.shardalloc           runs it for SHARDALLOC_FUZZ_SECONDS (default 60)
 #                                  from fuzz/corpus/, label `fuzz`
+#   shardalloc_fuzz_checked        the same fuzzer over the checked library
+#                                  (shardalloc_static_checked; docs/reliability.md)
+#   test fuzz.shardalloc_checked   runs it for SHARDALLOC_FUZZ_CHECKED_SECONDS (default 30)
 #
 # Options:
 #   SHARDALLOC_FUZZ=OFF            do not build the fuzzer
@@ -26,6 +29,7 @@ endif()
 
 option(SHARDALLOC_FUZZ "Build the libFuzzer target (clang only)" ON)
 set(SHARDALLOC_FUZZ_SECONDS "60" CACHE STRING "Seconds the fuzz.shardalloc CTest test runs the fuzzer")
+set(SHARDALLOC_FUZZ_CHECKED_SECONDS "30" CACHE STRING "Seconds the fuzz.shardalloc_checked CTest test runs the fuzzer")
 option(SHARDALLOC_FUZZ_COVERAGE "Instrument shardalloc_static for libFuzzer coverage (a build dir of its own)" OFF)
 
 if(NOT SHARDALLOC_FUZZ)
@@ -83,3 +87,17 @@ add_test(NAME fuzz.shardalloc
           ${CMAKE_BINARY_DIR}/fuzz-corpus ${CMAKE_BINARY_DIR}/fuzz-artifacts ${CMAKE_SOURCE_DIR}/fuzz/corpus)
 math(EXPR _fuzz_timeout "${SHARDALLOC_FUZZ_SECONDS} * 2 + 120")
 set_tests_properties(fuzz.shardalloc PROPERTIES LABELS fuzz TIMEOUT ${_fuzz_timeout})
+
+# The same fuzzer over checked mode: its canaries and encoded links must stay
+# silent under every valid sequence (and the shadow model's checks hold).
+if(TARGET shardalloc_static_checked)
+  add_executable(shardalloc_fuzz_checked ${CMAKE_SOURCE_DIR}/fuzz/shardalloc_fuzz.cpp)
+  target_link_libraries(shardalloc_fuzz_checked PRIVATE shardalloc_static_checked Threads::Threads)
+  target_compile_options(shardalloc_fuzz_checked PRIVATE ${SHARDALLOC_WARNINGS} -g -fno-omit-frame-pointer -fsanitize=${_fuzz_sanitize})
+  target_link_options(shardalloc_fuzz_checked PRIVATE -fsanitize=${_fuzz_sanitize})
+  add_test(NAME fuzz.shardalloc_checked
+    COMMAND bash ${CMAKE_SOURCE_DIR}/fuzz/run-fuzz.sh $<TARGET_FILE:shardalloc_fuzz_checked> ${SHARDALLOC_FUZZ_CHECKED_SECONDS}
+            ${CMAKE_BINARY_DIR}/fuzz-corpus-checked ${CMAKE_BINARY_DIR}/fuzz-artifacts-checked ${CMAKE_SOURCE_DIR}/fuzz/corpus)
+  math(EXPR _fuzz_checked_timeout "${SHARDALLOC_FUZZ_CHECKED_SECONDS} * 2 + 120")
+  set_tests_properties(fuzz.shardalloc_checked PROPERTIES LABELS fuzz TIMEOUT ${_fuzz_checked_timeout})
+endif()
