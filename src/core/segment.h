@@ -52,12 +52,15 @@ struct Segment {
   uint16_t used_pages;  // pages in use (owner)
   uint8_t zeroed;       // every byte past the header read as zero when claimed (fresh or purged slots)
   uint8_t reserved_;
+  // &pages[i], set when the segment is claimed: page_of is one load, not a
+  // multiply by sizeof(Page).
+  Page* page_table[kSmallPagesPerSegment];
   Segment* next_partial;  // heap's list of small segments with a free page (owner)
   Segment* prev_partial;
   uint8_t in_partial_list;
   Page pages[kSmallPagesPerSegment];
 
-  Page* page_of(const void* p) { return &pages[(addr(p) - addr(this)) >> page_shift]; }
+  Page* page_of(const void* p) { return page_table[(addr(p) - addr(this)) >> page_shift]; }
   uint8_t* slot_end() { return reinterpret_cast<uint8_t*>(this) + span_slots * kSegmentSize; }
 };
 
