@@ -137,6 +137,20 @@ SHARD_NOINLINE shard_status dealloc_general(shard_region* r, void* p, size_t siz
   return SHARD_OK;
 }
 
+// shard_region_alloc's fast path for kDirectSizeMax < size <= kLargeBlockMax
+// (align <= kMinAlign, h the caller's heap).
+SHARD_NOINLINE shard_status alloc_queued(shard_region* r, core::Heap* h, size_t size, void** out) {
+  core::Page* page = h->queues[core::size_class_of(size)].first;
+  if (page != nullptr) {
+    if (core::Block* b = page->pop_free()) {
+      account(h, int64_t(size), int64_t(page->block_size));
+      *out = b;
+      return SHARD_OK;
+    }
+  }
+  return alloc_general(r, size, core::kMinAlign, out);
+}
+
 // Alignments the fast path serves: 0, 1, 2, 4, 8 (bit i set for i).
 constexpr unsigned kSmallAlignBits = (1u << 0) | (1u << 1) | (1u << 2) | (1u << 4) | (1u << 8);
 
@@ -144,17 +158,21 @@ constexpr unsigned kSmallAlignBits = (1u << 0) | (1u << 1) | (1u << 2) | (1u << 
 
 SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_t align, void** out) {
   if (r == nullptr) return SHARD_INVALID_PARAM;
-  // Fast path: a direct-size block with at most word alignment, popped from
-  // its page (the steps of Heap::alloc_small's fast path).
-  if (SHARD_LIKELY(size <= core::kDirectSizeMax && align <= core::kMinAlign && ((kSmallAlignBits >> align) & 1) != 0 &&
-                   out != nullptr)) {
+  // Fast path: a block with at most word alignment, popped from the page
+  // Heap::alloc's fast path would pop it from (sizes above kDirectSizeMax in
+  // alloc_queued, out of line).
+  if (SHARD_LIKELY(align <= core::kMinAlign && ((kSmallAlignBits >> align) & 1) != 0 && out != nullptr)) {
     core::Heap* h = heap_at_hand(r);
     if (SHARD_LIKELY(h != nullptr)) {
-      core::Page* page = h->direct[core::direct_slot_of(size)];
-      if (core::Block* b = page->pop_free()) {
-        account(h, int64_t(size), int64_t(page->block_size));
-        *out = b;
-        return SHARD_OK;
+      if (SHARD_LIKELY(size <= core::kDirectSizeMax)) {
+        core::Page* page = h->direct[core::direct_slot_of(size)];
+        if (core::Block* b = page->pop_free()) {
+          account(h, int64_t(size), int64_t(page->block_size));
+          *out = b;
+          return SHARD_OK;
+        }
+      } else if (size <= core::kLargeBlockMax) {
+        return alloc_queued(r, h, size, out);
       }
     }
   }
