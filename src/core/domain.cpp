@@ -123,7 +123,6 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset) {
     s->domain = this;
     s->arena = a;
     s->span_slots = slots;
-    for (size_t i = 0; i < kSmallPagesPerSegment; ++i) s->page_table[i] = &s->pages[i];
     s->zeroed = source.fresh_is_zero && a->range_is_clean(index, slots);
     // relaxed: statistics.
     const size_t now = segments_claimed.fetch_add(slots, std::memory_order_relaxed) + slots;

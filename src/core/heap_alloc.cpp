@@ -64,6 +64,7 @@ Segment* Heap::claim_owned_segment(const PageGeometry& g) {
   s->heap = this;
   s->kind = g.kind;
   s->page_shift = g.shift;
+  s->fill_page_table();
   s->page_count = g.count;
   s->used_pages = 0;
   s->next_partial = s->prev_partial = nullptr;
@@ -155,6 +156,7 @@ void* Heap::alloc_huge(size_t size, size_t align) {
   s->heap = nullptr;
   s->kind = SegmentKind::kHuge;
   s->page_shift = 63;
+  s->fill_page_table();
   s->page_count = 1;
   s->used_pages = 1;
   s->in_partial_list = 0;
