@@ -182,20 +182,30 @@ SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_
 SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t size, size_t align) {
   if (r == nullptr || p == nullptr) return SHARD_INVALID_PARAM;
   core::Heap* h = heap_at_hand(r);
-  // Fast path: a block start on a page of the caller's own heap, with the
-  // checks live_block makes for that case (a live segment of this region, a
-  // page in use with live blocks, p a block start within it, p on top of no
-  // free list, size within the block), then the push free_local makes.
+  // Fast paths: a block start in a live segment of this region, on a small,
+  // medium or large page, with the checks live_block makes for that case
+  // (page in use, p a block start within it, p on top of no free list we
+  // can see, size within the block); then the push free_local makes, or
+  // free_remote for a page of another heap.
   core::Segment* s = core::segment_of(p);
-  if (SHARD_LIKELY(h != nullptr && r->domain.is_live_segment(s) && s->heap == h)) {
+  if (SHARD_LIKELY(h != nullptr && r->domain.is_live_segment(s))) {
     core::Page* page = s->page_of(p);
     core::Block* b = static_cast<core::Block*>(p);
-    // relaxed: only compared; a racing free of the same block is the caller's bug.
-    if (SHARD_LIKELY(page->in_use && page->is_block_start(b) &&
-                     b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->free &&
-                     b != page->local_free && page->used != 0 && size <= page->block_size)) {
+    if (s->heap == h) {
+      // relaxed: only compared; a racing free of the same block is the caller's bug.
+      if (SHARD_LIKELY(page->in_use && page->is_block_start(b) &&
+                       b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->free &&
+                       b != page->local_free && page->used != 0 && size <= page->block_size)) {
+        account(h, -int64_t(size), -int64_t(page->block_size));
+        h->push_local(page, b);
+        return SHARD_OK;
+      }
+    } else if (s->kind != core::SegmentKind::kHuge && page->in_use && page->is_block_start(b) &&
+               b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->peek_local_free() &&
+               size <= page->block_size) {
+      // (free_remote would stop the program on a block on top of either list.)
       account(h, -int64_t(size), -int64_t(page->block_size));
-      h->push_local(page, b);
+      core::free_remote(&r->domain, s, p);
       return SHARD_OK;
     }
   }
