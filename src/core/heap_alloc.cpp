@@ -69,7 +69,12 @@ Segment* Heap::claim_owned_segment(const PageGeometry& g) {
   s->used_pages = 0;
   s->next_partial = s->prev_partial = nullptr;
   s->in_partial_list = 0;
-  for (auto& p : s->pages) p.in_use = 0;
+  // used = 0 too: the header may hold a former huge block's data, and the
+  // local free fast path trusts used == 0 to reject a page not in use.
+  for (auto& p : s->pages) {
+    p.in_use = 0;
+    p.used = 0;
+  }
   // relaxed: a hint for sweepers; the heap's ownership CAS orders the rest.
   segment_count.store(segment_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   return s;
