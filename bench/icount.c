@@ -37,7 +37,11 @@ static size_t g_n = 200000;
 static size_t g_size = 32;
 static void** g_vec;
 
+#if defined(__clang__)
+#define NOINLINE __attribute__((noinline))
+#else
 #define NOINLINE __attribute__((noinline, noclone))
+#endif
 
 NOINLINE void measure_pair(size_t n, size_t size) {
   for (size_t i = 0; i < n; ++i) {

@@ -17,16 +17,33 @@ SHARD_INLINE void* fail_nomem() {
   return nullptr;
 }
 
-SHARD_INLINE void* process_malloc(size_t size) {
+// Everything but a direct-size block popped from its page: out of line, so
+// that the fast path needs no stack frame and tail-calls it.
+SHARD_NOINLINE inline void* process_malloc_slow(core::Heap* h, size_t size) {
   if (SHARD_UNLIKELY(size > core::kMaxRequest)) return fail_nomem();
-  void* p = platform::process_heap()->alloc(size);
+  void* p = h->alloc(size);
   if (SHARD_UNLIKELY(p == nullptr)) return fail_nomem();
   return p;
 }
 
+SHARD_INLINE void* process_malloc(size_t size) {
+  core::Heap* h = platform::process_heap();
+  // (Checked builds take the slow path, which arms the block's canary.)
+  if (SHARD_LIKELY(!core::kChecked && size <= core::kDirectSizeMax)) {
+    if (core::Block* b = h->alloc_small_fast(size)) return b;
+  }
+  return process_malloc_slow(h, size);
+}
+
+// free of null (a no-op) or of a pointer outside our arenas.
+SHARD_NOINLINE inline void process_free_unowned(void* p) {
+  if (p != nullptr) platform::fatal("free of a pointer that is not allocated", p);
+}
+
 SHARD_INLINE void process_free(void* p) {
-  if (p == nullptr) return;
-  if (SHARD_UNLIKELY(!platform::os_owns(p))) platform::fatal("free of a pointer that is not allocated", p);
+  // Null is not owned either (no arena starts at address 0), so one test
+  // sends both to the cold path.
+  if (SHARD_UNLIKELY(!platform::os_owns(p))) return process_free_unowned(p);
   core::free_block(platform::process_heap(), p);
 }
 

@@ -7,6 +7,9 @@
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#ifdef SHARDALLOC_PLATFORM_LINUX
+#include "platform/linux/region_heaps.h"
+#endif
 
 #define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -20,6 +23,18 @@ struct shard_region {
 namespace {
 
 constexpr core::PageSource kRegionSource{nullptr, nullptr, false, nullptr};
+
+// The fast paths' heap: the calling thread's heap in region r when it is at
+// hand without a call (the region this thread used last), else null; the
+// general paths then ask platform::current_heap. Kernels (the bare platform)
+// always ask it.
+SHARD_INLINE core::Heap* heap_at_hand(shard_region* r) {
+#ifdef SHARDALLOC_PLATFORM_LINUX
+  return platform::last_region_heap(&r->domain);
+#else
+  return platform::current_heap(&r->domain);
+#endif
+}
 
 // Bytes of the live block p sits in (the class size, or a huge block's span).
 size_t block_bytes_of(const void* p) { return core::segment_of(p)->page_of(p)->block_size; }
@@ -88,8 +103,12 @@ SHARD_EXPORT shard_status shard_region_add_memory(shard_region* r, void* start, 
   return SHARD_OK;
 }
 
-SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_t align, void** out) {
-  if (r == nullptr || out == nullptr) return SHARD_INVALID_PARAM;
+namespace {
+
+// Everything but the fast paths below, out of line so that those need no
+// stack frame.
+SHARD_NOINLINE shard_status alloc_general(shard_region* r, size_t size, size_t align, void** out) {
+  if (out == nullptr) return SHARD_INVALID_PARAM;
   if (align == 0) align = 1;
   if (!core::is_pow2(align)) return SHARD_INVALID_PARAM;
   if (size > core::kMaxRequest || align > core::kMaxRequest) return SHARD_NO_MEMORY;
@@ -102,8 +121,7 @@ SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_
   return SHARD_OK;
 }
 
-SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t size, size_t align) {
-  if (r == nullptr || p == nullptr) return SHARD_INVALID_PARAM;
+SHARD_NOINLINE shard_status dealloc_general(shard_region* r, void* p, size_t size, size_t align) {
   core::Heap* h = platform::current_heap(&r->domain);
   size_t usable = 0;
   core::Block* b = live_block(r->domain, h, p, align, &usable);
@@ -128,6 +146,84 @@ SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t 
     core::free_remote(&r->domain, s, p);
   }
   return SHARD_OK;
+}
+
+// shard_region_alloc's fast path for kDirectSizeMax < size <= kLargeBlockMax
+// (align <= kMinAlign, h the caller's heap).
+SHARD_NOINLINE shard_status alloc_queued(shard_region* r, core::Heap* h, size_t size, void** out) {
+  core::Page* page = h->queues[core::size_class_of(size)].first;
+  if (page != nullptr) {
+    if (core::Block* b = page->pop_free()) {
+      account(h, int64_t(size), int64_t(page->block_size));
+      *out = b;
+      return SHARD_OK;
+    }
+  }
+  return alloc_general(r, size, core::kMinAlign, out);
+}
+
+// Alignments the fast path serves: 0, 1, 2, 4, 8 (bit i set for i).
+constexpr unsigned kSmallAlignBits = (1u << 0) | (1u << 1) | (1u << 2) | (1u << 4) | (1u << 8);
+
+}  // namespace
+
+SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_t align, void** out) {
+  if (r == nullptr) return SHARD_INVALID_PARAM;
+  // Fast path: a block with at most word alignment, popped from the page
+  // Heap::alloc's fast path would pop it from (sizes above kDirectSizeMax in
+  // alloc_queued, out of line).
+  // (Checked builds take the general path, which arms the block's canary.)
+  if (SHARD_LIKELY(!core::kChecked && align <= core::kMinAlign && ((kSmallAlignBits >> align) & 1) != 0 &&
+                   out != nullptr)) {
+    core::Heap* h = heap_at_hand(r);
+    if (SHARD_LIKELY(h != nullptr)) {
+      if (SHARD_LIKELY(size <= core::kDirectSizeMax)) {
+        core::Page* page = h->direct[core::direct_slot_of(size)];
+        if (core::Block* b = page->pop_free()) {
+          account(h, int64_t(size), int64_t(page->block_size));
+          *out = b;
+          return SHARD_OK;
+        }
+      } else if (size <= core::kLargeBlockMax) {
+        return alloc_queued(r, h, size, out);
+      }
+    }
+  }
+  return alloc_general(r, size, align, out);
+}
+
+SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t size, size_t align) {
+  if (r == nullptr || p == nullptr) return SHARD_INVALID_PARAM;
+  core::Heap* h = heap_at_hand(r);
+  // Fast paths: a block start in a live segment of this region, on a small,
+  // medium or large page, with the checks live_block makes for that case
+  // (page in use, p a block start within it, p on top of no free list we
+  // can see, size within the block); then the push free_local makes, or
+  // free_remote for a page of another heap.
+  // (Checked builds take the general path, which reads and swaps the canary.)
+  core::Segment* s = core::segment_of(p);
+  if (SHARD_LIKELY(!core::kChecked && h != nullptr && r->domain.is_live_segment(s))) {
+    core::Page* page = s->page_of(p);
+    core::Block* b = static_cast<core::Block*>(p);
+    if (s->heap == h) {
+      // relaxed: only compared; a racing free of the same block is the caller's bug.
+      if (SHARD_LIKELY(page->in_use && page->is_block_start(b) &&
+                       b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->free &&
+                       b != page->local_free && page->used != 0 && size <= page->block_size)) {
+        account(h, -int64_t(size), -int64_t(page->block_size));
+        h->push_local(page, b);
+        return SHARD_OK;
+      }
+    } else if (s->kind != core::SegmentKind::kHuge && page->in_use && page->is_block_start(b) &&
+               b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->peek_local_free() &&
+               size <= page->block_size) {
+      // (free_remote would stop the program on a block on top of either list.)
+      account(h, -int64_t(size), -int64_t(page->block_size));
+      core::free_remote(&r->domain, s, p);
+      return SHARD_OK;
+    }
+  }
+  return dealloc_general(r, p, size, align);
 }
 
 namespace {

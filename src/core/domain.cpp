@@ -113,21 +113,6 @@ bool Domain::overlaps(uintptr_t start, uintptr_t end) const {
   return false;
 }
 
-Arena* Domain::arena_of(uintptr_t a) const {
-  // acquire: as in overlaps.
-  for (Arena* arena = arenas.load(std::memory_order_acquire); arena != nullptr; arena = arena->next) {
-    if (arena->holds(a)) return arena;
-  }
-  return nullptr;
-}
-
-bool Domain::is_live_segment(const Segment* s) const {
-  // The arena check makes the header readable; the cookie tells a live
-  // segment header from anything else (release_segment clears it before the
-  // slot is released, and a slot that is not a segment's first never has one).
-  return arena_of(addr(s)) != nullptr && s->cookie == cookie_of(s);
-}
-
 Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset) {
   // acquire: as in overlaps.
   for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {

@@ -73,14 +73,23 @@ struct Domain {
   // True when [start, start+size) overlaps memory some arena already has.
   bool overlaps(uintptr_t start, uintptr_t end) const;
   // The arena holding address a, or null.
-  Arena* arena_of(uintptr_t a) const;
+  Arena* arena_of(uintptr_t a) const {
+    // acquire: as in overlaps.
+    for (Arena* arena = arenas.load(std::memory_order_acquire); arena != nullptr; arena = arena->next) {
+      if (arena->holds(a)) return arena;
+    }
+    return nullptr;
+  }
 
   // Segments -----------------------------------------------------------------
   // Claims `slots` consecutive slots (see Arena::claim for align/offset),
   // sweeping abandoned heaps and growing the source when needed.
   Segment* claim_segment(size_t slots, size_t align, size_t align_offset);
   void release_segment(Segment* s);
-  bool is_live_segment(const Segment* s) const;
+  // The arena check makes the header readable; the cookie tells a live
+  // segment header from anything else (release_segment clears it before the
+  // slot is released, and a slot that is not a segment's first never has one).
+  bool is_live_segment(const Segment* s) const { return arena_of(addr(s)) != nullptr && s->cookie == cookie_of(s); }
 
   // Heaps ----------------------------------------------------------------------
   Heap* acquire_heap();           // adopts an abandoned heap or makes one; null if no memory

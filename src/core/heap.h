@@ -60,9 +60,11 @@ struct Heap {
   }
 
   // Fast paths ------------------------------------------------------------
+  // The allocation fast path alone (size <= kDirectSizeMax): null when the
+  // slow path has to run.
+  SHARD_INLINE Block* alloc_small_fast(size_t size) { return direct[direct_slot_of(size)]->pop_free(); }
   SHARD_INLINE void* alloc_small(size_t size) {
-    Page* page = direct[direct_slot_of(size)];
-    Block* b = page->pop_free();
+    Block* b = alloc_small_fast(size);
     if (SHARD_LIKELY(b != nullptr)) return b;
     return alloc_slow(size);
   }
@@ -92,8 +94,10 @@ struct Heap {
     Block* b = static_cast<Block*>(p);
     // One unlikely branch for everything unusual: interior pointers of
     // aligned blocks, foreign pointers, an immediate double free.
-    if (SHARD_UNLIKELY(!page->is_block_start(b) || b == page->local_free || page->used == 0 ||
-                       b == page->load_thread_free(std::memory_order_relaxed).head())) {
+    // (The relaxed atomic load comes first so that local_free, compared
+    // after it, need not be loaded again by push_local.)
+    if (SHARD_UNLIKELY(!page->is_block_start(b) || b == page->load_thread_free(std::memory_order_relaxed).head() ||
+                       b == page->local_free || page->used == 0)) {
       return free_local_unusual(page, p);
     }
     if constexpr (kChecked) disarm_canary(page, b, p);

@@ -71,11 +71,17 @@ Segment* Heap::claim_owned_segment(const PageGeometry& g) {
   s->heap = this;
   s->kind = g.kind;
   s->page_shift = g.shift;
+  s->fill_page_table();
   s->page_count = g.count;
   s->used_pages = 0;
   s->next_partial = s->prev_partial = nullptr;
   s->in_partial_list = 0;
-  for (auto& p : s->pages) p.in_use = 0;
+  // used = 0 too: the header may hold a former huge block's data, and the
+  // local free fast path trusts used == 0 to reject a page not in use.
+  for (auto& p : s->pages) {
+    p.in_use = 0;
+    p.used = 0;
+  }
   // relaxed: a hint for sweepers; the heap's ownership CAS orders the rest.
   segment_count.store(segment_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   return s;
@@ -162,6 +168,7 @@ void* Heap::alloc_huge(size_t size, size_t align) {
   s->heap = nullptr;
   s->kind = SegmentKind::kHuge;
   s->page_shift = 63;
+  s->fill_page_table();
   s->page_count = 1;
   s->used_pages = 1;
   s->in_partial_list = 0;

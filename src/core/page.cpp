@@ -27,7 +27,6 @@ void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsi
   uint32_t inv = odd;  // Newton's iteration doubles the correct low bits each step
   for (int i = 0; i < 5; ++i) inv *= 2 - odd * inv;
   div_inverse = inv;
-  div_limit = block_bytes > 0xFFFFFFFFu ? 0 : uint32_t(0xFFFFFFFFu / b32);
   next = prev = nullptr;
   next_notified = nullptr;
   keys.reseed(key_seed);

@@ -40,7 +40,6 @@ struct Page {
   uint8_t in_use = 0;        // the page holds blocks (as opposed to free in its segment)
   uint8_t div_shift = 0;     // block_size = odd << div_shift
   uint32_t div_inverse = 0;  // inverse of the odd part mod 2^32
-  uint32_t div_limit = 0;    // (2^32 - 1) / block_size
   size_t block_size = 0;
   uint8_t* area = nullptr;   // first block
   Page* next = nullptr;      // heap queue links
@@ -93,22 +92,27 @@ struct Page {
     else return ptr<const Block>(keys.decode(addr(b->next)));
   }
   // A block start among the blocks ever handed out: [area, area + capacity blocks).
-  bool is_handed_block(const void* b) const {
-    return addr(b) < addr(area) + size_t{capacity} * block_size && is_block_start(b);
-  }
+  bool is_handed_block(const void* b) const { return exact_block_index(b) < capacity; }
   [[noreturn]] void report_damaged_link(const Block* b) const;
 
   // Checked mode: the canary word at the end of block b (accessed with
   // __atomic builtins: a racing double free must see one winner).
   uint64_t* canary_of(const Block* b) const { return ptr<uint64_t>(addr(b) + block_size - kCanaryBytes); }
 
-  // True when b is the start of a block of this page (small and medium
-  // pages): an exact divisibility test by multiply and rotate, no division.
-  SHARD_INLINE bool is_block_start(const void* b) const {
+  // True when b (an address in this page's segment) is the start of one of
+  // the page's blocks in [area, area_end) (small and medium pages), by an
+  // exact division by multiply and rotate: when block_size divides the 32-bit
+  // offset, the rotated product is the block index, otherwise it exceeds
+  // (2^32 - 1) / block_size; an address below area wraps to an offset above
+  // 2^32 - kSegmentSize, whose index is far beyond reserved. One compare
+  // covers divisibility, below area and past area_end.
+  SHARD_INLINE bool is_block_start(const void* b) const { return exact_block_index(b) < reserved; }
+  // The index of block b when b is a block start at or above area; otherwise a
+  // value beyond every page's block count.
+  SHARD_INLINE uint32_t exact_block_index(const void* b) const {
     const uint32_t offset = uint32_t(addr(b) - addr(area));
     const uint32_t q = offset * div_inverse;
-    const uint32_t rotated = div_shift == 0 ? q : (q >> div_shift) | (q << (32 - div_shift));
-    return rotated <= div_limit && addr(b) >= addr(area);
+    return div_shift == 0 ? q : (q >> div_shift) | (q << (32 - div_shift));
   }
 
   // Start of the block that holds p (p may be interior after an aligned allocation).

@@ -52,12 +52,23 @@ struct Segment {
   uint16_t used_pages;  // pages in use (owner)
   uint8_t zeroed;       // every byte past the header read as zero when claimed (fresh or purged slots)
   uint8_t reserved_;
+  // The page holding each 64 KiB of the segment (fill_page_table, when the
+  // segment is claimed): page_of is a shift, a mask and one load, with no
+  // multiply by sizeof(Page) and no page_shift.
+  Page* page_table[kSmallPagesPerSegment];
   Segment* next_partial;  // heap's list of small segments with a free page (owner)
   Segment* prev_partial;
   uint8_t in_partial_list;
   Page pages[kSmallPagesPerSegment];
 
-  Page* page_of(const void* p) { return &pages[(addr(p) - addr(this)) >> page_shift]; }
+  Page* page_of(const void* p) { return page_table[(addr(p) >> kSmallPageShift) & (kSmallPagesPerSegment - 1)]; }
+  // After page_shift is set. (A huge block aligned to the next slot starts at
+  // offset kSegmentSize, which masks to entry 0: pages[0], as for any huge block.)
+  void fill_page_table() {
+    for (size_t i = 0; i < kSmallPagesPerSegment; ++i) {
+      page_table[i] = &pages[page_shift >= kSegmentShift ? 0 : (i << kSmallPageShift) >> page_shift];
+    }
+  }
   uint8_t* slot_end() { return reinterpret_cast<uint8_t*>(this) + span_slots * kSegmentSize; }
 };
 

@@ -731,6 +731,46 @@ TEST(RegionMulti, TwoRegionsSideBySideAreIndependent) {
   EXPECT_EQ(shard_region_total_bytes(b.r), 16 * MiB);
 }
 
+// One thread using more regions than it keeps heaps for (8, most recently
+// used first): every switch moves a heap to the front or gives the least
+// recently used one back and adopts it again later. Blocks stay valid across
+// those moves, frees land in the right region, and the accounting is exact.
+TEST(RegionMulti, MoreRegionsThanHeapSlotsPerThread) {
+  constexpr int kRegions = 12;
+  auto* mem = static_cast<unsigned char*>(map_memory(kRegions * 2 * MiB));
+  std::vector<TestRegion> regions;
+  for (int i = 0; i < kRegions; ++i) regions.push_back(TestRegion::make(mem + i * 2 * MiB, 2 * MiB));
+  std::vector<std::vector<Block>> live(kRegions);
+  uint64_t seed = 0;
+  // Round robin over all 12, then over 3, then in reverse: every slot state.
+  auto step = [&](int i, size_t size) {
+    void* p = nullptr;
+    ASSERT_EQ(shard_region_alloc(regions[i].r, size, 8, &p), SHARD_OK);
+    ASSERT_TRUE(regions[i].contains(p, size));
+    fill_pattern(p, size, seed);
+    live[i].push_back({p, size, 8, seed++});
+    if (live[i].size() > 3) {  // free the oldest
+      const Block b = live[i].front();
+      live[i].erase(live[i].begin());
+      ASSERT_EQ(check_pattern(b.p, b.size, b.seed), SIZE_MAX);
+      ASSERT_EQ(shard_region_dealloc(regions[(i + 1) % kRegions].r, b.p, b.size, 8), SHARD_NOT_ALLOCATED);
+      ASSERT_EQ(shard_region_dealloc(regions[i].r, b.p, b.size, 8), SHARD_OK);
+    }
+  };
+  for (int round = 0; round < 20; ++round) {
+    for (int i = 0; i < kRegions; ++i) step(i, 16 + 8 * size_t(round));
+    for (int i = 0; i < 3 * kRegions; ++i) step(i % 3, 24);
+    for (int i = kRegions; i-- > 0;) step(i, 200);
+  }
+  for (int i = 0; i < kRegions; ++i) {
+    size_t used = 0;
+    for (const Block& b : live[i]) used += b.size;
+    EXPECT_EQ(shard_region_used_bytes(regions[i].r), used) << "region " << i;
+    free_all(regions[i].r, live[i]);
+    EXPECT_EQ(shard_region_used_bytes(regions[i].r), 0u) << "region " << i;
+  }
+}
+
 TEST(RegionMulti, HugeAllocations) {
   TestRegion t = TestRegion::fresh(512 * MiB);
   RegionStats base = warm(t.r);

@@ -7,6 +7,7 @@
 
 #include "core/page.h"
 #include "core/segment.h"
+#include "core/size_class.h"
 #include "core/thread_free.h"
 
 using namespace shardalloc::core;
@@ -104,4 +105,35 @@ TEST(SegmentMath, SegmentOfMapsBlocksToTheirHeader) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(segment_of(reinterpret_cast<void*>(seg + kSegmentSize))), seg);
   static_assert(sizeof(Segment) <= kSegmentHeaderSize);
   static_assert(kSmallPagesPerSegment * kSmallPageSize == kSegmentSize);
+}
+
+// is_block_start is one compare: exact division by multiply and rotate, with
+// the block index checked against reserved. Every address of a segment, for
+// every size class on each of its pages: true exactly at the block starts in
+// [area, area_end). (The page's memory is never touched: addresses only.)
+TEST(BlockStart, ExactlyTheBlockStartsOfThePageForEveryClass) {
+  const uintptr_t seg = uintptr_t{0x7f12} << kSegmentShift;
+  for (unsigned cls = 1; cls <= kLastClass; ++cls) {
+    const size_t block = class_block_size(cls);
+    const PageGeometry g = geometry_for_block(block);
+    const size_t page_bytes = g.count == 1 ? kSegmentSize : size_t{1} << g.shift;
+    for (size_t i = 0; i < g.count; ++i) {
+      uintptr_t start = seg + i * page_bytes + (i == 0 ? kSegmentHeaderSize : 0);
+      const size_t align = (block & (block - 1)) == 0 ? block : 16;
+      start = (start + align - 1) & ~uintptr_t(align - 1);
+      const uintptr_t end = seg + (i + 1) * page_bytes;
+      Page page;
+      page.init(reinterpret_cast<uint8_t*>(start), end - start, block, cls, 0x1234567);
+      const uintptr_t area_end = start + size_t{page.reserved} * block;
+      size_t hits = 0;
+      for (uintptr_t a = seg; a < seg + kSegmentSize; a += 8) {
+        const bool want = a >= start && a < area_end && (a - start) % block == 0;
+        if (page.is_block_start(reinterpret_cast<void*>(a)) != want) {
+          FAIL() << "class " << cls << " (block " << block << ") page " << i << " offset " << (a - seg);
+        }
+        hits += want;
+      }
+      EXPECT_EQ(hits, page.reserved);
+    }
+  }
 }

@@ -16,6 +16,8 @@ inline constexpr core::PageSource kOsPageSource{&os_reserve, &os_purge, true, &o
 
 // One byte per kOsArenaSize of the 47-bit user address space: non-zero where
 // an OS arena lies. Lets free() reject foreign pointers with one load.
+// Entry 0 stays zero (mmap never maps address 0, see vm.mmap_min_addr, so no
+// 64 MiB-aligned arena starts there): os_owns(nullptr) is false.
 inline constexpr size_t kArenaMapEntries = (uintptr_t{1} << 47) >> core::kOsArenaShift;
 extern uint8_t g_os_arena_map[kArenaMapEntries];
 

@@ -6,27 +6,20 @@
 #include "core/hooks.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
+#include "platform/linux/region_heaps.h"
 
 namespace shardalloc::platform {
 
 constinit core::Domain g_process_domain{.source = kOsPageSource};
 constinit core::Heap g_process_placeholder{&g_process_domain};
 constinit thread_local core::Heap* tl_process_heap = &g_process_placeholder;
+// Heaps of region domains this thread uses (region_heaps.h), most recently
+// used first; beyond kRegionSlots regions the least recently used heap is
+// given back (and re-adopted when needed).
+constinit thread_local ThreadHeaps tl_heaps{};
 
 namespace {
 
-// Heaps of region domains this thread uses; beyond this many regions the
-// least recently added heap is given back (and re-adopted when needed).
-constexpr unsigned kRegionSlots = 8;
-
-struct ThreadHeaps {
-  core::Domain* domain[kRegionSlots];
-  core::Heap* heap[kRegionSlots];
-  unsigned victim;
-  bool exit_registered;
-};
-
-thread_local ThreadHeaps tl_heaps;
 pthread_key_t g_exit_key;
 pthread_once_t g_exit_key_once = PTHREAD_ONCE_INIT;
 
@@ -66,30 +59,53 @@ core::Heap* acquire_process_heap() {
 
 }  // namespace
 
-core::Heap* current_heap(core::Domain* d) {
+namespace {
+
+// Moves slot i to the front (slots 0..i-1 move back one).
+void move_to_front(ThreadHeaps& t, unsigned i, core::Domain* d, core::Heap* h) {
+  for (; i > 0; --i) {
+    t.domain[i] = t.domain[i - 1];
+    t.heap[i] = t.heap[i - 1];
+  }
+  t.domain[0] = d;
+  t.heap[0] = h;
+}
+
+SHARD_NOINLINE core::Heap* current_heap_slow(core::Domain* d) {
   if (d == &g_process_domain) {
     core::Heap* h = tl_process_heap;
     return h->placeholder ? acquire_process_heap() : h;
   }
   ThreadHeaps& t = tl_heaps;
-  for (unsigned i = 0; i < kRegionSlots; ++i) {
-    if (t.domain[i] == d) return t.heap[i];
+  for (unsigned i = 1; i < kRegionSlots; ++i) {
+    if (t.domain[i] == d) {
+      core::Heap* h = t.heap[i];
+      move_to_front(t, i, d, h);
+      return h;
+    }
   }
   core::Heap* h = d->acquire_heap();
   if (h == nullptr) return nullptr;
-  unsigned slot = kRegionSlots;
-  for (unsigned i = 0; i < kRegionSlots && slot == kRegionSlots; ++i) {
-    if (t.domain[i] == nullptr) slot = i;
+  unsigned slot = kRegionSlots - 1;
+  for (unsigned i = 0; i < kRegionSlots; ++i) {
+    if (t.domain[i] == nullptr) {
+      slot = i;
+      break;
+    }
   }
-  if (slot == kRegionSlots) {
-    slot = t.victim;
-    t.victim = (t.victim + 1) % kRegionSlots;
-    t.domain[slot]->release_heap(t.heap[slot]);
-  }
-  t.domain[slot] = d;
-  t.heap[slot] = h;
+  if (t.domain[slot] != nullptr) t.domain[slot]->release_heap(t.heap[slot]);  // the least recently used
+  move_to_front(t, slot, d, h);
   register_thread_exit();
   return h;
+}
+
+}  // namespace
+
+core::Heap* current_heap(core::Domain* d) {
+  // The region used last sits in slot 0 (the process domain never has a slot).
+  ThreadHeaps& t = tl_heaps;
+  if (SHARD_LIKELY(t.domain[0] == d)) return t.heap[0];
+  return current_heap_slow(d);
 }
 
 }  // namespace shardalloc::platform
