@@ -6,6 +6,7 @@
 namespace shardalloc::core {
 struct Domain;
 struct Heap;
+struct Segment;
 }  // namespace shardalloc::core
 
 namespace shardalloc::platform {
@@ -19,5 +20,22 @@ core::Heap* current_heap(core::Domain* d);
 
 // A random-ish 64-bit value for secrets (no allocation, no libc needed on bare).
 unsigned long long entropy();
+
+// A free found that p's segment s is no live segment of d, the domain of the
+// caller's heap. Frees p into the domain that owns it when the platform can
+// tell one safely (Linux: a live first-class heap over OS memory, so that
+// shard_free works on its blocks), else stops with
+// fatal("free of a pointer that is not allocated", p).
+void free_foreign(const core::Domain* d, core::Segment* s, void* p);
+
+// Destroy of a first-class heap has marked d dying (core/domain_life.h):
+// returns once no thread is still giving back one of d's heaps (Linux: a
+// thread exit or heap-cache eviction holding a pin; protocol 7 of
+// docs/protocols.md). Bare: CPU heaps are never given back, nothing to wait for.
+void quiesce_domain(core::Domain* d);
+
+// How an API call failed, for the caller: errno on Linux, nothing on bare.
+enum class Failure { kNoMemory, kInvalidArgument };
+void report_failure(Failure f);
 
 }  // namespace shardalloc::platform

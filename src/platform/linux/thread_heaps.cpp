@@ -1,8 +1,17 @@
 // Thread identity on Linux: each thread's heap per domain, cached in TLS, and
 // given back (abandoned) by a pthread key destructor when the thread exits.
 // No allocation: pthread keys below PTHREAD_KEYS_MAX use static storage.
+//
+// Domains that can be destroyed (first-class heaps, core/first_class.h): a
+// cache entry keeps the domain's generation. An entry whose incarnation is
+// over (destroyed, or the record reused by a new heap) is dropped without
+// touching its heap, which went with the domain's memory; a live one is given
+// back under a pin, so destroy waits instead of unmapping under our feet
+// (protocol 7 of docs/protocols.md).
 #include <pthread.h>
+#include <sched.h>
 
+#include "core/domain_life.h"
 #include "core/hooks.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
@@ -15,13 +24,15 @@ constinit thread_local core::Heap* tl_process_heap = &g_process_placeholder;
 
 namespace {
 
-// Heaps of region domains this thread uses; beyond this many regions the
-// least recently added heap is given back (and re-adopted when needed).
+// Heaps of region domains and first-class heaps this thread uses; beyond this
+// many the least recently added heap is given back (and re-adopted when needed).
 constexpr unsigned kRegionSlots = 8;
 
 struct ThreadHeaps {
   core::Domain* domain[kRegionSlots];
   core::Heap* heap[kRegionSlots];
+  core::DomainLife* life[kRegionSlots];  // the domain's lifetime record; null: it lives for ever
+  uint32_t generation[kRegionSlots];     // the incarnation the heap belongs to
   unsigned victim;
   bool exit_registered;
 };
@@ -30,14 +41,42 @@ thread_local ThreadHeaps tl_heaps;
 pthread_key_t g_exit_key;
 pthread_once_t g_exit_key_once = PTHREAD_ONCE_INIT;
 
+// True when slot i holds a heap of a domain incarnation that is over.
+bool is_stale(const ThreadHeaps& t, unsigned i) {
+  return t.life[i] != nullptr && !t.life[i]->is_current(t.generation[i]);
+}
+
+void clear_slot(ThreadHeaps& t, unsigned i) {
+  t.domain[i] = nullptr;
+  t.heap[i] = nullptr;
+  t.life[i] = nullptr;
+  t.generation[i] = 0;
+}
+
+// Gives back (abandons) the heap in slot i, unless its domain was destroyed,
+// and empties the slot.
+void give_back(ThreadHeaps& t, unsigned i) {
+  core::Domain* d = t.domain[i];
+  core::Heap* h = t.heap[i];
+  core::DomainLife* life = t.life[i];
+  const uint32_t generation = t.generation[i];
+  clear_slot(t, i);
+  if (h == nullptr) return;
+  if (life == nullptr) {
+    d->release_heap(h);
+    return;
+  }
+  // The pin keeps destroy from taking the memory while we give the heap back;
+  // it fails once the incarnation is over: the heap is gone, nothing to do.
+  if (!life->try_pin(generation)) return;
+  d->release_heap(h);
+  life->unpin();
+}
+
 void on_thread_exit(void*) {
   ThreadHeaps& t = tl_heaps;
   t.exit_registered = false;
-  for (unsigned i = 0; i < kRegionSlots; ++i) {
-    if (t.heap[i] != nullptr) t.domain[i]->release_heap(t.heap[i]);
-    t.heap[i] = nullptr;
-    t.domain[i] = nullptr;
-  }
+  for (unsigned i = 0; i < kRegionSlots; ++i) give_back(t, i);
   core::Heap* h = tl_process_heap;
   tl_process_heap = &g_process_placeholder;
   if (!h->placeholder) g_process_domain.release_heap(h);
@@ -64,6 +103,24 @@ core::Heap* acquire_process_heap() {
   return h;
 }
 
+// A slot for a new entry: an empty one, else one whose domain is gone, else
+// the victim (its heap given back).
+unsigned free_slot(ThreadHeaps& t) {
+  for (unsigned i = 0; i < kRegionSlots; ++i) {
+    if (t.domain[i] == nullptr) return i;
+  }
+  for (unsigned i = 0; i < kRegionSlots; ++i) {
+    if (is_stale(t, i)) {
+      clear_slot(t, i);
+      return i;
+    }
+  }
+  const unsigned slot = t.victim;
+  t.victim = (t.victim + 1) % kRegionSlots;
+  give_back(t, slot);
+  return slot;
+}
+
 }  // namespace
 
 core::Heap* current_heap(core::Domain* d) {
@@ -73,23 +130,26 @@ core::Heap* current_heap(core::Domain* d) {
   }
   ThreadHeaps& t = tl_heaps;
   for (unsigned i = 0; i < kRegionSlots; ++i) {
-    if (t.domain[i] == d) return t.heap[i];
+    if (t.domain[i] != d) continue;
+    if (SHARD_LIKELY(!is_stale(t, i))) return t.heap[i];
+    clear_slot(t, i);  // a heap of an earlier heap on this record: gone with its memory
+    break;
   }
   core::Heap* h = d->acquire_heap();
   if (h == nullptr) return nullptr;
-  unsigned slot = kRegionSlots;
-  for (unsigned i = 0; i < kRegionSlots && slot == kRegionSlots; ++i) {
-    if (t.domain[i] == nullptr) slot = i;
-  }
-  if (slot == kRegionSlots) {
-    slot = t.victim;
-    t.victim = (t.victim + 1) % kRegionSlots;
-    t.domain[slot]->release_heap(t.heap[slot]);
-  }
+  const unsigned slot = free_slot(t);
   t.domain[slot] = d;
   t.heap[slot] = h;
+  t.life[slot] = d->life;
+  t.generation[slot] = d->life != nullptr ? d->life->generation() : 0;
   register_thread_exit();
   return h;
+}
+
+void quiesce_domain(core::Domain* d) {
+  // Pins are held only while a thread gives one heap back: short, and never
+  // waiting for anything; yield so that the holder gets to run.
+  while (d->life->pinned()) sched_yield();
 }
 
 }  // namespace shardalloc::platform
