@@ -72,7 +72,7 @@ bool FirstClassHeap::owns(const void* p) const {
 }
 
 void* FirstClassHeap::alloc(size_t size, size_t align) {
-  Heap* h = platform::current_heap(&domain);
+  Heap* h = platform::current_first_class_heap(&domain);
   if (h == nullptr) return nullptr;
   void* p = align <= kMinAlign ? h->alloc(size) : h->alloc_aligned(size, align);
   if (p != nullptr) add_block_bytes(h, block_bytes_of(p));
@@ -82,7 +82,7 @@ void* FirstClassHeap::alloc(size_t size, size_t align) {
 void FirstClassHeap::free(void* p) {
   Segment* s = segment_of(p);
   const int64_t bytes = block_bytes_of(p);  // before the free: a huge block's segment goes with it
-  Heap* h = platform::current_heap(&domain);
+  Heap* h = platform::current_first_class_heap(&domain);
   if (h == nullptr) {
     // relaxed: statistics summed by readers.
     domain.heapless_block_bytes.fetch_sub(bytes, std::memory_order_relaxed);

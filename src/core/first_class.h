@@ -1,6 +1,6 @@
 // A first-class heap: a domain of its own (own arenas, own secret) that any
 // number of threads allocate from at once, each through its own Heap in it
-// (platform::current_heap), and that is destroyed at once with every block
+// (platform::current_first_class_heap), and that is destroyed at once with every block
 // still in it: its memory goes back whole (OS arenas unmapped, or the span
 // given back to its region).
 //

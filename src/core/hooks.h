@@ -15,8 +15,13 @@ namespace shardalloc::platform {
 [[noreturn]] void fatal(const char* what, const void* p);
 
 // The calling thread's (or CPU's) heap in domain d, acquired on first use.
-// Returns null when no heap can be had (out of metadata memory).
+// Returns null when no heap can be had (out of metadata memory). For domains
+// that live for ever (d->life null): the process domain and regions.
 core::Heap* current_heap(core::Domain* d);
+// The same for the domain of a first-class heap (d->life set), whose cached
+// heaps may belong to an earlier incarnation (docs/protocols.md 7): those are
+// dropped, never returned. Kept apart so that region look-ups pay nothing for it.
+core::Heap* current_first_class_heap(core::Domain* d);
 
 // A random-ish 64-bit value for secrets (no allocation, no libc needed on bare).
 unsigned long long entropy();

@@ -32,8 +32,8 @@
 namespace shardalloc::platform {
 namespace {
 
-// A CPU's heap in a domain, and the domain's generation it belongs to (0 for
-// domains that live for ever).
+// A CPU's heap in a domain, and for a first-class heap's domain the
+// generation it belongs to.
 struct CpuSlot {
   core::Heap* heap;
   uint32_t generation;
@@ -80,9 +80,8 @@ CpuTable* table_of(core::Domain* d) {
   }
 }
 
-}  // namespace
-
-core::Heap* current_heap(core::Domain* d) {
+// The calling CPU's slot in d's table; null when out of memory.
+SHARD_INLINE CpuSlot* cpu_slot(core::Domain* d) {
   // relaxed: both are set before any CPU but the boot CPU calls (region.h).
   unsigned (*hook)() = g_cpu_hook.load(std::memory_order_relaxed);
   const unsigned cpu = hook != nullptr ? hook() : 0;
@@ -91,13 +90,28 @@ core::Heap* current_heap(core::Domain* d) {
   }
   CpuTable* t = table_of(d);
   if (SHARD_UNLIKELY(t == nullptr)) return nullptr;
-  CpuSlot& slot = t->slots()[cpu];
-  const uint32_t generation = d->life != nullptr ? d->life->generation() : 0;
-  if (SHARD_LIKELY(slot.heap != nullptr && slot.generation == generation)) return slot.heap;
+  return &t->slots()[cpu];
+}
+
+}  // namespace
+
+core::Heap* current_heap(core::Domain* d) {
+  CpuSlot* slot = cpu_slot(d);
+  if (SHARD_UNLIKELY(slot == nullptr)) return nullptr;
+  if (SHARD_LIKELY(slot->heap != nullptr)) return slot->heap;
+  slot->heap = d->acquire_heap();  // adopts a heap nobody owns or makes one; null if out of memory
+  return slot->heap;
+}
+
+core::Heap* current_first_class_heap(core::Domain* d) {
+  CpuSlot* slot = cpu_slot(d);
+  if (SHARD_UNLIKELY(slot == nullptr)) return nullptr;
+  const uint32_t generation = d->life->generation();
+  if (SHARD_LIKELY(slot->heap != nullptr && slot->generation == generation)) return slot->heap;
   // No heap yet, or one of an earlier heap on this record (gone with its memory).
-  slot.heap = d->acquire_heap();  // adopts a heap nobody owns or makes one; null if out of memory
-  slot.generation = generation;
-  return slot.heap;
+  slot->heap = d->acquire_heap();
+  slot->generation = generation;
+  return slot->heap;
 }
 
 }  // namespace shardalloc::platform

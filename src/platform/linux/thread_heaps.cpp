@@ -121,20 +121,26 @@ unsigned free_slot(ThreadHeaps& t) {
   return slot;
 }
 
-}  // namespace
-
-core::Heap* current_heap(core::Domain* d) {
-  if (d == &g_process_domain) {
-    core::Heap* h = tl_process_heap;
-    return h->placeholder ? acquire_process_heap() : h;
-  }
-  ThreadHeaps& t = tl_heaps;
+// The heap of d in the cache, or null. Entries of destroyable domains (only
+// those: a region's or the process domain's entry is never stale) are checked
+// against the domain's generation; a stale one is dropped.
+template <bool kDestroyable>
+SHARD_INLINE core::Heap* cached_heap(ThreadHeaps& t, const core::Domain* d) {
   for (unsigned i = 0; i < kRegionSlots; ++i) {
     if (t.domain[i] != d) continue;
-    if (SHARD_LIKELY(!is_stale(t, i))) return t.heap[i];
-    clear_slot(t, i);  // a heap of an earlier heap on this record: gone with its memory
-    break;
+    if constexpr (kDestroyable) {
+      if (SHARD_UNLIKELY(is_stale(t, i))) {
+        clear_slot(t, i);  // a heap of an earlier heap on this record: gone with its memory
+        return nullptr;
+      }
+    }
+    return t.heap[i];
   }
+  return nullptr;
+}
+
+// Acquires a heap in d and caches it.
+SHARD_NOINLINE core::Heap* acquire_cached_heap(ThreadHeaps& t, core::Domain* d) {
   core::Heap* h = d->acquire_heap();
   if (h == nullptr) return nullptr;
   const unsigned slot = free_slot(t);
@@ -144,6 +150,24 @@ core::Heap* current_heap(core::Domain* d) {
   t.generation[slot] = d->life != nullptr ? d->life->generation() : 0;
   register_thread_exit();
   return h;
+}
+
+}  // namespace
+
+core::Heap* current_heap(core::Domain* d) {
+  if (d == &g_process_domain) {
+    core::Heap* h = tl_process_heap;
+    return h->placeholder ? acquire_process_heap() : h;
+  }
+  ThreadHeaps& t = tl_heaps;
+  if (core::Heap* h = cached_heap<false>(t, d)) return h;
+  return acquire_cached_heap(t, d);
+}
+
+core::Heap* current_first_class_heap(core::Domain* d) {
+  ThreadHeaps& t = tl_heaps;
+  if (core::Heap* h = cached_heap<true>(t, d)) return h;
+  return acquire_cached_heap(t, d);
 }
 
 void quiesce_domain(core::Domain* d) {
