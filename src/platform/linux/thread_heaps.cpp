@@ -121,24 +121,6 @@ unsigned free_slot(ThreadHeaps& t) {
   return slot;
 }
 
-// The heap of d in the cache, or null. Entries of destroyable domains (only
-// those: a region's or the process domain's entry is never stale) are checked
-// against the domain's generation; a stale one is dropped.
-template <bool kDestroyable>
-SHARD_INLINE core::Heap* cached_heap(ThreadHeaps& t, const core::Domain* d) {
-  for (unsigned i = 0; i < kRegionSlots; ++i) {
-    if (t.domain[i] != d) continue;
-    if constexpr (kDestroyable) {
-      if (SHARD_UNLIKELY(is_stale(t, i))) {
-        clear_slot(t, i);  // a heap of an earlier heap on this record: gone with its memory
-        return nullptr;
-      }
-    }
-    return t.heap[i];
-  }
-  return nullptr;
-}
-
 // Acquires a heap in d and caches it.
 SHARD_NOINLINE core::Heap* acquire_cached_heap(ThreadHeaps& t, core::Domain* d) {
   core::Heap* h = d->acquire_heap();
@@ -152,6 +134,16 @@ SHARD_NOINLINE core::Heap* acquire_cached_heap(ThreadHeaps& t, core::Domain* d) 
   return h;
 }
 
+// A first-class heap's domain missed in the cache: drops the entry of an
+// earlier incarnation if there is one, then acquires.
+SHARD_NOINLINE core::Heap* first_class_miss(core::Domain* d) {
+  ThreadHeaps& t = tl_heaps;
+  for (unsigned i = 0; i < kRegionSlots; ++i) {
+    if (t.domain[i] == d) clear_slot(t, i);  // stale: its heap went with the memory
+  }
+  return acquire_cached_heap(t, d);
+}
+
 }  // namespace
 
 core::Heap* current_heap(core::Domain* d) {
@@ -159,15 +151,22 @@ core::Heap* current_heap(core::Domain* d) {
     core::Heap* h = tl_process_heap;
     return h->placeholder ? acquire_process_heap() : h;
   }
+  // A region's entry is never stale (a first-class heap's domain, which
+  // lives in a record, is never a region's): the domain alone decides.
   ThreadHeaps& t = tl_heaps;
-  if (core::Heap* h = cached_heap<false>(t, d)) return h;
+  for (unsigned i = 0; i < kRegionSlots; ++i) {
+    if (t.domain[i] == d) return t.heap[i];
+  }
   return acquire_cached_heap(t, d);
 }
 
 core::Heap* current_first_class_heap(core::Domain* d) {
   ThreadHeaps& t = tl_heaps;
-  if (core::Heap* h = cached_heap<true>(t, d)) return h;
-  return acquire_cached_heap(t, d);
+  unsigned i = 0;
+  while (i < kRegionSlots && t.domain[i] != d) ++i;
+  // An entry of d always has its `life` (d's) and a heap.
+  if (SHARD_LIKELY(i < kRegionSlots) && SHARD_LIKELY(t.life[i]->is_current(t.generation[i]))) return t.heap[i];
+  return first_class_miss(d);
 }
 
 void quiesce_domain(core::Domain* d) {
