@@ -77,7 +77,8 @@ void shard_heap_destroy(shard_heap* h);
  * 16 bytes or more are 16-aligned. */
 void* shard_heap_malloc(shard_heap* h, size_t size);
 void* shard_heap_calloc(shard_heap* h, size_t count, size_t size);
-/* align: any power of two (up to 64 MiB is guaranteed); else NULL + EINVAL. */
+/* align: any power of two (up to 64 MiB is guaranteed in an OS heap; a
+ * region-bound heap serves what its span can hold); else NULL + EINVAL. */
 void* shard_heap_malloc_aligned(shard_heap* h, size_t size, size_t align);
 /* realloc semantics within h: NULL p allocates; size 0 frees p and returns
  * NULL; on failure NULL (ENOMEM) and p is untouched. The new block is in h. */

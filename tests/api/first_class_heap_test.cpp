@@ -777,10 +777,9 @@ TEST(FirstClassHeap, RegionBoundHeapSharedByThreads) {
 // C++
 
 TEST(FirstClassHeap, CppHeapIsAMemoryResource) {
-  shard_heap* raw = nullptr;
   {
     shardalloc::heap heap;
-    raw = heap.get();
+    ASSERT_NE(heap.get(), nullptr);
     std::pmr::vector<std::pmr::string> strings(&heap);
     for (int i = 0; i < 1000; ++i) strings.emplace_back(std::string(size_t(i % 300), char('a' + i % 26)));
     EXPECT_GT(heap.used_bytes(), 100000u);
@@ -799,7 +798,6 @@ TEST(FirstClassHeap, CppHeapIsAMemoryResource) {
   // The heap is gone; a new one may reuse its record.
   shardalloc::heap again;
   EXPECT_EQ(again.used_bytes(), 0u);
-  (void)raw;
 
   const size_t region_bytes = 16 * MiB;
   shard_region* r = nullptr;
