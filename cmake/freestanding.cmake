@@ -1,6 +1,7 @@
-# The freestanding library: the core, the region API and the bare-metal
-# platform (src/platform/bare/), built for a kernel: no libc, no libstdc++,
-# no exceptions, no RTTI, no stack protector, no thread-safe statics.
+# The freestanding library: the core, the region API (with first-class heaps
+# bound to a region) and the bare-metal platform (src/platform/bare/), built
+# for a kernel: no libc, no libstdc++, no exceptions, no RTTI, no stack
+# protector, no thread-safe statics.
 #
 #   libshardalloc_freestanding.a   what a kernel links (see docs/kernel.md)
 #
@@ -48,7 +49,10 @@ set(SHARDALLOC_FREESTANDING_ALLOWED memcpy memset __clzdi2 __ctzdi2 __popcountdi
 function(shardalloc_add_freestanding_library name)
   file(GLOB _core CONFIGURE_DEPENDS ${SHARDALLOC_ROOT}/src/core/*.cpp)
   file(GLOB _bare CONFIGURE_DEPENDS ${SHARDALLOC_ROOT}/src/platform/bare/*.cpp)
-  add_library(${name} STATIC ${_core} ${SHARDALLOC_ROOT}/src/api/region_api.cpp ${_bare})
+  # The freestanding APIs: regions and first-class heaps (heaps bound to a region).
+  set(_api region_api.cpp heap_api.cpp region_heap_api.cpp)
+  list(TRANSFORM _api PREPEND ${SHARDALLOC_ROOT}/src/api/)
+  add_library(${name} STATIC ${_core} ${_api} ${_bare})
   target_include_directories(${name} PUBLIC ${SHARDALLOC_ROOT}/include PRIVATE ${SHARDALLOC_ROOT}/src)
   target_compile_features(${name} PUBLIC cxx_std_20)
   target_compile_options(${name} PRIVATE ${SHARDALLOC_FREESTANDING_FLAGS} -Wall -Wextra)

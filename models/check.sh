@@ -99,10 +99,12 @@ if [ $deep = 1 ]; then
   verify notify-3pages pass notify.pml -DNREMOTE=1 -DNP=3 -DNB=1 -DALLOCS=6
   verify abandon pass abandon.pml -DA1=4
   verify abandon-2sweeps pass abandon.pml -DA1=3 -DSWEEPS=2
+  verify lifetime-5threads pass lifetime.pml -DNT=5 -DREUSE
 else
   verify notify-2remotes pass notify.pml -DNREMOTE=2 -DALLOCS=5
   verify notify-1remote pass notify.pml -DNREMOTE=1 -DALLOCS=8
   verify abandon pass abandon.pml -DA1=3
+  verify lifetime pass lifetime.pml -DNT=4 -DREUSE
 fi
 
 if [ $mutants = 1 ]; then
@@ -112,6 +114,9 @@ if [ $mutants = 1 ]; then
   verify no-notify fail notify.pml -DNREMOTE=1 -DALLOCS=4 -DMUTANT_NO_NOTIFY
   verify no-notify-end-check-only fail notify.pml -DNREMOTE=1 -DALLOCS=4 -DMUTANT_NO_NOTIFY -DNO_REST_CHECKS
   verify nonatomic-own fail abandon.pml -DA1=1 -DMUTANT_NONATOMIC_OWN
+  verify destroy-no-wait fail lifetime.pml -DNT=2 -DMUTANT_NO_WAIT
+  verify pin-ignores-generation fail lifetime.pml -DNT=2 -DREUSE -DMUTANT_PIN_IGNORES_GENERATION
+  verify pin-while-dying fail lifetime.pml -DNT=2 -DREUSE -DMUTANT_PIN_WHILE_DYING
 fi
 
 if [ $failures != 0 ]; then

@@ -1,9 +1,9 @@
 /* shardalloc introspection: statistics and heap snapshots.
  *
  * Statistics are a snapshot per size class of one domain: the process heap
- * (memory from the OS, what shard_malloc and the malloc override use) or one
- * region. They are exact when no other thread is allocating or freeing, and
- * approximate (never crashing) while threads run. Nothing here allocates:
+ * (memory from the OS, what shard_malloc and the malloc override use), one
+ * region, or one first-class heap. They are exact when no other thread is
+ * allocating or freeing, and approximate (never crashing) while threads run. Nothing here allocates:
  * every function is safe inside a malloc hook, a signal-free at-exit handler,
  * or a kernel.
  *
@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shardalloc/heap.h"
 #include "shardalloc/region.h"
 
 #ifdef __cplusplus
@@ -63,6 +64,10 @@ unsigned shard_size_class(size_t size);
 void shard_stats_get(shard_stats* out);
 /* Statistics of a region: SHARD_INVALID_PARAM when r or out is NULL. */
 shard_status shard_region_stats(const shard_region* r, shard_stats* out);
+/* Statistics of a first-class heap (heap.h): SHARD_INVALID_PARAM when h or
+ * out is NULL. reserved_bytes is what its arenas span (OS arenas, or the
+ * block taken from its region). */
+shard_status shard_heap_stats(const shard_heap* h, shard_stats* out);
 
 /* Writes *s as one JSON object into buf (snprintf semantics: at most len bytes
  * including a terminating NUL, which is always written when len > 0) and

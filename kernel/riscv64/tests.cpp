@@ -1,5 +1,6 @@
 // Our ArceOS allocator test ports (tests/api/region_arceos_test.cpp), reduced
-// for a 256 MiB guest under QEMU, plus two cross-CPU tests. Every CPU runs
+// for a 256 MiB guest under QEMU, plus two cross-CPU tests and a first-class
+// heap bound to the region (include/shardalloc/heap.h). Every CPU runs
 // each test at the same time; a test ends with everything it allocated freed
 // (main.cpp checks used_bytes() == 0 after the last CPU is done).
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <initializer_list>
 
 #include "ktest.h"
+#include "shardalloc/heap.h"
 
 namespace ktest {
 namespace {
@@ -236,6 +238,65 @@ void cross_cpu_batch(unsigned cpu, Result& r) {
   }
 }
 
+// ---- first-class heap: each round CPU 0 makes a heap bound to the region;
+// every CPU allocates from it, then frees half of the next CPU's blocks
+// (remote frees), and CPU 0 destroys the heap with the rest still live. From
+// the second round on the heap reuses the first one's record (and memory):
+// each CPU's heap slot must move to the new heap, never keep the old one.
+
+constexpr size_t kHeapBytes = 32 * MiB;  // 4 CPUs, each with its own page per size class
+constexpr size_t kHeapBlocks = 600;
+shard_heap* g_heap;
+Msg g_heap_blocks[kMaxCpus][kHeapBlocks];
+
+void first_class_heap(unsigned cpu, Result& r) {
+  constexpr unsigned kRounds = 20;
+  Rng rng(900 + cpu);
+  shard_heap* first = nullptr;
+  for (unsigned round = 0; round < kRounds; ++round) {
+    if (cpu == 0) {
+      g_heap = shard_heap_new_in_region(g_region, kHeapBytes);
+      if (g_heap == nullptr) {  // let the region grow (alloc does), then retry
+        if (void* p = alloc(kHeapBytes, 8)) dealloc(p, kHeapBytes, 8);
+        g_heap = shard_heap_new_in_region(g_region, kHeapBytes);
+      }
+      if (g_heap == nullptr) r.fail("shard_heap_new_in_region", round);
+      if (round == 0) first = g_heap;
+      if (round > 0 && g_heap != first) r.fail("the record of a destroyed heap is not reused", round);
+    }
+    g_test_barrier.wait();  // the heap is made
+    shard_heap* h = g_heap;
+    Msg* mine = g_heap_blocks[cpu];
+    for (size_t i = 0; i < kHeapBlocks; ++i) {
+      mine[i] = {nullptr, 0, 0, 0};
+      if (h == nullptr) continue;
+      const size_t size = i % 100 == 7 ? 70 * KiB : 8 + rng.below(3000);
+      void* p = shard_heap_malloc(h, size);
+      if (p == nullptr) {
+        r.fail("shard_heap_malloc", round);
+        continue;
+      }
+      fill(p, size, round * kHeapBlocks + i);
+      mine[i] = {p, uint32_t(size), 8, round * kHeapBlocks + i};
+      r.count++;
+    }
+    g_test_barrier.wait();  // every CPU's blocks are ready
+    const Msg* theirs = g_heap_blocks[(cpu + 1) % g_cpus];
+    for (size_t i = 0; i < kHeapBlocks; ++i) {
+      const Msg m = theirs[i];
+      if (m.p == nullptr) continue;
+      if (!check(m.p, m.size, m.seed)) r.fail("heap block changed", round);
+      if (i % 2 == 0) {
+        shard_heap_free(h, m.p);
+        r.count++;
+      }
+    }
+    g_test_barrier.wait();  // no CPU touches the heap any more
+    if (cpu == 0 && h != nullptr) shard_heap_destroy(h);  // half the blocks still live
+    g_test_barrier.wait();
+  }
+}
+
 }  // namespace
 
 const Test kTests[] = {
@@ -245,6 +306,7 @@ const Test kTests[] = {
     {"glibc_bench", glibc_bench},
     {"cross_cpu_stream", cross_cpu_stream},
     {"cross_cpu_batch", cross_cpu_batch},
+    {"first_class_heap", first_class_heap},
 };
 const unsigned kTestCount = sizeof(kTests) / sizeof(kTests[0]);
 

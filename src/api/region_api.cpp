@@ -3,6 +3,7 @@
 
 #include <new>
 
+#include "api/region_record.h"
 #include "core/bits.h"
 #include "core/domain.h"
 #include "core/heap.h"
@@ -15,10 +16,6 @@
 
 using namespace shardalloc;
 using core::addr;
-
-struct shard_region {
-  core::Domain domain;
-};
 
 namespace {
 

@@ -7,7 +7,9 @@
 #include "core/config.h"
 #include "core/print_number.h"
 #include "core/domain.h"
+#include "core/first_class.h"
 #include "core/heap.h"
+#include "core/hooks.h"
 #include "core/segment.h"
 #include "core/size_class.h"
 #include "core/stats.h"
@@ -153,6 +155,14 @@ SHARD_EXPORT void shard_stats_get(shard_stats* out) {
 SHARD_EXPORT shard_status shard_region_stats(const shard_region* r, shard_stats* out) {
   if (r == nullptr || out == nullptr) return SHARD_INVALID_PARAM;
   fill(domain_of(r), out);
+  return SHARD_OK;
+}
+
+SHARD_EXPORT shard_status shard_heap_stats(const shard_heap* h, shard_stats* out) {
+  if (h == nullptr || out == nullptr) return SHARD_INVALID_PARAM;
+  const auto* fch = reinterpret_cast<const core::FirstClassHeap*>(h);
+  if (!fch->is_live()) platform::fatal("use of a destroyed heap", h);
+  fill(fch->domain, out);
   return SHARD_OK;
 }
 

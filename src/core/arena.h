@@ -1,6 +1,7 @@
 // An arena: a run of segment-sized slots with a bitmap of which are claimed.
 // Claims and releases are CAS / fetch_and on bitmap words: lock-free, and an
-// arena is never unmapped, so stale readers never fault.
+// arena is never unmapped, so stale readers never fault (except by destroy of
+// a first-class heap, when no call on it may be in flight: docs/protocols.md 7).
 #pragma once
 #include <atomic>
 #include <cstddef>

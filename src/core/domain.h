@@ -14,6 +14,7 @@
 namespace shardalloc::core {
 
 struct Heap;
+struct DomainLife;
 
 // Released slots are purged (their pages given back to the OS) once they have
 // stayed free for one to two delays (see Arena::purge_tick).
@@ -43,6 +44,10 @@ struct Domain {
   // Accounting of frees made by threads that have no heap here (region API).
   std::atomic<int64_t> heapless_used_bytes{0};
   std::atomic<int64_t> heapless_block_bytes{0};
+  // Null for domains that live for ever (the process domain, regions); a
+  // first-class heap's lifetime record otherwise (core/domain_life.h). Set
+  // before the domain is handed out, then immutable for that incarnation.
+  DomainLife* life = nullptr;
 
   // Sets the secret once (racing callers agree on the first value).
   void ensure_secret(uintptr_t candidate);

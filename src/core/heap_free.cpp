@@ -116,7 +116,7 @@ void push_notified(Heap* heap, Page* page) {
 }  // namespace
 
 void free_remote(Domain* d, Segment* s, void* p) {
-  if (s->cookie != d->cookie_of(s)) platform::fatal("free of a pointer that is not allocated", p);
+  if (s->cookie != d->cookie_of(s)) return platform::free_foreign(d, s, p);
   if (s->kind == SegmentKind::kHuge) return free_huge(s, p);
   Page* page = s->page_of(p);
   if (!page->in_use) platform::fatal("free of a pointer that is not allocated", p);

@@ -6,6 +6,7 @@
 namespace shardalloc::core {
 struct Domain;
 struct Heap;
+struct Segment;
 }  // namespace shardalloc::core
 
 namespace shardalloc::platform {
@@ -14,10 +15,32 @@ namespace shardalloc::platform {
 [[noreturn]] void fatal(const char* what, const void* p);
 
 // The calling thread's (or CPU's) heap in domain d, acquired on first use.
-// Returns null when no heap can be had (out of metadata memory).
+// Returns null when no heap can be had (out of metadata memory). For domains
+// that live for ever (d->life null): the process domain and regions.
 core::Heap* current_heap(core::Domain* d);
+// The same for the domain of a first-class heap (d->life set), whose cached
+// heaps may belong to an earlier incarnation (docs/protocols.md 7): those are
+// dropped, never returned. Kept apart so that region look-ups pay nothing for it.
+core::Heap* current_first_class_heap(core::Domain* d);
 
 // A random-ish 64-bit value for secrets (no allocation, no libc needed on bare).
 unsigned long long entropy();
+
+// A free found that p's segment s is no live segment of d, the domain of the
+// caller's heap. Frees p into the domain that owns it when the platform can
+// tell one safely (Linux: a live first-class heap over OS memory, so that
+// shard_free works on its blocks), else stops with
+// fatal("free of a pointer that is not allocated", p).
+void free_foreign(const core::Domain* d, core::Segment* s, void* p);
+
+// Destroy of a first-class heap has marked d dying (core/domain_life.h):
+// returns once no thread is still giving back one of d's heaps (Linux: a
+// thread exit or heap-cache eviction holding a pin; protocol 7 of
+// docs/protocols.md). Bare: CPU heaps are never given back, nothing to wait for.
+void quiesce_domain(core::Domain* d);
+
+// How an API call failed, for the caller: errno on Linux, nothing on bare.
+enum class Failure { kNoMemory, kInvalidArgument };
+void report_failure(Failure f);
 
 }  // namespace shardalloc::platform

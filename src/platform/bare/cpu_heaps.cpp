@@ -6,16 +6,25 @@
 // it for good: the CPU is the owner (Heap::owned stays 1), so a call must not
 // migrate and must not be re-entered on the same CPU (region.h).
 //
+// First-class heaps bound to a region (core/first_class.h) are domains too,
+// but destroyable: their table lives in the metadata of the region that holds
+// the heap's record (the `host`, permanent), not in the heap's own memory, and
+// each CPU's slot keeps the generation of the heap it was acquired in. After
+// destroy (and maybe reuse of the record by a new heap) the slot's generation
+// no longer matches: the CPU acquires a heap in the new incarnation and never
+// touches the old one, which went with the memory.
+//
 // Shared state:
 //   g_cpu_hook, g_cpu_count: written by shard_set_cpu_hook before any table
 //     exists (the caller's contract: before the first alloc/dealloc); read-only after.
 //   g_tables: push-only list of per-domain tables (protocol 6 of
 //     docs/protocols.md): a table is fully built before the release CAS that
 //     publishes it and is never removed; its `domain` and `next` are immutable.
-//   CpuTable::heaps()[c]: written and read only by CPU c.
+//   CpuTable::slots()[c]: written and read only by CPU c.
 #include <atomic>
 
 #include "core/domain.h"
+#include "core/domain_life.h"
 #include "core/heap.h"
 #include "core/hooks.h"
 #include "shardalloc/region.h"
@@ -23,14 +32,21 @@
 namespace shardalloc::platform {
 namespace {
 
-// A table header, followed in the same allocation by g_cpu_count heap slots.
+// A CPU's heap in a domain, and for a first-class heap's domain the
+// generation it belongs to.
+struct CpuSlot {
+  core::Heap* heap;
+  uint32_t generation;
+};
+
+// A table header, followed in the same allocation by g_cpu_count slots.
 struct CpuTable {
   core::Domain* domain;
   CpuTable* next;
-  core::Heap** heaps() { return reinterpret_cast<core::Heap**>(this + 1); }
+  CpuSlot* slots() { return reinterpret_cast<CpuSlot*>(this + 1); }
 };
 
-constexpr size_t table_bytes(unsigned cpus) { return sizeof(CpuTable) + cpus * sizeof(core::Heap*); }
+constexpr size_t table_bytes(unsigned cpus) { return sizeof(CpuTable) + cpus * sizeof(CpuSlot); }
 
 std::atomic<unsigned (*)()> g_cpu_hook{nullptr};
 std::atomic<unsigned> g_cpu_count{1};
@@ -41,14 +57,16 @@ CpuTable* find_table(CpuTable* t, const core::Domain* d) {
   return t;
 }
 
-// The table of d, made (from d's metadata) when it has none yet. Null when d
-// is out of memory.
+// The table of d, made when it has none yet: from d's metadata, or for a
+// first-class heap from its host's (which outlives every destroy). Null when
+// out of memory.
 CpuTable* table_of(core::Domain* d) {
   // acquire: pairs with the release CAS that published each table.
   CpuTable* head = g_tables.load(std::memory_order_acquire);
   if (CpuTable* t = find_table(head, d)) return t;
+  core::Domain* meta = d->life != nullptr ? d->life->host : d;
   // relaxed: fixed before the first table exists.
-  auto* mine = static_cast<CpuTable*>(d->meta_alloc(table_bytes(g_cpu_count.load(std::memory_order_relaxed))));
+  auto* mine = static_cast<CpuTable*>(meta->meta_alloc(table_bytes(g_cpu_count.load(std::memory_order_relaxed))));
   if (mine == nullptr) return nullptr;
   mine->domain = d;  // meta_alloc zeroed the heap slots
   for (;;) {
@@ -62,9 +80,8 @@ CpuTable* table_of(core::Domain* d) {
   }
 }
 
-}  // namespace
-
-core::Heap* current_heap(core::Domain* d) {
+// The calling CPU's slot in d's table; null when out of memory.
+SHARD_INLINE CpuSlot* cpu_slot(core::Domain* d) {
   // relaxed: both are set before any CPU but the boot CPU calls (region.h).
   unsigned (*hook)() = g_cpu_hook.load(std::memory_order_relaxed);
   const unsigned cpu = hook != nullptr ? hook() : 0;
@@ -73,10 +90,28 @@ core::Heap* current_heap(core::Domain* d) {
   }
   CpuTable* t = table_of(d);
   if (SHARD_UNLIKELY(t == nullptr)) return nullptr;
-  core::Heap*& slot = t->heaps()[cpu];
-  if (SHARD_LIKELY(slot != nullptr)) return slot;
-  slot = d->acquire_heap();  // adopts a heap nobody owns or makes one; null if out of memory
-  return slot;
+  return &t->slots()[cpu];
+}
+
+}  // namespace
+
+core::Heap* current_heap(core::Domain* d) {
+  CpuSlot* slot = cpu_slot(d);
+  if (SHARD_UNLIKELY(slot == nullptr)) return nullptr;
+  if (SHARD_LIKELY(slot->heap != nullptr)) return slot->heap;
+  slot->heap = d->acquire_heap();  // adopts a heap nobody owns or makes one; null if out of memory
+  return slot->heap;
+}
+
+core::Heap* current_first_class_heap(core::Domain* d) {
+  CpuSlot* slot = cpu_slot(d);
+  if (SHARD_UNLIKELY(slot == nullptr)) return nullptr;
+  const uint32_t generation = d->life->generation();
+  if (SHARD_LIKELY(slot->heap != nullptr && slot->generation == generation)) return slot->heap;
+  // No heap yet, or one of an earlier heap on this record (gone with its memory).
+  slot->heap = d->acquire_heap();
+  slot->generation = generation;
+  return slot->heap;
 }
 
 }  // namespace shardalloc::platform

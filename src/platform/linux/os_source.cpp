@@ -44,6 +44,20 @@ void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
 
 void os_purge(void* p, size_t bytes) { madvise(p, bytes, MADV_DONTNEED); }
 
+void os_release(void* p, size_t bytes) {
+  const uintptr_t start = core::addr(p);
+  for (uintptr_t a = start; a < start + bytes; a += core::kOsArenaSize) {
+    // relaxed: only frees of pointers into this arena read the entry, and
+    // none may be in flight (destroy's precondition). Cleared before munmap:
+    // once the range is unmapped, a new arena may be mapped there and set it.
+    __atomic_store_n(&g_os_arena_map[a >> core::kOsArenaShift], 0, __ATOMIC_RELAXED);
+  }
+  munmap(p, bytes);
+  if (options().verbose) {
+    LineWriter().text("shardalloc: released an OS arena of ").num(bytes >> 20).text(" MiB at ").hex(start).flush();
+  }
+}
+
 uint64_t os_now_ms() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);

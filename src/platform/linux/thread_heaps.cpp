@@ -1,8 +1,17 @@
 // Thread identity on Linux: each thread's heap per domain, cached in TLS, and
 // given back (abandoned) by a pthread key destructor when the thread exits.
 // No allocation: pthread keys below PTHREAD_KEYS_MAX use static storage.
+//
+// Domains that can be destroyed (first-class heaps, core/first_class.h): a
+// cache entry keeps the domain's generation. An entry whose incarnation is
+// over (destroyed, or the record reused by a new heap) is dropped without
+// touching its heap, which went with the domain's memory; a live one is given
+// back under a pin, so destroy waits instead of unmapping under our feet
+// (protocol 7 of docs/protocols.md).
 #include <pthread.h>
+#include <sched.h>
 
+#include "core/domain_life.h"
 #include "core/hooks.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
@@ -13,9 +22,9 @@ namespace shardalloc::platform {
 constinit core::Domain g_process_domain{.source = kOsPageSource};
 constinit core::Heap g_process_placeholder{&g_process_domain};
 constinit thread_local core::Heap* tl_process_heap = &g_process_placeholder;
-// Heaps of region domains this thread uses (region_heaps.h), most recently
-// used first; beyond kRegionSlots regions the least recently used heap is
-// given back (and re-adopted when needed).
+// Heaps of region domains and first-class heaps this thread uses
+// (region_heaps.h), most recently used first; beyond kRegionSlots domains the
+// least recently used heap is given back (and re-adopted when needed).
 constinit thread_local ThreadHeaps tl_heaps{};
 
 namespace {
@@ -23,14 +32,42 @@ namespace {
 pthread_key_t g_exit_key;
 pthread_once_t g_exit_key_once = PTHREAD_ONCE_INIT;
 
+// True when slot i holds a heap of a domain incarnation that is over.
+bool is_stale(const ThreadHeaps& t, unsigned i) {
+  return t.life[i] != nullptr && !t.life[i]->is_current(t.generation[i]);
+}
+
+void clear_slot(ThreadHeaps& t, unsigned i) {
+  t.domain[i] = nullptr;
+  t.heap[i] = nullptr;
+  t.life[i] = nullptr;
+  t.generation[i] = 0;
+}
+
+// Gives back (abandons) the heap in slot i, unless its domain was destroyed,
+// and empties the slot.
+void give_back(ThreadHeaps& t, unsigned i) {
+  core::Domain* d = t.domain[i];
+  core::Heap* h = t.heap[i];
+  core::DomainLife* life = t.life[i];
+  const uint32_t generation = t.generation[i];
+  clear_slot(t, i);
+  if (h == nullptr) return;
+  if (life == nullptr) {
+    d->release_heap(h);
+    return;
+  }
+  // The pin keeps destroy from taking the memory while we give the heap back;
+  // it fails once the incarnation is over: the heap is gone, nothing to do.
+  if (!life->try_pin(generation)) return;
+  d->release_heap(h);
+  life->unpin();
+}
+
 void on_thread_exit(void*) {
   ThreadHeaps& t = tl_heaps;
   t.exit_registered = false;
-  for (unsigned i = 0; i < kRegionSlots; ++i) {
-    if (t.heap[i] != nullptr) t.domain[i]->release_heap(t.heap[i]);
-    t.heap[i] = nullptr;
-    t.domain[i] = nullptr;
-  }
+  for (unsigned i = 0; i < kRegionSlots; ++i) give_back(t, i);
   core::Heap* h = tl_process_heap;
   tl_process_heap = &g_process_placeholder;
   if (!h->placeholder) g_process_domain.release_heap(h);
@@ -57,18 +94,52 @@ core::Heap* acquire_process_heap() {
   return h;
 }
 
-}  // namespace
-
-namespace {
-
-// Moves slot i to the front (slots 0..i-1 move back one).
-void move_to_front(ThreadHeaps& t, unsigned i, core::Domain* d, core::Heap* h) {
+// Moves the entry of slot i to the front (slots 0..i-1 move back one).
+core::Heap* move_to_front(ThreadHeaps& t, unsigned i) {
+  core::Domain* d = t.domain[i];
+  core::Heap* h = t.heap[i];
+  core::DomainLife* life = t.life[i];
+  const uint32_t generation = t.generation[i];
   for (; i > 0; --i) {
     t.domain[i] = t.domain[i - 1];
     t.heap[i] = t.heap[i - 1];
+    t.life[i] = t.life[i - 1];
+    t.generation[i] = t.generation[i - 1];
   }
   t.domain[0] = d;
   t.heap[0] = h;
+  t.life[0] = life;
+  t.generation[0] = generation;
+  return h;
+}
+
+// A slot for a new entry: an empty one, else one whose domain is gone, else
+// the least recently used (its heap given back).
+unsigned free_slot(ThreadHeaps& t) {
+  for (unsigned i = 0; i < kRegionSlots; ++i) {
+    if (t.domain[i] == nullptr) return i;
+  }
+  for (unsigned i = 0; i < kRegionSlots; ++i) {
+    if (is_stale(t, i)) {
+      clear_slot(t, i);
+      return i;
+    }
+  }
+  give_back(t, kRegionSlots - 1);
+  return kRegionSlots - 1;
+}
+
+// Acquires a heap in d and caches it in front.
+SHARD_NOINLINE core::Heap* acquire_cached_heap(ThreadHeaps& t, core::Domain* d) {
+  core::Heap* h = d->acquire_heap();
+  if (h == nullptr) return nullptr;
+  const unsigned slot = free_slot(t);
+  t.domain[slot] = d;
+  t.heap[slot] = h;
+  t.life[slot] = d->life;
+  t.generation[slot] = d->life != nullptr ? d->life->generation() : 0;
+  register_thread_exit();
+  return move_to_front(t, slot);
 }
 
 SHARD_NOINLINE core::Heap* current_heap_slow(core::Domain* d) {
@@ -76,36 +147,49 @@ SHARD_NOINLINE core::Heap* current_heap_slow(core::Domain* d) {
     core::Heap* h = tl_process_heap;
     return h->placeholder ? acquire_process_heap() : h;
   }
+  // A region's entry is never stale (a first-class heap's domain, which
+  // lives in a record, is never a region's): the domain alone decides.
   ThreadHeaps& t = tl_heaps;
   for (unsigned i = 1; i < kRegionSlots; ++i) {
-    if (t.domain[i] == d) {
-      core::Heap* h = t.heap[i];
-      move_to_front(t, i, d, h);
-      return h;
-    }
+    if (t.domain[i] == d) return move_to_front(t, i);
   }
-  core::Heap* h = d->acquire_heap();
-  if (h == nullptr) return nullptr;
-  unsigned slot = kRegionSlots - 1;
+  return acquire_cached_heap(t, d);
+}
+
+// A first-class heap's domain missed in the cache (or hit an entry of an
+// earlier incarnation): drops such entries, then acquires.
+SHARD_NOINLINE core::Heap* first_class_miss(core::Domain* d) {
+  ThreadHeaps& t = tl_heaps;
   for (unsigned i = 0; i < kRegionSlots; ++i) {
-    if (t.domain[i] == nullptr) {
-      slot = i;
-      break;
-    }
+    if (t.domain[i] == d) clear_slot(t, i);  // stale: its heap went with the memory
   }
-  if (t.domain[slot] != nullptr) t.domain[slot]->release_heap(t.heap[slot]);  // the least recently used
-  move_to_front(t, slot, d, h);
-  register_thread_exit();
-  return h;
+  return acquire_cached_heap(t, d);
 }
 
 }  // namespace
 
 core::Heap* current_heap(core::Domain* d) {
-  // The region used last sits in slot 0 (the process domain never has a slot).
+  // The domain used last sits in slot 0 (the process domain never has a slot).
   ThreadHeaps& t = tl_heaps;
   if (SHARD_LIKELY(t.domain[0] == d)) return t.heap[0];
   return current_heap_slow(d);
+}
+
+core::Heap* current_first_class_heap(core::Domain* d) {
+  ThreadHeaps& t = tl_heaps;
+  unsigned i = 0;
+  while (i < kRegionSlots && t.domain[i] != d) ++i;
+  // An entry of d always has its `life` (d's) and a heap.
+  if (SHARD_LIKELY(i < kRegionSlots) && SHARD_LIKELY(t.life[i]->is_current(t.generation[i]))) {
+    return i == 0 ? t.heap[0] : move_to_front(t, i);
+  }
+  return first_class_miss(d);
+}
+
+void quiesce_domain(core::Domain* d) {
+  // Pins are held only while a thread gives one heap back: short, and never
+  // waiting for anything; yield so that the holder gets to run.
+  while (d->life->pinned()) sched_yield();
 }
 
 }  // namespace shardalloc::platform

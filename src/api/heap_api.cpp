@@ -1,0 +1,105 @@
+// shard_heap_* : allocation, free and destroy of first-class heaps
+// (include/shardalloc/heap.h), whatever their memory. Freestanding: errors
+// reach the caller through platform::report_failure (errno on Linux).
+// The constructors: os_heap_api.cpp (hosted), region_heap_api.cpp.
+#include "shardalloc/heap.h"
+
+#include "core/bits.h"
+#include "core/first_class.h"
+#include "core/heap.h"
+#include "core/hooks.h"
+
+#define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
+
+using namespace shardalloc;
+
+namespace {
+
+core::FirstClassHeap* record_of(shard_heap* h) { return reinterpret_cast<core::FirstClassHeap*>(h); }
+const core::FirstClassHeap* record_of(const shard_heap* h) { return reinterpret_cast<const core::FirstClassHeap*>(h); }
+
+void* fail(platform::Failure f) {
+  platform::report_failure(f);
+  return nullptr;
+}
+
+// The live record behind h; stops on a destroyed one (no call on a heap may
+// race with its destroy, so a plain check is enough).
+SHARD_INLINE core::FirstClassHeap* live(shard_heap* h) {
+  core::FirstClassHeap* fch = record_of(h);
+  if (SHARD_UNLIKELY(!fch->is_live())) platform::fatal("use of a destroyed heap", h);
+  return fch;
+}
+
+// The live record and p checked to be in one of its segments.
+core::FirstClassHeap* owner_of(shard_heap* h, void* p) {
+  if (h == nullptr) platform::fatal("free of a pointer that is not allocated", p);
+  core::FirstClassHeap* fch = live(h);
+  if (SHARD_UNLIKELY(!fch->owns(p))) platform::fatal("free of a pointer that is not allocated", p);
+  return fch;
+}
+
+void* heap_alloc(shard_heap* h, size_t size, size_t align) {
+  if (h == nullptr) return fail(platform::Failure::kInvalidArgument);
+  core::FirstClassHeap* fch = live(h);
+  if (SHARD_UNLIKELY(size > core::kMaxRequest || align > core::kMaxRequest)) {
+    return fail(platform::Failure::kNoMemory);
+  }
+  void* p = fch->alloc(size, align);
+  if (SHARD_UNLIKELY(p == nullptr)) return fail(platform::Failure::kNoMemory);
+  return p;
+}
+
+}  // namespace
+
+SHARD_EXPORT void* shard_heap_malloc(shard_heap* h, size_t size) { return heap_alloc(h, size, 0); }
+
+SHARD_EXPORT void* shard_heap_malloc_aligned(shard_heap* h, size_t size, size_t align) {
+  if (!core::is_pow2(align)) return fail(platform::Failure::kInvalidArgument);
+  return heap_alloc(h, size, align);
+}
+
+SHARD_EXPORT void* shard_heap_calloc(shard_heap* h, size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    return h == nullptr ? fail(platform::Failure::kInvalidArgument) : fail(platform::Failure::kNoMemory);
+  }
+  void* p = heap_alloc(h, total, 0);
+  if (p != nullptr && !core::is_fresh_zero(p)) __builtin_memset(p, 0, total);
+  return p;
+}
+
+SHARD_EXPORT void shard_heap_free(shard_heap* h, void* p) {
+  if (p == nullptr) return;
+  owner_of(h, p)->free(p);
+}
+
+// realloc(p, 0) frees p and returns NULL, as shard_realloc does.
+SHARD_EXPORT void* shard_heap_realloc(shard_heap* h, void* p, size_t size) {
+  if (p == nullptr) return heap_alloc(h, size, 0);
+  core::FirstClassHeap* fch = owner_of(h, p);
+  if (size == 0) {
+    fch->free(p);
+    return nullptr;
+  }
+  const size_t usable = core::usable_size(p);
+  // Shrinking by less than half keeps the block.
+  if (size <= usable && size >= usable / 2) return p;
+  void* q = heap_alloc(h, size, 0);
+  if (q == nullptr) return nullptr;
+  __builtin_memcpy(q, p, size < usable ? size : usable);
+  fch->free(p);
+  return q;
+}
+
+SHARD_EXPORT void shard_heap_destroy(shard_heap* h) {
+  if (h == nullptr) return;
+  record_of(h)->destroy();
+}
+
+SHARD_EXPORT size_t shard_heap_used_bytes(const shard_heap* h) {
+  if (h == nullptr) return 0;
+  const core::FirstClassHeap* fch = record_of(h);
+  if (SHARD_UNLIKELY(!fch->is_live())) platform::fatal("use of a destroyed heap", h);
+  return fch->used_bytes();
+}

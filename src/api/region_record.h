@@ -1,0 +1,9 @@
+// What a shard_region handle points to (region_api.cpp makes it inside the
+// region's memory). Freestanding.
+#pragma once
+#include "core/domain.h"
+#include "shardalloc/region.h"
+
+struct shard_region {
+  shardalloc::core::Domain domain;  // first member: stats_api.cpp reads a region as its domain
+};

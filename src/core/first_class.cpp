@@ -1,0 +1,113 @@
+// First-class heaps: record pool, allocation and free with accounting, destroy.
+// Records and generations: docs/protocols.md (protocols 6 and 7).
+#include "core/first_class.h"
+
+#include <new>
+#include <type_traits>
+
+#include "core/bits.h"
+#include "core/heap.h"
+#include "core/hooks.h"
+
+namespace shardalloc::core {
+namespace {
+
+static_assert(std::is_standard_layout_v<FirstClassHeap>, "of() relies on `life` being the first member");
+
+// Every record ever made, of every host: push-only, never shrinks (protocol 6).
+constinit std::atomic<FirstClassHeap*> g_records{nullptr};
+
+// A new incarnation: a fresh domain, nothing of the previous one kept.
+void begin_incarnation(FirstClassHeap* h) {
+  new (&h->domain) Domain{};
+  h->domain.life = &h->life;
+  h->segment_readable = nullptr;
+  h->release = nullptr;
+  h->span = nullptr;
+  h->span_bytes = 0;
+  h->span_owner = nullptr;
+}
+
+void add_block_bytes(Heap* h, int64_t bytes) {
+  // relaxed load + store: the owner is the only writer; readers sum relaxed values.
+  h->block_bytes.store(h->block_bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+}
+
+int64_t block_bytes_of(const void* p) { return int64_t(segment_of(p)->page_of(p)->block_size); }
+
+}  // namespace
+
+FirstClassHeap* FirstClassHeap::claim(Domain* host) {
+  // acquire: records are published with release; `host` and `next_record` are immutable.
+  for (FirstClassHeap* h = g_records.load(std::memory_order_acquire); h != nullptr; h = h->next_record) {
+    if (h->life.host == host && h->life.try_claim()) {
+      begin_incarnation(h);
+      return h;
+    }
+  }
+  void* mem = host->meta_alloc(sizeof(FirstClassHeap));
+  if (mem == nullptr) return nullptr;
+  auto* h = new (mem) FirstClassHeap{};
+  h->life.host = host;
+  h->life.try_claim();  // FREE(0) -> LIVE(1); nobody else can see the record yet
+  begin_incarnation(h);
+  // relaxed load: the CAS publishes.
+  FirstClassHeap* head = g_records.load(std::memory_order_relaxed);
+  do {
+    h->next_record = head;
+    // release: a thread walking the list sees the record's host and life word.
+  } while (!g_records.compare_exchange_weak(head, h, std::memory_order_release, std::memory_order_relaxed));
+  return h;
+}
+
+FirstClassHeap* FirstClassHeap::of(Domain* d) { return reinterpret_cast<FirstClassHeap*>(d->life); }
+
+bool FirstClassHeap::owns(const void* p) const {
+  const Segment* s = segment_of(p);
+  if (segment_readable != nullptr) {
+    // The cookie carries this domain's secret: a header of any other domain (or none) fails it.
+    return segment_readable(s) && s->cookie == domain.cookie_of(s);
+  }
+  return domain.is_live_segment(s);
+}
+
+void* FirstClassHeap::alloc(size_t size, size_t align) {
+  Heap* h = platform::current_first_class_heap(&domain);
+  if (h == nullptr) return nullptr;
+  void* p = align <= kMinAlign ? h->alloc(size) : h->alloc_aligned(size, align);
+  if (p != nullptr) add_block_bytes(h, block_bytes_of(p));
+  return p;
+}
+
+void FirstClassHeap::free(void* p) {
+  Segment* s = segment_of(p);
+  const int64_t bytes = block_bytes_of(p);  // before the free: a huge block's segment goes with it
+  Heap* h = platform::current_first_class_heap(&domain);
+  if (h == nullptr) {
+    // relaxed: statistics summed by readers.
+    domain.heapless_block_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+    free_remote(&domain, s, p);
+    return;
+  }
+  add_block_bytes(h, -bytes);
+  free_block(h, p);
+}
+
+size_t FirstClassHeap::used_bytes() const {
+  // relaxed: each counter is exact when no call is in flight, which is all we promise.
+  int64_t sum = domain.heapless_block_bytes.load(std::memory_order_relaxed);
+  // acquire: heap records are published with release.
+  for (Heap* h = domain.heaps.load(std::memory_order_acquire); h != nullptr; h = h->next_in_domain) {
+    sum += h->block_bytes.load(std::memory_order_relaxed);
+  }
+  return sum > 0 ? size_t(sum) : 0;
+}
+
+void FirstClassHeap::destroy() {
+  if (!life.begin_destroy()) platform::fatal("use of a destroyed heap", this);
+  platform::quiesce_domain(&domain);
+  if (release != nullptr) release(this);
+  life.end_destroy();
+}
+
+}  // namespace shardalloc::core
