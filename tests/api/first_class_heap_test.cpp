@@ -385,6 +385,14 @@ struct Mailbox {
     blocks.pop_back();
     return true;
   }
+  // After the threads: checks and frees into h every block still here.
+  void drain_into(shard_heap* h) {
+    Live b;
+    while (take(&b)) {
+      EXPECT_TRUE(intact(b.p, b.size, b.seed));
+      shard_heap_free(h, b.p);
+    }
+  }
 };
 
 TEST(FirstClassHeap, ManyThreadsShareOneHeapWithCrossThreadFrees) {
@@ -453,11 +461,7 @@ TEST(FirstClassHeap, ManyThreadsShareOneHeapWithCrossThreadFrees) {
     });
   }
   for (auto& t : ts) t.join();
-  Live b;
-  while (mailbox.take(&b)) {
-    EXPECT_TRUE(intact(b.p, b.size, b.seed));
-    shard_heap_free(h, b.p);
-  }
+  mailbox.drain_into(h);
   EXPECT_EQ(bad.load(), 0u);
   EXPECT_EQ(used(h), 0u);
   shard_heap_destroy(h);
@@ -762,11 +766,7 @@ TEST(FirstClassHeap, RegionBoundHeapSharedByThreads) {
     });
   }
   for (auto& t : ts) t.join();
-  Live b;
-  while (mailbox.take(&b)) {
-    EXPECT_TRUE(intact(b.p, b.size, b.seed));
-    shard_heap_free(h, b.p);
-  }
+  mailbox.drain_into(h);
   EXPECT_EQ(bad.load(), 0u);
   EXPECT_EQ(used(h), 0u);
   shard_heap_destroy(h);

@@ -1,8 +1,5 @@
-// The bare-metal platform on the host: threads play CPUs. Each thread says
-// which CPU it runs on through a thread_local that the CPU hook reads, as a
-// kernel's hook reads a per-CPU register. What a kernel guarantees (no
-// migration inside a call, no reentry on one CPU) the tests guarantee by
-// giving each CPU id to one thread at a time.
+// The bare-metal platform on the host: per-CPU heaps, threads play CPUs
+// (cpu_threads.h).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -13,53 +10,16 @@
 #include <vector>
 
 #include "api/test_support.h"
-#include "core/segment.h"
+#include "bare/cpu_threads.h"
 #include "shardalloc/region.h"
 
 using namespace shardtest;
+using namespace bare_test;
 
 namespace {
 
 constexpr unsigned kCpus = 8;
-thread_local unsigned tl_cpu = 0;  // the "CPU" this thread runs on
-unsigned current_cpu() { return tl_cpu; }
-
-void on_fatal(const char* what, const void* p) {
-  std::fprintf(stderr, "shardalloc fatal: %s (%p)\n", what, p);
-  std::abort();
-}
-
-// Set before any test touches a region, as a kernel does before starting its CPUs.
-class Hooks : public ::testing::Environment {
- public:
-  void SetUp() override {
-    shard_set_fatal_hook(on_fatal);
-    ASSERT_EQ(shard_set_cpu_hook(current_cpu, kCpus), SHARD_OK);
-  }
-};
-const auto* const g_env = ::testing::AddGlobalTestEnvironment(new Hooks);
-
-shard_region* new_region(size_t bytes) {
-  shard_region* r = nullptr;
-  EXPECT_EQ(shard_region_init(&r, map_memory(bytes), bytes), SHARD_OK);
-  return r;
-}
-
-// Runs fn(cpu) on `n` threads, thread i on CPU first_cpu + i.
-template <class Fn>
-void on_cpus(unsigned first_cpu, unsigned n, Fn fn) {
-  std::vector<std::thread> ts;
-  for (unsigned i = 0; i < n; ++i) {
-    ts.emplace_back([&fn, cpu = first_cpu + i] {
-      tl_cpu = cpu;
-      fn(cpu);
-    });
-  }
-  for (auto& t : ts) t.join();
-}
-
-// The heap a block was allocated from (private header: segment layout).
-const void* owner_heap(const void* p) { return shardalloc::core::segment_of(p)->heap; }
+const auto* const g_env = ::testing::AddGlobalTestEnvironment(new CpuHooks(kCpus));
 
 }  // namespace
 

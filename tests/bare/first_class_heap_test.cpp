@@ -15,57 +15,17 @@
 #include <vector>
 
 #include "api/test_support.h"
-#include "core/segment.h"
+#include "bare/cpu_threads.h"
 #include "shardalloc/heap.h"
 #include "shardalloc/region.h"
 
 using namespace shardtest;
+using namespace bare_test;
 
 namespace {
 
 constexpr unsigned kCpus = 4;
-thread_local unsigned tl_cpu = 0;
-unsigned current_cpu() { return tl_cpu; }
-
-void on_fatal(const char* what, const void* p) {
-  std::fprintf(stderr, "shardalloc fatal: %s (%p)\n", what, p);
-  std::abort();
-}
-
-class Hooks : public ::testing::Environment {
- public:
-  void SetUp() override {
-    shard_set_fatal_hook(on_fatal);
-    ASSERT_EQ(shard_set_cpu_hook(current_cpu, kCpus), SHARD_OK);
-  }
-};
-const auto* const g_env = ::testing::AddGlobalTestEnvironment(new Hooks);
-
-shard_region* new_region(size_t bytes) {
-  shard_region* r = nullptr;
-  EXPECT_EQ(shard_region_init(&r, map_memory(bytes), bytes), SHARD_OK);
-  return r;
-}
-
-// Runs fn(cpu) on one thread per CPU in [first, first+n), one after the other
-// when `serial`, else at once.
-template <class Fn>
-void on_cpus(unsigned first, unsigned n, bool serial, Fn fn) {
-  std::vector<std::thread> ts;
-  for (unsigned i = 0; i < n; ++i) {
-    ts.emplace_back([&fn, cpu = first + i] {
-      tl_cpu = cpu;
-      fn(cpu);
-    });
-    if (serial) {
-      ts.back().join();
-      ts.pop_back();
-    }
-  }
-  for (auto& t : ts) t.join();
-}
-
-const void* owner_heap(const void* p) { return shardalloc::core::segment_of(p)->heap; }
+const auto* const g_env = ::testing::AddGlobalTestEnvironment(new CpuHooks(kCpus));
 
 struct Live {
   void* p;
@@ -81,7 +41,7 @@ TEST(BareFirstClassHeap, CpusShareARegionHeapWithCrossCpuFrees) {
   EXPECT_EQ(shard_region_used_bytes(r), region_used + 64 * MiB);
   const size_t per_cpu = scaled(3000, stress_scale(), 200);
   std::vector<Live> made[kCpus];
-  on_cpus(0, kCpus, false, [&](unsigned cpu) {
+  on_cpus(0, kCpus, [&](unsigned cpu) {
     for (size_t i = 0; i < per_cpu; ++i) {
       const size_t size = i % 500 == 0 ? 200000 : 8 + (i * 131 + cpu) % 3000;  // < 8 MiB per CPU
       void* p = shard_heap_malloc(h, size);
@@ -92,7 +52,7 @@ TEST(BareFirstClassHeap, CpusShareARegionHeapWithCrossCpuFrees) {
   });
   EXPECT_GT(shard_heap_used_bytes(h), 0u);
   // Each CPU frees the blocks of the next one: every free is remote.
-  on_cpus(0, kCpus, false, [&](unsigned cpu) {
+  on_cpus(0, kCpus, [&](unsigned cpu) {
     for (const Live& b : made[(cpu + 1) % kCpus]) {
       EXPECT_EQ(check_pattern(b.p, b.size < 4096 ? b.size : 64, b.seed), SIZE_MAX);
       shard_heap_free(h, b.p);
@@ -122,7 +82,7 @@ TEST(BareFirstClassHeap, ReusedRecordGivesEveryCpuAFreshHeap) {
     // stale heap would share it with the CPU that now owns that memory.
     const unsigned first = unsigned(round) % kCpus;
     for (unsigned k = 0; k < kCpus; ++k) {
-      on_cpus((first + k) % kCpus, 1, true, [&](unsigned cpu) {
+      on_cpus((first + k) % kCpus, 1, [&](unsigned cpu) {
         for (size_t i = 0; i < 200; ++i) {
           const size_t size = 16 + (i * 77 + cpu * 5) % 2000;
           void* p = shard_heap_malloc(h, size);
