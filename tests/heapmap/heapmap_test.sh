@@ -60,9 +60,14 @@ run)
   # Mid-run, the workload holds a 9 MiB and a 3 MiB buffer: huge blocks.
   big=$(field "$out/mid.txt" slot block_size | sort -n | tail -1)
   [ "${big:-0}" -ge $((9 << 20)) ] || fail "mid-run snapshot: no huge block of 9 MiB (largest: ${big:-none})"
-  # At exit the four worker threads have exited: their heaps are abandoned.
+  # After the join the four workers have exited: their heaps are abandoned,
+  # with segments that hold the blocks the main thread kept. (At exit those
+  # blocks have been freed during the interpreter's shutdown, and whether a
+  # sweep released their pages before the exit snapshot depends on timing;
+  # the heap records stay abandoned either way.)
+  [ "$(grep -c '^heap .* abandoned=1 ' "$out/mid.txt")" -ge 4 ] || fail "mid-run snapshot: fewer than 4 abandoned heaps"
+  grep -q '^slot .* abandoned=1 ' "$out/mid.txt" || fail "mid-run snapshot: no segment of an abandoned heap"
   [ "$(grep -c '^heap .* abandoned=1 ' "$out/exit.txt")" -ge 4 ] || fail "exit snapshot: fewer than 4 abandoned heaps"
-  grep -q '^slot .* abandoned=1 ' "$out/exit.txt" || fail "exit snapshot: no segment of an abandoned heap"
   for s in mid exit; do
     python3 "$TOOL" "$out/$s.txt" -o "$out/$s.html" || fail "shardalloc-heapmap $s.txt"
     grep -q '</svg>' "$out/$s.html" || fail "$s.html has no picture"

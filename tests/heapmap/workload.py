@@ -8,9 +8,30 @@ snapshot through the C API (ctypes: shard_heap_snapshot_write) to argv[1].
 SHARDALLOC_SNAPSHOT, when set, adds a second snapshot at exit.
 """
 import ctypes
+import json
 import os
 import sys
 import threading
+import time
+
+
+def wait_for_abandoned_heaps(lib, count, timeout_s):
+    """Polls shard_stats_json until heaps_abandoned >= count."""
+    lib.shard_stats_json.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    lib.shard_stats_json.restype = ctypes.c_size_t
+    buf = ctypes.create_string_buffer(1 << 16)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        n = lib.shard_stats_json(buf, len(buf))
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            continue
+        stats = json.loads(buf.raw[:n].decode())
+        if stats["heaps_abandoned"] >= count:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
 
 
 def main():
@@ -50,6 +71,11 @@ def main():
         t.start()
     for t in threads:
         t.join()
+    # join() returns when the Python thread is done; the OS thread gives its
+    # heap up a moment later (in its TLS destructor). Wait for that.
+    if not wait_for_abandoned_heaps(lib, 4, timeout_s=10.0):
+        print("workload: the worker threads' heaps were not abandoned within 10 s", file=sys.stderr)
+        return 1
 
     fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     rc = lib.shard_heap_snapshot_write(fd)
