@@ -166,7 +166,7 @@ size_t pick_size(Rng& r) {
   const unsigned k = unsigned(r.below(1000));
   if (k < 700) return kMinBlock + r.below(256);               // small
   if (k < 900) return 256 + r.below(8 * 1024);                 // small pages, larger classes
-  if (k < 985) return 8 * 1024 + r.below(120 * 1024);          // medium
+  if (k < 985) return 8 * 1024 + r.below(120 * 1024);          // small, medium and large pages
   return 128 * 1024 + r.below(1024 * 1024);                    // huge (own segment)
 }
 
