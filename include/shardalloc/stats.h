@@ -54,6 +54,12 @@ typedef struct shard_stats {
   uint64_t heaps;           /* heap records (one per thread that allocated, reused) */
   uint64_t heaps_owned;     /* owned by a live thread */
   uint64_t heaps_abandoned; /* given up by an exited thread, waiting for adoption */
+  /* Counters since the page source was set up: */
+  uint64_t remote_frees;    /* blocks freed by a thread other than their heap's owner, counted
+                               when the owner collects them (huge blocks not included) */
+  uint64_t purged_bytes;    /* bytes given back to the OS (madvise); 0 for a region */
+  uint64_t heaps_adopted;   /* abandoned heaps taken over by a new thread (reclaimed whole) */
+  uint64_t heaps_swept;     /* abandoned heaps collected by a sweep (their empty pages reclaimed) */
 } shard_stats;
 
 /* The class index (into shard_stats.classes) a request of size bytes is

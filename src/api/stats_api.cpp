@@ -82,6 +82,10 @@ void fill(const core::Domain& d, shard_stats* out) {
   out->heaps = ds.heaps;
   out->heaps_owned = ds.heaps_owned;
   out->heaps_abandoned = ds.heaps - ds.heaps_owned;
+  out->remote_frees = ds.remote_frees;
+  out->purged_bytes = ds.purged_bytes;
+  out->heaps_adopted = ds.heaps_adopted;
+  out->heaps_swept = ds.heaps_swept;
 }
 
 // snprintf-like output into a caller's buffer: counts everything, stores what fits.
@@ -179,6 +183,10 @@ SHARD_EXPORT size_t shard_stats_to_json(const shard_stats* s, char* buf, size_t 
       .field("heaps", s->heaps)
       .field("heaps_owned", s->heaps_owned)
       .field("heaps_abandoned", s->heaps_abandoned)
+      .field("remote_frees", s->remote_frees)
+      .field("purged_bytes", s->purged_bytes)
+      .field("heaps_adopted", s->heaps_adopted)
+      .field("heaps_swept", s->heaps_swept)
       .field("pages", s->pages)
       .field("live_blocks", s->live_blocks)
       .field("live_bytes", s->live_bytes);

@@ -197,6 +197,7 @@ void Domain::maybe_purge() {
   for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
     left += a->purge_tick(source.purge, false, &purged);
   }
+  purged_bytes.fetch_add(purged * kSegmentSize, std::memory_order_relaxed);  // relaxed: a statistic
   if (left != 0) {
     uint64_t none = 0;
     purge_due_ms.compare_exchange_strong(none, now + purge_delay_ms, std::memory_order_relaxed);
@@ -208,6 +209,7 @@ void Domain::purge_dirty() {
   for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
     a->purge_tick(source.purge, true, &purged);
   }
+  purged_bytes.fetch_add(purged * kSegmentSize, std::memory_order_relaxed);  // relaxed: a statistic
 }
 
 void* Domain::meta_alloc(size_t bytes) {

@@ -40,6 +40,11 @@ struct Domain {
   std::atomic<uint64_t> sweep_due_ms{0};  // when abandoned heaps are next swept
   uint64_t purge_delay_ms = kDefaultPurgeDelayMs;
   std::atomic<size_t> segments_claimed{0};
+  // Statistics (relaxed RMWs on slow paths): bytes given back to the page
+  // source, abandoned heaps adopted by a new thread, abandoned heaps swept.
+  std::atomic<uint64_t> purged_bytes{0};
+  std::atomic<uint64_t> heaps_adopted{0};
+  std::atomic<uint64_t> heaps_swept{0};
   std::atomic<size_t> peak_segments{0};
   // Accounting of frees made by threads that have no heap here (region API).
   std::atomic<int64_t> heapless_used_bytes{0};

@@ -20,7 +20,10 @@ bool try_own(Heap* h) {
 Heap* Domain::acquire_heap() {
   // acquire: heap records are published with release.
   for (Heap* h = heaps.load(std::memory_order_acquire); h != nullptr; h = h->next_in_domain) {
-    if (try_own(h)) return h;
+    if (try_own(h)) {
+      heaps_adopted.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+      return h;
+    }
   }
   void* mem = meta_alloc(sizeof(Heap));
   if (mem == nullptr) return nullptr;
@@ -48,6 +51,7 @@ void Domain::sweep_abandoned() {
     // relaxed: a hint; heaps without segments have nothing to give back.
     if (h->segment_count.load(std::memory_order_relaxed) == 0) continue;
     if (!try_own(h)) continue;
+    heaps_swept.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
     release_heap(h);
   }
 }

@@ -48,6 +48,9 @@ struct Heap {
   std::atomic<int64_t> used_bytes{0};
   std::atomic<int64_t> block_bytes{0};
   uint32_t slow_calls = 0;  // owner: paces periodic work in alloc_slow
+  // Blocks other threads freed into this heap's pages, counted when the owner
+  // collects them (a statistic: the owner stores, readers load, no RMW).
+  std::atomic<uint64_t> remote_frees_collected{0};
 
   constexpr Heap() {
     for (auto& d : direct) d = &g_empty_page;
@@ -138,6 +141,10 @@ struct Heap {
   void collect_all();
   // Owner: takes the pages remote threads reported (moves them out of full).
   void drain_notified();
+  void count_remote_frees(uint32_t n) {
+    // relaxed load + store: only the owner writes; readers want a recent value.
+    if (n != 0) remote_frees_collected.store(remote_frees_collected.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
 
   // Internals shared by the heap files --------------------------------------
   void queue_push_front(PageQueue& q, Page* page);

@@ -40,7 +40,7 @@ Page* Heap::find_page(unsigned cls) {
   PageQueue& q = queues[cls];
   Page* page = q.first;
   while (page != nullptr) {
-    if (page->free == nullptr) page->collect();
+    if (page->free == nullptr) count_remote_frees(page->collect());
     if (page->free == nullptr && page->capacity < page->reserved) page->extend();
     if (page->free != nullptr) {
       if (page != q.first) {

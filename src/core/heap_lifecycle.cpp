@@ -21,7 +21,7 @@ void Heap::collect_all() {
     Page* page = q.first;
     while (page != nullptr) {
       Page* next = page->next;
-      page->collect();
+      count_remote_frees(page->collect());
       if (page->in_full && page->free != nullptr) move_out_of_full(page);
       if (page->used == 0) free_page(page);
       page = next;

@@ -24,6 +24,10 @@ struct DomainStats {
   uint64_t peak_segments = 0;
   uint64_t total_bytes = 0;       // reserved or handed over
   uint64_t live_bytes = 0;        // sum over live blocks of their block size
+  uint64_t remote_frees = 0;      // collected by the owning heaps so far
+  uint64_t purged_bytes = 0;
+  uint64_t heaps_adopted = 0;
+  uint64_t heaps_swept = 0;
 };
 
 // Walks every heap of d. Huge blocks are not in any heap and are counted

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -280,6 +281,10 @@ TEST(StatsApi, JsonIsValidAndMatchesTheStruct) {
   EXPECT_EQ(json_number(json, "heaps"), 1u);
   EXPECT_EQ(json_number(json, "live_blocks"), 6u);
   EXPECT_EQ(json_number(json, "live_bytes"), s.live_bytes);
+  EXPECT_EQ(json_number(json, "remote_frees"), s.remote_frees);
+  EXPECT_EQ(json_number(json, "purged_bytes"), 0u) << "a region's memory is never given back";
+  EXPECT_EQ(json_number(json, "heaps_adopted"), s.heaps_adopted);
+  EXPECT_EQ(json_number(json, "heaps_swept"), s.heaps_swept);
   // One entry per non-empty class, huge blocks as class 0.
   const size_t at = json.find("{\"class\":" + std::to_string(kClass100) + ",");
   ASSERT_NE(at, std::string::npos) << json;
@@ -290,6 +295,67 @@ TEST(StatsApi, JsonIsValidAndMatchesTheStruct) {
   for (size_t i = json.find("{\"class\":"); i != std::string::npos; i = json.find("{\"class\":", i + 1)) ++entries;
   EXPECT_EQ(entries, 5u);  // 8, 112, 1024, 20480 and huge
   for (void* p : ps) (void)p;  // left allocated: the region lives as long as the process
+}
+
+shard_stats process_stats() {
+  shard_stats s;
+  shard_stats_get(&s);
+  return s;
+}
+
+// Polls for up to 3 s, keeping the allocator's periodic work going (a huge
+// block freed releases a segment, which runs the due purge and sweep ticks).
+template <class Done>
+bool keep_ticking_until(Done done) {
+  for (int i = 0; i < 60; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    shard_free(shard_malloc(2 * MiB));
+  }
+  return done();
+}
+
+TEST(StatsApi, CountsRemoteFreesWhenTheOwnerCollects) {
+  const uint64_t before = process_stats().remote_frees;
+  constexpr size_t kBlocks = 1000;
+  std::vector<void*> blocks(kBlocks);
+  std::atomic<int> step{0};
+  std::thread owner([&] {
+    for (auto& p : blocks) p = shard_malloc(64);
+    step = 1;
+    while (step.load() != 2) std::this_thread::yield();
+    // Exiting gives the heap up, collecting every page first.
+  });
+  while (step.load() != 1) std::this_thread::yield();
+  for (void* p : blocks) shard_free(p);  // remote: the owner is another thread
+  step = 2;
+  owner.join();
+  EXPECT_TRUE(keep_ticking_until([&] { return process_stats().remote_frees >= before + kBlocks; }))
+      << "remote frees counted: " << process_stats().remote_frees - before;
+}
+
+TEST(StatsApi, CountsAdoptedAndSweptHeapsAndPurgedBytes) {
+  // This thread gets its heap first, so that it does not adopt the one the
+  // thread below abandons (the test may run alone in its process).
+  shard_free(shard_malloc(100));
+  const shard_stats before = process_stats();
+  // A thread exits leaving live blocks: its heap is abandoned with segments.
+  std::vector<void*> kept;
+  std::thread([&] {
+    for (int i = 0; i < 500; ++i) kept.push_back(shard_malloc(100));
+  }).join();
+  // Sweeps run every 200 ms on the allocator's slow paths.
+  EXPECT_TRUE(keep_ticking_until([&] { return process_stats().heaps_swept > before.heaps_swept; }));
+  // A new thread takes over an abandoned heap rather than making one.
+  std::thread([] { shard_free(shard_malloc(100)); }).join();
+  EXPECT_GT(process_stats().heaps_adopted, before.heaps_adopted);
+  // Huge blocks freed are purged after the delay (100 ms by default).
+  std::vector<void*> huge;
+  for (int i = 0; i < 8; ++i) huge.push_back(shard_malloc(4 * MiB));
+  for (void* p : huge) shard_free(p);
+  EXPECT_TRUE(keep_ticking_until([&] { return process_stats().purged_bytes >= before.purged_bytes + 8 * 4 * MiB; }))
+      << "purged: " << (process_stats().purged_bytes - before.purged_bytes) / MiB << " MiB";
+  for (void* p : kept) shard_free(p);
 }
 
 TEST(StatsApi, JsonHasSnprintfSemantics) {

@@ -33,7 +33,16 @@ void print_stats() {
   }
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  LineWriter().text("  heaps: ").num(s.heaps).text(" (").num(s.heaps_owned).text(" owned)").flush();
+  LineWriter()
+      .text("  heaps: ")
+      .num(s.heaps)
+      .text(" (")
+      .num(s.heaps_owned)
+      .text(" owned); abandoned heaps adopted ")
+      .num(s.heaps_adopted)
+      .text(", swept ")
+      .num(s.heaps_swept)
+      .flush();
   LineWriter()
       .text("  segments: ")
       .num(s.segments_claimed)
@@ -46,6 +55,7 @@ void print_stats() {
       .text(" MiB")
       .flush();
   LineWriter().text("  live bytes in small/medium blocks: ").num(s.live_bytes).flush();
+  LineWriter().text("  remote frees collected: ").num(s.remote_frees).text("; purged: ").num(s.purged_bytes >> 20).text(" MiB").flush();
   LineWriter().text("  peak RSS: ").num(uint64_t(ru.ru_maxrss)).text(" KiB").flush();
 }
 
