@@ -193,23 +193,21 @@ void Domain::maybe_purge() {
   if (due == 0 || now < due) return;
   // One thread wins the deadline and runs the tick; the others go on.
   if (!purge_due_ms.compare_exchange_strong(due, 0, std::memory_order_relaxed)) return;
-  size_t purged = 0, left = 0;
-  for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
-    left += a->purge_tick(source.purge, false, &purged);
-  }
-  purged_bytes.fetch_add(purged * kSegmentSize, std::memory_order_relaxed);  // relaxed: a statistic
-  if (left != 0) {
+  if (purge_arenas(false) != 0) {
     uint64_t none = 0;
     purge_due_ms.compare_exchange_strong(none, now + purge_delay_ms, std::memory_order_relaxed);
   }
 }
 
-void Domain::purge_dirty() {
-  size_t purged = 0;
+void Domain::purge_dirty() { purge_arenas(true); }
+
+size_t Domain::purge_arenas(bool all) {
+  size_t purged = 0, left = 0;
   for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
-    a->purge_tick(source.purge, true, &purged);
+    left += a->purge_tick(source.purge, all, &purged);
   }
   purged_bytes.fetch_add(purged * kSegmentSize, std::memory_order_relaxed);  // relaxed: a statistic
+  return left;
 }
 
 void* Domain::meta_alloc(size_t bytes) {

@@ -115,6 +115,9 @@ struct Domain {
   void maybe_purge();
 
  private:
+  // One purge tick over every arena (all: every dirty slot, not only those
+  // past their delay); counts purged_bytes. Returns the slots left dirty.
+  size_t purge_arenas(bool all);
   Segment* try_claim(size_t slots, size_t align, size_t align_offset);
   bool grow(size_t slots, size_t align);
   void publish_arena(Arena* a);

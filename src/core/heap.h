@@ -143,7 +143,9 @@ struct Heap {
   void drain_notified();
   void count_remote_frees(uint32_t n) {
     // relaxed load + store: only the owner writes; readers want a recent value.
-    if (n != 0) remote_frees_collected.store(remote_frees_collected.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    if (n == 0) return;
+    remote_frees_collected.store(remote_frees_collected.load(std::memory_order_relaxed) + n,
+                                 std::memory_order_relaxed);
   }
 
   // Internals shared by the heap files --------------------------------------

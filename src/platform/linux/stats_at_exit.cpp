@@ -55,7 +55,13 @@ void print_stats() {
       .text(" MiB")
       .flush();
   LineWriter().text("  live bytes in small/medium blocks: ").num(s.live_bytes).flush();
-  LineWriter().text("  remote frees collected: ").num(s.remote_frees).text("; purged: ").num(s.purged_bytes >> 20).text(" MiB").flush();
+  LineWriter()
+      .text("  remote frees collected: ")
+      .num(s.remote_frees)
+      .text("; purged: ")
+      .num(s.purged_bytes >> 20)
+      .text(" MiB")
+      .flush();
   LineWriter().text("  peak RSS: ").num(uint64_t(ru.ru_maxrss)).text(" KiB").flush();
 }
 
