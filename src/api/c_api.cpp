@@ -21,6 +21,9 @@ SHARD_EXPORT void* shard_malloc_aligned(size_t size, size_t align) {
   return api::process_malloc_aligned(size, align);
 }
 
-SHARD_EXPORT size_t shard_check_heap(void) { return platform::process_heap()->check(); }
+SHARD_EXPORT size_t shard_check_heap(void) {
+  platform::CallScope call;  // a signal handler's free meanwhile must not change what check() walks
+  return platform::own_process_heap()->check();
+}
 
 SHARD_EXPORT int shard_is_checked(void) { return core::kChecked ? 1 : 0; }

@@ -4,6 +4,7 @@
 // The constructors: os_heap_api.cpp (hosted), region_heap_api.cpp.
 #include "shardalloc/heap.h"
 
+#include "api/call_guard.h"
 #include "core/bits.h"
 #include "core/first_class.h"
 #include "core/heap.h"
@@ -45,9 +46,21 @@ void* heap_alloc(shard_heap* h, size_t size, size_t align) {
   if (SHARD_UNLIKELY(size > core::kMaxRequest || align > core::kMaxRequest)) {
     return fail(platform::Failure::kNoMemory);
   }
-  void* p = fch->alloc(size, align);
+  void* p;
+  if (SHARD_UNLIKELY(platform::in_call())) {
+    p = fch->alloc_borrowed(size, align);  // a signal handler interrupted a call (api/call_guard.h)
+  } else {
+    platform::CallScope call;
+    p = fch->alloc(size, align);
+  }
   if (SHARD_UNLIKELY(p == nullptr)) return fail(platform::Failure::kNoMemory);
   return p;
+}
+
+void heap_free(core::FirstClassHeap* fch, void* p) {
+  if (SHARD_UNLIKELY(platform::in_call())) return fch->free_heapless(p);  // as in heap_alloc
+  platform::CallScope call;
+  fch->free(p);
 }
 
 }  // namespace
@@ -71,7 +84,7 @@ SHARD_EXPORT void* shard_heap_calloc(shard_heap* h, size_t count, size_t size) {
 
 SHARD_EXPORT void shard_heap_free(shard_heap* h, void* p) {
   if (p == nullptr) return;
-  owner_of(h, p)->free(p);
+  heap_free(owner_of(h, p), p);
 }
 
 // realloc(p, 0) frees p and returns NULL, as shard_realloc does.
@@ -79,7 +92,7 @@ SHARD_EXPORT void* shard_heap_realloc(shard_heap* h, void* p, size_t size) {
   if (p == nullptr) return heap_alloc(h, size, 0);
   core::FirstClassHeap* fch = owner_of(h, p);
   if (size == 0) {
-    fch->free(p);
+    heap_free(fch, p);
     return nullptr;
   }
   const size_t usable = core::usable_size(p);
@@ -88,7 +101,7 @@ SHARD_EXPORT void* shard_heap_realloc(shard_heap* h, void* p, size_t size) {
   void* q = heap_alloc(h, size, 0);
   if (q == nullptr) return nullptr;
   __builtin_memcpy(q, p, size < usable ? size : usable);
-  fch->free(p);
+  heap_free(fch, p);
   return q;
 }
 

@@ -7,6 +7,7 @@
 #include "core/bits.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "platform/linux/call_guard.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
 
@@ -17,22 +18,57 @@ SHARD_INLINE void* fail_nomem() {
   return nullptr;
 }
 
-// Everything but a direct-size block popped from its page: out of line, so
-// that the fast path needs no stack frame and tail-calls it.
-SHARD_NOINLINE inline void* process_malloc_slow(core::Heap* h, size_t size) {
-  if (SHARD_UNLIKELY(size > core::kMaxRequest)) return fail_nomem();
-  void* p = h->alloc(size);
+// Entry points run in a call (platform/linux/call_guard.h): a signal handler
+// that interrupts one and calls malloc or free takes the interrupted paths
+// below. The fast paths clear the flag themselves; every out-of-line path
+// they tail-call clears it before it returns.
+
+// The interrupted path of an allocation: the calling thread may be half-way
+// through its own heap, so this touches only lock-free shared state.
+SHARD_NOINLINE inline void* interrupted_malloc(size_t size, size_t align) {
+  if (SHARD_UNLIKELY(size > core::kMaxRequest || align > core::kMaxRequest)) return fail_nomem();
+  void* p = platform::g_process_domain.alloc_borrowed(size, align);
   if (SHARD_UNLIKELY(p == nullptr)) return fail_nomem();
   return p;
 }
 
+// Runs in a call that h (the heap the fast path read) entered; leaves it.
+// h == g_process_busy: the call is a signal handler's that interrupted one.
+SHARD_NOINLINE inline void* process_alloc_in_call(core::Heap* h, size_t size, size_t align) {
+  if (SHARD_UNLIKELY(h == &platform::g_process_busy)) return interrupted_malloc(size, align);
+  h = platform::own_process_heap();
+  void* p = nullptr;
+  if (SHARD_LIKELY(size <= core::kMaxRequest && align <= core::kMaxRequest)) {
+    p = align <= core::kMinAlign ? h->alloc(size) : h->alloc_aligned(size, align);
+  }
+  platform::leave_call();
+  if (SHARD_UNLIKELY(p == nullptr)) return fail_nomem();
+  return p;
+}
+
+// Every allocation but a direct-size block popped from its page: out of line,
+// so that the fast path needs no stack frame and tail-calls it.
+SHARD_NOINLINE inline void* process_alloc_general(size_t size, size_t align) {
+  core::Heap* h = platform::process_heap();
+  platform::enter_call();
+  return process_alloc_in_call(h, size, align);
+}
+
 SHARD_INLINE void* process_malloc(size_t size) {
   core::Heap* h = platform::process_heap();
-  // (Checked builds take the slow path, which arms the block's canary.)
+  // (Checked builds take the general path, which arms the block's canary.)
   if (SHARD_LIKELY(!core::kChecked && size <= core::kDirectSizeMax)) {
-    if (core::Block* b = h->alloc_small_fast(size)) return b;
+    platform::enter_call();
+    // In a signal handler that interrupted a call, h is g_process_busy: its
+    // pages are empty, so this pops nothing.
+    if (core::Block* b = h->alloc_small_fast(size)) {
+      platform::leave_call_to(h);
+      return b;
+    }
+  } else {
+    platform::enter_call();
   }
-  return process_malloc_slow(h, size);
+  return process_alloc_in_call(h, size, 0);
 }
 
 // free of null (a no-op) or of a pointer outside our arenas.
@@ -40,19 +76,45 @@ SHARD_NOINLINE inline void process_free_unowned(void* p) {
   if (p != nullptr) platform::fatal("free of a pointer that is not allocated", p);
 }
 
+// The rest of a local free whose block is pushed; leaves the call.
+SHARD_NOINLINE inline void process_page_freed(core::Heap* h, core::Page* page) {
+  h->page_freed_slow(page);
+  platform::leave_call();
+}
+
+// A local free with anything unusual (checked mode: every one); leaves the call.
+SHARD_NOINLINE inline void process_free_local_general(core::Heap* h, core::Segment* s, void* p) {
+  h->free_local(s, p);
+  platform::leave_call();
+}
+
+// Any local free of a checked build.
+SHARD_NOINLINE inline void process_free_checked(core::Heap* h, core::Segment* s, void* p) {
+  platform::enter_call();
+  process_free_local_general(h, s, p);
+}
+
 SHARD_INLINE void process_free(void* p) {
   // Null is not owned either (no arena starts at address 0), so one test
   // sends both to the cold path.
   if (SHARD_UNLIKELY(!platform::os_owns(p))) return process_free_unowned(p);
-  core::free_block(platform::process_heap(), p);
+  core::Heap* h = platform::process_heap();
+  core::Segment* s = core::segment_of(p);
+  // Another heap's block, a huge block, or any block while the thread is in
+  // a call (a signal handler's free: h is g_process_busy, which owns no
+  // segment): free_remote touches only lock-free shared state (and
+  // free_foreign guards the heap cache), so it needs no call.
+  if (SHARD_UNLIKELY(s->heap != h)) return core::free_remote(&platform::g_process_domain, s, p);
+  if constexpr (core::kChecked) return process_free_checked(h, s, p);
+  platform::enter_call();
+  core::Page* page = s->page_of(p);
+  core::Block* b = static_cast<core::Block*>(p);
+  if (SHARD_UNLIKELY(!h->is_usual_local_free(page, b))) return process_free_local_general(h, s, p);
+  if (SHARD_UNLIKELY(h->push_local_fast(page, b))) return process_page_freed(h, page);
+  platform::leave_call_to(h);
 }
 
-inline void* process_malloc_aligned(size_t size, size_t align) {
-  if (SHARD_UNLIKELY(size > core::kMaxRequest || align > core::kMaxRequest)) return fail_nomem();
-  void* p = platform::process_heap()->alloc_aligned(size, align);
-  if (SHARD_UNLIKELY(p == nullptr)) return fail_nomem();
-  return p;
-}
+inline void* process_malloc_aligned(size_t size, size_t align) { return process_alloc_general(size, align); }
 
 inline void* process_calloc(size_t count, size_t size) {
   size_t total;

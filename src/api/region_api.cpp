@@ -3,6 +3,7 @@
 
 #include <new>
 
+#include "api/call_guard.h"
 #include "api/region_record.h"
 #include "core/bits.h"
 #include "core/domain.h"
@@ -24,7 +25,8 @@ constexpr core::PageSource kRegionSource{nullptr, nullptr, false, nullptr};
 // The fast paths' heap: the calling thread's heap in region r when it is at
 // hand without a call (the region this thread used last), else null; the
 // general paths then ask platform::current_heap. Kernels (the bare platform)
-// always ask it.
+// always ask it. Called in a call (api/call_guard.h), so that a signal
+// handler cannot change the cache between this look-up and the heap's use.
 SHARD_INLINE core::Heap* heap_at_hand(shard_region* r) {
 #ifdef SHARDALLOC_PLATFORM_LINUX
   return platform::last_region_heap(&r->domain);
@@ -102,13 +104,14 @@ SHARD_EXPORT shard_status shard_region_add_memory(shard_region* r, void* start, 
 
 namespace {
 
-// Everything but the fast paths below, out of line so that those need no
-// stack frame.
-SHARD_NOINLINE shard_status alloc_general(shard_region* r, size_t size, size_t align, void** out) {
-  if (out == nullptr) return SHARD_INVALID_PARAM;
-  if (align == 0) align = 1;
-  if (!core::is_pow2(align)) return SHARD_INVALID_PARAM;
-  if (size > core::kMaxRequest || align > core::kMaxRequest) return SHARD_NO_MEMORY;
+// Entry points run in a call (api/call_guard.h); a signal handler's call
+// that interrupted one takes the interrupted paths: an allocation from a
+// borrowed heap, a free pushed like a remote one, both accounted to the
+// domain's heapless counters. The fast paths below enter the call themselves;
+// every out-of-line path they tail-call leaves it.
+
+// An allocation in a call, from the calling thread's heap.
+shard_status alloc_in_call(shard_region* r, size_t size, size_t align, void** out) {
   core::Heap* h = platform::current_heap(&r->domain);
   if (h == nullptr) return SHARD_NO_MEMORY;
   void* p = align <= core::kMinAlign ? h->alloc(size) : h->alloc_aligned(size, align);
@@ -118,8 +121,31 @@ SHARD_NOINLINE shard_status alloc_general(shard_region* r, size_t size, size_t a
   return SHARD_OK;
 }
 
-SHARD_NOINLINE shard_status dealloc_general(shard_region* r, void* p, size_t size, size_t align) {
-  core::Heap* h = platform::current_heap(&r->domain);
+shard_status alloc_interrupted(shard_region* r, size_t size, size_t align, void** out) {
+  void* p = r->domain.alloc_borrowed(size, align);
+  if (p == nullptr) return SHARD_NO_MEMORY;
+  // relaxed: statistics summed by readers.
+  r->domain.heapless_used_bytes.fetch_add(int64_t(size), std::memory_order_relaxed);
+  r->domain.heapless_block_bytes.fetch_add(int64_t(block_bytes_of(p)), std::memory_order_relaxed);
+  *out = p;
+  return SHARD_OK;
+}
+
+// Everything but the fast paths below, out of line so that those need no
+// stack frame.
+SHARD_NOINLINE shard_status alloc_general(shard_region* r, size_t size, size_t align, void** out) {
+  if (out == nullptr) return SHARD_INVALID_PARAM;
+  if (align == 0) align = 1;
+  if (!core::is_pow2(align)) return SHARD_INVALID_PARAM;
+  if (size > core::kMaxRequest || align > core::kMaxRequest) return SHARD_NO_MEMORY;
+  if (platform::in_call()) return alloc_interrupted(r, size, align, out);
+  platform::CallScope call;
+  return alloc_in_call(r, size, align, out);
+}
+
+// A free. h: the caller's heap in r, null when it has none or must not use
+// it (interrupted); then the free is pushed like a remote one.
+shard_status dealloc_with(shard_region* r, core::Heap* h, void* p, size_t size, size_t align) {
   size_t usable = 0;
   core::Block* b = live_block(r->domain, h, p, align, &usable);
   if (b == nullptr) return SHARD_NOT_ALLOCATED;
@@ -145,18 +171,33 @@ SHARD_NOINLINE shard_status dealloc_general(shard_region* r, void* p, size_t siz
   return SHARD_OK;
 }
 
+SHARD_NOINLINE shard_status dealloc_general(shard_region* r, void* p, size_t size, size_t align) {
+  if (platform::in_call()) return dealloc_with(r, nullptr, p, size, align);
+  platform::CallScope call;
+  return dealloc_with(r, platform::current_heap(&r->domain), p, size, align);
+}
+
+// The rest of a local dealloc whose block is pushed; leaves the call.
+SHARD_NOINLINE shard_status dealloc_page_freed(core::Heap* h, core::Page* page) {
+  h->page_freed_slow(page);
+  platform::leave_call();
+  return SHARD_OK;
+}
+
 // shard_region_alloc's fast path for kDirectSizeMax < size <= kLargeBlockMax
-// (align <= kMinAlign, h the caller's heap).
+// (align <= kMinAlign, h the caller's heap), in a call; leaves it.
 SHARD_NOINLINE shard_status alloc_queued(shard_region* r, core::Heap* h, size_t size, void** out) {
+  shard_status status = SHARD_OK;
   core::Page* page = h->queues[core::size_class_of(size)].first;
-  if (page != nullptr) {
-    if (core::Block* b = page->pop_free()) {
-      account(h, int64_t(size), int64_t(page->block_size));
-      *out = b;
-      return SHARD_OK;
-    }
+  core::Block* b = page != nullptr ? page->pop_free() : nullptr;
+  if (b != nullptr) {
+    account(h, int64_t(size), int64_t(page->block_size));
+    *out = b;
+  } else {
+    status = alloc_in_call(r, size, core::kMinAlign, out);
   }
-  return alloc_general(r, size, core::kMinAlign, out);
+  platform::leave_call();
+  return status;
 }
 
 // Alignments the fast path serves: 0, 1, 2, 4, 8 (bit i set for i).
@@ -171,7 +212,8 @@ SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_
   // alloc_queued, out of line).
   // (Checked builds take the general path, which arms the block's canary.)
   if (SHARD_LIKELY(!core::kChecked && align <= core::kMinAlign && ((kSmallAlignBits >> align) & 1) != 0 &&
-                   out != nullptr)) {
+                   out != nullptr && !platform::in_call())) {
+    platform::enter_call();
     core::Heap* h = heap_at_hand(r);
     if (SHARD_LIKELY(h != nullptr)) {
       if (SHARD_LIKELY(size <= core::kDirectSizeMax)) {
@@ -179,46 +221,54 @@ SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_
         if (core::Block* b = page->pop_free()) {
           account(h, int64_t(size), int64_t(page->block_size));
           *out = b;
+          platform::leave_call();
           return SHARD_OK;
         }
       } else if (size <= core::kLargeBlockMax) {
         return alloc_queued(r, h, size, out);
       }
     }
+    platform::leave_call();
   }
   return alloc_general(r, size, align, out);
 }
 
 SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t size, size_t align) {
   if (r == nullptr || p == nullptr) return SHARD_INVALID_PARAM;
-  core::Heap* h = heap_at_hand(r);
   // Fast paths: a block start in a live segment of this region, on a small,
   // medium or large page, with the checks live_block makes for that case
   // (page in use, p a block start within it, p on top of no free list we
   // can see, size within the block); then the push free_local makes, or
   // free_remote for a page of another heap.
   // (Checked builds take the general path, which reads and swaps the canary.)
-  core::Segment* s = core::segment_of(p);
-  if (SHARD_LIKELY(!core::kChecked && h != nullptr && r->domain.is_live_segment(s))) {
-    core::Page* page = s->page_of(p);
-    core::Block* b = static_cast<core::Block*>(p);
-    if (s->heap == h) {
-      // relaxed: only compared; a racing free of the same block is the caller's bug.
-      if (SHARD_LIKELY(page->in_use && page->is_block_start(b) &&
-                       b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->free &&
-                       b != page->local_free && page->used != 0 && size <= page->block_size)) {
+  if (SHARD_LIKELY(!core::kChecked && !platform::in_call())) {
+    platform::enter_call();
+    core::Heap* h = heap_at_hand(r);
+    core::Segment* s = core::segment_of(p);
+    if (SHARD_LIKELY(h != nullptr && r->domain.is_live_segment(s))) {
+      core::Page* page = s->page_of(p);
+      core::Block* b = static_cast<core::Block*>(p);
+      if (s->heap == h) {
+        // relaxed: only compared; a racing free of the same block is the caller's bug.
+        if (SHARD_LIKELY(page->in_use && page->is_block_start(b) &&
+                         b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->free &&
+                         b != page->local_free && page->used != 0 && size <= page->block_size)) {
+          account(h, -int64_t(size), -int64_t(page->block_size));
+          if (SHARD_UNLIKELY(h->push_local_fast(page, b))) return dealloc_page_freed(h, page);
+          platform::leave_call();
+          return SHARD_OK;
+        }
+      } else if (s->kind != core::SegmentKind::kHuge && page->in_use && page->is_block_start(b) &&
+                 b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->peek_local_free() &&
+                 size <= page->block_size) {
+        // (free_remote would stop the program on a block on top of either list.)
         account(h, -int64_t(size), -int64_t(page->block_size));
-        h->push_local(page, b);
+        core::free_remote(&r->domain, s, p);
+        platform::leave_call();
         return SHARD_OK;
       }
-    } else if (s->kind != core::SegmentKind::kHuge && page->in_use && page->is_block_start(b) &&
-               b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->peek_local_free() &&
-               size <= page->block_size) {
-      // (free_remote would stop the program on a block on top of either list.)
-      account(h, -int64_t(size), -int64_t(page->block_size));
-      core::free_remote(&r->domain, s, p);
-      return SHARD_OK;
     }
+    platform::leave_call();
   }
   return dealloc_general(r, p, size, align);
 }
@@ -263,6 +313,7 @@ SHARD_EXPORT size_t shard_region_available_bytes(const shard_region* r) {
 
 SHARD_EXPORT size_t shard_region_check_heap(shard_region* r) {
   if (r == nullptr) return 0;
+  platform::CallScope call;  // a signal handler's free meanwhile must not change what check() walks
   const core::Heap* h = platform::current_heap(&r->domain);
   return h == nullptr ? 0 : h->check();
 }

@@ -105,6 +105,10 @@ struct Domain {
   Heap* acquire_heap();           // adopts an abandoned heap or makes one; null if no memory
   void release_heap(Heap* h);     // collects h and abandons it
   void sweep_abandoned();         // collects every abandoned heap it can claim
+  // One allocation (align <= kMinAlign: any) from a heap borrowed for it:
+  // acquired, used, released. For a caller that must not touch its own heap
+  // here (a signal handler that interrupted a call). Null if no memory.
+  void* alloc_borrowed(size_t size, size_t align);
 
   void* meta_alloc(size_t bytes);  // zeroed, 64-byte aligned; null if no memory
   void purge_dirty();

@@ -46,6 +46,14 @@ void Domain::release_heap(Heap* h) {
   h->owned.store(0, std::memory_order_release);
 }
 
+void* Domain::alloc_borrowed(size_t size, size_t align) {
+  Heap* h = acquire_heap();
+  if (h == nullptr) return nullptr;
+  void* p = align <= kMinAlign ? h->alloc(size) : h->alloc_aligned(size, align);
+  release_heap(h);  // the block stays live in the abandoned heap, like any block of an exited thread
+  return p;
+}
+
 void Domain::sweep_abandoned() {
   for (Heap* h = heaps.load(std::memory_order_acquire); h != nullptr; h = h->next_in_domain) {
     // relaxed: a hint; heaps without segments have nothing to give back.

@@ -80,17 +80,23 @@ void* FirstClassHeap::alloc(size_t size, size_t align) {
 }
 
 void FirstClassHeap::free(void* p) {
-  Segment* s = segment_of(p);
-  const int64_t bytes = block_bytes_of(p);  // before the free: a huge block's segment goes with it
   Heap* h = platform::current_first_class_heap(&domain);
-  if (h == nullptr) {
-    // relaxed: statistics summed by readers.
-    domain.heapless_block_bytes.fetch_sub(bytes, std::memory_order_relaxed);
-    free_remote(&domain, s, p);
-    return;
-  }
-  add_block_bytes(h, -bytes);
+  if (h == nullptr) return free_heapless(p);
+  add_block_bytes(h, -block_bytes_of(p));  // before the free: a huge block's segment goes with it
   free_block(h, p);
+}
+
+void FirstClassHeap::free_heapless(void* p) {
+  // relaxed: statistics summed by readers. (Read before the free: a huge block's segment goes with it.)
+  domain.heapless_block_bytes.fetch_sub(block_bytes_of(p), std::memory_order_relaxed);
+  free_remote(&domain, segment_of(p), p);
+}
+
+void* FirstClassHeap::alloc_borrowed(size_t size, size_t align) {
+  void* p = domain.alloc_borrowed(size, align);
+  // relaxed: statistics summed by readers.
+  if (p != nullptr) domain.heapless_block_bytes.fetch_add(block_bytes_of(p), std::memory_order_relaxed);
+  return p;
 }
 
 size_t FirstClassHeap::used_bytes() const {

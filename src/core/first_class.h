@@ -57,6 +57,12 @@ struct FirstClassHeap {
   void* alloc(size_t size, size_t align);
   // Frees p (owns(p) must hold), from any thread.
   void free(void* p);
+  // The same without the calling thread's heap in the domain (a thread that
+  // has none, or a signal handler that interrupted a call on it): the block
+  // is pushed as a remote free, the accounting goes to the domain.
+  void free_heapless(void* p);
+  // alloc() from a heap borrowed for this one call (Domain::alloc_borrowed).
+  void* alloc_borrowed(size_t size, size_t align);
   // Sum of the block sizes of live blocks. Exact when no call is in flight.
   size_t used_bytes() const;
   // Ends the incarnation: LIVE -> DYING, waits for pinned threads

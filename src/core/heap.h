@@ -95,26 +95,34 @@ struct Heap {
   SHARD_INLINE void free_local(Segment* s, void* p) {
     Page* page = s->page_of(p);
     Block* b = static_cast<Block*>(p);
-    // One unlikely branch for everything unusual: interior pointers of
-    // aligned blocks, foreign pointers, an immediate double free.
-    // (The relaxed atomic load comes first so that local_free, compared
-    // after it, need not be loaded again by push_local.)
-    if (SHARD_UNLIKELY(!page->is_block_start(b) || b == page->load_thread_free(std::memory_order_relaxed).head() ||
-                       b == page->local_free || page->used == 0)) {
-      return free_local_unusual(page, p);
-    }
+    if (SHARD_UNLIKELY(!is_usual_local_free(page, b))) return free_local_unusual(page, p);
     if constexpr (kChecked) disarm_canary(page, b, p);
     push_local(page, b);
   }
+  // The one unlikely branch for everything unusual in a local free:
+  // interior pointers of aligned blocks, foreign pointers, an immediate
+  // double free. False sends the free to free_local_unusual.
+  // (The relaxed atomic load comes first so that local_free, compared after
+  // it, need not be loaded again by push_local.)
+  SHARD_INLINE bool is_usual_local_free(const Page* page, const Block* b) const {
+    return page->is_block_start(b) && b != page->load_thread_free(std::memory_order_relaxed).head() &&
+           b != page->local_free && page->used != 0;
+  }
   // Pushes b, known to be a live block of page, on the local free list.
   SHARD_INLINE void push_local(Page* page, Block* b) {
+    if (SHARD_UNLIKELY(push_local_fast(page, b))) page_freed_slow(page);
+  }
+  // push_local without its rare step: true when page_freed_slow(page) must
+  // follow (the page emptied or was full).
+  SHARD_INLINE bool push_local_fast(Page* page, Block* b) {
     page->set_next(b, page->local_free);
     page->set_local_free(b);
     if (SHARD_UNLIKELY(--page->used == 0 || page->in_full)) {
       // The only page of its class stays when it empties (no queue neighbours,
       // not full): alloc/free of one block then never leaves the fast path.
-      if (page->used != 0 || page->in_full || page->next != nullptr || page->prev != nullptr) page_freed_slow(page);
+      return page->used != 0 || page->in_full || page->next != nullptr || page->prev != nullptr;
     }
+    return false;
   }
 
   // Slow paths (heap_alloc.cpp, heap_free.cpp) -------------------------------

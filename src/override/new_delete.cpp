@@ -32,8 +32,8 @@ namespace {
 }
 
 inline void* new_impl(size_t size) {
-  void* p = platform::process_heap()->alloc(size);
-  if (__builtin_expect(p != nullptr, 1) && size <= core::kMaxRequest) return p;
+  void* p = api::process_malloc(size);
+  if (__builtin_expect(p != nullptr, 1)) return p;
   return new_retry(size, 0, false);
 }
 

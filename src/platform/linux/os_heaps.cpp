@@ -4,6 +4,7 @@
 #include "core/bits.h"
 #include "core/hooks.h"
 #include "core/segment.h"
+#include "platform/linux/call_guard.h"
 #include "platform/linux/options.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
@@ -46,22 +47,33 @@ core::FirstClassHeap* os_heap_new() {
   return h;
 }
 
+namespace {
+
+// The live first-class heap over OS memory whose segment s holds p, or null.
+// Every header read below is of memory first checked to lie in an OS arena;
+// the heap's own owns() (the segment's cookie against the heap's secret) decides.
+core::FirstClassHeap* os_heap_owning(core::Segment* s, void* p) {
+  if (!readable(s, sizeof(core::Segment))) return nullptr;
+  core::Domain* d = s->domain;
+  if (!readable(d, sizeof(core::Domain)) || core::addr(d) % alignof(core::Domain) != 0) return nullptr;
+  core::DomainLife* life = d->life;
+  if (life == nullptr || !readable(life, sizeof(core::FirstClassHeap)) || core::addr(life) % 64 != 0) return nullptr;
+  core::FirstClassHeap* h = core::FirstClassHeap::of(d);
+  return &h->domain == d && h->is_live() && h->owns(p) ? h : nullptr;
+}
+
+}  // namespace
+
 // Reached from a free into the process domain (shard_free, free) of a
-// pointer whose segment is not the process domain's. Every header read below
-// is of memory first checked to lie in an OS arena; the heap's own owns()
-// (the segment's cookie against the heap's secret) decides.
+// pointer whose segment is not the process domain's. The heap's free uses
+// the thread's heap cache: in a call (a signal handler interrupted one,
+// platform/linux/call_guard.h), it frees without it.
 void free_foreign(const core::Domain*, core::Segment* s, void* p) {
-  if (readable(s, sizeof(core::Segment))) {
-    core::Domain* d = s->domain;
-    if (readable(d, sizeof(core::Domain)) && core::addr(d) % alignof(core::Domain) == 0) {
-      core::DomainLife* life = d->life;
-      if (life != nullptr && readable(life, sizeof(core::FirstClassHeap)) && core::addr(life) % 64 == 0) {
-        core::FirstClassHeap* h = core::FirstClassHeap::of(d);
-        if (&h->domain == d && h->is_live() && h->owns(p)) return h->free(p);
-      }
-    }
-  }
-  fatal("free of a pointer that is not allocated", p);
+  core::FirstClassHeap* h = os_heap_owning(s, p);
+  if (h == nullptr) fatal("free of a pointer that is not allocated", p);
+  if (in_call()) return h->free_heapless(p);
+  CallScope call;
+  h->free(p);
 }
 
 }  // namespace shardalloc::platform

@@ -13,6 +13,7 @@
 
 #include "core/domain_life.h"
 #include "core/hooks.h"
+#include "platform/linux/call_guard.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
 #include "platform/linux/region_heaps.h"
@@ -21,7 +22,8 @@ namespace shardalloc::platform {
 
 constinit core::Domain g_process_domain{.source = kOsPageSource};
 constinit core::Heap g_process_placeholder{&g_process_domain};
-constinit thread_local core::Heap* tl_process_heap = &g_process_placeholder;
+constinit core::Heap g_process_busy{&g_process_domain};
+constinit thread_local ThreadState tl_thread{};
 // Heaps of region domains and first-class heaps this thread uses
 // (region_heaps.h), most recently used first; beyond kRegionSlots domains the
 // least recently used heap is given back (and re-adopted when needed).
@@ -65,11 +67,14 @@ void give_back(ThreadHeaps& t, unsigned i) {
 }
 
 void on_thread_exit(void*) {
+  // In a call: a signal handler's free meanwhile must not reorder the slots
+  // behind the loop (it takes the interrupted path instead).
+  CallScope call;
   ThreadHeaps& t = tl_heaps;
   t.exit_registered = false;
   for (unsigned i = 0; i < kRegionSlots; ++i) give_back(t, i);
-  core::Heap* h = tl_process_heap;
-  tl_process_heap = &g_process_placeholder;
+  core::Heap* h = tl_thread.own_heap;
+  tl_thread.own_heap = &g_process_placeholder;  // the scope's end makes it the fast paths' heap too
   if (!h->placeholder) g_process_domain.release_heap(h);
 }
 
@@ -89,7 +94,7 @@ core::Heap* acquire_process_heap() {
   g_process_domain.ensure_secret(entropy());
   core::Heap* h = g_process_domain.acquire_heap();
   if (h == nullptr) return nullptr;
-  tl_process_heap = h;
+  tl_thread.own_heap = h;  // in a call: leaving it makes h the fast paths' heap
   register_thread_exit();
   return h;
 }
@@ -144,7 +149,7 @@ SHARD_NOINLINE core::Heap* acquire_cached_heap(ThreadHeaps& t, core::Domain* d) 
 
 SHARD_NOINLINE core::Heap* current_heap_slow(core::Domain* d) {
   if (d == &g_process_domain) {
-    core::Heap* h = tl_process_heap;
+    core::Heap* h = tl_thread.own_heap;
     return h->placeholder ? acquire_process_heap() : h;
   }
   // A region's entry is never stale (a first-class heap's domain, which
