@@ -71,10 +71,14 @@ void on_thread_exit(void*) {
   // behind the loop (it takes the interrupted path instead).
   CallScope call;
   ThreadHeaps& t = tl_heaps;
-  t.exit_registered = false;
   for (unsigned i = 0; i < kRegionSlots; ++i) give_back(t, i);
   core::Heap* h = tl_thread.own_heap;
-  tl_thread.own_heap = &g_process_placeholder;  // the scope's end makes it the fast paths' heap too
+  // From now on the thread caches no heap: every later call (a later key
+  // destructor's, a signal handler's) takes the interrupted paths, which
+  // borrow a heap or free like a remote thread, so no heap can stay owned by
+  // the thread once it is gone. (The scope's end makes g_process_busy the
+  // fast paths' heap too.)
+  tl_thread.own_heap = &g_process_busy;
   if (!h->placeholder) g_process_domain.release_heap(h);
 }
 
@@ -84,8 +88,8 @@ void register_thread_exit() {
   ThreadHeaps& t = tl_heaps;
   if (t.exit_registered) return;
   pthread_once(&g_exit_key_once, &create_exit_key);
-  // Any non-null value makes the destructor run; it runs again if a later
-  // destructor allocates and registers once more.
+  // Any non-null value makes the destructor run (once: after it the thread
+  // acquires no heap, see on_thread_exit).
   pthread_setspecific(g_exit_key, &t);
   t.exit_registered = true;
 }
