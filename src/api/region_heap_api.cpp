@@ -8,6 +8,7 @@
 #include "core/first_class.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/step.h"
 #include "shardalloc/heap.h"
 
 #define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
@@ -40,6 +41,7 @@ SHARD_EXPORT shard_heap* shard_heap_new_in_region(shard_region* r, size_t bytes)
   if (shard_region_alloc(r, bytes, 1, &span) != SHARD_OK) return fail(platform::Failure::kNoMemory);
   // A block this large has a segment span of its own: it is ours up to the
   // span's end, whatever was asked for.
+  core::Step step;  // no fork leaves the record claimed but the heap never handed out
   core::Domain::ArenaPlan plan;
   core::FirstClassHeap* h = nullptr;
   if (core::Domain::plan_arena(span, core::usable_size(span), 0, &plan)) h = core::FirstClassHeap::claim(&r->domain);

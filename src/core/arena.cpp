@@ -4,6 +4,7 @@
 #include <new>
 
 #include "core/bits.h"
+#include "core/step.h"
 
 namespace shardalloc::core {
 namespace {
@@ -159,6 +160,7 @@ size_t Arena::purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t*
       const size_t bit = size_t(std::countr_zero(candidates));
       candidates &= candidates - 1;
       const size_t index = w * kBitsPerWord + bit;
+      Step step;  // no fork leaves the slot claimed for good
       if (!try_claim_range(index, 1)) continue;
       // relaxed: we own the slot now; nobody else touches its bits until we release it.
       dirty[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);

@@ -5,6 +5,7 @@
 
 #include "core/bits.h"
 #include "core/heap.h"
+#include "core/step.h"
 
 namespace shardalloc::core {
 namespace {
@@ -146,6 +147,10 @@ bool Domain::grow(size_t slots, size_t align) {
 }
 
 Segment* Domain::claim_segment(size_t slots, size_t align, size_t align_offset) {
+  // A step: no fork between the claim of a run's first bitmap word and its
+  // last (or the undo of a partial claim), nor between a new arena's mapping
+  // and its publication.
+  Step step;
   for (int attempt = 0; attempt < 8; ++attempt) {
     if (Segment* s = try_claim(slots, align, align_offset)) return s;
     if (attempt == 0) {
@@ -158,6 +163,7 @@ Segment* Domain::claim_segment(size_t slots, size_t align, size_t align_offset) 
 }
 
 void Domain::release_segment(Segment* s) {
+  Step step;  // no fork between the cookie's clearing and the last slot's release
   Arena* a = s->arena;
   const size_t slots = s->span_slots;
   s->cookie = 0;  // a stale pointer into this segment no longer passes validation
@@ -225,7 +231,9 @@ void* Domain::meta_alloc(size_t bytes) {
         }
       }
     }
-    // A fresh slot becomes the next metadata chunk.
+    // A fresh slot becomes the next metadata chunk (a step: no fork leaves
+    // the slot claimed but not installed).
+    Step step;
     Segment* slot = claim_segment(1, 0, 0);
     if (slot == nullptr) return nullptr;
     // The slot now holds metadata for good: it is not a segment any more.

@@ -3,6 +3,7 @@
 
 #include "core/domain.h"
 #include "core/heap.h"
+#include "core/step.h"
 
 namespace shardalloc::core {
 namespace {
@@ -25,6 +26,7 @@ Heap* Domain::acquire_heap() {
       return h;
     }
   }
+  Step step;  // no fork leaves a record made but not published
   void* mem = meta_alloc(sizeof(Heap));
   if (mem == nullptr) return nullptr;
   Heap* h = new (mem) Heap();
@@ -40,6 +42,7 @@ Heap* Domain::acquire_heap() {
 }
 
 void Domain::release_heap(Heap* h) {
+  Step step;  // no fork leaves a heap half given back (and owned by a thread the child lacks)
   h->collect_all();
   maybe_purge();
   // release: the next owner (acquire CAS) sees all our writes to the heap and its pages.
@@ -58,6 +61,7 @@ void Domain::sweep_abandoned() {
   for (Heap* h = heaps.load(std::memory_order_acquire); h != nullptr; h = h->next_in_domain) {
     // relaxed: a hint; heaps without segments have nothing to give back.
     if (h->segment_count.load(std::memory_order_relaxed) == 0) continue;
+    Step step;  // no fork between claiming the heap and giving it back
     if (!try_own(h)) continue;
     heaps_swept.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
     release_heap(h);

@@ -8,6 +8,7 @@
 #include "core/bits.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/step.h"
 
 namespace shardalloc::core {
 namespace {
@@ -110,6 +111,7 @@ size_t FirstClassHeap::used_bytes() const {
 }
 
 void FirstClassHeap::destroy() {
+  Step step;  // no fork leaves the record dying or the memory half given back
   if (!life.begin_destroy()) platform::fatal("use of a destroyed heap", this);
   platform::quiesce_domain(&domain);
   if (release != nullptr) release(this);

@@ -3,6 +3,7 @@
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/step.h"
 
 namespace shardalloc::core {
 
@@ -92,10 +93,11 @@ void Heap::drain_notified() {
 
 namespace {
 
-void free_huge(Segment* s, void* p) {
+SHARD_NOINLINE void free_huge(Segment* s, void* p) {
   Page* page = &s->pages[0];
   if (p != page->area) platform::fatal("free of a pointer that is not allocated", p);
   if constexpr (kChecked) disarm_canary(page, static_cast<Block*>(p), p);
+  Step step;  // no fork between winning the block and releasing its slots
   uintptr_t expected = 0;
   // acq_rel: the winner of this CAS alone releases the segment; a loser is a double free.
   if (!page->thread_free.compare_exchange_strong(expected, 1, std::memory_order_acq_rel, std::memory_order_relaxed)) {
@@ -115,6 +117,42 @@ void push_notified(Heap* heap, Page* page) {
 
 }  // namespace
 
+namespace {
+
+// Pushes b (p: the pointer freed) on page's thread_free list; returns the
+// state the push replaced, moving kFull to kNotified. With stop_at_full, a
+// page found kFull is left alone and kFull returned without a push.
+SHARD_INLINE NotifyState push_thread_free(Page* page, Block* b, const void* p, bool stop_at_full) {
+  // relaxed: the CAS below validates what we read.
+  uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
+  for (;;) {
+    const ThreadFreeWord seen(raw);
+    if (stop_at_full && seen.state() == NotifyState::kFull) return NotifyState::kFull;
+    // An immediate double free: on top of the remote list, or of the owner's local list.
+    if (seen.head() == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
+    page->set_next(b, seen.head());
+    const NotifyState next = seen.state() == NotifyState::kFull ? NotifyState::kNotified : seen.state();
+    // release: our writes to the block (and its next pointer) happen-before the owner's acquire collect.
+    // acquire: when we read kFull, the owner's release there orders its earlier
+    // drain (which read next_notified) before our write of next_notified.
+    if (page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(b, next).raw(), std::memory_order_acq_rel,
+                                                std::memory_order_relaxed)) {
+      return seen.state();
+    }
+  }
+}
+
+// The push into a page found full: a step (no fork between the CAS that
+// moves the page to kNotified and its push on the heap's notified stack).
+SHARD_NOINLINE void free_into_full_page(Segment* s, Page* page, Block* b, const void* p) {
+  Step step;
+  // We moved the page from kFull to kNotified: tell its heap. The owner will
+  // not free the page while it is kNotified, so touching it here is safe.
+  if (push_thread_free(page, b, p, false) == NotifyState::kFull) push_notified(s->heap, page);
+}
+
+}  // namespace
+
 void free_remote(Domain* d, Segment* s, void* p) {
   if (s->cookie != d->cookie_of(s)) return platform::free_foreign(d, s, p);
   if (s->kind == SegmentKind::kHuge) return free_huge(s, p);
@@ -125,26 +163,9 @@ void free_remote(Domain* d, Segment* s, void* p) {
   Block* b = static_cast<Block*>(p);
   if (SHARD_UNLIKELY(!page->is_block_start(p))) b = Heap::interior_block(page, p);
   if constexpr (kChecked) disarm_canary(page, b, p);
-  // relaxed: the CAS below validates what we read.
-  uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
-  ThreadFreeWord seen(raw);
-  for (;;) {
-    // An immediate double free: on top of the remote list, or of the owner's local list.
-    if (seen.head() == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
-    page->set_next(b, seen.head());
-    const NotifyState next = seen.state() == NotifyState::kFull ? NotifyState::kNotified : seen.state();
-    // release: our writes to the block (and its next pointer) happen-before the owner's acquire collect.
-    // acquire: when we read kFull, the owner's release there orders its earlier
-    // drain (which read next_notified) before our write of next_notified.
-    if (page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(b, next).raw(), std::memory_order_acq_rel,
-                                                std::memory_order_relaxed)) {
-      break;
-    }
-    seen = ThreadFreeWord(raw);
+  if (SHARD_UNLIKELY(push_thread_free(page, b, p, true) == NotifyState::kFull)) {
+    return free_into_full_page(s, page, b, p);
   }
-  // We moved the page from kFull to kNotified: tell its heap. The owner will
-  // not free the page while it is kNotified, so touching it here is safe.
-  if (seen.state() == NotifyState::kFull) push_notified(s->heap, page);
 }
 
 }  // namespace shardalloc::core

@@ -39,6 +39,16 @@ void free_foreign(const core::Domain* d, core::Segment* s, void* p);
 // docs/protocols.md). Bare: CPU heaps are never given back, nothing to wait for.
 void quiesce_domain(core::Domain* d);
 
+// Fork safety (docs/protocols.md, "fork"): a *step* is a stretch of a
+// protocol that leaves shared state inconsistent until it ends (a pin held,
+// a page marked notified but not yet pushed, slots claimed but not yet a
+// segment, a heap claimed by a sweeper). fork() never copies a process in
+// which another thread is inside a step: enter_step waits while a fork is
+// being prepared, and the fork waits for the steps in flight. Steps nest;
+// they are short and never wait for another thread's step. Bare: no fork, no-ops.
+void enter_step();
+void leave_step();
+
 // How an API call failed, for the caller: errno on Linux, nothing on bare.
 enum class Failure { kNoMemory, kInvalidArgument };
 void report_failure(Failure f);

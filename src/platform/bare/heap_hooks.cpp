@@ -1,6 +1,6 @@
 // What first-class heaps need from a bare-metal platform: there is no other
 // domain a stray free could belong to, no thread ever gives a CPU heap back
-// (so destroy has nothing to wait for), and no errno.
+// (so destroy has nothing to wait for), no errno, and no fork.
 #include "core/hooks.h"
 
 namespace shardalloc::platform {
@@ -10,5 +10,9 @@ void free_foreign(const core::Domain*, core::Segment*, void* p) { fatal("free of
 void quiesce_domain(core::Domain*) {}
 
 void report_failure(Failure) {}
+
+// A kernel does not fork: steps need no gate.
+void enter_step() {}
+void leave_step() {}
 
 }  // namespace shardalloc::platform

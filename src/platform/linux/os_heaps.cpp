@@ -4,6 +4,7 @@
 #include "core/bits.h"
 #include "core/hooks.h"
 #include "core/segment.h"
+#include "core/step.h"
 #include "platform/linux/call_guard.h"
 #include "platform/linux/options.h"
 #include "platform/linux/os_source.h"
@@ -36,6 +37,7 @@ void release_os_arenas(core::FirstClassHeap* h) {
 }  // namespace
 
 core::FirstClassHeap* os_heap_new() {
+  core::Step step;  // no fork leaves a record claimed but never handed out
   g_process_domain.ensure_secret(entropy());  // the record may claim the domain's first segment
   core::FirstClassHeap* h = core::FirstClassHeap::claim(&g_process_domain);
   if (h == nullptr) return nullptr;

@@ -13,6 +13,7 @@
 
 #include "core/domain_life.h"
 #include "core/hooks.h"
+#include "core/step.h"
 #include "platform/linux/call_guard.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
@@ -61,6 +62,8 @@ void give_back(ThreadHeaps& t, unsigned i) {
   }
   // The pin keeps destroy from taking the memory while we give the heap back;
   // it fails once the incarnation is over: the heap is gone, nothing to do.
+  // A step: no fork copies the pin without the thread that would drop it.
+  core::Step step;
   if (!life->try_pin(generation)) return;
   d->release_heap(h);
   life->unpin();

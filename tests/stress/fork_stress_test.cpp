@@ -1,0 +1,183 @@
+// fork() while other threads are in the middle of every protocol step
+// (docs/protocols.md, "fork"): threads allocate and free remotely through a
+// shared transfer array, churn huge blocks, and start short-lived threads
+// that use first-class heaps and exit (giving their heaps back under a pin),
+// while the main thread forks over and over. Every child checks its heap,
+// destroys every first-class heap it can see, allocates and frees in every
+// kind of heap, and must exit cleanly within a time limit.
+//
+// Before the fork gate a child hung now and then: a thread that exited while
+// holding a first-class heap's pin left the count at 1 in the child, and
+// shard_heap_destroy waited for it for ever.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "api/test_support.h"
+#include "shardalloc/heap.h"
+#include "shardalloc/region.h"
+#include "shardalloc/shardalloc.h"
+#include "support/rng.h"
+
+using namespace shardtest;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int kHeaps = 4;
+constexpr size_t kTransfer = 512;
+constexpr size_t kRegionBytes = 16 * MiB;
+
+std::atomic<shard_heap*> g_heaps[kHeaps];
+std::atomic<int> g_heap_users[kHeaps];  // threads inside a call on g_heaps[i] (destroy waits for none)
+std::atomic<void*> g_transfer[kTransfer];
+std::atomic<bool> g_stop{false};
+shard_region* g_region = nullptr;
+
+// Process heap blocks handed between threads, so that most frees are remote
+// and pages fill up (notifications) in heaps of other threads.
+void transfer_worker(uint64_t seed) {
+  Rng rng(seed);
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    for (int i = 0; i < 256; ++i) {
+      const size_t size = rng.chance(2) ? 600 * KiB + rng.below(2 * MiB) : 16 + rng.below(2000);
+      void* p = shard_malloc(size);
+      if (p == nullptr) continue;
+      std::memset(p, 0x5a, size < 64 ? size : 64);
+      void* old = g_transfer[rng.below(kTransfer)].exchange(p, std::memory_order_acq_rel);
+      shard_free(old);
+    }
+  }
+}
+
+// Short-lived threads, each using a first-class heap and exiting with its
+// heap cache full (their exit gives the heaps back under a pin).
+void heap_user(uint64_t seed) {
+  Rng rng(seed);
+  for (int k = 0; k < 3; ++k) {
+    const size_t i = rng.below(kHeaps);
+    // seq_cst, with the cycler's exchange and load: it sees us, or we see null.
+    g_heap_users[i].fetch_add(1);
+    if (shard_heap* h = g_heaps[i].load()) {
+      // Pages of many classes: giving the heap back at exit takes a while.
+      void* blocks[48];
+      for (auto& p : blocks) p = shard_heap_malloc(h, 16 + rng.below(12000));
+      for (void* p : blocks) shard_heap_free(h, p);
+    }
+    g_heap_users[i].fetch_sub(1);
+  }
+  void* r = nullptr;
+  if (shard_region_alloc(g_region, 64 + rng.below(3000), 16, &r) == SHARD_OK) shard_region_dealloc(g_region, r, 1, 16);
+}
+
+void churn_threads(uint64_t seed) {
+  Rng rng(seed);
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    std::thread t(heap_user, rng.next());
+    t.join();
+  }
+}
+
+// First-class heaps made and destroyed all the time (a destroy waits for pins).
+void heap_cycler(uint64_t seed) {
+  Rng rng(seed);
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    const size_t i = rng.below(kHeaps);
+    shard_heap* old = g_heaps[i].exchange(nullptr);
+    while (g_heap_users[i].load() != 0) std::this_thread::yield();  // no call on the heap in flight
+    if (old != nullptr) shard_heap_destroy(old);
+    g_heaps[i].store(shard_heap_new(), std::memory_order_release);
+  }
+}
+
+// The child: only async-signal-safe work and the allocator. Exit status 0
+// when everything worked.
+[[noreturn]] void child() {
+  shard_check_heap();
+  for (auto& slot : g_heaps) {
+    if (shard_heap* h = slot.exchange(nullptr)) shard_heap_destroy(h);  // hangs on a pin of a vanished thread
+  }
+  for (auto& slot : g_transfer) shard_free(slot.exchange(nullptr));
+  void* blocks[64];
+  for (int round = 0; round < 4; ++round) {
+    for (size_t i = 0; i < 64; ++i) {
+      blocks[i] = shard_malloc(i % 8 == 0 ? 700 * KiB : 8 + 24 * i);
+      if (blocks[i] == nullptr) _exit(2);
+      std::memset(blocks[i], int(i), 8);
+    }
+    for (size_t i = 0; i < 64; ++i) shard_free(blocks[i]);
+  }
+  void* r = nullptr;
+  if (shard_region_alloc(g_region, 1000, 16, &r) != SHARD_OK) _exit(3);
+  if (shard_region_dealloc(g_region, r, 1000, 16) != SHARD_OK) _exit(4);
+  shard_heap* h = shard_heap_new();
+  if (h == nullptr) _exit(5);
+  void* q = shard_heap_malloc(h, 100);
+  if (q == nullptr) _exit(6);
+  shard_heap_free(h, q);
+  shard_heap_destroy(h);
+  shard_check_heap();
+  _exit(0);
+}
+
+// Waits for pid at most `limit`; kills it when it does not exit in time.
+// Returns its exit status, or -1 when it hung.
+int wait_with_limit(pid_t pid, std::chrono::milliseconds limit) {
+  const auto deadline = Clock::now() + limit;
+  int status = 0;
+  for (;;) {
+    const pid_t got = waitpid(pid, &status, WNOHANG);
+    if (got == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (Clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+TEST(ForkStress, ChildrenOfABusyProcessWorkAndExit) {
+  ASSERT_EQ(shard_region_init(&g_region, map_memory(kRegionBytes), kRegionBytes), SHARD_OK);
+  for (auto& h : g_heaps) h.store(shard_heap_new());
+  std::vector<std::thread> threads;
+  threads.emplace_back(transfer_worker, 1);
+  threads.emplace_back(transfer_worker, 2);
+  threads.emplace_back(churn_threads, 3);
+  threads.emplace_back(churn_threads, 4);
+  threads.emplace_back(churn_threads, 6);
+  threads.emplace_back(heap_cycler, 5);
+
+  const size_t forks = scaled(150, stress_scale() * sanitizer_factor(), 40);
+  size_t hung = 0, failed = 0;
+  for (size_t i = 0; i < forks; ++i) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) child();
+    const int status = wait_with_limit(pid, std::chrono::seconds(10));
+    if (status == -1) {
+      ++hung;
+    } else if (status != 0) {
+      ++failed;
+      std::printf("child %zu exited with status %d\n", i, status);
+    }
+  }
+  g_stop.store(true);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(hung, 0u) << "children that did not exit within 10 s";
+  EXPECT_EQ(failed, 0u);
+  std::printf("%zu forks, %zu hung, %zu failed\n", forks, hung, failed);
+  for (auto& slot : g_transfer) shard_free(slot.exchange(nullptr));
+  for (auto& h : g_heaps) shard_heap_destroy(h.exchange(nullptr));
+}
+
+}  // namespace
