@@ -100,11 +100,13 @@ if [ $deep = 1 ]; then
   verify abandon pass abandon.pml -DA1=4
   verify abandon-2sweeps pass abandon.pml -DA1=3 -DSWEEPS=2
   verify lifetime-5threads pass lifetime.pml -DNT=5 -DREUSE
+  verify fork-gate-3threads pass fork.pml -DNT=3 -DSTEPS=3 -DFORKS=3
 else
   verify notify-2remotes pass notify.pml -DNREMOTE=2 -DALLOCS=5
   verify notify-1remote pass notify.pml -DNREMOTE=1 -DALLOCS=8
   verify abandon pass abandon.pml -DA1=3
   verify lifetime pass lifetime.pml -DNT=4 -DREUSE
+  verify fork-gate pass fork.pml -DNT=3 -DSTEPS=2 -DFORKS=2
 fi
 
 if [ $mutants = 1 ]; then
@@ -117,6 +119,9 @@ if [ $mutants = 1 ]; then
   verify destroy-no-wait fail lifetime.pml -DNT=2 -DMUTANT_NO_WAIT
   verify pin-ignores-generation fail lifetime.pml -DNT=2 -DREUSE -DMUTANT_PIN_IGNORES_GENERATION
   verify pin-while-dying fail lifetime.pml -DNT=2 -DREUSE -DMUTANT_PIN_WHILE_DYING
+  verify gate-check-then-add fail fork.pml -DMUTANT_CHECK_THEN_ADD
+  verify fork-no-wait fail fork.pml -DMUTANT_FORK_NO_WAIT
+  verify step-no-check fail fork.pml -DMUTANT_STEP_NO_CHECK
 fi
 
 if [ $failures != 0 ]; then

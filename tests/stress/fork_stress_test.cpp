@@ -146,7 +146,7 @@ int wait_with_limit(pid_t pid, std::chrono::milliseconds limit) {
   }
 }
 
-TEST(ForkStress, ChildrenOfABusyProcessWorkAndExit) {
+TEST(ForkStress, F01toF10_ChildrenOfABusyProcessWorkAndExit) {
   ASSERT_EQ(shard_region_init(&g_region, map_memory(kRegionBytes), kRegionBytes), SHARD_OK);
   for (auto& h : g_heaps) h.store(shard_heap_new());
   std::vector<std::thread> threads;

@@ -224,7 +224,7 @@ void check_every_heap(uint64_t heaps, Check check) {
   for (auto& t : threads) t.join();
 }
 
-TEST(SignalStorm, HandlersFreeIntoTheInterruptedHeaps) {
+TEST(SignalStorm, S01toS04_HandlersFreeIntoTheInterruptedHeaps) {
   for (auto& r : g_regions) ASSERT_EQ(shard_region_init(&r, map_memory(kRegionBytes), kRegionBytes), SHARD_OK);
   for (auto& h : g_heaps) ASSERT_NE(h = shard_heap_new(), nullptr);
   shard_free(shard_malloc(1));  // the library's exit key exists before ours
