@@ -235,8 +235,8 @@ TEST(SignalStorm, S01toS04_HandlersFreeIntoTheInterruptedHeaps) {
   sa.sa_flags = SA_RESTART;
   ASSERT_EQ(sigaction(SIGUSR1, &sa, nullptr), 0);
 
-  const size_t rounds = scaled(12, stress_scale(), 2);
-  const size_t ops = scaled(30000, stress_scale() * sanitizer_factor(), 2000);
+  const size_t rounds = scaled(8, stress_scale(), 2);
+  const size_t ops = scaled(20000, stress_scale() * sanitizer_factor(), 2000);
   for (size_t round = 0; round < rounds; ++round) {
     std::vector<std::thread> threads;
     for (uint64_t t = 0; t < 3; ++t) threads.emplace_back(worker, round * 16 + t + 1, ops);
