@@ -570,11 +570,82 @@ TEST(Memalign, OtherAlignmentsRoundUp) {
     std::free(p);
   }
   errno = 0;
-  EXPECT_EQ(memalign(hide(SIZE_MAX), 16), nullptr);
-  EXPECT_EQ(errno, ENOMEM);
-  errno = 0;
   EXPECT_EQ(memalign(64, hide(SIZE_MAX)), nullptr);
   EXPECT_EQ(errno, ENOMEM);
+}
+
+// Huge alignments, errno as glibc 2.36 sets it (checked against the system
+// glibc; its tst-memalign, tst-posix_memalign and tst-malloc-too-large):
+// an alignment above SIZE_MAX / 2 + 1 = 2^63 can never be a power of two:
+// EINVAL from every entry point (memalign(-1, pagesize) is glibc's BZ #16038
+// test). 2^63 itself, and 2^62 + 1 (memalign rounds it up to 2^63), are
+// valid alignments that cannot be served: ENOMEM, as a size that cannot be.
+constexpr size_t kHalf = SIZE_MAX / 2 + 1;  // 2^63
+const size_t kImpossibleAlignments[] = {SIZE_MAX, kHalf + 1, kHalf + kPage, SIZE_MAX - kPage + 1};
+const size_t kUnservableAlignments[] = {kHalf, (size_t{1} << 62) + 1, kHalf - 1};
+
+TEST(HugeAlignment, MemalignAboveTwoToThe63IsEINVAL) {
+  auto libc_memalign = sym<void* (*)(size_t, size_t)>("__libc_memalign");
+  ASSERT_NE(libc_memalign, nullptr);
+  for (size_t a : kImpossibleAlignments) {
+    for (size_t n : {size_t{0}, size_t{16}, kPage}) {
+      errno = 0;
+      EXPECT_EQ(memalign(hide(a), hide(n)), nullptr) << "memalign(" << a << ", " << n << ")";
+      EXPECT_EQ(errno, EINVAL) << "memalign(" << a << ", " << n << ")";
+      errno = 0;
+      EXPECT_EQ(libc_memalign(hide(a), hide(n)), nullptr) << "__libc_memalign(" << a << ", " << n << ")";
+      EXPECT_EQ(errno, EINVAL) << "__libc_memalign(" << a << ", " << n << ")";
+    }
+  }
+  for (size_t a : kUnservableAlignments) {
+    errno = 0;
+    EXPECT_EQ(memalign(hide(a), 16), nullptr) << "memalign(" << a << ", 16)";
+    EXPECT_EQ(errno, ENOMEM) << "memalign(" << a << ", 16)";
+  }
+  // Huge sizes stay ENOMEM whatever the alignment (BZ #15857).
+  for (size_t a : {size_t{8}, size_t{16}, kPage}) {
+    errno = 0;
+    EXPECT_EQ(memalign(hide(a), hide(SIZE_MAX - kPage + 1)), nullptr);
+    EXPECT_EQ(errno, ENOMEM) << "memalign(" << a << ", -pagesize)";
+  }
+}
+
+TEST(HugeAlignment, AlignedAllocAboveTwoToThe63IsEINVAL) {
+  for (size_t a : kImpossibleAlignments) {
+    errno = 0;
+    EXPECT_EQ(aligned_alloc(hide(a), 16), nullptr) << "aligned_alloc(" << a << ", 16)";
+    EXPECT_EQ(errno, EINVAL) << "aligned_alloc(" << a << ", 16)";
+  }
+  errno = 0;
+  EXPECT_EQ(aligned_alloc(hide(kHalf), 16), nullptr);
+  EXPECT_EQ(errno, ENOMEM) << "aligned_alloc(2^63, 16)";
+}
+
+TEST(HugeAlignment, PosixMemalignAboveTwoToThe63IsEINVAL) {
+  void* const sentinel = reinterpret_cast<void*>(uintptr_t{0x5678});
+  for (size_t a : kImpossibleAlignments) {
+    void* p = sentinel;
+    errno = 4321;
+    EXPECT_EQ(posix_memalign(&p, hide(a), 16), EINVAL) << "posix_memalign(" << a << ", 16)";
+    EXPECT_EQ(p, sentinel);
+    EXPECT_EQ(errno, 4321) << "EINVAL leaves errno alone (glibc)";
+  }
+  void* p = sentinel;
+  EXPECT_EQ(posix_memalign(&p, hide(kHalf), 16), ENOMEM) << "posix_memalign(2^63, 16)";
+  EXPECT_EQ(p, sentinel);
+  EXPECT_EQ(posix_memalign(&p, kPage, hide(SIZE_MAX - kPage + 1)), ENOMEM) << "posix_memalign(pagesize, -pagesize)";
+  EXPECT_EQ(p, sentinel);
+}
+
+TEST(HugeAlignment, VallocAndPvallocOfMinusPagesizeAreENOMEM) {
+  for (size_t n : {SIZE_MAX, SIZE_MAX - kPage + 1, kPtrdiffMax}) {
+    errno = 0;
+    EXPECT_EQ(valloc(hide(n)), nullptr) << "valloc(" << n << ")";
+    EXPECT_EQ(errno, ENOMEM) << "valloc(" << n << ")";
+    errno = 0;
+    EXPECT_EQ(pvalloc(hide(n)), nullptr) << "pvalloc(" << n << ")";
+    EXPECT_EQ(errno, ENOMEM) << "pvalloc(" << n << ")";
+  }
 }
 
 TEST(Valloc, PageAligned) {
