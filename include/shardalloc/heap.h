@@ -73,8 +73,8 @@ shard_heap* shard_heap_new_in_region(shard_region* r, size_t bytes);
  * preconditions). NULL: nothing. */
 void shard_heap_destroy(shard_heap* h);
 
-/* malloc semantics within h: size 0 gives a unique minimal block; blocks of
- * 16 bytes or more are 16-aligned. */
+/* malloc semantics within h: size 0 gives a unique minimal block; every
+ * block is 16-aligned (alignof(max_align_t)). */
 void* shard_heap_malloc(shard_heap* h, size_t size);
 void* shard_heap_calloc(shard_heap* h, size_t count, size_t size);
 /* align: any power of two (up to 64 MiB is guaranteed in an OS heap; a

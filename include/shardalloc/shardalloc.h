@@ -13,6 +13,7 @@
 extern "C" {
 #endif
 
+/* Every block is 16-aligned (alignof(max_align_t)), whatever its size. */
 void* shard_malloc(size_t size);
 void* shard_calloc(size_t count, size_t size);
 void* shard_realloc(void* ptr, size_t size);

@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 /* Room for the size classes: classes[1 .. class_count-1] are the classes of
- * this build (8 B up to 128 KiB; their number may change between versions,
+ * this build (16 B up to 128 KiB; their number may change between versions,
  * the room does not); classes[0] holds huge blocks (larger requests, or
  * alignments a page cannot serve), each in segments of its own. */
 #define SHARD_STATS_MAX_CLASSES 64

@@ -200,14 +200,16 @@ SHARD_NOINLINE shard_status alloc_queued(shard_region* r, core::Heap* h, size_t 
   return status;
 }
 
-// Alignments the fast path serves: 0, 1, 2, 4, 8 (bit i set for i).
-constexpr unsigned kSmallAlignBits = (1u << 0) | (1u << 1) | (1u << 2) | (1u << 4) | (1u << 8);
+// Alignments the fast path serves: 0 and the powers of two up to kMinAlign,
+// which every block has (bit i set for i).
+constexpr unsigned kSmallAlignBits = (1u << 0) | (1u << 1) | (1u << 2) | (1u << 4) | (1u << 8) | (1u << 16);
+static_assert(core::kMinAlign == 16, "kSmallAlignBits lists the alignments up to kMinAlign");
 
 }  // namespace
 
 SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_t align, void** out) {
   if (r == nullptr) return SHARD_INVALID_PARAM;
-  // Fast path: a block with at most word alignment, popped from the page
+  // Fast path: a block with at most kMinAlign alignment, popped from the page
   // Heap::alloc's fast path would pop it from (sizes above kDirectSizeMax in
   // alloc_queued, out of line).
   // (Checked builds take the general path, which arms the block's canary.)

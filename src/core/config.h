@@ -32,8 +32,11 @@ inline constexpr size_t kDirectSizeMax = 1024;
 inline constexpr size_t kWordSize = sizeof(void*);
 inline constexpr size_t kDirectSlots = kDirectSizeMax / kWordSize + 1;
 
-// Every block is at least this aligned (a block holds a next pointer).
-inline constexpr size_t kMinAlign = 8;
+// Every block is at least this aligned: every block size is a multiple of it
+// (size_class.h), so malloc's fundamental alignment, alignof(max_align_t),
+// holds for every request, as glibc gives it. Aligned requests up to it are
+// plain allocations.
+inline constexpr size_t kMinAlign = 16;
 
 // Arenas reserved from the OS: aligned to their size so ownership is one map lookup.
 inline constexpr unsigned kOsArenaShift = 26;                  // 64 MiB

@@ -7,10 +7,9 @@
 namespace shardalloc::core {
 namespace {
 
-// Blocks of a power-of-two size start naturally aligned; others 16-aligned.
-uintptr_t area_start(uintptr_t start, size_t block) {
-  return align_up(start, is_pow2(block) ? block : (block % 16 == 0 ? 16 : kMinAlign));
-}
+// Blocks of a power-of-two size start naturally aligned; others on kMinAlign
+// (every block size is a multiple of it, so every block of the page is).
+uintptr_t area_start(uintptr_t start, size_t block) { return align_up(start, is_pow2(block) ? block : kMinAlign); }
 
 }  // namespace
 
@@ -153,7 +152,7 @@ void* Heap::alloc_huge(size_t size, size_t align) {
   if (size == 0) size = 1;
   size_t offset, slots, align_offset = 0;
   if (align <= kSegmentSize) {
-    offset = align_up(kSegmentHeaderSize, align > 16 ? align : 16);
+    offset = align_up(kSegmentHeaderSize, align > kMinAlign ? align : kMinAlign);
     slots = (offset + size + kSegmentSize - 1) / kSegmentSize;
     align = 0;
   } else {

@@ -2,8 +2,10 @@
 // (LD_PRELOAD or link). Semantics are glibc's; see docs/override.md.
 #include <unistd.h>
 
+#include <bit>
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 
 #include "api/process_alloc.h"
 
@@ -25,15 +27,17 @@ int posix_memalign_impl(void** out, size_t align, size_t size) {
   return 0;
 }
 
+// glibc's _mid_memalign: an alignment above SIZE_MAX / 2 + 1 (2^63) cannot be
+// rounded up to a power of two and is EINVAL (glibc's tst-memalign checks
+// memalign(-1, pagesize)); any other alignment that is not a power of two
+// is rounded up to the next one, and one that cannot be served (2^63, or
+// 2^62 + 1 rounded up to it) is ENOMEM, as a size that cannot be.
 void* memalign_impl(size_t align, size_t size) {
-  // glibc rounds a non-power-of-two alignment up to the next power of two.
-  if (!core::is_pow2(align)) {
-    if (align > (size_t{1} << 62)) return api::fail_nomem();
-    size_t a = 1;
-    while (a < align) a <<= 1;
-    align = a;
+  if (align > SIZE_MAX / 2 + 1) {
+    errno = EINVAL;
+    return nullptr;
   }
-  return api::process_malloc_aligned(size, align);
+  return api::process_malloc_aligned(size, std::bit_ceil(align));
 }
 
 }  // namespace
@@ -52,7 +56,11 @@ SHARD_EXPORT void* reallocarray(void* p, size_t count, size_t size) {
 
 SHARD_EXPORT int posix_memalign(void** out, size_t align, size_t size) { return posix_memalign_impl(out, align, size); }
 
-// C11 aligned_alloc: glibc accepts any power-of-two alignment; others give EINVAL.
+// aligned_alloc: an alignment that is not a power of two (0 included) is
+// EINVAL, as C17 (DR 460) asks and glibc does since 2.38. glibc 2.36 (Debian
+// 12) still treats aligned_alloc as memalign and rounds such an alignment up;
+// the two agree on every power of two and on the impossible alignments above
+// 2^63 (EINVAL).
 SHARD_EXPORT void* aligned_alloc(size_t align, size_t size) {
   if (!core::is_pow2(align)) {
     errno = EINVAL;

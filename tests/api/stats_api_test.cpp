@@ -135,23 +135,23 @@ TEST(StatsApi, ClassTableMatchesTheAllocator) {
   ASSERT_GT(s.class_count, 20u);
   ASSERT_LE(s.class_count, uint64_t(SHARD_STATS_MAX_CLASSES));
   EXPECT_EQ(s.classes[0].block_size, 0u);
-  EXPECT_EQ(s.classes[1].block_size, 8u);
+  EXPECT_EQ(s.classes[1].block_size, 16u);  // no smaller class: every block is 16-aligned
   EXPECT_EQ(s.classes[kClass100].block_size, 112u);
   EXPECT_EQ(s.classes[s.class_count - 1].block_size, 128u * 1024);
   for (uint64_t c = s.class_count; c < SHARD_STATS_MAX_CLASSES; ++c) EXPECT_EQ(s.classes[c].block_size, 0u);
   for (uint64_t c = 2; c < s.class_count; ++c) EXPECT_GT(s.classes[c].block_size, s.classes[c - 1].block_size);
   EXPECT_EQ(s.segment_size, 512u * 1024);
-  // Checked builds keep 8 bytes of each block for its canary (and serve no 8-byte blocks).
+  // Checked builds keep 8 bytes of each block for its canary.
   const size_t canary = shard_is_checked() ? 8 : 0;
   const size_t largest = 128 * 1024 - canary;
-  EXPECT_EQ(shard_size_class(0), canary == 0 ? 1u : 2u);
+  EXPECT_EQ(shard_size_class(0), 1u);
   EXPECT_EQ(shard_size_class(largest), s.class_count - 1);
   EXPECT_EQ(shard_size_class(largest + 1), 0u);  // huge
   // Every request size lands in the class whose block the allocator hands out.
   for (size_t size = 1; size <= largest; size += size < 1024 ? 1 : 97) {
     const unsigned cls = shard_size_class(size);
     ASSERT_GE(s.classes[cls].block_size, size + canary);
-    ASSERT_TRUE(cls <= (canary == 0 ? 1u : 2u) || s.classes[cls - 1].block_size < size + canary) << size;
+    ASSERT_TRUE(cls == 1 || s.classes[cls - 1].block_size < size + canary) << size;
     void* p = shard_malloc(size);
     ASSERT_EQ(shard_usable_size(p), s.classes[cls].block_size - canary) << size;
     shard_free(p);

@@ -1,6 +1,8 @@
 // Exhaustive checks of the size-class map (the domain is small enough).
 #include <gtest/gtest.h>
 
+#include <cstddef>
+
 #include "core/config.h"
 #include "core/size_class.h"
 
@@ -29,9 +31,13 @@ TEST(SizeClass, WasteIsBelowSixteenBytesOrTwentyPercentOfTheBlock) {
   }
 }
 
-TEST(SizeClass, BlockSizesAreIncreasingAndSixteenAlignedFromSixteen) {
+// Every block size is a multiple of the fundamental alignment, so every
+// block of a page is (malloc(1) included, as glibc guarantees).
+TEST(SizeClass, BlockSizesAreIncreasingMultiplesOfTheFundamentalAlignment) {
+  static_assert(kMinAlign % alignof(std::max_align_t) == 0);
+  EXPECT_EQ(class_block_size(1), kMinAlign);
   for (unsigned cls = 1; cls <= kLastClass; ++cls) {
-    EXPECT_EQ(class_block_size(cls) % (cls == 1 ? 8 : 16), 0u);
+    EXPECT_EQ(class_block_size(cls) % kMinAlign, 0u);
     if (cls > 1) {
       EXPECT_GT(class_block_size(cls), class_block_size(cls - 1));
     }
@@ -47,5 +53,11 @@ TEST(SizeClass, DirectTableAgreesWithTheFormula) {
 }
 
 TEST(SizeClass, PowersOfTwoAreExactClasses) {
-  for (size_t p = 8; p <= kLargeBlockMax; p <<= 1) EXPECT_EQ(class_block_size(size_class_of(p)), p);
+  for (size_t p = kMinAlign; p <= kLargeBlockMax; p <<= 1) EXPECT_EQ(class_block_size(size_class_of(p)), p);
+}
+
+// Requests below kMinAlign (0 included) share the smallest class.
+TEST(SizeClass, TinyRequestsTakeTheSmallestClass) {
+  for (size_t size = 0; size <= kMinAlign; ++size) EXPECT_EQ(size_class_of(size), 1u) << size;
+  EXPECT_EQ(size_class_of(kMinAlign + 1), 2u);
 }

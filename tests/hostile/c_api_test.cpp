@@ -25,7 +25,8 @@ TEST(CApi, C01_MallocZeroIsUniqueMinimalBlock) {
   for (int i = 0; i < 100; ++i) {
     void* p = shard_malloc(launder(size_t{0}));
     ASSERT_NE(p, nullptr);
-    EXPECT_GE(shard_usable_size(p), 1u);
+    EXPECT_EQ(shard_usable_size(p), 16u - canary_bytes());  // the smallest class
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 16, 0u);
     ps.push_back(p);
   }
   std::sort(ps.begin(), ps.end());

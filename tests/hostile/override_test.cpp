@@ -1,6 +1,6 @@
 // Hostile inputs to the malloc / operator new override (libshardalloc.so,
-// linked first so it interposes libc and libstdc++): rows V01-V24 of
-// docs/hostile-input.md, one test per row.
+// linked first so it interposes libc and libstdc++): rows V01-V25 of
+// docs/hostile-input.md, one test per row (V25 sits next to V14).
 #include <malloc.h>
 #include <sys/mman.h>
 
@@ -145,9 +145,9 @@ TEST(Override, V13_MemalignRoundsNonPowerOfTwoUp) {
   ASSERT_NE(p, nullptr);
   EXPECT_TRUE(shardtest::is_aligned(p, 32));
   std::free(p);
-  void* q = memalign(launder(size_t{0}), 100);  // minimal alignment
+  void* q = memalign(launder(size_t{0}), 100);  // minimal alignment (16, as every block)
   ASSERT_NE(q, nullptr);
-  EXPECT_TRUE(shardtest::is_aligned(q, 8));
+  EXPECT_TRUE(shardtest::is_aligned(q, 16));
   std::free(q);
   void* r = memalign(launder(size_t{5000}), 100);  // 8192
   ASSERT_NE(r, nullptr);
@@ -155,12 +155,24 @@ TEST(Override, V13_MemalignRoundsNonPowerOfTwoUp) {
   std::free(r);
 }
 
+// Alignments up to 2^63 round up to a power of two that cannot be served.
 TEST(Override, V14_MemalignHugeIsEnomem) {
-  const size_t cases[][2] = {{kMax, 64}, {(size_t{1} << 62) + 1, 64}, {(size_t{1} << 62) - 1, 64}, {64, kMax}};
+  const size_t cases[][2] = {{size_t{1} << 63, 64}, {(size_t{1} << 62) + 1, 64}, {(size_t{1} << 62) - 1, 64}, {64, kMax}};
   for (auto& c : cases) {
     errno = 0;
     EXPECT_EQ(memalign(launder(c[0]), launder(c[1])), nullptr) << c[0] << ", " << c[1];
     EXPECT_EQ(errno, ENOMEM);
+  }
+}
+
+// Above 2^63 there is no power of two to round up to: EINVAL, as glibc.
+TEST(Override, V25_MemalignImpossibleAlignmentIsEinval) {
+  for (size_t a : {kMax, (size_t{1} << 63) + 1, kMax - 4095}) {
+    for (size_t n : {size_t{0}, size_t{64}, kMax}) {
+      errno = 0;
+      EXPECT_EQ(memalign(launder(a), launder(n)), nullptr) << a << ", " << n;
+      EXPECT_EQ(errno, EINVAL) << a << ", " << n;
+    }
   }
 }
 

@@ -518,8 +518,8 @@ pub struct ShardAlloc;
 
 unsafe impl GlobalAlloc for ShardAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // Every block is 8-aligned; larger alignments need the aligned call.
-        if layout.align() <= 8 {
+        // Every block is 16-aligned (shardalloc.h); larger alignments need the aligned call.
+        if layout.align() <= 16 {
             ffi::shard_malloc(layout.size()).cast()
         } else {
             ffi::shard_malloc_aligned(layout.size(), layout.align()).cast()
