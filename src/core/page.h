@@ -18,6 +18,8 @@
 #include "core/bits.h"
 #include "core/block.h"
 #include "core/checked.h"
+#include "core/size_class.h"
+#include "core/config.h"
 #include "core/thread_free.h"
 
 namespace shardalloc::core {
@@ -135,5 +137,8 @@ struct Page {
 static_assert(sizeof(Page) <= 96 + (kChecked ? sizeof(FreeListKeys) : 0),
               "page headers live in the segment header; keep them small");
 static_assert(alignof(Page) == alignof(void*));
+static_assert(kMinAlign > ThreadFreeWord::kStateMask, "thread_free keeps its state in a block address's low bits");
+static_assert(kClassCount <= 255, "Page::size_class is one byte");
+static_assert(kSegmentSize <= (uint64_t{1} << 32), "exact_block_index computes block offsets in 32 bits");
 
 }  // namespace shardalloc::core
