@@ -1,16 +1,14 @@
 // shard_stats_* : statistics of the process heap or a region, as a C struct
-// and as JSON, from core::collect_stats plus a walk of the arenas for huge
-// blocks (which no heap holds). Allocates nothing and calls no libc function.
+// and as JSON, from core::collect_stats (the checked walk of
+// core/heap_walk.h: safe while other threads allocate and free). Allocates
+// nothing and calls no libc function.
 #include "shardalloc/stats.h"
 
-#include "core/arena.h"
 #include "core/config.h"
 #include "core/print_number.h"
 #include "core/domain.h"
 #include "core/first_class.h"
-#include "core/heap.h"
 #include "core/hooks.h"
-#include "core/segment.h"
 #include "core/size_class.h"
 #include "core/stats.h"
 #include "platform/linux/process_heap.h"
@@ -26,50 +24,19 @@ namespace {
 // shard_region holds its domain as its first (and only) member (region_api.cpp).
 const core::Domain& domain_of(const shard_region* r) { return *reinterpret_cast<const core::Domain*>(r); }
 
-// Huge blocks live in segments of their own, outside every heap: count them
-// by walking the claimed slots of every arena. A slot counts when it carries
-// a live segment header (its cookie matches), as Domain::is_live_segment does.
-void add_huge_and_arenas(const core::Domain& d, shard_stats* out) {
-  shard_class_stats& huge = out->classes[0];
-  // acquire: see the headers and bitmaps of published arenas.
-  for (const core::Arena* a = d.arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
-    ++out->arenas;
-    for (size_t i = 0; i < a->slot_count; ++i) {
-      if (!a->is_claimed(i)) continue;
-      const auto* s = core::ptr<const core::Segment>(a->slot_addr(i));
-      if (s->cookie != d.cookie_of(s)) continue;  // metadata, or a claim still being set up
-      const size_t span = s->span_slots;
-      if (s->kind == core::SegmentKind::kHuge) {
-        const core::Page& page = s->pages[0];
-        ++huge.pages;
-        ++huge.capacity_blocks;
-        if (page.in_use || page.used != 0) {
-          ++huge.live_blocks;
-          huge.live_bytes += page.block_size;
-        }
-      }
-      // Skip the rest of a multi-slot span (its slots hold block data, not headers).
-      if (span > 1 && span <= a->slot_count - i) i += span - 1;
-    }
-  }
-}
-
 void fill(const core::Domain& d, shard_stats* out) {
   core::DomainStats ds;
   core::collect_stats(d, &ds);
   *out = shard_stats{};
   out->class_count = core::kClassCount;
-  for (unsigned cls = 1; cls < core::kClassCount; ++cls) {
+  for (unsigned cls = 0; cls < core::kClassCount; ++cls) {
     const core::ClassStats& c = ds.classes[cls];
     shard_class_stats& o = out->classes[cls];
-    o.block_size = core::class_block_size(cls);
+    o.block_size = cls == 0 ? 0 : core::class_block_size(cls);
     o.pages = c.pages;
     o.live_blocks = c.live_blocks;
-    o.live_bytes = c.live_blocks * o.block_size;
+    o.live_bytes = c.live_bytes;
     o.capacity_blocks = c.capacity_blocks;
-  }
-  add_huge_and_arenas(d, out);
-  for (const shard_class_stats& c : out->classes) {
     out->live_blocks += c.live_blocks;
     out->live_bytes += c.live_bytes;
     out->pages += c.pages;
@@ -79,6 +46,7 @@ void fill(const core::Domain& d, shard_stats* out) {
   out->segment_size = core::kSegmentSize;
   out->peak_bytes = ds.peak_segments * core::kSegmentSize;
   out->reserved_bytes = ds.total_bytes;
+  out->arenas = ds.arenas;
   out->heaps = ds.heaps;
   out->heaps_owned = ds.heaps_owned;
   out->heaps_abandoned = ds.heaps - ds.heaps_owned;
