@@ -49,8 +49,9 @@ set(SHARDALLOC_FREESTANDING_ALLOWED memcpy memset __clzdi2 __ctzdi2 __popcountdi
 function(shardalloc_add_freestanding_library name)
   file(GLOB _core CONFIGURE_DEPENDS ${SHARDALLOC_ROOT}/src/core/*.cpp)
   file(GLOB _bare CONFIGURE_DEPENDS ${SHARDALLOC_ROOT}/src/platform/bare/*.cpp)
-  # The freestanding APIs: regions and first-class heaps (heaps bound to a region).
-  set(_api region_api.cpp heap_api.cpp region_heap_api.cpp)
+  # The freestanding APIs: regions, first-class heaps (heaps bound to a
+  # region), and their statistics and snapshots into a buffer.
+  set(_api region_api.cpp heap_api.cpp region_heap_api.cpp stats_api.cpp)
   list(TRANSFORM _api PREPEND ${SHARDALLOC_ROOT}/src/api/)
   add_library(${name} STATIC ${_core} ${_api} ${_bare})
   target_include_directories(${name} PUBLIC ${SHARDALLOC_ROOT}/include PRIVATE ${SHARDALLOC_ROOT}/src)
