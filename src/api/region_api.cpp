@@ -315,6 +315,7 @@ SHARD_EXPORT size_t shard_region_available_bytes(const shard_region* r) {
 
 SHARD_EXPORT size_t shard_region_check_heap(shard_region* r) {
   if (r == nullptr) return 0;
+  if (platform::in_call()) return 0;  // as shard_check_heap
   platform::CallScope call;  // a signal handler's free meanwhile must not change what check() walks
   const core::Heap* h = platform::current_heap(&r->domain);
   return h == nullptr ? 0 : h->check();

@@ -112,6 +112,13 @@ size_t FirstClassHeap::used_bytes() const {
   return sum > 0 ? size_t(sum) : 0;
 }
 
+void FirstClassHeap::drop_pins_after_fork() {
+  // acquire: records are published with release. Single-threaded: the child's only thread.
+  for (FirstClassHeap* h = g_records.load(std::memory_order_acquire); h != nullptr; h = h->next_record) {
+    h->life.drop_pins();
+  }
+}
+
 void FirstClassHeap::destroy() {
   Step step;  // no fork leaves the record dying or the memory half given back
   if (!life.begin_destroy()) platform::fatal("use of a destroyed heap", this);
