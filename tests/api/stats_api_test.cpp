@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "api/stats_support.h"
-#include "api/test_support.h"
+#include "support/test_support.h"
 #include "shardalloc/region.h"
 #include "shardalloc/shardalloc.h"
 

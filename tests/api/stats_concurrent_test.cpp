@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "api/stats_support.h"
-#include "api/test_support.h"
+#include "support/test_support.h"
 #include "shardalloc/heap.h"
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"

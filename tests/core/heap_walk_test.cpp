@@ -11,7 +11,7 @@
 
 #include <cstring>
 
-#include "api/test_support.h"
+#include "support/test_support.h"
 #include "core/heap.h"
 #include "core/segment.h"
 #include "core/size_class.h"

@@ -14,7 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "api/test_support.h"
+#include "support/test_support.h"
 #include "shardalloc/shardalloc.h"
 
 namespace hostile {
