@@ -1,9 +1,8 @@
 // shard_* : the C API over the process heap.
 #include "shardalloc/shardalloc.h"
 
+#include "api/export.h"
 #include "api/process_alloc.h"
-
-#define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
 
 using namespace shardalloc;
 

@@ -3,6 +3,7 @@
 // descriptors are the Linux platform's (platform/linux/heap_snapshot.h).
 #include <cerrno>
 
+#include "api/export.h"
 #include "api/region_record.h"
 #include "api/stats_fill.h"
 #include "core/hooks.h"
@@ -11,8 +12,6 @@
 #include "platform/linux/heap_snapshot.h"
 #include "platform/linux/process_heap.h"
 #include "shardalloc/stats.h"
-
-#define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
 
 using namespace shardalloc;
 

@@ -4,6 +4,7 @@
 #include <new>
 
 #include "api/call_guard.h"
+#include "api/export.h"
 #include "api/region_record.h"
 #include "core/bits.h"
 #include "core/domain.h"
@@ -12,8 +13,6 @@
 #ifdef SHARDALLOC_PLATFORM_LINUX
 #include "platform/linux/region_heaps.h"
 #endif
-
-#define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
 
 using namespace shardalloc;
 using core::addr;

@@ -3,6 +3,7 @@
 // record lives in the region's metadata, so it outlives destroy (and is
 // reused by the next heap made in this region). Destroy gives the block back
 // with one shard_region_dealloc. Freestanding.
+#include "api/export.h"
 #include "api/region_record.h"
 #include "core/bits.h"
 #include "core/first_class.h"
@@ -10,8 +11,6 @@
 #include "core/hooks.h"
 #include "core/step.h"
 #include "shardalloc/heap.h"
-
-#define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
 
 using namespace shardalloc;
 

@@ -6,6 +6,7 @@
 // snapshots to a file descriptor: process_stats_api.cpp.
 #include "shardalloc/stats.h"
 
+#include "api/export.h"
 #include "api/region_record.h"
 #include "api/stats_fill.h"
 #include "core/config.h"
@@ -16,8 +17,6 @@
 #include "core/snapshot.h"
 #include "core/stats.h"
 #include "core/text_out.h"
-
-#define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
 
 using namespace shardalloc;
 

@@ -20,10 +20,9 @@
 #include <new>
 #include <type_traits>
 
+#include "api/export.h"
 #include "api/process_alloc.h"
 #include "platform/linux/line_writer.h"
-
-#define SHARD_EXPORT __attribute__((visibility("default")))
 
 using namespace shardalloc;
 
@@ -138,36 +137,36 @@ using AlignedNothrow = void* (*)(size_t, std::align_val_t, const std::nothrow_t&
 
 }  // namespace
 
-SHARD_EXPORT void* operator new(size_t size) { return new_impl(size); }
-SHARD_EXPORT void* operator new[](size_t size) { return new_impl(size); }
-SHARD_EXPORT void* operator new(size_t size, const std::nothrow_t&) noexcept {
+SHARD_EXPORT_CXX void* operator new(size_t size) { return new_impl(size); }
+SHARD_EXPORT_CXX void* operator new[](size_t size) { return new_impl(size); }
+SHARD_EXPORT_CXX void* operator new(size_t size, const std::nothrow_t&) noexcept {
   void* p = try_alloc(size, 0);
   return p != nullptr ? p : nothrow_retry(size);
 }
-SHARD_EXPORT void* operator new[](size_t size, const std::nothrow_t&) noexcept {
+SHARD_EXPORT_CXX void* operator new[](size_t size, const std::nothrow_t&) noexcept {
   void* p = try_alloc(size, 0);
   return p != nullptr ? p : nothrow_retry_array(size);
 }
-SHARD_EXPORT void* operator new(size_t size, std::align_val_t a) { return new_retry(size, size_t(a)); }
-SHARD_EXPORT void* operator new[](size_t size, std::align_val_t a) { return new_retry(size, size_t(a)); }
-SHARD_EXPORT void* operator new(size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
+SHARD_EXPORT_CXX void* operator new(size_t size, std::align_val_t a) { return new_retry(size, size_t(a)); }
+SHARD_EXPORT_CXX void* operator new[](size_t size, std::align_val_t a) { return new_retry(size, size_t(a)); }
+SHARD_EXPORT_CXX void* operator new(size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
   void* p = try_alloc(size, size_t(a));
   return p != nullptr ? p : nothrow_retry_aligned(size, a);
 }
-SHARD_EXPORT void* operator new[](size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
+SHARD_EXPORT_CXX void* operator new[](size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
   void* p = try_alloc(size, size_t(a));
   return p != nullptr ? p : nothrow_retry_aligned_array(size, a);
 }
 
-SHARD_EXPORT void operator delete(void* p) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete[](void* p) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete(void* p, size_t) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete[](void* p, size_t) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete(void* p, std::align_val_t) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { api::process_free(p); }
+SHARD_EXPORT_CXX void operator delete(void* p) noexcept { api::process_free(p); }
+SHARD_EXPORT_CXX void operator delete[](void* p) noexcept { api::process_free(p); }
+SHARD_EXPORT_CXX void operator delete(void* p, size_t) noexcept { api::process_free(p); }
+SHARD_EXPORT_CXX void operator delete[](void* p, size_t) noexcept { api::process_free(p); }
+SHARD_EXPORT_CXX void operator delete(void* p, const std::nothrow_t&) noexcept { api::process_free(p); }
+SHARD_EXPORT_CXX void operator delete[](void* p, const std::nothrow_t&) noexcept { api::process_free(p); }
+SHARD_EXPORT_CXX void operator delete(void* p, std::align_val_t) noexcept { api::process_free(p); }
+SHARD_EXPORT_CXX void operator delete[](void* p, std::align_val_t) noexcept { api::process_free(p); }
+SHARD_EXPORT_CXX void operator delete(void* p, size_t, std::align_val_t) noexcept { api::process_free(p); }
+SHARD_EXPORT_CXX void operator delete[](void* p, size_t, std::align_val_t) noexcept { api::process_free(p); }
+SHARD_EXPORT_CXX void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { api::process_free(p); }
+SHARD_EXPORT_CXX void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { api::process_free(p); }
