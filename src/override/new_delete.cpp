@@ -1,5 +1,6 @@
 // Every C++ operator new / delete, over the process heap. new calls the
 // new-handler and throws std::bad_alloc; the nothrow forms return nullptr.
+#include <cstdint>
 #include <new>
 
 #include "api/process_alloc.h"
@@ -43,28 +44,51 @@ inline void* new_aligned(size_t size, std::align_val_t align, bool nothrow) {
 
 }  // namespace
 
-SHARD_EXPORT void* operator new(size_t size) { return new_impl(size); }
-SHARD_EXPORT void* operator new[](size_t size) { return new_impl(size); }
-SHARD_EXPORT void* operator new(size_t size, const std::nothrow_t&) noexcept { return new_retry(size, 0, true); }
-SHARD_EXPORT void* operator new[](size_t size, const std::nothrow_t&) noexcept { return new_retry(size, 0, true); }
-SHARD_EXPORT void* operator new(size_t size, std::align_val_t a) { return new_aligned(size, a, false); }
-SHARD_EXPORT void* operator new[](size_t size, std::align_val_t a) { return new_aligned(size, a, false); }
+// Checked builds tag each block with the operator new that allocated it and
+// check it (and the size of sized delete) at operator delete; ordinary
+// builds compile the tags and kinds away.
+constexpr core::AllocKind kOne = core::AllocKind::kNew;
+constexpr core::AllocKind kArray = core::AllocKind::kNewArray;
+constexpr size_t kUnsized = SIZE_MAX;
+
+SHARD_EXPORT void* operator new(size_t size) { return api::process_tag(new_impl(size), kOne); }
+SHARD_EXPORT void* operator new[](size_t size) { return api::process_tag(new_impl(size), kArray); }
+SHARD_EXPORT void* operator new(size_t size, const std::nothrow_t&) noexcept {
+  return api::process_tag(new_retry(size, 0, true), kOne);
+}
+SHARD_EXPORT void* operator new[](size_t size, const std::nothrow_t&) noexcept {
+  return api::process_tag(new_retry(size, 0, true), kArray);
+}
+SHARD_EXPORT void* operator new(size_t size, std::align_val_t a) {
+  return api::process_tag(new_aligned(size, a, false), kOne);
+}
+SHARD_EXPORT void* operator new[](size_t size, std::align_val_t a) {
+  return api::process_tag(new_aligned(size, a, false), kArray);
+}
 SHARD_EXPORT void* operator new(size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return new_aligned(size, a, true);
+  return api::process_tag(new_aligned(size, a, true), kOne);
 }
 SHARD_EXPORT void* operator new[](size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return new_aligned(size, a, true);
+  return api::process_tag(new_aligned(size, a, true), kArray);
 }
 
-SHARD_EXPORT void operator delete(void* p) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete[](void* p) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete(void* p, size_t) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete[](void* p, size_t) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete(void* p, std::align_val_t) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { api::process_free(p); }
-SHARD_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { api::process_free(p); }
+SHARD_EXPORT void operator delete(void* p) noexcept { api::process_free_as(p, kOne, kUnsized); }
+SHARD_EXPORT void operator delete[](void* p) noexcept { api::process_free_as(p, kArray, kUnsized); }
+SHARD_EXPORT void operator delete(void* p, size_t n) noexcept { api::process_free_as(p, kOne, n); }
+SHARD_EXPORT void operator delete[](void* p, size_t n) noexcept { api::process_free_as(p, kArray, n); }
+SHARD_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { api::process_free_as(p, kOne, kUnsized); }
+SHARD_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  api::process_free_as(p, kArray, kUnsized);
+}
+SHARD_EXPORT void operator delete(void* p, std::align_val_t) noexcept { api::process_free_as(p, kOne, kUnsized); }
+SHARD_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { api::process_free_as(p, kArray, kUnsized); }
+SHARD_EXPORT void operator delete(void* p, size_t n, std::align_val_t) noexcept { api::process_free_as(p, kOne, n); }
+SHARD_EXPORT void operator delete[](void* p, size_t n, std::align_val_t) noexcept {
+  api::process_free_as(p, kArray, n);
+}
+SHARD_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  api::process_free_as(p, kOne, kUnsized);
+}
+SHARD_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  api::process_free_as(p, kArray, kUnsized);
+}

@@ -95,8 +95,8 @@ std::string defining_object(const char* name) {
 
 size_t usable(void* p) { return malloc_usable_size(p); }
 
-// Checked builds (SHARDALLOC_CHECKED) keep the last 8 bytes of every block
-// for its canary: a request of n bytes takes a block for n + 8.
+// Checked builds (SHARDALLOC_CHECKED) keep the last 16 bytes of every block
+// for its trailer, and malloc_usable_size is the size asked for.
 bool library_is_checked() {
   static const bool checked = [] {
     auto* is_checked = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "shard_is_checked"));
@@ -118,7 +118,7 @@ size_t block_size_for(size_t n) {
 // The usable size malloc(n) gives.
 size_t shard_class_size(size_t n) {
   if (!library_is_checked()) return block_size_for(n);
-  return block_size_for((n < 8 ? 8 : n) + 8) - 8;
+  return n;
 }
 
 // ---------------------------------------------------------------------------
@@ -303,7 +303,7 @@ TEST(MallocUsableSize, AtLeastRequestAndExact) {
     ASSERT_NE(p, nullptr);
     const size_t u = usable(p);
     EXPECT_GE(u, n) << "malloc(" << n << ")";
-    if (n + (library_is_checked() ? 8 : 0) <= 128 * KiB) {
+    if (n + (library_is_checked() ? 16 : 0) <= 128 * KiB) {
       EXPECT_EQ(u, shard_class_size(n)) << "malloc(" << n << ")";
     }
     // exact: asking for the usable size gives the same block size...
