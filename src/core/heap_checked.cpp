@@ -171,7 +171,9 @@ size_t requested_size(const void* p) {
   Segment* s = segment_of(p);
   const Page* page = s->page_of(p);
   const bool huge = s->kind == SegmentKind::kHuge;
-  const Block* b = huge ? static_cast<const Block*>(p) : page->block_of(const_cast<void*>(p));
+  // Any pointer into the block (an interior one too) finds its start by index.
+  const uintptr_t area = addr(page->area);
+  const Block* b = ptr<const Block>(huge ? area : area + (addr(p) - area) / page->block_size * page->block_size);
   const uint64_t rec = record_word(page, b);
   const uintptr_t user = addr(b) + SizeRecord::offset_of(rec, huge);
   const size_t size = SizeRecord::size_of(rec, huge);
