@@ -11,6 +11,12 @@
  * "Live" counts blocks handed out and not yet collected back by their page's
  * owner: a block freed by another thread stays live until the owning heap
  * collects it (its next allocation slow path, or when the heap is swept).
+ * Checked builds (shard_is_checked()): a block freed to the process heap
+ * waits in its thread's quarantine (up to 256 blocks, 8 MiB) before its real
+ * free, and stays live until then (its page still holds it; the thread's
+ * later frees push it out, and its exit empties the quarantine). Requests
+ * take the class of size + 16 there (the trailer), so shard_size_class
+ * reports a larger class than in ordinary builds.
  *
  * Quiescent domain (no thread allocating, freeing or exiting in it during the
  * call): every figure is exact, and a snapshot agrees with the statistics

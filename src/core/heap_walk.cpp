@@ -169,14 +169,16 @@ bool read_huge(const Segment& s, const HeaderCopy& h, const Arena& a, size_t ind
   copy_page(s.pages[0], &block);
   const uintptr_t begin = addr(&s) + kSegmentHeaderSize;
   const uintptr_t end = addr(&s) + h.span_slots * kSegmentSize;
-  if (block.area < begin || block.area >= end || block.area % kMinAlign != 0 || block.block_size != end - block.area) {
-    return false;
-  }
+  // The block ends at the span's end (checked builds: a guarded block may end
+  // before it, where the inaccessible tail gap starts).
+  const bool ends_right = kChecked ? block.block_size != 0 && block.block_size <= end - block.area
+                                   : block.block_size == end - block.area;
+  if (block.area < begin || block.area >= end || block.area % kMinAlign != 0 || !ends_right) return false;
   out->kind = SlotKind::kHuge;
   out->span = h.span_slots;
   out->page_count = 1;
   out->used_pages = 1;
-  out->huge_block_size = end - block.area;
+  out->huge_block_size = block.block_size;
   // free_huge moves thread_free from 0 to 1 before the release.
   out->huge_live = block.used != 0 && block.thread_free == 0;
   out->huge_area = block.area;

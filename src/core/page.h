@@ -97,9 +97,17 @@ struct Page {
   bool is_handed_block(const void* b) const { return exact_block_index(b) < capacity; }
   [[noreturn]] void report_damaged_link(const Block* b) const;
 
-  // Checked mode: the canary word at the end of block b (accessed with
-  // __atomic builtins: a racing double free must see one winner).
-  uint64_t* canary_of(const Block* b) const { return ptr<uint64_t>(addr(b) + block_size - kCanaryBytes); }
+  // Checked mode: the trailer of block b, its size record then its canary
+  // (the canary is accessed with __atomic builtins: a racing double free must
+  // see one winner). A block of a page ends in it; a huge block (the only
+  // blocks above kLargeBlockMax) has its own past its segment's header.
+  bool is_huge() const { return block_size > kLargeBlockMax; }
+  uint64_t* record_of(const Block* b) const {
+    if (is_huge()) return ptr<uint64_t>(align_down(addr(this), kSegmentSize) + kHugeTrailerOffset);
+    return ptr<uint64_t>(addr(b) + block_size - kCanaryBytes);
+  }
+  uint64_t* canary_of(const Block* b) const { return record_of(b) + 1; }
+  static constexpr size_t kHugeTrailerOffset = 1024;  // kSegmentHeaderSize (segment.h)
 
   // True when b (an address in this page's segment) is the start of one of
   // the page's blocks in [area, area_end) (small and medium pages), by an

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <cstdint>
 #include <new>
 #include <type_traits>
 
@@ -137,36 +138,57 @@ using AlignedNothrow = void* (*)(size_t, std::align_val_t, const std::nothrow_t&
 
 }  // namespace
 
-SHARD_EXPORT_CXX void* operator new(size_t size) { return new_impl(size); }
-SHARD_EXPORT_CXX void* operator new[](size_t size) { return new_impl(size); }
+// Checked builds tag each block with the operator new that allocated it and
+// check it (and the size of sized delete) at operator delete; ordinary
+// builds compile the tags and kinds away. (A nothrow form's retry through
+// the runtime's nothrow new reaches our throwing form of the same kind,
+// which tags the block already; tagging it again is harmless.)
+constexpr core::AllocKind kOne = core::AllocKind::kNew;
+constexpr core::AllocKind kArray = core::AllocKind::kNewArray;
+constexpr size_t kUnsized = SIZE_MAX;
+
+SHARD_EXPORT_CXX void* operator new(size_t size) { return api::process_tag(new_impl(size), kOne); }
+SHARD_EXPORT_CXX void* operator new[](size_t size) { return api::process_tag(new_impl(size), kArray); }
 SHARD_EXPORT_CXX void* operator new(size_t size, const std::nothrow_t&) noexcept {
   void* p = try_alloc(size, 0);
-  return p != nullptr ? p : nothrow_retry(size);
+  return api::process_tag(p != nullptr ? p : nothrow_retry(size), kOne);
 }
 SHARD_EXPORT_CXX void* operator new[](size_t size, const std::nothrow_t&) noexcept {
   void* p = try_alloc(size, 0);
-  return p != nullptr ? p : nothrow_retry_array(size);
+  return api::process_tag(p != nullptr ? p : nothrow_retry_array(size), kArray);
 }
-SHARD_EXPORT_CXX void* operator new(size_t size, std::align_val_t a) { return new_retry(size, size_t(a)); }
-SHARD_EXPORT_CXX void* operator new[](size_t size, std::align_val_t a) { return new_retry(size, size_t(a)); }
+SHARD_EXPORT_CXX void* operator new(size_t size, std::align_val_t a) {
+  return api::process_tag(new_retry(size, size_t(a)), kOne);
+}
+SHARD_EXPORT_CXX void* operator new[](size_t size, std::align_val_t a) {
+  return api::process_tag(new_retry(size, size_t(a)), kArray);
+}
 SHARD_EXPORT_CXX void* operator new(size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
   void* p = try_alloc(size, size_t(a));
-  return p != nullptr ? p : nothrow_retry_aligned(size, a);
+  return api::process_tag(p != nullptr ? p : nothrow_retry_aligned(size, a), kOne);
 }
 SHARD_EXPORT_CXX void* operator new[](size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
   void* p = try_alloc(size, size_t(a));
-  return p != nullptr ? p : nothrow_retry_aligned_array(size, a);
+  return api::process_tag(p != nullptr ? p : nothrow_retry_aligned_array(size, a), kArray);
 }
 
-SHARD_EXPORT_CXX void operator delete(void* p) noexcept { api::process_free(p); }
-SHARD_EXPORT_CXX void operator delete[](void* p) noexcept { api::process_free(p); }
-SHARD_EXPORT_CXX void operator delete(void* p, size_t) noexcept { api::process_free(p); }
-SHARD_EXPORT_CXX void operator delete[](void* p, size_t) noexcept { api::process_free(p); }
-SHARD_EXPORT_CXX void operator delete(void* p, const std::nothrow_t&) noexcept { api::process_free(p); }
-SHARD_EXPORT_CXX void operator delete[](void* p, const std::nothrow_t&) noexcept { api::process_free(p); }
-SHARD_EXPORT_CXX void operator delete(void* p, std::align_val_t) noexcept { api::process_free(p); }
-SHARD_EXPORT_CXX void operator delete[](void* p, std::align_val_t) noexcept { api::process_free(p); }
-SHARD_EXPORT_CXX void operator delete(void* p, size_t, std::align_val_t) noexcept { api::process_free(p); }
-SHARD_EXPORT_CXX void operator delete[](void* p, size_t, std::align_val_t) noexcept { api::process_free(p); }
-SHARD_EXPORT_CXX void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { api::process_free(p); }
-SHARD_EXPORT_CXX void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { api::process_free(p); }
+SHARD_EXPORT_CXX void operator delete(void* p) noexcept { api::process_free_as(p, kOne, kUnsized); }
+SHARD_EXPORT_CXX void operator delete[](void* p) noexcept { api::process_free_as(p, kArray, kUnsized); }
+SHARD_EXPORT_CXX void operator delete(void* p, size_t n) noexcept { api::process_free_as(p, kOne, n); }
+SHARD_EXPORT_CXX void operator delete[](void* p, size_t n) noexcept { api::process_free_as(p, kArray, n); }
+SHARD_EXPORT_CXX void operator delete(void* p, const std::nothrow_t&) noexcept { api::process_free_as(p, kOne, kUnsized); }
+SHARD_EXPORT_CXX void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  api::process_free_as(p, kArray, kUnsized);
+}
+SHARD_EXPORT_CXX void operator delete(void* p, std::align_val_t) noexcept { api::process_free_as(p, kOne, kUnsized); }
+SHARD_EXPORT_CXX void operator delete[](void* p, std::align_val_t) noexcept { api::process_free_as(p, kArray, kUnsized); }
+SHARD_EXPORT_CXX void operator delete(void* p, size_t n, std::align_val_t) noexcept { api::process_free_as(p, kOne, n); }
+SHARD_EXPORT_CXX void operator delete[](void* p, size_t n, std::align_val_t) noexcept {
+  api::process_free_as(p, kArray, n);
+}
+SHARD_EXPORT_CXX void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  api::process_free_as(p, kOne, kUnsized);
+}
+SHARD_EXPORT_CXX void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  api::process_free_as(p, kArray, kUnsized);
+}
