@@ -25,8 +25,9 @@ struct HeapQueueFixture : ::testing::Test {
   void SetUp() override {
     heap = std::make_unique<Heap>();
     for (unsigned i = 0; i < kPages; ++i) {
-      mem[i] = static_cast<uint8_t*>(std::aligned_alloc(64, kArea));
-      pages[i].init(mem[i], kArea, block, cls, 0x1234567 + i);
+      // 64 bytes in front: checked builds write a guard word before a page's first block.
+      mem[i] = static_cast<uint8_t*>(std::aligned_alloc(64, kArea + 64));
+      pages[i].init(mem[i] + 64, kArea, block, cls, 0x1234567 + i);
       pages[i].extend();
     }
   }
