@@ -55,7 +55,9 @@ std::size_t pick_size(bench::Rng& rng) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto a = bench::parse_args(argc, argv, "pipeline: T producers, T consumers, one message at a time through bounded rings");
+  auto a = bench::parse_args(
+      argc, argv,
+      "pipeline: T producers, T consumers, one message at a time through bounded rings");
   const std::uint64_t total = bench::scaled(8e6, a.scale);
   const int pairs = a.threads;
   std::vector<Ring> rings(static_cast<std::size_t>(pairs));

@@ -47,13 +47,13 @@ inline constexpr size_t kHugeGuardAlignMax = 4096;
 inline constexpr size_t kHugeGuardGap = (size_t{1} << 20) + 4096;
 
 struct Heap {
-  Page* direct[kDirectSlots];        // owner: page to allocate from, by (size+7)/8
-  PageQueue queues[kClassCount];     // owner: pages with (maybe) free blocks, per class
-  PageQueue full;                    // owner: pages found full
+  Page* direct[kDirectSlots];            // owner: page to allocate from, by (size+7)/8
+  PageQueue queues[kClassCount];         // owner: pages with (maybe) free blocks, per class
+  PageQueue full;                        // owner: pages found full
   Segment* partial[kPartialKinds] = {};  // owner: small / medium segments with a free page
-  Domain* domain = nullptr;          // immutable once published
-  Heap* next_in_domain = nullptr;    // immutable once published
-  bool placeholder = false;          // a thread's heap before its first allocation
+  Domain* domain = nullptr;              // immutable once published
+  Heap* next_in_domain = nullptr;        // immutable once published
+  bool placeholder = false;              // a thread's heap before its first allocation
   std::atomic<uint32_t> owned{0};
   std::atomic<uint32_t> segment_count{0};  // owner writes; sweepers read as a hint
   std::atomic<Page*> notified{nullptr};    // pages freed into while full (MPSC stack)
@@ -80,7 +80,9 @@ struct Heap {
   // Fast paths ------------------------------------------------------------
   // The allocation fast path alone (size <= kDirectSizeMax): null when the
   // slow path has to run.
-  SHARD_INLINE Block* alloc_small_fast(size_t size) { return direct[direct_slot_of(size)]->pop_free(); }
+  SHARD_INLINE Block* alloc_small_fast(size_t size) {
+    return direct[direct_slot_of(size)]->pop_free();
+  }
   SHARD_INLINE void* alloc_small(size_t size) {
     Block* b = alloc_small_fast(size);
     if (SHARD_LIKELY(b != nullptr)) return b;
@@ -120,8 +122,9 @@ struct Heap {
   // (The relaxed atomic load comes first so that local_free, compared after
   // it, need not be loaded again by push_local.)
   SHARD_INLINE bool is_usual_local_free(const Page* page, const Block* b) const {
-    return page->is_block_start(b) && b != page->load_thread_free(std::memory_order_relaxed).head() &&
-           b != page->local_free && page->used != 0;
+    return page->is_block_start(b) &&
+           b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->local_free &&
+           page->used != 0;
   }
   // Pushes b, known to be a live block of page, on the local free list.
   SHARD_INLINE void push_local(Page* page, Block* b) {
@@ -204,8 +207,8 @@ struct Heap {
 // segment, or a huge block from any thread.
 void free_remote(Domain* d, Segment* s, void* p);
 
-
-// Frees p, local or remote. `current` is the calling thread's heap in p's domain (may be the empty heap).
+// Frees p, local or remote. `current` is the calling thread's heap in p's domain (may be the empty
+// heap).
 SHARD_INLINE void free_block(Heap* current, void* p) {
   Segment* s = segment_of(p);
   if (SHARD_LIKELY(s->heap == current)) {

@@ -37,7 +37,8 @@ Block* Heap::interior_block(Page* page, void* p) {
 void Heap::free_local_unusual(Page* page, void* p) {
   Block* b = page->is_block_start(p) ? static_cast<Block*>(p) : interior_block(page, p);
   if (b == page->local_free || page->used == 0 ||
-      b == page->load_thread_free(std::memory_order_relaxed).head()) {  // relaxed: a comparison only
+      b ==
+          page->load_thread_free(std::memory_order_relaxed).head()) {  // relaxed: a comparison only
     report_bad_local_free(page, p);
   }
   if constexpr (kChecked) disarm_canary(page, b, p);
@@ -70,7 +71,8 @@ void Heap::free_page(Page* page) {
   if (s->used_pages == 0) {
     if (shared) partial_remove(partial[partial_index(s->kind)], s);
     // relaxed: a hint for sweepers.
-    segment_count.store(segment_count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    segment_count.store(segment_count.load(std::memory_order_relaxed) - 1,
+                        std::memory_order_relaxed);
     domain->release_segment(s);
   }
 }
@@ -85,8 +87,9 @@ void Heap::drain_notified() {
     list = page->next_notified;
     // relaxed: only the state bits change; the list head is kept.
     uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
-    while (!page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(),
-                                                    std::memory_order_relaxed, std::memory_order_relaxed)) {
+    while (!page->thread_free.compare_exchange_weak(
+        raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(), std::memory_order_relaxed,
+        std::memory_order_relaxed)) {
     }
     if (page->in_full) move_out_of_full(page);
   }
@@ -101,7 +104,8 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
   Step step;  // no fork between winning the block and releasing its slots
   uintptr_t expected = 0;
   // acq_rel: the winner of this CAS alone releases the segment; a loser is a double free.
-  if (!page->thread_free.compare_exchange_strong(expected, 1, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+  if (!page->thread_free.compare_exchange_strong(expected, 1, std::memory_order_acq_rel,
+                                                 std::memory_order_relaxed)) {
     platform::fatal("double free detected", p);
   }
   if constexpr (kChecked) release_huge_guards(s);
@@ -114,7 +118,8 @@ void push_notified(Heap* heap, Page* page) {
   do {
     page->next_notified = head;
     // release: the owner's acquire exchange then sees next_notified.
-  } while (!heap->notified.compare_exchange_weak(head, page, std::memory_order_release, std::memory_order_relaxed));
+  } while (!heap->notified.compare_exchange_weak(head, page, std::memory_order_release,
+                                                 std::memory_order_relaxed));
 }
 
 }  // namespace
@@ -131,13 +136,16 @@ SHARD_INLINE NotifyState push_thread_free(Page* page, Block* b, const void* p, b
     const ThreadFreeWord seen(raw);
     if (stop_at_full && seen.state() == NotifyState::kFull) return NotifyState::kFull;
     // An immediate double free: on top of the remote list, or of the owner's local list.
-    if (seen.head() == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
+    if (seen.head() == b || page->peek_local_free() == b)
+      platform::fatal("double free detected", p);
     page->set_next(b, seen.head());
-    const NotifyState next = seen.state() == NotifyState::kFull ? NotifyState::kNotified : seen.state();
-    // release: our writes to the block (and its next pointer) happen-before the owner's acquire collect.
-    // acquire: when we read kFull, the owner's release there orders its earlier
-    // drain (which read next_notified) before our write of next_notified.
-    if (page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(b, next).raw(), std::memory_order_acq_rel,
+    const NotifyState next =
+        seen.state() == NotifyState::kFull ? NotifyState::kNotified : seen.state();
+    // release: our writes to the block (and its next pointer) happen-before the owner's acquire
+    // collect. acquire: when we read kFull, the owner's release there orders its earlier drain
+    // (which read next_notified) before our write of next_notified.
+    if (page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(b, next).raw(),
+                                                std::memory_order_acq_rel,
                                                 std::memory_order_relaxed)) {
       return seen.state();
     }

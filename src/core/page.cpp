@@ -5,7 +5,8 @@
 
 namespace shardalloc::core {
 
-void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls, uintptr_t key_seed) {
+void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls,
+                uintptr_t key_seed) {
   free = nullptr;
   set_local_free(nullptr);
   // relaxed: the page is not yet reachable by other threads; publication of
@@ -39,8 +40,10 @@ void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsi
 }
 
 void Page::report_damaged_link(const Block* b) const {
-  platform::fatal("heap corruption: a free block was overwritten (use after free or overflow), its free-list link at",
-                  b);
+  platform::fatal(
+      "heap corruption: a free block was overwritten (use after free or overflow), its free-list "
+      "link at",
+      b);
 }
 
 uint32_t Page::collect() {
@@ -52,7 +55,8 @@ uint32_t Page::collect() {
     // acquire: the freeing threads' writes (next pointers) happen-before our
     // reads of the list. The state bits are kept; only the list is taken.
     while (!thread_free.compare_exchange_weak(raw, ThreadFreeWord(raw).with_head(nullptr).raw(),
-                                              std::memory_order_acquire, std::memory_order_relaxed)) {
+                                              std::memory_order_acquire,
+                                              std::memory_order_relaxed)) {
     }
     Block* list = ThreadFreeWord(raw).head();
     Block* last = list;

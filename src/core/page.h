@@ -18,14 +18,14 @@
 #include "core/bits.h"
 #include "core/block.h"
 #include "core/checked.h"
-#include "core/size_class.h"
 #include "core/config.h"
+#include "core/size_class.h"
 #include "core/thread_free.h"
 
 namespace shardalloc::core {
 
 struct Page {
-  Block* free = nullptr;        // allocation pops here
+  Block* free = nullptr;  // allocation pops here
   // The owner's frees. The owner writes it with relaxed atomic stores (plain
   // moves) so that a remote freer may read its head to catch a double free.
   Block* local_free = nullptr;
@@ -33,8 +33,8 @@ struct Page {
   uint32_t used = 0;
   uint32_t capacity = 0;
   uint32_t reserved = 0;
-  uint8_t size_class = 0;    // 0 for huge blocks
-  uint8_t in_full = 0;       // in the heap's full queue
+  uint8_t size_class = 0;  // 0 for huge blocks
+  uint8_t in_full = 0;     // in the heap's full queue
   // Aligned allocations handed out interior pointers. Goes 0 -> 1 while the
   // page lives; read by any thread freeing into the page. Relaxed suffices: a
   // thread holding an interior pointer received it after the flag was set.
@@ -43,8 +43,8 @@ struct Page {
   uint8_t div_shift = 0;     // block_size = odd << div_shift
   uint32_t div_inverse = 0;  // inverse of the odd part mod 2^32
   size_t block_size = 0;
-  uint8_t* area = nullptr;   // first block
-  Page* next = nullptr;      // heap queue links
+  uint8_t* area = nullptr;  // first block
+  Page* next = nullptr;     // heap queue links
   Page* prev = nullptr;
   Page* next_notified = nullptr;  // link in the heap's notified stack
   // Checked mode: the secrets of this page's links and canaries. Set by the
@@ -90,8 +90,10 @@ struct Page {
   }
   // The link as decoded, not validated: for observers of other threads' lists.
   const Block* peek_next(const Block* b) const {
-    if constexpr (!kChecked) return b->next;
-    else return ptr<const Block>(keys.decode(addr(b->next)));
+    if constexpr (!kChecked)
+      return b->next;
+    else
+      return ptr<const Block>(keys.decode(addr(b->next)));
   }
   // A block start among the blocks ever handed out: [area, area + capacity blocks).
   bool is_handed_block(const void* b) const { return exact_block_index(b) < capacity; }
@@ -134,7 +136,8 @@ struct Page {
 
   // Owner: sets the page up for blocks of block_size in [area, area_end).
   // key_seed: fresh secrets for checked mode's links and canaries.
-  void init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls, uintptr_t key_seed);
+  void init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls,
+            uintptr_t key_seed);
   // Owner: moves thread_free and local_free into free. Returns the number of
   // blocks taken from thread_free.
   uint32_t collect();
@@ -145,8 +148,10 @@ struct Page {
 static_assert(sizeof(Page) <= 96 + (kChecked ? sizeof(FreeListKeys) : 0),
               "page headers live in the segment header; keep them small");
 static_assert(alignof(Page) == alignof(void*));
-static_assert(kMinAlign > ThreadFreeWord::kStateMask, "thread_free keeps its state in a block address's low bits");
+static_assert(kMinAlign > ThreadFreeWord::kStateMask,
+              "thread_free keeps its state in a block address's low bits");
 static_assert(kClassCount <= 255, "Page::size_class is one byte");
-static_assert(kSegmentSize <= (uint64_t{1} << 32), "exact_block_index computes block offsets in 32 bits");
+static_assert(kSegmentSize <= (uint64_t{1} << 32),
+              "exact_block_index computes block offsets in 32 bits");
 
 }  // namespace shardalloc::core

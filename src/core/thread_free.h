@@ -11,7 +11,8 @@ namespace shardalloc::core {
 enum class NotifyState : uintptr_t {
   kNormal = 0,    // the owner sees the page in a class queue; remote frees just push
   kFull = 1,      // the page sits in the owner's full queue; the next remote free must notify
-  kNotified = 2,  // a remote freer took the duty to notify; the page is (about to be) on the heap's notified stack
+  kNotified = 2,  // a remote freer took the duty to notify; the page is (about to be) on the heap's
+                  // notified stack
 };
 
 class ThreadFreeWord {
