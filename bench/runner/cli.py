@@ -15,7 +15,8 @@ from .execute import Job, Setup, cells_of, region_variants, run_jobs
 from .icount import run_icount
 from .launch import smoke_test
 from .micro import run_micro
-from .workloads import (ALL_ALLOCATORS, ALL_WORKLOADS, ALLOCATOR_ORDER, OPT_IN_ALLOCATORS, PEERS,
+from .programs import prepare_debian
+from .workloads import (DEBIAN_NAMES, DEBIAN_PROGRAMS, ALL_ALLOCATORS, ALL_WORKLOADS, ALLOCATOR_ORDER, OPT_IN_ALLOCATORS, PEERS,
                         PROGRAM_NAMES, PROGRAM_WORKLOADS, REDIS_PACKAGES, REDIS_TESTS, REGION_ALLOCATORS, REGION_NAMES,
                         REGION_ORDER, REGION_THREADS, REGION_WORKLOADS, WORKLOAD_NAMES, WORKLOADS)
 
@@ -207,6 +208,11 @@ def skip_missing(plan, bench_dir):
             say("SKIP redis: redis-server / redis-benchmark not installed (Debian packages %s)" %
                 " ".join(REDIS_PACKAGES))
             plan.prog = [w for w in plan.prog if w != "redis"]
+    exes = {name: exe for name, _, _, _, exe, _ in DEBIAN_PROGRAMS}
+    pkgs = {name: pkgs for name, _, _, pkgs, _, _ in DEBIAN_PROGRAMS}
+    for w in [w for w in plan.prog if w in exes and shutil.which(exes[w]) is None]:
+        say("SKIP %s: %s not installed (Debian package %s)" % (w, exes[w], " ".join(pkgs[w])))
+        plan.prog.remove(w)
     missing = [w for w in plan.micro if not os.access(os.path.join(bench_dir, "bench-" + w), os.X_OK)]
     for w in missing:
         say("SKIP workload %s: %s not built" % (w, os.path.join(bench_dir, "bench-" + w)))
@@ -221,7 +227,8 @@ def make_jobs(args, plan, allocators, region_allocs):
                 jobs.append(Job(w, "micro", t, allocators))
         for w in plan.prog:
             rows = ["redis-" + x for x in REDIS_TESTS] if w == "redis" else None
-            jobs.append(Job(w, w if w in ("redis", "startup") else "python", 1, allocators, rows))
+            kind = w if w in ("redis", "startup") else "debian" if w in DEBIAN_NAMES else "python"
+            jobs.append(Job(w, kind, 1, allocators, rows))
     elif plan.micro or plan.prog:
         say("SKIP preload workloads: no allocator could be preloaded")
     region_multi = {name: multi for name, _, _, _, multi, _ in REGION_WORKLOADS}
@@ -255,7 +262,9 @@ def main(argv):
 
     peers, gnuplot = ensure_dependencies(args, [a for a in plan.allocators if a in PEERS] if plan.need_preload
                                          else [], base + "-apt.log", want_redis="redis" in plan.prog,
-                                         want_valgrind=args.icount)
+                                         want_valgrind=args.icount,
+                                         want_programs=[(exe, pkgs) for name, _, _, pkgs, exe, _ in DEBIAN_PROGRAMS
+                                                        if name in plan.prog])
     bench_dir = find_bench_dir(args) if args.no_build else build(args, base + "-build.log")
     launcher = os.path.join(bench_dir, "bench-launch")
     if not os.access(launcher, os.X_OK):
@@ -279,6 +288,9 @@ def main(argv):
                                                       plan.reps * sum(len(j.allocators) for j in jobs)))
     region_sub = {name: sub for name, sub, _, _, _, _ in REGION_WORKLOADS}
     setup = Setup(launcher, bench_dir, libs, plan.scales, region_sub, plan.timeout, tmpdir)
+    for job in jobs:
+        if job.kind == "debian":
+            setup.debian[job.name] = prepare_debian(job.name, plan.scales[job.name], launcher, plan.timeout, tmpdir)
     with open(started.log_path, "w") as log:
         runs = run_jobs(setup, jobs, plan.reps, log)
         icount = run_icount(bench_dir, libs, tmpdir, log) if args.icount else None

@@ -35,9 +35,10 @@ def apt_install(packages, log_path):
         return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode == 0
 
 
-def ensure_dependencies(args, wanted_peers, log_path, want_redis=False, want_valgrind=False):
+def ensure_dependencies(args, wanted_peers, log_path, want_redis=False, want_valgrind=False, want_programs=()):
     """Returns ({peer: path}, gnuplot path or None), installing what is missing
-    (peers, gnuplot, and redis-server/redis-tools or valgrind when asked for)."""
+    (peers, gnuplot, and redis-server/redis-tools, valgrind or the Debian
+    programs in want_programs, [(executable, [packages])], when asked for)."""
     missing_pkgs = []
     for name in wanted_peers:
         soname, pkg = PEERS[name]
@@ -50,6 +51,9 @@ def ensure_dependencies(args, wanted_peers, log_path, want_redis=False, want_val
         missing_pkgs += REDIS_PACKAGES
     if want_valgrind and shutil.which("valgrind") is None:
         missing_pkgs.append(VALGRIND_PACKAGE)
+    for exe, pkgs in want_programs:
+        if shutil.which(exe) is None:
+            missing_pkgs += [p for p in pkgs if p not in missing_pkgs]
     if missing_pkgs:
         if args.no_install:
             say("missing packages (not installing, --no-install): %s" % " ".join(missing_pkgs))

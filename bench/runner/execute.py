@@ -7,7 +7,7 @@ import time
 
 from .common import HERE, find_lib, median, say
 from .launch import run_once
-from .programs import python_exe, run_redis, run_startup
+from .programs import python_exe, run_debian, run_redis, run_startup
 from .workloads import REDIS_TESTS, REGION_ALLOCATORS
 
 
@@ -87,6 +87,7 @@ class Setup:
     def __init__(self, launcher, bench_dir, libs, scales, region_sub, timeout, tmpdir):
         self.launcher, self.bench_dir, self.libs, self.scales = launcher, bench_dir, libs, scales
         self.region_sub, self.timeout, self.tmpdir = region_sub, timeout, tmpdir
+        self.debian = {}  # Debian program row -> programs.Prepared (input and reference output)
 
 
 def run_cell(setup, job, a, log):
@@ -100,6 +101,8 @@ def run_cell(setup, job, a, log):
                                          s.region_sub[w], str(t), "%g" % s.scales[w]], None, s.timeout, s.tmpdir)}
     if job.kind == "startup":
         return {w: run_startup(s.launcher, s.libs[a], s.timeout, s.tmpdir)}
+    if job.kind == "debian":
+        return {w: run_debian(s.debian[w], s.launcher, s.libs[a], s.timeout, s.tmpdir)}
     if job.kind == "python":
         extra = {"PYTHONMALLOC": "malloc"} if w == "python-malloc" else {"PYTHONMALLOC": "pymalloc"}
         script = os.path.join(HERE, "py_workload.py")
@@ -165,7 +168,7 @@ def cells_of(jobs, runs):
         for row in job.rows:
             for a in job.allocators:
                 row_keys.append((row, job.threads, a))
-    order = {"micro": 0, "python": 1, "redis": 1, "startup": 1, "region": 2}
+    order = {"micro": 0, "python": 1, "redis": 1, "startup": 1, "debian": 1, "region": 2}
     kind_of = {row: job.kind for job in jobs for row in job.rows}
     row_keys.sort(key=lambda k: order[kind_of[k[0]]])
     return aggregate(runs, row_keys)

@@ -1,6 +1,8 @@
 """Real programs: the empty program (start-up), the Python workload's
-interpreter and redis-server driven by redis-benchmark."""
+interpreter, redis-server driven by redis-benchmark, and Debian programs
+(lua, sqlite3, ruby, z3, ghostscript, g++) on generated inputs."""
 
+import hashlib
 import os
 import random
 import re
@@ -10,7 +12,8 @@ import subprocess
 import sys
 import time
 
-from .common import median, tail
+from .common import median, say, tail
+from .inputs import GENERATORS
 from .launch import run_once
 from .workloads import REDIS_REQUESTS, REDIS_TESTS, STARTUP_LAUNCHES
 
@@ -177,3 +180,70 @@ def run_redis(preload, timeout, tmpdir, log):
             total = time.perf_counter() - t0
             for res in results.values():
                 res["elapsed_s"] = round(total, 3)
+
+
+# ------------------------------------------------------- Debian programs
+
+class Prepared:
+    """A Debian program row ready to run: its task (inputs.Task), the digest
+    of the reference run's output, or why the reference run failed."""
+
+    def __init__(self, name, task, reference=None, error=None):
+        self.name, self.task, self.reference, self.error = name, task, reference, error
+
+
+def output_digest(stdout, out_file):
+    """sha256 over the standard output and the bytes of out_file (if any)."""
+    h = hashlib.sha256(stdout.encode("utf-8", "replace"))
+    if out_file:
+        with open(out_file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def check_output(task, res):
+    """Turns an ok run into a failure when its output is wrong; returns the digest."""
+    problem = task.check(res["stdout"])
+    digest = None
+    if problem is None and task.out_file and not os.path.exists(task.out_file):
+        problem = "no output file %s" % task.out_file
+    if problem is None:
+        digest = output_digest(res["stdout"], task.out_file)
+    if problem is not None:
+        res["status"] = "fail"
+        res["reason"] = "wrong output: " + problem
+    return digest
+
+
+def prepare_debian(name, scale, launcher, timeout, tmpdir):
+    """Generates the row's input and runs it once untimed without a preload
+    (glibc): the reference every timed run's output must equal."""
+    d = os.path.join(tmpdir, "prog-" + name)
+    os.makedirs(d, exist_ok=True)
+    task = GENERATORS[name](d, scale)
+    res = run_debian(Prepared(name, task), launcher, None, timeout, tmpdir)
+    if res["status"] != "ok":
+        say("%s: the reference run (glibc) failed: %s" % (name, res["reason"]))
+        return Prepared(name, task, error="reference run (glibc) failed: " + res["reason"])
+    say("%s: reference output (glibc) sha256 %s, %.2f s" % (name, res["output_sha256"][:16], res["wall_s"]))
+    return Prepared(name, task, reference=res["output_sha256"])
+
+
+def run_debian(prep, launcher, preload, timeout, tmpdir):
+    """One run of a Debian program row; a wrong output fails the run."""
+    if prep.error:
+        return {"status": "fail", "reason": prep.error, "wall_s": 0.0, "maxrss_kib": 0, "stdout": "", "stderr": ""}
+    task = prep.task
+    if task.out_file and os.path.exists(task.out_file):
+        os.unlink(task.out_file)  # a stale file must not pass for this run's output
+    res = run_once(launcher, task.argv, preload, timeout, tmpdir)
+    if res["status"] == "ok":
+        digest = check_output(task, res)
+        if digest is not None:
+            res["output_sha256"] = digest
+            if prep.reference is not None and digest != prep.reference:
+                res["status"] = "fail"
+                res["reason"] = "wrong output: differs from the reference run (glibc, no preload)"
+    res["stdout"] = res["stdout"][-300:]  # the log and the JSON keep the end only
+    return res

@@ -14,7 +14,7 @@ from .common import ROOT, fmt, geomean, say, tail, warn
 from .programs import python_exe
 from .icount import icount_table
 from .micro import micro_table
-from .workloads import (ALLOCATOR_ORDER, PROGRAM_NAMES, REDIS_REQUESTS, REDIS_TESTS, REGION_ALLOCATORS,
+from .workloads import (DEBIAN_NAMES, ALLOCATOR_ORDER, PROGRAM_NAMES, REDIS_REQUESTS, REDIS_TESTS, REGION_ALLOCATORS,
                         REGION_NAMES, REGION_ORDER)
 
 
@@ -198,7 +198,8 @@ unset multiplot
 
 def package_versions():
     pkgs = ["libc6", "libmimalloc2.0", "libmimalloc-dev", "libjemalloc2", "libtcmalloc-minimal4", "redis-server",
-            "redis-tools", "valgrind", "libbenchmark-dev", "python3.11", "g++", "cmake"]
+            "redis-tools", "valgrind", "lua5.4", "sqlite3", "ruby3.1", "z3", "ghostscript",
+            "g++-12", "libbenchmark-dev", "python3.11", "g++", "cmake"]
     out = {}
     try:
         r = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n"] + pkgs,
@@ -278,6 +279,10 @@ def report_sections(args, nproc, thread_list, reps, cells, allocators, icount, m
             notes.append("redis rows: time = %d requests / (requests per second), RSS = the server's peak; "
                          "the glibc row preloads libc.so.6 (Debian's redis-server is linked with jemalloc)"
                          % REDIS_REQUESTS)
+        if any(c["workload"] in DEBIAN_NAMES for c in cells):
+            notes.append("Debian program rows (%s): every run's output equals an untimed reference run's (glibc, no "
+                         "preload) and passes the input generator's check, else the run is FAIL (wrong output)"
+                         % ", ".join(w for w in DEBIAN_NAMES if any(c["workload"] == w for c in cells)))
         sections.append(("", detail + "".join("\n\n" + n[0].upper() + n[1:] + "." for n in notes) + "\n\n" + summary))
         for title, text in extra.items():
             sections.append((title, text))

@@ -50,6 +50,34 @@ PROGRAM_WORKLOADS = [
     ("redis", None, 1.0, "redis-server under the allocator, redis-benchmark -q -n 100000 -t set,get,lpush,lrange_100 -P 16"),
     ("startup", 1.0, 1.0, "/bin/true under the allocator: what preloading it costs an empty program (peak RSS, start-up)"),
 ]
+# Debian programs run preloaded on fixed inputs that bench/runner/inputs.py
+# generates (same scale, same bytes). Bench-only: the runner installs their
+# packages when a selected row needs them. Every run's output (stdout and the
+# file it writes) must equal an untimed reference run's (glibc, no preload)
+# and pass the generator's own check, else the run fails.
+# name -> (quick scale or None, full scale, Debian packages, executable, description)
+DEBIAN_PROGRAMS = [
+    ("lua", 0.1, 1.0, ["lua5.4"], "lua5.4",
+     "lua5.4 on a generated script: records in string-keyed tables, string joins and splits, sort, "
+     "binary trees of tables, word counts, closures"),
+    ("sqlite", 0.1, 1.0, ["sqlite3"], "sqlite3",
+     "the sqlite3 shell on a generated SQL script over :memory:: bulk inserts, 3 indexes, joins, "
+     "GROUP BY, UPDATE, DELETE, group_concat"),
+    ("ruby", None, 1.0, ["ruby"], "ruby",
+     "ruby on a generated script: Structs in a Hash, string joins and splits, sort_by, object trees, "
+     "word counts, hashes printed to text"),
+    ("z3", None, 1.0, ["z3"], "z3",
+     "z3 on a generated SMT-LIB 2 file: 24 planted random 3-SAT problems (250 variables, 1000 clauses) "
+     "with an integer sum over 12 of them; 18 sat, 6 unsat"),
+    ("ghostscript", None, 1.0, ["ghostscript"], "gs",
+     "gs -sDEVICE=pgmraw -r100 on a generated PostScript file: 5 pages of dictionaries, strings, "
+     "filled polygons, curves and text"),
+    ("gxx", None, 1.0, ["g++"], "g++",
+     "g++ -std=c++17 -O1 -S of a generated C++ file (8 units of templates, std::map/vector/string, "
+     "lambdas); cc1plus is the process that allocates"),
+]
+DEBIAN_NAMES = [w[0] for w in DEBIAN_PROGRAMS]
+PROGRAM_WORKLOADS += [(name, qs, fs, desc) for name, qs, fs, _, _, desc in DEBIAN_PROGRAMS]
 PROGRAM_NAMES = [w[0] for w in PROGRAM_WORKLOADS]
 REDIS_TESTS = ["set", "get", "lpush", "lrange_100"]
 REDIS_REQUESTS = 100000
