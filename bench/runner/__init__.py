@@ -4,7 +4,8 @@
   deps       the dependency step: peers, gnuplot, bench-only Debian packages
   build      the cmake build with its fallbacks
   launch     one process through bench-launch (time, peak RSS, failure reason)
-  programs   real programs (empty program, Python, redis)
+  programs   real programs (empty program, Python, redis, Debian programs)
+  inputs     the generated inputs of the Debian programs
   execute    jobs, repetitions, interleaving, medians
   icount     instruction counts under callgrind
   micro      Google Benchmark micro-benchmarks
