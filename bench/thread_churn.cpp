@@ -1,0 +1,103 @@
+// thread-churn: short-lived threads whose blocks are freed after they exit.
+//
+// T chains. In each chain a spawner thread starts short-lived worker threads
+// one after the other; each worker allocates 3000 blocks of 16..512 bytes
+// (stamped) and exits. The spawner joins it (so the worker has exited, its
+// thread-exit destructors included) and hands the worker's blocks to the
+// chain's long-lived freeing thread through a bounded queue (at most 4
+// batches waiting), which verifies and frees them while the next worker
+// runs. So every block is freed by another thread, after the thread that
+// allocated it has exited: the cost of thread exit, of a new thread's first
+// allocations, and of frees into the memory of exited threads, and how
+// promptly that memory comes back (peak RSS).
+// `threads` = chains, so 3T threads exist (2T running at a time).
+//
+// Full size: 4000 worker threads in total (split over the chains).
+#include "common.hpp"
+
+namespace {
+
+constexpr std::size_t kBlocks = 3000;
+constexpr std::size_t kMaxWaiting = 4;
+
+struct Batch {
+  void* p[kBlocks];
+  std::uint64_t tag[kBlocks];
+  std::uint32_t size[kBlocks];
+};
+
+class Queue {
+ public:
+  void push(Batch* b) {
+    std::unique_lock<std::mutex> lk(mu_);
+    not_full_.wait(lk, [&] { return q_.size() < kMaxWaiting; });
+    q_.push_back(b);
+    lk.unlock();
+    not_empty_.notify_one();
+  }
+  Batch* pop() {  // nullptr = end of stream
+    std::unique_lock<std::mutex> lk(mu_);
+    not_empty_.wait(lk, [&] { return !q_.empty(); });
+    Batch* b = q_.front();
+    q_.erase(q_.begin());
+    lk.unlock();
+    not_full_.notify_one();
+    return b;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable not_full_, not_empty_;
+  std::vector<Batch*> q_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto a = bench::parse_args(argc, argv, "thread-churn: short-lived threads allocate, a long-lived thread frees after they exit");
+  const std::uint64_t workers = bench::scaled(4000, a.scale);
+  const int chains = a.threads;
+  std::vector<Queue> queues(static_cast<std::size_t>(chains));
+  std::atomic<std::uint64_t> freed{0};
+
+  bench::Timer timer;
+  bench::run_threads(2 * chains, [&](int id) {
+    const int chain = id / 2;
+    Queue& q = queues[static_cast<std::size_t>(chain)];
+    if (id % 2 == 0) {  // spawner
+      bench::Rng seeds(4242 + static_cast<std::uint64_t>(chain));
+      const std::uint64_t mine = bench::share(workers, chains, chain);
+      for (std::uint64_t w = 0; w < mine; ++w) {
+        const std::uint64_t seed = seeds.next();
+        Batch* b = nullptr;
+        std::thread worker([&b, seed] {
+          bench::Rng rng(seed);
+          b = static_cast<Batch*>(bench::checked_malloc(sizeof(Batch)));
+          for (std::size_t i = 0; i < kBlocks; ++i) {
+            b->size[i] = static_cast<std::uint32_t>(rng.range(16, 512));
+            b->tag[i] = bench::make_tag(rng);
+            b->p[i] = bench::checked_malloc(b->size[i]);
+            bench::stamp(b->p[i], b->size[i], b->tag[i]);
+          }
+        });
+        worker.join();  // the worker has exited: its heap is given back
+        q.push(b);
+      }
+      q.push(nullptr);
+    } else {  // freeing thread
+      std::uint64_t n = 0;
+      while (Batch* b = q.pop()) {
+        for (std::size_t i = 0; i < kBlocks; ++i) {
+          bench::check(b->p[i], b->size[i], b->tag[i]);
+          std::free(b->p[i]);
+        }
+        n += kBlocks;
+        std::free(b);
+      }
+      freed.fetch_add(n, std::memory_order_relaxed);
+    }
+  });
+  if (freed.load() != workers * kBlocks) bench::corrupt("lost blocks", nullptr, freed.load());
+  bench::report("thread-churn", a, workers * kBlocks, timer.seconds());
+  return 0;
+}
