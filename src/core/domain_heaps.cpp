@@ -23,6 +23,7 @@ Heap* Domain::acquire_heap() {
   for (Heap* h = heaps.load(std::memory_order_acquire); h != nullptr; h = h->next_in_domain) {
     if (try_own(h)) {
       heaps_adopted.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+      h->unseal_all();  // we allocate from it: no page may stay sealed
       return h;
     }
   }
@@ -43,10 +44,33 @@ Heap* Domain::acquire_heap() {
 
 void Domain::release_heap(Heap* h) {
   Step step;  // no fork leaves a heap half given back (and owned by a thread the child lacks)
-  h->collect_all();
+  h->abandon_pages();
   maybe_purge();
-  // release: the next owner (acquire CAS) sees all our writes to the heap and its pages.
-  h->owned.store(0, std::memory_order_release);
+  give_up(h);
+}
+
+void Domain::give_up(Heap* h) {
+  for (;;) {
+    // seq_cst: release, so the next owner (acquire CAS) sees all our writes to
+    // the heap and its pages; and one total order with the notifiers' pushes
+    // and their load of owned (free_notifying): a page pushed on the stack
+    // after our load below finds owned == 0 and the notifier reclaims it.
+    h->owned.store(0, std::memory_order_seq_cst);
+    // seq_cst: see above. Empty: nothing waits, or its notifier takes it.
+    if (h->notified.load(std::memory_order_seq_cst) == nullptr) return;
+    // Pages were pushed while we owned the heap: their notifiers saw it
+    // owned and left them to us. A failed claim means another thread owns it
+    // now and will drain the stack.
+    if (!try_own(h)) return;
+    h->reclaim_notified();
+  }
+}
+
+void Domain::reclaim_abandoned(Heap* h) {
+  Step step;  // no fork between claiming the heap and giving it back
+  if (!try_own(h)) return;  // its owner (or a releaser's last look) drains the stack
+  h->reclaim_notified();
+  give_up(h);
 }
 
 void* Domain::alloc_borrowed(size_t size, size_t align) {
@@ -64,7 +88,7 @@ void Domain::sweep_abandoned() {
     Step step;  // no fork between claiming the heap and giving it back
     if (!try_own(h)) continue;
     heaps_swept.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
-    release_heap(h);
+    release_heap(h);  // collects its (sealed) pages: frees empty ones, seals the rest
   }
 }
 

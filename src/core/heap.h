@@ -4,6 +4,9 @@
 // CAS with acquire, given up with a release store); only the owner touches the
 // fields marked "owner". A heap is never freed: a thread that exits abandons
 // it and a later thread adopts it whole, pages included.
+// While nobody allocates from it, its pages are sealed (protocol 3): they
+// count their live blocks down, and the free of a page's last one gives the
+// page back at once.
 // Any thread may push on `notified` (pages it freed into while they were full).
 #pragma once
 #include <atomic>
@@ -105,6 +108,7 @@ struct Heap {
   // (The relaxed atomic load comes first so that local_free, compared after
   // it, need not be loaded again by push_local.)
   SHARD_INLINE bool is_usual_local_free(const Page* page, const Block* b) const {
+    // (An owner that allocates never has a sealed page: the plain head is the head.)
     return page->is_block_start(b) && b != page->load_thread_free(std::memory_order_relaxed).head() &&
            b != page->local_free && page->used != 0;
   }
@@ -149,6 +153,17 @@ struct Heap {
   void collect_all();
   // Owner: takes the pages remote threads reported (moves them out of full).
   void drain_notified();
+  // Protocol 3 (docs/protocols.md), sealed pages: an abandoned heap's pages
+  // count their live blocks down in thread_free, and the free of the last one
+  // puts the page on `notified`. Owner, at abandon and by a sweeper:
+  // collects every page, frees the empty ones and seals the others.
+  void abandon_pages();
+  // Owner, a thread that adopts the heap to allocate from it: turns every
+  // sealed page back into a plain one (before any allocation or free).
+  void unseal_all();
+  // Owner, a thread that claimed the abandoned heap for a moment: takes the
+  // notified pages, frees those with no live block left, seals the others.
+  void reclaim_notified();
   void count_remote_frees(uint32_t n) {
     // relaxed load + store: only the owner writes; readers want a recent value.
     if (n == 0) return;
@@ -163,6 +178,13 @@ struct Heap {
   PageQueue& queue_of(Page* page) { return page->in_full ? full : queues[page->size_class]; }
   void set_direct(unsigned cls, Page* page);
   bool move_to_full(Page* page);
+  // Owner: collects page; false when no live block is left (the caller frees
+  // it), else seals it (kSealed, its live blocks counted) unless a
+  // notification is on its way (kNotified: the drain or reclaim takes it).
+  bool seal(Page* page);
+  // Owner: seal, or free_page when no live block is left; a sealed page with
+  // free blocks leaves the full queue.
+  void seal_or_free(Page* page);
   void move_out_of_full(Page* page);
   void free_page(Page* page);
   Segment* claim_owned_segment(const PageGeometry& g);

@@ -40,24 +40,27 @@ void Page::report_damaged_link(const Block* b) const {
 uint32_t Page::collect() {
   uint32_t remote = 0;
   // relaxed pre-check: an empty stack needs no RMW; a stale non-empty read
-  // only costs the CAS below.
+  // only costs the CAS below. (A sealed word never reads as empty here.)
   uintptr_t raw = thread_free.load(std::memory_order_relaxed);
   if (ThreadFreeWord(raw).head() != nullptr) {
     // acquire: the freeing threads' writes (next pointers) happen-before our
-    // reads of the list. The state bits are kept; only the list is taken.
-    while (!thread_free.compare_exchange_weak(raw, ThreadFreeWord(raw).with_head(nullptr).raw(),
-                                              std::memory_order_acquire, std::memory_order_relaxed)) {
+    // reads of the list. The state bits are kept (and a sealed page's
+    // remaining count); only the list is taken.
+    while (!thread_free.compare_exchange_weak(raw, without_list(ThreadFreeWord(raw)).raw(), std::memory_order_acquire,
+                                              std::memory_order_relaxed)) {
     }
-    Block* list = ThreadFreeWord(raw).head();
-    Block* last = list;
-    remote = 1;
-    for (Block* n = next_of(last); n != nullptr; n = next_of(last)) {
-      last = n;
-      ++remote;
+    Block* list = ThreadFreeWord(raw).any_head(this);
+    if (list != nullptr) {
+      Block* last = list;
+      remote = 1;
+      for (Block* n = next_of(last); n != nullptr; n = next_of(last)) {
+        last = n;
+        ++remote;
+      }
+      set_next(last, free);
+      free = list;
+      used -= remote;
     }
-    set_next(last, free);
-    free = list;
-    used -= remote;
   }
   if (local_free != nullptr) {
     if (free == nullptr) {

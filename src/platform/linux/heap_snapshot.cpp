@@ -133,7 +133,7 @@ const char* kind_name(core::SegmentKind k) {
 uint64_t remote_frees(const core::Page& p, uintptr_t lo, uintptr_t hi) {
   uint64_t n = 0;
   // relaxed: statistics; the blocks' next words were written before their push.
-  const core::Block* b = p.load_thread_free(std::memory_order_relaxed).head();
+  const core::Block* b = p.remote_head(std::memory_order_relaxed);
   while (b != nullptr && n < p.reserved && p.contains(b) && addr(b) >= lo && addr(b) + sizeof(core::Block) <= hi) {
     ++n;
     b = p.peek_next(b);
