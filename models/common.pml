@@ -529,7 +529,33 @@ inline reclaim_notified() {
           tf_state[pg] = NORMAL;
           on_stack[pg] = 0
         }
-        seal_or_free(pg)
+        seal(pg);
+        if
+        :: sd == 1 && in_full[pg] && free_head[pg] != 0 -> move_out_of_full(pg)
+        :: sd == 1 && !(in_full[pg] && free_head[pg] != 0) -> skip
+        :: sd == 0 ->
+           /* no live block left: the page goes back with its segment (here:
+            * all pages), when no page of it holds a live block; else it stays whole */
+           fq = 0;
+           do
+           :: fq < NP && !(in_use[fq] && used[fq] != 0) -> fq++
+           :: fq < NP && in_use[fq] && used[fq] != 0 -> break
+           :: fq >= NP -> break
+           od;
+           if
+           :: fq >= NP ->
+              fq = 0;
+              do
+              :: fq < NP && in_use[fq] -> free_page(fq); fq++
+              :: fq < NP && !in_use[fq] -> fq++
+              :: fq >= NP -> break
+              od
+           :: fq < NP && in_full[pg] -> move_out_of_full(pg)
+           :: fq < NP && !in_full[pg] -> skip
+           fi;
+           fq = 0
+        fi;
+        sd = 0
      od;
      pg = 0
   fi
@@ -721,6 +747,6 @@ inline check_sealed_counts() {
 
 /* Locals every process that runs the inlines declares. */
 #define PROTOCOL_LOCALS \
-  byte rh, rs, rr, ok, cnt, last, list, pg, pq, i, got, fp, rp, hd, b, sd; \
+  byte rh, rs, rr, ok, cnt, last, list, pg, pq, i, got, fp, rp, hd, b, sd, fq; \
   bit nt, gu; \
   bit no_oom_collect  /* alloc: 1 = fail instead of the collect_all fallback */

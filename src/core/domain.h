@@ -102,7 +102,7 @@ struct Domain {
   bool is_live_segment(const Segment* s) const { return arena_of(addr(s)) != nullptr && s->cookie == cookie_of(s); }
 
   // Heaps ----------------------------------------------------------------------
-  Heap* acquire_heap();           // adopts an abandoned heap or makes one; null if no memory
+  Heap* acquire_heap();           // adopts an abandoned heap (the one with most segments) or makes one; null if no memory
   void release_heap(Heap* h);     // collects h and abandons it
   void sweep_abandoned();         // collects every abandoned heap it can claim
   // A free put a page on the notified stack of h and found h unowned: claims
@@ -129,6 +129,8 @@ struct Domain {
   Segment* try_claim(size_t slots, size_t align, size_t align_offset);
   // Owner: owned = 0, then claims h again while pages wait on its notified stack.
   void give_up(Heap* h);
+  // Just claimed by acquire_heap: counts the adoption, unseals h's pages.
+  Heap* adopt(Heap* h);
   bool grow(size_t slots, size_t align);
   void publish_arena(Arena* a);
   void add_meta_chunk(uintptr_t start, uintptr_t end);

@@ -18,14 +18,33 @@ bool try_own(Heap* h) {
 
 }  // namespace
 
+Heap* Domain::adopt(Heap* h) {
+  heaps_adopted.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+  h->unseal_all();  // we allocate from it: no page may stay sealed
+  return h;
+}
+
 Heap* Domain::acquire_heap() {
+  // The unowned heap that holds the most segments: its free pages serve us
+  // before we claim new ones, and the others' segments drain meanwhile
+  // (their pages come back as their blocks are freed, protocol 3), so the
+  // memory of exited threads gathers in few heaps.
+  Heap* best = nullptr;
+  uint32_t most = 0;
   // acquire: heap records are published with release.
   for (Heap* h = heaps.load(std::memory_order_acquire); h != nullptr; h = h->next_in_domain) {
-    if (try_own(h)) {
-      heaps_adopted.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
-      h->unseal_all();  // we allocate from it: no page may stay sealed
-      return h;
+    // relaxed: hints; try_own decides.
+    if (h->owned.load(std::memory_order_relaxed) != 0) continue;
+    const uint32_t n = h->segment_count.load(std::memory_order_relaxed);
+    if (best == nullptr || n > most) {
+      best = h;
+      most = n;
     }
+  }
+  if (best != nullptr && try_own(best)) return adopt(best);
+  // Lost it: the first heap nobody owns, else a new one.
+  for (Heap* h = heaps.load(std::memory_order_acquire); h != nullptr; h = h->next_in_domain) {
+    if (try_own(h)) return adopt(h);
   }
   Step step;  // no fork leaves a record made but not published
   void* mem = meta_alloc(sizeof(Heap));

@@ -162,8 +162,12 @@ struct Heap {
   // sealed page back into a plain one (before any allocation or free).
   void unseal_all();
   // Owner, a thread that claimed the abandoned heap for a moment: takes the
-  // notified pages, frees those with no live block left, seals the others.
+  // notified pages and seals those with live blocks left; a page with none
+  // is freed when its whole segment can go back (then with every page of
+  // the segment), else kept whole for the heap's next owner.
   void reclaim_notified();
+  // Owner: no page of s (one of ours) holds a live block.
+  bool segment_is_empty(const Segment* s) const;
   void count_remote_frees(uint32_t n) {
     // relaxed load + store: only the owner writes; readers want a recent value.
     if (n == 0) return;

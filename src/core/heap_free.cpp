@@ -194,7 +194,7 @@ SHARD_NOINLINE void free_notifying(Segment* s, Page* page, Block* b, const void*
   if (!push_any(page, b, p)) return;
   push_notified(heap, page);
   // Protocol 3: a heap nobody owns has nobody to drain the stack; we claim it
-  // and give the page back ourselves (seq_cst: see push_notified).
+  // and give the pages back ourselves (seq_cst: see push_notified).
   if (heap->owned.load(std::memory_order_seq_cst) == 0) domain->reclaim_abandoned(heap);
 }
 

@@ -115,8 +115,35 @@ void Heap::reclaim_notified() {
     while (!page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(),
                                                     std::memory_order_relaxed, std::memory_order_relaxed)) {
     }
-    seal_or_free(page);
+    if (seal(page)) {
+      if (page->in_full && page->free != nullptr) move_out_of_full(page);
+      continue;
+    }
+    // No live block left. Freeing the page gives memory back only when its
+    // segment goes back with it: then every page of the segment goes;
+    // otherwise the page stays whole (its blocks on its free list, out of
+    // the full queue), for the heap's next owner to allocate from at once.
+    Segment* s = ptr<Segment>(align_down(addr(page), kSegmentSize));
+    if (segment_is_empty(s)) {
+      // The pages first: the free of the last one releases the segment,
+      // whose header we must not read after that.
+      Page* pages[kSmallPagesPerSegment];
+      unsigned n = 0;
+      for (unsigned i = 0; i < s->page_count; ++i) {
+        if (s->pages[i].in_use) pages[n++] = &s->pages[i];
+      }
+      for (unsigned i = 0; i < n; ++i) free_page(pages[i]);
+    } else if (page->in_full) {
+      move_out_of_full(page);
+    }
   }
+}
+
+bool Heap::segment_is_empty(const Segment* s) const {
+  for (unsigned i = 0; i < s->page_count; ++i) {
+    if (s->pages[i].in_use && s->pages[i].used != 0) return false;
+  }
+  return true;
 }
 
 }  // namespace shardalloc::core
