@@ -103,7 +103,9 @@ struct Domain {
 
   // Heaps ----------------------------------------------------------------------
   Heap* acquire_heap();           // adopts an abandoned heap (the one with most segments) or makes one; null if no memory
-  void release_heap(Heap* h);     // collects h and abandons it
+  // Collects h and abandons it; a sweeper's release also purges pages that
+  // have been free for the purge delay (Heap::purge_free_pages).
+  void release_heap(Heap* h, bool sweeping = false);
   void sweep_abandoned();         // collects every abandoned heap it can claim
   // A free put a page on the notified stack of h and found h unowned: claims
   // h (if nobody did meanwhile), frees the notified pages with no live block

@@ -61,9 +61,9 @@ Heap* Domain::acquire_heap() {
   return h;
 }
 
-void Domain::release_heap(Heap* h) {
+void Domain::release_heap(Heap* h, bool sweeping) {
   Step step;  // no fork leaves a heap half given back (and owned by a thread the child lacks)
-  h->abandon_pages();
+  h->abandon_pages(sweeping);
   maybe_purge();
   give_up(h);
 }
@@ -107,7 +107,7 @@ void Domain::sweep_abandoned() {
     Step step;  // no fork between claiming the heap and giving it back
     if (!try_own(h)) continue;
     heaps_swept.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
-    release_heap(h);  // collects its (sealed) pages: frees empty ones, seals the rest
+    release_heap(h, true);  // collects its (sealed) pages: frees empty ones, seals the rest
   }
 }
 

@@ -51,6 +51,7 @@ struct Heap {
   std::atomic<int64_t> used_bytes{0};
   std::atomic<int64_t> block_bytes{0};
   uint32_t slow_calls = 0;  // owner: paces periodic work in alloc_slow
+  uint32_t dirty_pages = 0;  // owner: free pages of kept segments not purged yet (Page::free_since)
   // Blocks other threads freed into this heap's pages, counted when the owner
   // collects them (a statistic: the owner stores, readers load, no RMW).
   std::atomic<uint64_t> remote_frees_collected{0};
@@ -157,7 +158,8 @@ struct Heap {
   // count their live blocks down in thread_free, and the free of the last one
   // puts the page on `notified`. Owner, at abandon and by a sweeper:
   // collects every page, frees the empty ones and seals the others.
-  void abandon_pages();
+  // `sweeping`: a sweeper's, which also purges long-free pages.
+  void abandon_pages(bool sweeping);
   // Owner, a thread that adopts the heap to allocate from it: turns every
   // sealed page back into a plain one (before any allocation or free).
   void unseal_all();
@@ -191,6 +193,15 @@ struct Heap {
   void seal_or_free(Page* page);
   void move_out_of_full(Page* page);
   void free_page(Page* page);
+  // Owner, a sweeper (the heap has had no owner for a while): gives back to
+  // the OS the memory of free pages inside segments the heap keeps for
+  // their live blocks, once they have stayed free for the domain's purge
+  // delay (every free page when `all`). Whole free segments go back by
+  // slots (Domain::release_segment). (Not done for heaps threads allocate
+  // from: their free pages are soon reused, and purging them costs page
+  // faults; measured: rptest 2.7x slower with a 100 ms delay.)
+  void purge_free_pages(bool all);
+  void purge_page(Segment* s, Page* page);
   Segment* claim_owned_segment(const PageGeometry& g);
   Segment* claim_segment(size_t slots, size_t align, size_t align_offset);
   Page* find_page(unsigned cls);

@@ -66,11 +66,53 @@ void Heap::free_page(Page* page) {
   --s->used_pages;
   const bool shared = s->page_count > 1;  // small and medium segments hold several pages
   if (shared) partial_add(partial[partial_index(s->kind)], s);
+  if (s->used_pages != 0 && domain->source.purge != nullptr && domain->source.now_ms != nullptr) {
+    // The segment stays: its free page keeps its memory (resident), which a
+    // sweep gives back once the page has stayed free for the purge delay.
+    page->free_since = uint32_t(domain->source.now_ms()) | 1;
+    ++dirty_pages;
+  }
   if (s->used_pages == 0) {
+    // Its free pages go with the segment (the slot is purged as a whole).
+    for (unsigned i = 0; i < s->page_count; ++i) {
+      if (s->pages[i].free_since != 0) {
+        s->pages[i].free_since = 0;
+        --dirty_pages;
+      }
+    }
     if (shared) partial_remove(partial[partial_index(s->kind)], s);
     // relaxed: a hint for sweepers.
     segment_count.store(segment_count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     domain->release_segment(s);
+  }
+}
+
+void Heap::purge_page(Segment* s, Page* page) {
+  const size_t index = size_t(page - s->pages);
+  const size_t page_bytes = kSegmentSize / s->page_count;
+  // Page 0 starts after the segment header, which stays.
+  const uintptr_t start = align_up(addr(s) + index * page_bytes + (index == 0 ? kSegmentHeaderSize : 0), kPurgeGrain);
+  const uintptr_t end = addr(s) + (index + 1) * page_bytes;
+  domain->source.purge(ptr(start), end - start);
+  page->free_since = 0;
+  --dirty_pages;
+  // relaxed: a statistic.
+  domain->purged_bytes.fetch_add(end - start, std::memory_order_relaxed);
+}
+
+void Heap::purge_free_pages(bool all) {
+  if (dirty_pages == 0 || domain->source.now_ms == nullptr) return;
+  const uint32_t now = uint32_t(domain->source.now_ms());
+  // Free pages of kept segments are in segments on the partial lists (a
+  // segment with a free page and a page in use is on its kind's list).
+  for (Segment* head : partial) {
+    for (Segment* s = head; s != nullptr; s = s->next_partial) {
+      for (unsigned i = 0; i < s->page_count; ++i) {
+        Page* page = &s->pages[i];
+        if (page->in_use || page->free_since == 0) continue;
+        if (all || now - page->free_since >= domain->purge_delay_ms) purge_page(s, page);
+      }
+    }
   }
 }
 

@@ -60,7 +60,7 @@ void Heap::seal_or_free(Page* page) {
   }
 }
 
-void Heap::abandon_pages() {
+void Heap::abandon_pages(bool sweeping) {
   drain_notified();
   for (unsigned cls = 0; cls <= kClassCount; ++cls) {
     PageQueue& q = cls == kClassCount ? full : queues[cls];
@@ -72,6 +72,9 @@ void Heap::abandon_pages() {
     }
   }
   for (auto& p : direct) p = &g_empty_page;
+  // Nobody has owned the heap for a while (up to a sweep interval): give back
+  // the memory of pages that have been free for the purge delay.
+  if (sweeping) purge_free_pages(false);
 }
 
 void Heap::unseal_all() {

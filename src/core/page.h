@@ -33,6 +33,10 @@ struct Page {
   uint32_t used = 0;
   uint32_t capacity = 0;
   uint32_t reserved = 0;
+  // Owner: a free page (not in use) of a segment the heap keeps, whose memory
+  // is still resident: when it was freed (milliseconds | 1). 0: in use,
+  // purged, or nothing to purge (no clock or no purge in the page source).
+  uint32_t free_since = 0;
   uint8_t size_class = 0;    // 0 for huge blocks
   uint8_t in_full = 0;       // in the heap's full queue
   // Aligned allocations handed out interior pointers. Goes 0 -> 1 while the
@@ -134,6 +138,10 @@ struct Page {
   // blocks taken from thread_free. The state bits are kept (a sealed page
   // stays sealed, its remaining count unchanged).
   uint32_t collect();
+  // Owner: puts the list of blocks `list` in front of free; returns their number.
+  uint32_t splice(Block* list);
+  // Owner: collect's taking of a sealed page's list (kept out of its common path).
+  SHARD_NOINLINE uint32_t take_sealed_list();
   // w with an empty list, state (and a sealed page's count) kept.
   static ThreadFreeWord without_list(ThreadFreeWord w) {
     return w.state() == NotifyState::kSealed ? ThreadFreeWord::sealed(0, w.remaining()) : w.with_head(nullptr);

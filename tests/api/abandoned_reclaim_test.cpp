@@ -6,8 +6,12 @@
 // unless they run short; the process heap sweeps at most every 200 ms, and
 // the test checks that none ran).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -193,6 +197,63 @@ TEST(AbandonedHeaps, ConcurrentFreesAdoptionsAndSweeps) {
   shard_stats s;
   ASSERT_EQ(shard_region_stats(r, &s), SHARD_OK);
   EXPECT_EQ(s.live_blocks, 0u);
+}
+
+
+#if defined(SHARDTEST_TSAN) || defined(SHARDTEST_ASAN)
+#define ABANDONED_TEST_SANITIZED 1
+#endif
+
+size_t rss_bytes() {
+  long pages = 0, resident = 0;
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+  std::fclose(f);
+  return size_t(resident) * size_t(sysconf(_SC_PAGESIZE));
+}
+
+// A thread frees most of its blocks and exits, keeping one block in each
+// of its segments: the segments stay (a block is live in each), their other
+// pages are free but resident. A sweep (the heap has no owner) gives the
+// memory of pages free for the purge delay back to the OS.
+TEST(AbandonedHeaps, SweepsGiveBackFreePagesOfSegmentsKeptForALiveBlock) {
+#ifdef ABANDONED_TEST_SANITIZED
+  GTEST_SKIP() << "RSS includes the sanitizer's shadow memory";
+#endif
+  shard_free(shard_malloc(64));  // this thread has a heap of its own
+  std::vector<void*> kept;
+  std::thread([&] {
+    std::vector<void*> all;
+    for (int i = 0; i < 4096; ++i) {
+      void* p = shard_malloc(1000);
+      ASSERT_NE(p, nullptr);
+      std::memset(p, 0x5a, 1000);  // resident
+      all.push_back(p);
+    }
+    uintptr_t last_segment = 0;
+    for (void* p : all) {
+      const uintptr_t segment = reinterpret_cast<uintptr_t>(p) >> 19;
+      if (segment != last_segment) {
+        last_segment = segment;
+        kept.push_back(p);  // the first block of each segment stays live
+      } else {
+        shard_free(p);
+      }
+    }
+  }).join();
+  ASSERT_GE(kept.size(), 4u);
+  const size_t before = rss_bytes();
+  // Sweeps run at most every 200 ms on the allocator's slow paths (a huge
+  // block's free is one); pages are purged once free for 100 ms.
+  size_t now = before;
+  for (int round = 0; round < 60 && now + MiB > before; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    shard_free(shard_malloc(2 * MiB));
+    now = rss_bytes();
+  }
+  EXPECT_LE(now + MiB, before) << "RSS before " << before / 1024 << " KiB, after " << now / 1024 << " KiB";
+  for (void* p : kept) shard_free(p);
 }
 
 }  // namespace
