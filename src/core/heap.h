@@ -52,6 +52,7 @@ struct Heap {
   std::atomic<int64_t> block_bytes{0};
   uint32_t slow_calls = 0;  // owner: paces periodic work in alloc_slow
   uint32_t dirty_pages = 0;  // owner: free pages of kept segments not purged yet (Page::free_since)
+  uint32_t sealed_pages = 0;  // owner: pages sealed since the last unseal_all (at least those still sealed)
   // Blocks other threads freed into this heap's pages, counted when the owner
   // collects them (a statistic: the owner stores, readers load, no RMW).
   std::atomic<uint64_t> remote_frees_collected{0};
@@ -196,7 +197,7 @@ struct Heap {
   // Owner, a sweeper (the heap has had no owner for a while): gives back to
   // the OS the memory of free pages inside segments the heap keeps for
   // their live blocks, once they have stayed free for the domain's purge
-  // delay (every free page when `all`). Whole free segments go back by
+  // delay since a sweep first found them free (every free page when `all`). Whole free segments go back by
   // slots (Domain::release_segment). (Not done for heaps threads allocate
   // from: their free pages are soon reused, and purging them costs page
   // faults; measured: rptest 2.7x slower with a 100 ms delay.)

@@ -66,10 +66,11 @@ void Heap::free_page(Page* page) {
   --s->used_pages;
   const bool shared = s->page_count > 1;  // small and medium segments hold several pages
   if (shared) partial_add(partial[partial_index(s->kind)], s);
-  if (s->used_pages != 0 && domain->source.purge != nullptr && domain->source.now_ms != nullptr) {
+  if (s->used_pages != 0 && domain->source.purge != nullptr) {
     // The segment stays: its free page keeps its memory (resident), which a
     // sweep gives back once the page has stayed free for the purge delay.
-    page->free_since = uint32_t(domain->source.now_ms()) | 1;
+    // (The first sweep that finds it free stamps the time: no clock read here.)
+    page->free_since = Page::kFreeUnstamped;
     ++dirty_pages;
   }
   if (s->used_pages == 0) {
@@ -103,6 +104,7 @@ void Heap::purge_page(Segment* s, Page* page) {
 void Heap::purge_free_pages(bool all) {
   if (dirty_pages == 0 || domain->source.now_ms == nullptr) return;
   const uint32_t now = uint32_t(domain->source.now_ms());
+  const uint32_t stamp = now > Page::kFreeUnstamped ? now : Page::kFreeUnstamped + 1;
   // Free pages of kept segments are in segments on the partial lists (a
   // segment with a free page and a page in use is on its kind's list).
   for (Segment* head : partial) {
@@ -110,7 +112,11 @@ void Heap::purge_free_pages(bool all) {
       for (unsigned i = 0; i < s->page_count; ++i) {
         Page* page = &s->pages[i];
         if (page->in_use || page->free_since == 0) continue;
-        if (all || now - page->free_since >= domain->purge_delay_ms) purge_page(s, page);
+        if (all || (page->free_since != Page::kFreeUnstamped && now - page->free_since >= domain->purge_delay_ms)) {
+          purge_page(s, page);
+        } else if (page->free_since == Page::kFreeUnstamped) {
+          page->free_since = stamp;  // free at least since now
+        }
       }
     }
   }

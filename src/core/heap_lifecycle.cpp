@@ -47,6 +47,7 @@ bool Heap::seal(Page* page) {
     // On failure a free got in first: collect it and try again.
     if (page->thread_free.compare_exchange_weak(raw, ThreadFreeWord::sealed(0, page->used).raw(),
                                                 std::memory_order_release, std::memory_order_relaxed)) {
+      ++sealed_pages;
       return true;
     }
   }
@@ -78,6 +79,10 @@ void Heap::abandon_pages(bool sweeping) {
 }
 
 void Heap::unseal_all() {
+  // Pages sealed by the heap's earlier owners (a page that completed since
+  // is counted but no longer sealed): none, nothing to walk.
+  if (sealed_pages == 0) return;
+  sealed_pages = 0;
   for (unsigned cls = 0; cls <= kClassCount; ++cls) {
     PageQueue& q = cls == kClassCount ? full : queues[cls];
     Page* page = q.first;

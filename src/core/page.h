@@ -34,9 +34,11 @@ struct Page {
   uint32_t capacity = 0;
   uint32_t reserved = 0;
   // Owner: a free page (not in use) of a segment the heap keeps, whose memory
-  // is still resident: when it was freed (milliseconds | 1). 0: in use,
-  // purged, or nothing to purge (no clock or no purge in the page source).
+  // is still resident: kFreeUnstamped, or the time (ms) a sweep first found
+  // it free (Heap::purge_free_pages). 0: in use, purged, or nothing to purge
+  // (no purge in the page source).
   uint32_t free_since = 0;
+  static constexpr uint32_t kFreeUnstamped = 1;
   uint8_t size_class = 0;    // 0 for huge blocks
   uint8_t in_full = 0;       // in the heap's full queue
   // Aligned allocations handed out interior pointers. Goes 0 -> 1 while the
