@@ -43,6 +43,7 @@ Heap* Domain::acquire_heap() {
   }
   if (best != nullptr && try_own(best)) return adopt(best);
   // Lost it: the first heap nobody owns, else a new one.
+  // acquire: as above.
   for (Heap* h = heaps.load(std::memory_order_acquire); h != nullptr; h = h->next_in_domain) {
     if (try_own(h)) return adopt(h);
   }

@@ -44,7 +44,6 @@ class ThreadFreeWord {
   // never see kSealed: see protocol 3.)
   Block* head() const { return reinterpret_cast<Block*>(raw_ & ~kStateMask); }
   NotifyState state() const { return static_cast<NotifyState>(raw_ & kStateMask); }
-  bool needs_slow_path() const { return (raw_ & kSlowBit) != 0; }
   uintptr_t raw() const { return raw_; }
 
   ThreadFreeWord with_head(Block* head) const { return ThreadFreeWord(head, state()); }
