@@ -389,4 +389,34 @@ class Ring {
   std::atomic<int> done_{0};
 };
 
+// A blocking FIFO of at most `capacity` pointers between threads (mutex and
+// condition variables: the workloads measure the allocator, not the queue).
+template <class T>
+class BoundedQueue {
+ public:
+  explicit BoundedQueue(std::size_t capacity = 64) : capacity_(capacity) {}
+  void push(T* item) {
+    std::unique_lock<std::mutex> lk(mu_);
+    not_full_.wait(lk, [&] { return q_.size() < capacity_; });
+    q_.push_back(item);
+    lk.unlock();
+    not_empty_.notify_one();
+  }
+  T* pop() {  // blocks until an item (or the producer's nullptr end marker) arrives
+    std::unique_lock<std::mutex> lk(mu_);
+    not_empty_.wait(lk, [&] { return !q_.empty(); });
+    T* item = q_.front();
+    q_.erase(q_.begin());
+    lk.unlock();
+    not_full_.notify_one();
+    return item;
+  }
+
+ private:
+  std::size_t capacity_;
+  std::mutex mu_;
+  std::condition_variable not_full_, not_empty_;
+  std::vector<T*> q_;
+};
+
 }  // namespace bench

@@ -13,6 +13,8 @@
 // `threads` = chains, so 3T threads exist (2T running at a time).
 //
 // Full size: 4000 worker threads in total (split over the chains).
+#include <deque>
+
 #include "common.hpp"
 
 namespace {
@@ -26,30 +28,7 @@ struct Batch {
   std::uint32_t size[kBlocks];
 };
 
-class Queue {
- public:
-  void push(Batch* b) {
-    std::unique_lock<std::mutex> lk(mu_);
-    not_full_.wait(lk, [&] { return q_.size() < kMaxWaiting; });
-    q_.push_back(b);
-    lk.unlock();
-    not_empty_.notify_one();
-  }
-  Batch* pop() {  // nullptr = end of stream
-    std::unique_lock<std::mutex> lk(mu_);
-    not_empty_.wait(lk, [&] { return !q_.empty(); });
-    Batch* b = q_.front();
-    q_.erase(q_.begin());
-    lk.unlock();
-    not_full_.notify_one();
-    return b;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable not_full_, not_empty_;
-  std::vector<Batch*> q_;
-};
+using Queue = bench::BoundedQueue<Batch>;
 
 }  // namespace
 
@@ -57,7 +36,8 @@ int main(int argc, char** argv) {
   auto a = bench::parse_args(argc, argv, "thread-churn: short-lived threads allocate, a long-lived thread frees after they exit");
   const std::uint64_t workers = bench::scaled(4000, a.scale);
   const int chains = a.threads;
-  std::vector<Queue> queues(static_cast<std::size_t>(chains));
+  std::deque<Queue> queues;  // a deque: queues hold a mutex and never move
+  for (int i = 0; i < chains; ++i) queues.emplace_back(kMaxWaiting);
   std::atomic<std::uint64_t> freed{0};
 
   bench::Timer timer;

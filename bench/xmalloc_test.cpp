@@ -7,6 +7,8 @@
 // come back to it through cross-thread frees.
 //
 // Full size: 16M objects in total. At most 64 batches are in flight per pair.
+#include <deque>
+
 #include "common.hpp"
 
 namespace {
@@ -21,30 +23,7 @@ struct Batch {
   std::size_t n;
 };
 
-class Queue {
- public:
-  void push(Batch* b) {
-    std::unique_lock<std::mutex> lk(mu_);
-    not_full_.wait(lk, [&] { return q_.size() < kMaxInFlight; });
-    q_.push_back(b);
-    lk.unlock();
-    not_empty_.notify_one();
-  }
-  Batch* pop() {  // nullptr = end of stream
-    std::unique_lock<std::mutex> lk(mu_);
-    not_empty_.wait(lk, [&] { return !q_.empty(); });
-    Batch* b = q_.front();
-    q_.erase(q_.begin());
-    lk.unlock();
-    not_full_.notify_one();
-    return b;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable not_full_, not_empty_;
-  std::vector<Batch*> q_;
-};
+using Queue = bench::BoundedQueue<Batch>;
 
 }  // namespace
 
@@ -52,7 +31,8 @@ int main(int argc, char** argv) {
   auto a = bench::parse_args(argc, argv, "xmalloc-test: T producers allocate, T consumers free");
   const std::uint64_t total = bench::scaled(16e6, a.scale);
   const int pairs = a.threads;
-  std::vector<Queue> queues(static_cast<std::size_t>(pairs));
+  std::deque<Queue> queues;  // a deque: queues hold a mutex and never move
+  for (int i = 0; i < pairs; ++i) queues.emplace_back(kMaxInFlight);
   std::atomic<std::uint64_t> freed{0};
 
   bench::Timer timer;

@@ -46,13 +46,21 @@ endif()
 # (shard_set_cpu_hook, shard_set_fatal_hook), so no symbol is left for it.
 set(SHARDALLOC_FREESTANDING_ALLOWED memcpy memset __clzdi2 __ctzdi2 __popcountdi2)
 
-function(shardalloc_add_freestanding_library name)
+# shardalloc_freestanding_sources(<var>): the freestanding library's sources,
+# the core, the freestanding APIs (regions, first-class heaps bound to a
+# region, and their statistics and snapshots into a buffer) and the bare
+# platform. tests/bare builds the same list with the hosted flags.
+function(shardalloc_freestanding_sources out)
   file(GLOB _core CONFIGURE_DEPENDS ${SHARDALLOC_ROOT}/src/core/*.cpp)
   file(GLOB _bare CONFIGURE_DEPENDS ${SHARDALLOC_ROOT}/src/platform/bare/*.cpp)
-  # The freestanding APIs: regions and first-class heaps (heaps bound to a region).
-  set(_api region_api.cpp heap_api.cpp region_heap_api.cpp)
+  set(_api region_api.cpp heap_api.cpp region_heap_api.cpp stats_api.cpp)
   list(TRANSFORM _api PREPEND ${SHARDALLOC_ROOT}/src/api/)
-  add_library(${name} STATIC ${_core} ${_api} ${_bare})
+  set(${out} ${_core} ${_api} ${_bare} PARENT_SCOPE)
+endfunction()
+
+function(shardalloc_add_freestanding_library name)
+  shardalloc_freestanding_sources(_sources)
+  add_library(${name} STATIC ${_sources})
   target_include_directories(${name} PUBLIC ${SHARDALLOC_ROOT}/include PRIVATE ${SHARDALLOC_ROOT}/src)
   target_compile_features(${name} PUBLIC cxx_std_20)
   target_compile_options(${name} PRIVATE ${SHARDALLOC_FREESTANDING_FLAGS} -Wall -Wextra)

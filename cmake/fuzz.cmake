@@ -64,7 +64,12 @@ endif()
 list(JOIN _fuzz_sanitizers "," _fuzz_sanitize)
 
 if(SHARDALLOC_FUZZ_COVERAGE)
-  target_compile_options(shardalloc_static PRIVATE -fsanitize=fuzzer-no-link)
+  # On the objects shardalloc_static is made of (libshardalloc.so shares
+  # them: it is not built in sanitizer builds, and without one it would need
+  # the coverage hooks too).
+  foreach(_layer core api linux)
+    target_compile_options(shardalloc_${_layer}_objects PRIVATE -fsanitize=fuzzer-no-link)
+  endforeach()
   if(NOT SHARDALLOC_SANITIZE MATCHES "address")
     # The coverage hooks are defined (weakly) by the sanitizer runtimes: every
     # program linking shardalloc_static then needs one.

@@ -1,6 +1,10 @@
 # Packaging (issue 8): `cmake --install build --prefix P` installs
 #   include/shardalloc/*.h, *.hpp        the public headers
-#   lib/libshardalloc.so                 core + APIs + malloc/operator new override
+#   lib/libshardalloc.so.1               core + APIs + malloc/operator new override
+#                                        (SONAME libshardalloc.so.1; the file is
+#                                        libshardalloc.so.<version>, and
+#                                        libshardalloc.so links to it)
+#   lib/libshardalloc-checked.so.1       the same in checked mode (docs/reliability.md)
 #   lib/libshardalloc_core.a             core + APIs + Linux platform, no override
 #                                        (the build tree's libshardalloc_static.a)
 #   lib/cmake/shardalloc/                find_package(shardalloc) ->
@@ -10,8 +14,17 @@
 #   lib/pkgconfig/shardalloc.pc          -lshardalloc
 #   lib/pkgconfig/shardalloc-core.pc     -lshardalloc_core -lpthread
 #   bin/shardalloc-heapmap               heap snapshot -> HTML/SVG picture
+#   bin/shardalloc-run                   runs a program with libshardalloc.so preloaded
+# ("lib" is CMAKE_INSTALL_LIBDIR: lib/<multiarch> on Debian with prefix /usr.)
 # The CMake package and the .pc files are relocatable (paths relative to
 # where they are installed). Tested by tests/packaging (ctest -L packaging).
+#
+# Components (the Debian packages of cmake/cpack.cmake):
+#   runtime  the shared libraries (with their SONAME links), shardalloc-run,
+#            shardalloc-heapmap
+#   devel    headers, libshardalloc.so / libshardalloc-checked.so (the
+#            links a linker wants), libshardalloc_core.a, CMake package,
+#            pkg-config files
 #
 # Included by the top-level CMakeLists.txt. Sanitizer builds have no
 # libshardalloc.so and install nothing.
@@ -24,8 +37,24 @@ endif()
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-set(SHARDALLOC_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/shardalloc CACHE STRING
-    "Where the CMake package of shardalloc is installed (relative to the prefix)")
+# ---- ABI version of the shared libraries -----------------------------------------
+# SONAME libshardalloc.so.<SOVERSION>: bump SHARDALLOC_SOVERSION when the C ABI
+# breaks (a function removed or changed, a struct of stats.h changed). The
+# build tree keeps libshardalloc.so (a link to the SONAME file) for LD_PRELOAD.
+set(SHARDALLOC_SOVERSION 1)
+foreach(_sa_lib shardalloc shardalloc_checked)
+  if(TARGET ${_sa_lib})
+    set_target_properties(${_sa_lib} PROPERTIES VERSION ${PROJECT_VERSION} SOVERSION ${SHARDALLOC_SOVERSION})
+  endif()
+endforeach()
+
+# Empty: <libdir>/cmake/shardalloc, following CMAKE_INSTALL_LIBDIR (which
+# GNUInstallDirs changes with the prefix: lib/<multiarch> for /usr on Debian).
+set(SHARDALLOC_INSTALL_CMAKEDIR "" CACHE STRING
+    "Where the CMake package of shardalloc is installed (relative to the prefix; default <libdir>/cmake/shardalloc)")
+if(NOT SHARDALLOC_INSTALL_CMAKEDIR)
+  set(SHARDALLOC_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/shardalloc)
+endif()
 set(SHARDALLOC_CORE_ARCHIVE_NAME libshardalloc_core.a)  # -lshardalloc_core
 
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/include/shardalloc
@@ -33,7 +62,11 @@ install(DIRECTORY ${CMAKE_SOURCE_DIR}/include/shardalloc
         COMPONENT devel
         FILES_MATCHING PATTERN "*.h" PATTERN "*.hpp")
 install(TARGETS shardalloc
-        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT runtime)
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT runtime NAMELINK_COMPONENT devel)
+if(TARGET shardalloc_checked)
+  install(TARGETS shardalloc_checked
+          LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT runtime NAMELINK_COMPONENT devel)
+endif()
 # install(TARGETS) cannot rename: the archive goes in as a file under its install name.
 install(FILES $<TARGET_FILE:shardalloc_static>
         DESTINATION ${CMAKE_INSTALL_LIBDIR}
@@ -41,8 +74,19 @@ install(FILES $<TARGET_FILE:shardalloc_static>
         COMPONENT devel)
 if(EXISTS ${CMAKE_SOURCE_DIR}/tools/shardalloc-heapmap)
   install(PROGRAMS ${CMAKE_SOURCE_DIR}/tools/shardalloc-heapmap
-          DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tools)
+          DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
 endif()
+
+# ---- shardalloc-run ------------------------------------------------------------------
+# The launcher finds the libraries next to itself (the build tree: a copy
+# lands next to libshardalloc.so), in the libdir it is installed with (filled
+# in below: bindir -> libdir, relative, so a moved prefix still works), or in
+# ../lib*, ../build.
+configure_file(${CMAKE_SOURCE_DIR}/tools/shardalloc-run ${CMAKE_BINARY_DIR}/shardalloc-run COPYONLY)
+file(RELATIVE_PATH SHARDALLOC_RUN_LIBDIR_FROM_BINDIR /p/${CMAKE_INSTALL_BINDIR} /p/${CMAKE_INSTALL_LIBDIR})
+configure_file(${CMAKE_SOURCE_DIR}/tools/shardalloc-run ${CMAKE_BINARY_DIR}/packaging/shardalloc-run @ONLY)
+install(PROGRAMS ${CMAKE_BINARY_DIR}/packaging/shardalloc-run
+        DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
 
 # ---- CMake package -----------------------------------------------------------
 set(_sa_pkg_dir ${CMAKE_BINARY_DIR}/packaging)

@@ -126,9 +126,9 @@ if [ $mutants = 1 ]; then
   verify destroy-no-wait fail lifetime.pml -DNT=2 -DMUTANT_NO_WAIT
   verify pin-ignores-generation fail lifetime.pml -DNT=2 -DREUSE -DMUTANT_PIN_IGNORES_GENERATION
   verify pin-while-dying fail lifetime.pml -DNT=2 -DREUSE -DMUTANT_PIN_WHILE_DYING
-  verify gate-check-then-add fail fork.pml -DMUTANT_CHECK_THEN_ADD
   verify fork-no-wait fail fork.pml -DMUTANT_FORK_NO_WAIT
-  verify step-no-check fail fork.pml -DMUTANT_STEP_NO_CHECK
+  verify step-counted-late fail fork.pml -DMUTANT_COUNT_AFTER_ENTRY
+  verify step-uncounted-early fail fork.pml -DMUTANT_UNCOUNT_EARLY
 fi
 
 if [ $failures != 0 ]; then

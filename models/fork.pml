@@ -1,23 +1,21 @@
 /* The fork gate (src/platform/linux/fork_gate.cpp; docs/protocols.md,
- * "8. The fork gate"): fork() must copy no process in which a thread is
- * inside a protocol step.
+ * "8. The fork gate"): a fork waits for the protocol steps in flight.
  *
- * One word: steps in flight (gate_steps) and forks being prepared
- * (gate_forks); each side changes it with one atomic RMW and reads what the
- * other side did from the value that RMW returned (stepper) or from a later
- * load (forker).
+ * One word counts the threads inside a step. A step adds itself (one RMW)
+ * and goes on: it never waits, so it can never hold up a fork that needs a
+ * lock the stepping thread holds. The fork's prepare handler reads the count
+ * with an RMW and waits until it is zero; the copy follows some time later.
  *
- * Property: while a fork copies the process (between its prepare handler's
- * wait and its parent handler), no thread is inside a step: a stepper
- * asserts it when it enters its step, the forker when it starts copying.
- * Invalid end states catch a gate that never opens or a fork that waits for
- * ever.
+ * Property: every step that was under way when the fork read the count has
+ * ended when the fork copies the process. (A step that begins after that
+ * read may be cut: the child repairs what such a step would leave blocking,
+ * and the docs list what it may leak; that is outside this model.)
+ * Invalid end states catch a fork that waits for ever.
  *
  * Mutants:
- *   MUTANT_CHECK_THEN_ADD   the stepper reads the fork count, then adds itself
- *                           in a second step (not one RMW)
- *   MUTANT_FORK_NO_WAIT     the fork does not wait for steps in flight
- *   MUTANT_STEP_NO_CHECK    the stepper ignores forks being prepared
+ *   MUTANT_FORK_NO_WAIT       the fork copies without waiting for the count
+ *   MUTANT_COUNT_AFTER_ENTRY  the stepper starts its step before it counts itself
+ *   MUTANT_UNCOUNT_EARLY      the stepper takes its count back before the step ends
  */
 #ifndef NT
 #define NT 2
@@ -30,34 +28,29 @@
 #endif
 
 byte gate_steps = 0;
-byte gate_forks = 0;
-byte inside = 0;     /* ghost: threads inside a step */
-bool copying = 0;    /* ghost: a fork is copying the process */
+bool checked = 0;      /* ghost: the fork has read the count (zero) and not yet copied */
+byte inside_early = 0; /* ghost: threads inside a step that began before that read */
+bool copying = 0;      /* ghost: the fork is copying the process */
 
 proctype stepper() {
   byte n = 0;
-  byte seen_forks;
+  bool early;
   do
   :: n < STEPS ->
-enter:
-#ifdef MUTANT_CHECK_THEN_ADD
-    seen_forks = gate_forks;
+#ifdef MUTANT_COUNT_AFTER_ENTRY
+    atomic { early = !checked; inside_early = inside_early + early; assert(!(copying && early)) }
     gate_steps++;
 #else
-    atomic { seen_forks = gate_forks; gate_steps++ }   /* fetch_add(1) */
+    atomic { gate_steps++; early = !checked }            /* fetch_add(1) */
+    atomic { inside_early = inside_early + early; assert(!(copying && early)) }
 #endif
-#ifndef MUTANT_STEP_NO_CHECK
-    if
-    :: seen_forks != 0 ->
-       gate_steps--;                                   /* back off */
-       (gate_forks == 0);                              /* wait (sched_yield loop) */
-       goto enter
-    :: else -> skip
-    fi;
+#ifdef MUTANT_UNCOUNT_EARLY
+    gate_steps--;
+    atomic { inside_early = inside_early - early }
+#else
+    atomic { inside_early = inside_early - early }       /* the step ends */
+    gate_steps--;                                         /* fetch_sub(1), release */
 #endif
-    atomic { inside++; assert(!copying) }
-    atomic { inside-- }
-    gate_steps--;                                      /* leave_step: fetch_sub, release */
     n++
   :: n == STEPS -> break
   od
@@ -67,13 +60,13 @@ proctype forker() {
   byte n = 0;
   do
   :: n < FORKS ->
-    gate_forks++;                                      /* prepare: fetch_add(kForkUnit) */
-#ifndef MUTANT_FORK_NO_WAIT
-    (gate_steps == 0);                                 /* wait for the steps in flight */
+#ifdef MUTANT_FORK_NO_WAIT
+    checked = 1;
+#else
+    atomic { gate_steps == 0 -> checked = 1 }             /* fetch_add(0) reads zero */
 #endif
-    atomic { copying = 1; assert(inside == 0) }        /* fork() copies the process */
-    copying = 0;
-    gate_forks--;                                      /* parent handler */
+    atomic { copying = 1; assert(inside_early == 0) }     /* fork() copies the process */
+    atomic { copying = 0; checked = 0 };
     n++
   :: n == FORKS -> break
   od

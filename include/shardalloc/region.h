@@ -58,8 +58,8 @@ size_t shard_region_total_bytes(const shard_region* r);
 size_t shard_region_used_bytes(const shard_region* r);
 size_t shard_region_available_bytes(const shard_region* r);
 /* Checks the calling thread's (in a kernel: CPU's) heap in r the way
- * shard_check_heap does; returns the blocks it looked at, 0 for a NULL r or
- * when no heap can be had. On an inconsistency it reports through the fatal
+ * shard_check_heap does; returns the blocks it looked at, 0 for a NULL r,
+ * when no heap can be had, and where shard_check_heap returns 0. On an inconsistency it reports through the fatal
  * path (stderr + abort when hosted, the fatal hook in a kernel). */
 size_t shard_region_check_heap(shard_region* r);
 

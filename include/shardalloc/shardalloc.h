@@ -25,7 +25,9 @@ size_t shard_usable_size(const void* ptr);
 /* Checks every page, free list and block count of the calling thread's heap
  * (in checked builds also every block's canary and every free-list link:
  * docs/reliability.md, "Checked mode"). Returns the number of blocks it
- * looked at (0 before the thread's first allocation). On an inconsistency it
+ * looked at (0 before the thread's first allocation, and 0 when called from a
+ * signal handler that interrupted an allocator call, or after the thread's
+ * exit destructor: the heap may be half updated then). On an inconsistency it
  * prints one line naming it and aborts: the heap is corrupt. */
 size_t shard_check_heap(void);
 /* 1 when this library was built in checked mode (SHARDALLOC_CHECKED), else 0. */

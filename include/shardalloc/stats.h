@@ -2,14 +2,53 @@
  *
  * Statistics are a snapshot per size class of one domain: the process heap
  * (memory from the OS, what shard_malloc and the malloc override use), one
- * region, or one first-class heap. They are exact when no other thread is
- * allocating or freeing, and approximate (never crashing) while threads run. Nothing here allocates:
- * every function is safe inside a malloc hook, a signal-free at-exit handler,
- * or a kernel.
+ * region, or one first-class heap. Nothing here allocates: every function is
+ * safe inside a malloc hook, a signal-free at-exit handler, or a kernel (the
+ * freestanding library has the region and first-class heap functions and
+ * the buffer snapshots of regions; snapshots to a file descriptor and the
+ * process heap's functions are hosted only).
  *
  * "Live" counts blocks handed out and not yet collected back by their page's
  * owner: a block freed by another thread stays live until the owning heap
  * collects it (its next allocation slow path, or when the heap is swept).
+ * Checked builds (shard_is_checked()): a block freed to the process heap
+ * waits in its thread's quarantine (up to 256 blocks, 8 MiB) before its real
+ * free, and stays live until then (its page still holds it; the thread's
+ * later frees push it out, and its exit empties the quarantine). Requests
+ * take the class of size + 16 there (the trailer), so shard_size_class
+ * reports a larger class than in ordinary builds.
+ *
+ * Quiescent domain (no thread allocating, freeing or exiting in it during the
+ * call): every figure is exact, and a snapshot agrees with the statistics
+ * (its pages' `used` plus its live huge blocks make live_blocks).
+ *
+ * Concurrent readers: any of these functions may run while other threads
+ * allocate, free, exit, adopt or sweep heaps in the same domain, and while
+ * slots are purged. The reader never crashes, takes no lock and adds no work
+ * to those threads, never loops, and only reads memory that stays mapped (for a
+ * first-class heap: not during its destroy, which no call on it may overlap).
+ * What it may see:
+ *   - Each page's figures are copied at their own moment, so the per-class
+ *     figures mix moments of the walk: a page that changes meanwhile is
+ *     counted as it was at some recent moment, and a page or huge block that
+ *     is being set up or released as the reader passes may be missing (a
+ *     snapshot shows its slot as kind=meta). Rarely, when a slot is released
+ *     and claimed again while its header is copied, one page's figures may
+ *     combine two moments (torn).
+ *   - Every figure is still a possible one: class indices are in range and
+ *     block_size comes from the class table; per class live_blocks <=
+ *     capacity_blocks and live_bytes = live_blocks * block_size; the totals
+ *     are the sums over the classes; heaps_owned <= heaps and
+ *     heaps_abandoned = heaps - heaps_owned; every page and huge block lies
+ *     in the domain's arenas (pages <= 8 per reserved slot, live_bytes <=
+ *     reserved_bytes). In a snapshot: every slot appears once, remote <=
+ *     used <= capacity <= reserved per page, heap ids name heap lines of the
+ *     same snapshot (or -1), and the text always ends with its end line.
+ *   - The counters (segments, peak_segments, reserved_bytes, remote_frees,
+ *     purged_bytes, heaps_adopted, heaps_swept) are each a value they had
+ *     during the call, loaded one by one: stale by the time the call returns,
+ *     and not consistent with each other or with the per-class figures.
+ * JSON and snapshot text are always well-formed and complete.
  *
  * See docs/introspection.md for the JSON and snapshot formats. */
 #ifndef SHARDALLOC_STATS_H

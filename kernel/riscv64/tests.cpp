@@ -1,6 +1,8 @@
 // Our ArceOS allocator test ports (tests/api/region_arceos_test.cpp), reduced
-// for a 256 MiB guest under QEMU, plus two cross-CPU tests and a first-class
-// heap bound to the region (include/shardalloc/heap.h). Every CPU runs
+// for a 256 MiB guest under QEMU, plus two cross-CPU tests, a first-class
+// heap bound to the region (include/shardalloc/heap.h), and statistics and
+// heap snapshots (include/shardalloc/stats.h) taken on every CPU while the
+// others allocate and free. Every CPU runs
 // each test at the same time; a test ends with everything it allocated freed
 // (main.cpp checks used_bytes() == 0 after the last CPU is done).
 #include <stddef.h>
@@ -11,6 +13,7 @@
 
 #include "ktest.h"
 #include "shardalloc/heap.h"
+#include "shardalloc/stats.h"
 
 namespace ktest {
 namespace {
@@ -297,6 +300,73 @@ void first_class_heap(unsigned cpu, Result& r) {
   }
 }
 
+// ---- stats_snapshot: every CPU allocates and frees blocks of assorted sizes
+// (huge ones too) and, in between, takes the region's statistics, its JSON
+// and a heap snapshot into a buffer: readers on every CPU while the other
+// CPUs change the heap under them. Each result must be well-formed: class
+// figures that add up, a snapshot with its header (pid=0 on bare metal) and
+// its end line, a JSON object.
+
+bool starts_with(const char* s, const char* prefix) {
+  while (*prefix != '\0') {
+    if (*s++ != *prefix++) return false;
+  }
+  return true;
+}
+
+bool stats_possible(const shard_stats& s) {
+  if (s.class_count == 0 || s.class_count > SHARD_STATS_MAX_CLASSES) return false;
+  uint64_t live = 0, pages = 0;
+  for (uint64_t c = 0; c < s.class_count; ++c) {
+    const shard_class_stats& k = s.classes[c];
+    if (k.live_blocks > k.capacity_blocks) return false;
+    live += k.live_blocks;
+    pages += k.pages;
+  }
+  return live == s.live_blocks && pages == s.pages && s.heaps_owned <= s.heaps && s.live_bytes <= s.reserved_bytes;
+}
+
+// The text's last line is the end record.
+bool snapshot_complete(const char* text, size_t n) {
+  if (n < 2 || text[n - 1] != '\n') return false;
+  size_t line = n - 1;
+  while (line > 0 && text[line - 1] != '\n') --line;
+  return starts_with(text + line, "end heaps=");
+}
+
+void stats_snapshot(unsigned cpu, Result& r) {
+  constexpr size_t kRounds = 30, kBlocks = 48, kBufBytes = 256 * KiB;
+  auto* buf = static_cast<char*>(alloc(kBufBytes, 8));
+  if (buf == nullptr) return r.fail("alloc of the snapshot buffer", 0);
+  Rng rng(1300 + cpu);
+  void* blocks[kBlocks];
+  size_t sizes[kBlocks];
+  for (size_t round = 0; round < kRounds; ++round) {
+    for (size_t i = 0; i < kBlocks; ++i) {
+      sizes[i] = i % 16 == 5 ? 600 * KiB : 8 + rng.below(20000);
+      blocks[i] = alloc(sizes[i], 8);
+      if (blocks[i] == nullptr) return r.fail("alloc", round);
+      fill(blocks[i], sizes[i], round * kBlocks + i);
+    }
+    shard_stats s;
+    if (shard_region_stats(g_region, &s) != SHARD_OK || !stats_possible(s)) r.fail("statistics", round);
+    const size_t n = shard_region_heap_snapshot(g_region, buf, kBufBytes);
+    if (n >= kBufBytes) {
+      r.fail("the snapshot does not fit its buffer", n);
+    } else if (!starts_with(buf, "shardalloc-snapshot 1 domain=region pid=0 ") || !snapshot_complete(buf, n)) {
+      r.fail("snapshot", round);
+    }
+    const size_t j = shard_region_stats_json(g_region, buf, kBufBytes);
+    if (j >= kBufBytes || j < 2 || buf[0] != '{' || buf[j - 1] != '}') r.fail("JSON", round);
+    for (size_t i = 0; i < kBlocks; ++i) {
+      if (!check(blocks[i], sizes[i], round * kBlocks + i)) r.fail("block changed", round);
+      if (!dealloc(blocks[i], sizes[i], 8)) r.fail("dealloc", round);
+    }
+    r.count += 2 * kBlocks + 3;
+  }
+  if (!dealloc(buf, kBufBytes, 8)) r.fail("dealloc of the snapshot buffer", 0);
+}
+
 }  // namespace
 
 const Test kTests[] = {
@@ -307,6 +377,7 @@ const Test kTests[] = {
     {"cross_cpu_stream", cross_cpu_stream},
     {"cross_cpu_batch", cross_cpu_batch},
     {"first_class_heap", first_class_heap},
+    {"stats_snapshot", stats_snapshot},
 };
 const unsigned kTestCount = sizeof(kTests) / sizeof(kTests[0]);
 

@@ -5,12 +5,11 @@
 #include "shardalloc/heap.h"
 
 #include "api/call_guard.h"
+#include "api/export.h"
 #include "core/bits.h"
 #include "core/first_class.h"
 #include "core/heap.h"
 #include "core/hooks.h"
-
-#define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
 
 using namespace shardalloc;
 

@@ -1,10 +1,9 @@
 // shard_heap_new: a first-class heap over OS memory. Hosted.
 #include <cerrno>
 
+#include "api/export.h"
 #include "platform/linux/os_heaps.h"
 #include "shardalloc/heap.h"
-
-#define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
 
 SHARD_EXPORT shard_heap* shard_heap_new(void) {
   shardalloc::core::FirstClassHeap* h = shardalloc::platform::os_heap_new();

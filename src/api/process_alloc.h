@@ -3,6 +3,7 @@
 #pragma once
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 
 #include "core/bits.h"
 #include "core/heap.h"
@@ -10,6 +11,7 @@
 #include "platform/linux/call_guard.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
+#include "platform/linux/zero_blocks.h"
 
 namespace shardalloc::api {
 
@@ -55,6 +57,10 @@ SHARD_NOINLINE inline void* process_alloc_general(size_t size, size_t align) {
 }
 
 SHARD_INLINE void* process_malloc(size_t size) {
+  // Checked builds: a zero-size block faults on any access.
+  if (core::kChecked && SHARD_UNLIKELY(size == 0)) {
+    if (void* z = platform::zero_block_alloc()) return z;
+  }
   core::Heap* h = platform::process_heap();
   // (Checked builds take the general path, which arms the block's canary.)
   if (SHARD_LIKELY(!core::kChecked && size <= core::kDirectSizeMax)) {
@@ -71,9 +77,12 @@ SHARD_INLINE void* process_malloc(size_t size) {
   return process_alloc_in_call(h, size, 0);
 }
 
-// free of null (a no-op) or of a pointer outside our arenas.
+// free of null (a no-op) or of a pointer outside our arenas (checked builds:
+// maybe a zero-size block).
 SHARD_NOINLINE inline void process_free_unowned(void* p) {
-  if (p != nullptr) platform::fatal("free of a pointer that is not allocated", p);
+  if (p == nullptr) return;
+  if (core::kChecked && platform::zero_block_owns(p)) return platform::zero_block_free(p);
+  platform::fatal("free of a pointer that is not allocated", p);
 }
 
 // The rest of a local free whose block is pushed; leaves the call.
@@ -88,16 +97,23 @@ SHARD_NOINLINE inline void process_free_local_general(core::Heap* h, core::Segme
   platform::leave_call();
 }
 
-// Any local free of a checked build.
-SHARD_NOINLINE inline void process_free_checked(core::Heap* h, core::Segment* s, void* p) {
+// Any free of an owned pointer in a checked build: through the thread's
+// quarantine (Heap::free_checked), which also checks how p was allocated
+// against `kind` and `size` (operator delete; SIZE_MAX: unsized).
+SHARD_NOINLINE inline void process_free_checked(void* p, core::AllocKind kind, size_t size) {
+  core::Heap* h = platform::process_heap();
+  // A signal handler that interrupted a call: the remote path, no quarantine.
+  if (h == &platform::g_process_busy) return core::free_remote(&platform::g_process_domain, core::segment_of(p), p);
   platform::enter_call();
-  process_free_local_general(h, s, p);
+  h->free_checked(p, kind, size);
+  platform::leave_call();
 }
 
 SHARD_INLINE void process_free(void* p) {
   // Null is not owned either (no arena starts at address 0), so one test
   // sends both to the cold path.
   if (SHARD_UNLIKELY(!platform::os_owns(p))) return process_free_unowned(p);
+  if constexpr (core::kChecked) return process_free_checked(p, core::AllocKind::kMalloc, SIZE_MAX);
   core::Heap* h = platform::process_heap();
   core::Segment* s = core::segment_of(p);
   // Another heap's block, a huge block, or any block while the thread is in
@@ -105,7 +121,6 @@ SHARD_INLINE void process_free(void* p) {
   // segment): free_remote touches only lock-free shared state (and
   // free_foreign guards the heap cache), so it needs no call.
   if (SHARD_UNLIKELY(s->heap != h)) return core::free_remote(&platform::g_process_domain, s, p);
-  if constexpr (core::kChecked) return process_free_checked(h, s, p);
   platform::enter_call();
   core::Page* page = s->page_of(p);
   core::Block* b = static_cast<core::Block*>(p);
@@ -114,18 +129,33 @@ SHARD_INLINE void process_free(void* p) {
   platform::leave_call_to(h);
 }
 
+// operator delete: free, and in checked builds a check that p was allocated
+// by the matching operator new (`kind`) with `size` bytes (SIZE_MAX: unsized).
+SHARD_INLINE void process_free_as(void* p, core::AllocKind kind, size_t size) {
+  if constexpr (!core::kChecked) return process_free(p);
+  if (SHARD_UNLIKELY(!platform::os_owns(p))) return process_free_unowned(p);
+  process_free_checked(p, kind, size);
+}
+
+// operator new: checked builds record which one allocated p.
+SHARD_INLINE void* process_tag(void* p, core::AllocKind kind) {
+  if (core::kChecked && p != nullptr && platform::os_owns(p)) core::set_alloc_kind(p, kind);
+  return p;
+}
+
 inline void* process_malloc_aligned(size_t size, size_t align) { return process_alloc_general(size, align); }
 
 inline void* process_calloc(size_t count, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
   void* p = process_malloc(total);
-  if (p != nullptr && !core::is_fresh_zero(p)) __builtin_memset(p, 0, total);
+  if (p != nullptr && (!core::kChecked || total != 0) && !core::is_fresh_zero(p)) __builtin_memset(p, 0, total);
   return p;
 }
 
 inline size_t process_usable_size(const void* p) {
   if (p == nullptr) return 0;
+  if (core::kChecked && platform::zero_block_owns(p)) return 0;
   if (!platform::os_owns(p)) platform::fatal("usable size of a pointer that is not allocated", p);
   return core::usable_size(p);
 }
@@ -138,8 +168,9 @@ inline void* process_realloc(void* p, size_t size) {
     return nullptr;
   }
   const size_t usable = process_usable_size(p);
-  // Shrinking by less than half keeps the block.
-  if (size <= usable && size >= usable / 2) return p;
+  // Shrinking by less than half keeps the block (checked builds always move
+  // it: the new size gets its own record, the old block the quarantine).
+  if (!core::kChecked && size <= usable && size >= usable / 2) return p;
   void* q = process_malloc(size);
   if (q == nullptr) return nullptr;
   __builtin_memcpy(q, p, size < usable ? size : usable);

@@ -4,6 +4,7 @@
 #include <new>
 
 #include "api/call_guard.h"
+#include "api/export.h"
 #include "api/region_record.h"
 #include "core/bits.h"
 #include "core/domain.h"
@@ -13,14 +14,12 @@
 #include "platform/linux/region_heaps.h"
 #endif
 
-#define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
-
 using namespace shardalloc;
 using core::addr;
 
 namespace {
 
-constexpr core::PageSource kRegionSource{nullptr, nullptr, false, nullptr};
+constexpr core::PageSource kRegionSource{nullptr, nullptr, false, nullptr, nullptr};
 
 // The fast paths' heap: the calling thread's heap in region r when it is at
 // hand without a call (the region this thread used last), else null; the
@@ -315,6 +314,7 @@ SHARD_EXPORT size_t shard_region_available_bytes(const shard_region* r) {
 
 SHARD_EXPORT size_t shard_region_check_heap(shard_region* r) {
   if (r == nullptr) return 0;
+  if (platform::in_call()) return 0;  // as shard_check_heap
   platform::CallScope call;  // a signal handler's free meanwhile must not change what check() walks
   const core::Heap* h = platform::current_heap(&r->domain);
   return h == nullptr ? 0 : h->check();

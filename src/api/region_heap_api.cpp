@@ -3,6 +3,7 @@
 // record lives in the region's metadata, so it outlives destroy (and is
 // reused by the next heap made in this region). Destroy gives the block back
 // with one shard_region_dealloc. Freestanding.
+#include "api/export.h"
 #include "api/region_record.h"
 #include "core/bits.h"
 #include "core/first_class.h"
@@ -11,14 +12,12 @@
 #include "core/step.h"
 #include "shardalloc/heap.h"
 
-#define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
-
 using namespace shardalloc;
 
 namespace {
 
 // The heap never grows and never purges: its memory is the block it took.
-constexpr core::PageSource kSpanSource{nullptr, nullptr, false, nullptr};
+constexpr core::PageSource kSpanSource{nullptr, nullptr, false, nullptr, nullptr};
 
 void give_span_back(core::FirstClassHeap* h) {
   auto* r = static_cast<shard_region*>(h->span_owner);

@@ -5,5 +5,5 @@
 #include "shardalloc/region.h"
 
 struct shard_region {
-  shardalloc::core::Domain domain;  // first member: stats_api.cpp reads a region as its domain
+  shardalloc::core::Domain domain;  // first member: tests read a region as its domain
 };

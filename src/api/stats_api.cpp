@@ -1,75 +1,42 @@
-// shard_stats_* : statistics of the process heap or a region, as a C struct
-// and as JSON, from core::collect_stats plus a walk of the arenas for huge
-// blocks (which no heap holds). Allocates nothing and calls no libc function.
+// shard_stats_* and heap snapshots of regions and first-class heaps, as a C
+// struct, as JSON and as snapshot text into a buffer, from the core's checked
+// walk (core/heap_walk.h): safe while other threads allocate and free.
+// Freestanding: allocates nothing and calls no libc function, so a kernel can
+// take statistics and snapshots too. The process heap's entry points and
+// snapshots to a file descriptor: process_stats_api.cpp.
 #include "shardalloc/stats.h"
 
-#include "core/arena.h"
+#include "api/export.h"
+#include "api/region_record.h"
+#include "api/stats_fill.h"
 #include "core/config.h"
-#include "core/print_number.h"
-#include "core/domain.h"
 #include "core/first_class.h"
-#include "core/heap.h"
 #include "core/hooks.h"
-#include "core/segment.h"
+#include "core/print_number.h"
 #include "core/size_class.h"
+#include "core/snapshot.h"
 #include "core/stats.h"
-#include "platform/linux/process_heap.h"
-
-#define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
+#include "core/text_out.h"
 
 using namespace shardalloc;
 
 static_assert(core::kClassCount <= SHARD_STATS_MAX_CLASSES, "stats.h must have room for every size class");
 
-namespace {
+namespace shardalloc::api {
 
-// shard_region holds its domain as its first (and only) member (region_api.cpp).
-const core::Domain& domain_of(const shard_region* r) { return *reinterpret_cast<const core::Domain*>(r); }
-
-// Huge blocks live in segments of their own, outside every heap: count them
-// by walking the claimed slots of every arena. A slot counts when it carries
-// a live segment header (its cookie matches), as Domain::is_live_segment does.
-void add_huge_and_arenas(const core::Domain& d, shard_stats* out) {
-  shard_class_stats& huge = out->classes[0];
-  // acquire: see the headers and bitmaps of published arenas.
-  for (const core::Arena* a = d.arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
-    ++out->arenas;
-    for (size_t i = 0; i < a->slot_count; ++i) {
-      if (!a->is_claimed(i)) continue;
-      const auto* s = core::ptr<const core::Segment>(a->slot_addr(i));
-      if (s->cookie != d.cookie_of(s)) continue;  // metadata, or a claim still being set up
-      const size_t span = s->span_slots;
-      if (s->kind == core::SegmentKind::kHuge) {
-        const core::Page& page = s->pages[0];
-        ++huge.pages;
-        ++huge.capacity_blocks;
-        if (page.in_use || page.used != 0) {
-          ++huge.live_blocks;
-          huge.live_bytes += page.block_size;
-        }
-      }
-      // Skip the rest of a multi-slot span (its slots hold block data, not headers).
-      if (span > 1 && span <= a->slot_count - i) i += span - 1;
-    }
-  }
-}
-
-void fill(const core::Domain& d, shard_stats* out) {
+void fill_stats(const core::Domain& d, shard_stats* out) {
   core::DomainStats ds;
   core::collect_stats(d, &ds);
   *out = shard_stats{};
   out->class_count = core::kClassCount;
-  for (unsigned cls = 1; cls < core::kClassCount; ++cls) {
+  for (unsigned cls = 0; cls < core::kClassCount; ++cls) {
     const core::ClassStats& c = ds.classes[cls];
     shard_class_stats& o = out->classes[cls];
-    o.block_size = core::class_block_size(cls);
+    o.block_size = cls == 0 ? 0 : core::class_block_size(cls);
     o.pages = c.pages;
     o.live_blocks = c.live_blocks;
-    o.live_bytes = c.live_blocks * o.block_size;
+    o.live_bytes = c.live_bytes;
     o.capacity_blocks = c.capacity_blocks;
-  }
-  add_huge_and_arenas(d, out);
-  for (const shard_class_stats& c : out->classes) {
     out->live_blocks += c.live_blocks;
     out->live_bytes += c.live_bytes;
     out->pages += c.pages;
@@ -79,6 +46,7 @@ void fill(const core::Domain& d, shard_stats* out) {
   out->segment_size = core::kSegmentSize;
   out->peak_bytes = ds.peak_segments * core::kSegmentSize;
   out->reserved_bytes = ds.total_bytes;
+  out->arenas = ds.arenas;
   out->heaps = ds.heaps;
   out->heaps_owned = ds.heaps_owned;
   out->heaps_abandoned = ds.heaps - ds.heaps_owned;
@@ -87,6 +55,10 @@ void fill(const core::Domain& d, shard_stats* out) {
   out->heaps_adopted = ds.heaps_adopted;
   out->heaps_swept = ds.heaps_swept;
 }
+
+}  // namespace shardalloc::api
+
+namespace {
 
 // snprintf-like output into a caller's buffer: counts everything, stores what fits.
 class JsonOut {
@@ -136,7 +108,7 @@ class JsonOut {
   bool need_comma_ = false;
 };
 
-size_t empty_json(char* buf, size_t len) {
+size_t empty_text(char* buf, size_t len) {
   if (buf != nullptr && len > 0) buf[0] = '\0';
   return 0;
 }
@@ -151,14 +123,9 @@ SHARD_EXPORT unsigned shard_size_class(size_t size) {
   return core::size_class_of(block == 0 ? 1 : block);
 }
 
-SHARD_EXPORT void shard_stats_get(shard_stats* out) {
-  if (out == nullptr) return;
-  fill(platform::g_process_domain, out);
-}
-
 SHARD_EXPORT shard_status shard_region_stats(const shard_region* r, shard_stats* out) {
   if (r == nullptr || out == nullptr) return SHARD_INVALID_PARAM;
-  fill(domain_of(r), out);
+  api::fill_stats(r->domain, out);
   return SHARD_OK;
 }
 
@@ -166,12 +133,12 @@ SHARD_EXPORT shard_status shard_heap_stats(const shard_heap* h, shard_stats* out
   if (h == nullptr || out == nullptr) return SHARD_INVALID_PARAM;
   const auto* fch = reinterpret_cast<const core::FirstClassHeap*>(h);
   if (!fch->is_live()) platform::fatal("use of a destroyed heap", h);
-  fill(fch->domain, out);
+  api::fill_stats(fch->domain, out);
   return SHARD_OK;
 }
 
 SHARD_EXPORT size_t shard_stats_to_json(const shard_stats* s, char* buf, size_t len) {
-  if (s == nullptr) return empty_json(buf, len);
+  if (s == nullptr) return empty_text(buf, len);
   JsonOut j(buf, len);
   j.open(nullptr, '{');
   j.field("segment_size", s->segment_size)
@@ -209,15 +176,16 @@ SHARD_EXPORT size_t shard_stats_to_json(const shard_stats* s, char* buf, size_t 
   return j.finish();
 }
 
-SHARD_EXPORT size_t shard_stats_json(char* buf, size_t len) {
+SHARD_EXPORT size_t shard_region_stats_json(const shard_region* r, char* buf, size_t len) {
+  if (r == nullptr) return empty_text(buf, len);
   shard_stats s;
-  fill(platform::g_process_domain, &s);
+  api::fill_stats(r->domain, &s);
   return shard_stats_to_json(&s, buf, len);
 }
 
-SHARD_EXPORT size_t shard_region_stats_json(const shard_region* r, char* buf, size_t len) {
-  if (r == nullptr) return empty_json(buf, len);
-  shard_stats s;
-  fill(domain_of(r), &s);
-  return shard_stats_to_json(&s, buf, len);
+SHARD_EXPORT size_t shard_region_heap_snapshot(const shard_region* r, char* buf, size_t len) {
+  if (r == nullptr) return empty_text(buf, len);
+  core::TextOut out(buf, len);
+  core::write_snapshot(out, r->domain, "region", platform::process_id());
+  return out.finish();
 }

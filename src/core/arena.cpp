@@ -101,41 +101,40 @@ bool Arena::try_claim_range(size_t index, size_t count) {
   return true;
 }
 
+namespace {
+
+// The first slot at or after i whose claimed bit reads clear, or a.slot_count
+// (bits past slot_count are permanently set). A hint: the claim decides.
+size_t next_clear_slot(const Arena& a, size_t i) {
+  while (i < a.slot_count) {
+    // relaxed: a hint; try_claim_range decides with CAS.
+    const uint64_t word = a.claimed[i / kBitsPerWord].load(std::memory_order_relaxed);
+    const uint64_t clear = ~word & (~uint64_t{0} << (i % kBitsPerWord));
+    if (clear != 0) return (i / kBitsPerWord) * kBitsPerWord + size_t(std::countr_zero(clear));
+    i = (i / kBitsPerWord + 1) * kBitsPerWord;
+  }
+  return a.slot_count;
+}
+
+}  // namespace
+
 size_t Arena::claim(size_t count, size_t align, size_t align_offset) {
   if (count == 0 || count > slot_count) return SIZE_MAX;
+  // Runs for an alignment above a slot start where (base slot + i + align_offset)
+  // is a multiple of align_slots: the first such i, then every align_slots-th.
   const size_t align_slots = align > kSegmentSize ? align / kSegmentSize : 1;
+  const size_t phase = (base / kSegmentSize + align_offset) % align_slots;
+  size_t i = (align_slots - phase) % align_slots;
   // First fit from the lowest slot: recently released slots are reused while
   // their pages are still resident, and the high end of the arena stays
   // untouched (or gets purged), which keeps RSS compact.
-  {
-    size_t i = 0;
-    const size_t end = slot_count;
-    while (i < end && i + count <= slot_count) {
-      if (align_slots > 1 && ((base / kSegmentSize + i + align_offset) % align_slots) != 0) {
-        ++i;
-        continue;
-      }
-      if (count == 1) {
-        // Fast skip over full words.
-        // relaxed: a hint, as above.
-        const uint64_t word = claimed[i / kBitsPerWord].load(std::memory_order_relaxed);
-        if (word == ~uint64_t{0}) {
-          i = (i / kBitsPerWord + 1) * kBitsPerWord;
-          continue;
-        }
-        if (align_slots == 1) {
-          const uint64_t free_bits = ~word & (~uint64_t{0} << (i % kBitsPerWord));
-          if (free_bits == 0) {
-            i = (i / kBitsPerWord + 1) * kBitsPerWord;
-            continue;
-          }
-          i = (i / kBitsPerWord) * kBitsPerWord + size_t(std::countr_zero(free_bits));
-          if (i >= end) break;
-        }
-      }
-      if (range_looks_free(i, count) && try_claim_range(i, count)) return i;
-      ++i;
+  while (i + count <= slot_count) {
+    if (count == 1 && align_slots == 1) {
+      i = next_clear_slot(*this, i);  // skips full words
+      if (i >= slot_count) break;
     }
+    if (range_looks_free(i, count) && try_claim_range(i, count)) return i;
+    i += align_slots;
   }
   return SIZE_MAX;
 }

@@ -3,10 +3,22 @@
 //   - Free-list links inside blocks are stored encoded with two per-page keys,
 //     so a stray write to a freed block, or a forged link, decodes to garbage
 //     that fails validation instead of steering allocation anywhere.
-//   - Every block ends in an 8-byte canary: "live" while allocated, "freed"
-//     on a free list. free swaps live -> freed (catching any double free of a
-//     block not reallocated since, and overflows past the usable size);
-//     malloc checks freed -> live (catching writes to freed blocks).
+//   - Every block ends in a 16-byte trailer: the size the caller asked for
+//     (with how new / new[] allocated it), then a canary: "live" while
+//     allocated, "quarantined" while its free waits, "evicted" from the
+//     quarantine's end to the free it then makes, "freed" on a free list.
+//     free swaps live (or evicted) -> quarantined or freed (catching any
+//     double free of a block not reallocated since); malloc checks freed ->
+//     live (catching writes to freed blocks). Huge blocks keep their trailer in the segment
+//     header's page, just past the header.
+//   - The slack between the requested size and the trailer holds a keyed
+//     pattern, checked at free (overflows of 1 byte and more); the word before
+//     a block (the previous block's canary, or a page's front guard) is
+//     checked too (underflows).
+//   - The process heap's frees go through a quarantine: the block is filled
+//     with a poison word and kept from reuse for a while; the poison is
+//     verified when it leaves (writes after free). Huge blocks are made
+//     inaccessible instead, and live ones sit between inaccessible gaps.
 #pragma once
 #include <atomic>
 #include <bit>
@@ -23,12 +35,31 @@
 namespace shardalloc::core {
 
 inline constexpr bool kChecked = SHARDALLOC_CHECKED != 0;
-// Bytes each block gives up to its canary.
-inline constexpr size_t kCanaryBytes = kChecked ? 8 : 0;
+// Bytes each block gives up to its trailer (requested size, canary).
+inline constexpr size_t kCanaryBytes = kChecked ? 16 : 0;
+// Checked small and medium pages keep a guard word pair before their first block.
+inline constexpr size_t kFrontGuardBytes = kChecked ? 16 : 0;
 
-// The block bytes a request of `size` needs: room for the canary, and never
-// less than a link plus a canary (the two must not overlap).
+// The block bytes a request of `size` needs: room for the trailer, and never
+// less than a link plus a trailer (the two must not overlap).
 constexpr size_t checked_block_bytes(size_t size) { return (size < 8 ? 8 : size) + kCanaryBytes; }
+
+// How a block was allocated, kept in its trailer (checked mode): operator
+// delete and delete[] check it against how they free.
+enum class AllocKind : unsigned { kMalloc = 0, kNew = 1, kNewArray = 2 };
+
+// The trailer's first word: requested size (< 2^32 for blocks in pages; any
+// size for huge blocks, whose offset is 0), the offset of the pointer handed
+// out from the block start (aligned allocations), and the kind.
+struct SizeRecord {
+  static constexpr uint64_t kSizeBits = 32;
+  static uint64_t pack(size_t size, size_t offset, AllocKind kind) {
+    return uint64_t(size) | (uint64_t(offset) << kSizeBits) | (uint64_t(kind) << 62);
+  }
+  static size_t size_of(uint64_t w, bool huge) { return huge ? size_t(w & ((uint64_t{1} << 62) - 1)) : size_t(w & 0xffffffffu); }
+  static size_t offset_of(uint64_t w, bool huge) { return huge ? 0 : size_t((w >> kSizeBits) & ((uint64_t{1} << 30) - 1)); }
+  static AllocKind kind_of(uint64_t w) { return AllocKind(w >> 62); }
+};
 
 // Per-page secrets of checked mode. Two keys, as in mimalloc's encoding:
 // xor, rotate, add, so neither a zero link nor a known pointer leaks a key.
@@ -44,6 +75,16 @@ struct FreeListKeys {
   uintptr_t decode(uintptr_t stored) const { return std::rotr(stored - k0, int(k0 & 63)) ^ k1; }
   uint64_t canary_live(uintptr_t block) const { return std::rotl(block ^ k0, 17) ^ k1; }
   uint64_t canary_freed(uintptr_t block) const { return ~canary_live(block); }
+  uint64_t canary_quarantined(uintptr_t block) const { return std::rotl(canary_live(block), 32); }
+  // Between leaving the quarantine and the free that pushes it on a list.
+  uint64_t canary_evicted(uintptr_t block) const { return std::rotl(canary_live(block), 16); }
+  // The size record is stored xor this, so a stray write decodes to nonsense.
+  uint64_t record_key(uintptr_t block) const { return std::rotl(block ^ k1, 29) + k0; }
+  // The pattern of slack bytes (by address: byte i of the word at an
+  // 8-aligned address) and of a page's front guard.
+  uint64_t slack_word() const { return mix(k1 + 0x5ac4) | 0x0101010101010101ull; }
+  // What a quarantined block is filled with.
+  uint64_t poison_word() const { return mix(k0 ^ 0xdeadf1ee) | 0x8080808080808080ull; }
 
   // splitmix64's finaliser: every input bit reaches every output bit.
   static uintptr_t mix(uint64_t x) {
@@ -63,8 +104,26 @@ struct NoFreeListKeys {
   uintptr_t decode(uintptr_t stored) const { return stored; }
   uint64_t canary_live(uintptr_t) const { return 0; }
   uint64_t canary_freed(uintptr_t) const { return 0; }
+  uint64_t canary_quarantined(uintptr_t) const { return 0; }
+  uint64_t canary_evicted(uintptr_t) const { return 0; }
+  uint64_t record_key(uintptr_t) const { return 0; }
+  uint64_t slack_word() const { return 0; }
+  uint64_t poison_word() const { return 0; }
 };
 
 using PageKeys = std::conditional_t<kChecked, FreeListKeys, NoFreeListKeys>;
+
+// Checked mode: the blocks a thread freed, kept from reuse (FIFO) until more
+// than kSlots blocks or kMaxBytes bytes wait. Owner of the heap only.
+struct CheckedQuarantine {
+  static constexpr uint32_t kSlots = 256;
+  static constexpr size_t kMaxBytes = size_t{8} << 20;
+  void* slots[kSlots] = {};
+  uint32_t first = 0;  // oldest entry
+  uint32_t count = 0;
+  size_t bytes = 0;
+};
+struct NoQuarantine {};
+using Quarantine = std::conditional_t<kChecked, CheckedQuarantine, NoQuarantine>;
 
 }  // namespace shardalloc::core

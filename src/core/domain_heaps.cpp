@@ -3,6 +3,7 @@
 
 #include "core/domain.h"
 #include "core/heap.h"
+#include "core/hooks.h"
 #include "core/step.h"
 
 namespace shardalloc::core {
@@ -94,10 +95,18 @@ void Domain::reclaim_abandoned(Heap* h) {
 }
 
 void* Domain::alloc_borrowed(size_t size, size_t align) {
+  // The domain's first segment may be claimed here (a handler in the
+  // process's very first call, a thread's last destructor before any heap).
+  // relaxed: written once, before any segment exists; ensure_secret decides a race.
+  if (secret.load(std::memory_order_relaxed) == 0) ensure_secret(platform::entropy());
+  Step step;  // no fork leaves the borrowed heap owned by a thread the child lacks
   Heap* h = acquire_heap();
   if (h == nullptr) return nullptr;
   void* p = align <= kMinAlign ? h->alloc(size) : h->alloc_aligned(size, align);
-  release_heap(h);  // the block stays live in the abandoned heap, like any block of an exited thread
+  // Given back as it is (no collect: cheap in a handler or a late destructor);
+  // the block stays live in the abandoned heap, like any block of an exited
+  // thread. release: the next owner's acquire CAS sees our writes (protocol 3).
+  h->owned.store(0, std::memory_order_release);
   return p;
 }
 

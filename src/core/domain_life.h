@@ -85,6 +85,10 @@ struct DomainLife {
     word.fetch_sub(1, std::memory_order_release);
   }
 
+  // (g, n) -> (g, 0), live and dying kept: in a forked child, whose only
+  // thread holds no pin. relaxed: single-threaded there.
+  void drop_pins() { word.store(word.load(std::memory_order_relaxed) & ~kPins, std::memory_order_relaxed); }
+
   // LIVE(g, n) -> DYING(g, n). False when the record is not live.
   bool begin_destroy() {
     // relaxed: the CAS below re-checks.

@@ -2,6 +2,7 @@
 // Records and generations: docs/protocols.md (protocols 6 and 7).
 #include "core/first_class.h"
 
+#include <cstddef>
 #include <new>
 #include <type_traits>
 
@@ -13,7 +14,8 @@
 namespace shardalloc::core {
 namespace {
 
-static_assert(std::is_standard_layout_v<FirstClassHeap>, "of() relies on `life` being the first member");
+static_assert(std::is_standard_layout_v<FirstClassHeap>, "of() casts between a record and its first member");
+static_assert(offsetof(FirstClassHeap, life) == 0, "of() relies on `life` being the first member");
 
 // Every record ever made, of every host: push-only, never shrinks (protocol 6).
 constinit std::atomic<FirstClassHeap*> g_records{nullptr};
@@ -108,6 +110,13 @@ size_t FirstClassHeap::used_bytes() const {
     sum += h->block_bytes.load(std::memory_order_relaxed);
   }
   return sum > 0 ? size_t(sum) : 0;
+}
+
+void FirstClassHeap::drop_pins_after_fork() {
+  // acquire: records are published with release. Single-threaded: the child's only thread.
+  for (FirstClassHeap* h = g_records.load(std::memory_order_acquire); h != nullptr; h = h->next_record) {
+    h->life.drop_pins();
+  }
 }
 
 void FirstClassHeap::destroy() {

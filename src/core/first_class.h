@@ -65,6 +65,10 @@ struct FirstClassHeap {
   void* alloc_borrowed(size_t size, size_t align);
   // Sum of the block sizes of live blocks. Exact when no call is in flight.
   size_t used_bytes() const;
+  // In a forked child: the threads that held pins are gone (and the forking
+  // thread holds none): every record's pin count goes back to zero, so that
+  // destroy does not wait for them (docs/protocols.md, "8. The fork gate").
+  static void drop_pins_after_fork();
   // Ends the incarnation: LIVE -> DYING, waits for pinned threads
   // (platform::quiesce_domain), gives the memory back, -> FREE.
   // Stops with a fatal error when the heap is not live.

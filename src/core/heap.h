@@ -32,9 +32,22 @@ struct PageQueue {
 // empty, so the fast path falls into the slow path without an extra branch.
 inline constinit Page g_empty_page{};
 
-// Checked mode: marks live block b (p: the pointer the caller freed) freed;
-// aborts on a double free or an overwritten canary. Any thread may call it.
+// Checked mode: marks live (or quarantined) block b (p: the pointer the
+// caller freed) freed; aborts on a double free, an overwritten canary, size
+// record, slack or guard. Any thread may call it.
 void disarm_canary(const Page* page, Block* b, const void* p);
+// Checked mode: the size asked for when live block p was allocated (what
+// usable_size answers there), and the kind of allocation recorded for it.
+size_t requested_size(const void* p);
+// Checked mode: the size record and slack of live block b are intact.
+bool live_block_intact(const Page* page, const Block* b);
+void set_alloc_kind(void* p, AllocKind kind);
+// Checked mode: makes a huge block's span accessible again before its release.
+void release_huge_guards(Segment* s);
+// Checked mode: huge blocks of OS memory with an alignment up to this sit
+// between inaccessible gaps: about 500 KiB before, kHugeGuardGap or more after.
+inline constexpr size_t kHugeGuardAlignMax = 4096;
+inline constexpr size_t kHugeGuardGap = (size_t{1} << 20) + 4096;
 
 struct Heap {
   Page* direct[kDirectSlots];        // owner: page to allocate from, by (size+7)/8
@@ -56,6 +69,8 @@ struct Heap {
   // Blocks other threads freed into this heap's pages, counted when the owner
   // collects them (a statistic: the owner stores, readers load, no RMW).
   std::atomic<uint64_t> remote_frees_collected{0};
+  // Checked mode: this thread's freed blocks waiting before reuse (owner).
+  [[no_unique_address]] Quarantine quarantine;
 
   constexpr Heap() {
     for (auto& d : direct) d = &g_empty_page;
@@ -138,6 +153,18 @@ struct Heap {
   // Checked mode (heap_checked.cpp) -----------------------------------------
   void* alloc_checked(size_t size);
   void* alloc_aligned_checked(size_t size, size_t align);
+  void* alloc_huge_guarded(size_t size, size_t align);
+  // The process heap's free (owner): checks p as free would and that the
+  // deallocation function matches how p was allocated (`kind`: kMalloc for
+  // free; `size`: what sized delete passed, or SIZE_MAX), poisons the block
+  // (huge: makes it inaccessible) and puts it in quarantine; the oldest
+  // quarantined blocks are checked and freed for real.
+  void free_checked(void* p, AllocKind kind, size_t size);
+  // Frees every quarantined block (at abandon, and when out of memory).
+  void flush_quarantine();
+  void evict_oldest();
+  // Verifies the poison of every quarantined block; returns how many wait.
+  size_t check_quarantine() const;
   // Verifies every page, list, link and canary of this heap (owner only);
   // aborts with a message on the first inconsistency. Returns the blocks checked.
   size_t check() const;

@@ -149,7 +149,7 @@ Page* Heap::fresh_page(unsigned cls) {
   const size_t page_bytes = g.count == 1 ? kSegmentSize : size_t{1} << g.shift;
   const uintptr_t start = addr(s) + i * page_bytes + (i == 0 ? kSegmentHeaderSize : 0);
   const uintptr_t end = addr(s) + (i + 1) * page_bytes;
-  const uintptr_t area = area_start(start, block);
+  const uintptr_t area = area_start(start + kFrontGuardBytes, block);  // checked: room for the front guard
   page->init(ptr<uint8_t>(area), end - area, block, cls, key_seed(page));
   ++s->used_pages;
   page->extend();
@@ -161,9 +161,13 @@ Page* Heap::fresh_page(unsigned cls) {
 void* Heap::alloc_huge(size_t size, size_t align) {
   if (size > kMaxRequest || align > kMaxRequest) return nullptr;
   if (size == 0) size = 1;
+  if (kChecked && domain->source.protect != nullptr && size > kLargeBlockMax && align <= kHugeGuardAlignMax) {
+    return alloc_huge_guarded(size, align);
+  }
   size_t offset, slots, align_offset = 0;
   if (align <= kSegmentSize) {
-    offset = align_up(kSegmentHeaderSize, align > kMinAlign ? align : kMinAlign);
+    // (Checked mode: the block's trailer follows the header.)
+    offset = align_up(kSegmentHeaderSize + kCanaryBytes, align > kMinAlign ? align : kMinAlign);
     slots = (offset + size + kSegmentSize - 1) / kSegmentSize;
     align = 0;
   } else {
@@ -219,6 +223,7 @@ void* Heap::alloc_aligned_block(size_t size, size_t align) {
 }
 
 size_t usable_size(const void* p) {
+  if constexpr (kChecked) return requested_size(p);
   Segment* s = segment_of(p);
   const Page* page = s->page_of(p);
   const size_t index = (addr(p) - addr(page->area)) / page->block_size;

@@ -45,8 +45,8 @@ size_t walk_list(const Page& page, const Block* head, BlockSet& listed) {
 }
 
 // Checked builds: every block not on a free list is live, and its canary
-// says so (or says freed: a remote free may be between its canary swap and
-// its push).
+// says so (or says quarantined, or freed: a remote free may be between its
+// canary swap and its push).
 void check_live_canaries(const Page& page, const BlockSet& listed) {
   if constexpr (kChecked) {
     for (size_t i = 0; i < page.capacity; ++i) {
@@ -54,7 +54,10 @@ void check_live_canaries(const Page& page, const BlockSet& listed) {
       const Block* b = ptr<Block>(addr(page.area) + i * page.block_size);
       // relaxed: a racing remote free may swap it; both values are accepted.
       const uint64_t canary = __atomic_load_n(page.canary_of(b), __ATOMIC_RELAXED);
-      if (canary != page.keys.canary_live(addr(b)) && canary != page.keys.canary_freed(addr(b))) {
+      const bool live = canary == page.keys.canary_live(addr(b));
+      if ((!live && canary != page.keys.canary_freed(addr(b)) && canary != page.keys.canary_quarantined(addr(b)) &&
+           canary != page.keys.canary_evicted(addr(b))) ||
+          (live && !live_block_intact(&page, b))) {
         corrupt("heap check: the bytes after a live block were overwritten (buffer overflow), block", b);
       }
     }
@@ -96,6 +99,7 @@ size_t Heap::check() const {
   if (placeholder) return 0;
   if (g_empty_page.free != nullptr || g_empty_page.used != 0) corrupt("heap check: the shared empty page was written to", &g_empty_page);
   size_t blocks = 0;
+  if constexpr (kChecked) check_quarantine();
   for (unsigned q = 0; q <= kClassCount; ++q) {
     const PageQueue& queue = q == kClassCount ? full : queues[q];
     const Page* prev = nullptr;

@@ -19,7 +19,8 @@ void Heap::report_bad_local_free(Page* page, void* p) {
   }
   // Checked mode knows any freed block by its canary (p is a block start of the page here).
   if (kChecked && page->in_use && page->is_handed_block(p) &&
-      *page->canary_of(static_cast<Block*>(p)) == page->keys.canary_freed(addr(p))) {
+      (*page->canary_of(static_cast<Block*>(p)) == page->keys.canary_freed(addr(p)) ||
+       *page->canary_of(static_cast<Block*>(p)) == page->keys.canary_quarantined(addr(p)))) {
     platform::fatal("double free detected", p);
   }
   platform::fatal("free of a pointer that is not allocated", p);
@@ -151,6 +152,7 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
   if (!page->thread_free.compare_exchange_strong(expected, 1, std::memory_order_acq_rel, std::memory_order_relaxed)) {
     platform::fatal("double free detected", p);
   }
+  if constexpr (kChecked) release_huge_guards(s);
   s->domain->release_segment(s);
 }
 

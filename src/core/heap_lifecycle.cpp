@@ -16,6 +16,7 @@ void Heap::init(Domain* d) {
 }
 
 void Heap::collect_all() {
+  if constexpr (kChecked) flush_quarantine();
   drain_notified();
   for (unsigned cls = 0; cls <= kClassCount; ++cls) {
     PageQueue& q = cls == kClassCount ? full : queues[cls];

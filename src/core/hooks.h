@@ -26,6 +26,10 @@ core::Heap* current_first_class_heap(core::Domain* d);
 // A random-ish 64-bit value for secrets (no allocation, no libc needed on bare).
 unsigned long long entropy();
 
+// The process id a heap snapshot names in its header (Linux: getpid()); 0 on
+// bare metal, which has no processes.
+unsigned long long process_id();
+
 // A free found that p's segment s is no live segment of d, the domain of the
 // caller's heap. Frees p into the domain that owns it when the platform can
 // tell one safely (Linux: a live first-class heap over OS memory, so that

@@ -31,6 +31,12 @@ void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsi
   next = prev = nullptr;
   next_notified = nullptr;
   keys.reseed(key_seed);
+  // Checked mode: the guard words before the first block of a page (fresh_page
+  // leaves room for them); a free of that block checks them (underflow).
+  if (kChecked && !is_huge()) {
+    ptr<uint64_t>(addr(area) - 16)[0] = keys.slack_word();
+    ptr<uint64_t>(addr(area) - 16)[1] = keys.slack_word();
+  }
 }
 
 void Page::report_damaged_link(const Block* b) const {

@@ -20,6 +20,8 @@
 #include "core/bits.h"
 #include "core/block.h"
 #include "core/checked.h"
+#include "core/size_class.h"
+#include "core/config.h"
 #include "core/thread_free.h"
 
 namespace shardalloc::core {
@@ -106,9 +108,17 @@ struct Page {
   bool is_handed_block(const void* b) const { return exact_block_index(b) < capacity; }
   [[noreturn]] void report_damaged_link(const Block* b) const;
 
-  // Checked mode: the canary word at the end of block b (accessed with
-  // __atomic builtins: a racing double free must see one winner).
-  uint64_t* canary_of(const Block* b) const { return ptr<uint64_t>(addr(b) + block_size - kCanaryBytes); }
+  // Checked mode: the trailer of block b, its size record then its canary
+  // (the canary is accessed with __atomic builtins: a racing double free must
+  // see one winner). A block of a page ends in it; a huge block (the only
+  // blocks above kLargeBlockMax) has its own past its segment's header.
+  bool is_huge() const { return block_size > kLargeBlockMax; }
+  uint64_t* record_of(const Block* b) const {
+    if (is_huge()) return ptr<uint64_t>(align_down(addr(this), kSegmentSize) + kHugeTrailerOffset);
+    return ptr<uint64_t>(addr(b) + block_size - kCanaryBytes);
+  }
+  uint64_t* canary_of(const Block* b) const { return record_of(b) + 1; }
+  static constexpr size_t kHugeTrailerOffset = 1024;  // kSegmentHeaderSize (segment.h)
 
   // True when b (an address in this page's segment) is the start of one of
   // the page's blocks in [area, area_end) (small and medium pages), by an
@@ -155,5 +165,8 @@ struct Page {
 static_assert(sizeof(Page) <= 96 + (kChecked ? sizeof(FreeListKeys) : 0),
               "page headers live in the segment header; keep them small");
 static_assert(alignof(Page) == alignof(void*));
+static_assert(kMinAlign > ThreadFreeWord::kStateMask, "thread_free keeps its state in a block address's low bits");
+static_assert(kClassCount <= 255, "Page::size_class is one byte");
+static_assert(kSegmentSize <= (uint64_t{1} << 32), "exact_block_index computes block offsets in 32 bits");
 
 }  // namespace shardalloc::core

@@ -19,6 +19,10 @@ struct PageSource {
   bool fresh_is_zero;
   // Milliseconds of a monotonic clock, for purge delays. Null: purge at once.
   uint64_t (*now_ms)();
+  // Makes [p, p+bytes) (OS pages) inaccessible, dropping their contents, or
+  // accessible again (reading as zero). Checked mode's guard pages around huge
+  // blocks and its quarantine of freed ones. Null: no guards.
+  void (*protect)(void* p, size_t bytes, bool accessible);
 };
 
 }  // namespace shardalloc::core

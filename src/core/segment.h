@@ -39,6 +39,7 @@ constexpr unsigned partial_index(SegmentKind kind) { return kind == SegmentKind:
 inline constexpr unsigned kPartialKinds = 2;
 
 inline constexpr size_t kSegmentHeaderSize = 1024;
+static_assert(Page::kHugeTrailerOffset == kSegmentHeaderSize, "a huge block's trailer follows its segment header");
 
 struct Segment {
   uintptr_t cookie;  // address ^ domain secret: tells a header from arbitrary memory

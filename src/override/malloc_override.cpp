@@ -7,9 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "api/export.h"
 #include "api/process_alloc.h"
-
-#define SHARD_EXPORT extern "C" __attribute__((visibility("default")))
 
 using namespace shardalloc;
 

@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "api/test_support.h"
+#include "support/test_support.h"
 #include "shardalloc/shardalloc.h"
 
 using namespace shardtest;

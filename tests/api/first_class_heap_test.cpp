@@ -21,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-#include "api/test_support.h"
+#include "support/test_support.h"
 #include "shardalloc/heap.h"
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/shardalloc.hpp"
@@ -36,20 +36,6 @@ constexpr bool kSanitized = true;
 #else
 constexpr bool kSanitized = false;
 #endif
-
-// Virtual size and resident size of the process (/proc/self/statm).
-struct Mem {
-  size_t vm, rss;
-};
-Mem mem_now() {
-  long pages = 0, resident = 0;
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return {0, 0};
-  if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) pages = resident = 0;
-  std::fclose(f);
-  const size_t page = size_t(sysconf(_SC_PAGESIZE));
-  return {size_t(pages) * page, size_t(resident) * page};
-}
 
 // Bytes of every mapping of the process (/proc/self/maps). Under qemu-user
 // this lists the guest's mappings, while statm counts qemu's own memory too
@@ -258,7 +244,7 @@ TEST(FirstClassHeap, DestroyWithLiveBlocksUnmapsEverything) {
   // The first heap's record maps the process domain's first arena (records
   // live in its metadata, for good): make it before measuring.
   shard_heap_destroy(shard_heap_new());
-  const Mem before = mem_now();
+  const ProcMemory before = proc_memory();
   shard_heap* h = shard_heap_new();
   ASSERT_NE(h, nullptr);
   size_t total = 0;
@@ -274,10 +260,10 @@ TEST(FirstClassHeap, DestroyWithLiveBlocksUnmapsEverything) {
   ASSERT_EQ(shard_heap_stats(h, &s), SHARD_OK);
   EXPECT_GE(s.reserved_bytes, total);
   EXPECT_GE(s.arenas, 1u);
-  const Mem peak = mem_now();
+  const ProcMemory peak = proc_memory();
   EXPECT_GE(peak.vm, before.vm + total);
   shard_heap_destroy(h);  // every block still live: freed at once
-  const Mem after = mem_now();
+  const ProcMemory after = proc_memory();
   std::printf("[ destroy ] VM %zu -> %zu -> %zu MiB, RSS %zu -> %zu -> %zu MiB\n", before.vm / MiB, peak.vm / MiB,
               after.vm / MiB, before.rss / MiB, peak.rss / MiB, after.rss / MiB);
   EXPECT_LE(after.vm, before.vm + 8 * MiB) << "the heap's arenas are unmapped";
@@ -311,11 +297,11 @@ TEST(FirstClassHeap, TwoHundredNewDestroyCyclesDoNotGrow) {
     shard_heap_destroy(h);
   };
   for (int i = 0; i < 10; ++i) cycle(i);  // warm up: records, the process domain's metadata
-  const Mem warm = mem_now();
+  const ProcMemory warm = proc_memory();
   const size_t warm_mapped = mapped_bytes();
   live_mapped = 0;
   for (int i = 10; i < 210; ++i) cycle(i);
-  const Mem after = mem_now();
+  const ProcMemory after = proc_memory();
   const size_t after_mapped = mapped_bytes();
   std::printf("[ cycles ] mapped %zu -> %zu MiB (%zu with a heap alive), VM %zu -> %zu MiB, RSS %zu -> %zu MiB, "
               "%zu distinct handles\n",

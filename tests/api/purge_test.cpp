@@ -10,17 +10,11 @@
 #include <vector>
 
 #include "shardalloc/shardalloc.h"
+#include "support/test_support.h"
 
 namespace {
 
-size_t rss_bytes() {
-  long pages = 0, resident = 0;
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return 0;
-  if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-  std::fclose(f);
-  return size_t(resident) * size_t(sysconf(_SC_PAGESIZE));
-}
+size_t rss_bytes() { return shardtest::proc_memory().rss; }
 
 }  // namespace
 

@@ -21,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-#include "api/test_support.h"
+#include "support/test_support.h"
 #include "shardalloc/region.h"
 
 using namespace shardtest;

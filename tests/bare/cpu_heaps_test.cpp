@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "api/test_support.h"
+#include "support/test_support.h"
 #include "bare/cpu_threads.h"
 #include "shardalloc/region.h"
 

@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "api/test_support.h"
+#include "support/test_support.h"
 #include "core/segment.h"
 #include "shardalloc/region.h"
 

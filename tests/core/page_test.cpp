@@ -18,8 +18,9 @@ struct PageFixture : ::testing::Test {
   static constexpr size_t kBlock = 48;
   static constexpr size_t kArea = 64 * 1024;
   void SetUp() override {
-    mem = static_cast<uint8_t*>(std::aligned_alloc(64, kArea));
-    page.init(mem, kArea, kBlock, 5, 0x1234567);
+    // 64 bytes before the area: checked builds write guard words there.
+    mem = static_cast<uint8_t*>(std::aligned_alloc(64, kArea + 64));
+    page.init(mem + 64, kArea, kBlock, 5, 0x1234567);
   }
   void TearDown() override { std::free(mem); }
   void push_remote(Block* b) {
@@ -82,10 +83,10 @@ TEST_F(PageFixture, CollectKeepsTheNotifyState) {
 
 TEST_F(PageFixture, BlockOfRoundsInteriorPointersOnlyWhenFlagged) {
   page.extend();
-  uint8_t* p = mem + 3 * kBlock + 17;
+  uint8_t* p = mem + 64 + 3 * kBlock + 17;
   EXPECT_EQ(page.block_of(p), reinterpret_cast<Block*>(p));
   page.has_interior = 1;
-  EXPECT_EQ(page.block_of(p), reinterpret_cast<Block*>(mem + 3 * kBlock));
+  EXPECT_EQ(page.block_of(p), reinterpret_cast<Block*>(mem + 64 + 3 * kBlock));
 }
 
 TEST(ThreadFreeWordTest, PacksHeadAndState) {
@@ -110,9 +111,13 @@ TEST(SegmentMath, SegmentOfMapsBlocksToTheirHeader) {
 // is_block_start is one compare: exact division by multiply and rotate, with
 // the block index checked against reserved. Every address of a segment, for
 // every size class on each of its pages: true exactly at the block starts in
-// [area, area_end). (The page's memory is never touched: addresses only.)
+// [area, area_end). (Only addresses are tested; checked builds write the guard words.)
 TEST(BlockStart, ExactlyTheBlockStartsOfThePageForEveryClass) {
-  const uintptr_t seg = uintptr_t{0x7f12} << kSegmentShift;
+  // A real segment: checked builds' Page::init writes guard words before
+  // each page's area (nothing else touches it).
+  void* const mem = std::aligned_alloc(kSegmentSize, kSegmentSize);
+  ASSERT_NE(mem, nullptr);
+  const uintptr_t seg = reinterpret_cast<uintptr_t>(mem);
   for (unsigned cls = 1; cls <= kLastClass; ++cls) {
     const size_t block = class_block_size(cls);
     const PageGeometry g = geometry_for_block(block);
@@ -136,4 +141,5 @@ TEST(BlockStart, ExactlyTheBlockStartsOfThePageForEveryClass) {
       EXPECT_EQ(hits, page.reserved);
     }
   }
+  std::free(mem);
 }

@@ -14,7 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "api/test_support.h"
+#include "support/test_support.h"
 #include "shardalloc/shardalloc.h"
 
 namespace hostile {
@@ -35,7 +35,7 @@ inline constexpr const char* kUsableNotAllocated = HOSTILE_FATAL("usable size of
 // Checked builds (docs/reliability.md, "Checked mode") catch what some
 // limitation rows pin, and keep the last 8 bytes of each block for a canary.
 inline bool checked() { return shard_is_checked() != 0; }
-inline size_t canary_bytes() { return checked() ? 8 : 0; }
+inline size_t canary_bytes() { return checked() ? 16 : 0; }  // the trailer: size record, canary
 
 [[noreturn]] inline void child_exit(int failures) {
   std::fflush(stderr);

@@ -95,8 +95,8 @@ std::string defining_object(const char* name) {
 
 size_t usable(void* p) { return malloc_usable_size(p); }
 
-// Checked builds (SHARDALLOC_CHECKED) keep the last 8 bytes of every block
-// for its canary: a request of n bytes takes a block for n + 8.
+// Checked builds (SHARDALLOC_CHECKED) keep the last 16 bytes of every block
+// for its trailer, and malloc_usable_size is the size asked for.
 bool library_is_checked() {
   static const bool checked = [] {
     auto* is_checked = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "shard_is_checked"));
@@ -118,7 +118,7 @@ size_t block_size_for(size_t n) {
 // The usable size malloc(n) gives.
 size_t shard_class_size(size_t n) {
   if (!library_is_checked()) return block_size_for(n);
-  return block_size_for((n < 8 ? 8 : n) + 8) - 8;
+  return n;
 }
 
 // ---------------------------------------------------------------------------
@@ -187,7 +187,9 @@ TEST(Malloc, ZeroIsUniqueAndNonNull) {
   for (int i = 0; i < 1000; ++i) {
     void* p = opaque(std::malloc(0));
     ASSERT_NE(p, nullptr);
-    EXPECT_GE(usable(p), 1u);
+    // Checked builds: the usable size is the size asked for, 0 (the block
+    // faults on any access).
+    EXPECT_GE(usable(p), library_is_checked() ? 0u : 1u);
     ps.push_back(p);
   }
   std::vector<void*> sorted = ps;
@@ -303,16 +305,23 @@ TEST(MallocUsableSize, AtLeastRequestAndExact) {
     ASSERT_NE(p, nullptr);
     const size_t u = usable(p);
     EXPECT_GE(u, n) << "malloc(" << n << ")";
-    if (n + (library_is_checked() ? 8 : 0) <= 128 * KiB) {
+    if (n + (library_is_checked() ? 16 : 0) <= 128 * KiB) {
       EXPECT_EQ(u, shard_class_size(n)) << "malloc(" << n << ")";
     }
     // exact: asking for the usable size gives the same block size...
     void* q = opaque(std::malloc(u));
     EXPECT_EQ(usable(q), u) << "malloc(" << u << ")";
     std::free(q);
-    // ...and realloc to it keeps the block in place.
+    // ...and realloc to it keeps the block in place (checked builds: realloc
+    // always moves the block, the old one goes to the quarantine; realloc
+    // to 0 frees it).
     void* r = std::realloc(p, u);
-    EXPECT_EQ(r, p) << "realloc(p, malloc_usable_size(p)) moved, n=" << n;
+    if (!library_is_checked()) {
+      EXPECT_EQ(r, p) << "realloc(p, malloc_usable_size(p)) moved, n=" << n;
+    }
+    if (r != nullptr) {
+      EXPECT_EQ(usable(r), u) << "realloc(p, malloc_usable_size(p)), n=" << n;
+    }
     std::free(r);
   }
 }

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "override_check.h"
+#include "support/rng.h"
 
 namespace {
 
@@ -31,12 +32,7 @@ constexpr int kWorkers = 4;
 constexpr int kForks = 16;
 constexpr int kInheritedPerWorker = 2000;
 
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
+using shardtest::mix64;  // splitmix64 finaliser (tests/support/rng.h)
 
 size_t pick_size(uint64_t r) {
   switch (r % 16) {
@@ -89,10 +85,10 @@ std::vector<void*>& g_exchange = *new std::vector<void*>;
 [[noreturn]] void child_main(int id) {
   alarm(30);  // a deadlock becomes SIGALRM, reported by the parent
   int errors = 0;
-  uint64_t r = mix(uint64_t(id) * 7919 + 1);
+  uint64_t r = mix64(uint64_t(id) * 7919 + 1);
   std::vector<void*> live(512, nullptr);
   for (int i = 0; i < 20000; ++i) {
-    r = mix(r);
+    r = mix64(r);
     void*& slot = live[r % live.size()];
     if (slot != nullptr) {
       if (!check_block(slot)) ++errors;
@@ -112,7 +108,7 @@ std::vector<void*>& g_exchange = *new std::vector<void*>;
   std::vector<void*> handoff(4000);
   std::thread a([&] {
     uint64_t s = r;
-    for (auto& p : handoff) p = make_block(s = mix(s));
+    for (auto& p : handoff) p = make_block(s = mix64(s));
   });
   a.join();
   std::thread b([&] {
@@ -154,14 +150,14 @@ std::atomic<int> g_worker_fork_failures{0};
 std::atomic<bool> g_worker_fork_done{false};
 
 void worker(int w) {
-  uint64_t r = mix(uint64_t(w) + 100);
-  for (int i = 0; i < kInheritedPerWorker; ++i) g_inherited[w][i] = make_block(r = mix(r));
+  uint64_t r = mix64(uint64_t(w) + 100);
+  for (int i = 0; i < kInheritedPerWorker; ++i) g_inherited[w][i] = make_block(r = mix64(r));
   g_ready.fetch_add(1);
   std::vector<void*> mine(256, nullptr);
   bool forked = false;
   while (!g_stop.load(std::memory_order_relaxed)) {
     for (int k = 0; k < 64; ++k) {
-      r = mix(r);
+      r = mix64(r);
       void*& slot = mine[r % mine.size()];
       if (slot != nullptr) {
         if (!check_block(slot)) g_worker_errors.fetch_add(1);
@@ -174,7 +170,7 @@ void worker(int w) {
     {
       std::lock_guard<std::mutex> lock(g_exchange_mu);
       take.swap(g_exchange);
-      for (int k = 0; k < 16; ++k) g_exchange.push_back(make_block(r = mix(r)));
+      for (int k = 0; k < 16; ++k) g_exchange.push_back(make_block(r = mix64(r)));
     }
     for (void* p : take) {
       if (!check_block(p)) g_worker_errors.fetch_add(1);

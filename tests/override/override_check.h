@@ -11,16 +11,16 @@
 namespace shardtest {
 
 // True when the shardalloc loaded through `handle` was built in checked mode
-// (SHARDALLOC_CHECKED), which keeps the last 8 bytes of each block for a canary.
+// (SHARDALLOC_CHECKED), whose malloc_usable_size is the size asked for.
 inline bool library_is_checked(void* handle = RTLD_DEFAULT) {
   auto* is_checked = reinterpret_cast<int (*)()>(dlsym(handle, "shard_is_checked"));
   return is_checked != nullptr && is_checked() != 0;
 }
 
-// malloc_usable_size(malloc(200)) under shardalloc: its 224-byte class (216
-// bytes in checked builds). glibc gives 200.
-inline constexpr size_t kProbeRequest = 200;
-inline size_t probe_usable(bool checked) { return checked ? 216 : 224; }
+// malloc_usable_size(malloc(201)) under shardalloc: its 224-byte class (201,
+// the size asked for, in checked builds). glibc gives 216.
+inline constexpr size_t kProbeRequest = 201;
+inline size_t probe_usable(bool checked) { return checked ? 201 : 224; }
 
 // True when malloc is shardalloc's: shard_malloc is in the global scope and
 // malloc_usable_size shows shardalloc's size class for the probe request.

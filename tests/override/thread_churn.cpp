@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "override_check.h"
+#include "support/rng.h"
 
 namespace {
 
@@ -26,12 +27,7 @@ constexpr int kThreads = 10000;
 constexpr int kBlocksPerThread = 100;
 constexpr int kMailboxes = 16;
 
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
+using shardtest::mix64;  // splitmix64 finaliser (tests/support/rng.h)
 
 struct Set {
   uint64_t seed = 0;
@@ -52,10 +48,10 @@ size_t pick(uint64_t r, int i) {
 
 void one_thread(int id) {
   Set mine;
-  mine.seed = mix(uint64_t(id) + 1);
+  mine.seed = mix64(uint64_t(id) + 1);
   uint64_t r = mine.seed;
   for (int i = 0; i < kBlocksPerThread; ++i) {
-    r = mix(r);
+    r = mix64(r);
     const size_t n = pick(r, i);
     auto* p = static_cast<unsigned char*>(std::malloc(n));
     if (p == nullptr) {
@@ -76,7 +72,7 @@ void one_thread(int id) {
   }
   uint64_t q = old.seed;
   for (size_t i = 0; i < old.blocks.size(); ++i) {
-    q = mix(q);
+    q = mix64(q);
     auto* p = static_cast<unsigned char*>(old.blocks[i]);
     const size_t n = old.sizes[i];
     if (p[0] != static_cast<unsigned char>(q) || p[n - 1] != static_cast<unsigned char>(q >> 8)) g_corrupt.fetch_add(1);

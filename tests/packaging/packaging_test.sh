@@ -3,7 +3,8 @@
 # project against it both ways, then runs what it built:
 #   1. pkg-config (shardalloc.pc, shardalloc-core.pc --static) and the C compiler;
 #   2. find_package(shardalloc) after moving the prefix elsewhere (relocatable):
-#      shardalloc::shardalloc, shardalloc::override, shardalloc::core.
+#      shardalloc::shardalloc, shardalloc::override, shardalloc::core;
+#      and the moved bin/shardalloc-run, which finds the moved library.
 # The consumers check they really run on shardalloc (tests/packaging/consumer).
 # Usage: packaging_test.sh BUILD_DIR CMAKE C_COMPILER CXX_COMPILER
 # Exit 0 pass, 1 fail, 77 skip (pkg-config missing: the find_package half still runs first).
@@ -30,9 +31,13 @@ for f in "$libdir/libshardalloc_core.a" "$libdir/pkgconfig/shardalloc.pc" "$libd
          "$libdir/cmake/shardalloc/shardalloc-config.cmake" "$libdir/cmake/shardalloc/shardalloc-config-version.cmake" \
          "$stage/include/shardalloc/shardalloc.h" "$stage/include/shardalloc/region.h" \
          "$stage/include/shardalloc/stats.h" "$stage/include/shardalloc/shardalloc.hpp" \
-         "$stage/bin/shardalloc-heapmap"; do
+         "$stage/bin/shardalloc-heapmap" "$stage/bin/shardalloc-run" \
+         "$libdir/libshardalloc.so.1" \
+         $([ ! -e "$BUILD/libshardalloc-checked.so" ] || echo "$libdir/libshardalloc-checked.so.1"); do
   [ -e "$f" ] || fail "not installed: ${f#$stage/}"
 done
+[ "$(readelf -d "$libdir/libshardalloc.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')" = libshardalloc.so.1 ] ||
+  fail "installed libshardalloc.so has not the SONAME libshardalloc.so.1"
 # Nothing private leaks out, and the installed library needs nothing from the build tree.
 [ -z "$(find "$stage/include" -name '*.h' ! -path '*/shardalloc/*')" ] || fail "unexpected headers installed"
 if readelf -d "$libdir/libshardalloc.so" | grep -E 'RPATH|RUNPATH' | grep -q "$BUILD"; then
@@ -73,6 +78,13 @@ done
 ! readelf -d "$work/consumer-build/consumer_core" | grep -q libshardalloc || fail "consumer_core depends on libshardalloc.so"
 "$work/consumer-build/consumer_core" || fail "find_package consumer_core"
 "$work/consumer-build/consumer_cpp" || fail "find_package consumer_cpp"
+
+step "the moved bin/shardalloc-run preloads the moved library"
+"$CC" -O2 -I"$prefix/include" -o "$work/preload_check" "$HERE/preload_check.c" -ldl
+out=$(env -u LD_PRELOAD -u SHARDALLOC_LIB_DIR "$prefix/bin/shardalloc-run" "$work/preload_check") ||
+  fail "shardalloc-run preload_check: $out"
+echo "$out"
+case $out in *"is shardalloc's, from $(cd "$libdir" && pwd -P)/libshardalloc.so.1 "*) ;; *) fail "shardalloc-run: $out" ;; esac
 
 [ $pkgconfig_ok -eq 1 ] || { echo "SKIP: pkg-config half (find_package half passed)"; exit 77; }
 echo "PASS: packaging (pkg-config and find_package consumers run on shardalloc)"

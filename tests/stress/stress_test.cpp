@@ -7,7 +7,7 @@
 // plus region exhaustion under contention.
 //
 // Work scales with SHARDALLOC_STRESS_SCALE (environment, else the CMake cache
-// value) times a sanitizer factor; see tests/api/test_support.h.
+// value) times a sanitizer factor; see tests/support/test_support.h.
 // SHARDALLOC_STRESS_THREADS overrides the thread count (default 8),
 // SHARDALLOC_STRESS_ROUNDS / SHARDALLOC_STRESS_OPS the rounds and operations
 // per thread per round of Stress.CApi / Stress.Region;
@@ -25,7 +25,7 @@
 #include <thread>
 #include <vector>
 
-#include "api/test_support.h"
+#include "support/test_support.h"
 #include "shardalloc/region.h"
 #include "shardalloc/shardalloc.h"
 

@@ -1,4 +1,4 @@
-// The tests' PRNG, shared by the hosted tests (tests/api/test_support.h) and
+// The tests' PRNG, shared by the hosted tests (tests/support/test_support.h) and
 // the riscv64 kernel image (kernel/riscv64/ktest.h): freestanding, no libc.
 #pragma once
 #include <cstddef>

@@ -1,6 +1,9 @@
 //! StaticRegionAlloc as this test program's #[global_allocator]: every
 //! allocation of the test harness and of the tests (Vec, String, HashMap,
 //! Box, threads) goes to a shardalloc region in a static pool.
+// Hosted only: the freestanding library needs its CPU hook before the first
+// allocation, and a program's first allocations come before main.
+#![cfg(feature = "hosted")]
 mod common;
 
 use common::{layout, leak, MIB};

@@ -1,107 +1,98 @@
 // The fork gate (core/hooks.h: enter_step / leave_step; docs/protocols.md,
-// "fork"): fork() copies no process in which a thread is half-way through a
-// protocol step.
+// "8. The fork gate"): a fork waits for the protocol steps other threads
+// are in, so that the child inherits none half done.
 //
-// One word counts the steps in flight (low 32 bits) and the forks being
-// prepared (high 32 bits). A step adds itself and proceeds only when no
-// fork is being prepared; a fork announces itself (pthread_atfork prepare),
-// then waits until no step is in flight. Both sides do one RMW on the same
-// word, so of a step and a fork one sees the other: the step backs off, or
-// the fork waits for it.
-//
-// Signal handlers: a thread blocks every signal for the duration of its
-// outermost step, so no handler (and no fork from a handler) runs inside a
-// step of its own thread; steps nest only by plain recursion. A thread's
-// first step blocks signals before it counts itself, so a handler that runs
-// before that finds the thread outside any step.
+// One word counts the threads inside a step. A step adds itself and goes on:
+// it never waits, so a thread that holds a lock of its own (or of libc's)
+// while it allocates can never hold up a fork that needs that lock. The
+// fork's prepare handler waits until the count reads zero, for at most
+// kForkWaitLimit; a step that begins after that read (in the short time
+// before the fork system call) may still be cut, and the child repairs what
+// such a step would leave blocking (pins: core::repair_after_fork).
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
 
+#include "core/first_class.h"
 #include "core/hooks.h"
 
 namespace shardalloc::platform {
 namespace {
 
-constexpr uint64_t kForkUnit = uint64_t{1} << 32;
-constexpr uint64_t kStepMask = kForkUnit - 1;
+// Threads inside a step.
+constinit std::atomic<uint64_t> g_steps{0};
+// Nesting of the calling thread's steps (only the outermost one counts).
+constinit thread_local uint32_t tl_step_depth = 0;
 
-// Steps in flight (low half) and forks being prepared (high half).
-constinit std::atomic<uint64_t> g_gate{0};
+// A fork waits at most this long for the steps in flight: a fork from a
+// signal handler that interrupted a step of its own thread would otherwise
+// wait for ever, as would the child of _Fork() (no handlers ran).
+constexpr uint64_t kForkWaitLimitNs = 200'000'000;
 
-struct StepState {
-  uint32_t depth = 0;     // nesting of the thread's steps
-  bool forking = false;   // the thread is running fork's prepare handlers
-  sigset_t saved_mask{};  // the signal mask before the outermost step
-};
-constinit thread_local StepState tl_step{};
-
-void enter_gate() {
-  for (;;) {
-    // acquire: pairs with the release of a fork's parent handler (nothing to
-    // see from it but the cleared count); the RMW puts us in one order with
-    // every fork's announcement.
-    const uint64_t seen = g_gate.fetch_add(1, std::memory_order_acquire);
-    // The forking thread's own prepare handlers may allocate: let them through.
-    if ((seen & ~kStepMask) == 0 || tl_step.forking) return;
-    // relaxed: we take nothing back but our own count.
-    g_gate.fetch_sub(1, std::memory_order_relaxed);
-    // relaxed: a hint to retry; the RMW above decides.
-    while ((g_gate.load(std::memory_order_relaxed) & ~kStepMask) != 0) sched_yield();
-  }
+uint64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
 }
+
+// The process the count belongs to: a child of _Fork() (which runs no atfork
+// handlers) inherits its parent's count, steps of threads it does not have.
+constinit std::atomic<pid_t> g_steps_pid{0};
 
 void prepare_fork() {
-  tl_step.forking = true;
-  // acq_rel: an RMW in the word's order with every step's entry.
-  g_gate.fetch_add(kForkUnit, std::memory_order_acq_rel);
-  // acquire: pairs with leave_step's release, so every write of the steps we
-  // waited for is in the memory fork copies.
-  while ((g_gate.load(std::memory_order_acquire) & kStepMask) != 0) sched_yield();
-}
-
-void after_fork_in_parent() {
-  // release: nothing to publish but the gate open again.
-  g_gate.fetch_sub(kForkUnit, std::memory_order_release);
-  tl_step.forking = false;
+  const pid_t self = getpid();
+  // relaxed: a fork and a _Fork child's first fork are the only writers that matter here.
+  if (g_steps_pid.exchange(self, std::memory_order_relaxed) != self) {
+    g_steps.store(0, std::memory_order_relaxed);  // stale: counted in another process
+  }
+  // The forking thread's own outermost step, when a signal handler forks in it.
+  const uint64_t own = tl_step_depth > 0 ? 1 : 0;
+  const uint64_t deadline = now_ns() + kForkWaitLimitNs;
+  // fetch_add(0), an RMW: reads the latest count in the word's order;
+  // acquire pairs with leave_step's release, so the writes of every step we
+  // waited for are in the memory fork copies.
+  while (g_steps.fetch_add(0, std::memory_order_acquire) > own && now_ns() < deadline) sched_yield();
 }
 
 void after_fork_in_child() {
-  // Only this thread runs in the child, and it is in no step (fork is never
-  // called inside one): no step in flight, no fork being prepared.
-  // relaxed: single-threaded here.
-  g_gate.store(0, std::memory_order_relaxed);
-  tl_step.forking = false;
+  // Only this thread runs here; a step of its own that is still open (a
+  // handler forked inside it) finds the count at zero and leaves it there
+  // (leave_step never goes below zero). relaxed: single-threaded.
+  g_steps.store(0, std::memory_order_relaxed);
+  g_steps_pid.store(getpid(), std::memory_order_relaxed);
+  // Threads that gave a first-class heap back are gone with their pins (this
+  // thread holds none: give_back blocks asynchronous signals).
+  core::FirstClassHeap::drop_pins_after_fork();
 }
 
 __attribute__((constructor)) void register_fork_handlers() {
-  pthread_atfork(&prepare_fork, &after_fork_in_parent, &after_fork_in_child);
+  g_steps_pid.store(getpid(), std::memory_order_relaxed);  // relaxed: before any thread but the first
+  pthread_atfork(&prepare_fork, nullptr, &after_fork_in_child);
 }
 
 }  // namespace
 
+// A signal handler that runs between the count and the depth update finds
+// the depth at zero and counts itself: no step ever runs uncounted.
 void enter_step() {
-  StepState& t = tl_step;
-  if (t.depth > 0) {
-    ++t.depth;  // signals are blocked already
-    return;
+  if (tl_step_depth == 0) {
+    // relaxed: the count only tells a fork to wait; the step's own protocol orders its writes.
+    g_steps.fetch_add(1, std::memory_order_relaxed);
   }
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &t.saved_mask);
-  enter_gate();
-  t.depth = 1;
+  ++tl_step_depth;
 }
 
 void leave_step() {
-  StepState& t = tl_step;
-  if (--t.depth > 0) return;
-  // release: the step's writes happen-before a fork's acquire wait that sees it gone.
-  g_gate.fetch_sub(1, std::memory_order_release);
-  pthread_sigmask(SIG_SETMASK, &t.saved_mask, nullptr);
+  if (--tl_step_depth != 0) return;
+  // relaxed load: the CAS decides. Never below zero (see after_fork_in_child).
+  uint64_t n = g_steps.load(std::memory_order_relaxed);
+  // release: the step's writes happen-before a fork's acquire read that sees it gone.
+  while (n != 0 && !g_steps.compare_exchange_weak(n, n - 1, std::memory_order_release, std::memory_order_relaxed)) {
+  }
 }
 
 }  // namespace shardalloc::platform

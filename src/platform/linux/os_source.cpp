@@ -58,6 +58,15 @@ void os_release(void* p, size_t bytes) {
   }
 }
 
+void os_protect(void* p, size_t bytes, bool accessible) {
+  if (accessible) {
+    mprotect(p, bytes, PROT_READ | PROT_WRITE);
+    return;
+  }
+  // A fresh inaccessible mapping in place: the old pages are dropped with it.
+  mmap(p, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+}
+
 uint64_t os_now_ms() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);

@@ -13,24 +13,25 @@ namespace {
 
 core::DomainStats g_stats;  // static: too large for a thread's stack at exit
 
+// One row of the table, for a class with pages. Huge blocks (class 0) have no one block size.
+void print_class_row(unsigned cls, const core::ClassStats& c) {
+  if (c.pages == 0) return;
+  LineWriter line;
+  if (cls == 0) {
+    line.text("   huge      varies");
+  } else {
+    line.num(cls, 7).num(core::class_block_size(cls), 12);
+  }
+  line.num(c.pages, 7).num(c.live_blocks, 13).num(c.live_bytes, 12).num(c.capacity_blocks, 17).flush();
+}
+
 void print_stats() {
   core::collect_stats(g_process_domain, &g_stats);
   const core::DomainStats& s = g_stats;
   LineWriter().text("shardalloc: statistics of the process heap").flush();
   LineWriter().text("  class  block_size  pages  live_blocks  live_bytes  capacity_blocks").flush();
-  for (unsigned cls = 1; cls < core::kClassCount; ++cls) {
-    const core::ClassStats& c = s.classes[cls];
-    if (c.pages == 0) continue;
-    const uint64_t block = core::class_block_size(cls);
-    LineWriter()
-        .num(cls, 7)
-        .num(block, 12)
-        .num(c.pages, 7)
-        .num(c.live_blocks, 13)
-        .num(c.live_blocks * block, 12)
-        .num(c.capacity_blocks, 17)
-        .flush();
-  }
+  for (unsigned cls = 1; cls < core::kClassCount; ++cls) print_class_row(cls, s.classes[cls]);
+  print_class_row(0, s.classes[0]);
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   LineWriter()
@@ -54,7 +55,13 @@ void print_stats() {
       .num(s.total_bytes >> 20)
       .text(" MiB")
       .flush();
-  LineWriter().text("  live bytes in small/medium blocks: ").num(s.live_bytes).flush();
+  LineWriter()
+      .text("  live bytes: ")
+      .num(s.live_bytes)
+      .text(" (in huge blocks: ")
+      .num(s.classes[0].live_bytes)
+      .text(")")
+      .flush();
   LineWriter()
       .text("  remote frees collected: ")
       .num(s.remote_frees)

@@ -10,6 +10,7 @@
 // (protocol 7 of docs/protocols.md).
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 
 #include "core/domain_life.h"
 #include "core/hooks.h"
@@ -47,6 +48,21 @@ void clear_slot(ThreadHeaps& t, unsigned i) {
   t.generation[i] = 0;
 }
 
+// Blocks every signal but those a fault raises (SIGSEGV, SIGBUS, SIGFPE,
+// SIGILL, SIGTRAP, SIGSYS, SIGABRT: a handler for those must still run) for a scope.
+struct AsyncSignalsBlocked {
+  sigset_t saved;
+  AsyncSignalsBlocked() {
+    sigset_t mask;
+    sigfillset(&mask);
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT}) sigdelset(&mask, sig);
+    pthread_sigmask(SIG_BLOCK, &mask, &saved);
+  }
+  ~AsyncSignalsBlocked() { pthread_sigmask(SIG_SETMASK, &saved, nullptr); }
+  AsyncSignalsBlocked(const AsyncSignalsBlocked&) = delete;
+  AsyncSignalsBlocked& operator=(const AsyncSignalsBlocked&) = delete;
+};
+
 // Gives back (abandons) the heap in slot i, unless its domain was destroyed,
 // and empties the slot.
 void give_back(ThreadHeaps& t, unsigned i) {
@@ -62,7 +78,10 @@ void give_back(ThreadHeaps& t, unsigned i) {
   }
   // The pin keeps destroy from taking the memory while we give the heap back;
   // it fails once the incarnation is over: the heap is gone, nothing to do.
-  // A step: no fork copies the pin without the thread that would drop it.
+  // A step (a fork waits for it), with asynchronous signals blocked: a fork
+  // from a handler never copies a pin of the forking thread itself, so a
+  // child drops every pin it finds (FirstClassHeap::drop_pins_after_fork).
+  AsyncSignalsBlocked no_handlers;
   core::Step step;
   if (!life->try_pin(generation)) return;
   d->release_heap(h);

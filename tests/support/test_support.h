@@ -1,8 +1,10 @@
-// Helpers shared by the API and stress tests: work scaling, a fast PRNG,
-// content patterns, leak-free-on-purpose memory for regions.
+// Helpers shared by the core, API, bare, hostile and stress tests: work
+// scaling, a fast PRNG, content patterns, leak-free-on-purpose memory for
+// regions, the process's memory (/proc/self/statm).
 #pragma once
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstddef>
@@ -155,6 +157,23 @@ inline bool check_sparse(const void* p, size_t n, uint64_t seed, size_t stride =
 
 inline bool is_aligned(const void* p, size_t align) {
   return align == 0 || (reinterpret_cast<uintptr_t>(p) & (align - 1)) == 0;
+}
+
+// ---- the process's memory ------------------------------------------------------
+
+// Virtual size and resident size of the process in bytes (/proc/self/statm);
+// {0, 0} when it cannot be read.
+struct ProcMemory {
+  size_t vm, rss;
+};
+inline ProcMemory proc_memory() {
+  long pages = 0, resident = 0;
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return {0, 0};
+  if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) pages = resident = 0;
+  std::fclose(f);
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  return {size_t(pages) * page, size_t(resident) * page};
 }
 
 // ---- memory for regions ----------------------------------------------------

@@ -1,0 +1,9 @@
+// memcpy of one byte more than the block holds, then free.
+#include "common.h"
+int main(void) {
+  char* p = alloc(SIZE);
+  memcpy(p, source(), SIZE + 1);
+  free(p);
+  churn(SIZE);
+  NOT_CAUGHT();
+}
