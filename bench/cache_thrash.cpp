@@ -11,7 +11,8 @@
 #include "common.hpp"
 
 int main(int argc, char** argv) {
-  auto a = bench::parse_args(argc, argv, "cache-thrash: active false sharing between threads' own objects");
+  auto a = bench::parse_args(argc, argv,
+                             "cache-thrash: active false sharing between threads' own objects");
   constexpr std::size_t kObjSize = 8;
   const std::uint64_t iterations = bench::scaled(1000, a.scale);
   const std::uint64_t reps = 500000;
@@ -28,7 +29,8 @@ int main(int argc, char** argv) {
         for (std::size_t k = 0; k < kObjSize; ++k) obj[k] = static_cast<unsigned char>(obj[k] + 1);
       for (std::size_t k = 0; k < kObjSize; ++k)
         if (obj[k] != static_cast<unsigned char>(t * 3 + k + reps))
-          bench::corrupt("object changed under the writer", const_cast<unsigned char*>(obj), kObjSize);
+          bench::corrupt("object changed under the writer", const_cast<unsigned char*>(obj),
+                         kObjSize);
       std::free(const_cast<unsigned char*>(obj));
     }
   });

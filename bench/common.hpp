@@ -35,7 +35,8 @@ constexpr int kExitUsage = 2;
 constexpr int kExitCorrupt = 3;
 constexpr int kExitNoMemory = 4;
 
-[[noreturn]] inline void die(int code, const char* what, const void* p = nullptr, std::size_t size = 0) {
+[[noreturn]] inline void die(int code, const char* what, const void* p = nullptr,
+                             std::size_t size = 0) {
   std::fprintf(stderr, "bench: %s (ptr=%p size=%zu)\n", what, p, size);
   std::fflush(stderr);
   std::_Exit(code);
@@ -146,7 +147,8 @@ inline void stamp_sparse(void* block, std::size_t n, std::uint64_t tag) {
 inline void check_sparse(const void* block, std::size_t n, std::uint64_t tag) {
   const auto* b = static_cast<const unsigned char*>(block);
   bool ok = load64(b) == mix(tag, 0) && load64(b + n - 8) == mix(tag, n);
-  for (std::size_t off = 1u << 20; ok && off + 16 <= n; off += 1u << 20) ok = load64(b + off) == mix(tag, off);
+  for (std::size_t off = 1u << 20; ok && off + 16 <= n; off += 1u << 20)
+    ok = load64(b + off) == mix(tag, off);
   if (!ok) corrupt("sparse pattern mismatch", block, n);
 }
 
@@ -179,7 +181,8 @@ inline void* obj_new(std::size_t size, std::uint64_t tag) {
 // caller thinks it is) and returns its size.
 inline std::size_t obj_check(const void* p, std::uint64_t expected_tag = 0) {
   const auto* h = static_cast<const ObjHeader*>(p);
-  if (h->size < sizeof(ObjHeader) || h->size > (std::size_t{1} << 40)) corrupt("object header size corrupt", p, h->size);
+  if (h->size < sizeof(ObjHeader) || h->size > (std::size_t{1} << 40))
+    corrupt("object header size corrupt", p, h->size);
   if (expected_tag != 0 && h->tag != expected_tag) corrupt("object header tag corrupt", p, h->size);
   if (h->size > sizeof(ObjHeader)) check(h + 1, h->size - sizeof(ObjHeader), h->tag);
   return h->size;
@@ -211,9 +214,10 @@ inline Args parse_args(int argc, char** argv, const char* description) {
   Args a;
   a.threads = default_threads();
   if (argc > 1 && (std::strcmp(argv[1], "-h") == 0 || std::strcmp(argv[1], "--help") == 0)) {
-    std::printf("usage: %s [threads] [scale]\n  %s\n  threads: worker threads (default: CPUs)\n"
-                "  scale:   work multiplier, 1.0 = full size (default 1.0)\n",
-                argv[0], description);
+    std::printf(
+        "usage: %s [threads] [scale]\n  %s\n  threads: worker threads (default: CPUs)\n"
+        "  scale:   work multiplier, 1.0 = full size (default 1.0)\n",
+        argv[0], description);
     std::exit(0);
   }
   if (argc > 3) {
@@ -283,10 +287,12 @@ inline long peak_rss_kib() {
   return kib;
 }
 
-inline void report(const char* name, const Args& a, std::uint64_t ops, double secs, const char* extra = "") {
-  std::printf("%s: threads=%d scale=%g ops=%llu time=%.3fs mops/s=%.2f vmhwm_kib=%ld%s%s\n", name, a.threads, a.scale,
-              static_cast<unsigned long long>(ops), secs, secs > 0 ? static_cast<double>(ops) / secs / 1e6 : 0.0,
-              peak_rss_kib(), extra[0] ? " " : "", extra);
+inline void report(const char* name, const Args& a, std::uint64_t ops, double secs,
+                   const char* extra = "") {
+  std::printf("%s: threads=%d scale=%g ops=%llu time=%.3fs mops/s=%.2f vmhwm_kib=%ld%s%s\n", name,
+              a.threads, a.scale, static_cast<unsigned long long>(ops), secs,
+              secs > 0 ? static_cast<double>(ops) / secs / 1e6 : 0.0, peak_rss_kib(),
+              extra[0] ? " " : "", extra);
 }
 
 // ------------------------------------------------------------ concurrency
@@ -346,7 +352,8 @@ class Mailbox {
 // A thread that has finished its work keeps draining until all have.
 class Ring {
  public:
-  Ring(int threads, std::size_t limit) : boxes_(static_cast<std::size_t>(threads)), limit_(limit), threads_(threads) {}
+  Ring(int threads, std::size_t limit)
+      : boxes_(static_cast<std::size_t>(threads)), limit_(limit), threads_(threads) {}
 
   // fn(std::vector<void*>& batch) frees a received batch.
   template <class Fn>

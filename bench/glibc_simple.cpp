@@ -11,7 +11,8 @@
 #include "common.hpp"
 
 int main(int argc, char** argv) {
-  auto a = bench::parse_args(argc, argv, "glibc-simple: batches of 16-64 B blocks freed FIFO then LIFO");
+  auto a =
+      bench::parse_args(argc, argv, "glibc-simple: batches of 16-64 B blocks freed FIFO then LIFO");
   static constexpr std::size_t kSizes[] = {16, 32, 64};
   static constexpr std::size_t kBatches[] = {25, 100, 400, 1600};
   constexpr int kRuns = 3;
@@ -23,7 +24,8 @@ int main(int argc, char** argv) {
     std::uint64_t n_ops = 0;
     for (std::size_t size : kSizes) {
       for (std::size_t n : kBatches) {
-        const std::uint64_t iters = bench::share(bench::scaled(1e6 / static_cast<double>(n), a.scale), a.threads, t);
+        const std::uint64_t iters =
+            bench::share(bench::scaled(1e6 / static_cast<double>(n), a.scale), a.threads, t);
         for (int run = 0; run < kRuns; ++run) {
           for (std::uint64_t it = 0; it < iters; ++it) {
             const auto fill = static_cast<unsigned char>(it + size + n);
@@ -32,11 +34,12 @@ int main(int argc, char** argv) {
               std::memset(blocks[i], fill, size);
             }
             auto release = [&](std::size_t i) {
-              if (blocks[i][0] != fill || blocks[i][size - 1] != fill) bench::corrupt("block corrupt", blocks[i], size);
+              if (blocks[i][0] != fill || blocks[i][size - 1] != fill)
+                bench::corrupt("block corrupt", blocks[i], size);
               std::free(blocks[i]);
             };
-            for (std::size_t i = 0; i < n / 2; ++i) release(i);   // FIFO
-            for (std::size_t i = n; i-- > n / 2;) release(i);     // LIFO
+            for (std::size_t i = 0; i < n / 2; ++i) release(i);  // FIFO
+            for (std::size_t i = n; i-- > n / 2;) release(i);    // LIFO
             n_ops += n;
           }
         }

@@ -30,7 +30,8 @@ std::uint32_t inverse_square_size(bench::Rng& rng) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto a = bench::parse_args(argc, argv, "glibc-thread: 1024-block working sets, inverse-square sizes 4 B..32 KiB");
+  auto a = bench::parse_args(
+      argc, argv, "glibc-thread: 1024-block working sets, inverse-square sizes 4 B..32 KiB");
   const std::uint64_t total = bench::scaled(24e6, a.scale);
   bench::Timer timer;
   bench::Gate gate(a.threads);

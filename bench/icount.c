@@ -144,10 +144,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   /* the pointer array comes from mmap, not from the allocator under test */
-  g_vec = mmap(NULL, g_n * sizeof(void*), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  g_vec =
+      mmap(NULL, g_n * sizeof(void*), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (g_vec == MAP_FAILED) return 4;
   pthread_t a, b;
-  if (pthread_create(&a, NULL, thread_a, NULL) != 0 || pthread_create(&b, NULL, thread_b, NULL) != 0) return 4;
+  if (pthread_create(&a, NULL, thread_a, NULL) != 0 ||
+      pthread_create(&b, NULL, thread_b, NULL) != 0)
+    return 4;
   pthread_join(b, NULL);
   pthread_join(a, NULL);
   /* The hot pair loop, in the main thread, after a warm-up. 64 blocks of

@@ -28,10 +28,10 @@ struct Chain {
   bench::Rng rng{0};
   std::uint64_t ops_per_gen = 0;
   std::uint64_t gens_left = 0;
-  std::mutex mu;              // protects the two handles below
-  std::thread self;           // handle of the thread just created
-  std::thread predecessor;    // handle of its creator, to be joined
-  std::thread last;           // the final thread, joined by main
+  std::mutex mu;            // protects the two handles below
+  std::thread self;         // handle of the thread just created
+  std::thread predecessor;  // handle of its creator, to be joined
+  std::thread last;         // the final thread, joined by main
   std::atomic<bool> done{false};
 };
 
@@ -72,7 +72,8 @@ void generation(Chain* c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto a = bench::parse_args(argc, argv, "larson: server simulation, objects handed to successor threads");
+  auto a = bench::parse_args(argc, argv,
+                             "larson: server simulation, objects handed to successor threads");
   const std::uint64_t total_ops = bench::scaled(12e6, a.scale);
   std::uint64_t gens = bench::scaled(100, a.scale);
   if (gens < 3) gens = 3;
@@ -96,7 +97,8 @@ int main(int argc, char** argv) {
   }
   std::uint64_t ops = 0;
   for (auto& c : chains) {
-    while (!c.done.load(std::memory_order_acquire)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    while (!c.done.load(std::memory_order_acquire))
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     std::thread last;
     {
       std::lock_guard<std::mutex> lk(c.mu);

@@ -39,7 +39,8 @@ static double now_s(void) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: bench-launch [--preload LIB] [--timeout SEC] [--report FILE] -- PROG ARGS...\n");
+  fprintf(stderr,
+          "usage: bench-launch [--preload LIB] [--timeout SEC] [--report FILE] -- PROG ARGS...\n");
   exit(125);
 }
 
@@ -128,9 +129,11 @@ int main(int argc, char** argv) {
       out = stderr;
     }
   }
-  fprintf(out, "status=%s code=%d signal=%d timeout=%d wall_s=%.6f maxrss_kib=%ld utime_s=%.6f stime_s=%.6f\n",
-          timed_out ? "timeout" : (sig ? "signal" : "exit"), code, sig, timed_out, wall, ru.ru_maxrss,
-          (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6,
+  fprintf(out,
+          "status=%s code=%d signal=%d timeout=%d wall_s=%.6f maxrss_kib=%ld utime_s=%.6f "
+          "stime_s=%.6f\n",
+          timed_out ? "timeout" : (sig ? "signal" : "exit"), code, sig, timed_out, wall,
+          ru.ru_maxrss, (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6,
           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6);
   if (out != stderr) fclose(out);
 

@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
   bench::run_threads(a.threads, [&](int t) {
     bench::Rng rng(555 + static_cast<std::uint64_t>(t));
     std::vector<Buf> mine;
-    for (std::size_t i = static_cast<std::size_t>(t); i < kBuffers; i += static_cast<std::size_t>(a.threads)) {
+    for (std::size_t i = static_cast<std::size_t>(t); i < kBuffers;
+         i += static_cast<std::size_t>(a.threads)) {
       mine.push_back(Buf{});
       fill(mine.back(), rng);
     }

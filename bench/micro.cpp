@@ -38,7 +38,8 @@ constexpr std::size_t kRegionSize = std::size_t{64} << 20;
 
 shard_region* region() {
   static shard_region* r = [] {
-    void* m = mmap(nullptr, kRegionSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void* m = mmap(nullptr, kRegionSize, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     shard_region* rr = nullptr;
     if (m == MAP_FAILED || shard_region_init(&rr, m, kRegionSize) != SHARD_OK) {
       std::fprintf(stderr, "bench-micro: region init failed\n");
@@ -108,7 +109,8 @@ BENCHMARK(BM_region_alloc_dealloc)->Apply(size_args);
 class CrossThread {
  public:
   static constexpr int kBatch = 256;
-  explicit CrossThread(std::function<void*()> alloc) : alloc_(std::move(alloc)), helper_([this] { run(); }) {}
+  explicit CrossThread(std::function<void*()> alloc)
+      : alloc_(std::move(alloc)), helper_([this] { run(); }) {}
   ~CrossThread() {
     stop_.store(true, std::memory_order_release);
     if (helper_.joinable()) helper_.join();
@@ -167,7 +169,8 @@ void BM_shard_cross_thread_free(benchmark::State& st) {
     void** v = ct.take();
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < CrossThread::kBatch; ++i) shard_free(v[i]);
-    st.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    st.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     ct.release();
   }
   ct.drain([](void* p) { shard_free(p); });
@@ -186,7 +189,8 @@ void BM_region_cross_thread_free(benchmark::State& st) {
     void** v = ct.take();
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < CrossThread::kBatch; ++i) shard_region_dealloc(r, v[i], 64, 8);
-    st.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    st.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     ct.release();
   }
   ct.drain([r](void* p) { shard_region_dealloc(r, p, 64, 8); });

@@ -24,7 +24,8 @@ struct Left {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto a = bench::parse_args(argc, argv, "mleak: short-lived threads allocate, leave one object and exit");
+  auto a = bench::parse_args(argc, argv,
+                             "mleak: short-lived threads allocate, leave one object and exit");
   const auto T = static_cast<std::size_t>(a.threads);
   std::uint64_t rounds = bench::scaled(6000, a.scale) / T;
   if (rounds < 2) rounds = 2;

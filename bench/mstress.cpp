@@ -138,7 +138,8 @@ void worker(std::uint64_t seed, std::uint64_t steps) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto a = bench::parse_args(argc, argv, "mstress: threads re-created each round, objects moved between threads");
+  auto a = bench::parse_args(
+      argc, argv, "mstress: threads re-created each round, objects moved between threads");
   std::uint64_t rounds = bench::scaled(25, a.scale);
   if (rounds < 5) rounds = 5;
   if (rounds > 25) rounds = 25;

@@ -46,7 +46,9 @@ class Ring {
     }
     slots_[t % kRing] = m;
     tail_.store(t + 1, std::memory_order_seq_cst);
-    if (consumer_waits_.load(std::memory_order_seq_cst) && t + 1 - head_.load(std::memory_order_relaxed) >= kMark) wake();
+    if (consumer_waits_.load(std::memory_order_seq_cst) &&
+        t + 1 - head_.load(std::memory_order_relaxed) >= kMark)
+      wake();
   }
   void close() {
     std::lock_guard<std::mutex> lk(mu_);
@@ -97,7 +99,9 @@ std::size_t pick_size(bench::Rng& rng) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto a = bench::parse_args(argc, argv, "pipeline: T producers, T consumers, one message at a time through bounded rings");
+  auto a = bench::parse_args(
+      argc, argv,
+      "pipeline: T producers, T consumers, one message at a time through bounded rings");
   const std::uint64_t total = bench::scaled(8e6, a.scale);
   const int pairs = a.threads;
   std::vector<Ring> rings(static_cast<std::size_t>(pairs));

@@ -75,8 +75,8 @@ inline void note_block(void* p, std::size_t size, std::size_t align) {
 }
 
 unsigned char* map_pool() {
-  void* m = mmap(nullptr, kPoolSize + kPoolAlign, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+  void* m = mmap(nullptr, kPoolSize + kPoolAlign, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED) bench::die(bench::kExitNoMemory, "mmap of the 512 MiB pool failed");
   auto a = reinterpret_cast<std::uintptr_t>(m);
   return reinterpret_cast<unsigned char*>((a + kPoolAlign - 1) & ~(kPoolAlign - 1));
@@ -91,15 +91,18 @@ struct ShardRegion {
   static inline shard_region* r = nullptr;
   static constexpr const char* name = "shardalloc";
   static void init() {
-    if (shard_region_init(&r, g_pool, kPoolSize) != SHARD_OK) bench::die(2, "shard_region_init failed");
+    if (shard_region_init(&r, g_pool, kPoolSize) != SHARD_OK)
+      bench::die(2, "shard_region_init failed");
   }
   static void* alloc(std::size_t size, std::size_t align) {
     void* p = nullptr;
-    if (shard_region_alloc(r, size, align, &p) != SHARD_OK) bench::die(bench::kExitNoMemory, "region alloc failed", nullptr, size);
+    if (shard_region_alloc(r, size, align, &p) != SHARD_OK)
+      bench::die(bench::kExitNoMemory, "region alloc failed", nullptr, size);
     return p;
   }
   static void dealloc(void* p, std::size_t size, std::size_t align) {
-    if (shard_region_dealloc(r, p, size, align) != SHARD_OK) bench::corrupt("region dealloc refused the block", p, size);
+    if (shard_region_dealloc(r, p, size, align) != SHARD_OK)
+      bench::corrupt("region dealloc refused the block", p, size);
   }
 };
 
@@ -109,7 +112,8 @@ struct ShardRegionMutex {
   static constexpr const char* name = "shardalloc-mutex";
   static void init() {
     std::lock_guard<std::mutex> lk(mu);
-    if (shard_region_init(&r, g_pool, kPoolSize) != SHARD_OK) bench::die(2, "shard_region_init failed");
+    if (shard_region_init(&r, g_pool, kPoolSize) != SHARD_OK)
+      bench::die(2, "shard_region_init failed");
   }
   static void* alloc(std::size_t size, std::size_t align) {
     void* p = nullptr;
@@ -141,7 +145,8 @@ struct MiRegion {
   // later reclaimed by a heap that may use this arena).
   static inline thread_local mi_heap_t* heap = nullptr;
   static void init() {
-    if (!mi_manage_os_memory_ex(g_pool, kPoolSize, /*is_committed=*/true, /*is_large=*/false, /*is_zero=*/true,
+    if (!mi_manage_os_memory_ex(g_pool, kPoolSize, /*is_committed=*/true, /*is_large=*/false,
+                                /*is_zero=*/true,
                                 /*numa_node=*/-1, /*exclusive=*/true, &arena))
       bench::die(2, "mi_manage_os_memory_ex failed");
   }
@@ -157,8 +162,10 @@ struct MiRegion {
   static void* alloc(std::size_t size, std::size_t align) {
     mi_heap_t* h = my_heap();
     // mi_heap_malloc only guarantees word alignment for blocks below 16 bytes.
-    void* p = align <= sizeof(void*) ? mi_heap_malloc(h, size) : mi_heap_malloc_aligned(h, size, align);
-    if (p == nullptr) bench::die(bench::kExitNoMemory, "mimalloc arena alloc failed", nullptr, size);
+    void* p =
+        align <= sizeof(void*) ? mi_heap_malloc(h, size) : mi_heap_malloc_aligned(h, size, align);
+    if (p == nullptr)
+      bench::die(bench::kExitNoMemory, "mimalloc arena alloc failed", nullptr, size);
     return p;
   }
   static void dealloc(void* p, std::size_t /*size*/, std::size_t /*align*/) { mi_free(p); }
@@ -216,7 +223,8 @@ std::uint64_t basic(double scale) {
     for (std::uint64_t i = 0; i < n; ++i) v.push_back(static_cast<std::uint32_t>(rng.next()));
     bench::Rng again(42);
     for (std::uint64_t i = 0; i < n; ++i)
-      if (v[i] != static_cast<std::uint32_t>(again.next())) bench::corrupt("growing vector corrupt", v.data(), i);
+      if (v[i] != static_cast<std::uint32_t>(again.next()))
+        bench::corrupt("growing vector corrupt", v.data(), i);
   }
   // 2. vectors of 64 and 520 words: fill, sort, check, free in random order.
   {
@@ -270,14 +278,16 @@ std::uint64_t basic(double scale) {
     const std::uint64_t n = bench::scaled(40000, scale) & ~std::uint64_t{1};
     std::vector<Vec<B>, Alloc<Vec<B>, B>> vs;
     vs.reserve(n);
-    for (std::uint64_t i = 0; i < n; ++i) vs.emplace_back(i % 2 ? 64 : 32, i * 0x9e3779b97f4a7c15ULL);
+    for (std::uint64_t i = 0; i < n; ++i)
+      vs.emplace_back(i % 2 ? 64 : 32, i * 0x9e3779b97f4a7c15ULL);
     for (std::uint64_t i = 1; i < n; i += 2) Vec<B>().swap(vs[i]);
     std::vector<Vec<B>, Alloc<Vec<B>, B>> more;
     const std::uint64_t m = bench::scaled(10000, scale);
     for (std::uint64_t i = 0; i < m; ++i) more.emplace_back(64, ~i);
     for (std::uint64_t i = 0; i < n; i += 2)
       for (std::uint64_t w : vs[i])
-        if (w != i * 0x9e3779b97f4a7c15ULL) bench::corrupt("fragmentation vector corrupt", vs[i].data(), i);
+        if (w != i * 0x9e3779b97f4a7c15ULL)
+          bench::corrupt("fragmentation vector corrupt", vs[i].data(), i);
     for (std::uint64_t i = 0; i < m; ++i)
       for (std::uint64_t w : more[i])
         if (w != ~i) bench::corrupt("fragmentation vector corrupt", more[i].data(), i);
@@ -302,8 +312,9 @@ std::uint64_t align_round(double scale, std::uint64_t round) {
     const std::uint64_t r = rng.next();
     if (live.empty() || r % 3 != 0) {
       const auto r32 = static_cast<std::uint32_t>(r >> 32);
-      std::size_t size = static_cast<std::size_t>(static_cast<double>(std::size_t{1} << (r32 & 15)) *
-                                                   (1.0 + static_cast<double>(r32) / 4294967296.0));
+      std::size_t size =
+          static_cast<std::size_t>(static_cast<double>(std::size_t{1} << (r32 & 15)) *
+                                   (1.0 + static_cast<double>(r32) / 4294967296.0));
       if (size > 65536) size = 65536;
       const std::size_t align = std::size_t{1} << ((r >> 8) & 7);
       auto* p = static_cast<unsigned char*>(ralloc<B>(size, align));
@@ -331,7 +342,8 @@ template <class B>
 std::uint64_t align_test(double scale) {
   const std::uint64_t rounds = scale > 1.0 ? bench::scaled(1.0, scale) : 1;
   std::uint64_t ops = 0;
-  for (std::uint64_t round = 0; round < rounds; ++round) ops += align_round<B>(scale > 1.0 ? 1.0 : scale, round);
+  for (std::uint64_t round = 0; round < rounds; ++round)
+    ops += align_round<B>(scale > 1.0 ? 1.0 : scale, round);
   return ops;
 }
 
@@ -346,7 +358,8 @@ std::uint64_t glibc_bench(int threads, double scale) {
     std::uint64_t n_ops = 0;
     for (std::size_t size : kSizes) {
       for (std::size_t n : kBatches) {
-        const std::uint64_t iters = bench::share(bench::scaled(1e6 / static_cast<double>(n), scale), threads, t);
+        const std::uint64_t iters =
+            bench::share(bench::scaled(1e6 / static_cast<double>(n), scale), threads, t);
         for (int run = 0; run < 3; ++run) {
           for (std::uint64_t it = 0; it < iters; ++it) {
             const auto fill = static_cast<unsigned char>(it + size + n);
@@ -355,7 +368,8 @@ std::uint64_t glibc_bench(int threads, double scale) {
               std::memset(blocks[i], fill, size);
             }
             auto release = [&](std::size_t i) {
-              if (blocks[i][0] != fill || blocks[i][size - 1] != fill) bench::corrupt("block corrupt", blocks[i], size);
+              if (blocks[i][0] != fill || blocks[i][size - 1] != fill)
+                bench::corrupt("block corrupt", blocks[i], size);
               rfree<B>(blocks[i], size, 1);
             };
             for (std::size_t i = 0; i < n / 2; ++i) release(i);  // FIFO
@@ -397,14 +411,17 @@ std::uint64_t multi_thread(int threads, double scale) {
   };
   auto drop = [](Slot& s) {
     if (s.p == nullptr) return;
-    if (s.p[0] != static_cast<unsigned char>(s.size) || s.p[s.size - 1] != static_cast<unsigned char>(s.size))
+    if (s.p[0] != static_cast<unsigned char>(s.size) ||
+        s.p[s.size - 1] != static_cast<unsigned char>(s.size))
       bench::corrupt("slot corrupt", s.p, s.size);
     rfree<B>(s.p, s.size, s.align);
     s.p = nullptr;
   };
   auto phase = [&](auto&& lane_fn) {
     bench::run_threads(threads, [&](int t) {
-      for (unsigned lane = static_cast<unsigned>(t); lane < kLanes; lane += static_cast<unsigned>(threads)) lane_fn(lane);
+      for (unsigned lane = static_cast<unsigned>(t); lane < kLanes;
+           lane += static_cast<unsigned>(threads))
+        lane_fn(lane);
     });
   };
   for (std::uint64_t turn = 0; turn < turns; ++turn) {
@@ -451,10 +468,12 @@ int run(const std::string& workload, int threads, double scale) {
     return bench::kExitUsage;
   }
   const double secs = timer.seconds();
-  std::printf("region-%s: variant=%s threads=%d scale=%g ops=%llu time=%.3fs mops/s=%.2f vmhwm_kib=%ld outside=%llu\n",
-              workload.c_str(), B::name, threads, scale, static_cast<unsigned long long>(ops), secs,
-              secs > 0 ? static_cast<double>(ops) / secs / 1e6 : 0.0, bench::peak_rss_kib(),
-              static_cast<unsigned long long>(g_outside.load()));
+  std::printf(
+      "region-%s: variant=%s threads=%d scale=%g ops=%llu time=%.3fs mops/s=%.2f vmhwm_kib=%ld "
+      "outside=%llu\n",
+      workload.c_str(), B::name, threads, scale, static_cast<unsigned long long>(ops), secs,
+      secs > 0 ? static_cast<double>(ops) / secs / 1e6 : 0.0, bench::peak_rss_kib(),
+      static_cast<unsigned long long>(g_outside.load()));
   if (g_outside.load() != 0) {
     std::fprintf(stderr, "bench-region: %llu allocation(s) outside the region\n",
                  static_cast<unsigned long long>(g_outside.load()));
@@ -497,7 +516,8 @@ int main(int argc, char** argv) {
   char* rest[4] = {argv[0], nullptr, nullptr, nullptr};
   int n = 1;
   for (int i = 3; i < argc && n < 3; ++i) rest[n++] = argv[i];
-  auto a = bench::parse_args(n, rest, "bench-region: the ArceOS allocator tests over a fixed region");
+  auto a =
+      bench::parse_args(n, rest, "bench-region: the ArceOS allocator tests over a fixed region");
   if (argc < 4) a.threads = workload == "multi_thread" ? 10 : 1;
   if (argc > 5) usage();
 
@@ -508,7 +528,8 @@ int main(int argc, char** argv) {
   if (variant == "mimalloc") return run<MiRegion>(workload, a.threads, a.scale);
 #else
   if (variant == "mimalloc") {
-    std::fprintf(stderr, "bench-region: built without mimalloc (mimalloc.h / libmimalloc not found)\n");
+    std::fprintf(stderr,
+                 "bench-region: built without mimalloc (mimalloc.h / libmimalloc not found)\n");
     return 127;
   }
 #endif

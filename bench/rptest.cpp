@@ -27,7 +27,8 @@ std::size_t pick_size(bench::Rng& rng) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto a = bench::parse_args(argc, argv, "rptest: sizes 8..16000, cross-thread frees every 2 iterations");
+  auto a = bench::parse_args(argc, argv,
+                             "rptest: sizes 8..16000, cross-thread frees every 2 iterations");
   const std::uint64_t iterations = bench::scaled(20000, a.scale);
   bench::Ring ring(a.threads, 8);
   auto free_batch = [](std::vector<void*>& batch) {

@@ -19,7 +19,8 @@ constexpr std::size_t kBatch = 1000;
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto a = bench::parse_args(argc, argv, "sh8bench: batches freed LIFO, half of them by another thread");
+  auto a =
+      bench::parse_args(argc, argv, "sh8bench: batches freed LIFO, half of them by another thread");
   const std::uint64_t iterations = bench::scaled(12000, a.scale);
   bench::Ring ring(a.threads, 4);
   auto free_reverse = [](std::vector<void*>& received) {

@@ -33,7 +33,9 @@ using Queue = bench::BoundedQueue<Batch>;
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto a = bench::parse_args(argc, argv, "thread-churn: short-lived threads allocate, a long-lived thread frees after they exit");
+  auto a = bench::parse_args(
+      argc, argv,
+      "thread-churn: short-lived threads allocate, a long-lived thread frees after they exit");
   const std::uint64_t workers = bench::scaled(4000, a.scale);
   const int chains = a.threads;
   std::deque<Queue> queues;  // a deque: queues hold a mutex and never move

@@ -24,18 +24,19 @@
 //    2 C_ALIGNED    size(2) align(1)      shard_malloc_aligned(size, 1 << (align % 27))
 //    3 C_REALLOC    slot(1) size(2)       shard_realloc of a live C block (or of NULL)
 //    4 C_FREE       slot(1)               shard_free
-//    5 C_XFREE      slot(1) count(1)      hand count % 8 + 1 C blocks to the helper thread, which checks and frees them
-//    6 R_ALLOC      size(2) align(1)      shard_region_alloc(size, align % 24 == 23 ? 0 : 1 << (align % 24))
-//    7 R_DEALLOC    slot(1)               shard_region_dealloc
-//    8 R_XDEALLOC   slot(1) count(1)      as 5, for region blocks
-//    9 SYNC                               wait until the helper has freed everything handed to it
+//    5 C_XFREE      slot(1) count(1)      hand count % 8 + 1 C blocks to the helper thread, which
+//    checks and frees them 6 R_ALLOC      size(2) align(1)      shard_region_alloc(size, align % 24
+//    == 23 ? 0 : 1 << (align % 24)) 7 R_DEALLOC    slot(1)               shard_region_dealloc 8
+//    R_XDEALLOC   slot(1) count(1)      as 5, for region blocks 9 SYNC wait until the helper has
+//    freed everything handed to it
 //   10 CHECK_ALL                          check every live block's contents
-//   11 R_ADD_MEMORY size(1)               shard_region_add_memory of a fresh chunk (at most 8 per process)
-//   12 R_BAD        kind(1)               a dealloc the region must refuse (see bad_dealloc)
-//   13 RESTART                            SYNC, then the helper thread exits (abandons its heaps) and a new one starts
-//   14 C_BURST      size(2) count(1)      count % 64 + 1 shard_malloc(size)
-//   15 R_BURST      size(2) count(1)      count % 64 + 1 shard_region_alloc(size, 8)
-//   size(2) = b0 b1, decoded by decode_size (ranges from tiny to 8 MiB, and edge sizes).
+//   11 R_ADD_MEMORY size(1)               shard_region_add_memory of a fresh chunk (at most 8 per
+//   process) 12 R_BAD        kind(1)               a dealloc the region must refuse (see
+//   bad_dealloc) 13 RESTART                            SYNC, then the helper thread exits (abandons
+//   its heaps) and a new one starts 14 C_BURST      size(2) count(1)      count % 64 + 1
+//   shard_malloc(size) 15 R_BURST      size(2) count(1)      count % 64 + 1
+//   shard_region_alloc(size, 8) size(2) = b0 b1, decoded by decode_size (ranges from tiny to 8 MiB,
+//   and edge sizes).
 // At the end of an input every block is freed (alternately here and remotely)
 // and the region must be back to used_bytes == 0.
 #include <sys/mman.h>
@@ -72,8 +73,8 @@ namespace {
   std::abort();
 }
 
-#define FUZZ_CHECK(cond, ...) \
-  do {                        \
+#define FUZZ_CHECK(cond, ...)       \
+  do {                              \
     if (!(cond)) fail(__VA_ARGS__); \
   } while (0)
 
@@ -83,7 +84,8 @@ constexpr size_t KiB = size_t{1} << 10;
 constexpr size_t MiB = size_t{1} << 20;
 constexpr size_t kMaxLiveBytes = 96 * MiB;  // keeps RSS well under libFuzzer's 2 GiB limit
 constexpr size_t kMaxLiveBlocks = 4096;
-constexpr size_t kRegionInit = 6 * MiB + 12345;  // odd size at an odd offset: edges get lost to alignment
+constexpr size_t kRegionInit =
+    6 * MiB + 12345;  // odd size at an odd offset: edges get lost to alignment
 constexpr size_t kChunkBytes = 3 * MiB;
 constexpr int kMaxChunks = 8;
 
@@ -115,14 +117,16 @@ SHARDFUZZ_NO_COVERAGE inline uint8_t pattern_byte(uint64_t seed, size_t i) {
 // (multi-MiB blocks cost little); then the n % 8 tail bytes one by one.
 // plan() lists the positions that lie below `limit` as word runs and a byte run.
 struct Positions {
-  size_t word_start[3], word_end[3], word_step[3];  // words at start, start+step, ... (each fits below limit)
+  size_t word_start[3], word_end[3],
+      word_step[3];  // words at start, start+step, ... (each fits below limit)
   size_t byte_start, byte_end;
 };
 
 SHARDFUZZ_NO_COVERAGE Positions plan(size_t n, size_t limit) {
   if (limit > n) limit = n;
   const size_t words_end = n & ~size_t{7};
-  const size_t words_limit = limit < words_end ? limit & ~size_t{7} : words_end;  // words [o, o+8) with o+8 <= limit
+  const size_t words_limit =
+      limit < words_end ? limit & ~size_t{7} : words_end;  // words [o, o+8) with o+8 <= limit
   Positions p{};
   if (n <= 8 * KiB) {
     p.word_start[0] = 0, p.word_end[0] = words_limit, p.word_step[0] = 8;
@@ -152,7 +156,8 @@ SHARDFUZZ_NO_COVERAGE void fill(void* p, size_t n, uint64_t seed) {
 }
 
 // First offset below `limit` where a block filled as n bytes differs, or SIZE_MAX.
-SHARDFUZZ_NO_COVERAGE size_t first_difference(const void* p, size_t n, size_t limit, uint64_t seed) {
+SHARDFUZZ_NO_COVERAGE size_t first_difference(const void* p, size_t n, size_t limit,
+                                              uint64_t seed) {
   const auto* b = static_cast<const uint8_t*>(p);
   const Positions pos = plan(n, limit);
   for (int r = 0; r < 3; ++r) {
@@ -198,22 +203,31 @@ void check(const void* p, size_t n, size_t limit, uint64_t seed, const char* whe
 
 // ---- sizes ---------------------------------------------------------------------------------
 
-constexpr size_t kEdgeSizes[] = {0,      1,       7,       8,       9,          15,         16,        17,
-                                 63,     64,      65,      1023,    1024,       1025,       8191,      8192,
-                                 8193,   131071,  131072,  131073,  523263,     523264,     523265,    524288,
-                                 524289, 1048575, 1048576, 1048577, 4 * MiB - 1, 4 * MiB + 1, 65536 - 1024, 65536};
+constexpr size_t kEdgeSizes[] = {
+    0,      1,       7,       8,       9,           15,          16,           17,
+    63,     64,      65,      1023,    1024,        1025,        8191,         8192,
+    8193,   131071,  131072,  131073,  523263,      523264,      523265,       524288,
+    524289, 1048575, 1048576, 1048577, 4 * MiB - 1, 4 * MiB + 1, 65536 - 1024, 65536};
 
 size_t decode_size(uint8_t b0, uint8_t b1) {
   const size_t hi = b0 & 31, v = hi << 8 | b1;
   switch (b0 >> 5) {
-    case 0: return b1 % 65;                        // 0..64: the exact classes
-    case 1: return v;                              // 0..8191: small pages
-    case 2: return v * 4;                          // ..32 KiB
-    case 3: return v * 16;                         // ..128 KiB: medium pages
-    case 4: return kEdgeSizes[b1 % (sizeof kEdgeSizes / sizeof kEdgeSizes[0])];
-    case 5: return 128 * KiB + v * 64;             // huge, ..640 KiB
-    case 6: return v * 1024;                       // ..8 MiB
-    default: return b1;                            // 0..255
+    case 0:
+      return b1 % 65;  // 0..64: the exact classes
+    case 1:
+      return v;  // 0..8191: small pages
+    case 2:
+      return v * 4;  // ..32 KiB
+    case 3:
+      return v * 16;  // ..128 KiB: medium pages
+    case 4:
+      return kEdgeSizes[b1 % (sizeof kEdgeSizes / sizeof kEdgeSizes[0])];
+    case 5:
+      return 128 * KiB + v * 64;  // huge, ..640 KiB
+    case 6:
+      return v * 1024;  // ..8 MiB
+    default:
+      return b1;  // 0..255
   }
 }
 
@@ -230,7 +244,8 @@ struct Reader {
   }
 };
 
-// ---- the model -----------------------------------------------------------------------------------
+// ---- the model
+// -----------------------------------------------------------------------------------
 
 enum class Kind : uint8_t { kC, kRegion };
 
@@ -256,22 +271,28 @@ struct Model {
     FUZZ_CHECK(e > s, "block %p of %zu bytes wraps", b.p, b.span);
     auto next = spans.lower_bound(s);
     if (next != spans.end()) {
-      FUZZ_CHECK(next->first >= e, "new block [%p, +%zu) (id %llu) overlaps live block at %#lx (id %llu)", b.p, b.span,
-                 static_cast<unsigned long long>(b.seed), static_cast<unsigned long>(next->first),
+      FUZZ_CHECK(next->first >= e,
+                 "new block [%p, +%zu) (id %llu) overlaps live block at %#lx (id %llu)", b.p,
+                 b.span, static_cast<unsigned long long>(b.seed),
+                 static_cast<unsigned long>(next->first),
                  static_cast<unsigned long long>(next->second.second));
     }
     if (next != spans.begin()) {
       auto prev = std::prev(next);
-      FUZZ_CHECK(prev->second.first <= s, "new block [%p, +%zu) (id %llu) overlaps live block [%#lx, %#lx) (id %llu)",
-                 b.p, b.span, static_cast<unsigned long long>(b.seed), static_cast<unsigned long>(prev->first),
-                 static_cast<unsigned long>(prev->second.first), static_cast<unsigned long long>(prev->second.second));
+      FUZZ_CHECK(prev->second.first <= s,
+                 "new block [%p, +%zu) (id %llu) overlaps live block [%#lx, %#lx) (id %llu)", b.p,
+                 b.span, static_cast<unsigned long long>(b.seed),
+                 static_cast<unsigned long>(prev->first),
+                 static_cast<unsigned long>(prev->second.first),
+                 static_cast<unsigned long long>(prev->second.second));
     }
     spans.emplace(s, std::make_pair(e, b.seed));
   }
   void remove_span(const Live& b) { spans.erase(reinterpret_cast<uintptr_t>(b.p)); }
 };
 
-// ---- process-wide state (persists across inputs) -------------------------------------------------
+// ---- process-wide state (persists across inputs)
+// -------------------------------------------------
 
 struct Chunk {
   void* start;
@@ -282,12 +303,15 @@ std::atomic<uint64_t> g_helper_failures{0};
 char g_helper_message[256];
 
 void helper_fail(const char* msg) {
-  if (g_helper_failures.fetch_add(1) == 0) std::snprintf(g_helper_message, sizeof g_helper_message, "%s", msg);
+  if (g_helper_failures.fetch_add(1) == 0)
+    std::snprintf(g_helper_message, sizeof g_helper_message, "%s", msg);
 }
 
 class Helper {
  public:
-  void start() { thread_ = std::thread([this] { run(); }); }
+  void start() {
+    thread_ = std::thread([this] { run(); });
+  }
   void stop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -367,7 +391,8 @@ struct World {
 World* g_world = nullptr;
 
 void* map_noreserve(size_t bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) fail("mmap of %zu bytes failed", bytes);
   return p;
 }
@@ -377,9 +402,11 @@ World& world() {
   auto* w = new World();
   // The region sits at an odd offset inside a bigger buffer; the buffer's
   // slack is where add_memory chunks come from.
-  char* buffer = static_cast<char*>(map_noreserve(kRegionInit + kMaxChunks * kChunkBytes + 2 * MiB));
+  char* buffer =
+      static_cast<char*>(map_noreserve(kRegionInit + kMaxChunks * kChunkBytes + 2 * MiB));
   char* start = buffer + 4096 + 24;
-  FUZZ_CHECK(shard_region_init(&w->region, start, kRegionInit) == SHARD_OK, "shard_region_init failed");
+  FUZZ_CHECK(shard_region_init(&w->region, start, kRegionInit) == SHARD_OK,
+             "shard_region_init failed");
   w->region_total = kRegionInit;
   char* next = start + kRegionInit + 64;
   for (int i = 0; i < kMaxChunks; ++i) {
@@ -388,15 +415,18 @@ World& world() {
     next += kChunkBytes;
   }
   void* other_mem = map_noreserve(2 * MiB);
-  FUZZ_CHECK(shard_region_init(&w->other, other_mem, 2 * MiB) == SHARD_OK, "second region init failed");
-  FUZZ_CHECK(shard_region_alloc(w->other, 64, 8, &w->other_block) == SHARD_OK, "second region alloc failed");
+  FUZZ_CHECK(shard_region_init(&w->other, other_mem, 2 * MiB) == SHARD_OK,
+             "second region init failed");
+  FUZZ_CHECK(shard_region_alloc(w->other, 64, 8, &w->other_block) == SHARD_OK,
+             "second region alloc failed");
   w->helper.region = w->region;
   w->helper.start();
   g_world = w;
   return *w;
 }
 
-// ---- checks --------------------------------------------------------------------------------------
+// ---- checks
+// --------------------------------------------------------------------------------------
 
 void check_helper() {
   if (g_helper_failures.load() != 0) fail("%s", g_helper_message);
@@ -408,21 +438,26 @@ void check_region_accounting(World& w, const Model& m, const char* when) {
   const size_t total = shard_region_total_bytes(w.region);
   const size_t used = shard_region_used_bytes(w.region);
   const size_t avail = shard_region_available_bytes(w.region);
-  FUZZ_CHECK(total == w.region_total, "%s: total_bytes %zu, handed over %zu", when, total, w.region_total);
-  FUZZ_CHECK(used == m.region_used, "%s: used_bytes %zu, live region blocks sum to %zu", when, used, m.region_used);
-  FUZZ_CHECK(used <= total && avail <= total - used, "%s: used %zu + available %zu > total %zu", when, used, avail,
-             total);
+  FUZZ_CHECK(total == w.region_total, "%s: total_bytes %zu, handed over %zu", when, total,
+             w.region_total);
+  FUZZ_CHECK(used == m.region_used, "%s: used_bytes %zu, live region blocks sum to %zu", when, used,
+             m.region_used);
+  FUZZ_CHECK(used <= total && avail <= total - used, "%s: used %zu + available %zu > total %zu",
+             when, used, avail, total);
 }
 
 void check_aligned(const void* p, size_t align, const char* what) {
   const size_t a = align < 8 ? 8 : align;
-  FUZZ_CHECK((reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0, "%s returned %p, not aligned to %zu", what, p, a);
+  FUZZ_CHECK((reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0, "%s returned %p, not aligned to %zu",
+             what, p, a);
 }
 
-// ---- operations ------------------------------------------------------------------------------------
+// ---- operations
+// ------------------------------------------------------------------------------------
 
 bool room_for(const Model& m, size_t size) {
-  return m.live_bytes + size <= kMaxLiveBytes && m.c_blocks.size() + m.r_blocks.size() < kMaxLiveBlocks;
+  return m.live_bytes + size <= kMaxLiveBytes &&
+         m.c_blocks.size() + m.r_blocks.size() < kMaxLiveBlocks;
 }
 
 void track(Model& m, Live b) {
@@ -454,7 +489,8 @@ void c_new(Model& m, void* p, size_t size, size_t align, const char* what) {
   const size_t usable = shard_usable_size(p);
   FUZZ_CHECK(usable >= size, "%s(%zu): usable_size %zu", what, size, usable);
   // Checked builds report the size asked for: 0 for a zero-size block (docs/override.md).
-  FUZZ_CHECK(usable >= 1 || (size == 0 && shard_is_checked()), "%s(%zu): usable_size 0", what, size);
+  FUZZ_CHECK(usable >= 1 || (size == 0 && shard_is_checked()), "%s(%zu): usable_size 0", what,
+             size);
   track(m, Live{p, size, usable, align, m.next_seed++, Kind::kC});
 }
 
@@ -468,7 +504,8 @@ void c_calloc(Model& m, size_t count, size_t size) {
   if (!room_for(m, total)) return;
   auto* p = static_cast<uint8_t*>(shard_calloc(count, size));
   FUZZ_CHECK(p != nullptr, "shard_calloc(%zu, %zu) returned NULL", count, size);
-  FUZZ_CHECK(zero_at_positions(p, total), "shard_calloc(%zu, %zu) = %p: memory not zero", count, size, static_cast<void*>(p));
+  FUZZ_CHECK(zero_at_positions(p, total), "shard_calloc(%zu, %zu) = %p: memory not zero", count,
+             size, static_cast<void*>(p));
   c_new(m, p, total, 1, "shard_calloc");
 }
 
@@ -516,7 +553,8 @@ void r_alloc(World& w, Model& m, size_t size, size_t align) {
   void* p = reinterpret_cast<void*>(uintptr_t{0xdead});
   const shard_status s = shard_region_alloc(w.region, size, align, &p);
   if (s == SHARD_NO_MEMORY) {
-    FUZZ_CHECK(p == reinterpret_cast<void*>(uintptr_t{0xdead}), "region alloc failed but wrote *out");
+    FUZZ_CHECK(p == reinterpret_cast<void*>(uintptr_t{0xdead}),
+               "region alloc failed but wrote *out");
     return;  // the region is finite
   }
   FUZZ_CHECK(s == SHARD_OK, "shard_region_alloc(%zu, %zu) returned status %d", size, align, int(s));
@@ -528,16 +566,18 @@ void r_dealloc_local(World& w, Model& m, size_t i, bool twice) {
   Live b = untrack(m, m.r_blocks, i);
   check(b.p, b.size, b.size, b.seed, "shard_region_dealloc");
   const shard_status s = shard_region_dealloc(w.region, b.p, b.size, b.align);
-  FUZZ_CHECK(s == SHARD_OK, "shard_region_dealloc(%p, %zu, %zu) of a live block returned %d", b.p, b.size, b.align,
-             int(s));
+  FUZZ_CHECK(s == SHARD_OK, "shard_region_dealloc(%p, %zu, %zu) of a live block returned %d", b.p,
+             b.size, b.align, int(s));
   if (twice) {
     // The pointer just freed is not a block of the region any more. (The
     // helper is idle first: its deallocs would change used_bytes meanwhile.)
     w.helper.sync();
     const size_t used = shard_region_used_bytes(w.region);
     const shard_status again = shard_region_dealloc(w.region, b.p, b.size, b.align);
-    FUZZ_CHECK(again == SHARD_NOT_ALLOCATED, "second dealloc in a row of %p returned %d", b.p, int(again));
-    FUZZ_CHECK(shard_region_used_bytes(w.region) == used, "second dealloc of %p changed used_bytes", b.p);
+    FUZZ_CHECK(again == SHARD_NOT_ALLOCATED, "second dealloc in a row of %p returned %d", b.p,
+               int(again));
+    FUZZ_CHECK(shard_region_used_bytes(w.region) == used, "second dealloc of %p changed used_bytes",
+               b.p);
   }
 }
 
@@ -546,9 +586,15 @@ void r_bad(World& w, Model& m, uint8_t kind) {
   void* libc = nullptr;
   void* p = nullptr;
   switch (kind % 5) {
-    case 0: p = on_stack; break;
-    case 1: p = libc = std::malloc(32); break;
-    case 2: p = w.other_block; break;
+    case 0:
+      p = on_stack;
+      break;
+    case 1:
+      p = libc = std::malloc(32);
+      break;
+    case 2:
+      p = w.other_block;
+      break;
     case 3:
       if (m.c_blocks.empty()) return;
       p = m.c_blocks[kind % m.c_blocks.size()].p;  // a live block of the process heap
@@ -561,8 +607,10 @@ void r_bad(World& w, Model& m, uint8_t kind) {
   w.helper.sync();  // used_bytes is compared: no dealloc may be in flight
   const size_t used = shard_region_used_bytes(w.region);
   const shard_status s = shard_region_dealloc(w.region, p, 8, 8);
-  FUZZ_CHECK(s == SHARD_NOT_ALLOCATED, "dealloc of a foreign pointer %p (kind %d) returned %d", p, kind % 5, int(s));
-  FUZZ_CHECK(shard_region_used_bytes(w.region) == used, "dealloc of a foreign pointer changed used_bytes");
+  FUZZ_CHECK(s == SHARD_NOT_ALLOCATED, "dealloc of a foreign pointer %p (kind %d) returned %d", p,
+             kind % 5, int(s));
+  FUZZ_CHECK(shard_region_used_bytes(w.region) == used,
+             "dealloc of a foreign pointer changed used_bytes");
   std::free(libc);
 }
 
@@ -574,7 +622,8 @@ void r_add_memory(World& w, uint8_t b) {
   FUZZ_CHECK(s == SHARD_OK, "add_memory of %zu fresh bytes returned %d", size, int(s));
   w.region_total += size;
   // The same range again overlaps.
-  FUZZ_CHECK(shard_region_add_memory(w.region, c.start, size) == SHARD_MEMORY_OVERLAP, "add_memory twice not refused");
+  FUZZ_CHECK(shard_region_add_memory(w.region, c.start, size) == SHARD_MEMORY_OVERLAP,
+             "add_memory twice not refused");
 }
 
 void hand_over(World& w, Model& m, std::vector<Live>& v, uint8_t slot, uint8_t count) {
@@ -595,7 +644,9 @@ void run(World& w, Reader& in) {
   while (!in.done() && ops++ < 2000) {
     const uint8_t op = in.byte() % 16;
     switch (op) {
-      case 0: c_malloc(m, in.size2()); break;
+      case 0:
+        c_malloc(m, in.size2());
+        break;
       case 1: {
         const size_t count = in.byte() % 17;
         c_calloc(m, count, in.size2());
@@ -637,10 +688,18 @@ void run(World& w, Reader& in) {
         hand_over(w, m, m.r_blocks, slot, in.byte());
         break;
       }
-      case 9: w.helper.sync(); break;
-      case 10: check_all(m); break;
-      case 11: r_add_memory(w, in.byte()); break;
-      case 12: r_bad(w, m, in.byte()); break;
+      case 9:
+        w.helper.sync();
+        break;
+      case 10:
+        check_all(m);
+        break;
+      case 11:
+        r_add_memory(w, in.byte());
+        break;
+      case 12:
+        r_bad(w, m, in.byte());
+        break;
       case 13:
         w.helper.sync();
         w.helper.stop();
@@ -661,12 +720,16 @@ void run(World& w, Reader& in) {
   }
   // Free everything: odd blocks here, even ones by the helper.
   while (!m.c_blocks.empty()) {
-    if (m.c_blocks.size() % 2) c_free_local(m, m.c_blocks.size() - 1);
-    else hand_over(w, m, m.c_blocks, uint8_t(m.c_blocks.size() - 1), 0);
+    if (m.c_blocks.size() % 2)
+      c_free_local(m, m.c_blocks.size() - 1);
+    else
+      hand_over(w, m, m.c_blocks, uint8_t(m.c_blocks.size() - 1), 0);
   }
   while (!m.r_blocks.empty()) {
-    if (m.r_blocks.size() % 2) r_dealloc_local(w, m, m.r_blocks.size() - 1, false);
-    else hand_over(w, m, m.r_blocks, uint8_t(m.r_blocks.size() - 1), 0);
+    if (m.r_blocks.size() % 2)
+      r_dealloc_local(w, m, m.r_blocks.size() - 1, false);
+    else
+      hand_over(w, m, m.r_blocks, uint8_t(m.r_blocks.size() - 1), 0);
   }
   w.helper.sync();
   check_region_accounting(w, m, "at the end");

@@ -52,15 +52,16 @@ shard_status shard_region_init(shard_region** out, void* start, size_t size);
 shard_status shard_region_add_memory(shard_region* r, void* start, size_t size);
 /* size 0 allocates a minimal block. align: a power of two (0 is taken as 1). */
 shard_status shard_region_alloc(shard_region* r, size_t size, size_t align, void** out);
-/* size and align as given to alloc. An unknown ptr gives SHARD_NOT_ALLOCATED and changes nothing. */
+/* size and align as given to alloc. An unknown ptr gives SHARD_NOT_ALLOCATED and changes nothing.
+ */
 shard_status shard_region_dealloc(shard_region* r, void* ptr, size_t size, size_t align);
 size_t shard_region_total_bytes(const shard_region* r);
 size_t shard_region_used_bytes(const shard_region* r);
 size_t shard_region_available_bytes(const shard_region* r);
 /* Checks the calling thread's (in a kernel: CPU's) heap in r the way
  * shard_check_heap does; returns the blocks it looked at, 0 for a NULL r,
- * when no heap can be had, and where shard_check_heap returns 0. On an inconsistency it reports through the fatal
- * path (stderr + abort when hosted, the fatal hook in a kernel). */
+ * when no heap can be had, and where shard_check_heap returns 0. On an inconsistency it reports
+ * through the fatal path (stderr + abort when hosted, the fatal hook in a kernel). */
 size_t shard_region_check_heap(shard_region* r);
 
 /* ---- Kernels: the bare-metal platform -----------------------------------

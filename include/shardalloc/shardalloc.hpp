@@ -22,8 +22,9 @@ struct stl_allocator {
 
   T* allocate(std::size_t n) {
     if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_array_new_length();
-    void* p = alignof(T) > alignof(std::max_align_t) ? shard_malloc_aligned(n * sizeof(T), alignof(T))
-                                                     : shard_malloc(n * sizeof(T));
+    void* p = alignof(T) > alignof(std::max_align_t)
+                  ? shard_malloc_aligned(n * sizeof(T), alignof(T))
+                  : shard_malloc(n * sizeof(T));
     if (p == nullptr) throw std::bad_alloc();
     return static_cast<T*>(p);
   }
@@ -86,7 +87,9 @@ class heap final : public std::pmr::memory_resource {
     return p;
   }
   void do_deallocate(void* p, std::size_t, std::size_t) override { shard_heap_free(h_, p); }
-  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override { return this == &other; }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
 
   shard_heap* h_;
 };

@@ -79,26 +79,26 @@ typedef struct shard_class_stats {
 } shard_class_stats;
 
 typedef struct shard_stats {
-  uint64_t class_count;     /* entries of classes[] in use (huge + every size class) */
+  uint64_t class_count; /* entries of classes[] in use (huge + every size class) */
   shard_class_stats classes[SHARD_STATS_MAX_CLASSES];
-  uint64_t live_blocks;     /* sums over classes, huge blocks included */
+  uint64_t live_blocks; /* sums over classes, huge blocks included */
   uint64_t live_bytes;
   uint64_t pages;
-  uint64_t segments;        /* 512 KiB slots claimed now (segments, huge spans, metadata) */
-  uint64_t peak_segments;   /* most slots claimed at once */
-  uint64_t segment_size;    /* bytes per slot (512 KiB) */
-  uint64_t peak_bytes;      /* peak_segments * segment_size */
-  uint64_t reserved_bytes;  /* reserved from the OS, or handed over to the region */
+  uint64_t segments;       /* 512 KiB slots claimed now (segments, huge spans, metadata) */
+  uint64_t peak_segments;  /* most slots claimed at once */
+  uint64_t segment_size;   /* bytes per slot (512 KiB) */
+  uint64_t peak_bytes;     /* peak_segments * segment_size */
+  uint64_t reserved_bytes; /* reserved from the OS, or handed over to the region */
   uint64_t arenas;
   uint64_t heaps;           /* heap records (one per thread that allocated, reused) */
   uint64_t heaps_owned;     /* owned by a live thread */
   uint64_t heaps_abandoned; /* given up by an exited thread, waiting for adoption */
   /* Counters since the page source was set up: */
-  uint64_t remote_frees;    /* blocks freed by a thread other than their heap's owner, counted
-                               when the owner collects them (huge blocks not included) */
-  uint64_t purged_bytes;    /* bytes given back to the OS (madvise); 0 for a region */
-  uint64_t heaps_adopted;   /* abandoned heaps taken over by a new thread (reclaimed whole) */
-  uint64_t heaps_swept;     /* abandoned heaps collected by a sweep (their empty pages reclaimed) */
+  uint64_t remote_frees;  /* blocks freed by a thread other than their heap's owner, counted
+                             when the owner collects them (huge blocks not included) */
+  uint64_t purged_bytes;  /* bytes given back to the OS (madvise); 0 for a region */
+  uint64_t heaps_adopted; /* abandoned heaps taken over by a new thread (reclaimed whole) */
+  uint64_t heaps_swept;   /* abandoned heaps collected by a sweep (their empty pages reclaimed) */
 } shard_stats;
 
 /* The class index (into shard_stats.classes) a request of size bytes is

@@ -8,7 +8,9 @@ namespace {
 
 constexpr uintptr_t kWord = sizeof(uint64_t);
 
-bool both_aligned(const void* a, const void* b) { return ((uintptr_t(a) | uintptr_t(b)) & (kWord - 1)) == 0; }
+bool both_aligned(const void* a, const void* b) {
+  return ((uintptr_t(a) | uintptr_t(b)) & (kWord - 1)) == 0;
+}
 
 }  // namespace
 

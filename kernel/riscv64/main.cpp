@@ -56,7 +56,8 @@ bool grow(size_t need) {
     take = g_ram_end - start < want ? g_ram_end - start : want;
     // relaxed: the CAS only splits RAM into disjoint pieces; add_memory publishes.
   } while (!g_ram_next.compare_exchange_weak(start, start + take, std::memory_order_relaxed));
-  if (shard_region_add_memory(g_region, reinterpret_cast<void*>(start), take) != SHARD_OK) return false;
+  if (shard_region_add_memory(g_region, reinterpret_cast<void*>(start), take) != SHARD_OK)
+    return false;
   g_grows.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
@@ -64,7 +65,15 @@ bool grow(size_t need) {
 std::atomic<bool> g_failed{false};
 
 void on_fatal(const char* what, const void* p) {
-  Line().s("shardalloc fatal error on cpu ").u(current_cpu()).s(": ").s(what).s(" (").x(uintptr_t(p)).s(")").end();
+  Line()
+      .s("shardalloc fatal error on cpu ")
+      .u(current_cpu())
+      .s(": ")
+      .s(what)
+      .s(" (")
+      .x(uintptr_t(p))
+      .s(")")
+      .end();
   Line().s("TESTS FAILED").end();
   sbi::power_off(true);
 }
@@ -108,7 +117,9 @@ uint64_t load_word(const unsigned char* b) {
   return v;
 }
 void store_word(unsigned char* b, uint64_t v) { __builtin_memcpy(b, &v, 8); }
-unsigned char byte_at(uint64_t base, size_t i) { return (unsigned char)((base >> ((i & 7) * 8)) ^ i); }
+unsigned char byte_at(uint64_t base, size_t i) {
+  return (unsigned char)((base >> ((i & 7) * 8)) ^ i);
+}
 
 }  // namespace
 
@@ -154,7 +165,9 @@ void* alloc(size_t size, size_t align) {
   }
 }
 
-bool dealloc(void* p, size_t size, size_t align) { return shard_region_dealloc(g_region, p, size, align) == SHARD_OK; }
+bool dealloc(void* p, size_t size, size_t align) {
+  return shard_region_dealloc(g_region, p, size, align) == SHARD_OK;
+}
 
 }  // namespace ktest
 
@@ -162,9 +175,9 @@ using namespace ktest;
 
 namespace {
 
-std::atomic<unsigned> g_online{1};        // CPUs that reached their main
-std::atomic<bool> g_go{false};            // the boot CPU set everything up
-std::atomic<unsigned> g_done{0};          // CPUs that finished every test
+std::atomic<unsigned> g_online{1};  // CPUs that reached their main
+std::atomic<bool> g_go{false};      // the boot CPU set everything up
+std::atomic<unsigned> g_done{0};    // CPUs that finished every test
 Result g_results[kMaxCpus][16];
 uint64_t g_test_ms[16];
 
@@ -182,7 +195,13 @@ void run_tests(unsigned cpu) {
       if (used != 0) r.fail("used_bytes != 0 after the test", used);
     }
     Line l;
-    l.s("  cpu ").u(cpu).s(" ").s(kTests[t].name).s(r.ok ? ": ok (" : ": FAIL (").u(r.count).s(" ops)");
+    l.s("  cpu ")
+        .u(cpu)
+        .s(" ")
+        .s(kTests[t].name)
+        .s(r.ok ? ": ok (" : ": FAIL (")
+        .u(r.count)
+        .s(" ops)");
     if (!r.ok) l.s(": ").s(r.why).s(" at ").u(r.where);
     l.end();
   }
@@ -192,7 +211,16 @@ void run_tests(unsigned cpu) {
 }  // namespace
 
 extern "C" void trap_handler(uint64_t cause, uint64_t epc, uint64_t tval) {
-  Line().s("unexpected trap on cpu ").u(current_cpu()).s(": scause ").x(cause).s(" sepc ").x(epc).s(" stval ").x(tval).end();
+  Line()
+      .s("unexpected trap on cpu ")
+      .u(current_cpu())
+      .s(": scause ")
+      .x(cause)
+      .s(" sepc ")
+      .x(epc)
+      .s(" stval ")
+      .x(tval)
+      .end();
   Line().s("TESTS FAILED").end();
   sbi::power_off(true);
 }
@@ -229,16 +257,31 @@ extern "C" void kernel_main(unsigned long boot_hart, unsigned long dtb) {
 
   // The allocator: CPU ids from tp, RAM from the end of the image to the device tree.
   shard_set_fatal_hook(on_fatal);
-  if (shard_set_cpu_hook(current_cpu, g_cpus) != SHARD_OK) on_fatal("shard_set_cpu_hook failed", nullptr);
+  if (shard_set_cpu_hook(current_cpu, g_cpus) != SHARD_OK)
+    on_fatal("shard_set_cpu_hook failed", nullptr);
   const uintptr_t ram_start = (uintptr_t(__kernel_end) + MiB - 1) & ~(MiB - 1);
   const uintptr_t ram_end = dtb > ram_start ? dtb & ~(MiB - 1) : ram_start + 64 * MiB;
   g_ram_end = ram_end;
   g_ram_next.store(ram_start + kInitialRegion, std::memory_order_relaxed);
-  if (shard_region_init(&g_region, reinterpret_cast<void*>(ram_start), kInitialRegion) != SHARD_OK) {
+  if (shard_region_init(&g_region, reinterpret_cast<void*>(ram_start), kInitialRegion) !=
+      SHARD_OK) {
     on_fatal("shard_region_init failed", reinterpret_cast<void*>(ram_start));
   }
-  Line().s("region: ").u(kInitialRegion / MiB).s(" MiB at ").x(ram_start).s(", may grow to ").x(ram_end).s(" (")
-      .u((ram_end - ram_start) / MiB).s(" MiB); ").u(g_cpus).s(" cpus; ").u(kTestCount).s(" tests").end();
+  Line()
+      .s("region: ")
+      .u(kInitialRegion / MiB)
+      .s(" MiB at ")
+      .x(ram_start)
+      .s(", may grow to ")
+      .x(ram_end)
+      .s(" (")
+      .u((ram_end - ram_start) / MiB)
+      .s(" MiB); ")
+      .u(g_cpus)
+      .s(" cpus; ")
+      .u(kTestCount)
+      .s(" tests")
+      .end();
   g_test_barrier.set_count(g_cpus);
   g_go.store(true, std::memory_order_release);
 
@@ -255,15 +298,46 @@ extern "C" void kernel_main(unsigned long boot_hart, unsigned long dtb) {
     }
     passed += ok;
     total += g_cpus;
-    Line().s(ok == g_cpus ? "PASS " : "FAIL ").s(kTests[t].name).s(": ").u(ok).s("/").u(g_cpus).s(" cpus, ").u(ops)
-        .s(" ops, ").u(g_test_ms[t]).s(" ms").end();
+    Line()
+        .s(ok == g_cpus ? "PASS " : "FAIL ")
+        .s(kTests[t].name)
+        .s(": ")
+        .u(ok)
+        .s("/")
+        .u(g_cpus)
+        .s(" cpus, ")
+        .u(ops)
+        .s(" ops, ")
+        .u(g_test_ms[t])
+        .s(" ms")
+        .end();
   }
-  Line().s("region at the end: total ").u(shard_region_total_bytes(g_region)).s(" used ")
-      .u(shard_region_used_bytes(g_region)).s(" available ").u(shard_region_available_bytes(g_region))
-      .s(" bytes; add_memory calls ").u(g_grows.load()).end();
-  Line().s("shardalloc kernel tests: ").u(passed).s(" passed, ").u(total - passed).s(" failed (").u(kTestCount)
-      .s(" tests x ").u(g_cpus).s(" harts) in ").u((now_ticks() - boot_ticks) / kTicksPerMs).s(" ms").end();
-  if (passed == total) Line().s("ALL TESTS PASSED on ").u(g_cpus).s(" harts").end();
-  else Line().s("TESTS FAILED").end();
+  Line()
+      .s("region at the end: total ")
+      .u(shard_region_total_bytes(g_region))
+      .s(" used ")
+      .u(shard_region_used_bytes(g_region))
+      .s(" available ")
+      .u(shard_region_available_bytes(g_region))
+      .s(" bytes; add_memory calls ")
+      .u(g_grows.load())
+      .end();
+  Line()
+      .s("shardalloc kernel tests: ")
+      .u(passed)
+      .s(" passed, ")
+      .u(total - passed)
+      .s(" failed (")
+      .u(kTestCount)
+      .s(" tests x ")
+      .u(g_cpus)
+      .s(" harts) in ")
+      .u((now_ticks() - boot_ticks) / kTicksPerMs)
+      .s(" ms")
+      .end();
+  if (passed == total)
+    Line().s("ALL TESTS PASSED on ").u(g_cpus).s(" harts").end();
+  else
+    Line().s("TESTS FAILED").end();
   sbi::power_off(passed != total);
 }

@@ -48,7 +48,8 @@ void mi_test(unsigned, Result& r) {
     auto* p = static_cast<unsigned char*>(alloc(kSize, 8));
     if (p == nullptr) return r.fail("alloc 2 MiB", i);
     __builtin_memset(p, int(i & 0xff), kSize);
-    if (p[0] != (i & 0xff) || p[kSize / 2] != (i & 0xff) || p[kSize - 1] != (i & 0xff)) return r.fail("2 MiB contents", i);
+    if (p[0] != (i & 0xff) || p[kSize / 2] != (i & 0xff) || p[kSize - 1] != (i & 0xff))
+      return r.fail("2 MiB contents", i);
     if (!dealloc(p, kSize, 8)) return r.fail("dealloc 2 MiB", i);
     r.count += 2;
   }
@@ -123,7 +124,8 @@ void glibc_bench(unsigned cpu, Result& r) {
           }
           auto release = [&](size_t i) {
             const unsigned char want = (i ^ it) & 0xff;
-            if (blocks[i][0] != want || blocks[i][size - 1] != want) r.fail("blocks overlapped", r.count);
+            if (blocks[i][0] != want || blocks[i][size - 1] != want)
+              r.fail("blocks overlapped", r.count);
             if (!dealloc(blocks[i], size, 8)) r.fail("dealloc", r.count);
           };
           for (size_t i = 0; i < n / 2; ++i) release(i);  // first half FIFO
@@ -151,7 +153,7 @@ struct Msg {
 
 constexpr uint32_t kRingSlots = 512;
 struct alignas(64) Ring {
-  std::atomic<uint32_t> head{0};  // written by the producer
+  std::atomic<uint32_t> head{0};              // written by the producer
   alignas(64) std::atomic<uint32_t> tail{0};  // written by the consumer
   Msg slots[kRingSlots];
 };
@@ -173,7 +175,8 @@ void cross_cpu_stream(unsigned cpu, Result& r) {
   while (produced < kBlocks || consumed < kBlocks) {
     // relaxed: our own index; acquire: the other side's index and what it wrote before.
     const uint32_t h = out.head.load(std::memory_order_relaxed);
-    for (int burst = 0; burst < 8 && produced < kBlocks && h + burst - out.tail.load(std::memory_order_acquire) < kRingSlots;
+    for (int burst = 0; burst < 8 && produced < kBlocks &&
+                        h + burst - out.tail.load(std::memory_order_acquire) < kRingSlots;
          ++burst) {
       const size_t size = stream_size(rng);
       const size_t align = size_t{8} << rng.below(4);
@@ -265,7 +268,8 @@ void first_class_heap(unsigned cpu, Result& r) {
       }
       if (g_heap == nullptr) r.fail("shard_heap_new_in_region", round);
       if (round == 0) first = g_heap;
-      if (round > 0 && g_heap != first) r.fail("the record of a destroyed heap is not reused", round);
+      if (round > 0 && g_heap != first)
+        r.fail("the record of a destroyed heap is not reused", round);
     }
     g_test_barrier.wait();  // the heap is made
     shard_heap* h = g_heap;
@@ -294,7 +298,7 @@ void first_class_heap(unsigned cpu, Result& r) {
         r.count++;
       }
     }
-    g_test_barrier.wait();  // no CPU touches the heap any more
+    g_test_barrier.wait();                                // no CPU touches the heap any more
     if (cpu == 0 && h != nullptr) shard_heap_destroy(h);  // half the blocks still live
     g_test_barrier.wait();
   }
@@ -323,7 +327,8 @@ bool stats_possible(const shard_stats& s) {
     live += k.live_blocks;
     pages += k.pages;
   }
-  return live == s.live_blocks && pages == s.pages && s.heaps_owned <= s.heaps && s.live_bytes <= s.reserved_bytes;
+  return live == s.live_blocks && pages == s.pages && s.heaps_owned <= s.heaps &&
+         s.live_bytes <= s.reserved_bytes;
 }
 
 // The text's last line is the end record.
@@ -349,11 +354,13 @@ void stats_snapshot(unsigned cpu, Result& r) {
       fill(blocks[i], sizes[i], round * kBlocks + i);
     }
     shard_stats s;
-    if (shard_region_stats(g_region, &s) != SHARD_OK || !stats_possible(s)) r.fail("statistics", round);
+    if (shard_region_stats(g_region, &s) != SHARD_OK || !stats_possible(s))
+      r.fail("statistics", round);
     const size_t n = shard_region_heap_snapshot(g_region, buf, kBufBytes);
     if (n >= kBufBytes) {
       r.fail("the snapshot does not fit its buffer", n);
-    } else if (!starts_with(buf, "shardalloc-snapshot 1 domain=region pid=0 ") || !snapshot_complete(buf, n)) {
+    } else if (!starts_with(buf, "shardalloc-snapshot 1 domain=region pid=0 ") ||
+               !snapshot_complete(buf, n)) {
       r.fail("snapshot", round);
     }
     const size_t j = shard_region_stats_json(g_region, buf, kBufBytes);

@@ -7,7 +7,9 @@
 using namespace shardalloc;
 
 SHARD_EXPORT void* shard_malloc(size_t size) { return api::process_malloc(size); }
-SHARD_EXPORT void* shard_calloc(size_t count, size_t size) { return api::process_calloc(count, size); }
+SHARD_EXPORT void* shard_calloc(size_t count, size_t size) {
+  return api::process_calloc(count, size);
+}
 SHARD_EXPORT void* shard_realloc(void* p, size_t size) { return api::process_realloc(p, size); }
 SHARD_EXPORT void shard_free(void* p) { api::process_free(p); }
 SHARD_EXPORT size_t shard_usable_size(const void* p) { return api::process_usable_size(p); }

@@ -15,8 +15,12 @@ using namespace shardalloc;
 
 namespace {
 
-core::FirstClassHeap* record_of(shard_heap* h) { return reinterpret_cast<core::FirstClassHeap*>(h); }
-const core::FirstClassHeap* record_of(const shard_heap* h) { return reinterpret_cast<const core::FirstClassHeap*>(h); }
+core::FirstClassHeap* record_of(shard_heap* h) {
+  return reinterpret_cast<core::FirstClassHeap*>(h);
+}
+const core::FirstClassHeap* record_of(const shard_heap* h) {
+  return reinterpret_cast<const core::FirstClassHeap*>(h);
+}
 
 void* fail(platform::Failure f) {
   platform::report_failure(f);
@@ -74,7 +78,8 @@ SHARD_EXPORT void* shard_heap_malloc_aligned(shard_heap* h, size_t size, size_t 
 SHARD_EXPORT void* shard_heap_calloc(shard_heap* h, size_t count, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) {
-    return h == nullptr ? fail(platform::Failure::kInvalidArgument) : fail(platform::Failure::kNoMemory);
+    return h == nullptr ? fail(platform::Failure::kInvalidArgument)
+                        : fail(platform::Failure::kNoMemory);
   }
   void* p = heap_alloc(h, total, 0);
   if (p != nullptr && !core::is_fresh_zero(p)) __builtin_memset(p, 0, total);

@@ -103,7 +103,8 @@ SHARD_NOINLINE inline void process_free_local_general(core::Heap* h, core::Segme
 SHARD_NOINLINE inline void process_free_checked(void* p, core::AllocKind kind, size_t size) {
   core::Heap* h = platform::process_heap();
   // A signal handler that interrupted a call: the remote path, no quarantine.
-  if (h == &platform::g_process_busy) return core::free_remote(&platform::g_process_domain, core::segment_of(p), p);
+  if (h == &platform::g_process_busy)
+    return core::free_remote(&platform::g_process_domain, core::segment_of(p), p);
   platform::enter_call();
   h->free_checked(p, kind, size);
   platform::leave_call();
@@ -143,13 +144,16 @@ SHARD_INLINE void* process_tag(void* p, core::AllocKind kind) {
   return p;
 }
 
-inline void* process_malloc_aligned(size_t size, size_t align) { return process_alloc_general(size, align); }
+inline void* process_malloc_aligned(size_t size, size_t align) {
+  return process_alloc_general(size, align);
+}
 
 inline void* process_calloc(size_t count, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
   void* p = process_malloc(total);
-  if (p != nullptr && (!core::kChecked || total != 0) && !core::is_fresh_zero(p)) __builtin_memset(p, 0, total);
+  if (p != nullptr && (!core::kChecked || total != 0) && !core::is_fresh_zero(p))
+    __builtin_memset(p, 0, total);
   return p;
 }
 

@@ -37,11 +37,12 @@ SHARD_INLINE core::Heap* heap_at_hand(shard_region* r) {
 // Bytes of the live block p sits in (the class size, or a huge block's span).
 size_t block_bytes_of(const void* p) { return core::segment_of(p)->page_of(p)->block_size; }
 
-
 void account(core::Heap* h, int64_t used, int64_t block) {
   // relaxed load + store: the owner is the only writer; readers sum relaxed values.
-  h->used_bytes.store(h->used_bytes.load(std::memory_order_relaxed) + used, std::memory_order_relaxed);
-  h->block_bytes.store(h->block_bytes.load(std::memory_order_relaxed) + block, std::memory_order_relaxed);
+  h->used_bytes.store(h->used_bytes.load(std::memory_order_relaxed) + used,
+                      std::memory_order_relaxed);
+  h->block_bytes.store(h->block_bytes.load(std::memory_order_relaxed) + block,
+                       std::memory_order_relaxed);
 }
 
 // Checked mode: a block freed since (or never handed out) carries the freed
@@ -58,7 +59,8 @@ bool canary_says_live(const core::Page* page, const core::Block* b) {
 // freed: those get SHARD_NOT_ALLOCATED instead of corrupting the lists.
 // `current` is the caller's heap (may be null). Sets *usable to the bytes
 // from p to the block's end.
-core::Block* live_block(core::Domain& d, const core::Heap* current, void* p, size_t align, size_t* usable) {
+core::Block* live_block(core::Domain& d, const core::Heap* current, void* p, size_t align,
+                        size_t* usable) {
   core::Segment* s = core::segment_of(p);
   if (!d.is_live_segment(s)) return nullptr;
   core::Page* page = s->page_of(p);
@@ -74,7 +76,8 @@ core::Block* live_block(core::Domain& d, const core::Heap* current, void* p, siz
   if (b != p && addr(p) != core::align_up(addr(b), align == 0 ? 1 : align)) return nullptr;
   // relaxed: only compared; a racing free of the same block is the caller's bug.
   if (page->remote_head(std::memory_order_relaxed) == b) return nullptr;
-  if (s->heap == current && (b == page->free || b == page->local_free || page->used == 0)) return nullptr;
+  if (s->heap == current && (b == page->free || b == page->local_free || page->used == 0))
+    return nullptr;
   if (!canary_says_live(page, b)) return nullptr;
   *usable = page->block_size - size_t(addr(p) - addr(b)) - core::kCanaryBytes;
   return b;
@@ -83,9 +86,11 @@ core::Block* live_block(core::Domain& d, const core::Heap* current, void* p, siz
 }  // namespace
 
 SHARD_EXPORT shard_status shard_region_init(shard_region** out, void* start, size_t size) {
-  if (out == nullptr || start == nullptr || size < SHARD_REGION_MIN_SIZE) return SHARD_INVALID_PARAM;
+  if (out == nullptr || start == nullptr || size < SHARD_REGION_MIN_SIZE)
+    return SHARD_INVALID_PARAM;
   core::Domain::ArenaPlan plan;
-  if (!core::Domain::plan_arena(start, size, sizeof(shard_region), &plan)) return SHARD_INVALID_PARAM;
+  if (!core::Domain::plan_arena(start, size, sizeof(shard_region), &plan))
+    return SHARD_INVALID_PARAM;
   auto* r = new (core::ptr(plan.reserved)) shard_region{};
   r->domain.source = kRegionSource;
   r->domain.ensure_secret(platform::entropy() ^ addr(r));
@@ -95,9 +100,11 @@ SHARD_EXPORT shard_status shard_region_init(shard_region** out, void* start, siz
 }
 
 SHARD_EXPORT shard_status shard_region_add_memory(shard_region* r, void* start, size_t size) {
-  if (r == nullptr || start == nullptr || size == 0 || addr(start) + size < addr(start)) return SHARD_INVALID_PARAM;
+  if (r == nullptr || start == nullptr || size == 0 || addr(start) + size < addr(start))
+    return SHARD_INVALID_PARAM;
   if (r->domain.overlaps(addr(start), addr(start) + size)) return SHARD_MEMORY_OVERLAP;
-  if (!r->domain.add_memory(start, size)) return SHARD_INVALID_PARAM;  // too small to hold one segment
+  if (!r->domain.add_memory(start, size))
+    return SHARD_INVALID_PARAM;  // too small to hold one segment
   return SHARD_OK;
 }
 
@@ -201,19 +208,22 @@ SHARD_NOINLINE shard_status alloc_queued(shard_region* r, core::Heap* h, size_t 
 
 // Alignments the fast path serves: 0 and the powers of two up to kMinAlign,
 // which every block has (bit i set for i).
-constexpr unsigned kSmallAlignBits = (1u << 0) | (1u << 1) | (1u << 2) | (1u << 4) | (1u << 8) | (1u << 16);
+constexpr unsigned kSmallAlignBits =
+    (1u << 0) | (1u << 1) | (1u << 2) | (1u << 4) | (1u << 8) | (1u << 16);
 static_assert(core::kMinAlign == 16, "kSmallAlignBits lists the alignments up to kMinAlign");
 
 }  // namespace
 
-SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_t align, void** out) {
+SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_t align,
+                                             void** out) {
   if (r == nullptr) return SHARD_INVALID_PARAM;
   // Fast path: a block with at most kMinAlign alignment, popped from the page
   // Heap::alloc's fast path would pop it from (sizes above kDirectSizeMax in
   // alloc_queued, out of line).
   // (Checked builds take the general path, which arms the block's canary.)
-  if (SHARD_LIKELY(!core::kChecked && align <= core::kMinAlign && ((kSmallAlignBits >> align) & 1) != 0 &&
-                   out != nullptr && !platform::in_call())) {
+  if (SHARD_LIKELY(!core::kChecked && align <= core::kMinAlign &&
+                   ((kSmallAlignBits >> align) & 1) != 0 && out != nullptr &&
+                   !platform::in_call())) {
     platform::enter_call();
     core::Heap* h = heap_at_hand(r);
     if (SHARD_LIKELY(h != nullptr)) {
@@ -234,7 +244,8 @@ SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_
   return alloc_general(r, size, align, out);
 }
 
-SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t size, size_t align) {
+SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t size,
+                                               size_t align) {
   if (r == nullptr || p == nullptr) return SHARD_INVALID_PARAM;
   // Fast paths: a block start in a live segment of this region, on a small,
   // medium or large page, with the checks live_block makes for that case
@@ -252,16 +263,17 @@ SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t 
       if (s->heap == h) {
         // relaxed: only compared; a racing free of the same block is the caller's bug.
         if (SHARD_LIKELY(page->in_use && page->is_block_start(b) &&
-                         b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->free &&
-                         b != page->local_free && page->used != 0 && size <= page->block_size)) {
+                         b != page->load_thread_free(std::memory_order_relaxed).head() &&
+                         b != page->free && b != page->local_free && page->used != 0 &&
+                         size <= page->block_size)) {
           account(h, -int64_t(size), -int64_t(page->block_size));
           if (SHARD_UNLIKELY(h->push_local_fast(page, b))) return dealloc_page_freed(h, page);
           platform::leave_call();
           return SHARD_OK;
         }
       } else if (s->kind != core::SegmentKind::kHuge && page->in_use && page->is_block_start(b) &&
-                 b != page->remote_head(std::memory_order_relaxed) && b != page->peek_local_free() &&
-                 size <= page->block_size) {
+                 b != page->remote_head(std::memory_order_relaxed) &&
+                 b != page->peek_local_free() && size <= page->block_size) {
         // (free_remote would stop the program on a block on top of either list.)
         account(h, -int64_t(size), -int64_t(page->block_size));
         core::free_remote(&r->domain, s, p);
@@ -283,8 +295,10 @@ struct Totals {
 
 Totals sum_heaps(const core::Domain& d) {
   // relaxed: each counter is exact when no call is in flight, which is all we promise.
-  Totals t{d.heapless_used_bytes.load(std::memory_order_relaxed), d.heapless_block_bytes.load(std::memory_order_relaxed)};
-  for (core::Heap* h = d.heaps.load(std::memory_order_acquire); h != nullptr; h = h->next_in_domain) {
+  Totals t{d.heapless_used_bytes.load(std::memory_order_relaxed),
+           d.heapless_block_bytes.load(std::memory_order_relaxed)};
+  for (core::Heap* h = d.heaps.load(std::memory_order_acquire); h != nullptr;
+       h = h->next_in_domain) {
     t.used += h->used_bytes.load(std::memory_order_relaxed);
     t.block += h->block_bytes.load(std::memory_order_relaxed);
   }

@@ -34,7 +34,8 @@ shard_heap* fail(platform::Failure f) {
 }  // namespace
 
 SHARD_EXPORT shard_heap* shard_heap_new_in_region(shard_region* r, size_t bytes) {
-  if (r == nullptr || bytes < SHARD_HEAP_REGION_MIN_BYTES) return fail(platform::Failure::kInvalidArgument);
+  if (r == nullptr || bytes < SHARD_HEAP_REGION_MIN_BYTES)
+    return fail(platform::Failure::kInvalidArgument);
   if (bytes > core::kMaxRequest) return fail(platform::Failure::kNoMemory);
   void* span = nullptr;
   if (shard_region_alloc(r, bytes, 1, &span) != SHARD_OK) return fail(platform::Failure::kNoMemory);
@@ -43,7 +44,8 @@ SHARD_EXPORT shard_heap* shard_heap_new_in_region(shard_region* r, size_t bytes)
   core::Step step;  // no fork leaves the record claimed but the heap never handed out
   core::Domain::ArenaPlan plan;
   core::FirstClassHeap* h = nullptr;
-  if (core::Domain::plan_arena(span, core::usable_size(span), 0, &plan)) h = core::FirstClassHeap::claim(&r->domain);
+  if (core::Domain::plan_arena(span, core::usable_size(span), 0, &plan))
+    h = core::FirstClassHeap::claim(&r->domain);
   if (h == nullptr) {
     shard_region_dealloc(r, span, bytes, 1);
     return fail(platform::Failure::kNoMemory);

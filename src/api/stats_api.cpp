@@ -20,7 +20,8 @@
 
 using namespace shardalloc;
 
-static_assert(core::kClassCount <= SHARD_STATS_MAX_CLASSES, "stats.h must have room for every size class");
+static_assert(core::kClassCount <= SHARD_STATS_MAX_CLASSES,
+              "stats.h must have room for every size class");
 
 namespace shardalloc::api {
 
@@ -117,7 +118,8 @@ size_t empty_text(char* buf, size_t len) {
 
 SHARD_EXPORT unsigned shard_size_class(size_t size) {
   if (size > core::kMaxRequest) return 0;
-  const size_t block = core::kChecked ? core::checked_block_bytes(size) : size;  // checked: room for the canary
+  const size_t block =
+      core::kChecked ? core::checked_block_bytes(size) : size;  // checked: room for the canary
   // The largest block a page serves: the last class's.
   if (block > core::class_block_size(core::kLastClass)) return 0;
   return core::size_class_of(block == 0 ? 1 : block);
@@ -158,7 +160,8 @@ SHARD_EXPORT size_t shard_stats_to_json(const shard_stats* s, char* buf, size_t 
       .field("live_blocks", s->live_blocks)
       .field("live_bytes", s->live_bytes);
   j.open("classes", '[');
-  const uint64_t count = s->class_count < SHARD_STATS_MAX_CLASSES ? s->class_count : SHARD_STATS_MAX_CLASSES;
+  const uint64_t count =
+      s->class_count < SHARD_STATS_MAX_CLASSES ? s->class_count : SHARD_STATS_MAX_CLASSES;
   for (unsigned cls = 0; cls < count; ++cls) {
     const shard_class_stats& c = s->classes[cls];
     if (c.pages == 0 && c.live_blocks == 0) continue;

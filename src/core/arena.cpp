@@ -14,7 +14,8 @@ constexpr size_t kBitsPerWord = 64;
 // The bits of word `w` that fall in [index, index+count).
 uint64_t word_mask(size_t w, size_t index, size_t count) {
   const size_t lo = w * kBitsPerWord > index ? w * kBitsPerWord : index;
-  const size_t hi_excl = (w + 1) * kBitsPerWord < index + count ? (w + 1) * kBitsPerWord : index + count;
+  const size_t hi_excl =
+      (w + 1) * kBitsPerWord < index + count ? (w + 1) * kBitsPerWord : index + count;
   const size_t n = hi_excl - lo;
   const uint64_t ones = n == kBitsPerWord ? ~uint64_t{0} : ((uint64_t{1} << n) - 1);
   return ones << (lo - w * kBitsPerWord);
@@ -27,7 +28,8 @@ size_t Arena::header_bytes(size_t slot_count) {
   return align_up(sizeof(Arena), 8) + 3 * words * sizeof(uint64_t);
 }
 
-Arena* Arena::create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_start, uintptr_t mem_end) {
+Arena* Arena::create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_start,
+                     uintptr_t mem_end) {
   Arena* a = new (at) Arena{};
   a->next = nullptr;
   a->base = base;
@@ -41,9 +43,8 @@ Arena* Arena::create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_
   a->aged = words + 2 * a->word_count;
   for (size_t w = 0; w < a->word_count; ++w) {
     // Bits past slot_count are permanently claimed so searches never hand them out.
-    const uint64_t tail = (w + 1) * kBitsPerWord > slot_count
-                              ? ~uint64_t{0} << (slot_count - w * kBitsPerWord)
-                              : 0;
+    const uint64_t tail =
+        (w + 1) * kBitsPerWord > slot_count ? ~uint64_t{0} << (slot_count - w * kBitsPerWord) : 0;
     // relaxed: the arena is published to other threads by a release CAS on the domain's list.
     new (&a->claimed[w]) std::atomic<uint64_t>(tail);
     new (&a->dirty[w]) std::atomic<uint64_t>(0);
@@ -53,8 +54,10 @@ Arena* Arena::create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_
 }
 
 bool Arena::is_claimed(size_t index) const {
-  // acquire: a reader that sees the claim also sees the segment header the claimer wrote before publishing it.
-  return (claimed[index / kBitsPerWord].load(std::memory_order_acquire) >> (index % kBitsPerWord)) & 1;
+  // acquire: a reader that sees the claim also sees the segment header the claimer wrote before
+  // publishing it.
+  return (claimed[index / kBitsPerWord].load(std::memory_order_acquire) >> (index % kBitsPerWord)) &
+         1;
 }
 
 bool Arena::range_is_clean(size_t index, size_t count) const {
@@ -153,7 +156,8 @@ size_t Arena::purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t*
   size_t left = 0;
   for (size_t w = 0; w < word_count; ++w) {
     // relaxed: candidates only; each is re-checked by claiming it.
-    const uint64_t free_dirty = dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);
+    const uint64_t free_dirty =
+        dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);
     uint64_t candidates = all ? free_dirty : free_dirty & aged[w].load(std::memory_order_relaxed);
     while (candidates != 0) {
       const size_t bit = size_t(std::countr_zero(candidates));
@@ -169,7 +173,8 @@ size_t Arena::purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t*
       ++*purged;
     }
     // What is free and dirty now gets purged at the next tick if it stays so.
-    const uint64_t still = dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);
+    const uint64_t still =
+        dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);
     aged[w].fetch_or(still, std::memory_order_relaxed);
     left += size_t(std::popcount(still));
   }

@@ -12,20 +12,21 @@
 namespace shardalloc::core {
 
 struct Arena {
-  Arena* next;         // domain's list; immutable once the arena is published
-  uintptr_t base;      // address of slot 0 (segment aligned)
+  Arena* next;     // domain's list; immutable once the arena is published
+  uintptr_t base;  // address of slot 0 (segment aligned)
   size_t slot_count;
   uintptr_t mem_start;  // the memory handed over / reserved, for overlap and ownership checks
   uintptr_t mem_end;
   size_t word_count;
   std::atomic<uint64_t>* claimed;  // bit i: slot i is in use
   std::atomic<uint64_t>* dirty;    // bit i: slot i was used and not purged since
-  std::atomic<uint64_t>* aged;     // bit i: slot i was already free and dirty at the last purge tick
+  std::atomic<uint64_t>* aged;  // bit i: slot i was already free and dirty at the last purge tick
 
   // Bytes an arena header with its three bitmaps needs for slot_count slots.
   static size_t header_bytes(size_t slot_count);
   // Builds the header at `at` (header_bytes(slot_count) bytes).
-  static Arena* create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_start, uintptr_t mem_end);
+  static Arena* create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_start,
+                       uintptr_t mem_end);
 
   uintptr_t slot_addr(size_t index) const { return base + index * kSegmentSize; }
   bool holds(uintptr_t a) const { return a >= base && a < base + slot_count * kSegmentSize; }

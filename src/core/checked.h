@@ -56,8 +56,12 @@ struct SizeRecord {
   static uint64_t pack(size_t size, size_t offset, AllocKind kind) {
     return uint64_t(size) | (uint64_t(offset) << kSizeBits) | (uint64_t(kind) << 62);
   }
-  static size_t size_of(uint64_t w, bool huge) { return huge ? size_t(w & ((uint64_t{1} << 62) - 1)) : size_t(w & 0xffffffffu); }
-  static size_t offset_of(uint64_t w, bool huge) { return huge ? 0 : size_t((w >> kSizeBits) & ((uint64_t{1} << 30) - 1)); }
+  static size_t size_of(uint64_t w, bool huge) {
+    return huge ? size_t(w & ((uint64_t{1} << 62) - 1)) : size_t(w & 0xffffffffu);
+  }
+  static size_t offset_of(uint64_t w, bool huge) {
+    return huge ? 0 : size_t((w >> kSizeBits) & ((uint64_t{1} << 30) - 1));
+  }
   static AllocKind kind_of(uint64_t w) { return AllocKind(w >> 62); }
 };
 

@@ -7,12 +7,12 @@ namespace shardalloc::core {
 
 // A segment is the unit a page source hands out: aligned to its size, so the
 // segment of a pointer is one mask away.
-inline constexpr unsigned kSegmentShift = 19;                  // 512 KiB
+inline constexpr unsigned kSegmentShift = 19;  // 512 KiB
 inline constexpr size_t kSegmentSize = size_t{1} << kSegmentShift;
 inline constexpr uintptr_t kSegmentMask = kSegmentSize - 1;
 
 // Small pages split a segment in 8; a medium page is the whole segment.
-inline constexpr unsigned kSmallPageShift = 16;                // 64 KiB
+inline constexpr unsigned kSmallPageShift = 16;  // 64 KiB
 inline constexpr size_t kSmallPageSize = size_t{1} << kSmallPageShift;
 inline constexpr size_t kSmallPagesPerSegment = kSegmentSize / kSmallPageSize;
 
@@ -42,7 +42,7 @@ inline constexpr size_t kMinAlign = 16;
 inline constexpr size_t kPurgeGrain = 4096;
 
 // Arenas reserved from the OS: aligned to their size so ownership is one map lookup.
-inline constexpr unsigned kOsArenaShift = 26;                  // 64 MiB
+inline constexpr unsigned kOsArenaShift = 26;  // 64 MiB
 inline constexpr size_t kOsArenaSize = size_t{1} << kOsArenaShift;
 
 // Largest request the core serves: beyond it offsets no longer fit in ptrdiff_t.

@@ -32,7 +32,8 @@ void Domain::publish_arena(Arena* a) {
   do {
     a->next = head;
     // release: readers that load the list (acquire) see the arena's header and bitmaps.
-  } while (!arenas.compare_exchange_weak(head, a, std::memory_order_release, std::memory_order_relaxed));
+  } while (
+      !arenas.compare_exchange_weak(head, a, std::memory_order_release, std::memory_order_relaxed));
 }
 
 void Domain::add_meta_chunk(uintptr_t start, uintptr_t end) {
@@ -45,12 +46,14 @@ void Domain::add_meta_chunk(uintptr_t start, uintptr_t end) {
   // acquire: we read the current chunk's fields.
   MetaChunk* current = meta.load(std::memory_order_acquire);
   for (;;) {
-    if (current != nullptr &&
-        current->end - current->top.load(std::memory_order_relaxed) >= end - chunk->top.load(std::memory_order_relaxed)) {
+    if (current != nullptr && current->end - current->top.load(std::memory_order_relaxed) >=
+                                  end - chunk->top.load(std::memory_order_relaxed)) {
       return;
     }
     // release: publishes the chunk header; acquire on failure to re-read the winner's chunk.
-    if (meta.compare_exchange_weak(current, chunk, std::memory_order_release, std::memory_order_acquire)) return;
+    if (meta.compare_exchange_weak(current, chunk, std::memory_order_release,
+                                   std::memory_order_acquire))
+      return;
   }
 }
 
@@ -102,7 +105,8 @@ void Domain::add_arena(const ArenaPlan& plan) {
   total_bytes.fetch_add(size, std::memory_order_relaxed);
   // Every slot will carry a segment header when used: count them up front so
   // that available_bytes returns to the same value whenever all is freed.
-  overhead_bytes.fetch_add(size - plan.slots * (kSegmentSize - kSegmentHeaderSize), std::memory_order_relaxed);
+  overhead_bytes.fetch_add(size - plan.slots * (kSegmentSize - kSegmentHeaderSize),
+                           std::memory_order_relaxed);
   publish_arena(a);
 }
 
@@ -128,7 +132,8 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset) {
     // relaxed: statistics.
     const size_t now = segments_claimed.fetch_add(slots, std::memory_order_relaxed) + slots;
     size_t peak = peak_segments.load(std::memory_order_relaxed);
-    while (now > peak && !peak_segments.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    while (now > peak &&
+           !peak_segments.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
     }
     return s;
   }
@@ -167,9 +172,11 @@ void Domain::release_segment(Segment* s) {
   Arena* a = s->arena;
   const size_t slots = s->span_slots;
   s->cookie = 0;  // a stale pointer into this segment no longer passes validation
-  // relaxed: statistics. A huge block's gap between header and block (alignment) is overhead while it lives.
+  // relaxed: statistics. A huge block's gap between header and block (alignment) is overhead while
+  // it lives.
   if (s->kind == SegmentKind::kHuge) {
-    overhead_bytes.fetch_sub(addr(s->pages[0].area) - addr(s) - kSegmentHeaderSize, std::memory_order_relaxed);
+    overhead_bytes.fetch_sub(addr(s->pages[0].area) - addr(s) - kSegmentHeaderSize,
+                             std::memory_order_relaxed);
   }
   segments_claimed.fetch_sub(slots, std::memory_order_relaxed);
   a->release(a->slot_index(addr(s)), slots);
@@ -181,7 +188,8 @@ void Domain::release_segment(Segment* s) {
   // relaxed: the deadline only decides when to purge; the arena bitmaps
   // (protocol 4) make the purge itself safe.
   uint64_t none = 0;
-  purge_due_ms.compare_exchange_strong(none, source.now_ms() + purge_delay_ms, std::memory_order_relaxed);
+  purge_due_ms.compare_exchange_strong(none, source.now_ms() + purge_delay_ms,
+                                       std::memory_order_relaxed);
   maybe_purge();
 }
 
@@ -190,8 +198,8 @@ void Domain::maybe_purge() {
   const uint64_t now = source.now_ms();
   // relaxed: deadlines only pace the work; heap ownership (protocol 3) makes sweeping safe.
   uint64_t sweep_due = sweep_due_ms.load(std::memory_order_relaxed);
-  if (now >= sweep_due &&
-      sweep_due_ms.compare_exchange_strong(sweep_due, now + kSweepIntervalMs, std::memory_order_relaxed)) {
+  if (now >= sweep_due && sweep_due_ms.compare_exchange_strong(sweep_due, now + kSweepIntervalMs,
+                                                               std::memory_order_relaxed)) {
     sweep_abandoned();
   }
   // relaxed: see release_segment.

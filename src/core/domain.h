@@ -31,8 +31,8 @@ struct MetaChunk {
 struct Domain {
   PageSource source{};
   std::atomic<uintptr_t> secret{0};     // set once before the first segment is claimed
-  std::atomic<Arena*> arenas{nullptr};   // push-only list
-  std::atomic<Heap*> heaps{nullptr};     // push-only list of every heap ever made
+  std::atomic<Arena*> arenas{nullptr};  // push-only list
+  std::atomic<Heap*> heaps{nullptr};    // push-only list of every heap ever made
   std::atomic<MetaChunk*> meta{nullptr};
   std::atomic<size_t> total_bytes{0};     // memory handed over or reserved
   std::atomic<size_t> overhead_bytes{0};  // metadata and lost edges (see region.h)
@@ -63,11 +63,11 @@ struct Domain {
 
   // Where a new arena over [start, start+size) puts its headers.
   struct ArenaPlan {
-    uintptr_t start, end;        // the memory handed over
-    uintptr_t first_slot;        // slots [first_slot, first_slot + slots*kSegmentSize)
+    uintptr_t start, end;  // the memory handed over
+    uintptr_t first_slot;  // slots [first_slot, first_slot + slots*kSegmentSize)
     size_t slots;
-    uintptr_t reserved;          // reserve_bytes for the caller
-    uintptr_t header;            // the arena header
+    uintptr_t reserved;              // reserve_bytes for the caller
+    uintptr_t header;                // the arena header
     uintptr_t meta_start, meta_end;  // what is left becomes metadata space
   };
   // Plans an arena with `reserve_bytes` carved out for the caller (placed in
@@ -85,7 +85,8 @@ struct Domain {
   // The arena holding address a, or null.
   Arena* arena_of(uintptr_t a) const {
     // acquire: as in overlaps.
-    for (Arena* arena = arenas.load(std::memory_order_acquire); arena != nullptr; arena = arena->next) {
+    for (Arena* arena = arenas.load(std::memory_order_acquire); arena != nullptr;
+         arena = arena->next) {
       if (arena->holds(a)) return arena;
     }
     return nullptr;
@@ -99,14 +100,17 @@ struct Domain {
   // The arena check makes the header readable; the cookie tells a live
   // segment header from anything else (release_segment clears it before the
   // slot is released, and a slot that is not a segment's first never has one).
-  bool is_live_segment(const Segment* s) const { return arena_of(addr(s)) != nullptr && s->cookie == cookie_of(s); }
+  bool is_live_segment(const Segment* s) const {
+    return arena_of(addr(s)) != nullptr && s->cookie == cookie_of(s);
+  }
 
   // Heaps ----------------------------------------------------------------------
-  Heap* acquire_heap();           // adopts an abandoned heap (the one with most segments) or makes one; null if no memory
+  Heap* acquire_heap();  // adopts an abandoned heap (the one with most segments) or makes one; null
+                         // if no memory
   // Collects h and abandons it; a sweeper's release also purges pages that
   // have been free for the purge delay (Heap::purge_free_pages).
   void release_heap(Heap* h, bool sweeping = false);
-  void sweep_abandoned();         // collects every abandoned heap it can claim
+  void sweep_abandoned();  // collects every abandoned heap it can claim
   // A free put a page on the notified stack of h and found h unowned: claims
   // h (if nobody did meanwhile), frees the notified pages with no live block
   // left and seals the others, and gives h up again. In a step.
@@ -137,7 +141,5 @@ struct Domain {
   void publish_arena(Arena* a);
   void add_meta_chunk(uintptr_t start, uintptr_t end);
 };
-
-
 
 }  // namespace shardalloc::core

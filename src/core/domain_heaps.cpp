@@ -14,7 +14,8 @@ bool try_own(Heap* h) {
   // relaxed pre-check avoids a write to heaps owned by running threads.
   // acquire: we see everything the previous owner wrote before its release.
   return h->owned.load(std::memory_order_relaxed) == 0 &&
-         h->owned.compare_exchange_strong(expected, 1, std::memory_order_acquire, std::memory_order_relaxed);
+         h->owned.compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                          std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -59,7 +60,8 @@ Heap* Domain::acquire_heap() {
   do {
     h->next_in_domain = head;
     // release: other threads walking the list see an initialized record.
-  } while (!heaps.compare_exchange_weak(head, h, std::memory_order_release, std::memory_order_relaxed));
+  } while (
+      !heaps.compare_exchange_weak(head, h, std::memory_order_release, std::memory_order_relaxed));
   return h;
 }
 
@@ -88,7 +90,7 @@ void Domain::give_up(Heap* h) {
 }
 
 void Domain::reclaim_abandoned(Heap* h) {
-  Step step;  // no fork between claiming the heap and giving it back
+  Step step;                // no fork between claiming the heap and giving it back
   if (!try_own(h)) return;  // its owner (or a releaser's last look) drains the stack
   h->reclaim_notified();
   give_up(h);

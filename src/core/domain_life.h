@@ -63,7 +63,8 @@ struct DomainLife {
     const uint64_t next = (uint64_t(generation_of(w) + 1) << 32) | kLive;
     // acquire: we see every write of the previous incarnation's teardown
     // (pairs with the release store in end_destroy) before we rebuild it.
-    return word.compare_exchange_strong(w, next, std::memory_order_acquire, std::memory_order_relaxed);
+    return word.compare_exchange_strong(w, next, std::memory_order_acquire,
+                                        std::memory_order_relaxed);
   }
 
   // LIVE(gen, n) -> LIVE(gen, n+1). False when incarnation `gen` is over (or ending).
@@ -75,7 +76,8 @@ struct DomainLife {
       // relaxed: exclusion comes from the word's modification order alone: a
       // pin ordered before the destroyer's LIVE -> DYING CAS is seen by it
       // (it then waits for the unpin), one ordered after it fails here.
-    } while (!word.compare_exchange_weak(w, w + 1, std::memory_order_relaxed, std::memory_order_relaxed));
+    } while (!word.compare_exchange_weak(w, w + 1, std::memory_order_relaxed,
+                                         std::memory_order_relaxed));
     return true;
   }
   void unpin() {
@@ -87,7 +89,9 @@ struct DomainLife {
 
   // (g, n) -> (g, 0), live and dying kept: in a forked child, whose only
   // thread holds no pin. relaxed: single-threaded there.
-  void drop_pins() { word.store(word.load(std::memory_order_relaxed) & ~kPins, std::memory_order_relaxed); }
+  void drop_pins() {
+    word.store(word.load(std::memory_order_relaxed) & ~kPins, std::memory_order_relaxed);
+  }
 
   // LIVE(g, n) -> DYING(g, n). False when the record is not live.
   bool begin_destroy() {

@@ -14,7 +14,8 @@
 namespace shardalloc::core {
 namespace {
 
-static_assert(std::is_standard_layout_v<FirstClassHeap>, "of() casts between a record and its first member");
+static_assert(std::is_standard_layout_v<FirstClassHeap>,
+              "of() casts between a record and its first member");
 static_assert(offsetof(FirstClassHeap, life) == 0, "of() relies on `life` being the first member");
 
 // Every record ever made, of every host: push-only, never shrinks (protocol 6).
@@ -33,7 +34,8 @@ void begin_incarnation(FirstClassHeap* h) {
 
 void add_block_bytes(Heap* h, int64_t bytes) {
   // relaxed load + store: the owner is the only writer; readers sum relaxed values.
-  h->block_bytes.store(h->block_bytes.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+  h->block_bytes.store(h->block_bytes.load(std::memory_order_relaxed) + bytes,
+                       std::memory_order_relaxed);
 }
 
 int64_t block_bytes_of(const void* p) { return int64_t(segment_of(p)->page_of(p)->block_size); }
@@ -42,7 +44,8 @@ int64_t block_bytes_of(const void* p) { return int64_t(segment_of(p)->page_of(p)
 
 FirstClassHeap* FirstClassHeap::claim(Domain* host) {
   // acquire: records are published with release; `host` and `next_record` are immutable.
-  for (FirstClassHeap* h = g_records.load(std::memory_order_acquire); h != nullptr; h = h->next_record) {
+  for (FirstClassHeap* h = g_records.load(std::memory_order_acquire); h != nullptr;
+       h = h->next_record) {
     if (h->life.host == host && h->life.try_claim()) {
       begin_incarnation(h);
       return h;
@@ -59,7 +62,8 @@ FirstClassHeap* FirstClassHeap::claim(Domain* host) {
   do {
     h->next_record = head;
     // release: a thread walking the list sees the record's host and life word.
-  } while (!g_records.compare_exchange_weak(head, h, std::memory_order_release, std::memory_order_relaxed));
+  } while (!g_records.compare_exchange_weak(head, h, std::memory_order_release,
+                                            std::memory_order_relaxed));
   return h;
 }
 
@@ -90,7 +94,8 @@ void FirstClassHeap::free(void* p) {
 }
 
 void FirstClassHeap::free_heapless(void* p) {
-  // relaxed: statistics summed by readers. (Read before the free: a huge block's segment goes with it.)
+  // relaxed: statistics summed by readers. (Read before the free: a huge block's segment goes with
+  // it.)
   domain.heapless_block_bytes.fetch_sub(block_bytes_of(p), std::memory_order_relaxed);
   free_remote(&domain, segment_of(p), p);
 }
@@ -98,7 +103,8 @@ void FirstClassHeap::free_heapless(void* p) {
 void* FirstClassHeap::alloc_borrowed(size_t size, size_t align) {
   void* p = domain.alloc_borrowed(size, align);
   // relaxed: statistics summed by readers.
-  if (p != nullptr) domain.heapless_block_bytes.fetch_add(block_bytes_of(p), std::memory_order_relaxed);
+  if (p != nullptr)
+    domain.heapless_block_bytes.fetch_add(block_bytes_of(p), std::memory_order_relaxed);
   return p;
 }
 
@@ -106,7 +112,8 @@ size_t FirstClassHeap::used_bytes() const {
   // relaxed: each counter is exact when no call is in flight, which is all we promise.
   int64_t sum = domain.heapless_block_bytes.load(std::memory_order_relaxed);
   // acquire: heap records are published with release.
-  for (Heap* h = domain.heaps.load(std::memory_order_acquire); h != nullptr; h = h->next_in_domain) {
+  for (Heap* h = domain.heaps.load(std::memory_order_acquire); h != nullptr;
+       h = h->next_in_domain) {
     sum += h->block_bytes.load(std::memory_order_relaxed);
   }
   return sum > 0 ? size_t(sum) : 0;
@@ -114,7 +121,8 @@ size_t FirstClassHeap::used_bytes() const {
 
 void FirstClassHeap::drop_pins_after_fork() {
   // acquire: records are published with release. Single-threaded: the child's only thread.
-  for (FirstClassHeap* h = g_records.load(std::memory_order_acquire); h != nullptr; h = h->next_record) {
+  for (FirstClassHeap* h = g_records.load(std::memory_order_acquire); h != nullptr;
+       h = h->next_record) {
     h->life.drop_pins();
   }
 }

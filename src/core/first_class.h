@@ -34,7 +34,8 @@ struct FirstClassHeap {
   // kind of heap takes its arenas from). Null: s must lie in one of the
   // domain's arenas (a walk of the arena list).
   bool (*segment_readable)(const void* s) = nullptr;
-  // Gives the domain's memory back; run by destroy once nobody touches it. Null: nothing to give back.
+  // Gives the domain's memory back; run by destroy once nobody touches it. Null: nothing to give
+  // back.
   void (*release)(FirstClassHeap* h) = nullptr;
   // A heap bound to a region: the block it took from its region.
   void* span = nullptr;

@@ -50,22 +50,23 @@ inline constexpr size_t kHugeGuardAlignMax = 4096;
 inline constexpr size_t kHugeGuardGap = (size_t{1} << 20) + 4096;
 
 struct Heap {
-  Page* direct[kDirectSlots];        // owner: page to allocate from, by (size+7)/8
-  PageQueue queues[kClassCount];     // owner: pages with (maybe) free blocks, per class
-  PageQueue full;                    // owner: pages found full
+  Page* direct[kDirectSlots];            // owner: page to allocate from, by (size+7)/8
+  PageQueue queues[kClassCount];         // owner: pages with (maybe) free blocks, per class
+  PageQueue full;                        // owner: pages found full
   Segment* partial[kPartialKinds] = {};  // owner: small / medium segments with a free page
-  Domain* domain = nullptr;          // immutable once published
-  Heap* next_in_domain = nullptr;    // immutable once published
-  bool placeholder = false;          // a thread's heap before its first allocation
+  Domain* domain = nullptr;              // immutable once published
+  Heap* next_in_domain = nullptr;        // immutable once published
+  bool placeholder = false;              // a thread's heap before its first allocation
   std::atomic<uint32_t> owned{0};
   std::atomic<uint32_t> segment_count{0};  // owner writes; sweepers read as a hint
   std::atomic<Page*> notified{nullptr};    // pages freed into while full (MPSC stack)
   // Region accounting: owner writes (relaxed store), anyone reads.
   std::atomic<int64_t> used_bytes{0};
   std::atomic<int64_t> block_bytes{0};
-  uint32_t slow_calls = 0;  // owner: paces periodic work in alloc_slow
+  uint32_t slow_calls = 0;   // owner: paces periodic work in alloc_slow
   uint32_t dirty_pages = 0;  // owner: free pages of kept segments not purged yet (Page::free_since)
-  uint32_t sealed_pages = 0;  // owner: pages sealed since the last unseal_all (at least those still sealed)
+  uint32_t sealed_pages =
+      0;  // owner: pages sealed since the last unseal_all (at least those still sealed)
   // Blocks other threads freed into this heap's pages, counted when the owner
   // collects them (a statistic: the owner stores, readers load, no RMW).
   std::atomic<uint64_t> remote_frees_collected{0};
@@ -85,7 +86,9 @@ struct Heap {
   // Fast paths ------------------------------------------------------------
   // The allocation fast path alone (size <= kDirectSizeMax): null when the
   // slow path has to run.
-  SHARD_INLINE Block* alloc_small_fast(size_t size) { return direct[direct_slot_of(size)]->pop_free(); }
+  SHARD_INLINE Block* alloc_small_fast(size_t size) {
+    return direct[direct_slot_of(size)]->pop_free();
+  }
   SHARD_INLINE void* alloc_small(size_t size) {
     Block* b = alloc_small_fast(size);
     if (SHARD_LIKELY(b != nullptr)) return b;
@@ -126,8 +129,9 @@ struct Heap {
   // it, need not be loaded again by push_local.)
   SHARD_INLINE bool is_usual_local_free(const Page* page, const Block* b) const {
     // (An owner that allocates never has a sealed page: the plain head is the head.)
-    return page->is_block_start(b) && b != page->load_thread_free(std::memory_order_relaxed).head() &&
-           b != page->local_free && page->used != 0;
+    return page->is_block_start(b) &&
+           b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->local_free &&
+           page->used != 0;
   }
   // Pushes b, known to be a live block of page, on the local free list.
   SHARD_INLINE void push_local(Page* page, Block* b) {
@@ -224,10 +228,10 @@ struct Heap {
   // Owner, a sweeper (the heap has had no owner for a while): gives back to
   // the OS the memory of free pages inside segments the heap keeps for
   // their live blocks, once they have stayed free for the domain's purge
-  // delay since a sweep first found them free (every free page when `all`). Whole free segments go back by
-  // slots (Domain::release_segment). (Not done for heaps threads allocate
-  // from: their free pages are soon reused, and purging them costs page
-  // faults; measured: rptest 2.7x slower with a 100 ms delay.)
+  // delay since a sweep first found them free (every free page when `all`). Whole free segments go
+  // back by slots (Domain::release_segment). (Not done for heaps threads allocate from: their free
+  // pages are soon reused, and purging them costs page faults; measured: rptest 2.7x slower with a
+  // 100 ms delay.)
   void purge_free_pages(bool all);
   void purge_page(Segment* s, Page* page);
   Segment* claim_owned_segment(const PageGeometry& g);
@@ -242,8 +246,8 @@ struct Heap {
 // segment, or a huge block from any thread.
 void free_remote(Domain* d, Segment* s, void* p);
 
-
-// Frees p, local or remote. `current` is the calling thread's heap in p's domain (may be the empty heap).
+// Frees p, local or remote. `current` is the calling thread's heap in p's domain (may be the empty
+// heap).
 SHARD_INLINE void free_block(Heap* current, void* p) {
   Segment* s = segment_of(p);
   if (SHARD_LIKELY(s->heap == current)) {

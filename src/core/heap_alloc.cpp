@@ -9,7 +9,9 @@ namespace {
 
 // Blocks of a power-of-two size start naturally aligned; others on kMinAlign
 // (every block size is a multiple of it, so every block of the page is).
-uintptr_t area_start(uintptr_t start, size_t block) { return align_up(start, is_pow2(block) ? block : kMinAlign); }
+uintptr_t area_start(uintptr_t start, size_t block) {
+  return align_up(start, is_pow2(block) ? block : kMinAlign);
+}
 
 }  // namespace
 
@@ -17,7 +19,8 @@ uintptr_t area_start(uintptr_t start, size_t block) { return align_up(start, is_
 // without the domain's secret.
 uintptr_t Heap::key_seed(const Page* page) {
   if constexpr (!kChecked) return 0;
-  return domain->secret.load(std::memory_order_relaxed) ^ (addr(page) * 0x9e3779b97f4a7c15ull) ^ ++slow_calls;  // relaxed: written once before any segment exists
+  return domain->secret.load(std::memory_order_relaxed) ^ (addr(page) * 0x9e3779b97f4a7c15ull) ^
+         ++slow_calls;  // relaxed: written once before any segment exists
 }
 
 void* Heap::alloc_slow(size_t size) {
@@ -101,8 +104,10 @@ void partial_push(Segment*& head, Segment* s) {
 
 void partial_remove(Segment*& head, Segment* s) {
   if (!s->in_partial_list) return;
-  if (s->prev_partial != nullptr) s->prev_partial->next_partial = s->next_partial;
-  else head = s->next_partial;
+  if (s->prev_partial != nullptr)
+    s->prev_partial->next_partial = s->next_partial;
+  else
+    head = s->next_partial;
   if (s->next_partial != nullptr) s->next_partial->prev_partial = s->prev_partial;
   s->next_partial = s->prev_partial = nullptr;
   s->in_partial_list = 0;
@@ -149,7 +154,8 @@ Page* Heap::fresh_page(unsigned cls) {
   const size_t page_bytes = g.count == 1 ? kSegmentSize : size_t{1} << g.shift;
   const uintptr_t start = addr(s) + i * page_bytes + (i == 0 ? kSegmentHeaderSize : 0);
   const uintptr_t end = addr(s) + (i + 1) * page_bytes;
-  const uintptr_t area = area_start(start + kFrontGuardBytes, block);  // checked: room for the front guard
+  const uintptr_t area =
+      area_start(start + kFrontGuardBytes, block);  // checked: room for the front guard
   page->init(ptr<uint8_t>(area), end - area, block, cls, key_seed(page));
   ++s->used_pages;
   page->extend();
@@ -161,7 +167,8 @@ Page* Heap::fresh_page(unsigned cls) {
 void* Heap::alloc_huge(size_t size, size_t align) {
   if (size > kMaxRequest || align > kMaxRequest) return nullptr;
   if (size == 0) size = 1;
-  if (kChecked && domain->source.protect != nullptr && size > kLargeBlockMax && align <= kHugeGuardAlignMax) {
+  if (kChecked && domain->source.protect != nullptr && size > kLargeBlockMax &&
+      align <= kHugeGuardAlignMax) {
     return alloc_huge_guarded(size, align);
   }
   size_t offset, slots, align_offset = 0;
@@ -213,7 +220,8 @@ void* Heap::alloc_aligned_block(size_t size, size_t align) {
     if (padded <= kLargeBlockMax) {
       p = alloc_block(padded);
       if (p == nullptr) return nullptr;
-      segment_of(p)->page_of(p)->has_interior.store(1, std::memory_order_relaxed);  // relaxed: see page.h
+      segment_of(p)->page_of(p)->has_interior.store(
+          1, std::memory_order_relaxed);  // relaxed: see page.h
       return ptr(align_up(addr(p), align));
     }
   }

@@ -29,14 +29,18 @@ struct BlockSet {
 
 [[noreturn]] void corrupt(const char* what, const void* where) { platform::fatal(what, where); }
 
-size_t block_index(const Page& page, const void* b) { return (addr(b) - addr(page.area)) / page.block_size; }
+size_t block_index(const Page& page, const void* b) {
+  return (addr(b) - addr(page.area)) / page.block_size;
+}
 
 // Walks one free list of the page, marking its blocks. Returns its length.
 size_t walk_list(const Page& page, const Block* head, BlockSet& listed) {
   size_t n = 0;
   for (const Block* b = head; b != nullptr; b = page.peek_next(b), ++n) {
-    if (!page.is_handed_block(b)) corrupt("heap check: a free list links to something that is no block of its page", b);
-    if (!listed.add(block_index(page, b))) corrupt("heap check: a block is on the free lists twice (double free)", b);
+    if (!page.is_handed_block(b))
+      corrupt("heap check: a free list links to something that is no block of its page", b);
+    if (!listed.add(block_index(page, b)))
+      corrupt("heap check: a block is on the free lists twice (double free)", b);
     if (kChecked && *page.canary_of(b) != page.keys.canary_freed(addr(b))) {
       corrupt("heap check: a freed block was written to (use after free), block", b);
     }
@@ -55,10 +59,13 @@ void check_live_canaries(const Page& page, const BlockSet& listed) {
       // relaxed: a racing remote free may swap it; both values are accepted.
       const uint64_t canary = __atomic_load_n(page.canary_of(b), __ATOMIC_RELAXED);
       const bool live = canary == page.keys.canary_live(addr(b));
-      if ((!live && canary != page.keys.canary_freed(addr(b)) && canary != page.keys.canary_quarantined(addr(b)) &&
+      if ((!live && canary != page.keys.canary_freed(addr(b)) &&
+           canary != page.keys.canary_quarantined(addr(b)) &&
            canary != page.keys.canary_evicted(addr(b))) ||
           (live && !live_block_intact(&page, b))) {
-        corrupt("heap check: the bytes after a live block were overwritten (buffer overflow), block", b);
+        corrupt(
+            "heap check: the bytes after a live block were overwritten (buffer overflow), block",
+            b);
       }
     }
   } else {
@@ -67,11 +74,14 @@ void check_live_canaries(const Page& page, const BlockSet& listed) {
 }
 
 void check_segment(const Domain& d, const Heap* owner, const Segment* s) {
-  if (s->cookie != d.cookie_of(s)) corrupt("heap check: a segment header was overwritten, segment", s);
-  if (s->heap != owner) corrupt("heap check: a page of this heap sits in a segment it does not own, segment", s);
+  if (s->cookie != d.cookie_of(s))
+    corrupt("heap check: a segment header was overwritten, segment", s);
+  if (s->heap != owner)
+    corrupt("heap check: a page of this heap sits in a segment it does not own, segment", s);
   unsigned in_use = 0;
   for (unsigned i = 0; i < s->page_count; ++i) in_use += s->pages[i].in_use;
-  if (in_use != s->used_pages) corrupt("heap check: a segment miscounts its pages in use, segment", s);
+  if (in_use != s->used_pages)
+    corrupt("heap check: a segment miscounts its pages in use, segment", s);
 }
 
 size_t check_page(const Domain& d, const Heap* owner, const Page& page) {
@@ -83,7 +93,8 @@ size_t check_page(const Domain& d, const Heap* owner, const Page& page) {
     corrupt("heap check: a page header was overwritten, page", &page);
   }
   BlockSet listed;
-  const size_t free_count = walk_list(page, page.free, listed) + walk_list(page, page.local_free, listed);
+  const size_t free_count =
+      walk_list(page, page.free, listed) + walk_list(page, page.local_free, listed);
   // acquire: pairs with the remote freers' release pushes, so their links are visible.
   const size_t remote_count = walk_list(page, page.remote_head(std::memory_order_acquire), listed);
   if (free_count + page.used != page.capacity || remote_count > page.used) {
@@ -97,7 +108,8 @@ size_t check_page(const Domain& d, const Heap* owner, const Page& page) {
 
 size_t Heap::check() const {
   if (placeholder) return 0;
-  if (g_empty_page.free != nullptr || g_empty_page.used != 0) corrupt("heap check: the shared empty page was written to", &g_empty_page);
+  if (g_empty_page.free != nullptr || g_empty_page.used != 0)
+    corrupt("heap check: the shared empty page was written to", &g_empty_page);
   size_t blocks = 0;
   if constexpr (kChecked) check_quarantine();
   for (unsigned q = 0; q <= kClassCount; ++q) {
@@ -114,8 +126,9 @@ size_t Heap::check() const {
   }
   for (size_t w = 0; w < kDirectSlots; ++w) {
     const Page* page = direct[w];
-    if (page != &g_empty_page && (!page->in_use || page->size_class != kDirectClass.cls[w] ||
-                                  ptr<const Segment>(align_down(addr(page), kSegmentSize))->heap != this)) {
+    if (page != &g_empty_page &&
+        (!page->in_use || page->size_class != kDirectClass.cls[w] ||
+         ptr<const Segment>(align_down(addr(page), kSegmentSize))->heap != this)) {
       corrupt("heap check: the direct table points at a wrong page, slot", &direct[w]);
     }
   }

@@ -37,7 +37,9 @@ bool holds_pattern(uintptr_t from, uintptr_t to, uint64_t word) {
   return true;
 }
 
-const Segment* segment_of_page(const Page* page) { return ptr<const Segment>(align_down(addr(page), kSegmentSize)); }
+const Segment* segment_of_page(const Page* page) {
+  return ptr<const Segment>(align_down(addr(page), kSegmentSize));
+}
 
 // Where the bytes a block's user data may not reach end: its trailer (page
 // blocks) or its end (huge blocks, whose trailer is elsewhere).
@@ -56,7 +58,8 @@ uintptr_t huge_front(const Page* page, uintptr_t p) {
 // The range a quarantined huge block makes inaccessible: its whole OS pages
 // past the header's page.
 void huge_pages(const Page* page, uintptr_t* from, uintptr_t* to) {
-  const uintptr_t first = align_up(addr(segment_of_page(page)) + kSegmentHeaderSize + kCanaryBytes, kOsPage);
+  const uintptr_t first =
+      align_up(addr(segment_of_page(page)) + kSegmentHeaderSize + kCanaryBytes, kOsPage);
   const uintptr_t start = align_down(addr(page->area), kOsPage);
   *from = start > first ? start : first;
   *to = align_up(addr(page->area) + page->block_size, kOsPage);
@@ -68,7 +71,8 @@ void huge_pages(const Page* page, uintptr_t* from, uintptr_t* to) {
       seen == page->keys.canary_evicted(addr(b))) {
     platform::fatal("double free detected", p);
   }
-  platform::fatal("heap corruption: the bytes after the block were overwritten (buffer overflow), block", p);
+  platform::fatal(
+      "heap corruption: the bytes after the block were overwritten (buffer overflow), block", p);
 }
 
 // The word before block b: the previous block's canary, or the page's front
@@ -88,11 +92,16 @@ void check_before(const Page* page, const Block* b, uintptr_t user) {
     intact = c == page->keys.canary_live(prev) || c == page->keys.canary_freed(prev) ||
              c == page->keys.canary_quarantined(prev) || c == page->keys.canary_evicted(prev);
   }
-  if (!intact) platform::fatal("heap corruption: the bytes before the block were overwritten (buffer underflow), block", ptr(user));
+  if (!intact)
+    platform::fatal(
+        "heap corruption: the bytes before the block were overwritten (buffer underflow), block",
+        ptr(user));
 }
 
 // The decoded size record of block b.
-uint64_t record_word(const Page* page, const Block* b) { return *page->record_of(b) ^ page->keys.record_key(addr(b)); }
+uint64_t record_word(const Page* page, const Block* b) {
+  return *page->record_of(b) ^ page->keys.record_key(addr(b));
+}
 
 // Everything a free checks besides the canary: the size record, the pointer
 // (the one malloc returned), the slack after the request, the word before.
@@ -103,11 +112,14 @@ void check_block(const Page* page, const Block* b, const void* p) {
   const uintptr_t user = addr(b) + SizeRecord::offset_of(rec, huge);
   const uintptr_t end = data_end(page, b);
   if (user > end || size > end - user) {
-    platform::fatal("heap corruption: the size record after the block was overwritten (buffer overflow), block", p);
+    platform::fatal(
+        "heap corruption: the size record after the block was overwritten (buffer overflow), block",
+        p);
   }
   if (addr(p) != user) platform::fatal("free of a pointer that is not allocated", p);
   if (!holds_pattern(user + size, end, page->keys.slack_word())) {
-    platform::fatal("heap corruption: the bytes after the block were overwritten (buffer overflow), block", p);
+    platform::fatal(
+        "heap corruption: the bytes after the block were overwritten (buffer overflow), block", p);
   }
   check_before(page, b, user);
 }
@@ -124,7 +136,8 @@ void arm_canary(void* p, size_t size) {
   if (!huge && record[1] != page->keys.canary_freed(addr(b))) {
     platform::fatal("heap corruption: a freed block was written to (use after free), block", b);
   }
-  record[0] = SizeRecord::pack(size, addr(p) - addr(b), AllocKind::kMalloc) ^ page->keys.record_key(addr(b));
+  record[0] = SizeRecord::pack(size, addr(p) - addr(b), AllocKind::kMalloc) ^
+              page->keys.record_key(addr(b));
   fill_pattern(addr(p) + size, data_end(page, b), page->keys.slack_word());
   if (huge) fill_pattern(huge_front(page, addr(p)), addr(p), page->keys.slack_word());
   // relaxed: the block is ours alone until we return it; whoever frees it
@@ -151,7 +164,8 @@ void disarm_canary(const Page* page, Block* b, const void* p) {
   const uint64_t live = page->keys.canary_live(addr(b));
   // relaxed RMW: only atomicity matters, so that of two racing frees of one
   // block exactly one sees `live`; the list push orders everything else.
-  const uint64_t seen = __atomic_exchange_n(page->canary_of(b), page->keys.canary_freed(addr(b)), __ATOMIC_RELAXED);
+  const uint64_t seen =
+      __atomic_exchange_n(page->canary_of(b), page->keys.canary_freed(addr(b)), __ATOMIC_RELAXED);
   if (SHARD_LIKELY(seen == live)) return check_block(page, b, p);
   // Leaving the quarantine: checked when it entered, and its poison when it left.
   if (seen == page->keys.canary_evicted(addr(b))) return;
@@ -164,7 +178,8 @@ bool live_block_intact(const Page* page, const Block* b) {
   const size_t size = SizeRecord::size_of(rec, huge);
   const uintptr_t user = addr(b) + SizeRecord::offset_of(rec, huge);
   const uintptr_t end = data_end(page, b);
-  return user <= end && size <= end - user && holds_pattern(user + size, end, page->keys.slack_word());
+  return user <= end && size <= end - user &&
+         holds_pattern(user + size, end, page->keys.slack_word());
 }
 
 size_t requested_size(const void* p) {
@@ -173,7 +188,8 @@ size_t requested_size(const void* p) {
   const bool huge = s->kind == SegmentKind::kHuge;
   // Any pointer into the block (an interior one too) finds its start by index.
   const uintptr_t area = addr(page->area);
-  const Block* b = ptr<const Block>(huge ? area : area + (addr(p) - area) / page->block_size * page->block_size);
+  const Block* b =
+      ptr<const Block>(huge ? area : area + (addr(p) - area) / page->block_size * page->block_size);
   const uint64_t rec = record_word(page, b);
   const uintptr_t user = addr(b) + SizeRecord::offset_of(rec, huge);
   const size_t size = SizeRecord::size_of(rec, huge);
@@ -234,7 +250,8 @@ void* Heap::alloc_huge_guarded(size_t size, size_t align) {
   // released) steps to the next slot and reads its header (core/heap_walk.h),
   // which must stay mapped. The page after the block is always in the gap.
   uintptr_t gap = tail;
-  for (uintptr_t slot = align_up(tail, kSegmentSize); slot < addr(s->slot_end()); slot += kSegmentSize) {
+  for (uintptr_t slot = align_up(tail, kSegmentSize); slot < addr(s->slot_end());
+       slot += kSegmentSize) {
     domain->source.protect(ptr(gap), slot - gap, false);
     gap = slot + kOsPage;
   }
@@ -250,13 +267,14 @@ void* Heap::alloc_huge_guarded(size_t size, size_t align) {
 
 void Heap::free_checked(void* p, AllocKind kind, size_t size) {
   Segment* s = segment_of(p);
-  if (placeholder || s->cookie != domain->cookie_of(s)) return free_block(this, p);  // foreign: as ever
+  if (placeholder || s->cookie != domain->cookie_of(s))
+    return free_block(this, p);  // foreign: as ever
   const bool huge = s->kind == SegmentKind::kHuge;
   Page* page = s->page_of(p);
   Block* b = checked_block_of(page, p, huge);
   // relaxed RMW: as in disarm_canary, exactly one of two racing frees sees live.
-  const uint64_t seen =
-      __atomic_exchange_n(page->canary_of(b), page->keys.canary_quarantined(addr(b)), __ATOMIC_RELAXED);
+  const uint64_t seen = __atomic_exchange_n(
+      page->canary_of(b), page->keys.canary_quarantined(addr(b)), __ATOMIC_RELAXED);
   if (seen != page->keys.canary_live(addr(b))) report_canary(page, b, seen, p);
   check_block(page, b, p);
   const uint64_t rec = record_word(page, b);
@@ -296,13 +314,15 @@ void Heap::evict_oldest() {
   // Huge blocks stay inaccessible until free_huge gives the whole span back
   // (release_huge_guards); other blocks must still hold their poison.
   const Block* b = s->kind == SegmentKind::kHuge ? static_cast<const Block*>(p) : page->block_of(p);
-  if (s->kind != SegmentKind::kHuge && !holds_pattern(addr(b), data_end(page, b), page->keys.poison_word())) {
+  if (s->kind != SegmentKind::kHuge &&
+      !holds_pattern(addr(b), data_end(page, b), page->keys.poison_word())) {
     platform::fatal("heap corruption: a freed block was written to (use after free), block", p);
   }
   // relaxed RMW: as in disarm_canary. Any other free of the block since it
   // entered the quarantine found it quarantined and stopped as a double free;
   // the free below accepts evicted and only that.
-  const uint64_t seen = __atomic_exchange_n(page->canary_of(b), page->keys.canary_evicted(addr(b)), __ATOMIC_RELAXED);
+  const uint64_t seen =
+      __atomic_exchange_n(page->canary_of(b), page->keys.canary_evicted(addr(b)), __ATOMIC_RELAXED);
   if (seen != page->keys.canary_quarantined(addr(b))) {
     platform::fatal("heap corruption: a freed block was written to (use after free), block", p);
   }

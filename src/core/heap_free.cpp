@@ -84,7 +84,8 @@ void Heap::free_page(Page* page) {
     }
     if (shared) partial_remove(partial[partial_index(s->kind)], s);
     // relaxed: a hint for sweepers.
-    segment_count.store(segment_count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    segment_count.store(segment_count.load(std::memory_order_relaxed) - 1,
+                        std::memory_order_relaxed);
     domain->release_segment(s);
   }
 }
@@ -93,7 +94,8 @@ void Heap::purge_page(Segment* s, Page* page) {
   const size_t index = size_t(page - s->pages);
   const size_t page_bytes = kSegmentSize / s->page_count;
   // Page 0 starts after the segment header, which stays.
-  const uintptr_t start = align_up(addr(s) + index * page_bytes + (index == 0 ? kSegmentHeaderSize : 0), kPurgeGrain);
+  const uintptr_t start =
+      align_up(addr(s) + index * page_bytes + (index == 0 ? kSegmentHeaderSize : 0), kPurgeGrain);
   const uintptr_t end = addr(s) + (index + 1) * page_bytes;
   domain->source.purge(ptr(start), end - start);
   page->free_since = 0;
@@ -113,7 +115,8 @@ void Heap::purge_free_pages(bool all) {
       for (unsigned i = 0; i < s->page_count; ++i) {
         Page* page = &s->pages[i];
         if (page->in_use || page->free_since == 0) continue;
-        if (all || (page->free_since != Page::kFreeUnstamped && now - page->free_since >= domain->purge_delay_ms)) {
+        if (all || (page->free_since != Page::kFreeUnstamped &&
+                    now - page->free_since >= domain->purge_delay_ms)) {
           purge_page(s, page);
         } else if (page->free_since == Page::kFreeUnstamped) {
           page->free_since = stamp;  // free at least since now
@@ -133,8 +136,9 @@ void Heap::drain_notified() {
     list = page->next_notified;
     // relaxed: only the state bits change; the list head is kept.
     uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
-    while (!page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(),
-                                                    std::memory_order_relaxed, std::memory_order_relaxed)) {
+    while (!page->thread_free.compare_exchange_weak(
+        raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(), std::memory_order_relaxed,
+        std::memory_order_relaxed)) {
     }
     if (page->in_full) move_out_of_full(page);
   }
@@ -149,7 +153,8 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
   Step step;  // no fork between winning the block and releasing its slots
   uintptr_t expected = 0;
   // acq_rel: the winner of this CAS alone releases the segment; a loser is a double free.
-  if (!page->thread_free.compare_exchange_strong(expected, 1, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+  if (!page->thread_free.compare_exchange_strong(expected, 1, std::memory_order_acq_rel,
+                                                 std::memory_order_relaxed)) {
     platform::fatal("double free detected", p);
   }
   if constexpr (kChecked) release_huge_guards(s);
@@ -165,7 +170,8 @@ void push_notified(Heap* heap, Page* page) {
     // and one total order with owned's give-up store and our load of owned
     // after this push (free_notifying; protocol 3: no page left on the stack
     // of a heap nobody owns).
-  } while (!heap->notified.compare_exchange_weak(head, page, std::memory_order_seq_cst, std::memory_order_relaxed));
+  } while (!heap->notified.compare_exchange_weak(head, page, std::memory_order_seq_cst,
+                                                 std::memory_order_relaxed));
 }
 
 // The fast path of a remote free: pushes b (p: the pointer freed) on page's
@@ -181,7 +187,8 @@ SHARD_INLINE bool push_thread_free(Page* page, Block* b, const void* p) {
     // An immediate double free: on top of the remote list, or of the owner's local list.
     if (head == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
     page->set_next(b, head);
-    // release: our writes to the block (and its next pointer) happen-before the owner's acquire collect.
+    // release: our writes to the block (and its next pointer) happen-before the owner's acquire
+    // collect.
     if (page->thread_free.compare_exchange_weak(raw, addr(b) | state, std::memory_order_release,
                                                 std::memory_order_relaxed)) {
       return true;
@@ -201,7 +208,8 @@ SHARD_INLINE ThreadFreeWord pushed(const Page* page, ThreadFreeWord seen, Block*
     case NotifyState::kSealed:
       *notify = seen.remaining() == 1;
       if (*notify) return ThreadFreeWord(b, NotifyState::kNotified);
-      return ThreadFreeWord::sealed(addr(b) - align_down(addr(page), kSegmentSize), seen.remaining() - 1);
+      return ThreadFreeWord::sealed(addr(b) - align_down(addr(page), kSegmentSize),
+                                    seen.remaining() - 1);
     default:
       *notify = false;
       return seen.with_head(b);
@@ -219,9 +227,9 @@ SHARD_INLINE bool push_any(Page* page, Block* b, const void* p) {
     page->set_next(b, head);
     bool notify = false;
     const ThreadFreeWord next = pushed(page, seen, b, &notify);
-    // release: our writes to the block (and its next pointer) happen-before the owner's acquire collect.
-    // acquire: when we read kFull or kSealed, the owner's release there orders
-    // its earlier drain (which read next_notified) before our write of next_notified.
+    // release: our writes to the block (and its next pointer) happen-before the owner's acquire
+    // collect. acquire: when we read kFull or kSealed, the owner's release there orders its earlier
+    // drain (which read next_notified) before our write of next_notified.
     if (page->thread_free.compare_exchange_weak(raw, next.raw(), std::memory_order_acq_rel,
                                                 std::memory_order_relaxed)) {
       return notify;
@@ -260,10 +268,11 @@ SHARD_NOINLINE void free_remote_slow(Segment* s, Page* page, Block* b, const voi
     Block* head = seen.sealed_head(page);
     if (head == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
     page->set_next(b, head);
-    // release: our writes to the block (and its next pointer) happen-before the acquire collect of the page's next owner.
+    // release: our writes to the block (and its next pointer) happen-before the acquire collect of
+    // the page's next owner.
     if (page->thread_free.compare_exchange_weak(
-            raw, ThreadFreeWord::sealed(addr(b) - addr(s), seen.remaining() - 1).raw(), std::memory_order_release,
-            std::memory_order_relaxed)) {
+            raw, ThreadFreeWord::sealed(addr(b) - addr(s), seen.remaining() - 1).raw(),
+            std::memory_order_release, std::memory_order_relaxed)) {
       return;
     }
   }

@@ -47,7 +47,8 @@ bool Heap::seal(Page* page) {
     // next_notified after our earlier drain read it (as kFull, protocol 2).
     // On failure a free got in first: collect it and try again.
     if (page->thread_free.compare_exchange_weak(raw, ThreadFreeWord::sealed(0, page->used).raw(),
-                                                std::memory_order_release, std::memory_order_relaxed)) {
+                                                std::memory_order_release,
+                                                std::memory_order_relaxed)) {
       ++sealed_pages;
       return true;
     }
@@ -121,8 +122,9 @@ void Heap::reclaim_notified() {
     list = page->next_notified;
     // relaxed: only the state bits change; the list head is kept (as drain_notified).
     uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
-    while (!page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(),
-                                                    std::memory_order_relaxed, std::memory_order_relaxed)) {
+    while (!page->thread_free.compare_exchange_weak(
+        raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(), std::memory_order_relaxed,
+        std::memory_order_relaxed)) {
     }
     if (seal(page)) {
       if (page->in_full && page->free != nullptr) move_out_of_full(page);

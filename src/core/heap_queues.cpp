@@ -6,28 +6,38 @@ namespace shardalloc::core {
 void Heap::queue_push_front(PageQueue& q, Page* page) {
   page->prev = nullptr;
   page->next = q.first;
-  if (q.first != nullptr) q.first->prev = page;
-  else q.last = page;
+  if (q.first != nullptr)
+    q.first->prev = page;
+  else
+    q.last = page;
   q.first = page;
 }
 
 void Heap::queue_push_back(PageQueue& q, Page* page) {
   page->next = nullptr;
   page->prev = q.last;
-  if (q.last != nullptr) q.last->next = page;
-  else q.first = page;
+  if (q.last != nullptr)
+    q.last->next = page;
+  else
+    q.first = page;
   q.last = page;
 }
 
 void Heap::queue_remove(PageQueue& q, Page* page) {
-  if (page->prev != nullptr) page->prev->next = page->next;
-  else q.first = page->next;
-  if (page->next != nullptr) page->next->prev = page->prev;
-  else q.last = page->prev;
+  if (page->prev != nullptr)
+    page->prev->next = page->next;
+  else
+    q.first = page->next;
+  if (page->next != nullptr)
+    page->next->prev = page->prev;
+  else
+    q.last = page->prev;
   page->next = page->prev = nullptr;
   // The direct table must never point at a page that left its class queue.
-  if (&q != &full && q.first != nullptr) set_direct(page->size_class, q.first);
-  else if (&q != &full) set_direct(page->size_class, &g_empty_page);
+  if (&q != &full && q.first != nullptr)
+    set_direct(page->size_class, q.first);
+  else if (&q != &full)
+    set_direct(page->size_class, &g_empty_page);
 }
 
 void Heap::set_direct(unsigned cls, Page* page) {
@@ -47,8 +57,9 @@ bool Heap::move_to_full(Page* page) {
     // release: the notifier that reads kFull (and fences acquire) then writes
     // next_notified after our drain's reads of it. On failure a remote free got
     // in first; the caller collects it.
-    if (!page->thread_free.compare_exchange_strong(raw, ThreadFreeWord(nullptr, NotifyState::kFull).raw(),
-                                                   std::memory_order_release, std::memory_order_relaxed)) {
+    if (!page->thread_free.compare_exchange_strong(
+            raw, ThreadFreeWord(nullptr, NotifyState::kFull).raw(), std::memory_order_release,
+            std::memory_order_relaxed)) {
       return false;
     }
   }
@@ -63,8 +74,9 @@ void Heap::move_out_of_full(Page* page) {
   // relaxed: as in move_to_full.
   uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
   while (ThreadFreeWord(raw).state() == NotifyState::kFull &&
-         !page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(),
-                                                  std::memory_order_relaxed, std::memory_order_relaxed)) {
+         !page->thread_free.compare_exchange_weak(
+             raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(),
+             std::memory_order_relaxed, std::memory_order_relaxed)) {
   }
   queue_remove(full, page);
   page->in_full = 0;

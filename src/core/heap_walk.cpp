@@ -59,7 +59,8 @@ SHARD_RACY_READER void copy_header(const Segment& s, HeaderCopy* out) {
   out->heap = racy_load(s.heap);
   out->arena = racy_load(s.arena);
   out->span_slots = racy_load(s.span_slots);
-  out->kind = racy_load(*reinterpret_cast<const uint8_t*>(&s.kind));  // SegmentKind is a uint8_t enum
+  out->kind =
+      racy_load(*reinterpret_cast<const uint8_t*>(&s.kind));  // SegmentKind is a uint8_t enum
   out->page_shift = racy_load(s.page_shift);
   out->page_count = racy_load(s.page_count);
   out->used_pages = racy_load(s.used_pages);
@@ -87,7 +88,8 @@ SHARD_RACY_READER void copy_page(const Page& p, PageCopy* out) {
 // same slot in between are not: the new header has the same cookie; the
 // checks on the copy keep what that gives possible).
 SHARD_RACY_READER bool cookie_unchanged(const Segment& s, uintptr_t cookie) {
-  // acquire fence: the copy's loads are not reordered after this load of the cookie (a seqlock reader's re-check).
+  // acquire fence: the copy's loads are not reordered after this load of the cookie (a seqlock
+  // reader's re-check).
   std::atomic_thread_fence(std::memory_order_acquire);
   return racy_load(s.cookie) == cookie;
 }
@@ -97,7 +99,8 @@ SHARD_RACY_READER bool cookie_unchanged(const Segment& s, uintptr_t cookie) {
 // reader gives a wrong count, never a load outside the page.
 SHARD_RACY_READER uint32_t count_remote(const PageCopy& p, size_t block_size, uint32_t limit) {
   const uintptr_t end = p.area + size_t{p.reserved} * block_size;
-  // Either encoding: a sealed page's head is an offset from its segment (any address of the area finds it).
+  // Either encoding: a sealed page's head is an offset from its segment (any address of the area
+  // finds it).
   uintptr_t b = addr(ThreadFreeWord(p.thread_free).any_head(ptr<const void>(p.area)));
   uint32_t n = 0;
   while (b != 0 && n < limit && b >= p.area && b < end && (b - p.area) % block_size == 0) {
@@ -114,21 +117,26 @@ PageGeometry geometry_of(SlotKind kind) {
   return geometry_for_block(kLargeBlockMax);
 }
 
-size_t page_bytes(const PageGeometry& g) { return g.count == 1 ? kSegmentSize : size_t{1} << g.shift; }
+size_t page_bytes(const PageGeometry& g) {
+  return g.count == 1 ? kSegmentSize : size_t{1} << g.shift;
+}
 
 uint32_t at_most(uint32_t value, uint32_t bound) { return value < bound ? value : bound; }
 
 // The view of page i of the segment at `segment`, cut by g, from its copy:
 // false when the copy is not a page in use that fits there (a class of this
 // kind, its area where Heap::fresh_page puts it, as many blocks as fit).
-bool view_page(uintptr_t segment, const PageGeometry& g, unsigned i, const PageCopy& c, PageView* out) {
-  if (c.in_use != 1 || c.in_full > 1 || c.size_class == 0 || c.size_class >= kClassCount) return false;
+bool view_page(uintptr_t segment, const PageGeometry& g, unsigned i, const PageCopy& c,
+               PageView* out) {
+  if (c.in_use != 1 || c.in_full > 1 || c.size_class == 0 || c.size_class >= kClassCount)
+    return false;
   const size_t block = class_block_size(c.size_class);
   if (c.block_size != block || geometry_for_block(block).kind != g.kind) return false;
   const size_t bytes = page_bytes(g);
   const uintptr_t start = segment + i * bytes + (i == 0 ? kSegmentHeaderSize : 0);
   const uintptr_t end = segment + (i + 1) * bytes;
-  if (c.area < start || c.area >= end || c.area % kMinAlign != 0 || c.reserved != (end - c.area) / block) {
+  if (c.area < start || c.area >= end || c.area % kMinAlign != 0 ||
+      c.reserved != (end - c.area) / block) {
     return false;
   }
   out->index = i;
@@ -143,7 +151,8 @@ bool view_page(uintptr_t segment, const PageGeometry& g, unsigned i, const PageC
   return true;
 }
 
-bool read_paged(const Segment& s, const HeaderCopy& h, SlotKind kind, const HeapList* heaps, SlotView* out) {
+bool read_paged(const Segment& s, const HeaderCopy& h, SlotKind kind, const HeapList* heaps,
+                SlotView* out) {
   const PageGeometry g = geometry_of(kind);
   if (h.span_slots != 1 || h.page_count != g.count || h.page_shift != g.shift) return false;
   out->kind = kind;
@@ -174,7 +183,8 @@ bool read_huge(const Segment& s, const HeaderCopy& h, const Arena& a, size_t ind
   // before it, where the inaccessible tail gap starts).
   const bool ends_right = kChecked ? block.block_size != 0 && block.block_size <= end - block.area
                                    : block.block_size == end - block.area;
-  if (block.area < begin || block.area >= end || block.area % kMinAlign != 0 || !ends_right) return false;
+  if (block.area < begin || block.area >= end || block.area % kMinAlign != 0 || !ends_right)
+    return false;
   out->kind = SlotKind::kHuge;
   out->span = h.span_slots;
   out->page_count = 1;
@@ -215,7 +225,8 @@ int64_t HeapList::index_of(const void* candidate, const Heap** found) const {
   return -1;
 }
 
-void read_slot(const Domain& d, const HeapList* heaps, const Arena& a, size_t index, SlotView* out) {
+void read_slot(const Domain& d, const HeapList* heaps, const Arena& a, size_t index,
+               SlotView* out) {
   reset(index, out);
   const auto* s = ptr<const Segment>(a.slot_addr(index));
   HeaderCopy h;

@@ -53,16 +53,16 @@ enum class SlotKind : uint8_t { kMeta = 0, kSmall = 1, kMedium = 2, kLarge = 3, 
 
 // What a reader copied of one claimed slot (or span of slots).
 struct SlotView {
-  size_t index;   // of its first slot in the arena
-  size_t span;    // slots it covers: >= 1, within the arena
+  size_t index;  // of its first slot in the arena
+  size_t span;   // slots it covers: >= 1, within the arena
   SlotKind kind;
   // Small, medium and large segments:
-  int64_t heap;          // index of its heap in the reader's HeapList; -1: none of them (or not looked up)
-  bool heap_abandoned;   // that heap has no owner
-  unsigned page_count;   // pages of its kind: 8, 2 or 1
-  unsigned used_pages;   // <= page_count
+  int64_t heap;  // index of its heap in the reader's HeapList; -1: none of them (or not looked up)
+  bool heap_abandoned;  // that heap has no owner
+  unsigned page_count;  // pages of its kind: 8, 2 or 1
+  unsigned used_pages;  // <= page_count
   size_t page_size;
-  unsigned page_views;   // entries of pages[]: the pages in use, in index order
+  unsigned page_views;  // entries of pages[]: the pages in use, in index order
   PageView pages[kSmallPagesPerSegment];
   // Huge blocks:
   size_t huge_block_size;  // usable bytes, from the span and the block's start

@@ -5,7 +5,8 @@
 
 namespace shardalloc::core {
 
-void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls, uintptr_t key_seed) {
+void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls,
+                uintptr_t key_seed) {
   free = nullptr;
   set_local_free(nullptr);
   // relaxed: the page is not yet reachable by other threads; publication of
@@ -40,8 +41,10 @@ void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsi
 }
 
 void Page::report_damaged_link(const Block* b) const {
-  platform::fatal("heap corruption: a free block was overwritten (use after free or overflow), its free-list link at",
-                  b);
+  platform::fatal(
+      "heap corruption: a free block was overwritten (use after free or overflow), its free-list "
+      "link at",
+      b);
 }
 
 uint32_t Page::collect() {
@@ -57,7 +60,8 @@ uint32_t Page::collect() {
       // reads of the list. The state bits are kept; only the list is taken.
       // (Only the owner seals a page: this word stays unsealed.)
       while (!thread_free.compare_exchange_weak(raw, ThreadFreeWord(raw).with_head(nullptr).raw(),
-                                                std::memory_order_acquire, std::memory_order_relaxed)) {
+                                                std::memory_order_acquire,
+                                                std::memory_order_relaxed)) {
       }
       remote = splice(ThreadFreeWord(raw).head());
     }
@@ -95,8 +99,8 @@ uint32_t Page::take_sealed_list() {
   uintptr_t raw = thread_free.load(std::memory_order_relaxed);
   // acquire: as in collect. The state and a sealed page's remaining count are
   // kept; the word may have become kNotified meanwhile (its last block freed).
-  while (!thread_free.compare_exchange_weak(raw, without_list(ThreadFreeWord(raw)).raw(), std::memory_order_acquire,
-                                            std::memory_order_relaxed)) {
+  while (!thread_free.compare_exchange_weak(raw, without_list(ThreadFreeWord(raw)).raw(),
+                                            std::memory_order_acquire, std::memory_order_relaxed)) {
   }
   return splice(ThreadFreeWord(raw).any_head(this));
 }

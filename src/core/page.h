@@ -20,14 +20,14 @@
 #include "core/bits.h"
 #include "core/block.h"
 #include "core/checked.h"
-#include "core/size_class.h"
 #include "core/config.h"
+#include "core/size_class.h"
 #include "core/thread_free.h"
 
 namespace shardalloc::core {
 
 struct Page {
-  Block* free = nullptr;        // allocation pops here
+  Block* free = nullptr;  // allocation pops here
   // The owner's frees. The owner writes it with relaxed atomic stores (plain
   // moves) so that a remote freer may read its head to catch a double free.
   Block* local_free = nullptr;
@@ -41,8 +41,8 @@ struct Page {
   // (no purge in the page source).
   uint32_t free_since = 0;
   static constexpr uint32_t kFreeUnstamped = 1;
-  uint8_t size_class = 0;    // 0 for huge blocks
-  uint8_t in_full = 0;       // in the heap's full queue
+  uint8_t size_class = 0;  // 0 for huge blocks
+  uint8_t in_full = 0;     // in the heap's full queue
   // Aligned allocations handed out interior pointers. Goes 0 -> 1 while the
   // page lives; read by any thread freeing into the page. Relaxed suffices: a
   // thread holding an interior pointer received it after the flag was set.
@@ -51,8 +51,8 @@ struct Page {
   uint8_t div_shift = 0;     // block_size = odd << div_shift
   uint32_t div_inverse = 0;  // inverse of the odd part mod 2^32
   size_t block_size = 0;
-  uint8_t* area = nullptr;   // first block
-  Page* next = nullptr;      // heap queue links
+  uint8_t* area = nullptr;  // first block
+  Page* next = nullptr;     // heap queue links
   Page* prev = nullptr;
   Page* next_notified = nullptr;  // link in the heap's notified stack
   // Checked mode: the secrets of this page's links and canaries. Set by the
@@ -65,7 +65,9 @@ struct Page {
   }
   // The top block of thread_free in either encoding (a sealed page's too):
   // for comparisons and observers.
-  Block* remote_head(std::memory_order order) const { return load_thread_free(order).any_head(this); }
+  Block* remote_head(std::memory_order order) const {
+    return load_thread_free(order).any_head(this);
+  }
   uint8_t* area_end() const { return area + size_t{reserved} * block_size; }
   bool contains(const void* p) const { return addr(p) >= addr(area) && addr(p) < addr(area_end()); }
 
@@ -101,8 +103,10 @@ struct Page {
   }
   // The link as decoded, not validated: for observers of other threads' lists.
   const Block* peek_next(const Block* b) const {
-    if constexpr (!kChecked) return b->next;
-    else return ptr<const Block>(keys.decode(addr(b->next)));
+    if constexpr (!kChecked)
+      return b->next;
+    else
+      return ptr<const Block>(keys.decode(addr(b->next)));
   }
   // A block start among the blocks ever handed out: [area, area + capacity blocks).
   bool is_handed_block(const void* b) const { return exact_block_index(b) < capacity; }
@@ -145,7 +149,8 @@ struct Page {
 
   // Owner: sets the page up for blocks of block_size in [area, area_end).
   // key_seed: fresh secrets for checked mode's links and canaries.
-  void init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls, uintptr_t key_seed);
+  void init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls,
+            uintptr_t key_seed);
   // Owner: moves thread_free and local_free into free. Returns the number of
   // blocks taken from thread_free. The state bits are kept (a sealed page
   // stays sealed, its remaining count unchanged).
@@ -156,7 +161,8 @@ struct Page {
   SHARD_NOINLINE uint32_t take_sealed_list();
   // w with an empty list, state (and a sealed page's count) kept.
   static ThreadFreeWord without_list(ThreadFreeWord w) {
-    return w.state() == NotifyState::kSealed ? ThreadFreeWord::sealed(0, w.remaining()) : w.with_head(nullptr);
+    return w.state() == NotifyState::kSealed ? ThreadFreeWord::sealed(0, w.remaining())
+                                             : w.with_head(nullptr);
   }
   // Owner: builds free blocks from the never-used tail. Precondition: free is empty.
   void extend();
@@ -165,8 +171,10 @@ struct Page {
 static_assert(sizeof(Page) <= 96 + (kChecked ? sizeof(FreeListKeys) : 0),
               "page headers live in the segment header; keep them small");
 static_assert(alignof(Page) == alignof(void*));
-static_assert(kMinAlign > ThreadFreeWord::kStateMask, "thread_free keeps its state in a block address's low bits");
+static_assert(kMinAlign > ThreadFreeWord::kStateMask,
+              "thread_free keeps its state in a block address's low bits");
 static_assert(kClassCount <= 255, "Page::size_class is one byte");
-static_assert(kSegmentSize <= (uint64_t{1} << 32), "exact_block_index computes block offsets in 32 bits");
+static_assert(kSegmentSize <= (uint64_t{1} << 32),
+              "exact_block_index computes block offsets in 32 bits");
 
 }  // namespace shardalloc::core

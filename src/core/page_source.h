@@ -1,6 +1,7 @@
 // Where a domain's memory comes from. The core calls these only on slow paths.
-//   OS source (src/platform/linux/os_source.cpp): reserve maps fresh arenas, purge gives pages back.
-//   Region source (src/api/region_api.cpp): reserve is null (memory only arrives by add_memory),
+//   OS source (src/platform/linux/os_source.cpp): reserve maps fresh arenas, purge gives pages
+//   back. Region source (src/api/region_api.cpp): reserve is null (memory only arrives by
+//   add_memory),
 //     purge is null (a kernel's memory stays where it is).
 #pragma once
 #include <cstddef>

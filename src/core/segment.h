@@ -29,8 +29,10 @@ struct PageGeometry {
 };
 
 constexpr PageGeometry geometry_for_block(size_t block_size) {
-  if (block_size <= kSmallBlockMax) return {SegmentKind::kSmall, kSmallPageShift, uint16_t(kSegmentSize >> kSmallPageShift)};
-  if (block_size <= kMediumBlockMax) return {SegmentKind::kMedium, kMediumPageShift, uint16_t(kSegmentSize >> kMediumPageShift)};
+  if (block_size <= kSmallBlockMax)
+    return {SegmentKind::kSmall, kSmallPageShift, uint16_t(kSegmentSize >> kSmallPageShift)};
+  if (block_size <= kMediumBlockMax)
+    return {SegmentKind::kMedium, kMediumPageShift, uint16_t(kSegmentSize >> kMediumPageShift)};
   return {SegmentKind::kLarge, 63, 1};
 }
 
@@ -39,19 +41,20 @@ constexpr unsigned partial_index(SegmentKind kind) { return kind == SegmentKind:
 inline constexpr unsigned kPartialKinds = 2;
 
 inline constexpr size_t kSegmentHeaderSize = 1024;
-static_assert(Page::kHugeTrailerOffset == kSegmentHeaderSize, "a huge block's trailer follows its segment header");
+static_assert(Page::kHugeTrailerOffset == kSegmentHeaderSize,
+              "a huge block's trailer follows its segment header");
 
 struct Segment {
   uintptr_t cookie;  // address ^ domain secret: tells a header from arbitrary memory
   Domain* domain;
-  Heap* heap;        // owner; null for huge segments, which any thread may release
+  Heap* heap;  // owner; null for huge segments, which any thread may release
   Arena* arena;
   size_t span_slots;
   SegmentKind kind;
-  uint8_t page_shift;   // page index = (p - segment) >> page_shift
+  uint8_t page_shift;  // page index = (p - segment) >> page_shift
   uint16_t page_count;
   uint16_t used_pages;  // pages in use (owner)
-  uint8_t zeroed;       // every byte past the header read as zero when claimed (fresh or purged slots)
+  uint8_t zeroed;  // every byte past the header read as zero when claimed (fresh or purged slots)
   uint8_t in_partial_list;  // on the heap's list of segments with a free page (owner)
   // The page holding each 64 KiB of the segment (fill_page_table, when the
   // segment is claimed): page_of is a shift, a mask and one load, with no
@@ -61,12 +64,15 @@ struct Segment {
   Segment* prev_partial;
   Page pages[kSmallPagesPerSegment];
 
-  Page* page_of(const void* p) { return page_table[(addr(p) >> kSmallPageShift) & (kSmallPagesPerSegment - 1)]; }
+  Page* page_of(const void* p) {
+    return page_table[(addr(p) >> kSmallPageShift) & (kSmallPagesPerSegment - 1)];
+  }
   // After page_shift is set. (A huge block aligned to the next slot starts at
   // offset kSegmentSize, which masks to entry 0: pages[0], as for any huge block.)
   void fill_page_table() {
     for (size_t i = 0; i < kSmallPagesPerSegment; ++i) {
-      page_table[i] = &pages[page_shift >= kSegmentShift ? 0 : (i << kSmallPageShift) >> page_shift];
+      page_table[i] =
+          &pages[page_shift >= kSegmentShift ? 0 : (i << kSmallPageShift) >> page_shift];
     }
   }
   uint8_t* slot_end() { return reinterpret_cast<uint8_t*>(this) + span_slots * kSegmentSize; }

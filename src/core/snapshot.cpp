@@ -11,11 +11,16 @@ namespace {
 
 const char* kind_name(SlotKind kind) {
   switch (kind) {
-    case SlotKind::kSmall: return "small";
-    case SlotKind::kMedium: return "medium";
-    case SlotKind::kLarge: return "large";
-    case SlotKind::kHuge: return "huge";
-    case SlotKind::kMeta: break;
+    case SlotKind::kSmall:
+      return "small";
+    case SlotKind::kMedium:
+      return "medium";
+    case SlotKind::kLarge:
+      return "large";
+    case SlotKind::kHuge:
+      return "huge";
+    case SlotKind::kMeta:
+      break;
   }
   return "meta";
 }
@@ -36,7 +41,11 @@ uint64_t write_heaps(TextOut& o, const HeapList& heaps) {
   for (const Heap* h = heaps.first(); h != nullptr; h = h->next_in_domain, ++id) {
     // relaxed: snapshot figures; heap records are never freed.
     const bool owned = h->owned.load(std::memory_order_relaxed) != 0;
-    o.text("heap").field("id", id).hex_field("addr", addr(h)).field("owned", owned).field("abandoned", !owned);
+    o.text("heap")
+        .field("id", id)
+        .hex_field("addr", addr(h))
+        .field("owned", owned)
+        .field("abandoned", !owned);
     o.field("segments", h->segment_count.load(std::memory_order_relaxed)).end_line();
   }
   return id;
@@ -57,12 +66,19 @@ class SlotWriter {
     o_.text("free").field("arena", a.id).field("slot", first).field("count", count).end_line();
   }
   void slot(const ArenaView& a, const SlotView& s) {
-    o_.text("slot").field("arena", a.id).field("slot", s.index).text_field("kind", kind_name(s.kind));
+    o_.text("slot")
+        .field("arena", a.id)
+        .field("slot", s.index)
+        .text_field("kind", kind_name(s.kind));
     o_.field("span", s.span);
     if (s.kind == SlotKind::kHuge) {
-      o_.field("block_size", s.huge_block_size).field("used", s.huge_live).hex_field("area", s.huge_area);
+      o_.field("block_size", s.huge_block_size)
+          .field("used", s.huge_live)
+          .hex_field("area", s.huge_area);
     } else if (s.kind != SlotKind::kMeta) {
-      o_.signed_field("heap", s.heap).field("abandoned", s.heap_abandoned).field("page_count", s.page_count);
+      o_.signed_field("heap", s.heap)
+          .field("abandoned", s.heap_abandoned)
+          .field("page_count", s.page_count);
       o_.field("used_pages", s.used_pages).field("page_size", s.page_size);
     }
     o_.end_line();
@@ -76,7 +92,10 @@ class SlotWriter {
   void page(const ArenaView& a, const SlotView& s, const PageView& p) {
     o_.text("page").field("arena", a.id).field("slot", s.index).field("index", p.index);
     o_.field("class", p.size_class).field("block_size", p.block_size);
-    o_.field("used", p.used).field("remote", p.remote).field("capacity", p.capacity).field("reserved", p.reserved);
+    o_.field("used", p.used)
+        .field("remote", p.remote)
+        .field("capacity", p.capacity)
+        .field("reserved", p.reserved);
     o_.field("full", p.full).hex_field("area", p.area).end_line();
   }
 
@@ -93,7 +112,11 @@ void write_snapshot(TextOut& out, const Domain& d, const char* domain_name, uint
   const uint64_t heap_count = write_heaps(out, heaps);
   SlotWriter slots(out);
   walk_arenas(d, &heaps, slots);
-  out.text("end").field("heaps", heap_count).field("arenas", slots.arenas()).field("slots", slots.slots()).end_line();
+  out.text("end")
+      .field("heaps", heap_count)
+      .field("arenas", slots.arenas())
+      .field("slots", slots.slots())
+      .end_line();
 }
 
 }  // namespace shardalloc::core

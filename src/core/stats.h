@@ -27,8 +27,8 @@ struct DomainStats {
   uint64_t heaps_owned = 0;
   uint64_t segments_claimed = 0;  // in slots
   uint64_t peak_segments = 0;
-  uint64_t total_bytes = 0;       // reserved or handed over
-  uint64_t remote_frees = 0;      // collected by the owning heaps so far
+  uint64_t total_bytes = 0;   // reserved or handed over
+  uint64_t remote_frees = 0;  // collected by the owning heaps so far
   uint64_t purged_bytes = 0;
   uint64_t heaps_adopted = 0;
   uint64_t heaps_swept = 0;

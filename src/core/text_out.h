@@ -53,7 +53,9 @@ class TextOut {
 
   // " key=value" fields of a record, and its end.
   TextOut& field(const char* key, uint64_t v) { return ch(' ').text(key).ch('=').num(v); }
-  TextOut& signed_field(const char* key, int64_t v) { return ch(' ').text(key).ch('=').signed_num(v); }
+  TextOut& signed_field(const char* key, int64_t v) {
+    return ch(' ').text(key).ch('=').signed_num(v);
+  }
   TextOut& hex_field(const char* key, uint64_t v) { return ch(' ').text(key).ch('=').hex(v); }
   TextOut& text_field(const char* key, const char* v) { return ch(' ').text(key).ch('=').text(v); }
   TextOut& end_line() { return ch('\n'); }

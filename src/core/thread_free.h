@@ -23,11 +23,14 @@ namespace shardalloc::core {
 enum class NotifyState : uintptr_t {
   kNormal = 0,    // the owner sees the page in a class queue; remote frees just push
   kFull = 1,      // the page sits in the owner's full queue; the next remote free must notify
-  kNotified = 2,  // a remote freer took the duty to notify; the page is (about to be) on the heap's notified stack
-  kSealed = 3,    // the heap is abandoned: remote frees count down; the last one notifies (protocol 3)
+  kNotified = 2,  // a remote freer took the duty to notify; the page is (about to be) on the heap's
+                  // notified stack
+  kSealed =
+      3,  // the heap is abandoned: remote frees count down; the last one notifies (protocol 3)
 };
 
-static_assert(sizeof(uintptr_t) == 8, "the sealed encoding packs a 32-bit offset and a count into one word");
+static_assert(sizeof(uintptr_t) == 8,
+              "the sealed encoding packs a 32-bit offset and a count into one word");
 
 class ThreadFreeWord {
  public:
@@ -51,13 +54,15 @@ class ThreadFreeWord {
 
   // kSealed only ------------------------------------------------------------
   static ThreadFreeWord sealed(uintptr_t head_offset, uint32_t remaining) {
-    return ThreadFreeWord(head_offset << 32 | uintptr_t(remaining) << 2 | uintptr_t(NotifyState::kSealed));
+    return ThreadFreeWord(head_offset << 32 | uintptr_t(remaining) << 2 |
+                          uintptr_t(NotifyState::kSealed));
   }
   uint32_t remaining() const { return uint32_t(raw_ >> 2) & 0x3fffffff; }
   uintptr_t head_offset() const { return raw_ >> 32; }
   // The head of a sealed page's list; `page` is any address in its segment.
   Block* sealed_head(const void* page) const {
-    return head_offset() == 0 ? nullptr : ptr<Block>(align_down(addr(page), kSegmentSize) + head_offset());
+    return head_offset() == 0 ? nullptr
+                              : ptr<Block>(align_down(addr(page), kSegmentSize) + head_offset());
   }
   // The head in either encoding.
   Block* any_head(const void* page) const {

@@ -53,7 +53,9 @@ SHARD_EXPORT void* reallocarray(void* p, size_t count, size_t size) {
   return api::process_realloc(p, total);
 }
 
-SHARD_EXPORT int posix_memalign(void** out, size_t align, size_t size) { return posix_memalign_impl(out, align, size); }
+SHARD_EXPORT int posix_memalign(void** out, size_t align, size_t size) {
+  return posix_memalign_impl(out, align, size);
+}
 
 // aligned_alloc: an alignment that is not a power of two (0 included) is
 // EINVAL, as C17 (DR 460) asks and glibc does since 2.38. glibc 2.36 (Debian
@@ -82,9 +84,13 @@ SHARD_EXPORT size_t malloc_usable_size(void* p) { return api::process_usable_siz
 // glibc's internal names, used by some programs and by glibc itself.
 SHARD_EXPORT void* __libc_malloc(size_t size) { return api::process_malloc(size); }
 SHARD_EXPORT void __libc_free(void* p) { api::process_free(p); }
-SHARD_EXPORT void* __libc_calloc(size_t count, size_t size) { return api::process_calloc(count, size); }
+SHARD_EXPORT void* __libc_calloc(size_t count, size_t size) {
+  return api::process_calloc(count, size);
+}
 SHARD_EXPORT void* __libc_realloc(void* p, size_t size) { return api::process_realloc(p, size); }
 SHARD_EXPORT void* __libc_memalign(size_t align, size_t size) { return memalign_impl(align, size); }
 SHARD_EXPORT void* __libc_valloc(size_t size) { return valloc(size); }
 SHARD_EXPORT void* __libc_pvalloc(size_t size) { return pvalloc(size); }
-SHARD_EXPORT int __posix_memalign(void** out, size_t align, size_t size) { return posix_memalign_impl(out, align, size); }
+SHARD_EXPORT int __posix_memalign(void** out, size_t align, size_t size) {
+  return posix_memalign_impl(out, align, size);
+}

@@ -70,7 +70,8 @@ NewHandler current_new_handler() {
 }
 
 void* try_alloc(size_t size, size_t align) {
-  return align <= core::kMinAlign ? api::process_malloc(size) : api::process_malloc_aligned(size, align);
+  return align <= core::kMinAlign ? api::process_malloc(size)
+                                  : api::process_malloc_aligned(size, align);
 }
 
 // The throwing forms after a failed allocation: the new-handler until it
@@ -114,26 +115,32 @@ void* next_nothrow_new(std::atomic<void*>& cache, const char* name) {
   if (current_new_handler() == nullptr) return nullptr;
   static std::atomic<void*> next;
   void* f = next_nothrow_new(next, "_ZnwmRKSt9nothrow_t");
-  return f != nullptr ? reinterpret_cast<void* (*)(size_t, const std::nothrow_t&)>(f)(size, std::nothrow_t()) : nullptr;
+  return f != nullptr
+             ? reinterpret_cast<void* (*)(size_t, const std::nothrow_t&)>(f)(size, std::nothrow_t())
+             : nullptr;
 }
 [[gnu::noinline]] void* nothrow_retry_array(size_t size) {
   if (current_new_handler() == nullptr) return nullptr;
   static std::atomic<void*> next;
   void* f = next_nothrow_new(next, "_ZnamRKSt9nothrow_t");
-  return f != nullptr ? reinterpret_cast<void* (*)(size_t, const std::nothrow_t&)>(f)(size, std::nothrow_t()) : nullptr;
+  return f != nullptr
+             ? reinterpret_cast<void* (*)(size_t, const std::nothrow_t&)>(f)(size, std::nothrow_t())
+             : nullptr;
 }
 using AlignedNothrow = void* (*)(size_t, std::align_val_t, const std::nothrow_t&);
 [[gnu::noinline]] void* nothrow_retry_aligned(size_t size, std::align_val_t align) {
   if (current_new_handler() == nullptr) return nullptr;
   static std::atomic<void*> next;
   void* f = next_nothrow_new(next, "_ZnwmSt11align_val_tRKSt9nothrow_t");
-  return f != nullptr ? reinterpret_cast<AlignedNothrow>(f)(size, align, std::nothrow_t()) : nullptr;
+  return f != nullptr ? reinterpret_cast<AlignedNothrow>(f)(size, align, std::nothrow_t())
+                      : nullptr;
 }
 [[gnu::noinline]] void* nothrow_retry_aligned_array(size_t size, std::align_val_t align) {
   if (current_new_handler() == nullptr) return nullptr;
   static std::atomic<void*> next;
   void* f = next_nothrow_new(next, "_ZnamSt11align_val_tRKSt9nothrow_t");
-  return f != nullptr ? reinterpret_cast<AlignedNothrow>(f)(size, align, std::nothrow_t()) : nullptr;
+  return f != nullptr ? reinterpret_cast<AlignedNothrow>(f)(size, align, std::nothrow_t())
+                      : nullptr;
 }
 
 }  // namespace
@@ -148,7 +155,9 @@ constexpr core::AllocKind kArray = core::AllocKind::kNewArray;
 constexpr size_t kUnsized = SIZE_MAX;
 
 SHARD_EXPORT_CXX void* operator new(size_t size) { return api::process_tag(new_impl(size), kOne); }
-SHARD_EXPORT_CXX void* operator new[](size_t size) { return api::process_tag(new_impl(size), kArray); }
+SHARD_EXPORT_CXX void* operator new[](size_t size) {
+  return api::process_tag(new_impl(size), kArray);
+}
 SHARD_EXPORT_CXX void* operator new(size_t size, const std::nothrow_t&) noexcept {
   void* p = try_alloc(size, 0);
   return api::process_tag(p != nullptr ? p : nothrow_retry(size), kOne);
@@ -163,26 +172,42 @@ SHARD_EXPORT_CXX void* operator new(size_t size, std::align_val_t a) {
 SHARD_EXPORT_CXX void* operator new[](size_t size, std::align_val_t a) {
   return api::process_tag(new_retry(size, size_t(a)), kArray);
 }
-SHARD_EXPORT_CXX void* operator new(size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
+SHARD_EXPORT_CXX void* operator new(size_t size, std::align_val_t a,
+                                    const std::nothrow_t&) noexcept {
   void* p = try_alloc(size, size_t(a));
   return api::process_tag(p != nullptr ? p : nothrow_retry_aligned(size, a), kOne);
 }
-SHARD_EXPORT_CXX void* operator new[](size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
+SHARD_EXPORT_CXX void* operator new[](size_t size, std::align_val_t a,
+                                      const std::nothrow_t&) noexcept {
   void* p = try_alloc(size, size_t(a));
   return api::process_tag(p != nullptr ? p : nothrow_retry_aligned_array(size, a), kArray);
 }
 
 SHARD_EXPORT_CXX void operator delete(void* p) noexcept { api::process_free_as(p, kOne, kUnsized); }
-SHARD_EXPORT_CXX void operator delete[](void* p) noexcept { api::process_free_as(p, kArray, kUnsized); }
-SHARD_EXPORT_CXX void operator delete(void* p, size_t n) noexcept { api::process_free_as(p, kOne, n); }
-SHARD_EXPORT_CXX void operator delete[](void* p, size_t n) noexcept { api::process_free_as(p, kArray, n); }
-SHARD_EXPORT_CXX void operator delete(void* p, const std::nothrow_t&) noexcept { api::process_free_as(p, kOne, kUnsized); }
+SHARD_EXPORT_CXX void operator delete[](void* p) noexcept {
+  api::process_free_as(p, kArray, kUnsized);
+}
+SHARD_EXPORT_CXX void operator delete(void* p, size_t n) noexcept {
+  api::process_free_as(p, kOne, n);
+}
+SHARD_EXPORT_CXX void operator delete[](void* p, size_t n) noexcept {
+  api::process_free_as(p, kArray, n);
+}
+SHARD_EXPORT_CXX void operator delete(void* p, const std::nothrow_t&) noexcept {
+  api::process_free_as(p, kOne, kUnsized);
+}
 SHARD_EXPORT_CXX void operator delete[](void* p, const std::nothrow_t&) noexcept {
   api::process_free_as(p, kArray, kUnsized);
 }
-SHARD_EXPORT_CXX void operator delete(void* p, std::align_val_t) noexcept { api::process_free_as(p, kOne, kUnsized); }
-SHARD_EXPORT_CXX void operator delete[](void* p, std::align_val_t) noexcept { api::process_free_as(p, kArray, kUnsized); }
-SHARD_EXPORT_CXX void operator delete(void* p, size_t n, std::align_val_t) noexcept { api::process_free_as(p, kOne, n); }
+SHARD_EXPORT_CXX void operator delete(void* p, std::align_val_t) noexcept {
+  api::process_free_as(p, kOne, kUnsized);
+}
+SHARD_EXPORT_CXX void operator delete[](void* p, std::align_val_t) noexcept {
+  api::process_free_as(p, kArray, kUnsized);
+}
+SHARD_EXPORT_CXX void operator delete(void* p, size_t n, std::align_val_t) noexcept {
+  api::process_free_as(p, kOne, n);
+}
 SHARD_EXPORT_CXX void operator delete[](void* p, size_t n, std::align_val_t) noexcept {
   api::process_free_as(p, kArray, n);
 }

@@ -10,10 +10,10 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdio>
-#include <cstring>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -147,7 +147,8 @@ TEST(AbandonedHeaps, ProcessPagesComeBackWhenAnotherThreadFreesEverything) {
   shard_stats after;
   shard_stats_get(&after);
   if (after.heaps_swept != before.heaps_swept) {
-    GTEST_SKIP() << "a periodic sweep ran (a slow machine: more than 200 ms passed); it would give the memory back too";
+    GTEST_SKIP() << "a periodic sweep ran (a slow machine: more than 200 ms passed); it would give "
+                    "the memory back too";
   }
   EXPECT_EQ(after.heaps_adopted, before.heaps_adopted);
   EXPECT_EQ(abandoned_segments(process_snapshot()), 0u);
@@ -198,7 +199,6 @@ TEST(AbandonedHeaps, ConcurrentFreesAdoptionsAndSweeps) {
   ASSERT_EQ(shard_region_stats(r, &s), SHARD_OK);
   EXPECT_EQ(s.live_blocks, 0u);
 }
-
 
 #if defined(SHARDTEST_TSAN) || defined(SHARDTEST_ASAN)
 #define ABANDONED_TEST_SANITIZED 1
@@ -252,7 +252,8 @@ TEST(AbandonedHeaps, SweepsGiveBackFreePagesOfSegmentsKeptForALiveBlock) {
     shard_free(shard_malloc(2 * MiB));
     now = rss_bytes();
   }
-  EXPECT_LE(now + MiB, before) << "RSS before " << before / 1024 << " KiB, after " << now / 1024 << " KiB";
+  EXPECT_LE(now + MiB, before) << "RSS before " << before / 1024 << " KiB, after " << now / 1024
+                               << " KiB";
   for (void* p : kept) shard_free(p);
 }
 

@@ -12,8 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "support/test_support.h"
 #include "shardalloc/shardalloc.h"
+#include "support/test_support.h"
 
 using namespace shardtest;
 
@@ -22,7 +22,9 @@ namespace {
 constexpr size_t kPtrdiffMax = size_t(PTRDIFF_MAX);
 
 // Position-only pattern (survives a realloc that moves the block).
-unsigned char pos_byte(size_t i, unsigned seed) { return static_cast<unsigned char>((i * 131 + (i >> 8) * 7 + seed) ^ (seed >> 3)); }
+unsigned char pos_byte(size_t i, unsigned seed) {
+  return static_cast<unsigned char>((i * 131 + (i >> 8) * 7 + seed) ^ (seed >> 3));
+}
 
 void fill_pos(void* p, size_t n, unsigned seed) {
   auto* b = static_cast<unsigned char*>(p);
@@ -55,7 +57,8 @@ TEST(CApi, MallocZeroIsUniqueAndNonNull) {
   }
   std::vector<void*> sorted = ps;
   std::sort(sorted.begin(), sorted.end());
-  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "malloc(0) returned a pointer twice";
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end())
+      << "malloc(0) returned a pointer twice";
   for (void* p : ps) shard_free(p);
   void* c = shard_calloc(0, 0);
   ASSERT_NE(c, nullptr);
@@ -94,7 +97,8 @@ TEST(CApi, BasicAlignmentOfMalloc) {
 }
 
 TEST(CApi, TooLargeFailsWithENOMEM) {
-  const size_t sizes[] = {SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 4096, kPtrdiffMax + 1, kPtrdiffMax, size_t{1} << 50};
+  const size_t sizes[] = {SIZE_MAX,        SIZE_MAX - 1, SIZE_MAX - 4096,
+                          kPtrdiffMax + 1, kPtrdiffMax,  size_t{1} << 50};
   for (size_t size : sizes) {
     errno = 0;
     EXPECT_EQ(shard_malloc(size), nullptr) << "malloc(" << size << ")";
@@ -126,10 +130,10 @@ TEST(CApi, CallocOverflowFailsWithENOMEM) {
   const Case cases[] = {
       {SIZE_MAX, 2},
       {2, SIZE_MAX},
-      {SIZE_MAX / 2 + 1, 2},  // wraps to exactly 0
-      {size_t{1} << 32, size_t{1} << 32},  // wraps to 0
+      {SIZE_MAX / 2 + 1, 2},                     // wraps to exactly 0
+      {size_t{1} << 32, size_t{1} << 32},        // wraps to 0
       {(size_t{1} << 32) + 1, size_t{1} << 32},  // wraps to 2^32
-      {kPtrdiffMax / 2 + 1, 2},  // no wrap, but > PTRDIFF_MAX
+      {kPtrdiffMax / 2 + 1, 2},                  // no wrap, but > PTRDIFF_MAX
       {SIZE_MAX, SIZE_MAX},
       {3, SIZE_MAX / 3 + 1},
   };
@@ -141,8 +145,8 @@ TEST(CApi, CallocOverflowFailsWithENOMEM) {
 }
 
 TEST(CApi, MallocAlignedRejectsNonPowerOfTwo) {
-  for (size_t align : {size_t{3}, size_t{6}, size_t{12}, size_t{24}, size_t{48}, size_t{100}, size_t{1000},
-                       (size_t{1} << 20) + 1, size_t{3} << 20, SIZE_MAX}) {
+  for (size_t align : {size_t{3}, size_t{6}, size_t{12}, size_t{24}, size_t{48}, size_t{100},
+                       size_t{1000}, (size_t{1} << 20) + 1, size_t{3} << 20, SIZE_MAX}) {
     errno = 0;
     EXPECT_EQ(shard_malloc_aligned(64, align), nullptr) << "align " << align;
     EXPECT_EQ(errno, EINVAL) << "align " << align;
@@ -150,8 +154,8 @@ TEST(CApi, MallocAlignedRejectsNonPowerOfTwo) {
 }
 
 TEST(CApi, CallocZeroesFreshMemory) {
-  for (size_t size : {size_t{1}, size_t{8}, size_t{24}, size_t{100}, size_t{1000}, size_t{8000}, size_t{20000},
-                      size_t{130000}, 1 * MiB, 5 * MiB + 3}) {
+  for (size_t size : {size_t{1}, size_t{8}, size_t{24}, size_t{100}, size_t{1000}, size_t{8000},
+                      size_t{20000}, size_t{130000}, 1 * MiB, 5 * MiB + 3}) {
     for (size_t n : {size_t{1}, size_t{3}}) {
       void* p = shard_calloc(n, size);
       ASSERT_NE(p, nullptr);
@@ -165,8 +169,8 @@ TEST(CApi, CallocZeroesFreshMemory) {
 // Fill blocks with garbage, free them, calloc the same sizes: the reused
 // (dirty) memory must come back zeroed.
 TEST(CApi, CallocZeroesReusedMemory) {
-  for (size_t size : {size_t{16}, size_t{40}, size_t{256}, size_t{1000}, size_t{4096}, size_t{12000}, size_t{70000},
-                      size_t{200000}, 2 * MiB, 9 * MiB}) {
+  for (size_t size : {size_t{16}, size_t{40}, size_t{256}, size_t{1000}, size_t{4096},
+                      size_t{12000}, size_t{70000}, size_t{200000}, 2 * MiB, 9 * MiB}) {
     SCOPED_TRACE("size " + std::to_string(size));
     const size_t count = size >= MiB ? 4 : size >= 64 * KiB ? 20 : 300;
     for (int round = 0; round < 3; ++round) {
@@ -207,8 +211,8 @@ TEST(CApi, ReallocNullIsMalloc) {
 // Grow through every kind of block and shrink back; the common prefix is
 // preserved at each step.
 TEST(CApi, ReallocPreservesContentsAcrossSizeClasses) {
-  const size_t up[] = {1,      8,      16,     24,      100,         1000,       8000,      8192,  8193,
-                       70000,  131072, 131073, 600000,  5 * MiB + 1, 40 * MiB,   65 * MiB};
+  const size_t up[] = {1,    8,     16,     24,     100,    1000,        8000,     8192,
+                       8193, 70000, 131072, 131073, 600000, 5 * MiB + 1, 40 * MiB, 65 * MiB};
   std::vector<size_t> seq(std::begin(up), std::end(up));
   for (size_t i = std::size(up) - 1; i-- > 0;) seq.push_back(up[i]);
   for (size_t i = 0; i < std::size(up); i += 3) seq.push_back(up[i]);  // big jumps up again
@@ -220,7 +224,8 @@ TEST(CApi, ReallocPreservesContentsAcrossSizeClasses) {
     ASSERT_NE(q, nullptr) << "realloc(" << cur << " -> " << next << ")";
     EXPECT_GE(shard_usable_size(q), next);
     size_t keep = std::min(cur, next);
-    EXPECT_EQ(check_pos(q, keep, seed), SIZE_MAX) << "realloc " << cur << " -> " << next << " lost contents";
+    EXPECT_EQ(check_pos(q, keep, seed), SIZE_MAX)
+        << "realloc " << cur << " -> " << next << " lost contents";
     fill_pos(q, next, ++seed);
     p = q;
     cur = next;
@@ -328,7 +333,8 @@ TEST(CApi, UsableSizeIsWritable) {
     live.push_back({p, u});
     fill_pattern(p, u, 1);
   }
-  for (const B& b : live) EXPECT_EQ(check_pattern(b.p, b.usable, 1), SIZE_MAX) << "usable ranges overlap";
+  for (const B& b : live)
+    EXPECT_EQ(check_pattern(b.p, b.usable, 1), SIZE_MAX) << "usable ranges overlap";
   for (const B& b : live) shard_free(b.p);
   for (size_t align : {size_t{16}, size_t{256}, size_t{4096}, size_t{65536}}) {
     for (size_t size : {size_t{1}, size_t{100}, size_t{5000}}) {
@@ -419,7 +425,9 @@ TEST_F(CApiDeath, FreeOfGlibcPointerAborts) {
   EXPECT_EXIT(free_glibc_pointer(), ::testing::KilledBySignal(SIGABRT), ".+");
 }
 
-TEST_F(CApiDeath, DoubleFreeAborts) { EXPECT_EXIT(double_free(), ::testing::KilledBySignal(SIGABRT), ".+"); }
+TEST_F(CApiDeath, DoubleFreeAborts) {
+  EXPECT_EXIT(double_free(), ::testing::KilledBySignal(SIGABRT), ".+");
+}
 
 TEST_F(CApiDeath, InteriorPointerFreeAborts) {
   EXPECT_EXIT(free_interior_pointer(), ::testing::KilledBySignal(SIGABRT), ".+");

@@ -15,7 +15,9 @@ TEST(CppApi, StlAllocatorBacksContainers) {
   long sum = 0;
   for (int x : v) sum += x;
   EXPECT_EQ(sum, 100000L * 99999 / 2);
-  std::map<int, std::string, std::less<int>, shardalloc::stl_allocator<std::pair<const int, std::string>>> m;
+  std::map<int, std::string, std::less<int>,
+           shardalloc::stl_allocator<std::pair<const int, std::string>>>
+      m;
   for (int i = 0; i < 1000; ++i) m.emplace(i, std::string(size_t(1 + i % 5), char('0' + i % 10)));
   EXPECT_EQ(m.at(777), "777");
 }
@@ -26,7 +28,8 @@ TEST(CppApi, StlAllocatorHonoursOverAlignedTypes) {
   };
   std::vector<Wide, shardalloc::stl_allocator<Wide>> v(10);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(v.data()) % 256, 0u);
-  EXPECT_THROW(shardalloc::stl_allocator<Wide>().allocate(SIZE_MAX / 16), std::bad_array_new_length);
+  EXPECT_THROW(shardalloc::stl_allocator<Wide>().allocate(SIZE_MAX / 16),
+               std::bad_array_new_length);
 }
 
 TEST(CppApi, PmrResourceAllocatesAlignedAndCompares) {

@@ -21,11 +21,11 @@
 #include <thread>
 #include <vector>
 
-#include "support/test_support.h"
 #include "shardalloc/heap.h"
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/shardalloc.hpp"
 #include "shardalloc/stats.h"
+#include "support/test_support.h"
 
 using namespace shardtest;
 
@@ -60,9 +60,9 @@ struct Live {
 };
 
 // Sizes across every kind of page: small, medium, large, huge.
-const size_t kSizes[] = {0,    1,     7,     8,     15,     16,     24,     100,    1000,     1024,
-                         1025, 4096,  8192,  8193,  10000,  32768,  32769,  65536,  131072,   131073,
-                         500000, 1 << 20, 3 << 20};
+const size_t kSizes[] = {0,     1,     7,      8,      15,     16,      24,     100,
+                         1000,  1024,  1025,   4096,   8192,   8193,    10000,  32768,
+                         32769, 65536, 131072, 131073, 500000, 1 << 20, 3 << 20};
 
 size_t used(const shard_heap* h) { return shard_heap_used_bytes(h); }
 
@@ -144,7 +144,8 @@ TEST(FirstClassHeap, AlignedAllocations) {
   std::vector<Live> live;
   uint64_t seed = 7;
   for (size_t align = 1; align <= (size_t{4} << 20); align <<= 1) {
-    for (size_t size : {size_t{0}, size_t{1}, size_t{24}, size_t{200}, size_t{5000}, size_t{70000}, size_t{600000}}) {
+    for (size_t size : {size_t{0}, size_t{1}, size_t{24}, size_t{200}, size_t{5000}, size_t{70000},
+                        size_t{600000}}) {
       void* p = shard_heap_malloc_aligned(h, size, align);
       ASSERT_NE(p, nullptr) << size << " align " << align;
       EXPECT_TRUE(is_aligned(p, align)) << p << " align " << align;
@@ -177,7 +178,8 @@ TEST(FirstClassHeap, ReallocKeepsContentsAcrossEveryKind) {
   size_t size = 8;
   fill_with_base(p, size, base);
   // Grow through small, medium, large and huge, then shrink back.
-  std::vector<size_t> steps = {24, 100, 1000, 9000, 40000, 130000, 700000, 3 << 20, 200000, 5000, 64, 8};
+  std::vector<size_t> steps = {24,     100,     1000,   9000, 40000, 130000,
+                               700000, 3 << 20, 200000, 5000, 64,    8};
   for (size_t next : steps) {
     void* q = shard_heap_realloc(h, p, next);
     ASSERT_NE(q, nullptr) << next;
@@ -264,8 +266,8 @@ TEST(FirstClassHeap, DestroyWithLiveBlocksUnmapsEverything) {
   EXPECT_GE(peak.vm, before.vm + total);
   shard_heap_destroy(h);  // every block still live: freed at once
   const ProcMemory after = proc_memory();
-  std::printf("[ destroy ] VM %zu -> %zu -> %zu MiB, RSS %zu -> %zu -> %zu MiB\n", before.vm / MiB, peak.vm / MiB,
-              after.vm / MiB, before.rss / MiB, peak.rss / MiB, after.rss / MiB);
+  std::printf("[ destroy ] VM %zu -> %zu -> %zu MiB, RSS %zu -> %zu -> %zu MiB\n", before.vm / MiB,
+              peak.vm / MiB, after.vm / MiB, before.rss / MiB, peak.rss / MiB, after.rss / MiB);
   EXPECT_LE(after.vm, before.vm + 8 * MiB) << "the heap's arenas are unmapped";
   if (!kSanitized) {
     EXPECT_LE(after.rss, before.rss + 8 * MiB);
@@ -303,10 +305,12 @@ TEST(FirstClassHeap, TwoHundredNewDestroyCyclesDoNotGrow) {
   for (int i = 10; i < 210; ++i) cycle(i);
   const ProcMemory after = proc_memory();
   const size_t after_mapped = mapped_bytes();
-  std::printf("[ cycles ] mapped %zu -> %zu MiB (%zu with a heap alive), VM %zu -> %zu MiB, RSS %zu -> %zu MiB, "
-              "%zu distinct handles\n",
-              warm_mapped / MiB, after_mapped / MiB, live_mapped / MiB, warm.vm / MiB, after.vm / MiB,
-              warm.rss / MiB, after.rss / MiB, handles.size());
+  std::printf(
+      "[ cycles ] mapped %zu -> %zu MiB (%zu with a heap alive), VM %zu -> %zu MiB, RSS %zu -> %zu "
+      "MiB, "
+      "%zu distinct handles\n",
+      warm_mapped / MiB, after_mapped / MiB, live_mapped / MiB, warm.vm / MiB, after.vm / MiB,
+      warm.rss / MiB, after.rss / MiB, handles.size());
   EXPECT_GE(live_mapped, warm_mapped + 64 * MiB) << "a live heap's arena shows in the mappings";
   EXPECT_LE(after_mapped, warm_mapped + 4 * MiB) << "every destroy unmaps what its heap mapped";
   // (RSS is not compared: under qemu-user statm counts qemu's own bookkeeping
@@ -767,10 +771,12 @@ TEST(FirstClassHeap, CppHeapIsAMemoryResource) {
     shardalloc::heap heap;
     ASSERT_NE(heap.get(), nullptr);
     std::pmr::vector<std::pmr::string> strings(&heap);
-    for (int i = 0; i < 1000; ++i) strings.emplace_back(std::string(size_t(i % 300), char('a' + i % 26)));
+    for (int i = 0; i < 1000; ++i)
+      strings.emplace_back(std::string(size_t(i % 300), char('a' + i % 26)));
     EXPECT_GT(heap.used_bytes(), 100000u);
     for (int i = 0; i < 1000; ++i) {
-      EXPECT_EQ(std::string_view(strings[size_t(i)]), std::string(size_t(i % 300), char('a' + i % 26)));
+      EXPECT_EQ(std::string_view(strings[size_t(i)]),
+                std::string(size_t(i % 300), char('a' + i % 26)));
     }
     auto* over_aligned = static_cast<char*>(heap.allocate(3000, 4096));
     EXPECT_TRUE(is_aligned(over_aligned, 4096));
@@ -807,8 +813,9 @@ class FirstClassHeapDeath : public ::testing::Test {
   void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
 };
 
-#define EXPECT_FATAL(stmt, what) \
-  EXPECT_EXIT(stmt, ::testing::KilledBySignal(SIGABRT), "shardalloc: fatal: " what " \\(pointer 0x[0-9a-f]+\\)")
+#define EXPECT_FATAL(stmt, what)                        \
+  EXPECT_EXIT(stmt, ::testing::KilledBySignal(SIGABRT), \
+              "shardalloc: fatal: " what " \\(pointer 0x[0-9a-f]+\\)")
 
 void free_stack_pointer_into_heap() {
   shard_heap* h = shard_heap_new();

@@ -53,9 +53,11 @@ TEST(Purge, RssFallsAfterAPeak) {
   size_t now = peak;
   for (int round = 0; round < 40 && now > before + 64 * kMiB; ++round) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    for (int i = 0; i < 200; ++i) shard_free(shard_malloc(1 * kMiB));  // huge: releases a segment each time
+    for (int i = 0; i < 200; ++i)
+      shard_free(shard_malloc(1 * kMiB));  // huge: releases a segment each time
     now = rss_bytes();
   }
-  std::printf("[ Purge ] RSS before %zu MiB, peak %zu MiB, after %zu MiB\n", before / kMiB, peak / kMiB, now / kMiB);
+  std::printf("[ Purge ] RSS before %zu MiB, peak %zu MiB, after %zu MiB\n", before / kMiB,
+              peak / kMiB, now / kMiB);
   EXPECT_LT(now, before + 64 * kMiB) << "peak " << peak / kMiB << " MiB";
 }

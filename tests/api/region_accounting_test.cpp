@@ -14,9 +14,9 @@
 #include <thread>
 #include <vector>
 
-#include "support/test_support.h"
 #include "shardalloc/region.h"
 #include "shardalloc/shardalloc.h"
+#include "support/test_support.h"
 
 using namespace shardtest;
 
@@ -36,14 +36,18 @@ struct TestRegion {
     TestRegion t;
     shard_status s = shard_region_init(&t.r, start, size);
     EXPECT_EQ(s, SHARD_OK) << "init(" << start << ", " << size << ")";
-    if (s == SHARD_OK) t.ranges.push_back({reinterpret_cast<uintptr_t>(start), reinterpret_cast<uintptr_t>(start) + size});
+    if (s == SHARD_OK)
+      t.ranges.push_back(
+          {reinterpret_cast<uintptr_t>(start), reinterpret_cast<uintptr_t>(start) + size});
     return t;
   }
   static TestRegion fresh(size_t size) { return make(map_memory(size), size); }
 
   shard_status add(void* start, size_t size) {
     shard_status s = shard_region_add_memory(r, start, size);
-    if (s == SHARD_OK) ranges.push_back({reinterpret_cast<uintptr_t>(start), reinterpret_cast<uintptr_t>(start) + size});
+    if (s == SHARD_OK)
+      ranges.push_back(
+          {reinterpret_cast<uintptr_t>(start), reinterpret_cast<uintptr_t>(start) + size});
     return s;
   }
   bool contains(const void* p, size_t n) const {
@@ -65,7 +69,8 @@ struct Block {
 // Frees every block (checking its pattern) and clears the list.
 void free_all(shard_region* r, std::vector<Block>& blocks) {
   for (const Block& b : blocks) {
-    EXPECT_EQ(check_pattern(b.p, b.size, b.seed), SIZE_MAX) << "block " << b.p << " size " << b.size << " corrupted";
+    EXPECT_EQ(check_pattern(b.p, b.size, b.seed), SIZE_MAX)
+        << "block " << b.p << " size " << b.size << " corrupted";
     EXPECT_EQ(shard_region_dealloc(r, b.p, b.size, b.align), SHARD_OK);
   }
   blocks.clear();
@@ -117,8 +122,8 @@ TEST(RegionInit, FreshRegionStats) {
 
 // 1 MiB is enough at any start alignment, and the region stays inside it.
 TEST(RegionInit, MinSizeAtAnyAlignment) {
-  for (size_t offset : {size_t{0}, size_t{1}, size_t{3}, size_t{8}, size_t{4095}, size_t{4097}, size_t{65537},
-                        size_t{300 * 1024 + 5}}) {
+  for (size_t offset : {size_t{0}, size_t{1}, size_t{3}, size_t{8}, size_t{4095}, size_t{4097},
+                        size_t{65537}, size_t{300 * 1024 + 5}}) {
     SCOPED_TRACE("offset " + std::to_string(offset));
     auto* mem = static_cast<unsigned char*>(map_memory(4 * MiB));
     unsigned char* start = mem + MiB + offset;
@@ -131,7 +136,9 @@ TEST(RegionInit, MinSizeAtAnyAlignment) {
     EXPECT_EQ(shard_region_total_bytes(r), SHARD_REGION_MIN_SIZE);
     EXPECT_EQ(shard_region_used_bytes(r), 0u);
     EXPECT_GT(shard_region_available_bytes(r), 0u);
-    TestRegion t{r, {{reinterpret_cast<uintptr_t>(start), reinterpret_cast<uintptr_t>(start) + SHARD_REGION_MIN_SIZE}}};
+    TestRegion t{r,
+                 {{reinterpret_cast<uintptr_t>(start),
+                   reinterpret_cast<uintptr_t>(start) + SHARD_REGION_MIN_SIZE}}};
 
     std::vector<Block> blocks;
     size_t sum = 0;
@@ -140,7 +147,8 @@ TEST(RegionInit, MinSizeAtAnyAlignment) {
     };
     for (Req q : {Req{1, 1}, Req{16, 8}, Req{100, 16}, Req{1000, 64}, Req{4096, 4096}, Req{0, 0}}) {
       void* p = nullptr;
-      ASSERT_EQ(shard_region_alloc(r, q.size, q.align, &p), SHARD_OK) << "size " << q.size << " align " << q.align;
+      ASSERT_EQ(shard_region_alloc(r, q.size, q.align, &p), SHARD_OK)
+          << "size " << q.size << " align " << q.align;
       EXPECT_TRUE(is_aligned(p, q.align));
       EXPECT_TRUE(t.contains(p, q.size)) << p << " outside the 1 MiB region";
       fill_pattern(p, q.size, blocks.size());
@@ -171,7 +179,8 @@ TEST(RegionInit, MinSizeRegionServesEachKindInTurn) {
       size_t size, align;
     };
     for (int round = 0; round < 2; ++round) {
-      for (Req q : {Req{16, 8}, Req{20000, 8}, Req{16, 64 * KiB}, Req{100 * KiB, 8}, Req{3000, 1024}, Req{24, 8}}) {
+      for (Req q : {Req{16, 8}, Req{20000, 8}, Req{16, 64 * KiB}, Req{100 * KiB, 8},
+                    Req{3000, 1024}, Req{24, 8}}) {
         SCOPED_TRACE("size " + std::to_string(q.size) + " align " + std::to_string(q.align));
         void* p = nullptr;
         ASSERT_EQ(shard_region_alloc(t.r, q.size, q.align, &p), SHARD_OK);
@@ -197,9 +206,10 @@ TEST(RegionAccounting, UsedIsSumOfLiveSizes) {
   ASSERT_EQ(base.used, 0u);
   ASSERT_EQ(base.total, 64 * MiB);
 
-  const size_t sizes[] = {0,    1,     7,      8,      9,      15,      16,      17,      24,      63,
-                          64,   65,    100,    1000,   1024,   1025,    4096,    8191,    8192,    8193,
-                          10000, 65535, 65536, 100000, 131072, 131073, 1 * MiB, 3 * MiB, 5 * MiB + 7};
+  const size_t sizes[] = {0,      1,      7,       8,       9,          15,    16,    17,
+                          24,     63,     64,      65,      100,        1000,  1024,  1025,
+                          4096,   8191,   8192,    8193,    10000,      65535, 65536, 100000,
+                          131072, 131073, 1 * MiB, 3 * MiB, 5 * MiB + 7};
   std::vector<Block> blocks;
   size_t sum = 0;
   for (size_t round = 0; round < 3; ++round) {
@@ -216,7 +226,8 @@ TEST(RegionAccounting, UsedIsSumOfLiveSizes) {
       EXPECT_EQ(a.total, b.total);
       EXPECT_EQ(a.used, sum) << "after alloc of " << size;
       EXPECT_LE(a.used + a.available, a.total);
-      EXPECT_GE(b.available - a.available, size) << "available must drop by at least the size (" << size << ")";
+      EXPECT_GE(b.available - a.available, size)
+          << "available must drop by at least the size (" << size << ")";
       EXPECT_LE(a.available, b.available);
     }
   }
@@ -233,7 +244,8 @@ TEST(RegionAccounting, UsedIsSumOfLiveSizes) {
     RegionStats a = t.st();
     sum -= blk.size;
     EXPECT_EQ(a.used, sum);
-    EXPECT_GE(a.available, b.available + blk.size) << "dealloc of " << blk.size << " must free at least its size";
+    EXPECT_GE(a.available, b.available + blk.size)
+        << "dealloc of " << blk.size << " must free at least its size";
     EXPECT_LE(a.used + a.available, a.total);
   }
   EXPECT_EQ(t.st(), base) << "after freeing everything the region is back where it started";
@@ -253,7 +265,8 @@ TEST(RegionAccounting, ZeroSizeAllocations) {
   std::sort(ps.begin(), ps.end());
   EXPECT_EQ(std::adjacent_find(ps.begin(), ps.end()), ps.end()) << "size-0 blocks must be distinct";
   EXPECT_EQ(shard_region_used_bytes(t.r), 0u) << "used counts the size arguments, here 0";
-  EXPECT_LT(shard_region_available_bytes(t.r), base.available) << "a minimal block still takes room";
+  EXPECT_LT(shard_region_available_bytes(t.r), base.available)
+      << "a minimal block still takes room";
   for (void* p : ps) EXPECT_EQ(shard_region_dealloc(t.r, p, 0, 0), SHARD_OK);
   EXPECT_EQ(t.st(), base);
 }
@@ -264,7 +277,8 @@ TEST(RegionAccounting, AvailableIsUpperBoundAndReusable) {
   struct Case {
     size_t size, align;
   };
-  for (Case c : {Case{24, 8}, Case{1000, 8}, Case{12000, 16}, Case{100000, 64}, Case{700 * KiB, 8}}) {
+  for (Case c :
+       {Case{24, 8}, Case{1000, 8}, Case{12000, 16}, Case{100000, 64}, Case{700 * KiB, 8}}) {
     SCOPED_TRACE("size " + std::to_string(c.size));
     TestRegion t = TestRegion::fresh(16 * MiB);
     RegionStats base = warm(t.r);
@@ -298,7 +312,8 @@ TEST(RegionAccounting, AvailableIsUpperBoundAndReusable) {
       }
       EXPECT_EQ(t.st(), base) << "pass " << pass;
     }
-    EXPECT_EQ(counts[1], counts[0]) << "second fill got a different number of blocks: memory was lost";
+    EXPECT_EQ(counts[1], counts[0])
+        << "second fill got a different number of blocks: memory was lost";
   }
 }
 
@@ -341,7 +356,8 @@ TEST(RegionExhaustion, NoMemoryThenUsableThenAddMemory) {
   EXPECT_EQ(check_pattern(last.p, last.size, last.seed), SIZE_MAX);
   ASSERT_EQ(shard_region_dealloc(r, last.p, last.size, last.align), SHARD_OK);
   void* again = nullptr;
-  ASSERT_EQ(shard_region_alloc(r, size, 8, &again), SHARD_OK) << "freed space must be reusable after NO_MEMORY";
+  ASSERT_EQ(shard_region_alloc(r, size, 8, &again), SHARD_OK)
+      << "freed space must be reusable after NO_MEMORY";
   fill_pattern(again, size, 1000);
   blocks.push_back({again, size, 8, 1000});
   EXPECT_EQ(shard_region_alloc(r, size, 8, &q), SHARD_NO_MEMORY);
@@ -389,7 +405,8 @@ TEST(RegionExhaustion, HugeRequestSucceedsAfterAddMemory) {
 TEST(RegionExhaustion, ImpossibleRequestsAreNoMemory) {
   TestRegion t = TestRegion::fresh(8 * MiB);
   RegionStats base = warm(t.r);
-  const size_t sizes[] = {SIZE_MAX, SIZE_MAX - 4095, SIZE_MAX / 2, size_t(PTRDIFF_MAX) + 1, size_t{1} << 40};
+  const size_t sizes[] = {SIZE_MAX, SIZE_MAX - 4095, SIZE_MAX / 2, size_t(PTRDIFF_MAX) + 1,
+                          size_t{1} << 40};
   for (size_t size : sizes) {
     void* p = nullptr;
     EXPECT_EQ(shard_region_alloc(t.r, size, 8, &p), SHARD_NO_MEMORY) << "size " << size;
@@ -433,9 +450,12 @@ TEST(RegionAddMemory, OverlapIsRejectedAndChangesNothing) {
   EXPECT_EQ(shard_region_total_bytes(r), 22 * MiB);
   RegionStats grown = t.st();
   // Overlaps with the added ranges are caught too.
-  EXPECT_EQ(shard_region_add_memory(r, m + 20 * MiB, 2 * MiB), SHARD_MEMORY_OVERLAP) << "inside added range";
-  EXPECT_EQ(shard_region_add_memory(r, m + 23 * MiB, 2 * MiB), SHARD_MEMORY_OVERLAP) << "end of added range";
-  EXPECT_EQ(shard_region_add_memory(r, m + 1 * MiB, 2 * MiB), SHARD_MEMORY_OVERLAP) << "start of added range";
+  EXPECT_EQ(shard_region_add_memory(r, m + 20 * MiB, 2 * MiB), SHARD_MEMORY_OVERLAP)
+      << "inside added range";
+  EXPECT_EQ(shard_region_add_memory(r, m + 23 * MiB, 2 * MiB), SHARD_MEMORY_OVERLAP)
+      << "end of added range";
+  EXPECT_EQ(shard_region_add_memory(r, m + 1 * MiB, 2 * MiB), SHARD_MEMORY_OVERLAP)
+      << "start of added range";
   EXPECT_EQ(shard_region_add_memory(r, m, 64 * MiB), SHARD_MEMORY_OVERLAP) << "everything";
   EXPECT_EQ(t.st(), grown);
   ASSERT_EQ(t.add(m + 24 * MiB + 1, 8 * MiB), SHARD_OK) << "odd start, 1 byte gap";
@@ -464,8 +484,11 @@ TEST(RegionAddMemory, OverlapIsRejectedAndChangesNothing) {
   std::vector<int> hits(t.ranges.size(), 0);
   for (const Block& b : blocks)
     for (size_t i = 0; i < t.ranges.size(); ++i)
-      if (reinterpret_cast<uintptr_t>(b.p) >= t.ranges[i].start && reinterpret_cast<uintptr_t>(b.p) < t.ranges[i].end) hits[i]++;
-  EXPECT_GE(std::count_if(hits.begin(), hits.end(), [](int h) { return h > 0; }), 3) << "added ranges left unused";
+      if (reinterpret_cast<uintptr_t>(b.p) >= t.ranges[i].start &&
+          reinterpret_cast<uintptr_t>(b.p) < t.ranges[i].end)
+        hits[i]++;
+  EXPECT_GE(std::count_if(hits.begin(), hits.end(), [](int h) { return h > 0; }), 3)
+      << "added ranges left unused";
   for (const Block& b : blocks) {
     EXPECT_TRUE(check_sparse(b.p, b.size, b.seed));
     EXPECT_EQ(shard_region_dealloc(r, b.p, b.size, b.align), SHARD_OK);
@@ -480,8 +503,8 @@ TEST(RegionParams, AlignMustBeAPowerOfTwo) {
   TestRegion t = TestRegion::fresh(8 * MiB);
   RegionStats base = warm(t.r);
   void* p = reinterpret_cast<void*>(uintptr_t{0x42});
-  for (size_t align : {size_t{3}, size_t{5}, size_t{6}, size_t{12}, size_t{24}, size_t{100}, size_t{65535},
-                       size_t{65537}, (size_t{1} << 20) + 4096, SIZE_MAX}) {
+  for (size_t align : {size_t{3}, size_t{5}, size_t{6}, size_t{12}, size_t{24}, size_t{100},
+                       size_t{65535}, size_t{65537}, (size_t{1} << 20) + 4096, SIZE_MAX}) {
     EXPECT_EQ(shard_region_alloc(t.r, 64, align, &p), SHARD_INVALID_PARAM) << "align " << align;
   }
   EXPECT_EQ(t.st(), base);
@@ -573,8 +596,9 @@ TEST(RegionParams, DeallocInteriorPointerIsNotAllocated) {
     ASSERT_EQ(shard_region_alloc(t.r, c.size, 8, &p), SHARD_OK);
     fill_sparse(p, c.size, 5, 64);
     RegionStats s = t.st();
-    EXPECT_EQ(shard_region_dealloc(t.r, static_cast<unsigned char*>(p) + c.offset, c.size - c.offset, 8),
-              SHARD_NOT_ALLOCATED);
+    EXPECT_EQ(
+        shard_region_dealloc(t.r, static_cast<unsigned char*>(p) + c.offset, c.size - c.offset, 8),
+        SHARD_NOT_ALLOCATED);
     EXPECT_EQ(t.st(), s);
     EXPECT_TRUE(check_sparse(p, c.size, 5, 64));
     EXPECT_EQ(shard_region_dealloc(t.r, p, c.size, 8), SHARD_OK);
@@ -597,7 +621,9 @@ int dealloc_twice(size_t size, size_t align) {
   if (!(t.st() == before)) return 14;
   // The free list is intact: two fresh allocations are distinct.
   void *a = nullptr, *b = nullptr;
-  if (shard_region_alloc(t.r, size, align, &a) != SHARD_OK || shard_region_alloc(t.r, size, align, &b) != SHARD_OK) return 15;
+  if (shard_region_alloc(t.r, size, align, &a) != SHARD_OK ||
+      shard_region_alloc(t.r, size, align, &b) != SHARD_OK)
+    return 15;
   if (a == b || a == keep || b == keep) return 16;
   return 0;
 }
@@ -605,8 +631,10 @@ int dealloc_twice(size_t size, size_t align) {
 TEST(RegionParamsDeath, DeallocTwiceIsNotAllocated) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(std::exit(dealloc_twice(48, 8)), ::testing::ExitedWithCode(0), "") << "small block";
-  EXPECT_EXIT(std::exit(dealloc_twice(20000, 8)), ::testing::ExitedWithCode(0), "") << "medium block";
-  EXPECT_EXIT(std::exit(dealloc_twice(3 * MiB, 8)), ::testing::ExitedWithCode(0), "") << "huge block";
+  EXPECT_EXIT(std::exit(dealloc_twice(20000, 8)), ::testing::ExitedWithCode(0), "")
+      << "medium block";
+  EXPECT_EXIT(std::exit(dealloc_twice(3 * MiB, 8)), ::testing::ExitedWithCode(0), "")
+      << "huge block";
 }
 
 // ---------------------------------------------------------------------------
@@ -619,7 +647,8 @@ TEST(RegionAlignment, UpTo64KiBInSmallRegion) {
   for (size_t align = 1; align <= 64 * KiB; align <<= 1) {
     for (size_t size : {size_t{1}, size_t{8}, size_t{100}, size_t{4096}, size_t{70000}}) {
       void* p = nullptr;
-      ASSERT_EQ(shard_region_alloc(t.r, size, align, &p), SHARD_OK) << "size " << size << " align " << align;
+      ASSERT_EQ(shard_region_alloc(t.r, size, align, &p), SHARD_OK)
+          << "size " << size << " align " << align;
       EXPECT_TRUE(is_aligned(p, align)) << p << " align " << align;
       EXPECT_TRUE(t.contains(p, size));
       fill_pattern(p, size, blocks.size());
@@ -646,7 +675,8 @@ TEST(RegionAlignment, MiBAlignmentsInBigRegion) {
   for (size_t align = 128 * KiB; align <= 8 * MiB; align <<= 1) {
     for (size_t size : {size_t{1}, size_t{64}, size_t{4096}, size_t{MiB + 1}, size_t{5 * MiB}}) {
       void* p = nullptr;
-      ASSERT_EQ(shard_region_alloc(t.r, size, align, &p), SHARD_OK) << "size " << size << " align " << align;
+      ASSERT_EQ(shard_region_alloc(t.r, size, align, &p), SHARD_OK)
+          << "size " << size << " align " << align;
       EXPECT_TRUE(is_aligned(p, align)) << p << " align " << align;
       EXPECT_TRUE(t.contains(p, size));
       fill_sparse(p, size, blocks.size());
@@ -742,7 +772,8 @@ TEST(RegionMulti, MoreRegionsThanHeapSlotsPerThread) {
   constexpr int kRegions = 12;
   auto* mem = static_cast<unsigned char*>(map_memory(kRegions * 2 * MiB));
   std::vector<TestRegion> regions;
-  for (int i = 0; i < kRegions; ++i) regions.push_back(TestRegion::make(mem + i * 2 * MiB, 2 * MiB));
+  for (int i = 0; i < kRegions; ++i)
+    regions.push_back(TestRegion::make(mem + i * 2 * MiB, 2 * MiB));
   std::vector<std::vector<Block>> live(kRegions);
   uint64_t seed = 0;
   // Round robin over all 12, then over 3, then in reverse: every slot state.
@@ -756,7 +787,8 @@ TEST(RegionMulti, MoreRegionsThanHeapSlotsPerThread) {
       const Block b = live[i].front();
       live[i].erase(live[i].begin());
       ASSERT_EQ(check_pattern(b.p, b.size, b.seed), SIZE_MAX);
-      ASSERT_EQ(shard_region_dealloc(regions[(i + 1) % kRegions].r, b.p, b.size, 8), SHARD_NOT_ALLOCATED);
+      ASSERT_EQ(shard_region_dealloc(regions[(i + 1) % kRegions].r, b.p, b.size, 8),
+                SHARD_NOT_ALLOCATED);
       ASSERT_EQ(shard_region_dealloc(regions[i].r, b.p, b.size, 8), SHARD_OK);
     }
   };
@@ -779,7 +811,8 @@ TEST(RegionMulti, HugeAllocations) {
   RegionStats base = warm(t.r);
   std::vector<Block> blocks;
   size_t sum = 0;
-  for (size_t size : {4 * MiB, 4 * MiB + 1, 8 * MiB, 8 * MiB - 8, 33 * MiB, 100 * MiB + 12345, 2 * MiB + 3}) {
+  for (size_t size :
+       {4 * MiB, 4 * MiB + 1, 8 * MiB, 8 * MiB - 8, 33 * MiB, 100 * MiB + 12345, 2 * MiB + 3}) {
     void* p = nullptr;
     ASSERT_EQ(shard_region_alloc(t.r, size, 16, &p), SHARD_OK) << "size " << size;
     EXPECT_TRUE(is_aligned(p, 16));

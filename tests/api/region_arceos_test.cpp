@@ -21,8 +21,8 @@
 #include <thread>
 #include <vector>
 
-#include "support/test_support.h"
 #include "shardalloc/region.h"
+#include "support/test_support.h"
 
 using namespace shardtest;
 
@@ -252,7 +252,8 @@ TEST_F(ArceosRegion, Basic) {
     }
     for (size_t i = 1; i < vs.size(); i += 2) Words(RegionAllocator<uint64_t>(ra)).swap(vs[i]);
     RVec<Words> more{RegionAllocator<Words>(ra)};
-    for (size_t i = 0; i < 10000; ++i) more.emplace_back(64, ~uint64_t(i), RegionAllocator<uint64_t>(ra));
+    for (size_t i = 0; i < 10000; ++i)
+      more.emplace_back(64, ~uint64_t(i), RegionAllocator<uint64_t>(ra));
     size_t bad = 0;
     for (size_t i = 0; i < vs.size(); i += 2) {
       bad += vs[i].size() != 32;
@@ -452,8 +453,8 @@ TEST_F(ArceosRegion, GlibcBench) {
             bad += blocks[i][0] != want || blocks[i][size - 1] != want;
             if (shard_region_dealloc(r, blocks[i], size, 8) != SHARD_OK) g_dealloc_failures++;
           };
-          for (size_t i = 0; i < n / 2; ++i) release(i);        // first half FIFO
-          for (size_t i = n; i-- > n / 2;) release(i);          // second half LIFO
+          for (size_t i = 0; i < n / 2; ++i) release(i);  // first half FIFO
+          for (size_t i = n; i-- > n / 2;) release(i);    // second half LIFO
         }
       }
     }

@@ -3,8 +3,8 @@
 // allocation) and heap snapshots into a buffer or a file descriptor.
 #include "shardalloc/stats.h"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "api/stats_support.h"
-#include "support/test_support.h"
 #include "shardalloc/region.h"
 #include "shardalloc/shardalloc.h"
+#include "support/test_support.h"
 
 using namespace shardtest;
 
@@ -95,8 +95,10 @@ TEST(StatsApi, ClassTableMatchesTheAllocator) {
   EXPECT_EQ(s.classes[1].block_size, 16u);  // no smaller class: every block is 16-aligned
   EXPECT_EQ(s.classes[kClass100].block_size, shard_is_checked() ? 128u : 112u);
   EXPECT_EQ(s.classes[s.class_count - 1].block_size, 128u * 1024);
-  for (uint64_t c = s.class_count; c < SHARD_STATS_MAX_CLASSES; ++c) EXPECT_EQ(s.classes[c].block_size, 0u);
-  for (uint64_t c = 2; c < s.class_count; ++c) EXPECT_GT(s.classes[c].block_size, s.classes[c - 1].block_size);
+  for (uint64_t c = s.class_count; c < SHARD_STATS_MAX_CLASSES; ++c)
+    EXPECT_EQ(s.classes[c].block_size, 0u);
+  for (uint64_t c = 2; c < s.class_count; ++c)
+    EXPECT_GT(s.classes[c].block_size, s.classes[c - 1].block_size);
   EXPECT_EQ(s.segment_size, 512u * 1024);
   // Checked builds keep 16 bytes of each block for its trailer (size record,
   // canary), and the usable size is the size asked for.
@@ -128,7 +130,8 @@ TEST(StatsApi, ProcessHeapCountsLiveBlocksPerClassAndHuge) {
   ASSERT_NE(huge, nullptr);
   shard_stats_get(&during);
   EXPECT_EQ(during.classes[kClass100].live_blocks, before.classes[kClass100].live_blocks + 1000);
-  EXPECT_EQ(during.classes[kClass100].live_bytes, during.classes[kClass100].live_blocks * kBlock100);
+  EXPECT_EQ(during.classes[kClass100].live_bytes,
+            during.classes[kClass100].live_blocks * kBlock100);
   EXPECT_GE(during.classes[kClass100].pages, 2u);  // 1000 * 112 B (128 B) > one 64 KiB page
   EXPECT_GE(during.classes[kClass100].capacity_blocks, during.classes[kClass100].live_blocks);
   EXPECT_EQ(during.classes[0].live_blocks, before.classes[0].live_blocks + 1);
@@ -161,7 +164,8 @@ TEST(StatsApi, ProcessHeapCountsLiveBlocksPerClassAndHuge) {
   } else {
     // The last frees wait in this thread's quarantine, still live; blocks
     // quarantined before `before` may have left it meanwhile.
-    EXPECT_LE(after.classes[kClass100].live_blocks, before.classes[kClass100].live_blocks + kQuarantineSlots);
+    EXPECT_LE(after.classes[kClass100].live_blocks,
+              before.classes[kClass100].live_blocks + kQuarantineSlots);
     EXPECT_LE(after.live_blocks, before.live_blocks + kQuarantineSlots);
     EXPECT_LT(after.classes[kClass100].live_blocks, during.classes[kClass100].live_blocks);
   }
@@ -260,8 +264,10 @@ TEST(StatsApi, JsonIsValidAndMatchesTheStruct) {
   EXPECT_EQ(json_number(json, "live_blocks", at), 2u);
   EXPECT_NE(json.find("{\"class\":0,"), std::string::npos) << json;
   size_t entries = 0;
-  for (size_t i = json.find("{\"class\":"); i != std::string::npos; i = json.find("{\"class\":", i + 1)) ++entries;
-  EXPECT_EQ(entries, 5u);  // 8, 112, 1024, 20480 and huge
+  for (size_t i = json.find("{\"class\":"); i != std::string::npos;
+       i = json.find("{\"class\":", i + 1))
+    ++entries;
+  EXPECT_EQ(entries, 5u);      // 8, 112, 1024, 20480 and huge
   for (void* p : ps) (void)p;  // left allocated: the region lives as long as the process
 }
 
@@ -327,8 +333,10 @@ TEST(StatsApi, CountsAdoptedAndSweptHeapsAndPurgedBytes) {
   // Checked builds: the last of them wait in this thread's quarantine; later
   // frees push them out.
   for (uint64_t i = 0; i < kQuarantineSlots; ++i) shard_free(shard_malloc(16));
-  EXPECT_TRUE(keep_ticking_until([&] { return process_stats().purged_bytes >= before.purged_bytes + 8 * 4 * MiB; }))
-      << "purged: " << (process_stats().purged_bytes - before.purged_bytes) / MiB << " MiB";
+  EXPECT_TRUE(keep_ticking_until([&] {
+    return process_stats().purged_bytes >= before.purged_bytes + 8 * 4 * MiB;
+  })) << "purged: "
+      << (process_stats().purged_bytes - before.purged_bytes) / MiB << " MiB";
   for (void* p : kept) shard_free(p);
 }
 
@@ -447,7 +455,8 @@ TEST(HeapSnapshot, RegionSnapshotListsSlotsPagesAndAbandonedHeaps) {
         EXPECT_GE(rec.num("block_size"), 1 * MiB);
       }
       if (kind != "huge" && kind != "meta") {
-        ASSERT_TRUE(heap_abandoned.count(rec.num("heap"))) << "slot names an unknown heap: " << text;
+        ASSERT_TRUE(heap_abandoned.count(rec.num("heap")))
+            << "slot names an unknown heap: " << text;
         EXPECT_EQ(rec.num("abandoned") == 1, heap_abandoned[rec.num("heap")]);
       }
     }
@@ -474,7 +483,7 @@ TEST(HeapSnapshot, RegionSnapshotListsSlotsPagesAndAbandonedHeaps) {
   }
   EXPECT_EQ(arenas, 1u);
   EXPECT_EQ(heap_abandoned.size(), 2u);
-  EXPECT_EQ(small, 2u);  // the main thread's and the exited thread's
+  EXPECT_EQ(small, 2u);        // the main thread's and the exited thread's
   EXPECT_EQ(other_paged, 1u);  // the 50000-byte block's segment
   EXPECT_TRUE(saw_50000);
   EXPECT_EQ(huge_slots, 1u);
@@ -524,7 +533,8 @@ TEST(HeapSnapshot, SnapshotsWhileThreadsAllocateFreeAndExit) {
     Rng rng(seed);
     std::vector<std::pair<void*, size_t>> mine;
     for (int i = 0; i < 4000 && !stop.load(std::memory_order_relaxed); ++i) {
-      const size_t size = rng.chance(2) ? 200000 + rng.below(300000) : 8 + rng.below(rng.chance(10) ? 60000 : 2000);
+      const size_t size =
+          rng.chance(2) ? 200000 + rng.below(300000) : 8 + rng.below(rng.chance(10) ? 60000 : 2000);
       void* p = nullptr;
       if (shard_region_alloc(r, size, 8, &p) == SHARD_OK) mine.push_back({p, size});
       if (!mine.empty() && rng.chance(45)) {
@@ -552,7 +562,8 @@ TEST(HeapSnapshot, SnapshotsWhileThreadsAllocateFreeAndExit) {
   for (int t = 0; t < 3; ++t) {
     threads.emplace_back([&, t] {
       for (int gen = 0; gen < 6 && !stop.load(); ++gen) {
-        std::thread(worker, uint64_t(t * 100 + gen)).join();  // each generation exits: its heap is abandoned
+        std::thread(worker, uint64_t(t * 100 + gen))
+            .join();  // each generation exits: its heap is abandoned
         generations.fetch_add(1);
       }
     });
@@ -563,7 +574,8 @@ TEST(HeapSnapshot, SnapshotsWhileThreadsAllocateFreeAndExit) {
     const size_t n = shard_region_heap_snapshot(r, buf, sizeof buf);
     ASSERT_LT(n, sizeof buf);
     ASSERT_EQ(std::strncmp(buf, "shardalloc-snapshot 1 domain=region", 35), 0);
-    ASSERT_TRUE(n > 5 && std::strstr(buf + n - std::min<size_t>(n, 200), "\nend heaps=") != nullptr) << buf + n - 100;
+    ASSERT_TRUE(n > 5 && std::strstr(buf + n - std::min<size_t>(n, 200), "\nend heaps=") != nullptr)
+        << buf + n - 100;
     shard_stats s;
     ASSERT_EQ(shard_region_stats(r, &s), SHARD_OK);
     EXPECT_EQ(s.reserved_bytes, bytes);

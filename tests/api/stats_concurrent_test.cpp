@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -29,10 +29,10 @@
 #include <vector>
 
 #include "api/stats_support.h"
-#include "support/test_support.h"
 #include "shardalloc/heap.h"
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"
+#include "support/test_support.h"
 
 using namespace shardtest;
 
@@ -123,8 +123,8 @@ struct Churn {
   explicit Churn(Target& t) : target(t) {}
   Target& target;
   Mailbox mail;
-  std::atomic<bool> stop{false};       // allocating threads and readers stop
-  std::atomic<bool> drained{false};    // the remote freer stops
+  std::atomic<bool> stop{false};     // allocating threads and readers stop
+  std::atomic<bool> drained{false};  // the remote freer stops
   std::atomic<uint64_t> page_rounds{0};
   std::atomic<uint64_t> threads_exited{0};
   std::atomic<uint64_t> huge_filled{0};
@@ -177,8 +177,8 @@ void cycle_threads(Churn& c, uint64_t seed) {
     std::thread([&] {
       std::vector<Allocation> mine;
       for (int i = 0; i < 200; ++i) {
-        const size_t size =
-            rng.chance(3) ? 200 * KiB + rng.below(600 * KiB) : 8 + rng.below(rng.chance(10) ? 60000 : 2000);
+        const size_t size = rng.chance(3) ? 200 * KiB + rng.below(600 * KiB)
+                                          : 8 + rng.below(rng.chance(10) ? 60000 : 2000);
         void* p = c.target.alloc(size);
         if (p == nullptr) continue;
         std::memset(p, kHugeFill, std::min<size_t>(size, 4096));
@@ -220,13 +220,15 @@ struct ClassTable {
     shard_stats_get(&s);
     ClassTable t;
     t.count = s.class_count;
-    for (uint64_t c = 0; c < SHARD_STATS_MAX_CLASSES; ++c) t.block_size[c] = s.classes[c].block_size;
+    for (uint64_t c = 0; c < SHARD_STATS_MAX_CLASSES; ++c)
+      t.block_size[c] = s.classes[c].block_size;
     return t;
   }
 };
 
 std::string figure(const char* what, uint64_t value, const char* relation, uint64_t bound) {
-  return std::string(what) + " = " + std::to_string(value) + ", expected " + relation + " " + std::to_string(bound);
+  return std::string(what) + " = " + std::to_string(value) + ", expected " + relation + " " +
+         std::to_string(bound);
 }
 
 // Empty when every figure of s is possible for a domain; else the first that is not.
@@ -237,32 +239,43 @@ std::string insane_stats(const shard_stats& s, const ClassTable& t) {
     const shard_class_stats& k = s.classes[c];
     const std::string at = "classes[" + std::to_string(c) + "].";
     if (c >= s.class_count) {
-      if (k.block_size != 0 || k.pages != 0 || k.live_blocks != 0 || k.live_bytes != 0 || k.capacity_blocks != 0) {
+      if (k.block_size != 0 || k.pages != 0 || k.live_blocks != 0 || k.live_bytes != 0 ||
+          k.capacity_blocks != 0) {
         return at + " beyond class_count is not all zero";
       }
       continue;
     }
-    if (k.block_size != t.block_size[c]) return figure((at + "block_size").c_str(), k.block_size, "==", t.block_size[c]);
+    if (k.block_size != t.block_size[c])
+      return figure((at + "block_size").c_str(), k.block_size, "==", t.block_size[c]);
     if (k.live_blocks > k.capacity_blocks) {
-      return figure((at + "live_blocks").c_str(), k.live_blocks, "<= capacity_blocks", k.capacity_blocks);
+      return figure((at + "live_blocks").c_str(), k.live_blocks, "<= capacity_blocks",
+                    k.capacity_blocks);
     }
     if (c > 0 && k.live_bytes != k.live_blocks * k.block_size) {
-      return figure((at + "live_bytes").c_str(), k.live_bytes, "== live_blocks * block_size", k.live_blocks * k.block_size);
+      return figure((at + "live_bytes").c_str(), k.live_bytes, "== live_blocks * block_size",
+                    k.live_blocks * k.block_size);
     }
-    if (c == 0 && k.capacity_blocks != k.pages) return figure("huge capacity_blocks", k.capacity_blocks, "== pages", k.pages);
+    if (c == 0 && k.capacity_blocks != k.pages)
+      return figure("huge capacity_blocks", k.capacity_blocks, "== pages", k.pages);
     live += k.live_blocks;
     bytes += k.live_bytes;
     pages += k.pages;
   }
-  if (s.live_blocks != live) return figure("live_blocks", s.live_blocks, "== the sum over classes", live);
-  if (s.live_bytes != bytes) return figure("live_bytes", s.live_bytes, "== the sum over classes", bytes);
+  if (s.live_blocks != live)
+    return figure("live_blocks", s.live_blocks, "== the sum over classes", live);
+  if (s.live_bytes != bytes)
+    return figure("live_bytes", s.live_bytes, "== the sum over classes", bytes);
   if (s.pages != pages) return figure("pages", s.pages, "== the sum over classes", pages);
-  if (s.segment_size != kSegmentBytes) return figure("segment_size", s.segment_size, "==", kSegmentBytes);
-  if (s.peak_bytes != s.peak_segments * s.segment_size) return "peak_bytes != peak_segments * segment_size";
+  if (s.segment_size != kSegmentBytes)
+    return figure("segment_size", s.segment_size, "==", kSegmentBytes);
+  if (s.peak_bytes != s.peak_segments * s.segment_size)
+    return "peak_bytes != peak_segments * segment_size";
   const uint64_t slots = s.reserved_bytes / s.segment_size;
   // Every page and every huge block lies in a slot of the domain's arenas.
-  if (s.pages > kPagesPerSegment * slots) return figure("pages", s.pages, "<= 8 per slot reserved", kPagesPerSegment * slots);
-  if (s.live_bytes > s.reserved_bytes) return figure("live_bytes", s.live_bytes, "<= reserved_bytes", s.reserved_bytes);
+  if (s.pages > kPagesPerSegment * slots)
+    return figure("pages", s.pages, "<= 8 per slot reserved", kPagesPerSegment * slots);
+  if (s.live_bytes > s.reserved_bytes)
+    return figure("live_bytes", s.live_bytes, "<= reserved_bytes", s.reserved_bytes);
   if (s.arenas == 0 && s.reserved_bytes != 0) return "no arena counted";
   if (s.heaps_owned > s.heaps) return figure("heaps_owned", s.heaps_owned, "<= heaps", s.heaps);
   if (s.heaps_abandoned != s.heaps - s.heaps_owned) return "heaps_abandoned != heaps - heaps_owned";
@@ -289,12 +302,14 @@ class SnapshotChecker {
     if (text.empty() || text.back() != '\n') return "does not end with a newline";
     const std::vector<Record> recs = parse_snapshot(text);
     if (recs.front().type != "shardalloc-snapshot") return "no header";
-    if (recs.front().kv.count("domain") == 0 || recs.front().kv.at("domain") != domain_) return "wrong domain";
+    if (recs.front().kv.count("domain") == 0 || recs.front().kv.at("domain") != domain_)
+      return "wrong domain";
     if (recs.front().num("classes") != t_.count) return "classes in the header";
     if (recs.back().type != "end") return "no end line";
     for (size_t i = 1; i + 1 < recs.size(); ++i) {
       std::string what = record(recs[i]);
-      if (!what.empty()) return "line " + std::to_string(i + 1) + " (" + recs[i].type + "): " + what;
+      if (!what.empty())
+        return "line " + std::to_string(i + 1) + " (" + recs[i].type + "): " + what;
     }
     std::string what = close_arena();
     if (!what.empty()) return what;
@@ -331,8 +346,8 @@ class SnapshotChecker {
   }
   std::string close_arena() {
     if (in_arena_ && next_slot_ != arena_slots_) {
-      return "arena " + std::to_string(arenas_ - 1) + ": records cover " + std::to_string(next_slot_) + " of " +
-             std::to_string(arena_slots_) + " slots";
+      return "arena " + std::to_string(arenas_ - 1) + ": records cover " +
+             std::to_string(next_slot_) + " of " + std::to_string(arena_slots_) + " slots";
     }
     return "";
   }
@@ -340,8 +355,10 @@ class SnapshotChecker {
   std::string take_slots(const Record& r, uint64_t count) {
     page_slot_ = UINT64_MAX;
     if (!in_arena_ || r.num("arena") != arenas_ - 1) return "outside its arena";
-    if (r.num("slot") != next_slot_) return "starts at slot " + r.kv.at("slot") + ", not " + std::to_string(next_slot_);
-    if (count == 0 || count > arena_slots_ - next_slot_) return "covers " + std::to_string(count) + " slots";
+    if (r.num("slot") != next_slot_)
+      return "starts at slot " + r.kv.at("slot") + ", not " + std::to_string(next_slot_);
+    if (count == 0 || count > arena_slots_ - next_slot_)
+      return "covers " + std::to_string(count) + " slots";
     next_slot_ += count;
     return "";
   }
@@ -353,16 +370,19 @@ class SnapshotChecker {
     if (kind == "meta") return r.num("span") == 1 ? "" : "meta slot spans several";
     if (kind == "huge") {
       if (r.num("used") > 1) return "huge used > 1";
-      if (r.num("block_size") == 0 || r.num("block_size") > r.num("span") * kSegmentBytes) return "huge block_size";
+      if (r.num("block_size") == 0 || r.num("block_size") > r.num("span") * kSegmentBytes)
+        return "huge block_size";
       return "";
     }
     const uint64_t count = pages_of_kind(kind);
     if (count == 0) return "kind " + kind;
     if (r.num("span") != 1) return "a paged slot spans several";
     const int64_t heap = std::strtoll(r.kv.at("heap").c_str(), nullptr, 10);
-    if (heap < -1 || heap >= int64_t(heaps_)) return "heap " + r.kv.at("heap") + " of " + std::to_string(heaps_);
+    if (heap < -1 || heap >= int64_t(heaps_))
+      return "heap " + r.kv.at("heap") + " of " + std::to_string(heaps_);
     if (r.num("abandoned") > 1) return "abandoned";
-    if (r.num("page_count") != count) return "page_count " + r.kv.at("page_count") + " for kind " + kind;
+    if (r.num("page_count") != count)
+      return "page_count " + r.kv.at("page_count") + " for kind " + kind;
     if (r.num("used_pages") > count) return "used_pages > page_count";
     if (r.num("page_size") * count != kSegmentBytes) return "page_size";
     page_slot_ = r.num("slot");
@@ -382,7 +402,8 @@ class SnapshotChecker {
     if (r.num("block_size") != t_.block_size[cls]) return "block_size differs from the class table";
     const uint64_t used = r.num("used"), remote = r.num("remote"), capacity = r.num("capacity");
     const uint64_t reserved = r.num("reserved");
-    if (remote > used || used > capacity || capacity > reserved) return "remote <= used <= capacity <= reserved fails";
+    if (remote > used || used > capacity || capacity > reserved)
+      return "remote <= used <= capacity <= reserved fails";
     if (reserved * r.num("block_size") > page_size_) return "reserved blocks do not fit the page";
     if (r.num("full") > 1) return "full";
     return "";
@@ -430,7 +451,8 @@ size_t fill_buffer(Scratch& s, TextInto text_into, std::string* what) {
   for (;;) {
     const size_t n = text_into(s.buf.data(), s.buf.size());
     if (n < s.buf.size()) {
-      if (std::strlen(s.buf.data()) != n) *what = "length " + std::to_string(n) + " differs from the text's";
+      if (std::strlen(s.buf.data()) != n)
+        *what = "length " + std::to_string(n) + " differs from the text's";
       return what->empty() ? n : SIZE_MAX;
     }
     if (std::strlen(s.buf.data()) != s.buf.size() - 1) {
@@ -442,7 +464,8 @@ size_t fill_buffer(Scratch& s, TextInto text_into, std::string* what) {
 }
 
 template <class TextInto>
-std::string check_buffer_snapshot(Scratch& s, TextInto text_into, const std::string& domain, const ClassTable& t) {
+std::string check_buffer_snapshot(Scratch& s, TextInto text_into, const std::string& domain,
+                                  const ClassTable& t) {
   std::string what;
   const size_t n = fill_buffer(s, text_into, &what);
   if (n == SIZE_MAX) return what;
@@ -454,7 +477,9 @@ std::string check_json(Scratch& s, TextInto text_into) {
   std::string what;
   const size_t n = fill_buffer(s, text_into, &what);
   if (n == SIZE_MAX) return what;
-  return Json::valid(s.buf.data()) ? "" : "invalid JSON: " + std::string(s.buf.data(), std::min<size_t>(n, 300));
+  return Json::valid(s.buf.data())
+             ? ""
+             : "invalid JSON: " + std::string(s.buf.data(), std::min<size_t>(n, 300));
 }
 
 std::string check_fd_snapshot(Scratch& s, int rc, const std::string& domain, const ClassTable& t) {
@@ -475,14 +500,17 @@ std::vector<Probe> process_probes(const ClassTable& t) {
          return insane_stats(s, t);
        }},
       {"shard_stats_json", [](Scratch& s) { return check_json(s, shard_stats_json); }},
-      {"shard_heap_snapshot", [&t](Scratch& s) { return check_buffer_snapshot(s, shard_heap_snapshot, "process", t); }},
+      {"shard_heap_snapshot",
+       [&t](Scratch& s) { return check_buffer_snapshot(s, shard_heap_snapshot, "process", t); }},
       {"shard_heap_snapshot_write(memfd)",
        [&t](Scratch& s) {
          empty_memfd(s);
          return check_fd_snapshot(s, shard_heap_snapshot_write(s.memfd), "process", t);
        }},
       {"shard_heap_snapshot_write(/dev/null)",
-       [](Scratch& s) { return shard_heap_snapshot_write(s.devnull) == 0 ? "" : "write to /dev/null failed"; }},
+       [](Scratch& s) {
+         return shard_heap_snapshot_write(s.devnull) == 0 ? "" : "write to /dev/null failed";
+       }},
   };
 }
 
@@ -496,12 +524,14 @@ std::vector<Probe> region_probes(const shard_region* r, const ClassTable& t) {
        }},
       {"shard_region_stats_json",
        [r](Scratch& s) {
-         return check_json(s, [r](char* buf, size_t len) { return shard_region_stats_json(r, buf, len); });
+         return check_json(
+             s, [r](char* buf, size_t len) { return shard_region_stats_json(r, buf, len); });
        }},
       {"shard_region_heap_snapshot",
        [r, &t](Scratch& s) {
          return check_buffer_snapshot(
-             s, [r](char* buf, size_t len) { return shard_region_heap_snapshot(r, buf, len); }, "region", t);
+             s, [r](char* buf, size_t len) { return shard_region_heap_snapshot(r, buf, len); },
+             "region", t);
        }},
       {"shard_region_heap_snapshot_write(memfd)",
        [r, &t](Scratch& s) {
@@ -509,7 +539,10 @@ std::vector<Probe> region_probes(const shard_region* r, const ClassTable& t) {
          return check_fd_snapshot(s, shard_region_heap_snapshot_write(r, s.memfd), "region", t);
        }},
       {"shard_region_heap_snapshot_write(/dev/null)",
-       [r](Scratch& s) { return shard_region_heap_snapshot_write(r, s.devnull) == 0 ? "" : "write to /dev/null failed"; }},
+       [r](Scratch& s) {
+         return shard_region_heap_snapshot_write(r, s.devnull) == 0 ? ""
+                                                                    : "write to /dev/null failed";
+       }},
   };
 }
 
@@ -525,7 +558,8 @@ std::vector<Probe> heap_probes(const shard_heap* h, const ClassTable& t) {
        [h](Scratch& s) {
          shard_stats st;
          if (shard_heap_stats(h, &st) != SHARD_OK) return std::string("not SHARD_OK");
-         return check_json(s, [&st](char* buf, size_t len) { return shard_stats_to_json(&st, buf, len); });
+         return check_json(
+             s, [&st](char* buf, size_t len) { return shard_stats_to_json(&st, buf, len); });
        }},
   };
 }
@@ -555,8 +589,9 @@ class Verdict {
 // Calls the probes round robin until told to stop. At idle priority
 // (SCHED_IDLE) a reader is preempted in the middle of its walks whenever an
 // allocating thread can run, which widens every race it has with them.
-void read_until_stopped(const std::vector<Probe>& probes, std::vector<std::atomic<uint64_t>>& calls, size_t start,
-                        bool idle_priority, const std::atomic<bool>& stop, Verdict& verdict) {
+void read_until_stopped(const std::vector<Probe>& probes, std::vector<std::atomic<uint64_t>>& calls,
+                        size_t start, bool idle_priority, const std::atomic<bool>& stop,
+                        Verdict& verdict) {
   if (idle_priority) {
     sched_param param{};
     pthread_setschedparam(pthread_self(), SCHED_IDLE, &param);
@@ -584,8 +619,8 @@ void churn_while_reading(Target& target, const std::vector<Probe>& probes) {
   threads.emplace_back(cycle_threads, std::ref(churn), 1);
   const size_t kReaders = 3;
   for (size_t r = 0; r < kReaders; ++r) {
-    threads.emplace_back(read_until_stopped, std::cref(probes), std::ref(calls), r, r == 0, std::cref(churn.stop),
-                         std::ref(verdict));
+    threads.emplace_back(read_until_stopped, std::cref(probes), std::ref(calls), r, r == 0,
+                         std::cref(churn.stop), std::ref(verdict));
   }
   std::this_thread::sleep_for(churn_time());
   churn.stop = true;
@@ -595,10 +630,12 @@ void churn_while_reading(Target& target, const std::vector<Probe>& probes) {
 
   EXPECT_EQ(verdict.count(), 0u) << "first insane result: " << verdict.first();
   std::printf("churn: %llu page rounds, %llu huge blocks filled with 0x41, %llu threads exited\n",
-              (unsigned long long)churn.page_rounds.load(), (unsigned long long)churn.huge_filled.load(),
+              (unsigned long long)churn.page_rounds.load(),
+              (unsigned long long)churn.huge_filled.load(),
               (unsigned long long)churn.threads_exited.load());
   for (size_t i = 0; i < probes.size(); ++i) {
-    std::printf("  %-45s %8llu calls\n", probes[i].name.c_str(), (unsigned long long)calls[i].load());
+    std::printf("  %-45s %8llu calls\n", probes[i].name.c_str(),
+                (unsigned long long)calls[i].load());
     EXPECT_GT(calls[i].load(), 0u) << probes[i].name << " never ran";
   }
   EXPECT_GT(churn.page_rounds.load(), 0u);

@@ -7,9 +7,9 @@
 #include <thread>
 #include <vector>
 
-#include "support/test_support.h"
 #include "bare/cpu_threads.h"
 #include "shardalloc/region.h"
+#include "support/test_support.h"
 
 using namespace shardtest;
 using namespace bare_test;
@@ -86,7 +86,9 @@ TEST(CpuHeaps, CrossCpuFreeStream) {
       const size_t h = out.head.load(std::memory_order_relaxed);
       if (produced < blocks && h - out.tail.load(std::memory_order_acquire) < kSlots) {
         const size_t k = rng.below(100);
-        const size_t size = k < 90 ? 8 + rng.below(256) : k < 99 ? 256 + rng.below(16 * KiB) : 16 * KiB + rng.below(600 * KiB);
+        const size_t size = k < 90   ? 8 + rng.below(256)
+                            : k < 99 ? 256 + rng.below(16 * KiB)
+                                     : 16 * KiB + rng.below(600 * KiB);
         void* p = nullptr;
         if (shard_region_alloc(r, size, 8, &p) != SHARD_OK) {
           bad++;
@@ -118,7 +120,8 @@ TEST(CpuHeaps, CrossCpuFreeStream) {
 bool free_sized(shard_region* r, void* p) {
   size_t size;
   std::memcpy(&size, p, sizeof size);
-  return check_pattern(static_cast<char*>(p) + 8, 8, 7) == SIZE_MAX && shard_region_dealloc(r, p, size, 8) == SHARD_OK;
+  return check_pattern(static_cast<char*>(p) + 8, 8, 7) == SIZE_MAX &&
+         shard_region_dealloc(r, p, size, 8) == SHARD_OK;
 }
 
 // More threads than CPUs: a thread takes a free CPU id (the scheduler putting
@@ -129,7 +132,8 @@ TEST(CpuHeaps, ThreadsMigrateBetweenCalls) {
   constexpr unsigned kThreads = 12, kN = 4;
   const size_t turns = scaled(20000, stress_scale(), 500);
   shard_region* r = new_region(128 * MiB);
-  std::atomic<unsigned> cpu_busy[kN] = {};  // not bool: riscv64 has no 1-byte CAS (GCC 12 calls libatomic)
+  std::atomic<unsigned> cpu_busy[kN] =
+      {};  // not bool: riscv64 has no 1-byte CAS (GCC 12 calls libatomic)
   std::atomic<void*> shared[64] = {};
   std::atomic<size_t> bad{0};
   std::vector<std::thread> ts;

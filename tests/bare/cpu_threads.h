@@ -11,9 +11,9 @@
 #include <thread>
 #include <vector>
 
-#include "support/test_support.h"
 #include "core/segment.h"
 #include "shardalloc/region.h"
+#include "support/test_support.h"
 
 namespace bare_test {
 

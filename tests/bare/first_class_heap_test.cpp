@@ -12,10 +12,10 @@
 #include <thread>
 #include <vector>
 
-#include "support/test_support.h"
 #include "bare/cpu_threads.h"
 #include "shardalloc/heap.h"
 #include "shardalloc/region.h"
+#include "support/test_support.h"
 
 using namespace shardtest;
 using namespace bare_test;

@@ -18,10 +18,13 @@ using hostile::MiB;
 
 #define CHECKED_FATAL(what) "shardalloc: fatal: " what
 constexpr const char* kDoubleFree = CHECKED_FATAL("double free detected");
-constexpr const char* kOverflow = CHECKED_FATAL("heap corruption: the bytes after the block were overwritten");
-constexpr const char* kCheckOverflow = CHECKED_FATAL("heap check: the bytes after a live block were overwritten");
+constexpr const char* kOverflow =
+    CHECKED_FATAL("heap corruption: the bytes after the block were overwritten");
+constexpr const char* kCheckOverflow =
+    CHECKED_FATAL("heap check: the bytes after a live block were overwritten");
 constexpr const char* kUseAfterFree = CHECKED_FATAL(
-    "(heap corruption: a free block was overwritten|heap check: a free list links|heap corruption: a freed block was "
+    "(heap corruption: a free block was overwritten|heap check: a free list links|heap corruption: "
+    "a freed block was "
     "written to|heap check: a freed block was written to)");
 
 // Keeps the compiler from proving a block dead and dropping the writes under test.
@@ -35,7 +38,8 @@ TEST(CheckedMode, LibraryIsChecked) { EXPECT_EQ(shard_is_checked(), 1); }
 // The trailer takes the last 16 bytes of a block: a request of n bytes gets
 // the class of n + 16, and the usable size is n.
 TEST(CheckedMode, UsableSizeIsTheSizeAskedFor) {
-  for (size_t n : {size_t{0}, size_t{1}, size_t{8}, size_t{24}, size_t{100}, size_t{1000}, 5 * KiB, 100 * KiB, 3 * MiB}) {
+  for (size_t n : {size_t{0}, size_t{1}, size_t{8}, size_t{24}, size_t{100}, size_t{1000}, 5 * KiB,
+                   100 * KiB, 3 * MiB}) {
     auto* p = static_cast<unsigned char*>(shard_malloc(n));
     ASSERT_NE(p, nullptr);
     const size_t usable = shard_usable_size(p);
@@ -127,7 +131,8 @@ TEST(CheckedModeDeath, OverflowOfAHugeBlockIsCaughtAtFree) {
   EXPECT_SHARD_ABORT(
       {
         auto* p = static_cast<unsigned char*>(shard_malloc(MiB + 5));
-        p[shard_usable_size(p) + 1] ^= 0xff;  // always a change (a fixed value matched the random canary byte 1 time in 256)
+        p[shard_usable_size(p) + 1] ^=
+            0xff;  // always a change (a fixed value matched the random canary byte 1 time in 256)
         shard_free(p);
       },
       kOverflow);
@@ -185,7 +190,8 @@ TEST(CheckedModeDeath, WriteToTheCanaryOfAFreedBlockIsCaughtByAllocation) {
       },
       // Found by the victim's eviction or reuse, or first by the free of the
       // block after it, which checks the word before it (the victim's canary).
-      CHECKED_FATAL("heap corruption: (a freed block was written to|the bytes before the block were overwritten)"));
+      CHECKED_FATAL("heap corruption: (a freed block was written to|the bytes before the block "
+                    "were overwritten)"));
 }
 
 // A healthy heap under remote frees passes the check at any moment.
@@ -222,7 +228,9 @@ TEST(CheckedMode, CheckHeapPassesUnderRemoteFrees) {
 struct RegionFixture : ::testing::Test {
   static constexpr size_t kBytes = 32 * MiB;
   shard_region* r = nullptr;
-  void SetUp() override { ASSERT_EQ(shard_region_init(&r, shardtest::map_memory(kBytes), kBytes), SHARD_OK); }
+  void SetUp() override {
+    ASSERT_EQ(shard_region_init(&r, shardtest::map_memory(kBytes), kBytes), SHARD_OK);
+  }
 };
 
 TEST_F(RegionFixture, DoubleDeallocNotInARowIsNotAllocated) {
@@ -252,10 +260,13 @@ TEST_F(RegionFixture, DeallocOfAnOverflowedBlockAborts) {
 
 TEST_F(RegionFixture, CheckHeapCountsLiveAndFreeBlocks) {
   std::vector<void*> blocks(1000);
-  for (size_t i = 0; i < blocks.size(); ++i) ASSERT_EQ(shard_region_alloc(r, 8 + i % 500, 8, &blocks[i]), SHARD_OK);
-  for (size_t i = 0; i < blocks.size(); i += 2) ASSERT_EQ(shard_region_dealloc(r, blocks[i], 8 + i % 500, 8), SHARD_OK);
+  for (size_t i = 0; i < blocks.size(); ++i)
+    ASSERT_EQ(shard_region_alloc(r, 8 + i % 500, 8, &blocks[i]), SHARD_OK);
+  for (size_t i = 0; i < blocks.size(); i += 2)
+    ASSERT_EQ(shard_region_dealloc(r, blocks[i], 8 + i % 500, 8), SHARD_OK);
   EXPECT_GE(shard_region_check_heap(r), blocks.size());
-  for (size_t i = 1; i < blocks.size(); i += 2) ASSERT_EQ(shard_region_dealloc(r, blocks[i], 8 + i % 500, 8), SHARD_OK);
+  for (size_t i = 1; i < blocks.size(); i += 2)
+    ASSERT_EQ(shard_region_dealloc(r, blocks[i], 8 + i % 500, 8), SHARD_OK);
   EXPECT_EQ(shard_region_used_bytes(r), 0u);
 }
 

@@ -60,10 +60,10 @@ TEST(DomainLife, DestroyEndsTheGenerationAndPinsFailFromItsBeginning) {
   EXPECT_FALSE(life.is_current(1));
   EXPECT_EQ(life.generation(), 1u);
   EXPECT_NE(life.word.load() & DomainLife::kDying, 0u);
-  EXPECT_FALSE(life.try_pin(1));     // no pin after begin_destroy
+  EXPECT_FALSE(life.try_pin(1));       // no pin after begin_destroy
   EXPECT_FALSE(life.begin_destroy());  // once
-  EXPECT_FALSE(life.try_claim());    // dying: not free
-  EXPECT_TRUE(life.pinned());        // the pin taken before is waited for
+  EXPECT_FALSE(life.try_claim());      // dying: not free
+  EXPECT_TRUE(life.pinned());          // the pin taken before is waited for
   life.unpin();
   EXPECT_FALSE(life.pinned());
   life.end_destroy();

@@ -11,11 +11,11 @@
 
 #include <cstring>
 
-#include "support/test_support.h"
 #include "core/heap.h"
 #include "core/segment.h"
 #include "core/size_class.h"
 #include "shardalloc/region.h"
+#include "support/test_support.h"
 
 using namespace shardalloc::core;
 
@@ -198,7 +198,8 @@ TEST_F(HeapWalk, HugeSpanBeyondTheArenaIsMetadata) {
 
 TEST_F(HeapWalk, OwnerIsFoundByAddressAmongTheDomainsHeaps) {
   void* p = nullptr;
-  ASSERT_EQ(shard_region_alloc(r_, 64, 8, &p), SHARD_OK);  // this thread's heap: the list's only record
+  ASSERT_EQ(shard_region_alloc(r_, 64, 8, &p),
+            SHARD_OK);  // this thread's heap: the list's only record
   Segment* s = forge_small();
   s->heap = segment_of(p)->heap;
   const SlotView v = read();

@@ -100,10 +100,15 @@ TEST(ThreadFreeWordTest, PacksHeadAndState) {
 
 TEST(SegmentMath, SegmentOfMapsBlocksToTheirHeader) {
   const uintptr_t seg = uintptr_t{7} << kSegmentShift;
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(segment_of(reinterpret_cast<void*>(seg + kSegmentHeaderSize))), seg);
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(segment_of(reinterpret_cast<void*>(seg + kSegmentSize - 8))), seg);
+  EXPECT_EQ(
+      reinterpret_cast<uintptr_t>(segment_of(reinterpret_cast<void*>(seg + kSegmentHeaderSize))),
+      seg);
+  EXPECT_EQ(
+      reinterpret_cast<uintptr_t>(segment_of(reinterpret_cast<void*>(seg + kSegmentSize - 8))),
+      seg);
   // A huge block aligned to the next slot boundary belongs to the header before it.
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(segment_of(reinterpret_cast<void*>(seg + kSegmentSize))), seg);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(segment_of(reinterpret_cast<void*>(seg + kSegmentSize))),
+            seg);
   static_assert(sizeof(Segment) <= kSegmentHeaderSize);
   static_assert(kSmallPagesPerSegment * kSmallPageSize == kSegmentSize);
 }
@@ -134,7 +139,8 @@ TEST(BlockStart, ExactlyTheBlockStartsOfThePageForEveryClass) {
       for (uintptr_t a = seg; a < seg + kSegmentSize; a += 8) {
         const bool want = a >= start && a < area_end && (a - start) % block == 0;
         if (page.is_block_start(reinterpret_cast<void*>(a)) != want) {
-          FAIL() << "class " << cls << " (block " << block << ") page " << i << " offset " << (a - seg);
+          FAIL() << "class " << cls << " (block " << block << ") page " << i << " offset "
+                 << (a - seg);
         }
         hits += want;
       }

@@ -53,7 +53,8 @@ TEST(SizeClass, DirectTableAgreesWithTheFormula) {
 }
 
 TEST(SizeClass, PowersOfTwoAreExactClasses) {
-  for (size_t p = kMinAlign; p <= kLargeBlockMax; p <<= 1) EXPECT_EQ(class_block_size(size_class_of(p)), p);
+  for (size_t p = kMinAlign; p <= kLargeBlockMax; p <<= 1)
+    EXPECT_EQ(class_block_size(size_class_of(p)), p);
 }
 
 // Requests below kMinAlign (0 included) share the smallest class.

@@ -10,7 +10,8 @@ using namespace shardalloc::core;
 
 namespace {
 
-constexpr NotifyState kStates[] = {NotifyState::kNormal, NotifyState::kFull, NotifyState::kNotified};
+constexpr NotifyState kStates[] = {NotifyState::kNormal, NotifyState::kFull,
+                                   NotifyState::kNotified};
 
 // Blocks are 8-aligned (at least): the two state bits are free in every block address.
 static_assert(alignof(Block) >= ThreadFreeWord::kStateMask + 1);

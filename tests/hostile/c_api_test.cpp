@@ -69,7 +69,8 @@ TEST(CApi, C04_CallocZeroIsUniqueNonNull) {
 }
 
 TEST(CApi, C05_CallocOverflowingProductIsEnomem) {
-  const size_t pairs[][2] = {{kMax, 2}, {2, kMax}, {kMax / 2, 3}, {size_t{1} << 32, size_t{1} << 32}, {kMax, kMax}};
+  const size_t pairs[][2] = {
+      {kMax, 2}, {2, kMax}, {kMax / 2, 3}, {size_t{1} << 32, size_t{1} << 32}, {kMax, kMax}};
   for (auto& pr : pairs) {
     errno = 0;
     EXPECT_EQ(shard_calloc(launder(pr[0]), launder(pr[1])), nullptr) << pr[0] << " x " << pr[1];
@@ -107,13 +108,17 @@ void free_global() {
 TEST_F(CApiDeath, C09_FreeGlobalPointerAborts) { EXPECT_SHARD_ABORT(free_global(), kNotAllocated); }
 
 void free_libc_pointer() { shard_free(launder(std::malloc(100))); }
-TEST_F(CApiDeath, C10_FreeForeignHeapPointerAborts) { EXPECT_SHARD_ABORT(free_libc_pointer(), kNotAllocated); }
+TEST_F(CApiDeath, C10_FreeForeignHeapPointerAborts) {
+  EXPECT_SHARD_ABORT(free_libc_pointer(), kNotAllocated);
+}
 
 void free_foreign_mmap() {
   void* m = mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   shard_free(launder<void*>(static_cast<char*>(m) + 4096));
 }
-TEST_F(CApiDeath, C11_FreeForeignMappingAborts) { EXPECT_SHARD_ABORT(free_foreign_mmap(), kNotAllocated); }
+TEST_F(CApiDeath, C11_FreeForeignMappingAborts) {
+  EXPECT_SHARD_ABORT(free_foreign_mmap(), kNotAllocated);
+}
 
 void free_interior(size_t n, size_t offset) {
   char* p = static_cast<char*>(shard_malloc(launder(n)));
@@ -199,7 +204,9 @@ void double_free_in_other_thread() {
   t.join();
   shard_free(keep);
 }
-TEST_F(CApiDeath, C17_DoubleFreeByAnotherThreadAborts) { EXPECT_SHARD_ABORT(double_free_in_other_thread(), kDoubleFree); }
+TEST_F(CApiDeath, C17_DoubleFreeByAnotherThreadAborts) {
+  EXPECT_SHARD_ABORT(double_free_in_other_thread(), kDoubleFree);
+}
 
 // Documented limitation: a double free that is not "in a row" (another block
 // of the page was freed in between) is not detected; the block then sits on
@@ -214,7 +221,7 @@ void double_free_not_in_a_row() {
   shard_free(launder(a));  // returns: not detected (local_free is now a -> b -> a ...)
   int seen = 0;
   for (int i = 0; i < 400; ++i) seen += shard_malloc(48) == a;  // once the fresh blocks run out
-  CHECK_IN_CHILD(c, seen >= 2);                                  // `a` is handed out again and again
+  CHECK_IN_CHILD(c, seen >= 2);                                 // `a` is handed out again and again
   (void)keep;
   child_exit(c.failures);
 }
@@ -249,7 +256,8 @@ void free_after_realloc_to_zero() {
   shard_free(keep);
 }
 TEST_F(CApiDeath, C20_ReallocToZeroFreed) {
-  EXPECT_SHARD_ABORT(free_after_realloc_to_zero(), kDoubleFree) << "realloc(p, 0) must have freed p";
+  EXPECT_SHARD_ABORT(free_after_realloc_to_zero(), kDoubleFree)
+      << "realloc(p, 0) must have freed p";
 }
 
 TEST(CApi, C21_ReallocHugeIsEnomemAndKeepsTheBlock) {
@@ -271,7 +279,8 @@ void realloc_stack() {
 }
 TEST_F(CApiDeath, C22_ReallocForeignPointerAborts) {
   EXPECT_SHARD_ABORT(realloc_stack(), kUsableNotAllocated) << "stack";
-  EXPECT_SHARD_ABORT(shard_realloc(launder(std::malloc(50)), 100), kUsableNotAllocated) << "libc heap";
+  EXPECT_SHARD_ABORT(shard_realloc(launder(std::malloc(50)), 100), kUsableNotAllocated)
+      << "libc heap";
 }
 
 void realloc_freed(bool keep_neighbour) {
@@ -292,7 +301,9 @@ void realloc_interior_grow() {
   char* p = static_cast<char*>(shard_malloc(100));
   shard_realloc(launder(p + 8), 1000);
 }
-TEST_F(CApiDeath, C24_ReallocInteriorPointerGrowAborts) { EXPECT_SHARD_ABORT(realloc_interior_grow(), kNotAllocated); }
+TEST_F(CApiDeath, C24_ReallocInteriorPointerGrowAborts) {
+  EXPECT_SHARD_ABORT(realloc_interior_grow(), kNotAllocated);
+}
 
 // Documented limitation: a realloc that fits is answered from the usable size
 // alone, which is computed for any pointer into a block.
@@ -311,7 +322,8 @@ TEST(CApi, C25_ReallocInteriorPointerThatFitsIsReturnedUnchecked) {
 // ---- shard_malloc_aligned ------------------------------------------------------
 
 TEST(CApi, C26_AlignedNonPowerOfTwoIsEinval) {
-  for (size_t a : {size_t{0}, size_t{3}, size_t{24}, size_t{48}, size_t{1000}, kMax, (size_t{1} << 62) + 1}) {
+  for (size_t a :
+       {size_t{0}, size_t{3}, size_t{24}, size_t{48}, size_t{1000}, kMax, (size_t{1} << 62) + 1}) {
     errno = 0;
     EXPECT_EQ(shard_malloc_aligned(64, launder(a)), nullptr) << a;
     EXPECT_EQ(errno, EINVAL) << a;
@@ -337,7 +349,8 @@ TEST(CApi, C28_AlignedHugeAlignmentIsEnomem) {
 }
 
 TEST(CApi, C29_AlignedUpTo64MiBIsHonoured) {
-  for (size_t a : {size_t{4096}, size_t{64} * KiB, size_t{512} * KiB, size_t{4} * MiB, size_t{64} * MiB}) {
+  for (size_t a :
+       {size_t{4096}, size_t{64} * KiB, size_t{512} * KiB, size_t{4} * MiB, size_t{64} * MiB}) {
     void* p = shard_malloc_aligned(100, a);
     ASSERT_NE(p, nullptr) << a;
     EXPECT_TRUE(shardtest::is_aligned(p, a)) << p << " align " << a;
@@ -381,7 +394,8 @@ void usable_stack() {
 }
 TEST_F(CApiDeath, C33_UsableSizeOfForeignPointerAborts) {
   EXPECT_SHARD_ABORT(usable_stack(), kUsableNotAllocated) << "stack";
-  EXPECT_SHARD_ABORT((void)shard_usable_size(launder(std::malloc(10))), kUsableNotAllocated) << "libc heap";
+  EXPECT_SHARD_ABORT((void)shard_usable_size(launder(std::malloc(10))), kUsableNotAllocated)
+      << "libc heap";
 }
 
 // Documented limitation: no validation beyond "inside an OS arena".
@@ -390,7 +404,8 @@ TEST(CApi, C34_UsableSizeOfInteriorOrFreedPointerIsUnchecked) {
   void* keep = shard_malloc(100);
   ASSERT_NE(p, nullptr);
   // Checked builds: from the size the block was asked for (kept while it is quarantined).
-  EXPECT_EQ(shard_usable_size(launder(p + 8)), checked() ? 92u : 104u) << "interior: bytes to the end of the block";
+  EXPECT_EQ(shard_usable_size(launder(p + 8)), checked() ? 92u : 104u)
+      << "interior: bytes to the end of the block";
   shard_free(p);
   EXPECT_EQ(shard_usable_size(launder(p)), checked() ? 100u : 112u) << "freed: the block size";
   shard_free(keep);

@@ -14,8 +14,8 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "support/test_support.h"
 #include "shardalloc/shardalloc.h"
+#include "support/test_support.h"
 
 namespace hostile {
 
@@ -24,9 +24,11 @@ using shardtest::MiB;
 
 // The whole of stderr of an aborting child: exactly the one fatal line.
 #define HOSTILE_FATAL(what) "^shardalloc: fatal: " what " \\(pointer 0x[0-9a-f]+\\)\n$"
-inline constexpr const char* kNotAllocated = HOSTILE_FATAL("free of a pointer that is not allocated");
+inline constexpr const char* kNotAllocated =
+    HOSTILE_FATAL("free of a pointer that is not allocated");
 inline constexpr const char* kDoubleFree = HOSTILE_FATAL("double free detected");
-inline constexpr const char* kUsableNotAllocated = HOSTILE_FATAL("usable size of a pointer that is not allocated");
+inline constexpr const char* kUsableNotAllocated =
+    HOSTILE_FATAL("usable size of a pointer that is not allocated");
 
 #define EXPECT_SHARD_ABORT(stmt, regex) EXPECT_EXIT(stmt, ::testing::KilledBySignal(SIGABRT), regex)
 // The child runs `stmt`, which ends with child_exit(failures): exit code 0 or 1.

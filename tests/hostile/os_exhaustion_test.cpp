@@ -113,7 +113,8 @@ void exhaust_os() {
 }
 
 TEST(OsExhaustion, O01_LowAddressSpaceLimitGivesEnomem) {
-  if (sanitized()) GTEST_SKIP() << "sanitizer runtimes reserve terabytes of shadow: RLIMIT_AS cannot be lowered";
+  if (sanitized())
+    GTEST_SKIP() << "sanitizer runtimes reserve terabytes of shadow: RLIMIT_AS cannot be lowered";
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_CHILD_OK(exhaust_os());
 }

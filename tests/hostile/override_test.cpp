@@ -117,7 +117,8 @@ TEST(Override, V09_PosixMemalignBadAlignmentIsEinval) {
 }
 
 TEST(Override, V10_PosixMemalignHugeIsEnomem) {
-  const size_t cases[][2] = {{8, kMax}, {64, size_t{1} << 62}, {size_t{1} << 63, 64}, {size_t{1} << 62, 64}};
+  const size_t cases[][2] = {
+      {8, kMax}, {64, size_t{1} << 62}, {size_t{1} << 63, 64}, {size_t{1} << 62, 64}};
   for (auto& c : cases) {
     void* p = reinterpret_cast<void*>(0x1);
     EXPECT_EQ(posix_memalign(&p, launder(c[0]), launder(c[1])), ENOMEM) << c[0] << ", " << c[1];
@@ -159,7 +160,8 @@ TEST(Override, V13_MemalignRoundsNonPowerOfTwoUp) {
 
 // Alignments up to 2^63 round up to a power of two that cannot be served.
 TEST(Override, V14_MemalignHugeIsEnomem) {
-  const size_t cases[][2] = {{size_t{1} << 63, 64}, {(size_t{1} << 62) + 1, 64}, {(size_t{1} << 62) - 1, 64}, {64, kMax}};
+  const size_t cases[][2] = {
+      {size_t{1} << 63, 64}, {(size_t{1} << 62) + 1, 64}, {(size_t{1} << 62) - 1, 64}, {64, kMax}};
   for (auto& c : cases) {
     errno = 0;
     EXPECT_EQ(memalign(launder(c[0]), launder(c[1])), nullptr) << c[0] << ", " << c[1];
@@ -236,7 +238,8 @@ TEST(Override, V20_NewNonPowerOfTwoAlignmentIsUnchecked) {
     misaligned += reinterpret_cast<uintptr_t>(p) % 24 != 0;
     ::operator delete(p, std::align_val_t(24));
   }
-  EXPECT_GT(misaligned, 0) << "all aligned to 24: the limitation is gone, update docs/hostile-input.md V20";
+  EXPECT_GT(misaligned, 0)
+      << "all aligned to 24: the limitation is gone, update docs/hostile-input.md V20";
 }
 
 TEST(Override, V21_NewZeroIsUniqueNonNull) {
@@ -266,7 +269,8 @@ TEST(Override, V22_NewHugeCallsTheNewHandler) {
   std::set_new_handler(nullptr);
   g_handler_calls = 0;
   std::set_new_handler(throwing_handler);
-  EXPECT_EQ(::operator new(launder(kMax), std::nothrow), nullptr) << "nothrow: the handler's bad_alloc becomes NULL";
+  EXPECT_EQ(::operator new(launder(kMax), std::nothrow), nullptr)
+      << "nothrow: the handler's bad_alloc becomes NULL";
   EXPECT_EQ(g_handler_calls, 3);
   std::set_new_handler(nullptr);
 }
@@ -283,7 +287,9 @@ void delete_twice() {
   delete again;
   delete keep;
 }
-TEST_F(OverrideDeath, V23_DeleteForeignPointerAborts) { EXPECT_SHARD_ABORT(delete_stack(), kNotAllocated); }
+TEST_F(OverrideDeath, V23_DeleteForeignPointerAborts) {
+  EXPECT_SHARD_ABORT(delete_stack(), kNotAllocated);
+}
 TEST_F(OverrideDeath, V24_DeleteTwiceAborts) { EXPECT_SHARD_ABORT(delete_twice(), kDoubleFree); }
 
 }  // namespace

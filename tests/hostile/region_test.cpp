@@ -47,9 +47,12 @@ TEST(Region, R02_InitBelowMinimumIsInvalid) {
 }
 
 TEST(Region, R03_InitMinimumAtAnyAlignmentWorks) {
-  for (size_t off : {size_t{0}, size_t{1}, size_t{7}, size_t{4096}, kSlot / 2, kSlot - 64, kSlot - 1}) {
+  for (size_t off :
+       {size_t{0}, size_t{1}, size_t{7}, size_t{4096}, kSlot / 2, kSlot - 64, kSlot - 1}) {
     char* mem = static_cast<char*>(map_memory(4 * MiB));
-    char* start = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(mem) + kSlot - 1) & ~(kSlot - 1)) + off;
+    char* start =
+        reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(mem) + kSlot - 1) & ~(kSlot - 1)) +
+        off;
     shard_region* r = nullptr;
     ASSERT_EQ(shard_region_init(&r, start, SHARD_REGION_MIN_SIZE), SHARD_OK) << "offset " << off;
     void* p = nullptr;
@@ -64,7 +67,8 @@ TEST(Region, R04_InitWrappingRangeIsInvalid) {
   void* mem = map_memory(4 * MiB);
   shard_region* r = nullptr;
   EXPECT_EQ(shard_region_init(&r, static_cast<char*>(mem) + 1, kMax), SHARD_INVALID_PARAM);
-  EXPECT_EQ(shard_region_init(&r, reinterpret_cast<void*>(kMax - MiB), 2 * MiB), SHARD_INVALID_PARAM);
+  EXPECT_EQ(shard_region_init(&r, reinterpret_cast<void*>(kMax - MiB), 2 * MiB),
+            SHARD_INVALID_PARAM);
   EXPECT_EQ(r, nullptr);
 }
 
@@ -78,7 +82,8 @@ TEST(Region, R04_InitWrappingRangeIsInvalid) {
 // serves correctly. The child crashes or finds overlapping blocks otherwise.
 void huge_region() {
   const size_t n = size_t{4} << 40;
-  void* m = mmap(nullptr, n + MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* m = mmap(nullptr, n + MiB, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED) child_exit(0);  // cannot reserve 4 TiB here: nothing to test
   char* base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(m) + kSlot - 1) & ~(kSlot - 1));
   shard_region* r = nullptr;
@@ -86,7 +91,8 @@ void huge_region() {
   Checker c;
   // A block in each page of the first small segment (one size class per page).
   void* first[8];
-  for (size_t k = 0; k < 8; ++k) CHECK_IN_CHILD(c, shard_region_alloc(r, 8 * (k + 1), 8, &first[k]) == SHARD_OK);
+  for (size_t k = 0; k < 8; ++k)
+    CHECK_IN_CHILD(c, shard_region_alloc(r, 8 * (k + 1), 8, &first[k]) == SHARD_OK);
   // 6000 segments of their own (one slot each), released: their dirty bits
   // are the first ~750 bytes of the dirty bitmap.
   std::vector<void*> huge(6000);
@@ -97,7 +103,8 @@ void huge_region() {
   std::vector<std::pair<uintptr_t, uintptr_t>> spans;
   for (size_t k = 0; k < 8; ++k) {
     const size_t size = 8 * (k + 1);
-    spans.push_back({reinterpret_cast<uintptr_t>(first[k]), reinterpret_cast<uintptr_t>(first[k]) + size});
+    spans.push_back(
+        {reinterpret_cast<uintptr_t>(first[k]), reinterpret_cast<uintptr_t>(first[k]) + size});
     for (int i = 0; i < 9000; ++i) {
       void* p = nullptr;
       if (!CHECK_IN_CHILD(c, shard_region_alloc(r, size, 8, &p) == SHARD_OK)) child_exit(1);
@@ -107,8 +114,9 @@ void huge_region() {
   std::sort(spans.begin(), spans.end());
   for (size_t i = 1; i < spans.size(); ++i) {
     if (!CHECK_IN_CHILD(c, spans[i - 1].second <= spans[i].first)) {
-      std::fprintf(stderr, "hostile: blocks [%#lx, %#lx) and [%#lx, %#lx) overlap\n", (unsigned long)spans[i - 1].first,
-                   (unsigned long)spans[i - 1].second, (unsigned long)spans[i].first, (unsigned long)spans[i].second);
+      std::fprintf(stderr, "hostile: blocks [%#lx, %#lx) and [%#lx, %#lx) overlap\n",
+                   (unsigned long)spans[i - 1].first, (unsigned long)spans[i - 1].second,
+                   (unsigned long)spans[i].first, (unsigned long)spans[i].second);
       break;
     }
   }
@@ -138,20 +146,24 @@ TEST(Region, R07_AddMemoryWrappingRangeIsInvalid) {
   shard_region* r = fresh(4 * MiB);
   const RegionStats before = stats(r);
   EXPECT_EQ(shard_region_add_memory(r, map_memory(MiB), kMax), SHARD_INVALID_PARAM);
-  EXPECT_EQ(shard_region_add_memory(r, reinterpret_cast<void*>(kMax - 4096), 8192), SHARD_INVALID_PARAM);
+  EXPECT_EQ(shard_region_add_memory(r, reinterpret_cast<void*>(kMax - 4096), 8192),
+            SHARD_INVALID_PARAM);
   EXPECT_EQ(stats(r), before);
 }
 
 TEST(Region, R08_AddMemoryTooSmallForASegmentIsInvalid) {
   shard_region* r = fresh(4 * MiB);
   char* more = static_cast<char*>(map_memory(4 * MiB));
-  char* aligned = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(more) + kSlot - 1) & ~(kSlot - 1));
+  char* aligned =
+      reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(more) + kSlot - 1) & ~(kSlot - 1));
   const RegionStats before = stats(r);
   EXPECT_EQ(shard_region_add_memory(r, aligned, 100), SHARD_INVALID_PARAM);
-  EXPECT_EQ(shard_region_add_memory(r, aligned, kSlot), SHARD_INVALID_PARAM) << "one slot, no room for its header";
+  EXPECT_EQ(shard_region_add_memory(r, aligned, kSlot), SHARD_INVALID_PARAM)
+      << "one slot, no room for its header";
   EXPECT_EQ(shard_region_add_memory(r, aligned + 1, kSlot), SHARD_INVALID_PARAM) << "no whole slot";
   EXPECT_EQ(stats(r), before);
-  EXPECT_EQ(shard_region_add_memory(r, aligned, kSlot + 8 * KiB), SHARD_OK) << "one slot plus header room";
+  EXPECT_EQ(shard_region_add_memory(r, aligned, kSlot + 8 * KiB), SHARD_OK)
+      << "one slot plus header room";
 }
 
 TEST(Region, R09_AddMemoryOverlapIsRefused) {
@@ -160,11 +172,16 @@ TEST(Region, R09_AddMemoryOverlapIsRefused) {
   ASSERT_EQ(shard_region_init(&r, mem, 8 * MiB), SHARD_OK);
   ASSERT_EQ(shard_region_add_memory(r, mem + 16 * MiB, 4 * MiB), SHARD_OK);
   const RegionStats before = stats(r);
-  EXPECT_EQ(shard_region_add_memory(r, mem, MiB), SHARD_MEMORY_OVERLAP) << "the region's own header";
-  EXPECT_EQ(shard_region_add_memory(r, mem + MiB, 4 * MiB), SHARD_MEMORY_OVERLAP) << "inside the first range";
-  EXPECT_EQ(shard_region_add_memory(r, mem + 7 * MiB, 4 * MiB), SHARD_MEMORY_OVERLAP) << "straddles its end";
-  EXPECT_EQ(shard_region_add_memory(r, mem + 16 * MiB, 4 * MiB), SHARD_MEMORY_OVERLAP) << "the same range again";
-  EXPECT_EQ(shard_region_add_memory(r, mem + 12 * MiB, 16 * MiB), SHARD_MEMORY_OVERLAP) << "covers a whole range";
+  EXPECT_EQ(shard_region_add_memory(r, mem, MiB), SHARD_MEMORY_OVERLAP)
+      << "the region's own header";
+  EXPECT_EQ(shard_region_add_memory(r, mem + MiB, 4 * MiB), SHARD_MEMORY_OVERLAP)
+      << "inside the first range";
+  EXPECT_EQ(shard_region_add_memory(r, mem + 7 * MiB, 4 * MiB), SHARD_MEMORY_OVERLAP)
+      << "straddles its end";
+  EXPECT_EQ(shard_region_add_memory(r, mem + 16 * MiB, 4 * MiB), SHARD_MEMORY_OVERLAP)
+      << "the same range again";
+  EXPECT_EQ(shard_region_add_memory(r, mem + 12 * MiB, 16 * MiB), SHARD_MEMORY_OVERLAP)
+      << "covers a whole range";
   EXPECT_EQ(stats(r), before);
   EXPECT_EQ(shard_region_add_memory(r, mem + 8 * MiB, 8 * MiB), SHARD_OK) << "the gap between them";
 }
@@ -214,8 +231,13 @@ TEST(Region, R13_AllocSizeZeroIsAMinimalBlock) {
 TEST(Region, R14_AllocHugeSizeOrAlignIsNoMemory) {
   shard_region* r = fresh(8 * MiB);
   const RegionStats before = stats(r);
-  const size_t cases[][2] = {{kMax, 8},           {size_t{1} << 62, 8}, {(size_t{1} << 62) + 1, 8}, {100 * MiB, 8},
-                             {100, size_t{1} << 63}, {100, size_t{1} << 62}, {100, size_t{1} << 30}};
+  const size_t cases[][2] = {{kMax, 8},
+                             {size_t{1} << 62, 8},
+                             {(size_t{1} << 62) + 1, 8},
+                             {100 * MiB, 8},
+                             {100, size_t{1} << 63},
+                             {100, size_t{1} << 62},
+                             {100, size_t{1} << 30}};
   for (auto& c : cases) {
     void* p = reinterpret_cast<void*>(0x1);
     EXPECT_EQ(shard_region_alloc(r, c[0], c[1], &p), SHARD_NO_MEMORY) << c[0] << " align " << c[1];
@@ -311,10 +333,14 @@ TEST(Region, R19_DeallocForeignPointerIsNotAllocated) {
   EXPECT_EQ(shard_region_dealloc(r, launder<void*>(local), 8, 8), SHARD_NOT_ALLOCATED) << "stack";
   EXPECT_EQ(shard_region_dealloc(r, launder<void*>(global), 8, 8), SHARD_NOT_ALLOCATED) << "global";
   EXPECT_EQ(shard_region_dealloc(r, libc, 100, 8), SHARD_NOT_ALLOCATED) << "libc heap";
-  EXPECT_EQ(shard_region_dealloc(r, theirs, 100, 8), SHARD_NOT_ALLOCATED) << "another region's block";
-  EXPECT_EQ(shard_region_dealloc(r, mem + 64, 8, 8), SHARD_NOT_ALLOCATED) << "the region's own header";
-  EXPECT_EQ(shard_region_dealloc(r, mem + 6 * MiB, 8, 8), SHARD_NOT_ALLOCATED) << "an unclaimed slot";
-  EXPECT_EQ(shard_region_dealloc(r, mem + 12 * MiB, 8, 8), SHARD_NOT_ALLOCATED) << "past the region";
+  EXPECT_EQ(shard_region_dealloc(r, theirs, 100, 8), SHARD_NOT_ALLOCATED)
+      << "another region's block";
+  EXPECT_EQ(shard_region_dealloc(r, mem + 64, 8, 8), SHARD_NOT_ALLOCATED)
+      << "the region's own header";
+  EXPECT_EQ(shard_region_dealloc(r, mem + 6 * MiB, 8, 8), SHARD_NOT_ALLOCATED)
+      << "an unclaimed slot";
+  EXPECT_EQ(shard_region_dealloc(r, mem + 12 * MiB, 8, 8), SHARD_NOT_ALLOCATED)
+      << "past the region";
   EXPECT_EQ(stats(r), before);
   EXPECT_EQ(shard_region_dealloc(r, p, 100, 8), SHARD_OK);
   EXPECT_EQ(shard_region_dealloc(other, theirs, 100, 8), SHARD_OK);
@@ -351,7 +377,8 @@ TEST(Region, R21_DeallocInteriorPointerOnAlignedPageIsNotAllocated) {
   for (auto& p : blocks) ASSERT_EQ(shard_region_alloc(r, 100, 256, &p), SHARD_OK);
   const RegionStats before = stats(r);
   for (void* p : blocks) {
-    EXPECT_EQ(shard_region_dealloc(r, static_cast<char*>(p) + 8, 100, 256), SHARD_NOT_ALLOCATED) << p;
+    EXPECT_EQ(shard_region_dealloc(r, static_cast<char*>(p) + 8, 100, 256), SHARD_NOT_ALLOCATED)
+        << p;
   }
   EXPECT_EQ(stats(r), before);
 }

@@ -60,7 +60,9 @@ inline size_t hide(size_t v) {
 
 bool is_aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0; }
 
-unsigned char pat(size_t i, unsigned seed) { return static_cast<unsigned char>((i * 131 + (i >> 8) * 7 + seed * 29) ^ (seed >> 2)); }
+unsigned char pat(size_t i, unsigned seed) {
+  return static_cast<unsigned char>((i * 131 + (i >> 8) * 7 + seed * 29) ^ (seed >> 2));
+}
 void fill(void* p, size_t n, unsigned seed) {
   auto* b = static_cast<unsigned char*>(p);
   for (size_t i = 0; i < n; ++i) b[i] = pat(i, seed);
@@ -126,24 +128,30 @@ size_t shard_class_size(size_t n) {
 
 // Every function libshardalloc.so exports in place of glibc / libstdc++.
 const char* const kOverridden[] = {
-    "malloc", "free", "calloc", "realloc", "cfree", "reallocarray", "posix_memalign", "aligned_alloc", "memalign",
-    "valloc", "pvalloc", "malloc_usable_size", "__libc_malloc", "__libc_free", "__libc_calloc", "__libc_realloc",
-    "__libc_memalign", "__libc_valloc", "__libc_pvalloc", "__posix_memalign",
+    "malloc", "free", "calloc", "realloc", "cfree", "reallocarray", "posix_memalign",
+    "aligned_alloc", "memalign", "valloc", "pvalloc", "malloc_usable_size", "__libc_malloc",
+    "__libc_free", "__libc_calloc", "__libc_realloc", "__libc_memalign", "__libc_valloc",
+    "__libc_pvalloc", "__posix_memalign",
     // operator new / new[]: plain, nothrow, aligned, aligned nothrow
-    "_Znwm", "_Znam", "_ZnwmRKSt9nothrow_t", "_ZnamRKSt9nothrow_t", "_ZnwmSt11align_val_t", "_ZnamSt11align_val_t",
-    "_ZnwmSt11align_val_tRKSt9nothrow_t", "_ZnamSt11align_val_tRKSt9nothrow_t",
+    "_Znwm", "_Znam", "_ZnwmRKSt9nothrow_t", "_ZnamRKSt9nothrow_t", "_ZnwmSt11align_val_t",
+    "_ZnamSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t",
+    "_ZnamSt11align_val_tRKSt9nothrow_t",
     // operator delete / delete[]: plain, sized, nothrow, aligned, sized aligned, aligned nothrow
-    "_ZdlPv", "_ZdaPv", "_ZdlPvm", "_ZdaPvm", "_ZdlPvRKSt9nothrow_t", "_ZdaPvRKSt9nothrow_t", "_ZdlPvSt11align_val_t",
-    "_ZdaPvSt11align_val_t", "_ZdlPvmSt11align_val_t", "_ZdaPvmSt11align_val_t", "_ZdlPvSt11align_val_tRKSt9nothrow_t",
+    "_ZdlPv", "_ZdaPv", "_ZdlPvm", "_ZdaPvm", "_ZdlPvRKSt9nothrow_t", "_ZdaPvRKSt9nothrow_t",
+    "_ZdlPvSt11align_val_t", "_ZdaPvSt11align_val_t", "_ZdlPvmSt11align_val_t",
+    "_ZdaPvmSt11align_val_t", "_ZdlPvSt11align_val_tRKSt9nothrow_t",
     "_ZdaPvSt11align_val_tRKSt9nothrow_t",
     // shardalloc's own C API
-    "shard_malloc", "shard_free", "shard_calloc", "shard_realloc", "shard_malloc_aligned", "shard_usable_size"};
+    "shard_malloc", "shard_free", "shard_calloc", "shard_realloc", "shard_malloc_aligned",
+    "shard_usable_size"};
 
 TEST(OverrideIsActive, EveryExportedSymbolResolvesToShardalloc) {
-  std::printf("mode: %s, LD_PRELOAD=%s\n", SHARDTEST_MODE, std::getenv("LD_PRELOAD") ? std::getenv("LD_PRELOAD") : "");
+  std::printf("mode: %s, LD_PRELOAD=%s\n", SHARDTEST_MODE,
+              std::getenv("LD_PRELOAD") ? std::getenv("LD_PRELOAD") : "");
   for (const char* name : kOverridden) {
     const std::string obj = defining_object(name);
-    EXPECT_NE(obj.find("libshardalloc.so"), std::string::npos) << name << " resolves to '" << obj << "'";
+    EXPECT_NE(obj.find("libshardalloc.so"), std::string::npos)
+        << name << " resolves to '" << obj << "'";
   }
 }
 
@@ -194,7 +202,8 @@ TEST(Malloc, ZeroIsUniqueAndNonNull) {
   }
   std::vector<void*> sorted = ps;
   std::sort(sorted.begin(), sorted.end());
-  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "malloc(0) returned a pointer twice";
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end())
+      << "malloc(0) returned a pointer twice";
   for (void* p : ps) std::free(p);
 }
 
@@ -215,7 +224,8 @@ TEST(Malloc, FundamentalAlignment) {
       void* p = opaque(std::malloc(n));
       ASSERT_NE(p, nullptr);
       const size_t need = alignof(std::max_align_t);
-      if (!is_aligned(p, need) && (bad.empty() || bad.back().rfind("malloc(" + std::to_string(n) + ")", 0) != 0)) {
+      if (!is_aligned(p, need) &&
+          (bad.empty() || bad.back().rfind("malloc(" + std::to_string(n) + ")", 0) != 0)) {
         char buf[96];
         std::snprintf(buf, sizeof buf, "malloc(%zu) = %p, not %zu-aligned", n, p, need);
         bad.push_back(buf);
@@ -226,7 +236,8 @@ TEST(Malloc, FundamentalAlignment) {
   }
   std::string list;
   for (size_t i = 0; i < bad.size() && i < 12; ++i) list += "  " + bad[i] + "\n";
-  EXPECT_TRUE(bad.empty()) << bad.size() << " request sizes get under-aligned blocks, e.g.\n" << list;
+  EXPECT_TRUE(bad.empty()) << bad.size() << " request sizes get under-aligned blocks, e.g.\n"
+                           << list;
 }
 
 // glibc gives every block alignof(max_align_t) (16 on x86-64, aarch64 and
@@ -268,7 +279,8 @@ TEST(Malloc, EverySmallBlockHasTheFundamentalAlignment) {
   for (void* p : ps) std::free(p);
   std::string list;
   for (size_t i = 0; i < bad.size() && i < 12; ++i) list += (i == 0 ? " " : ", ") + bad[i];
-  EXPECT_TRUE(bad.empty()) << bad.size() << " kinds of request get blocks not " << kAlign << "-aligned, e.g." << list;
+  EXPECT_TRUE(bad.empty()) << bad.size() << " kinds of request get blocks not " << kAlign
+                           << "-aligned, e.g." << list;
 }
 
 TEST(Malloc, EveryBlockHasTheFundamentalAlignment) {
@@ -281,8 +293,8 @@ TEST(Malloc, EveryBlockHasTheFundamentalAlignment) {
 }
 
 TEST(Malloc, TooLargeFailsWithENOMEM) {
-  for (size_t n : {kPtrdiffMax + 1, kPtrdiffMax + 4096, SIZE_MAX, SIZE_MAX - 7, SIZE_MAX - 4096, kPtrdiffMax,
-                   size_t{1} << 62}) {
+  for (size_t n : {kPtrdiffMax + 1, kPtrdiffMax + 4096, SIZE_MAX, SIZE_MAX - 7, SIZE_MAX - 4096,
+                   kPtrdiffMax, size_t{1} << 62}) {
     errno = 0;
     EXPECT_EQ(opaque(std::malloc(n)), nullptr) << "malloc(" << n << ")";
     EXPECT_EQ(errno, ENOMEM) << "malloc(" << n << ")";
@@ -327,8 +339,8 @@ TEST(MallocUsableSize, AtLeastRequestAndExact) {
 }
 
 TEST(MallocUsableSize, WritingAllUsableBytesIsSafe) {
-  const size_t sizes[] = {1, 7, 8, 9, 24, 100, 250, 1000, 1025, 3000, 8192, 8193, 20000, 65536, 131072, 131073,
-                          600 * KiB, 3 * MiB + 5};
+  const size_t sizes[] = {1,    7,    8,    9,     24,    100,    250,    1000,      1025,
+                          3000, 8192, 8193, 20000, 65536, 131072, 131073, 600 * KiB, 3 * MiB + 5};
   for (size_t n : sizes) {
     SCOPED_TRACE("size " + std::to_string(n));
     const int count = n >= 128 * KiB ? 3 : n > 8192 ? 16 : 200;
@@ -341,10 +353,13 @@ TEST(MallocUsableSize, WritingAllUsableBytesIsSafe) {
     }
     // Blocks of one size do not overlap, usable bytes included.
     std::vector<std::pair<uintptr_t, uintptr_t>> ranges;
-    for (void* p : ps) ranges.push_back({reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(p) + usable(p)});
+    for (void* p : ps)
+      ranges.push_back(
+          {reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(p) + usable(p)});
     std::sort(ranges.begin(), ranges.end());
     for (size_t i = 1; i < ranges.size(); ++i) EXPECT_LE(ranges[i - 1].second, ranges[i].first);
-    for (int i = 0; i < count; ++i) EXPECT_EQ(check(ps[i], usable(ps[i]), unsigned(i)), SIZE_MAX) << "block " << i;
+    for (int i = 0; i < count; ++i)
+      EXPECT_EQ(check(ps[i], usable(ps[i]), unsigned(i)), SIZE_MAX) << "block " << i;
     for (void* p : ps) std::free(p);
   }
 }
@@ -368,8 +383,8 @@ TEST(Calloc, ZeroSizesGiveUniqueBlocks) {
 }
 
 TEST(Calloc, ZeroesFreshAndReusedMemory) {
-  for (size_t n : {size_t{1}, size_t{24}, size_t{100}, size_t{1000}, size_t{8000}, size_t{20000}, size_t{130000},
-                   2 * MiB + 3}) {
+  for (size_t n : {size_t{1}, size_t{24}, size_t{100}, size_t{1000}, size_t{8000}, size_t{20000},
+                   size_t{130000}, 2 * MiB + 3}) {
     SCOPED_TRACE("size " + std::to_string(n));
     const int count = n >= MiB ? 3 : 50;
     for (int round = 0; round < 2; ++round) {
@@ -408,7 +423,8 @@ TEST(Calloc, OverflowFailsWithENOMEM) {
   };
   for (const Case& c : cases) {
     errno = 0;
-    EXPECT_EQ(opaque(std::calloc(c.n, c.size)), nullptr) << "calloc(" << c.n << ", " << c.size << ")";
+    EXPECT_EQ(opaque(std::calloc(c.n, c.size)), nullptr)
+        << "calloc(" << c.n << ", " << c.size << ")";
     EXPECT_EQ(errno, ENOMEM) << "calloc(" << c.n << ", " << c.size << ")";
   }
 }
@@ -441,8 +457,8 @@ TEST(Realloc, ZeroFreesAndReturnsNull) {
 }
 
 TEST(Realloc, PreservesContentsAcrossSizeClasses) {
-  const size_t steps[] = {1, 8, 24, 100, 1000, 1024, 1025, 8192, 8193, 100000, 131072, 131073, 2 * MiB, 5 * MiB + 7,
-                          700000, 9000, 64, 3};
+  const size_t steps[] = {1,      8,      24,     100,     1000,        1024,   1025, 8192, 8193,
+                          100000, 131072, 131073, 2 * MiB, 5 * MiB + 7, 700000, 9000, 64,   3};
   size_t have = 0;
   void* p = nullptr;
   for (size_t n : steps) {
@@ -503,10 +519,11 @@ TEST(Reallocarray, OverflowFailsWithENOMEMAndKeepsTheBlock) {
   struct Case {
     size_t n, size;
   };
-  for (Case c : {Case{SIZE_MAX, 2}, Case{size_t{1} << 32, size_t{1} << 32}, Case{SIZE_MAX / 2 + 1, 2},
-                 Case{kPtrdiffMax / 4 + 1, 4}}) {
+  for (Case c : {Case{SIZE_MAX, 2}, Case{size_t{1} << 32, size_t{1} << 32},
+                 Case{SIZE_MAX / 2 + 1, 2}, Case{kPtrdiffMax / 4 + 1, 4}}) {
     errno = 0;
-    EXPECT_EQ(reallocarray(opaque(p), c.n, c.size), nullptr) << "reallocarray(p, " << c.n << ", " << c.size << ")";
+    EXPECT_EQ(reallocarray(opaque(p), c.n, c.size), nullptr)
+        << "reallocarray(p, " << c.n << ", " << c.size << ")";
     EXPECT_EQ(errno, ENOMEM);
     errno = 0;
     EXPECT_EQ(reallocarray(nullptr, c.n, c.size), nullptr);
@@ -548,8 +565,9 @@ TEST(PosixMemalign, EveryPowerOfTwoAlignment) {
 }
 
 TEST(PosixMemalign, BadAlignmentIsEINVALAndLeavesOutputUntouched) {
-  for (size_t align : {size_t{0}, size_t{1}, size_t{2}, size_t{4}, size_t{3}, size_t{12}, size_t{24}, size_t{48},
-                       size_t{100}, size_t{4097}, (size_t{1} << 20) + 8, SIZE_MAX}) {
+  for (size_t align :
+       {size_t{0}, size_t{1}, size_t{2}, size_t{4}, size_t{3}, size_t{12}, size_t{24}, size_t{48},
+        size_t{100}, size_t{4097}, (size_t{1} << 20) + 8, SIZE_MAX}) {
     void* sentinel = reinterpret_cast<void*>(uintptr_t{0xdeadbeef});
     void* p = sentinel;
     errno = 12345;
@@ -610,8 +628,8 @@ TEST(Memalign, OtherAlignmentsRoundUp) {
   struct Case {
     size_t align, expect;
   };
-  for (Case c : {Case{0, 1}, Case{3, 4}, Case{24, 32}, Case{100, 128}, Case{1000, 1024}, Case{4097, 8192},
-                 Case{(size_t{1} << 20) + 1, size_t{1} << 21}}) {
+  for (Case c : {Case{0, 1}, Case{3, 4}, Case{24, 32}, Case{100, 128}, Case{1000, 1024},
+                 Case{4097, 8192}, Case{(size_t{1} << 20) + 1, size_t{1} << 21}}) {
     void* p = memalign(c.align, 100);
     ASSERT_NE(p, nullptr) << "memalign(" << c.align << ")";
     EXPECT_TRUE(is_aligned(p, c.expect)) << "memalign(" << c.align << ") = " << p;
@@ -641,7 +659,8 @@ TEST(HugeAlignment, MemalignAboveTwoToThe63IsEINVAL) {
       EXPECT_EQ(memalign(hide(a), hide(n)), nullptr) << "memalign(" << a << ", " << n << ")";
       EXPECT_EQ(errno, EINVAL) << "memalign(" << a << ", " << n << ")";
       errno = 0;
-      EXPECT_EQ(libc_memalign(hide(a), hide(n)), nullptr) << "__libc_memalign(" << a << ", " << n << ")";
+      EXPECT_EQ(libc_memalign(hide(a), hide(n)), nullptr)
+          << "__libc_memalign(" << a << ", " << n << ")";
       EXPECT_EQ(errno, EINVAL) << "__libc_memalign(" << a << ", " << n << ")";
     }
   }
@@ -681,7 +700,8 @@ TEST(HugeAlignment, PosixMemalignAboveTwoToThe63IsEINVAL) {
   void* p = sentinel;
   EXPECT_EQ(posix_memalign(&p, hide(kHalf), 16), ENOMEM) << "posix_memalign(2^63, 16)";
   EXPECT_EQ(p, sentinel);
-  EXPECT_EQ(posix_memalign(&p, kPage, hide(SIZE_MAX - kPage + 1)), ENOMEM) << "posix_memalign(pagesize, -pagesize)";
+  EXPECT_EQ(posix_memalign(&p, kPage, hide(SIZE_MAX - kPage + 1)), ENOMEM)
+      << "posix_memalign(pagesize, -pagesize)";
   EXPECT_EQ(p, sentinel);
 }
 
@@ -697,7 +717,8 @@ TEST(HugeAlignment, VallocAndPvallocOfMinusPagesizeAreENOMEM) {
 }
 
 TEST(Valloc, PageAligned) {
-  for (size_t n : {size_t{0}, size_t{1}, size_t{100}, size_t{4096}, size_t{4097}, size_t{100000}, 3 * MiB}) {
+  for (size_t n :
+       {size_t{0}, size_t{1}, size_t{100}, size_t{4096}, size_t{4097}, size_t{100000}, 3 * MiB}) {
     void* p = valloc(n);
     ASSERT_NE(p, nullptr) << "valloc(" << n << ")";
     EXPECT_TRUE(is_aligned(p, kPage)) << "valloc(" << n << ") = " << p;
@@ -711,7 +732,8 @@ TEST(Valloc, PageAligned) {
 }
 
 TEST(Pvalloc, PageAlignedWholePages) {
-  for (size_t n : {size_t{0}, size_t{1}, size_t{100}, size_t{4096}, size_t{4097}, size_t{100000}, 3 * MiB}) {
+  for (size_t n :
+       {size_t{0}, size_t{1}, size_t{100}, size_t{4096}, size_t{4097}, size_t{100000}, 3 * MiB}) {
     void* p = pvalloc(n);
     ASSERT_NE(p, nullptr) << "pvalloc(" << n << ")";
     EXPECT_TRUE(is_aligned(p, kPage)) << "pvalloc(" << n << ") = " << p;
@@ -766,7 +788,9 @@ void zero_size_every_entry_point() {
     if (p == nullptr || !is_aligned(p, align) ||
         std::find(live.begin(), live.end(), p) != live.end()) {
       std::fprintf(stderr, "%s(align %zu, size 0) = %p: %s\n", fn, align, p,
-                   p == nullptr ? "NULL" : !is_aligned(p, align) ? "misaligned" : "same as a live block");
+                   p == nullptr            ? "NULL"
+                   : !is_aligned(p, align) ? "misaligned"
+                                           : "same as a live block");
       ++bad;
       return;
     }
@@ -815,7 +839,8 @@ void zero_size_with_every_other_block_free() {
     std::fprintf(stderr, "posix_memalign(16, 0) failed\n");
     ++bad;
   } else if (std::find(live.begin(), live.end(), static_cast<char*>(p)) != live.end()) {
-    std::fprintf(stderr, "posix_memalign(&p, 16, 0) = %p: the address of a live malloc(8) block\n", p);
+    std::fprintf(stderr, "posix_memalign(&p, 16, 0) = %p: the address of a live malloc(8) block\n",
+                 p);
     ++bad;
   }
   child_exit(bad);
@@ -826,7 +851,8 @@ void zero_size_with_every_other_block_free() {
 void zero_size_at_segment_alignment() {
   int bad = 0;
   for (size_t align : {size_t{256} * KiB, size_t{512} * KiB, size_t{1} * MiB}) {
-    std::fprintf(stderr, "posix_memalign(align %zu, size 0) and free...\n", align);  // names a crash
+    std::fprintf(stderr, "posix_memalign(align %zu, size 0) and free...\n",
+                 align);  // names a crash
     void* p = nullptr;
     if (posix_memalign(&p, align, 0) != 0 || p == nullptr || !is_aligned(p, align)) {
       std::fprintf(stderr, "posix_memalign(align %zu, 0) = %p\n", align, p);
@@ -867,8 +893,8 @@ TEST(LibcAliases, InternalNamesAreShardalloc) {
   auto libc_pvalloc = sym<void* (*)(size_t)>("__libc_pvalloc");
   auto posix_memalign2 = sym<int (*)(void**, size_t, size_t)>("__posix_memalign");
   auto cfree = sym<void (*)(void*)>("cfree");
-  ASSERT_TRUE(libc_malloc && libc_free && libc_calloc && libc_realloc && libc_memalign && libc_valloc &&
-              libc_pvalloc && posix_memalign2 && cfree);
+  ASSERT_TRUE(libc_malloc && libc_free && libc_calloc && libc_realloc && libc_memalign &&
+              libc_valloc && libc_pvalloc && posix_memalign2 && cfree);
 
   void* a = libc_malloc(100);
   ASSERT_NE(a, nullptr);
@@ -1002,8 +1028,8 @@ TEST(OperatorNew, EveryFormAllocatesFromShardalloc) {
     p = ::operator new[](n, nt);
     ASSERT_NE(p, nullptr);
     ::operator delete[](p, nt);
-    for (size_t a : {size_t{8}, size_t{16}, size_t{32}, size_t{64}, size_t{256}, size_t{4096}, size_t{65536},
-                     size_t{1} << 20}) {
+    for (size_t a : {size_t{8}, size_t{16}, size_t{32}, size_t{64}, size_t{256}, size_t{4096},
+                     size_t{65536}, size_t{1} << 20}) {
       if (n == 0) continue;  // aligned size 0: AlignedZeroSize.*
       SCOPED_TRACE("align " + std::to_string(a));
       const auto al = std::align_val_t(a);
@@ -1058,11 +1084,13 @@ TEST(OperatorNew, NewExpressions) {
   delete[] ni;
   // Containers allocate through the replaced operator new.
   std::map<std::string, std::vector<int>> m;
-  for (int k = 0; k < 2000; ++k) m["key-" + std::to_string(k) + std::string(size_t(k % 50), '#')].assign(size_t(k % 17), k);
+  for (int k = 0; k < 2000; ++k)
+    m["key-" + std::to_string(k) + std::string(size_t(k % 50), '#')].assign(size_t(k % 17), k);
   long total = 0;
   for (auto& [key, v] : m) {
     for (int x : v) total += x;
-    EXPECT_GE(usable(const_cast<char*>(key.data())), key.size() + 1) << "std::string not in our heap?";
+    EXPECT_GE(usable(const_cast<char*>(key.data())), key.size() + 1)
+        << "std::string not in our heap?";
   }
   long expect = 0;
   for (int k = 0; k < 2000; ++k) expect += long(k % 17) * k;
@@ -1086,12 +1114,15 @@ TEST(OperatorNew, ImpossibleSizeThrowsBadAlloc) {
   for (size_t n : kImpossible) {
     EXPECT_THROW(::operator delete(::operator new(n)), std::bad_alloc) << n;
     EXPECT_THROW(::operator delete[](::operator new[](n)), std::bad_alloc) << n;
-    EXPECT_THROW(::operator delete(::operator new(n, std::align_val_t(64)), std::align_val_t(64)), std::bad_alloc);
-    EXPECT_THROW(::operator delete[](::operator new[](n, std::align_val_t(4096)), std::align_val_t(4096)),
+    EXPECT_THROW(::operator delete(::operator new(n, std::align_val_t(64)), std::align_val_t(64)),
                  std::bad_alloc);
+    EXPECT_THROW(
+        ::operator delete[](::operator new[](n, std::align_val_t(4096)), std::align_val_t(4096)),
+        std::bad_alloc);
   }
   // An impossible alignment too.
-  EXPECT_THROW(::operator delete(::operator new(64, std::align_val_t(size_t{1} << 63)), std::align_val_t(size_t{1} << 63)),
+  EXPECT_THROW(::operator delete(::operator new(64, std::align_val_t(size_t{1} << 63)),
+                                 std::align_val_t(size_t{1} << 63)),
                std::bad_alloc);
 }
 
@@ -1103,10 +1134,18 @@ TEST(OperatorNew, NewHandlerIsCalledUntilItGivesUp) {
     try {
       void* p = nullptr;
       switch (form) {
-        case 0: p = ::operator new(SIZE_MAX); break;
-        case 1: p = ::operator new[](SIZE_MAX); break;
-        case 2: p = ::operator new(SIZE_MAX, std::align_val_t(128)); break;
-        default: p = ::operator new[](SIZE_MAX, std::align_val_t(128)); break;
+        case 0:
+          p = ::operator new(SIZE_MAX);
+          break;
+        case 1:
+          p = ::operator new[](SIZE_MAX);
+          break;
+        case 2:
+          p = ::operator new(SIZE_MAX, std::align_val_t(128));
+          break;
+        default:
+          p = ::operator new[](SIZE_MAX, std::align_val_t(128));
+          break;
       }
       ADD_FAILURE() << "no exception, got " << p;
     } catch (const std::bad_alloc&) {
@@ -1120,7 +1159,9 @@ TEST(OperatorNew, ExceptionFromNewHandlerPropagates) {
   g_handler_calls = 0;
   std::set_new_handler(handler_throws);
   EXPECT_THROW(::operator delete(::operator new(SIZE_MAX)), MyBadAlloc);
-  EXPECT_THROW(::operator delete[](::operator new[](SIZE_MAX, std::align_val_t(64)), std::align_val_t(64)), MyBadAlloc);
+  EXPECT_THROW(
+      ::operator delete[](::operator new[](SIZE_MAX, std::align_val_t(64)), std::align_val_t(64)),
+      MyBadAlloc);
   EXPECT_EQ(g_handler_calls, 2);
   std::set_new_handler(nullptr);
 }
@@ -1131,18 +1172,29 @@ TEST(OperatorNew, NothrowReturnsNullptr) {
     for (size_t n : kImpossible) {
       for (int form = 0; form < 4; ++form) {
         g_handler_calls = 0;
-        std::set_new_handler(with_handler == 0 ? nullptr
+        std::set_new_handler(with_handler == 0   ? nullptr
                              : with_handler == 1 ? handler_gives_up_after_three
                                                  : handler_throws);
         void* p = reinterpret_cast<void*>(1);
         switch (form) {
-          case 0: p = ::operator new(n, std::nothrow); break;
-          case 1: p = ::operator new[](n, std::nothrow); break;
-          case 2: p = ::operator new(n, std::align_val_t(64), std::nothrow); break;
-          default: p = ::operator new[](n, std::align_val_t(64), std::nothrow); break;
+          case 0:
+            p = ::operator new(n, std::nothrow);
+            break;
+          case 1:
+            p = ::operator new[](n, std::nothrow);
+            break;
+          case 2:
+            p = ::operator new(n, std::align_val_t(64), std::nothrow);
+            break;
+          default:
+            p = ::operator new[](n, std::align_val_t(64), std::nothrow);
+            break;
         }
         EXPECT_EQ(p, nullptr) << "form " << form << " size " << n;
-        EXPECT_EQ(g_handler_calls, with_handler == 0 ? 0 : with_handler == 1 ? 3 : 1) << "form " << form;
+        EXPECT_EQ(g_handler_calls, with_handler == 0   ? 0
+                                   : with_handler == 1 ? 3
+                                                       : 1)
+            << "form " << form;
       }
     }
   }
@@ -1162,7 +1214,9 @@ TEST(Threads, CrossThreadFreeOfEveryKind) {
   std::vector<size_t> sizes(kBlocks);
   std::thread producer([&] {
     for (int i = 0; i < kBlocks; ++i) {
-      const size_t n = size_t(i % 3 == 0 ? 1 + i % 900 : i % 3 == 1 ? 1000 + i * 7 % 120000 : 140000 + i % 5000);
+      const size_t n = size_t(i % 3 == 0   ? 1 + i % 900
+                              : i % 3 == 1 ? 1000 + i * 7 % 120000
+                                           : 140000 + i % 5000);
       sizes[size_t(i)] = n;
       if (i % 5 == 0) {
         void* p = nullptr;
@@ -1179,9 +1233,12 @@ TEST(Threads, CrossThreadFreeOfEveryKind) {
   producer.join();
   std::thread consumer([&] {
     for (int i = 0; i < kBlocks; ++i) {
-      EXPECT_EQ(check(ps[size_t(i)], std::min<size_t>(sizes[size_t(i)], 64), unsigned(i)), SIZE_MAX);
-      if (i % 5 == 1) ::operator delete(ps[size_t(i)]);
-      else std::free(ps[size_t(i)]);
+      EXPECT_EQ(check(ps[size_t(i)], std::min<size_t>(sizes[size_t(i)], 64), unsigned(i)),
+                SIZE_MAX);
+      if (i % 5 == 1)
+        ::operator delete(ps[size_t(i)]);
+      else
+        std::free(ps[size_t(i)]);
     }
   });
   consumer.join();
@@ -1203,7 +1260,8 @@ class DeathTest : public ::testing::Test {
 // The whole of stderr: exactly one line, the fatal one.
 constexpr const char* kOneFatalLine = "^shardalloc: [^\n]*\n$";
 
-#define EXPECT_SHARD_ABORT(stmt) EXPECT_EXIT(stmt, ::testing::KilledBySignal(SIGABRT), kOneFatalLine)
+#define EXPECT_SHARD_ABORT(stmt) \
+  EXPECT_EXIT(stmt, ::testing::KilledBySignal(SIGABRT), kOneFatalLine)
 
 void* launder(void* p) {
   void* volatile v = p;
@@ -1284,7 +1342,9 @@ TEST_F(DeathTest, FreeOfStackPointer) { EXPECT_SHARD_ABORT(free_stack_pointer())
 TEST_F(DeathTest, FreeOfGlobalPointer) { EXPECT_SHARD_ABORT(free_global_pointer()); }
 TEST_F(DeathTest, FreeOfForeignMmapPointer) { EXPECT_SHARD_ABORT(free_mmap_pointer()); }
 TEST_F(DeathTest, FreeOfInteriorPointerSmall) { EXPECT_SHARD_ABORT(free_interior(100, 16)); }
-TEST_F(DeathTest, FreeOfInteriorPointerSmallOddOffset) { EXPECT_SHARD_ABORT(free_interior(100, 1)); }
+TEST_F(DeathTest, FreeOfInteriorPointerSmallOddOffset) {
+  EXPECT_SHARD_ABORT(free_interior(100, 1));
+}
 TEST_F(DeathTest, FreeOfInteriorPointerMedium) { EXPECT_SHARD_ABORT(free_interior(20000, 8)); }
 TEST_F(DeathTest, FreeOfInteriorPointerHuge) { EXPECT_SHARD_ABORT(free_interior(2 * MiB, 4096)); }
 TEST_F(DeathTest, DoubleFreeSmall) { EXPECT_SHARD_ABORT(double_free(64)); }
@@ -1294,11 +1354,17 @@ TEST_F(DeathTest, DoubleFreeHuge) { EXPECT_SHARD_ABORT(double_free(3 * MiB)); }
 TEST_F(DeathTest, DoubleFreeAligned) { EXPECT_SHARD_ABORT(double_free_aligned(256, 100)); }
 TEST_F(DeathTest, DoubleFreeAlignedHuge) { EXPECT_SHARD_ABORT(double_free_aligned(4 * MiB, 100)); }
 TEST_F(DeathTest, DoubleFreeInOtherThread) { EXPECT_SHARD_ABORT(double_free_in_other_thread()); }
-TEST_F(DeathTest, DoubleFreeRemoteThenLocal) { EXPECT_SHARD_ABORT(double_free_remote_then_local()); }
-TEST_F(DeathTest, DoubleFreeLocalThenRemote) { EXPECT_SHARD_ABORT(double_free_local_then_remote()); }
+TEST_F(DeathTest, DoubleFreeRemoteThenLocal) {
+  EXPECT_SHARD_ABORT(double_free_remote_then_local());
+}
+TEST_F(DeathTest, DoubleFreeLocalThenRemote) {
+  EXPECT_SHARD_ABORT(double_free_local_then_remote());
+}
 TEST_F(DeathTest, DoubleDelete) { EXPECT_SHARD_ABORT(double_delete()); }
 TEST_F(DeathTest, DeleteOfStackObject) { EXPECT_SHARD_ABORT(delete_stack_object()); }
-TEST_F(DeathTest, FreeAfterReallocZeroIsDoubleFree) { EXPECT_SHARD_ABORT(free_after_realloc_zero()); }
+TEST_F(DeathTest, FreeAfterReallocZeroIsDoubleFree) {
+  EXPECT_SHARD_ABORT(free_after_realloc_zero());
+}
 TEST_F(DeathTest, ReallocOfStackPointer) { EXPECT_SHARD_ABORT(realloc_stack_pointer()); }
 
 }  // namespace

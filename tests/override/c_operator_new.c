@@ -66,13 +66,15 @@ static int child_new(new_fn op_new, size_t size, char* err, size_t len) {
 }
 
 int main(void) {
-  if (dlopen("libstdc++.so.6", RTLD_NOW | RTLD_NOLOAD) != NULL) fail("libstdc++.so.6 is loaded in a C program");
+  if (dlopen("libstdc++.so.6", RTLD_NOW | RTLD_NOLOAD) != NULL)
+    fail("libstdc++.so.6 is loaded in a C program");
 
   new_fn op_new = (new_fn)sym("_Znwm");
   new_fn op_new_array = (new_fn)sym("_Znam");
   new_nothrow_fn op_new_nothrow = (new_nothrow_fn)sym("_ZnwmRKSt9nothrow_t");
   new_nothrow_fn op_new_array_nothrow = (new_nothrow_fn)sym("_ZnamRKSt9nothrow_t");
-  new_aligned_nothrow_fn op_new_aligned_nothrow = (new_aligned_nothrow_fn)sym("_ZnwmSt11align_val_tRKSt9nothrow_t");
+  new_aligned_nothrow_fn op_new_aligned_nothrow =
+      (new_aligned_nothrow_fn)sym("_ZnwmSt11align_val_tRKSt9nothrow_t");
   delete_fn op_delete = (delete_fn)sym("_ZdlPv");
   delete_fn op_delete_array = (delete_fn)sym("_ZdaPv");
   const char nothrow_tag = 0; /* std::nothrow_t: an empty struct, passed by reference */
@@ -87,8 +89,10 @@ int main(void) {
 
   const size_t impossible[] = {SIZE_MAX, (size_t)PTRDIFF_MAX + 1};
   for (size_t i = 0; i < sizeof impossible / sizeof impossible[0]; ++i) {
-    if (op_new_nothrow(impossible[i], &nothrow_tag) != NULL) fail("new(nothrow) of an impossible size is not NULL");
-    if (op_new_array_nothrow(impossible[i], &nothrow_tag) != NULL) fail("new[](nothrow) of an impossible size is not NULL");
+    if (op_new_nothrow(impossible[i], &nothrow_tag) != NULL)
+      fail("new(nothrow) of an impossible size is not NULL");
+    if (op_new_array_nothrow(impossible[i], &nothrow_tag) != NULL)
+      fail("new[](nothrow) of an impossible size is not NULL");
     if (op_new_aligned_nothrow(impossible[i], 64, &nothrow_tag) != NULL) {
       fail("new(align 64, nothrow) of an impossible size is not NULL");
     }
@@ -97,10 +101,13 @@ int main(void) {
   char err[512], want[256];
   const int status = child_new(op_new, SIZE_MAX, err, sizeof err);
   snprintf(want, sizeof want,
-           "shardalloc: fatal: operator new(%zu) failed, and no C++ runtime is loaded to throw std::bad_alloc\n",
+           "shardalloc: fatal: operator new(%zu) failed, and no C++ runtime is loaded to throw "
+           "std::bad_alloc\n",
            (size_t)SIZE_MAX);
   if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT) {
-    fprintf(stderr, "c_operator_new: operator new(SIZE_MAX) in a C program: status 0x%x, stderr: %s\n", status, err);
+    fprintf(stderr,
+            "c_operator_new: operator new(SIZE_MAX) in a C program: status 0x%x, stderr: %s\n",
+            status, err);
     ++failures;
   } else if (strcmp(err, want) != 0) {
     fprintf(stderr, "c_operator_new: stderr of the aborted child is\n  %s\nwant\n  %s", err, want);

@@ -106,7 +106,8 @@ int main() {
       for (int i = 0; i < kPerProducer; ++i) {
         auto m = std::make_unique<Message>();
         m->key = "key-" + std::to_string(i % kKeys);
-        m->body = std::to_string(p) + ":" + std::to_string(i) + ":" + std::string(size_t(i % 300), char('a' + i % 26));
+        m->body = std::to_string(p) + ":" + std::to_string(i) + ":" +
+                  std::string(size_t(i % 300), char('a' + i % 26));
         m->extra.assign(size_t(i % 7), p);
         queue.push(std::move(m));
       }
@@ -149,7 +150,7 @@ int main() {
   expect(padding_bytes == want_padding, "padding bytes differ");
   expect(count_by_producer.size() == size_t(kProducers), "producer count differs");
   for (auto& [p, n] : count_by_producer) expect(n == kPerProducer, "messages lost or duplicated");
-  std::printf("cxx_threads: %d producers x %d messages, %d consumers, %zu keys: %s\n", kProducers, kPerProducer,
-              kConsumers, sum_by_key.size(), failures == 0 ? "OK" : "FAILED");
+  std::printf("cxx_threads: %d producers x %d messages, %d consumers, %zu keys: %s\n", kProducers,
+              kPerProducer, kConsumers, sum_by_key.size(), failures == 0 ? "OK" : "FAILED");
   return failures == 0 ? 0 : 1;
 }

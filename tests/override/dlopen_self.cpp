@@ -43,9 +43,11 @@ int main(int argc, char** argv) {
   auto shard_calloc = reinterpret_cast<void* (*)(size_t, size_t)>(dlsym(h, "shard_calloc"));
   auto shard_realloc = reinterpret_cast<void* (*)(void*, size_t)>(dlsym(h, "shard_realloc"));
   auto shard_free = reinterpret_cast<void (*)(void*)>(dlsym(h, "shard_free"));
-  auto shard_malloc_aligned = reinterpret_cast<void* (*)(size_t, size_t)>(dlsym(h, "shard_malloc_aligned"));
+  auto shard_malloc_aligned =
+      reinterpret_cast<void* (*)(size_t, size_t)>(dlsym(h, "shard_malloc_aligned"));
   auto shard_usable_size = reinterpret_cast<size_t (*)(const void*)>(dlsym(h, "shard_usable_size"));
-  if (!shard_malloc || !shard_calloc || !shard_realloc || !shard_free || !shard_malloc_aligned || !shard_usable_size) {
+  if (!shard_malloc || !shard_calloc || !shard_realloc || !shard_free || !shard_malloc_aligned ||
+      !shard_usable_size) {
     std::fprintf(stderr, "dlopen_self: FAIL: missing shard_* symbols\n");
     return 1;
   }
@@ -53,14 +55,16 @@ int main(int argc, char** argv) {
   // The process's malloc is still glibc's.
   const size_t probe = shardtest::probe_usable(shardtest::library_is_checked(h));
   void* g = std::malloc(shardtest::kProbeRequest);
-  expect(malloc_usable_size(g) != probe, "the process malloc became shardalloc's after an RTLD_LOCAL dlopen");
+  expect(malloc_usable_size(g) != probe,
+         "the process malloc became shardalloc's after an RTLD_LOCAL dlopen");
   std::free(g);
 
   void* p = shard_malloc(shardtest::kProbeRequest);
   expect(p != nullptr && shard_usable_size(p) == probe, "shard_malloc(200)");
   std::memset(p, 0x5a, probe);
   p = shard_realloc(p, 100000);
-  expect(p != nullptr && static_cast<unsigned char*>(p)[probe - 1] == 0x5a, "shard_realloc keeps contents");
+  expect(p != nullptr && static_cast<unsigned char*>(p)[probe - 1] == 0x5a,
+         "shard_realloc keeps contents");
   shard_free(p);
   auto* z = static_cast<unsigned char*>(shard_calloc(1000, 3));
   bool zero = z != nullptr;

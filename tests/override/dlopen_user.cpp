@@ -50,7 +50,8 @@ bool open_plugin(const char* path, Plugin* p) {
   p->delete_array = reinterpret_cast<void (*)(void*)>(dlsym(p->handle, "plugin_delete_array"));
   p->banner = reinterpret_cast<const char* (*)()>(dlsym(p->handle, "plugin_banner"));
   p->work = reinterpret_cast<long (*)(int)>(dlsym(p->handle, "plugin_work"));
-  return p->alloc && p->free_ && p->usable && p->new_array && p->delete_array && p->banner && p->work;
+  return p->alloc && p->free_ && p->usable && p->new_array && p->delete_array && p->banner &&
+         p->work;
 }
 
 long expected_work(int rounds) { return long(rounds) * (rounds - 1) / 2; }
@@ -69,7 +70,8 @@ int main(int argc, char** argv) {
   expect(std::strcmp(p.banner(), "dlopen_plugin loaded") == 0, "plugin constructor");
   // 21 bytes: shardalloc's 32-byte class (21 usable in checked builds), where glibc gives 24.
   const size_t banner = shardtest::library_is_checked() ? 21 : 32;
-  expect(malloc_usable_size(const_cast<char*>(p.banner())) == banner, "plugin's strdup is not shardalloc's");
+  expect(malloc_usable_size(const_cast<char*>(p.banner())) == banner,
+         "plugin's strdup is not shardalloc's");
 
   // Plugin allocates, we free; we allocate, plugin frees.
   const size_t probe = shardtest::probe_usable(shardtest::library_is_checked());
@@ -82,7 +84,8 @@ int main(int argc, char** argv) {
   p.free_(b);
   void* c = p.new_array(300);
   // The 320-byte class (300 usable in checked builds, the size asked for).
-  expect(malloc_usable_size(c) == (shardtest::library_is_checked() ? 300u : 320u), "plugin's operator new[] is not shardalloc's");
+  expect(malloc_usable_size(c) == (shardtest::library_is_checked() ? 300u : 320u),
+         "plugin's operator new[] is not shardalloc's");
   delete[] static_cast<char*>(c);
   char* d = new char[40];
   p.delete_array(d);
@@ -96,7 +99,8 @@ int main(int argc, char** argv) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       if (p.work(3000 + t) != expected_work(3000 + t)) bad.fetch_add(1);
-      for (int i = 0; i < 1000; ++i) handoff[size_t(t * 1000 + i)] = p.alloc(size_t(1 + (i * 13) % 3000));
+      for (int i = 0; i < 1000; ++i)
+        handoff[size_t(t * 1000 + i)] = p.alloc(size_t(1 + (i * 13) % 3000));
     });
   }
   for (auto& t : threads) t.join();

@@ -36,9 +36,12 @@ using shardtest::mix64;  // splitmix64 finaliser (tests/support/rng.h)
 
 size_t pick_size(uint64_t r) {
   switch (r % 16) {
-    case 0: return 8192 + r % 60000;        // medium
-    case 1: return r % 64 == 1 ? 300000 + r % 500000 : 2000 + r % 6000;  // rarely huge
-    default: return 1 + r % 512;            // small
+    case 0:
+      return 8192 + r % 60000;  // medium
+    case 1:
+      return r % 64 == 1 ? 300000 + r % 500000 : 2000 + r % 6000;  // rarely huge
+    default:
+      return 1 + r % 512;  // small
   }
 }
 
@@ -125,7 +128,8 @@ std::vector<void*>& g_exchange = *new std::vector<void*>;
     if (p != nullptr && !check_block(p)) ++errors;
     std::free(p);
   }
-  if (errors != 0) std::fprintf(stderr, "fork_threads: child %d: %d corrupted blocks\n", id, errors);
+  if (errors != 0)
+    std::fprintf(stderr, "fork_threads: child %d: %d corrupted blocks\n", id, errors);
   std::exit(errors == 0 ? 0 : 3);
 }
 
@@ -138,10 +142,12 @@ bool wait_child(pid_t pid, int id) {
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return true;
   if (WIFSIGNALED(status)) {
-    std::fprintf(stderr, "fork_threads: FAIL: child %d killed by signal %d (%s)\n", id, WTERMSIG(status),
+    std::fprintf(stderr, "fork_threads: FAIL: child %d killed by signal %d (%s)\n", id,
+                 WTERMSIG(status),
                  WTERMSIG(status) == SIGALRM ? "watchdog: deadlock?" : strsignal(WTERMSIG(status)));
   } else {
-    std::fprintf(stderr, "fork_threads: FAIL: child %d exited with status %d\n", id, WEXITSTATUS(status));
+    std::fprintf(stderr, "fork_threads: FAIL: child %d exited with status %d\n", id,
+                 WEXITSTATUS(status));
   }
   return false;
 }
@@ -233,12 +239,16 @@ int main() {
     }
   }
   failures += g_worker_fork_failures.load();
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (g_worker_errors.load() != 0) {
-    std::fprintf(stderr, "fork_threads: FAIL: %ld corrupted blocks in the parent\n", g_worker_errors.load());
+    std::fprintf(stderr, "fork_threads: FAIL: %ld corrupted blocks in the parent\n",
+                 g_worker_errors.load());
     ++failures;
   }
-  std::printf("fork_threads: %d forks from main + 1 from a worker while %d threads allocated (%ld ops), %.2f s: %s\n",
-              kForks, kWorkers, g_worker_ops.load(), secs, failures == 0 ? "OK" : "FAILED");
+  std::printf(
+      "fork_threads: %d forks from main + 1 from a worker while %d threads allocated (%ld ops), "
+      "%.2f s: %s\n",
+      kForks, kWorkers, g_worker_ops.load(), secs, failures == 0 ? "OK" : "FAILED");
   return failures == 0 ? 0 : 1;
 }

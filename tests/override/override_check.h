@@ -35,7 +35,9 @@ inline bool override_active() {
 // Exits with status 1 and a message unless the override is active.
 inline void require_override(const char* program) {
   if (!override_active()) {
-    std::fprintf(stderr, "%s: FAIL: malloc is not shardalloc's (run with LD_PRELOAD=libshardalloc.so)\n", program);
+    std::fprintf(stderr,
+                 "%s: FAIL: malloc is not shardalloc's (run with LD_PRELOAD=libshardalloc.so)\n",
+                 program);
     std::exit(1);
   }
 }

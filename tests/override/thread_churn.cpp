@@ -41,7 +41,7 @@ Set g_mailbox[kMailboxes];
 std::atomic<long> g_corrupt{0};
 
 size_t pick(uint64_t r, int i) {
-  if (i == 0) return 16384 + r % 50000;                   // one medium block
+  if (i == 0) return 16384 + r % 50000;                  // one medium block
   if (i == 1 && r % 8 == 0) return 200000 + r % 300000;  // sometimes a huge one
   return 16 + r % (i % 4 == 0 ? 4000 : 300);
 }
@@ -75,7 +75,8 @@ void one_thread(int id) {
     q = mix64(q);
     auto* p = static_cast<unsigned char*>(old.blocks[i]);
     const size_t n = old.sizes[i];
-    if (p[0] != static_cast<unsigned char>(q) || p[n - 1] != static_cast<unsigned char>(q >> 8)) g_corrupt.fetch_add(1);
+    if (p[0] != static_cast<unsigned char>(q) || p[n - 1] != static_cast<unsigned char>(q >> 8))
+      g_corrupt.fetch_add(1);
     std::free(p);
   }
 }
@@ -93,9 +94,12 @@ int main(int argc, char** argv) {
   bool expect_shard = false;
   size_t concurrent = 8;
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--max-rss-mib") == 0 && i + 1 < argc) max_rss = std::atof(argv[++i]);
-    else if (std::strcmp(argv[i], "--expect-shardalloc") == 0) expect_shard = true;
-    else if (std::strcmp(argv[i], "--concurrent") == 0 && i + 1 < argc) concurrent = size_t(std::atoi(argv[++i]));
+    if (std::strcmp(argv[i], "--max-rss-mib") == 0 && i + 1 < argc)
+      max_rss = std::atof(argv[++i]);
+    else if (std::strcmp(argv[i], "--expect-shardalloc") == 0)
+      expect_shard = true;
+    else if (std::strcmp(argv[i], "--concurrent") == 0 && i + 1 < argc)
+      concurrent = size_t(std::atoi(argv[++i]));
   }
   if (expect_shard) shardtest::require_override("thread_churn");
   const char* allocator = shardtest::override_active() ? "shardalloc" : "glibc";
@@ -115,18 +119,22 @@ int main(int argc, char** argv) {
     for (void* p : set.blocks) std::free(p);
     set.blocks.clear();
   }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double peak = rss_mib();
-  std::printf("thread_churn[%s]: %d threads (%zu at a time, %d blocks each, freed by other threads) in %.2f s; "
-              "peak RSS %.1f MiB (%.1f MiB at start)\n",
-              allocator, kThreads, concurrent, kBlocksPerThread, secs, peak, rss_start);
+  std::printf(
+      "thread_churn[%s]: %d threads (%zu at a time, %d blocks each, freed by other threads) in "
+      "%.2f s; "
+      "peak RSS %.1f MiB (%.1f MiB at start)\n",
+      allocator, kThreads, concurrent, kBlocksPerThread, secs, peak, rss_start);
   int rc = 0;
   if (g_corrupt.load() != 0) {
     std::fprintf(stderr, "thread_churn: FAIL: %ld corrupted or failed blocks\n", g_corrupt.load());
     rc = 1;
   }
   if (max_rss > 0 && peak > max_rss) {
-    std::fprintf(stderr, "thread_churn: FAIL: peak RSS %.1f MiB is above the bound of %.0f MiB\n", peak, max_rss);
+    std::fprintf(stderr, "thread_churn: FAIL: peak RSS %.1f MiB is above the bound of %.0f MiB\n",
+                 peak, max_rss);
     rc = 1;
   }
   return rc;

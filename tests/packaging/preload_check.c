@@ -17,7 +17,8 @@
 int main(void) {
   void* m = dlsym(RTLD_DEFAULT, "malloc");
   Dl_info info;
-  const char* from = (m != NULL && dladdr(m, &info) != 0 && info.dli_fname != NULL) ? info.dli_fname : "?";
+  const char* from =
+      (m != NULL && dladdr(m, &info) != 0 && info.dli_fname != NULL) ? info.dli_fname : "?";
   void (*get)(shard_stats*) = (void (*)(shard_stats*))dlsym(RTLD_DEFAULT, "shard_stats_get");
   unsigned (*size_class)(size_t) = (unsigned (*)(size_t))dlsym(RTLD_DEFAULT, "shard_size_class");
   int (*is_checked)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "shard_is_checked");
@@ -31,11 +32,15 @@ int main(void) {
   void* volatile p = malloc(100);
   get(&after);
   if (p == NULL || after.classes[cls].live_blocks != before.classes[cls].live_blocks + 1) {
-    fprintf(stderr, "preload_check: FAIL: shard_stats_get is there, but malloc(100) is not counted (%llu -> %llu)\n",
-            (unsigned long long)before.classes[cls].live_blocks, (unsigned long long)after.classes[cls].live_blocks);
+    fprintf(stderr,
+            "preload_check: FAIL: shard_stats_get is there, but malloc(100) is not counted (%llu "
+            "-> %llu)\n",
+            (unsigned long long)before.classes[cls].live_blocks,
+            (unsigned long long)after.classes[cls].live_blocks);
     return 1;
   }
   free(p);
-  printf("preload_check: malloc is shardalloc's, from %s (checked: %s)\n", from, is_checked() ? "yes" : "no");
+  printf("preload_check: malloc is shardalloc's, from %s (checked: %s)\n", from,
+         is_checked() ? "yes" : "no");
   return 0;
 }

@@ -51,7 +51,8 @@ struct Options {
 
 [[noreturn]] void usage() {
   std::fprintf(stderr,
-               "usage: soak [--seconds N] [--threads N] [--warmup SECONDS] [--rss-factor F] [--seed N] [--quiet]\n");
+               "usage: soak [--seconds N] [--threads N] [--warmup SECONDS] [--rss-factor F] "
+               "[--seed N] [--quiet]\n");
   std::exit(2);
 }
 
@@ -63,13 +64,20 @@ Options parse(int argc, char** argv) {
       if (i + 1 >= argc) usage();
       return argv[++i];
     };
-    if (a == "--seconds") o.seconds = std::atof(value());
-    else if (a == "--threads") o.threads = unsigned(std::atoi(value()));
-    else if (a == "--warmup") o.warmup = std::atof(value());
-    else if (a == "--rss-factor") o.rss_factor = std::atof(value());
-    else if (a == "--seed") o.seed = std::strtoull(value(), nullptr, 10);
-    else if (a == "--quiet") o.quiet = true;
-    else usage();
+    if (a == "--seconds")
+      o.seconds = std::atof(value());
+    else if (a == "--threads")
+      o.threads = unsigned(std::atoi(value()));
+    else if (a == "--warmup")
+      o.warmup = std::atof(value());
+    else if (a == "--rss-factor")
+      o.rss_factor = std::atof(value());
+    else if (a == "--seed")
+      o.seed = std::strtoull(value(), nullptr, 10);
+    else if (a == "--quiet")
+      o.quiet = true;
+    else
+      usage();
   }
   if (o.seconds < 3 || o.threads < 1 || o.rss_factor < 1) usage();
   if (o.warmup < 0) o.warmup = std::min(120.0, std::max(5.0, o.seconds / 10));
@@ -95,7 +103,7 @@ struct Rng {
 
 struct Header {
   uint64_t id;
-  uint64_t size;  // bytes requested, header included
+  uint64_t size;   // bytes requested, header included
   uint64_t check;  // id ^ size ^ constant: a header overwritten by another block shows
 };
 constexpr uint64_t kMagic = 0x5AFE50AC5AFE50ACull;
@@ -110,7 +118,8 @@ std::atomic<uint64_t> g_remote_frees{0};
 
 void report(const char* what, const void* p, uint64_t id, size_t offset) {
   if (g_errors.fetch_add(1) < 20) {
-    std::fprintf(stderr, "soak: CORRUPTION: %s: block %p id %" PRIu64 " offset %zu\n", what, p, id, offset);
+    std::fprintf(stderr, "soak: CORRUPTION: %s: block %p id %" PRIu64 " offset %zu\n", what, p, id,
+                 offset);
   }
 }
 
@@ -164,18 +173,21 @@ size_t verify(const void* p, size_t limit, const char* when) {
 
 size_t pick_size(Rng& r) {
   const unsigned k = unsigned(r.below(1000));
-  if (k < 700) return kMinBlock + r.below(256);               // small
-  if (k < 900) return 256 + r.below(8 * 1024);                 // small pages, larger classes
-  if (k < 985) return 8 * 1024 + r.below(120 * 1024);          // small, medium and large pages
-  return 128 * 1024 + r.below(1024 * 1024);                    // huge (own segment)
+  if (k < 700) return kMinBlock + r.below(256);        // small
+  if (k < 900) return 256 + r.below(8 * 1024);         // small pages, larger classes
+  if (k < 985) return 8 * 1024 + r.below(120 * 1024);  // small, medium and large pages
+  return 128 * 1024 + r.below(1024 * 1024);            // huge (own segment)
 }
 
 void* new_block(Rng& r, size_t size) {
   void* p;
   const unsigned how = unsigned(r.below(100));
-  if (how < 5) p = shard_malloc_aligned(size, size_t{16} << r.below(9));  // 16 .. 4096
-  else if (how < 10) p = shard_calloc(1, size);
-  else p = shard_malloc(size);
+  if (how < 5)
+    p = shard_malloc_aligned(size, size_t{16} << r.below(9));  // 16 .. 4096
+  else if (how < 10)
+    p = shard_calloc(1, size);
+  else
+    p = shard_malloc(size);
   if (p == nullptr) {
     report("allocation returned NULL", nullptr, 0, size);
     return nullptr;
@@ -208,7 +220,8 @@ void worker(uint64_t seed) {
   std::vector<void*> mine;
   mine.reserve(kWorkingSet);
   // Lifetime: 50 ms .. 2 s of work, then exit (the manager starts another).
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(50 + r.below(1950));
+  const auto until =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(50 + r.below(1950));
   uint64_t ops = 0;
   while (!g_stop.load(std::memory_order_relaxed)) {
     if ((++ops & 255) == 0) {
@@ -301,12 +314,15 @@ struct Sample {
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
-  std::printf("soak: %.0f s, %u worker threads (each lives 50 ms - 2 s), warm-up %.0f s, rss factor %.2f, seed %" PRIu64
-              "\n",
-              o.seconds, o.threads, o.warmup, o.rss_factor, o.seed);
+  std::printf(
+      "soak: %.0f s, %u worker threads (each lives 50 ms - 2 s), warm-up %.0f s, rss factor %.2f, "
+      "seed %" PRIu64 "\n",
+      o.seconds, o.threads, o.warmup, o.rss_factor, o.seed);
   std::fflush(stdout);
   const auto start = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
 
   // Manager: keeps o.threads workers running, replacing each one that exits.
   std::thread manager([&] {
@@ -326,8 +342,10 @@ int main(int argc, char** argv) {
       for (unsigned i = 0; i < o.threads; ++i) {
         if (done[i].load(std::memory_order_acquire)) {
           pool[i].join();
-          if (!g_stop.load()) launch(i);
-          else done[i].store(false);
+          if (!g_stop.load())
+            launch(i);
+          else
+            done[i].store(false);
         }
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -337,7 +355,8 @@ int main(int argc, char** argv) {
   });
 
   std::vector<Sample> samples;
-  if (!o.quiet) std::printf("%8s %10s %10s %12s %8s\n", "t_s", "rss_mib", "live_mib", "ops", "threads");
+  if (!o.quiet)
+    std::printf("%8s %10s %10s %12s %8s\n", "t_s", "rss_mib", "live_mib", "ops", "threads");
   for (int tick = 1;; ++tick) {
     const double target = tick;
     const double now = elapsed();
@@ -346,7 +365,8 @@ int main(int argc, char** argv) {
              g_threads_started.load()};
     samples.push_back(s);
     if (!o.quiet) {
-      std::printf("%8.1f %10.1f %10.1f %12" PRIu64 " %8" PRIu64 "\n", s.t, s.rss, s.live, s.ops, s.threads);
+      std::printf("%8.1f %10.1f %10.1f %12" PRIu64 " %8" PRIu64 "\n", s.t, s.rss, s.live, s.ops,
+                  s.threads);
       std::fflush(stdout);
     }
     if (s.t >= o.seconds || g_errors.load() != 0) break;
@@ -379,13 +399,17 @@ int main(int argc, char** argv) {
   double peak = 0;
   for (const Sample& s : samples) peak = std::max(peak, s.rss);
   const Sample& last = samples.back();
-  std::printf("soak: ops %" PRIu64 ", threads started %" PRIu64 ", remote frees %" PRIu64 ", errors %" PRIu64 "\n",
+  std::printf("soak: ops %" PRIu64 ", threads started %" PRIu64 ", remote frees %" PRIu64
+              ", errors %" PRIu64 "\n",
               last.ops, last.threads, g_remote_frees.load(), g_errors.load());
-  std::printf("soak: RSS MiB: peak %.1f; after warm-up max of first third %.1f, middle %.1f, last third %.1f "
-              "(ratio %.3f, limit %.2f); after freeing everything %.1f\n",
-              peak, first_max, mid_max, last_max, ratio, o.rss_factor, rss_end);
+  std::printf(
+      "soak: RSS MiB: peak %.1f; after warm-up max of first third %.1f, middle %.1f, last third "
+      "%.1f "
+      "(ratio %.3f, limit %.2f); after freeing everything %.1f\n",
+      peak, first_max, mid_max, last_max, ratio, o.rss_factor, rss_end);
   const bool ok = flat_ok && g_errors.load() == 0 && g_live_bytes.load() == 0;
-  if (g_live_bytes.load() != 0) std::printf("soak: live bytes at the end %" PRId64 " (expected 0)\n", g_live_bytes.load());
+  if (g_live_bytes.load() != 0)
+    std::printf("soak: live bytes at the end %" PRId64 " (expected 0)\n", g_live_bytes.load());
   std::printf("soak: %s\n", ok ? "PASS" : flat_ok ? "FAIL (corruption)" : "FAIL (RSS grew)");
   return ok ? 0 : 1;
 }

@@ -23,11 +23,11 @@
 #include <thread>
 #include <vector>
 
-#include "support/test_support.h"
 #include "shardalloc/heap.h"
 #include "shardalloc/region.h"
 #include "shardalloc/shardalloc.h"
 #include "support/rng.h"
+#include "support/test_support.h"
 
 using namespace shardtest;
 
@@ -40,7 +40,8 @@ constexpr size_t kTransfer = 512;
 constexpr size_t kRegionBytes = 16 * MiB;
 
 std::atomic<shard_heap*> g_heaps[kHeaps];
-std::atomic<int> g_heap_users[kHeaps];  // threads inside a call on g_heaps[i] (destroy waits for none)
+std::atomic<int>
+    g_heap_users[kHeaps];  // threads inside a call on g_heaps[i] (destroy waits for none)
 std::atomic<void*> g_transfer[kTransfer];
 std::atomic<bool> g_stop{false};
 shard_region* g_region = nullptr;
@@ -78,7 +79,8 @@ void heap_user(uint64_t seed) {
     g_heap_users[i].fetch_sub(1);
   }
   void* r = nullptr;
-  if (shard_region_alloc(g_region, 64 + rng.below(3000), 16, &r) == SHARD_OK) shard_region_dealloc(g_region, r, 1, 16);
+  if (shard_region_alloc(g_region, 64 + rng.below(3000), 16, &r) == SHARD_OK)
+    shard_region_dealloc(g_region, r, 1, 16);
 }
 
 void churn_threads(uint64_t seed) {
@@ -106,7 +108,8 @@ void heap_cycler(uint64_t seed) {
 [[noreturn]] void child() {
   shard_check_heap();
   for (auto& slot : g_heaps) {
-    if (shard_heap* h = slot.exchange(nullptr)) shard_heap_destroy(h);  // hangs on a pin of a vanished thread
+    if (shard_heap* h = slot.exchange(nullptr))
+      shard_heap_destroy(h);  // hangs on a pin of a vanished thread
   }
   for (auto& slot : g_transfer) shard_free(slot.exchange(nullptr));
   void* blocks[64];
@@ -151,7 +154,8 @@ int wait_with_limit(pid_t pid, std::chrono::milliseconds limit) {
 TEST(ForkStress, F01toF09_ChildrenOfABusyProcessWorkAndExit) {
   // qemu-user (tools/cross-test) forks its own emulator threads' state too:
   // children of a process this busy stall in qemu's locks, not in ours.
-  if (std::getenv("SHARDALLOC_UNDER_QEMU") != nullptr) GTEST_SKIP() << "fork of a busy process under qemu-user";
+  if (std::getenv("SHARDALLOC_UNDER_QEMU") != nullptr)
+    GTEST_SKIP() << "fork of a busy process under qemu-user";
   ASSERT_EQ(shard_region_init(&g_region, map_memory(kRegionBytes), kRegionBytes), SHARD_OK);
   for (auto& h : g_heaps) h.store(shard_heap_new());
   std::vector<std::thread> threads;
@@ -211,7 +215,8 @@ TEST(ForkStress, F10_AThreadAllocatingUnderALockThatForkTakesDoesNotDeadlock) {
   std::atomic<bool> forking_done{false};
   std::thread watchdog([&] {
     const auto deadline = Clock::now() + std::chrono::seconds(60);
-    while (!forking_done.load() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    while (!forking_done.load() && Clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     if (!forking_done.load()) {
       std::fprintf(stderr, "fork deadlocked\n");
       std::_Exit(3);

@@ -28,12 +28,12 @@
 #include <thread>
 #include <vector>
 
-#include "support/test_support.h"
 #include "shardalloc/heap.h"
 #include "shardalloc/region.h"
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"
 #include "support/rng.h"
+#include "support/test_support.h"
 
 using namespace shardtest;
 
@@ -56,7 +56,9 @@ struct Block {
   void* p;
 };
 
-uint64_t tag_of(const void* p, size_t size) { return reinterpret_cast<uintptr_t>(p) * 0x9e3779b97f4a7c15ull ^ size; }
+uint64_t tag_of(const void* p, size_t size) {
+  return reinterpret_cast<uintptr_t>(p) * 0x9e3779b97f4a7c15ull ^ size;
+}
 
 // Failures seen inside handlers (no gtest there: only async-signal-safe work).
 std::atomic<uint64_t> g_handler_errors{0};
@@ -64,7 +66,8 @@ std::atomic<uint64_t> g_handler_frees{0};
 std::atomic<uint64_t> g_handler_allocs{0};
 
 void free_block(const Block& b) {
-  if (*static_cast<uint64_t*>(b.p) != tag_of(b.p, b.size)) g_handler_errors.fetch_add(1, std::memory_order_relaxed);
+  if (*static_cast<uint64_t*>(b.p) != tag_of(b.p, b.size))
+    g_handler_errors.fetch_add(1, std::memory_order_relaxed);
   switch (b.kind) {
     case Kind::kRegion:
       if (shard_region_dealloc(g_regions[b.index], b.p, b.size, 8) != SHARD_OK) {
@@ -185,7 +188,8 @@ void worker(uint64_t seed, size_t ops) {
     const uint64_t r = rng.next();
     const Kind kind = Kind(r % 3);
     const uint8_t index = uint8_t(kind == Kind::kRegion ? (r >> 8) % kRegions : (r >> 8) % kHeaps);
-    const uint32_t size = (r >> 16) % 16 == 0 ? uint32_t(1024 + (r >> 24) % (40 * KiB)) : uint32_t(8 + (r >> 24) % 1000);
+    const uint32_t size = (r >> 16) % 16 == 0 ? uint32_t(1024 + (r >> 24) % (40 * KiB))
+                                              : uint32_t(8 + (r >> 24) % 1000);
     Block b;
     if (!alloc_block(kind, index, size, &b)) continue;
     if ((r >> 40) % 2 == 0 && mailbox.put(b)) continue;
@@ -225,11 +229,12 @@ void check_every_heap(uint64_t heaps, Check check) {
 }
 
 TEST(SignalStorm, S01toS04_HandlersFreeIntoTheInterruptedHeaps) {
-  for (auto& r : g_regions) ASSERT_EQ(shard_region_init(&r, map_memory(kRegionBytes), kRegionBytes), SHARD_OK);
+  for (auto& r : g_regions)
+    ASSERT_EQ(shard_region_init(&r, map_memory(kRegionBytes), kRegionBytes), SHARD_OK);
   for (auto& h : g_heaps) ASSERT_NE(h = shard_heap_new(), nullptr);
   shard_free(shard_malloc(1));  // the library's exit key exists before ours
   ASSERT_EQ(pthread_key_create(&g_timer_key, &delete_timer), 0);
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = &on_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
@@ -246,7 +251,8 @@ TEST(SignalStorm, S01toS04_HandlersFreeIntoTheInterruptedHeaps) {
 
   EXPECT_EQ(g_handler_errors.load(), 0u);
   EXPECT_GT(g_handler_frees.load() + g_handler_allocs.load(), 0u);
-  std::printf("handler frees %llu, handler allocations %llu\n", (unsigned long long)g_handler_frees.load(),
+  std::printf("handler frees %llu, handler allocations %llu\n",
+              (unsigned long long)g_handler_frees.load(),
               (unsigned long long)g_handler_allocs.load());
   for (int i = 0; i < kRegions; ++i) {
     EXPECT_EQ(shard_region_used_bytes(g_regions[i]), 0u) << "region " << i;

@@ -25,9 +25,9 @@
 #include <thread>
 #include <vector>
 
-#include "support/test_support.h"
 #include "shardalloc/region.h"
 #include "shardalloc/shardalloc.h"
+#include "support/test_support.h"
 
 using namespace shardtest;
 
@@ -43,7 +43,9 @@ unsigned stress_threads() {
   return 8;
 }
 
-double secs_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double secs_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 // ---------------------------------------------------------------------------
 // Objects: a 24-byte header {size, align, check} then a pattern derived from
@@ -59,7 +61,8 @@ struct Header {
 };
 
 uint64_t header_check(const void* p, uint64_t size, uint64_t align) {
-  return mix64(reinterpret_cast<uintptr_t>(p) ^ (size * 0x9e3779b97f4a7c15ull) ^ (align << 48) ^ kSeed);
+  return mix64(reinterpret_cast<uintptr_t>(p) ^ (size * 0x9e3779b97f4a7c15ull) ^ (align << 48) ^
+               kSeed);
 }
 
 // Size distribution (mimalloc stress-like): mostly 24 B..1 KiB, 1% up to
@@ -82,7 +85,8 @@ struct Counters {
   std::atomic<size_t> allocs{0};
   std::atomic<size_t> frees{0};
   size_t errors() const {
-    return bad_header.load() + bad_content.load() + bad_zero.load() + bad_align.load() + bad_status.load();
+    return bad_header.load() + bad_content.load() + bad_zero.load() + bad_align.load() +
+           bad_status.load();
   }
 };
 
@@ -100,7 +104,8 @@ bool verify_object(const void* p, Header& h, Counters& c) {
     c.bad_header++;
     return false;
   }
-  if (check_pattern(static_cast<const char*>(p) + kHeader, h.size - kHeader, kSeed) != SIZE_MAX) c.bad_content++;
+  if (check_pattern(static_cast<const char*>(p) + kHeader, h.size - kHeader, kSeed) != SIZE_MAX)
+    c.bad_content++;
   return true;
 }
 
@@ -118,7 +123,8 @@ struct CApiSource {
     } else if (r < 27) {
       align = 8;
       p = shard_calloc(1, size);
-      if (p && !std::all_of(static_cast<char*>(p), static_cast<char*>(p) + size, [](char x) { return x == 0; }))
+      if (p && !std::all_of(static_cast<char*>(p), static_cast<char*>(p) + size,
+                            [](char x) { return x == 0; }))
         c.bad_zero++;
     } else {
       align = 8;
@@ -164,8 +170,8 @@ struct RegionSource {
 struct StressParams {
   unsigned threads;
   size_t rounds;
-  size_t ops;           // per thread per round
-  size_t local_slots;   // per thread
+  size_t ops;          // per thread per round
+  size_t local_slots;  // per thread
   size_t transfer_slots;
 };
 
@@ -199,7 +205,8 @@ class Stress {
     Header h;
     if (!verify_object(p, h, c)) return nullptr;
     if (h.align > 8) return p;  // realloc does not keep over-alignment
-    const uint64_t old_base = pattern_base(static_cast<char*>(p) + kHeader, h.size - kHeader, kSeed);
+    const uint64_t old_base =
+        pattern_base(static_cast<char*>(p) + kHeader, h.size - kHeader, kSeed);
     size_t size = pick_size(rng);
     void* q = src_.realloc(p, size);
     if (!q) {
@@ -207,7 +214,8 @@ class Stress {
       return p;
     }
     size_t keep = (std::min(size_t(h.size), size) - kHeader) & ~size_t{7};
-    if (check_with_base(static_cast<char*>(q) + kHeader, keep, old_base) != SIZE_MAX) c.bad_content++;
+    if (check_with_base(static_cast<char*>(q) + kHeader, keep, old_base) != SIZE_MAX)
+      c.bad_content++;
     write_object(q, size, 8);
     return q;
   }
@@ -233,7 +241,8 @@ class Stress {
     }
     // Leave 10% behind in the transfer array for later rounds' threads.
     for (void*& slot : local) {
-      if (slot && rng.chance(10)) slot = transfer_[rng.below(transfer_.size())].exchange(slot, std::memory_order_acq_rel);
+      if (slot && rng.chance(10))
+        slot = transfer_[rng.below(transfer_.size())].exchange(slot, std::memory_order_acq_rel);
       release(slot);
       slot = nullptr;
     }
@@ -243,7 +252,8 @@ class Stress {
   bool run() {
     for (size_t round = 0; round < p_.rounds; ++round) {
       std::vector<std::thread> ts;
-      for (unsigned t = 0; t < p_.threads; ++t) ts.emplace_back([this, t, round] { thread_round(t, round); });
+      for (unsigned t = 0; t < p_.threads; ++t)
+        ts.emplace_back([this, t, round] { thread_round(t, round); });
       for (auto& t : ts) t.join();
       if (c.errors()) {
         ADD_FAILURE() << "errors in round " << round;
@@ -299,8 +309,10 @@ StressParams default_params(size_t ops_at_scale_1) {
 }
 
 void report(const char* name, const StressParams& p, const Counters& c, double secs) {
-  std::printf("[ %s ] threads=%u rounds=%zu ops/thread/round=%zu allocs=%zu frees=%zu in %.2f s (scale %.3g)\n", name,
-              p.threads, p.rounds, p.ops, c.allocs.load(), c.frees.load(), secs, stress_scale());
+  std::printf(
+      "[ %s ] threads=%u rounds=%zu ops/thread/round=%zu allocs=%zu frees=%zu in %.2f s (scale "
+      "%.3g)\n",
+      name, p.threads, p.rounds, p.ops, c.allocs.load(), c.frees.load(), secs, stress_scale());
 }
 
 // ---------------------------------------------------------------------------
@@ -323,7 +335,8 @@ TEST(Stress, Region) {
   void* mem = map_memory(region_size);
   shard_region* r = nullptr;
   ASSERT_EQ(shard_region_init(&r, mem, region_size), SHARD_OK);
-  RegionSource src{r, reinterpret_cast<uintptr_t>(mem), reinterpret_cast<uintptr_t>(mem) + region_size};
+  RegionSource src{r, reinterpret_cast<uintptr_t>(mem),
+                   reinterpret_cast<uintptr_t>(mem) + region_size};
   {
     // Warm up: the main thread and p.threads concurrent threads get heaps.
     std::barrier sync(p.threads);
@@ -334,11 +347,12 @@ TEST(Stress, Region) {
     };
     touch();
     std::vector<std::thread> ts;
-    for (unsigned t = 0; t < p.threads; ++t) ts.emplace_back([&] {
-      sync.arrive_and_wait();
-      touch();
-      sync.arrive_and_wait();
-    });
+    for (unsigned t = 0; t < p.threads; ++t)
+      ts.emplace_back([&] {
+        sync.arrive_and_wait();
+        touch();
+        sync.arrive_and_wait();
+      });
     for (auto& t : ts) t.join();
   }
   const RegionStats base = stats(r);
@@ -349,12 +363,13 @@ TEST(Stress, Region) {
   // Rounds one by one so accounting can be checked while threads are quiet.
   for (size_t round = 0; round < p.rounds && !s.c.errors(); ++round) {
     std::vector<std::thread> ts;
-    for (unsigned t = 0; t < p.threads; ++t) ts.emplace_back([&s, t, round] { s.thread_round(t, round); });
+    for (unsigned t = 0; t < p.threads; ++t)
+      ts.emplace_back([&s, t, round] { s.thread_round(t, round); });
     for (auto& t : ts) t.join();
     RegionStats now = stats(r);
     if (std::getenv("SHARDALLOC_STRESS_VERBOSE"))
-      std::printf("  round %zu: %.2f s, allocs %zu, used %zu, available %zu\n", round, secs_since(t0), s.c.allocs.load(),
-                  now.used, now.available);
+      std::printf("  round %zu: %.2f s, allocs %zu, used %zu, available %zu\n", round,
+                  secs_since(t0), s.c.allocs.load(), now.used, now.available);
     ASSERT_EQ(now.used, s.transfer_bytes()) << "used_bytes != live bytes after round " << round;
     ASSERT_LE(now.used + now.available, now.total);
   }
@@ -365,7 +380,8 @@ TEST(Stress, Region) {
   RegionStats end = stats(r);
   EXPECT_EQ(end.used, 0u);
   EXPECT_EQ(end.total, base.total);
-  EXPECT_EQ(end.available, base.available) << "available_bytes did not return to its value before the stress";
+  EXPECT_EQ(end.available, base.available)
+      << "available_bytes did not return to its value before the stress";
 }
 
 // ---------------------------------------------------------------------------
@@ -420,7 +436,8 @@ TEST(Stress, RegionExhaustionUnderContention) {
     auto pick = [](Rng& rng) {
       unsigned x = unsigned(rng.below(100));
       Req q;
-      q.size = x < 3 ? 128 * KiB + rng.below(256 * KiB) : size_t{64} << rng.below(10);  // 64 B..64 KiB, or huge
+      q.size = x < 3 ? 128 * KiB + rng.below(256 * KiB)
+                     : size_t{64} << rng.below(10);  // 64 B..64 KiB, or huge
       q.size += rng.below(q.size);
       q.align = x % 10 == 5 ? size_t{1} << (3 + rng.below(10)) : 8;
       return q;
@@ -471,7 +488,8 @@ TEST(Stress, RegionExhaustionUnderContention) {
             mine[i] = mine.back();
             mine.pop_back();
           } else if (x < 25) {  // swap one with another thread's
-            void* got = transfer[rng.below(transfer.size())].exchange(mine.back(), std::memory_order_acq_rel);
+            void* got = transfer[rng.below(transfer.size())].exchange(mine.back(),
+                                                                      std::memory_order_acq_rel);
             mine.pop_back();
             if (got) free_block(got);  // remote free
           }
@@ -489,7 +507,8 @@ TEST(Stress, RegionExhaustionUnderContention) {
               break;
             }
             if (added.load(std::memory_order_acquire)) {
-              if (deadline == Clock::time_point{}) deadline = Clock::now() + std::chrono::seconds(10);
+              if (deadline == Clock::time_point{})
+                deadline = Clock::now() + std::chrono::seconds(10);
               if (Clock::now() > deadline) {
                 errors++;  // still NO_MEMORY 10 s after add_memory
                 break;
@@ -547,7 +566,8 @@ TEST(Stress, RegionExhaustionUnderContention) {
     for (auto& th : ts) th.join();
     for (auto& t : transfer)
       if (void* p = t.exchange(nullptr)) free_block(p);
-    EXPECT_EQ(errors.load(), 0u) << "alloc/dealloc errors after add_memory (or a retry stuck on NO_MEMORY)";
+    EXPECT_EQ(errors.load(), 0u)
+        << "alloc/dealloc errors after add_memory (or a retry stuck on NO_MEMORY)";
     EXPECT_EQ(c.errors(), 0u) << "damaged blocks";
     RegionStats end = stats(r);
     EXPECT_EQ(end.used, 0u);
@@ -556,8 +576,8 @@ TEST(Stress, RegionExhaustionUnderContention) {
     total_allocs += c.allocs.load();
     if (HasFailure()) break;
   }
-  std::printf("[ RegionExhaustionUnderContention ] threads=%u rounds=%zu allocs=%zu in %.2f s\n", threads, rounds,
-              total_allocs, secs_since(t0));
+  std::printf("[ RegionExhaustionUnderContention ] threads=%u rounds=%zu allocs=%zu in %.2f s\n",
+              threads, rounds, total_allocs, secs_since(t0));
 }
 
 }  // namespace

@@ -77,13 +77,16 @@ inline size_t scaled(size_t n, double factor, size_t min_n = 1) {
 // seed, so a block that was handed out twice, overlaps another live block or
 // was scribbled over by the allocator is caught when it is checked.
 inline uint64_t pattern_base(const void* p, size_t n, uint64_t seed) {
-  return mix64(uint64_t(reinterpret_cast<uintptr_t>(p)) ^ mix64(n) ^ (seed * 0x9e3779b97f4a7c15ull));
+  return mix64(uint64_t(reinterpret_cast<uintptr_t>(p)) ^ mix64(n) ^
+               (seed * 0x9e3779b97f4a7c15ull));
 }
 
 // Word i (at byte offset i) is base ^ (i * K); trailing bytes of a size that
 // is not a multiple of 8 get a byte formula. Any prefix of whole words of a
 // filled block checks against the same base (used across realloc).
-inline uint64_t pattern_word(uint64_t base, size_t i) { return base ^ (uint64_t(i) * 0x100000001b3ull); }
+inline uint64_t pattern_word(uint64_t base, size_t i) {
+  return base ^ (uint64_t(i) * 0x100000001b3ull);
+}
 inline unsigned char pattern_tail(uint64_t base, size_t i) {
   return static_cast<unsigned char>(base >> ((i & 7) * 8)) ^ static_cast<unsigned char>(i);
 }
@@ -116,7 +119,9 @@ inline size_t check_with_base(const void* p, size_t n, uint64_t base) {
   return SIZE_MAX;
 }
 
-inline void fill_pattern(void* p, size_t n, uint64_t seed) { fill_with_base(p, n, pattern_base(p, n, seed)); }
+inline void fill_pattern(void* p, size_t n, uint64_t seed) {
+  fill_with_base(p, n, pattern_base(p, n, seed));
+}
 
 // Offset of the first byte that differs from fill_pattern(p, n, seed), or
 // SIZE_MAX when all match.
@@ -182,7 +187,8 @@ inline ProcMemory proc_memory() {
 // and threads that used it keep a heap inside it, so its memory has to stay
 // valid for the life of the process. Untouched pages cost no RSS.
 inline void* map_memory(size_t bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
     std::fprintf(stderr, "mmap of %zu bytes failed\n", bytes);
     std::abort();
@@ -201,11 +207,16 @@ inline RegionStats stats(const shard_region* r) {
 
 inline const char* status_name(shard_status s) {
   switch (s) {
-    case SHARD_OK: return "SHARD_OK";
-    case SHARD_INVALID_PARAM: return "SHARD_INVALID_PARAM";
-    case SHARD_MEMORY_OVERLAP: return "SHARD_MEMORY_OVERLAP";
-    case SHARD_NO_MEMORY: return "SHARD_NO_MEMORY";
-    case SHARD_NOT_ALLOCATED: return "SHARD_NOT_ALLOCATED";
+    case SHARD_OK:
+      return "SHARD_OK";
+    case SHARD_INVALID_PARAM:
+      return "SHARD_INVALID_PARAM";
+    case SHARD_MEMORY_OVERLAP:
+      return "SHARD_MEMORY_OVERLAP";
+    case SHARD_NO_MEMORY:
+      return "SHARD_NO_MEMORY";
+    case SHARD_NOT_ALLOCATED:
+      return "SHARD_NOT_ALLOCATED";
   }
   return "shard_status(?)";
 }
@@ -214,7 +225,9 @@ inline const char* status_name(shard_status s) {
 
 // gtest prints statuses by name.
 #include <ostream>
-inline std::ostream& operator<<(std::ostream& os, shard_status s) { return os << shardtest::status_name(s); }
+inline std::ostream& operator<<(std::ostream& os, shard_status s) {
+  return os << shardtest::status_name(s);
+}
 namespace shardtest {
 inline std::ostream& operator<<(std::ostream& os, const RegionStats& s) {
   return os << "{total=" << s.total << " used=" << s.used << " available=" << s.available << "}";

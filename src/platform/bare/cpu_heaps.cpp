@@ -66,14 +66,17 @@ CpuTable* table_of(core::Domain* d) {
   if (CpuTable* t = find_table(head, d)) return t;
   core::Domain* meta = d->life != nullptr ? d->life->host : d;
   // relaxed: fixed before the first table exists.
-  auto* mine = static_cast<CpuTable*>(meta->meta_alloc(table_bytes(g_cpu_count.load(std::memory_order_relaxed))));
+  auto* mine = static_cast<CpuTable*>(
+      meta->meta_alloc(table_bytes(g_cpu_count.load(std::memory_order_relaxed))));
   if (mine == nullptr) return nullptr;
   mine->domain = d;  // meta_alloc zeroed the heap slots
   for (;;) {
     mine->next = head;
     // release: the table's fields are visible to whoever finds it.
     // acquire on failure: we walk the tables pushed meanwhile.
-    if (g_tables.compare_exchange_weak(head, mine, std::memory_order_release, std::memory_order_acquire)) return mine;
+    if (g_tables.compare_exchange_weak(head, mine, std::memory_order_release,
+                                       std::memory_order_acquire))
+      return mine;
     // Another CPU may have published d's table first: use that one (ours
     // stays unused in d's metadata: a few bytes, once per race).
     if (CpuTable* t = find_table(head, d)) return t;
@@ -86,7 +89,8 @@ SHARD_INLINE CpuSlot* cpu_slot(core::Domain* d) {
   unsigned (*hook)() = g_cpu_hook.load(std::memory_order_relaxed);
   const unsigned cpu = hook != nullptr ? hook() : 0;
   if (SHARD_UNLIKELY(cpu >= g_cpu_count.load(std::memory_order_relaxed))) {
-    fatal("current_cpu() returned an id >= cpu_count", reinterpret_cast<const void*>(uintptr_t(cpu)));
+    fatal("current_cpu() returned an id >= cpu_count",
+          reinterpret_cast<const void*>(uintptr_t(cpu)));
   }
   CpuTable* t = table_of(d);
   if (SHARD_UNLIKELY(t == nullptr)) return nullptr;
@@ -116,8 +120,8 @@ core::Heap* current_first_class_heap(core::Domain* d) {
 
 }  // namespace shardalloc::platform
 
-extern "C" __attribute__((visibility("default"))) shard_status shard_set_cpu_hook(unsigned (*current_cpu)(void),
-                                                                                    unsigned cpu_count) {
+extern "C" __attribute__((visibility("default"))) shard_status shard_set_cpu_hook(
+    unsigned (*current_cpu)(void), unsigned cpu_count) {
   using namespace shardalloc::platform;
   if (cpu_count == 0 || (current_cpu == nullptr && cpu_count != 1)) return SHARD_INVALID_PARAM;
   // acquire: see whether a table (and with it a CPU's heap) already exists.

@@ -20,8 +20,8 @@ void fatal(const char* what, const void* p) {
 
 }  // namespace shardalloc::platform
 
-extern "C" __attribute__((visibility("default"))) void shard_set_fatal_hook(void (*hook)(const char* what,
-                                                                                         const void* ptr)) {
+extern "C" __attribute__((visibility("default"))) void shard_set_fatal_hook(
+    void (*hook)(const char* what, const void* ptr)) {
   // release: pairs with the acquire in fatal().
   shardalloc::platform::g_fatal_hook.store(hook, std::memory_order_release);
 }

@@ -5,7 +5,9 @@
 
 namespace shardalloc::platform {
 
-void free_foreign(const core::Domain*, core::Segment*, void* p) { fatal("free of a pointer that is not allocated", p); }
+void free_foreign(const core::Domain*, core::Segment*, void* p) {
+  fatal("free of a pointer that is not allocated", p);
+}
 
 void quiesce_domain(core::Domain*) {}
 

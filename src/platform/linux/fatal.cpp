@@ -8,7 +8,13 @@
 namespace shardalloc::platform {
 
 void fatal(const char* what, const void* p) {
-  LineWriter().text("shardalloc: fatal: ").text(what).text(" (pointer ").hex(reinterpret_cast<uintptr_t>(p)).text(")").flush();
+  LineWriter()
+      .text("shardalloc: fatal: ")
+      .text(what)
+      .text(" (pointer ")
+      .hex(reinterpret_cast<uintptr_t>(p))
+      .text(")")
+      .flush();
   abort();
 }
 

@@ -55,7 +55,8 @@ void prepare_fork() {
   // fetch_add(0), an RMW: reads the latest count in the word's order;
   // acquire pairs with leave_step's release, so the writes of every step we
   // waited for are in the memory fork copies.
-  while (g_steps.fetch_add(0, std::memory_order_acquire) > own && now_ns() < deadline) sched_yield();
+  while (g_steps.fetch_add(0, std::memory_order_acquire) > own && now_ns() < deadline)
+    sched_yield();
 }
 
 void after_fork_in_child() {
@@ -70,7 +71,8 @@ void after_fork_in_child() {
 }
 
 __attribute__((constructor)) void register_fork_handlers() {
-  g_steps_pid.store(getpid(), std::memory_order_relaxed);  // relaxed: before any thread but the first
+  g_steps_pid.store(getpid(),
+                    std::memory_order_relaxed);  // relaxed: before any thread but the first
   pthread_atfork(&prepare_fork, nullptr, &after_fork_in_child);
 }
 
@@ -91,7 +93,8 @@ void leave_step() {
   // relaxed load: the CAS decides. Never below zero (see after_fork_in_child).
   uint64_t n = g_steps.load(std::memory_order_relaxed);
   // release: the step's writes happen-before a fork's acquire read that sees it gone.
-  while (n != 0 && !g_steps.compare_exchange_weak(n, n - 1, std::memory_order_release, std::memory_order_relaxed)) {
+  while (n != 0 && !g_steps.compare_exchange_weak(n, n - 1, std::memory_order_release,
+                                                  std::memory_order_relaxed)) {
   }
 }
 

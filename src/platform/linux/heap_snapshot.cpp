@@ -47,7 +47,8 @@ __attribute__((destructor(101))) void snapshot_at_exit() {
     if (c[0] == '%' && c[1] == 'p') {
       char digits[20];
       int k = 0;
-      for (uint64_t pid = uint64_t(getpid()); k == 0 || pid != 0; pid /= 10) digits[k++] = char('0' + pid % 10);
+      for (uint64_t pid = uint64_t(getpid()); k == 0 || pid != 0; pid /= 10)
+        digits[k++] = char('0' + pid % 10);
       while (k > 0) path[n++] = digits[--k];
       ++c;
     } else {

@@ -57,9 +57,12 @@ namespace {
 core::FirstClassHeap* os_heap_owning(core::Segment* s, void* p) {
   if (!readable(s, sizeof(core::Segment))) return nullptr;
   core::Domain* d = s->domain;
-  if (!readable(d, sizeof(core::Domain)) || core::addr(d) % alignof(core::Domain) != 0) return nullptr;
+  if (!readable(d, sizeof(core::Domain)) || core::addr(d) % alignof(core::Domain) != 0)
+    return nullptr;
   core::DomainLife* life = d->life;
-  if (life == nullptr || !readable(life, sizeof(core::FirstClassHeap)) || core::addr(life) % 64 != 0) return nullptr;
+  if (life == nullptr || !readable(life, sizeof(core::FirstClassHeap)) ||
+      core::addr(life) % 64 != 0)
+    return nullptr;
   core::FirstClassHeap* h = core::FirstClassHeap::of(d);
   return &h->domain == d && h->is_live() && h->owns(p) ? h : nullptr;
 }

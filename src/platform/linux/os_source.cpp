@@ -14,7 +14,8 @@ uint8_t g_os_arena_map[kArenaMapEntries];
 namespace {
 
 void* map_anonymous(size_t bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
 
@@ -37,7 +38,12 @@ void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
   }
   *out_bytes = bytes;
   if (options().verbose) {
-    LineWriter().text("shardalloc: reserved an OS arena of ").num(bytes >> 20).text(" MiB at ").hex(aligned).flush();
+    LineWriter()
+        .text("shardalloc: reserved an OS arena of ")
+        .num(bytes >> 20)
+        .text(" MiB at ")
+        .hex(aligned)
+        .flush();
   }
   return core::ptr(aligned);
 }
@@ -54,7 +60,12 @@ void os_release(void* p, size_t bytes) {
   }
   munmap(p, bytes);
   if (options().verbose) {
-    LineWriter().text("shardalloc: released an OS arena of ").num(bytes >> 20).text(" MiB at ").hex(start).flush();
+    LineWriter()
+        .text("shardalloc: released an OS arena of ")
+        .num(bytes >> 20)
+        .text(" MiB at ")
+        .hex(start)
+        .flush();
   }
 }
 

@@ -17,7 +17,8 @@ void os_protect(void* p, size_t bytes, bool accessible);
 // it stops as "not allocated" instead of reading unmapped memory.
 void os_release(void* p, size_t bytes);
 
-inline constexpr core::PageSource kOsPageSource{&os_reserve, &os_purge, true, &os_now_ms, &os_protect};
+inline constexpr core::PageSource kOsPageSource{&os_reserve, &os_purge, true, &os_now_ms,
+                                                &os_protect};
 
 // One byte per kOsArenaSize of the 47-bit user address space: non-zero where
 // an OS arena lies. Lets free() reject foreign pointers with one load.

@@ -22,7 +22,11 @@ void print_class_row(unsigned cls, const core::ClassStats& c) {
   } else {
     line.num(cls, 7).num(core::class_block_size(cls), 12);
   }
-  line.num(c.pages, 7).num(c.live_blocks, 13).num(c.live_bytes, 12).num(c.capacity_blocks, 17).flush();
+  line.num(c.pages, 7)
+      .num(c.live_blocks, 13)
+      .num(c.live_bytes, 12)
+      .num(c.capacity_blocks, 17)
+      .flush();
 }
 
 void print_stats() {

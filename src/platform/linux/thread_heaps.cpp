@@ -55,7 +55,8 @@ struct AsyncSignalsBlocked {
   AsyncSignalsBlocked() {
     sigset_t mask;
     sigfillset(&mask);
-    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT}) sigdelset(&mask, sig);
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT})
+      sigdelset(&mask, sig);
     pthread_sigmask(SIG_BLOCK, &mask, &saved);
   }
   ~AsyncSignalsBlocked() { pthread_sigmask(SIG_SETMASK, &saved, nullptr); }

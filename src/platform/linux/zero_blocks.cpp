@@ -23,7 +23,8 @@ constexpr uintptr_t kFailed = 1;
 uint64_t* bitmap(uintptr_t region) { return reinterpret_cast<uint64_t*>(region + kRegionBytes); }
 
 uintptr_t map_region() {
-  void* p = mmap(nullptr, kRegionBytes + kBlocks / 8, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* p = mmap(nullptr, kRegionBytes + kBlocks / 8, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return kFailed;
   const uintptr_t region = reinterpret_cast<uintptr_t>(p);
   if (mprotect(bitmap(region), kBlocks / 8, PROT_READ | PROT_WRITE) != 0) {
@@ -39,7 +40,9 @@ uintptr_t region() {
   if (r != 0) return r;
   const uintptr_t mine = map_region();
   // acq_rel: publishes our mapping, or acquires the one that won the race.
-  if (g_region.compare_exchange_strong(r, mine, std::memory_order_acq_rel, std::memory_order_acquire)) return mine;
+  if (g_region.compare_exchange_strong(r, mine, std::memory_order_acq_rel,
+                                       std::memory_order_acquire))
+    return mine;
   if (mine != kFailed) munmap(reinterpret_cast<void*>(mine), kRegionBytes + kBlocks / 8);
   return r;
 }
@@ -73,7 +76,8 @@ void zero_block_free(void* p) {
   const uint64_t bit = uint64_t{1} << (i % 64);
   if ((__atomic_fetch_and(&bitmap(r)[i / 64], ~bit, __ATOMIC_RELAXED) & bit) == 0) {
     // relaxed: a hint for the message only.
-    if (i >= g_next.load(std::memory_order_relaxed)) fatal("free of a pointer that is not allocated", p);
+    if (i >= g_next.load(std::memory_order_relaxed))
+      fatal("free of a pointer that is not allocated", p);
     fatal("double free detected", p);
   }
 }

@@ -15,13 +15,13 @@
 #include <shardalloc/shardalloc.h>
 #include <shardalloc/stats.h>
 
-#define CHECK(cond, ...)                              \
-  do {                                                \
-    if (!(cond)) {                                    \
+#define CHECK(cond, ...)                               \
+  do {                                                 \
+    if (!(cond)) {                                     \
       fprintf(stderr, "consumer: FAIL: " __VA_ARGS__); \
-      fputc('\n', stderr);                            \
-      return 1;                                       \
-    }                                                 \
+      fputc('\n', stderr);                             \
+      return 1;                                        \
+    }                                                  \
   } while (0)
 
 int main(int argc, char** argv) {
@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
   /* The shard_* API. */
   void* p = shard_malloc(100);
   CHECK(p != NULL, "shard_malloc(100) returned NULL");
-  CHECK(shard_usable_size(p) == 112, "shard_usable_size(shard_malloc(100)) = %zu, want 112", shard_usable_size(p));
+  CHECK(shard_usable_size(p) == 112, "shard_usable_size(shard_malloc(100)) = %zu, want 112",
+        shard_usable_size(p));
 
   /* malloc goes through shardalloc: the live-block count of its class moves. */
   shard_stats before, after;
@@ -47,12 +48,14 @@ int main(int argc, char** argv) {
 
   char json[8192];
   const size_t n = shard_stats_json(json, sizeof json);
-  CHECK(n > 0 && n < sizeof json && json[0] == '{' && json[n - 1] == '}', "shard_stats_json: %s", json);
+  CHECK(n > 0 && n < sizeof json && json[0] == '{' && json[n - 1] == '}', "shard_stats_json: %s",
+        json);
 
   /* The library that defines shard_malloc, and where it was loaded from. */
   void* sym = dlsym(RTLD_DEFAULT, "shard_malloc");
   Dl_info info;
-  CHECK(sym != NULL && dladdr(sym, &info) != 0 && info.dli_fname != NULL, "shard_malloc: no shared object");
+  CHECK(sym != NULL && dladdr(sym, &info) != 0 && info.dli_fname != NULL,
+        "shard_malloc: no shared object");
   char lib[PATH_MAX], want[PATH_MAX];
   CHECK(realpath(info.dli_fname, lib) != NULL, "realpath(%s)", info.dli_fname);
   printf("consumer: shard_malloc from %s\n", lib);

@@ -8,28 +8,31 @@
 #include <shardalloc/shardalloc.h>
 #include <shardalloc/stats.h>
 
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (!(cond)) {                                         \
+#define CHECK(cond, ...)                                    \
+  do {                                                      \
+    if (!(cond)) {                                          \
       fprintf(stderr, "consumer_core: FAIL: " __VA_ARGS__); \
-      fputc('\n', stderr);                                 \
-      return 1;                                            \
-    }                                                      \
+      fputc('\n', stderr);                                  \
+      return 1;                                             \
+    }                                                       \
   } while (0)
 
 int main(void) {
   void* p = shard_malloc(100);
-  CHECK(p != NULL && shard_usable_size(p) == 112, "shard_malloc(100): usable %zu", shard_usable_size(p));
+  CHECK(p != NULL && shard_usable_size(p) == 112, "shard_malloc(100): usable %zu",
+        shard_usable_size(p));
   shard_stats s;
   shard_stats_get(&s);
-  CHECK(s.classes[shard_size_class(100)].live_blocks == 1, "live blocks of the 112-byte class: %llu",
+  CHECK(s.classes[shard_size_class(100)].live_blocks == 1,
+        "live blocks of the 112-byte class: %llu",
         (unsigned long long)s.classes[shard_size_class(100)].live_blocks);
   shard_free(p);
 
   /* malloc stays glibc's: its blocks are not counted. */
   void* volatile m = malloc(100);
   shard_stats_get(&s);
-  CHECK(s.classes[shard_size_class(100)].live_blocks == 0, "malloc went to shardalloc without the override");
+  CHECK(s.classes[shard_size_class(100)].live_blocks == 0,
+        "malloc went to shardalloc without the override");
   free(m);
 
   const size_t size = 4u << 20;

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include <shardalloc/shardalloc.hpp>
 #include <shardalloc/stats.h>
+#include <shardalloc/shardalloc.hpp>
 
 int main() {
   shard_stats before, during;
