@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "api/test_support.h"
+#include "support/test_support.h"
 #include "shardalloc/region.h"
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"
