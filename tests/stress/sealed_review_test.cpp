@@ -203,8 +203,12 @@ TEST(SealedPagesReview, ShortLivedThreadsRemoteFreersHandlersSweepsAndForks) {
               kill(pid, SIGKILL);
               waitpid(pid, &status, 0);
               fork_failures.fetch_add(1);
+              std::fprintf(stderr, "fork child %d: stuck for 20 s\n", int(pid));
             } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
               fork_failures.fetch_add(1);
+              std::fprintf(stderr, "fork child %d: %s %d\n", int(pid),
+                           WIFEXITED(status) ? "exit" : "signal",
+                           WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
             }
           }
         }
@@ -282,6 +286,25 @@ TEST(SealedPagesReview, ShortLivedThreadsRemoteFreersHandlersSweepsAndForks) {
   shard_stats after;
   shard_stats_get(&after);
   EXPECT_EQ(after.live_blocks, before.live_blocks);
+  if (abandoned_segments() != 0 || after.live_blocks != before.live_blocks) {
+    // What is left: the abandoned heaps' slots and their pages in use.
+    std::string snap(shard_heap_snapshot(nullptr, 0) + 1, '\0');
+    snap.resize(shard_heap_snapshot(snap.data(), snap.size()));
+    bool in_abandoned = false;
+    size_t at = 0;
+    while (at < snap.size()) {
+      size_t end = snap.find('\n', at);
+      if (end == std::string::npos) end = snap.size();
+      const std::string line = snap.substr(at, end - at);
+      at = end + 1;
+      if (line.rfind("heap ", 0) == 0 && line.find("abandoned=1") != std::string::npos &&
+          line.find("segments=0") == std::string::npos) {
+        std::fprintf(stderr, "%s\n", line.c_str());
+      }
+      if (line.rfind("slot ", 0) == 0) in_abandoned = line.find("abandoned=1") != std::string::npos;
+      if (in_abandoned) std::fprintf(stderr, "  %s\n", line.c_str());
+    }
+  }
   EXPECT_EQ(abandoned_segments(), 0u) << "pages left in abandoned heaps with no live block";
   EXPECT_EQ(after.heaps_owned, before.heaps_owned) << "a heap stayed owned";
 }
