@@ -8,7 +8,10 @@
  *   Adopter  frees the blocks it was given: free_remote while it does not own
  *            the heap, free_local while it does. It adopts the heap (try_own)
  *            when it can, allocates one block as its owner, frees it, and
- *            exits (release_heap).
+ *            exits (release_heap). With -DBORROW it borrows the heap instead
+ *            (Domain::alloc_borrowed): adopts it, allocates one block, gives
+ *            the heap back at once (release_heap) and frees the block later,
+ *            remotely.
  *   Sweeper  sweep_abandoned: claims the heap if unowned and releases it
  *            (collect_all), SWEEPS times at most.
  *   Remote   frees the blocks it was given (free_remote).
@@ -113,6 +116,18 @@ proctype Adopter() {
   :: !adopted ->  /* Domain::acquire_heap: adopt the heap if nobody owns it */
      try_own();
      if
+#ifdef BORROW
+     :: ok ->  /* Domain::alloc_borrowed: adopt, allocate one block, give the heap back */
+        adopted = 1; ok = 0;
+        unseal_all();
+        alloc();  /* the block (if any) stays ours: we free it later, remotely */
+        got = 0;
+#ifdef MUTANT_BORROW_PLAIN_GIVE_BACK
+        atomic { OWNER_ONLY; owners--; owner_pid = NOBODY; owned = 0 }  /* owned = 0, release */
+#else
+        release_heap()  /* abandon_pages (seal again), give_up */
+#endif
+#else
      :: ok ->
         adopted = 1; ok = 0;
 #ifndef MUTANT_ADOPT_SEALED
@@ -124,6 +139,7 @@ proctype Adopter() {
         :: got != 0 -> b = got; got = 0; free_local(b); b = 0; check_rest_invariants()
         :: else -> skip
         fi
+#endif
      :: else -> skip
      fi
   :: owner_pid == _pid && creator_done ->

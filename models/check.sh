@@ -108,6 +108,8 @@ else
   verify notify-1remote pass notify.pml -DNREMOTE=1 -DALLOCS=8
   verify abandon pass abandon.pml -DA1=2
   verify abandon-3allocs-nosweep pass abandon.pml -DA1=3 -DSWEEPS=0
+  # The adopter borrows the heap instead (Domain::alloc_borrowed: a handler's allocation).
+  verify abandon-borrow pass abandon.pml -DA1=1 -DBORROW
   verify lifetime pass lifetime.pml -DNT=4 -DREUSE
   verify fork-gate pass fork.pml -DNT=3 -DSTEPS=2 -DFORKS=2
 fi
@@ -123,6 +125,7 @@ if [ $mutants = 1 ]; then
   verify notify-no-owner-check fail abandon.pml -DA1=1 -DMUTANT_NOTIFY_NO_OWNER_CHECK
   verify seal-count-high fail abandon.pml -DA1=1 -DMUTANT_SEAL_COUNT_HIGH
   verify adopt-sealed fail abandon.pml -DA1=1 -DMUTANT_ADOPT_SEALED
+  verify borrow-plain-give-back fail abandon.pml -DA1=1 -DBORROW -DMUTANT_BORROW_PLAIN_GIVE_BACK
   verify destroy-no-wait fail lifetime.pml -DNT=2 -DMUTANT_NO_WAIT
   verify pin-ignores-generation fail lifetime.pml -DNT=2 -DREUSE -DMUTANT_PIN_IGNORES_GENERATION
   verify pin-while-dying fail lifetime.pml -DNT=2 -DREUSE -DMUTANT_PIN_WHILE_DYING

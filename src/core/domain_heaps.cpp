@@ -105,10 +105,13 @@ void* Domain::alloc_borrowed(size_t size, size_t align) {
   Heap* h = acquire_heap();
   if (h == nullptr) return nullptr;
   void* p = align <= kMinAlign ? h->alloc(size) : h->alloc_aligned(size, align);
-  // Given back as it is (no collect: cheap in a handler or a late destructor);
-  // the block stays live in the abandoned heap, like any block of an exited
-  // thread. release: the next owner's acquire CAS sees our writes (protocol 3).
-  h->owned.store(0, std::memory_order_release);
+  // The block stays live in the abandoned heap, like any block of an exited
+  // thread. acquire_heap unsealed the heap's pages: seal them again (else
+  // frees into them no longer count down and their pages never come back,
+  // protocol 3) and give the heap up with give_up's look at `notified` (a
+  // page completed while we owned it waits there).
+  h->abandon_pages(false);
+  give_up(h);
   return p;
 }
 

@@ -64,6 +64,9 @@ void Heap::seal_or_free(Page* page) {
 }
 
 void Heap::abandon_pages(bool sweeping) {
+  // Checked mode: the quarantined blocks are freed first (as collect_all does);
+  // a sealed page would otherwise count them live, and nobody frees them again.
+  if constexpr (kChecked) flush_quarantine();
   drain_notified();
   for (unsigned cls = 0; cls <= kClassCount; ++cls) {
     PageQueue& q = cls == kClassCount ? full : queues[cls];
