@@ -97,14 +97,19 @@ if [ $deep = 1 ]; then
   verify notify-2remotes pass notify.pml -DNREMOTE=2 -DALLOCS=6
   verify notify-1remote pass notify.pml -DNREMOTE=1 -DALLOCS=10
   verify notify-3pages pass notify.pml -DNREMOTE=1 -DNP=3 -DNB=1 -DALLOCS=6
-  verify abandon pass abandon.pml -DA1=4
-  verify abandon-2sweeps pass abandon.pml -DA1=3 -DSWEEPS=2
+  # (creator 3 allocations with a sweeper, or 4 without: more than 120
+  # million states, beyond the 6 GB bound)
+  verify abandon-3allocs-nosweep pass abandon.pml -DA1=3 -DSWEEPS=0
+  verify abandon-2sweeps pass abandon.pml -DA1=2 -DSWEEPS=2
   verify lifetime-5threads pass lifetime.pml -DNT=5 -DREUSE
   verify fork-gate-3threads pass fork.pml -DNT=3 -DSTEPS=3 -DFORKS=3
 else
   verify notify-2remotes pass notify.pml -DNREMOTE=2 -DALLOCS=5
   verify notify-1remote pass notify.pml -DNREMOTE=1 -DALLOCS=8
-  verify abandon pass abandon.pml -DA1=3
+  verify abandon pass abandon.pml -DA1=2
+  verify abandon-3allocs-nosweep pass abandon.pml -DA1=3 -DSWEEPS=0
+  # The adopter borrows the heap instead (Domain::alloc_borrowed: a handler's allocation).
+  verify abandon-borrow pass abandon.pml -DA1=1 -DBORROW
   verify lifetime pass lifetime.pml -DNT=4 -DREUSE
   verify fork-gate pass fork.pml -DNT=3 -DSTEPS=2 -DFORKS=2
 fi
@@ -116,6 +121,11 @@ if [ $mutants = 1 ]; then
   verify no-notify fail notify.pml -DNREMOTE=1 -DALLOCS=4 -DMUTANT_NO_NOTIFY
   verify no-notify-end-check-only fail notify.pml -DNREMOTE=1 -DALLOCS=4 -DMUTANT_NO_NOTIFY -DNO_REST_CHECKS
   verify nonatomic-own fail abandon.pml -DA1=1 -DMUTANT_NONATOMIC_OWN
+  verify give-up-no-recheck fail abandon.pml -DA1=1 -DMUTANT_GIVE_UP_NO_RECHECK
+  verify notify-no-owner-check fail abandon.pml -DA1=1 -DMUTANT_NOTIFY_NO_OWNER_CHECK
+  verify seal-count-high fail abandon.pml -DA1=1 -DMUTANT_SEAL_COUNT_HIGH
+  verify adopt-sealed fail abandon.pml -DA1=1 -DMUTANT_ADOPT_SEALED
+  verify borrow-plain-give-back fail abandon.pml -DA1=1 -DBORROW -DMUTANT_BORROW_PLAIN_GIVE_BACK
   verify destroy-no-wait fail lifetime.pml -DNT=2 -DMUTANT_NO_WAIT
   verify pin-ignores-generation fail lifetime.pml -DNT=2 -DREUSE -DMUTANT_PIN_IGNORES_GENERATION
   verify pin-while-dying fail lifetime.pml -DNT=2 -DREUSE -DMUTANT_PIN_WHILE_DYING

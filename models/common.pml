@@ -9,8 +9,10 @@
  *   - A block is a number 1..NBLK; page of block b = (b-1)/NB. Blocks are
  *     bare next pointers: next[b] (0 = null) links every list.
  *   - A page number in a list (notified stack, next_notified) is page+1, 0 = null.
- *   - The thread_free word of page p is the pair (tf_head[p], tf_state[p]):
- *     every load, store and CAS of it is one atomic step on both.
+ *   - The thread_free word of page p is (tf_head[p], tf_state[p], tf_rem[p]):
+ *     every load, store and CAS of it is one atomic step on all three. (The
+ *     code stores a SEALED page's head as an offset; the model keeps the
+ *     block number: the encoding carries no protocol state.)
  *   - An `atomic { }` holds at most one access to memory another thread
  *     may touch at that time; the rest of it is thread-private (the
  *     owner's lists, a block the thread holds, ghost variables).
@@ -31,10 +33,12 @@
 #define NORMAL 0
 #define FULL 1
 #define NOTIFIED 2
+#define SEALED 3
 
 /* ---- shared memory ------------------------------------------------------------ */
 byte tf_head[NP];        /* Page::thread_free, list head (a block or 0) */
 byte tf_state[NP];       /* Page::thread_free, NotifyState */
+byte tf_rem[NP];         /* Page::thread_free, a SEALED page's remaining count (0 otherwise) */
 byte next[NBLK + 1];     /* Block::next */
 byte next_notified[NP];  /* Page::next_notified */
 byte notified;           /* Heap::notified (MPSC stack of pages) */
@@ -63,17 +67,17 @@ byte owner_pid = NOBODY;
  * local_free into free, subtracts the blocks taken from used. */
 inline collect(p) {
   OWNER_ONLY;
-  atomic { rh = tf_head[p]; rs = tf_state[p] }  /* relaxed pre-check */
+  atomic { rh = tf_head[p]; rs = tf_state[p]; rr = tf_rem[p] }  /* relaxed pre-check */
   if
   :: rh != 0 ->
      ok = 0;
      do
      :: ok -> break
      :: else ->
-        atomic {  /* compare_exchange_weak(raw -> with_head(nullptr)), acquire */
+        atomic {  /* compare_exchange_weak(raw -> without_list(raw)), acquire: state and remaining kept */
           if
-          :: tf_head[p] == rh && tf_state[p] == rs -> tf_head[p] = 0; ok = 1
-          :: else -> rh = tf_head[p]; rs = tf_state[p]
+          :: tf_head[p] == rh && tf_state[p] == rs && tf_rem[p] == rr -> tf_head[p] = 0; ok = 1
+          :: else -> rh = tf_head[p]; rs = tf_state[p]; rr = tf_rem[p]
           fi
         }
      od;
@@ -110,7 +114,7 @@ inline collect(p) {
        local_head[p] = 0
     :: else -> skip
     fi;
-    last = 0; rh = 0; rs = 0; ok = 0; cnt = 0
+    last = 0; rh = 0; rs = 0; rr = 0; ok = 0; cnt = 0
   }
 }
 
@@ -184,7 +188,7 @@ inline free_page(p) {
        in_queue[p] = 0; in_full[p] = 0;
        in_use[p] = 0;
        free_head[p] = 0; local_head[p] = 0;
-       tf_state[p] = NORMAL;  /* (model only: nobody reads it before the page's next init) */
+       tf_state[p] = NORMAL; tf_rem[p] = 0;  /* (model only: nobody reads it before the page's next init) */
        i = 1;
        do  /* (model only: forget the links of the page's blocks) */
        :: i <= NB -> next[p * NB + i] = 0; i++
@@ -232,7 +236,7 @@ inline fresh_page() {
   :: pg < NP && !in_use[pg] ->
      d_step {
        assert(inflight[pg] == 0 && !on_stack[pg]);
-       tf_head[pg] = 0; tf_state[pg] = NORMAL;  /* thread_free.store(0, relaxed) */
+       tf_head[pg] = 0; tf_state[pg] = NORMAL; tf_rem[pg] = 0;  /* thread_free.store(0, relaxed) */
        next_notified[pg] = 0;
        i = 1;
        free_head[pg] = 0;
@@ -306,7 +310,14 @@ inline free_local(b) {
 }
 
 /* ---- free_remote + push_notified (heap_free.cpp) ------------------------------------------
- * A thread that does not own H frees block b it holds. */
+ * A thread that does not own H frees block b it holds. The code's fast path
+ * (a plain push into a NORMAL or NOTIFIED page) and slow paths (a FULL page,
+ * a SEALED one) are one CAS loop here: each iteration computes the next word
+ * from the one it read, as `pushed()` does:
+ *   FULL -> NOTIFIED (notify); SEALED with remaining 1 -> NOTIFIED (notify);
+ *   SEALED with remaining r > 1 -> SEALED, r - 1; NORMAL, NOTIFIED: unchanged.
+ * A notifier pushes the page on H.notified, then (protocol 3) reads owned and,
+ * when nobody owns H, claims it and gives the notified pages back itself. */
 inline free_remote(b) {
   rp = PAGE(b);
   atomic {
@@ -314,41 +325,46 @@ inline free_remote(b) {
     assert(in_use[rp]);  /* free_remote: "not allocated" must not fire for a live block */
     inflight[rp]++
   }
-  atomic { rh = tf_head[rp]; rs = tf_state[rp] }  /* relaxed load */
+  atomic { rh = tf_head[rp]; rs = tf_state[rp]; rr = tf_rem[rp] }  /* relaxed load */
   ok = 0;
   do
   :: ok -> break
   :: else ->
      assert(rh != b);  /* the double-free check must not fire */
-     next[b] = rh;     /* b->next = seen.head() (b is still ours) */
-     atomic {          /* compare_exchange_weak(raw -> b | next state), acq_rel */
+     next[b] = rh;     /* b->next = seen head (b is still ours) */
+     atomic {          /* compare_exchange_weak(raw -> pushed(raw)), acq_rel */
        if
-       :: tf_head[rp] == rh && tf_state[rp] == rs ->
+       :: tf_head[rp] == rh && tf_state[rp] == rs && tf_rem[rp] == rr ->
           tf_head[rp] = b;
 #ifdef MUTANT_NO_NOTIFY
           rs = NORMAL;  /* never takes the duty to notify: the owner is not told */
 #endif
-          tf_state[rp] = (rs == FULL -> NOTIFIED : rs);
+          if
+          :: rs == FULL -> tf_state[rp] = NOTIFIED; nt = 1
+          :: rs == SEALED && rr == 1 -> tf_state[rp] = NOTIFIED; tf_rem[rp] = 0; nt = 1
+          :: rs == SEALED && rr != 1 -> assert(rr > 1); tf_rem[rp] = rr - 1; nt = 0
+          :: rs != FULL && rs != SEALED -> tf_state[rp] = rs; nt = 0
+          fi;
           holder[b] = 0;
           ok = 1;
           if
-          :: rs != FULL -> inflight[rp]--  /* done with the page */
+          :: !nt -> inflight[rp]--  /* done with the page */
           :: else -> skip
           fi
-       :: else -> rh = tf_head[rp]; rs = tf_state[rp]
+       :: else -> rh = tf_head[rp]; rs = tf_state[rp]; rr = tf_rem[rp]
        fi
      }
   od;
   if
-  :: rs == FULL ->
-     /* we moved the page FULL -> NOTIFIED: push it on the heap's notified stack */
+  :: nt ->
+     /* we moved the page to NOTIFIED: push it on the heap's notified stack */
      atomic { hd = notified }  /* relaxed load */
      ok = 0;
      do
      :: ok -> break
      :: else ->
         next_notified[rp] = hd;
-        atomic {  /* compare_exchange_weak(head -> page), release */
+        atomic {  /* compare_exchange_weak(head -> page), seq_cst */
           if
           :: notified == hd ->
              assert(!on_stack[rp]);  /* a page is on the stack at most once */
@@ -360,10 +376,18 @@ inline free_remote(b) {
           fi
         }
      od;
-     hd = 0
+     hd = 0; nt = 0; ok = 0;
+#ifndef MUTANT_NOTIFY_NO_OWNER_CHECK
+     if
+     :: owned == 0 -> reclaim_abandoned()  /* owned.load(seq_cst) */
+     :: else -> skip
+     fi
+#else
+     skip
+#endif
   :: else -> skip
   fi;
-  rh = 0; rs = 0; rp = 0; ok = 0
+  rh = 0; rs = 0; rr = 0; rp = 0; ok = 0
 }
 
 /* ---- Domain::acquire_heap's try_own, release_heap (domain_heaps.cpp) ---------------------- */
@@ -418,10 +442,194 @@ inline collect_all() {
   pq = 0
 }
 
-/* release_heap: collect_all, then owned = 0 (release store). */
+/* ---- protocol 3, sealed pages (heap_lifecycle.cpp, domain_heaps.cpp) ---------------------- */
+
+/* Heap::seal: collects page p; sd = 0: no live block left (the caller frees
+ * it); sd = 1: sealed (SEALED, remaining = its live blocks), or left
+ * NOTIFIED for the drain / reclaim that will take it. */
+inline seal(p) {
+  OWNER_ONLY;
+  sd = 2;  /* undecided */
+  do
+  :: sd != 2 -> break
+  :: else ->
+     collect(p);
+     if
+     :: used[p] == 0 -> sd = 0
+     :: else ->
+        atomic { rh = tf_head[p]; rs = tf_state[p]; rr = tf_rem[p] }  /* relaxed load */
+        if
+        :: rs == NOTIFIED -> sd = 1
+        :: rs != NOTIFIED && rh != 0 -> skip  /* frees arrived: collect them too */
+        :: rs != NOTIFIED && rh == 0 ->
+           atomic {  /* compare_exchange_weak(raw -> sealed(0, used)), release */
+             if
+             :: tf_head[p] == rh && tf_state[p] == rs && tf_rem[p] == rr ->
+                tf_state[p] = SEALED;
+#ifdef MUTANT_SEAL_COUNT_HIGH
+                tf_rem[p] = used[p] + 1;  /* counts one block too many: the page never completes */
+#else
+                tf_rem[p] = used[p];
+#endif
+                sd = 1
+             :: else -> skip  /* a free got in first: collect it */
+             fi
+           }
+        fi
+     fi
+  od;
+  rh = 0; rs = 0; rr = 0
+}
+
+/* Heap::seal_or_free */
+inline seal_or_free(p) {
+  seal(p);
+  if
+  :: sd == 0 -> free_page(p)
+  :: sd == 1 && in_full[p] && free_head[p] != 0 -> move_out_of_full(p)
+  :: else -> skip
+  fi;
+  sd = 0
+}
+
+/* Heap::abandon_pages: drain, then every page of the class queue and of the
+ * full queue: seal it, or free it when it has no live block. */
+inline abandon_pages() {
+  OWNER_ONLY;
+  drain_notified();
+  pq = 0;
+  do  /* the class queue */
+  :: pq < NP && in_use[pq] && in_queue[pq] -> seal_or_free(pq); pq++
+  :: pq < NP && !(in_use[pq] && in_queue[pq]) -> pq++
+  :: pq >= NP -> break
+  od;
+  pq = 0;
+  do  /* the full queue */
+  :: pq < NP && in_use[pq] && in_full[pq] -> seal_or_free(pq); pq++
+  :: pq < NP && !(in_use[pq] && in_full[pq]) -> pq++
+  :: pq >= NP -> break
+  od;
+  pq = 0
+}
+
+/* Heap::reclaim_notified: a claimer takes the notified pages and seals or frees each. */
+inline reclaim_notified() {
+  OWNER_ONLY;
+  if
+  :: notified == 0 -> skip  /* relaxed emptiness test */
+  :: else ->
+     atomic { list = notified; notified = 0 }  /* exchange(nullptr), acquire */
+     do
+     :: list == 0 -> break
+     :: else ->
+        pg = list - 1;
+        d_step { list = next_notified[pg]; next_notified[pg] = 0 }  /* (model only: forget the stale link) */
+        atomic {  /* CAS loop state -> NORMAL, head kept: net effect of the loop */
+          assert(tf_state[pg] == NOTIFIED && on_stack[pg]);
+          tf_state[pg] = NORMAL;
+          on_stack[pg] = 0
+        }
+        seal(pg);
+        if
+        :: sd == 1 && in_full[pg] && free_head[pg] != 0 -> move_out_of_full(pg)
+        :: sd == 1 && !(in_full[pg] && free_head[pg] != 0) -> skip
+        :: sd == 0 ->
+           /* no live block left: the page goes back with its segment (here:
+            * all pages), when no page of it holds a live block; else it stays whole */
+           fq = 0;
+           do
+           :: fq < NP && !(in_use[fq] && used[fq] != 0) -> fq++
+           :: fq < NP && in_use[fq] && used[fq] != 0 -> break
+           :: fq >= NP -> break
+           od;
+           if
+           :: fq >= NP ->
+              fq = 0;
+              do
+              :: fq < NP && in_use[fq] -> free_page(fq); fq++
+              :: fq < NP && !in_use[fq] -> fq++
+              :: fq >= NP -> break
+              od
+           :: fq < NP && in_full[pg] -> move_out_of_full(pg)
+           :: fq < NP && !in_full[pg] -> skip
+           fi;
+           fq = 0
+        fi;
+        sd = 0
+     od;
+     pg = 0
+  fi
+}
+
+/* Domain::give_up: owned = 0 (seq_cst), then, while pages wait on the
+ * notified stack (seq_cst load), claim the heap again and give them back. */
+inline give_up() {
+  gu = 1;
+  do
+  :: gu ->
+     atomic { OWNER_ONLY; owners--; owner_pid = NOBODY; owned = 0 }
+     if
+#ifndef MUTANT_GIVE_UP_NO_RECHECK
+     :: notified != 0 ->
+        try_own();
+        if
+        :: ok -> ok = 0; reclaim_notified()
+        :: else -> gu = 0  /* another thread owns it: it drains the stack */
+        fi
+#endif
+     :: else -> gu = 0
+     fi
+  :: !gu -> break
+  od
+}
+
+/* Domain::reclaim_abandoned: a notifier found the heap unowned. */
+inline reclaim_abandoned() {
+  try_own();
+  if
+  :: ok -> ok = 0; reclaim_notified(); give_up()
+  :: else -> skip  /* its owner (or a releaser's last look) drains the stack */
+  fi
+}
+
+/* Domain::release_heap: abandon_pages, then give_up. */
 inline release_heap() {
-  collect_all();
-  atomic { owners--; owner_pid = NOBODY; owned = 0 }
+  abandon_pages();
+  give_up()
+}
+
+/* Heap::unseal_all: an adopter turns every sealed page back into a plain
+ * one before it allocates: kFull when it sits in the full queue with nothing
+ * waiting, else kNormal (and out of the full queue). */
+inline unseal_all() {
+  OWNER_ONLY;
+  pq = 0;
+  do
+  :: pq < NP && in_use[pq] ->
+     atomic { rh = tf_head[pq]; rs = tf_state[pq]; rr = tf_rem[pq] }  /* relaxed load */
+     do
+     :: rs != SEALED -> break
+     :: else ->
+        atomic {  /* compare_exchange_weak(raw -> head | FULL or NORMAL), release */
+          if
+          :: tf_head[pq] == rh && tf_state[pq] == rs && tf_rem[pq] == rr ->
+             tf_state[pq] = ((in_full[pq] && rh == 0 && free_head[pq] == 0) -> FULL : NORMAL);
+             tf_rem[pq] = 0;
+             rs = tf_state[pq];
+             ok = 1
+          :: else -> rh = tf_head[pq]; rs = tf_state[pq]; rr = tf_rem[pq]
+          fi
+        }
+     od;
+     if
+     :: ok && in_full[pq] && rs == NORMAL -> move_out_of_full(pq)
+     :: else -> skip
+     fi;
+     ok = 0; pq++
+  :: pq < NP && !in_use[pq] -> pq++
+  :: pq >= NP -> break
+  od;
+  pq = 0; rh = 0; rs = 0; rr = 0
 }
 
 /* ---- Heap::alloc: fast path (a class-queue page with a free block, no drain)
@@ -498,6 +706,7 @@ inline check_rest_invariants() {
     i = 0;
     do
     :: i < NP ->
+       assert(!(in_use[i] && tf_state[i] == SEALED));  /* a heap that allocates has no sealed page */
        assert(!(in_use[i] && in_full[i] && tf_state[i] == NORMAL));
        assert(!(tf_state[i] == FULL && tf_head[i] != 0));
        assert(!(in_use[i] && tf_state[i] == NOTIFIED && !on_stack[i] && inflight[i] == 0));
@@ -511,7 +720,33 @@ inline check_rest_invariants() {
 #endif
 }
 
+/* A sealed page counts exactly the blocks of it that threads still hold (a
+ * block being freed is held until its CAS); checkable at any time. */
+inline check_sealed_counts() {
+  atomic {
+    i = 0;
+    do
+    :: i < NP ->
+       if
+       :: tf_state[i] == SEALED ->
+          cnt = 0; last = i * NB + 1;
+          do
+          :: last <= i * NB + NB -> if :: holder[last] != 0 -> cnt++ :: else fi; last++
+          :: else -> break
+          od;
+          assert(tf_rem[i] == cnt && cnt >= 1);
+          cnt = 0; last = 0
+       :: else -> skip
+       fi;
+       i++
+    :: else -> break
+    od;
+    i = 0
+  }
+}
+
 /* Locals every process that runs the inlines declares. */
 #define PROTOCOL_LOCALS \
-  byte rh, rs, ok, cnt, last, list, pg, pq, i, got, fp, rp, hd, b; \
+  byte rh, rs, rr, ok, cnt, last, list, pg, pq, i, got, fp, rp, hd, b, sd, fq; \
+  bit nt, gu; \
   bit no_oom_collect  /* alloc: 1 = fail instead of the collect_all fallback */

@@ -75,7 +75,7 @@ core::Block* live_block(core::Domain& d, const core::Heap* current, void* p, siz
   // An aligned allocation hands out exactly the first `align` boundary of its block.
   if (b != p && addr(p) != core::align_up(addr(b), align == 0 ? 1 : align)) return nullptr;
   // relaxed: only compared; a racing free of the same block is the caller's bug.
-  if (page->load_thread_free(std::memory_order_relaxed).head() == b) return nullptr;
+  if (page->remote_head(std::memory_order_relaxed) == b) return nullptr;
   if (s->heap == current && (b == page->free || b == page->local_free || page->used == 0))
     return nullptr;
   if (!canary_says_live(page, b)) return nullptr;
@@ -272,7 +272,7 @@ SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t 
           return SHARD_OK;
         }
       } else if (s->kind != core::SegmentKind::kHuge && page->in_use && page->is_block_start(b) &&
-                 b != page->load_thread_free(std::memory_order_relaxed).head() &&
+                 b != page->remote_head(std::memory_order_relaxed) &&
                  b != page->peek_local_free() && size <= page->block_size) {
         // (free_remote would stop the program on a block on top of either list.)
         account(h, -int64_t(size), -int64_t(page->block_size));

@@ -38,6 +38,9 @@ inline constexpr size_t kDirectSlots = kDirectSizeMax / kWordSize + 1;
 // plain allocations.
 inline constexpr size_t kMinAlign = 16;
 
+// Free pages are purged in units of this (the smallest OS page we assume).
+inline constexpr size_t kPurgeGrain = 4096;
+
 // Arenas reserved from the OS: aligned to their size so ownership is one map lookup.
 inline constexpr unsigned kOsArenaShift = 26;  // 64 MiB
 inline constexpr size_t kOsArenaSize = size_t{1} << kOsArenaShift;

@@ -105,9 +105,16 @@ struct Domain {
   }
 
   // Heaps ----------------------------------------------------------------------
-  Heap* acquire_heap();        // adopts an abandoned heap or makes one; null if no memory
-  void release_heap(Heap* h);  // collects h and abandons it
-  void sweep_abandoned();      // collects every abandoned heap it can claim
+  Heap* acquire_heap();  // adopts an abandoned heap (the one with most segments) or makes one; null
+                         // if no memory
+  // Collects h and abandons it; a sweeper's release also purges pages that
+  // have been free for the purge delay (Heap::purge_free_pages).
+  void release_heap(Heap* h, bool sweeping = false);
+  void sweep_abandoned();  // collects every abandoned heap it can claim
+  // A free put a page on the notified stack of h and found h unowned: claims
+  // h (if nobody did meanwhile), frees the notified pages with no live block
+  // left and seals the others, and gives h up again. In a step.
+  void reclaim_abandoned(Heap* h);
   // One allocation (align <= kMinAlign: any) from a heap borrowed for it:
   // acquired, used, released. For a caller that must not touch its own heap
   // here (a signal handler that interrupted a call). Null if no memory.
@@ -126,6 +133,10 @@ struct Domain {
   // past their delay); counts purged_bytes. Returns the slots left dirty.
   size_t purge_arenas(bool all);
   Segment* try_claim(size_t slots, size_t align, size_t align_offset);
+  // Owner: owned = 0, then claims h again while pages wait on its notified stack.
+  void give_up(Heap* h);
+  // Just claimed by acquire_heap: counts the adoption, unseals h's pages.
+  Heap* adopt(Heap* h);
   bool grow(size_t slots, size_t align);
   void publish_arena(Arena* a);
   void add_meta_chunk(uintptr_t start, uintptr_t end);

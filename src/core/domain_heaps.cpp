@@ -20,13 +20,34 @@ bool try_own(Heap* h) {
 
 }  // namespace
 
+Heap* Domain::adopt(Heap* h) {
+  heaps_adopted.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+  h->unseal_all();  // we allocate from it: no page may stay sealed
+  return h;
+}
+
 Heap* Domain::acquire_heap() {
+  // The unowned heap that holds the most segments: its free pages serve us
+  // before we claim new ones, and the others' segments drain meanwhile
+  // (their pages come back as their blocks are freed, protocol 3), so the
+  // memory of exited threads gathers in few heaps.
+  Heap* best = nullptr;
+  uint32_t most = 0;
   // acquire: heap records are published with release.
   for (Heap* h = heaps.load(std::memory_order_acquire); h != nullptr; h = h->next_in_domain) {
-    if (try_own(h)) {
-      heaps_adopted.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
-      return h;
+    // relaxed: hints; try_own decides.
+    if (h->owned.load(std::memory_order_relaxed) != 0) continue;
+    const uint32_t n = h->segment_count.load(std::memory_order_relaxed);
+    if (best == nullptr || n > most) {
+      best = h;
+      most = n;
     }
+  }
+  if (best != nullptr && try_own(best)) return adopt(best);
+  // Lost it: the first heap nobody owns, else a new one.
+  // acquire: as above.
+  for (Heap* h = heaps.load(std::memory_order_acquire); h != nullptr; h = h->next_in_domain) {
+    if (try_own(h)) return adopt(h);
   }
   Step step;  // no fork leaves a record made but not published
   void* mem = meta_alloc(sizeof(Heap));
@@ -44,12 +65,35 @@ Heap* Domain::acquire_heap() {
   return h;
 }
 
-void Domain::release_heap(Heap* h) {
+void Domain::release_heap(Heap* h, bool sweeping) {
   Step step;  // no fork leaves a heap half given back (and owned by a thread the child lacks)
-  h->collect_all();
+  h->abandon_pages(sweeping);
   maybe_purge();
-  // release: the next owner (acquire CAS) sees all our writes to the heap and its pages.
-  h->owned.store(0, std::memory_order_release);
+  give_up(h);
+}
+
+void Domain::give_up(Heap* h) {
+  for (;;) {
+    // seq_cst: release, so the next owner (acquire CAS) sees all our writes to
+    // the heap and its pages; and one total order with the notifiers' pushes
+    // and their load of owned (free_notifying): a page pushed on the stack
+    // after our load below finds owned == 0 and the notifier reclaims it.
+    h->owned.store(0, std::memory_order_seq_cst);
+    // seq_cst: see above. Empty: nothing waits, or its notifier takes it.
+    if (h->notified.load(std::memory_order_seq_cst) == nullptr) return;
+    // Pages were pushed while we owned the heap: their notifiers saw it
+    // owned and left them to us. A failed claim means another thread owns it
+    // now and will drain the stack.
+    if (!try_own(h)) return;
+    h->reclaim_notified();
+  }
+}
+
+void Domain::reclaim_abandoned(Heap* h) {
+  Step step;                // no fork between claiming the heap and giving it back
+  if (!try_own(h)) return;  // its owner (or a releaser's last look) drains the stack
+  h->reclaim_notified();
+  give_up(h);
 }
 
 void* Domain::alloc_borrowed(size_t size, size_t align) {
@@ -61,10 +105,13 @@ void* Domain::alloc_borrowed(size_t size, size_t align) {
   Heap* h = acquire_heap();
   if (h == nullptr) return nullptr;
   void* p = align <= kMinAlign ? h->alloc(size) : h->alloc_aligned(size, align);
-  // Given back as it is (no collect: cheap in a handler or a late destructor);
-  // the block stays live in the abandoned heap, like any block of an exited
-  // thread. release: the next owner's acquire CAS sees our writes (protocol 3).
-  h->owned.store(0, std::memory_order_release);
+  // The block stays live in the abandoned heap, like any block of an exited
+  // thread. acquire_heap unsealed the heap's pages: seal them again (else
+  // frees into them no longer count down and their pages never come back,
+  // protocol 3) and give the heap up with give_up's look at `notified` (a
+  // page completed while we owned it waits there).
+  h->abandon_pages(false);
+  give_up(h);
   return p;
 }
 
@@ -75,7 +122,7 @@ void Domain::sweep_abandoned() {
     Step step;  // no fork between claiming the heap and giving it back
     if (!try_own(h)) continue;
     heaps_swept.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
-    release_heap(h);
+    release_heap(h, true);  // collects its (sealed) pages: frees empty ones, seals the rest
   }
 }
 

@@ -4,6 +4,9 @@
 // CAS with acquire, given up with a release store); only the owner touches the
 // fields marked "owner". A heap is never freed: a thread that exits abandons
 // it and a later thread adopts it whole, pages included.
+// While nobody allocates from it, its pages are sealed (protocol 3): they
+// count their live blocks down, and the free of a page's last one gives the
+// page back at once.
 // Any thread may push on `notified` (pages it freed into while they were full).
 #pragma once
 #include <atomic>
@@ -60,7 +63,10 @@ struct Heap {
   // Region accounting: owner writes (relaxed store), anyone reads.
   std::atomic<int64_t> used_bytes{0};
   std::atomic<int64_t> block_bytes{0};
-  uint32_t slow_calls = 0;  // owner: paces periodic work in alloc_slow
+  uint32_t slow_calls = 0;   // owner: paces periodic work in alloc_slow
+  uint32_t dirty_pages = 0;  // owner: free pages of kept segments not purged yet (Page::free_since)
+  uint32_t sealed_pages =
+      0;  // owner: pages sealed since the last unseal_all (at least those still sealed)
   // Blocks other threads freed into this heap's pages, counted when the owner
   // collects them (a statistic: the owner stores, readers load, no RMW).
   std::atomic<uint64_t> remote_frees_collected{0};
@@ -122,6 +128,7 @@ struct Heap {
   // (The relaxed atomic load comes first so that local_free, compared after
   // it, need not be loaded again by push_local.)
   SHARD_INLINE bool is_usual_local_free(const Page* page, const Block* b) const {
+    // (An owner that allocates never has a sealed page: the plain head is the head.)
     return page->is_block_start(b) &&
            b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->local_free &&
            page->used != 0;
@@ -179,6 +186,22 @@ struct Heap {
   void collect_all();
   // Owner: takes the pages remote threads reported (moves them out of full).
   void drain_notified();
+  // Protocol 3 (docs/protocols.md), sealed pages: an abandoned heap's pages
+  // count their live blocks down in thread_free, and the free of the last one
+  // puts the page on `notified`. Owner, at abandon and by a sweeper:
+  // collects every page, frees the empty ones and seals the others.
+  // `sweeping`: a sweeper's, which also purges long-free pages.
+  void abandon_pages(bool sweeping);
+  // Owner, a thread that adopts the heap to allocate from it: turns every
+  // sealed page back into a plain one (before any allocation or free).
+  void unseal_all();
+  // Owner, a thread that claimed the abandoned heap for a moment: takes the
+  // notified pages and seals those with live blocks left; a page with none
+  // is freed when its whole segment can go back (then with every page of
+  // the segment), else kept whole for the heap's next owner.
+  void reclaim_notified();
+  // Owner: no page of s (one of ours) holds a live block.
+  bool segment_is_empty(const Segment* s) const;
   void count_remote_frees(uint32_t n) {
     // relaxed load + store: only the owner writes; readers want a recent value.
     if (n == 0) return;
@@ -193,8 +216,24 @@ struct Heap {
   PageQueue& queue_of(Page* page) { return page->in_full ? full : queues[page->size_class]; }
   void set_direct(unsigned cls, Page* page);
   bool move_to_full(Page* page);
+  // Owner: collects page; false when no live block is left (the caller frees
+  // it), else seals it (kSealed, its live blocks counted) unless a
+  // notification is on its way (kNotified: the drain or reclaim takes it).
+  bool seal(Page* page);
+  // Owner: seal, or free_page when no live block is left; a sealed page with
+  // free blocks leaves the full queue.
+  void seal_or_free(Page* page);
   void move_out_of_full(Page* page);
   void free_page(Page* page);
+  // Owner, a sweeper (the heap has had no owner for a while): gives back to
+  // the OS the memory of free pages inside segments the heap keeps for
+  // their live blocks, once they have stayed free for the domain's purge
+  // delay since a sweep first found them free (every free page when `all`). Whole free segments go
+  // back by slots (Domain::release_segment). (Not done for heaps threads allocate from: their free
+  // pages are soon reused, and purging them costs page faults; measured: rptest 2.7x slower with a
+  // 100 ms delay.)
+  void purge_free_pages(bool all);
+  void purge_page(Segment* s, Page* page);
   Segment* claim_owned_segment(const PageGeometry& g);
   Segment* claim_segment(size_t slots, size_t align, size_t align_offset);
   Page* find_page(unsigned cls);

@@ -83,6 +83,7 @@ Segment* Heap::claim_owned_segment(const PageGeometry& g) {
   for (auto& p : s->pages) {
     p.in_use = 0;
     p.used = 0;
+    p.free_since = 0;
   }
   // relaxed: a hint for sweepers; the heap's ownership CAS orders the rest.
   segment_count.store(segment_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -139,7 +140,17 @@ Page* Heap::fresh_page(unsigned cls) {
   }
   size_t i = 0;
   while (s->pages[i].in_use) ++i;
+  if (dirty_pages != 0 && s->pages[i].free_since == 0) {
+    // A free page whose memory is still resident (not purged yet) first.
+    for (size_t k = i + 1; k < s->page_count; ++k) {
+      if (!s->pages[k].in_use && s->pages[k].free_since != 0) {
+        i = k;
+        break;
+      }
+    }
+  }
   Page* page = &s->pages[i];
+  if (page->free_since != 0) --dirty_pages;  // reused before it was purged (init clears the mark)
   const size_t page_bytes = g.count == 1 ? kSegmentSize : size_t{1} << g.shift;
   const uintptr_t start = addr(s) + i * page_bytes + (i == 0 ? kSegmentHeaderSize : 0);
   const uintptr_t end = addr(s) + (i + 1) * page_bytes;

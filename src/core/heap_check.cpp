@@ -96,8 +96,7 @@ size_t check_page(const Domain& d, const Heap* owner, const Page& page) {
   const size_t free_count =
       walk_list(page, page.free, listed) + walk_list(page, page.local_free, listed);
   // acquire: pairs with the remote freers' release pushes, so their links are visible.
-  const size_t remote_count =
-      walk_list(page, page.load_thread_free(std::memory_order_acquire).head(), listed);
+  const size_t remote_count = walk_list(page, page.remote_head(std::memory_order_acquire), listed);
   if (free_count + page.used != page.capacity || remote_count > page.used) {
     corrupt("heap check: a page's block counts do not add up (lost or doubled block), page", &page);
   }

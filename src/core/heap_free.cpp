@@ -14,7 +14,7 @@ void Heap::report_bad_local_free(Page* page, void* p) {
   // A block on top of a free list was just freed: a double free. Otherwise
   // the page holds no live block or p is no block start: not ours.
   if (page->in_use && (p == page->local_free || p == page->free ||
-                       p == page->load_thread_free(std::memory_order_relaxed).head())) {
+                       p == page->remote_head(std::memory_order_relaxed))) {
     platform::fatal("double free detected", p);
   }
   // Checked mode knows any freed block by its canary (p is a block start of the page here).
@@ -37,8 +37,7 @@ Block* Heap::interior_block(Page* page, void* p) {
 void Heap::free_local_unusual(Page* page, void* p) {
   Block* b = page->is_block_start(p) ? static_cast<Block*>(p) : interior_block(page, p);
   if (b == page->local_free || page->used == 0 ||
-      b ==
-          page->load_thread_free(std::memory_order_relaxed).head()) {  // relaxed: a comparison only
+      b == page->remote_head(std::memory_order_relaxed)) {  // relaxed: a comparison only
     report_bad_local_free(page, p);
   }
   if constexpr (kChecked) disarm_canary(page, b, p);
@@ -68,12 +67,62 @@ void Heap::free_page(Page* page) {
   --s->used_pages;
   const bool shared = s->page_count > 1;  // small and medium segments hold several pages
   if (shared) partial_add(partial[partial_index(s->kind)], s);
+  if (s->used_pages != 0 && domain->source.purge != nullptr) {
+    // The segment stays: its free page keeps its memory (resident), which a
+    // sweep gives back once the page has stayed free for the purge delay.
+    // (The first sweep that finds it free stamps the time: no clock read here.)
+    page->free_since = Page::kFreeUnstamped;
+    ++dirty_pages;
+  }
   if (s->used_pages == 0) {
+    // Its free pages go with the segment (the slot is purged as a whole).
+    for (unsigned i = 0; i < s->page_count; ++i) {
+      if (s->pages[i].free_since != 0) {
+        s->pages[i].free_since = 0;
+        --dirty_pages;
+      }
+    }
     if (shared) partial_remove(partial[partial_index(s->kind)], s);
     // relaxed: a hint for sweepers.
     segment_count.store(segment_count.load(std::memory_order_relaxed) - 1,
                         std::memory_order_relaxed);
     domain->release_segment(s);
+  }
+}
+
+void Heap::purge_page(Segment* s, Page* page) {
+  const size_t index = size_t(page - s->pages);
+  const size_t page_bytes = kSegmentSize / s->page_count;
+  // Page 0 starts after the segment header, which stays.
+  const uintptr_t start =
+      align_up(addr(s) + index * page_bytes + (index == 0 ? kSegmentHeaderSize : 0), kPurgeGrain);
+  const uintptr_t end = addr(s) + (index + 1) * page_bytes;
+  domain->source.purge(ptr(start), end - start);
+  page->free_since = 0;
+  --dirty_pages;
+  // relaxed: a statistic.
+  domain->purged_bytes.fetch_add(end - start, std::memory_order_relaxed);
+}
+
+void Heap::purge_free_pages(bool all) {
+  if (dirty_pages == 0 || domain->source.now_ms == nullptr) return;
+  const uint32_t now = uint32_t(domain->source.now_ms());
+  const uint32_t stamp = now > Page::kFreeUnstamped ? now : Page::kFreeUnstamped + 1;
+  // Free pages of kept segments are in segments on the partial lists (a
+  // segment with a free page and a page in use is on its kind's list).
+  for (Segment* head : partial) {
+    for (Segment* s = head; s != nullptr; s = s->next_partial) {
+      for (unsigned i = 0; i < s->page_count; ++i) {
+        Page* page = &s->pages[i];
+        if (page->in_use || page->free_since == 0) continue;
+        if (all || (page->free_since != Page::kFreeUnstamped &&
+                    now - page->free_since >= domain->purge_delay_ms)) {
+          purge_page(s, page);
+        } else if (page->free_since == Page::kFreeUnstamped) {
+          page->free_since = stamp;  // free at least since now
+        }
+      }
+    }
   }
 }
 
@@ -117,48 +166,117 @@ void push_notified(Heap* heap, Page* page) {
   Page* head = heap->notified.load(std::memory_order_relaxed);
   do {
     page->next_notified = head;
-    // release: the owner's acquire exchange then sees next_notified.
-  } while (!heap->notified.compare_exchange_weak(head, page, std::memory_order_release,
+    // seq_cst: release, so the owner's acquire exchange sees next_notified;
+    // and one total order with owned's give-up store and our load of owned
+    // after this push (free_notifying; protocol 3: no page left on the stack
+    // of a heap nobody owns).
+  } while (!heap->notified.compare_exchange_weak(head, page, std::memory_order_seq_cst,
                                                  std::memory_order_relaxed));
 }
 
-}  // namespace
-
-namespace {
-
-// Pushes b (p: the pointer freed) on page's thread_free list; returns the
-// state the push replaced, moving kFull to kNotified. With stop_at_full, a
-// page found kFull is left alone and kFull returned without a push.
-SHARD_INLINE NotifyState push_thread_free(Page* page, Block* b, const void* p, bool stop_at_full) {
+// The fast path of a remote free: pushes b (p: the pointer freed) on page's
+// thread_free list, unless the page is kFull (the free must notify) or
+// kSealed (it must count down): then returns false without a push.
+SHARD_INLINE bool push_thread_free(Page* page, Block* b, const void* p) {
   // relaxed: the CAS below validates what we read.
   uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
   for (;;) {
-    const ThreadFreeWord seen(raw);
-    if (stop_at_full && seen.state() == NotifyState::kFull) return NotifyState::kFull;
+    const uintptr_t state = raw & ThreadFreeWord::kStateMask;
+    if (state & ThreadFreeWord::kSlowBit) return false;
+    Block* head = ThreadFreeWord(raw).head();
     // An immediate double free: on top of the remote list, or of the owner's local list.
-    if (seen.head() == b || page->peek_local_free() == b)
-      platform::fatal("double free detected", p);
-    page->set_next(b, seen.head());
-    const NotifyState next =
-        seen.state() == NotifyState::kFull ? NotifyState::kNotified : seen.state();
+    if (head == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
+    page->set_next(b, head);
     // release: our writes to the block (and its next pointer) happen-before the owner's acquire
-    // collect. acquire: when we read kFull, the owner's release there orders its earlier drain
-    // (which read next_notified) before our write of next_notified.
-    if (page->thread_free.compare_exchange_weak(raw, ThreadFreeWord(b, next).raw(),
-                                                std::memory_order_acq_rel,
+    // collect.
+    if (page->thread_free.compare_exchange_weak(raw, addr(b) | state, std::memory_order_release,
                                                 std::memory_order_relaxed)) {
-      return seen.state();
+      return true;
     }
   }
 }
 
-// The push into a page found full: a step (no fork between the CAS that
-// moves the page to kNotified and its push on the heap's notified stack).
-SHARD_NOINLINE void free_into_full_page(Segment* s, Page* page, Block* b, const void* p) {
+// The word after pushing b on top of the list of `seen`, in any state: kFull
+// becomes kNotified (protocol 2); a sealed page counts down, and its last
+// live block makes it kNotified (protocol 3). Sets *notify when the push
+// takes the duty to put the page on its heap's notified stack.
+SHARD_INLINE ThreadFreeWord pushed(const Page* page, ThreadFreeWord seen, Block* b, bool* notify) {
+  switch (seen.state()) {
+    case NotifyState::kFull:
+      *notify = true;
+      return ThreadFreeWord(b, NotifyState::kNotified);
+    case NotifyState::kSealed:
+      *notify = seen.remaining() == 1;
+      if (*notify) return ThreadFreeWord(b, NotifyState::kNotified);
+      return ThreadFreeWord::sealed(addr(b) - align_down(addr(page), kSegmentSize),
+                                    seen.remaining() - 1);
+    default:
+      *notify = false;
+      return seen.with_head(b);
+  }
+}
+
+// One push in any state; returns true when it took the duty to notify.
+SHARD_INLINE bool push_any(Page* page, Block* b, const void* p) {
+  // relaxed: the CAS below validates what we read.
+  uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
+  for (;;) {
+    const ThreadFreeWord seen(raw);
+    Block* head = seen.any_head(page);
+    if (head == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
+    page->set_next(b, head);
+    bool notify = false;
+    const ThreadFreeWord next = pushed(page, seen, b, &notify);
+    // release: our writes to the block (and its next pointer) happen-before the owner's acquire
+    // collect. acquire: when we read kFull or kSealed, the owner's release there orders its earlier
+    // drain (which read next_notified) before our write of next_notified.
+    if (page->thread_free.compare_exchange_weak(raw, next.raw(), std::memory_order_acq_rel,
+                                                std::memory_order_relaxed)) {
+      return notify;
+    }
+  }
+}
+
+// A free that may notify: a step (no fork between the CAS that moves the
+// page to kNotified and its push on the heap's notified stack, nor between
+// claiming an abandoned heap and giving it back).
+SHARD_NOINLINE void free_notifying(Segment* s, Page* page, Block* b, const void* p) {
   Step step;
-  // We moved the page from kFull to kNotified: tell its heap. The owner will
-  // not free the page while it is kNotified, so touching it here is safe.
-  if (push_thread_free(page, b, p, false) == NotifyState::kFull) push_notified(s->heap, page);
+  // Read before the push: once the page is on the stack its owner may free
+  // it, and its segment with it. Heap records are never freed (and a heap's
+  // domain never changes), so the heap stays ours to touch.
+  Heap* heap = s->heap;
+  Domain* domain = heap->domain;
+  // We moved the page to kNotified: tell its heap. The owner will not free
+  // the page while it is kNotified, so touching it here is safe.
+  if (!push_any(page, b, p)) return;
+  push_notified(heap, page);
+  // Protocol 3: a heap nobody owns has nobody to drain the stack; we claim it
+  // and give the pages back ourselves (seq_cst: see push_notified).
+  if (heap->owned.load(std::memory_order_seq_cst) == 0) domain->reclaim_abandoned(heap);
+}
+
+// A free into a page that is kFull or kSealed. Pushes into a sealed page
+// that leave blocks out are plain CASes (no step); the one that completes
+// the page, and a free into a full page, notify.
+SHARD_NOINLINE void free_remote_slow(Segment* s, Page* page, Block* b, const void* p) {
+  // relaxed: the CAS below validates what we read.
+  uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
+  for (;;) {
+    const ThreadFreeWord seen(raw);
+    if (seen.state() != NotifyState::kSealed || seen.remaining() <= 1) break;
+    Block* head = seen.sealed_head(page);
+    if (head == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
+    page->set_next(b, head);
+    // release: our writes to the block (and its next pointer) happen-before the acquire collect of
+    // the page's next owner.
+    if (page->thread_free.compare_exchange_weak(
+            raw, ThreadFreeWord::sealed(addr(b) - addr(s), seen.remaining() - 1).raw(),
+            std::memory_order_release, std::memory_order_relaxed)) {
+      return;
+    }
+  }
+  free_notifying(s, page, b, p);
 }
 
 }  // namespace
@@ -173,9 +291,7 @@ void free_remote(Domain* d, Segment* s, void* p) {
   Block* b = static_cast<Block*>(p);
   if (SHARD_UNLIKELY(!page->is_block_start(p))) b = Heap::interior_block(page, p);
   if constexpr (kChecked) disarm_canary(page, b, p);
-  if (SHARD_UNLIKELY(push_thread_free(page, b, p, true) == NotifyState::kFull)) {
-    return free_into_full_page(s, page, b, p);
-  }
+  if (SHARD_UNLIKELY(!push_thread_free(page, b, p))) return free_remote_slow(s, page, b, p);
 }
 
 }  // namespace shardalloc::core

@@ -99,7 +99,9 @@ SHARD_RACY_READER bool cookie_unchanged(const Segment& s, uintptr_t cookie) {
 // reader gives a wrong count, never a load outside the page.
 SHARD_RACY_READER uint32_t count_remote(const PageCopy& p, size_t block_size, uint32_t limit) {
   const uintptr_t end = p.area + size_t{p.reserved} * block_size;
-  uintptr_t b = addr(ThreadFreeWord(p.thread_free).head());
+  // Either encoding: a sealed page's head is an offset from its segment (any address of the area
+  // finds it).
+  uintptr_t b = addr(ThreadFreeWord(p.thread_free).any_head(ptr<const void>(p.area)));
   uint32_t n = 0;
   while (b != 0 && n < limit && b >= p.area && b < end && (b - p.area) % block_size == 0) {
     ++n;

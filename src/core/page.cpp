@@ -15,6 +15,7 @@ void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsi
   used = 0;
   capacity = 0;
   reserved = uint32_t(area_bytes / block_bytes);
+  free_since = 0;
   size_class = uint8_t(cls);
   in_full = 0;
   has_interior.store(0, std::memory_order_relaxed);  // relaxed: see page.h
@@ -49,25 +50,21 @@ void Page::report_damaged_link(const Block* b) const {
 uint32_t Page::collect() {
   uint32_t remote = 0;
   // relaxed pre-check: an empty stack needs no RMW; a stale non-empty read
-  // only costs the CAS below.
+  // only costs the CAS below. (A sealed word never reads as empty here.)
   uintptr_t raw = thread_free.load(std::memory_order_relaxed);
   if (ThreadFreeWord(raw).head() != nullptr) {
-    // acquire: the freeing threads' writes (next pointers) happen-before our
-    // reads of the list. The state bits are kept; only the list is taken.
-    while (!thread_free.compare_exchange_weak(raw, ThreadFreeWord(raw).with_head(nullptr).raw(),
-                                              std::memory_order_acquire,
-                                              std::memory_order_relaxed)) {
+    if (SHARD_UNLIKELY(ThreadFreeWord(raw).state() == NotifyState::kSealed)) {
+      remote = take_sealed_list();
+    } else {
+      // acquire: the freeing threads' writes (next pointers) happen-before our
+      // reads of the list. The state bits are kept; only the list is taken.
+      // (Only the owner seals a page: this word stays unsealed.)
+      while (!thread_free.compare_exchange_weak(raw, ThreadFreeWord(raw).with_head(nullptr).raw(),
+                                                std::memory_order_acquire,
+                                                std::memory_order_relaxed)) {
+      }
+      remote = splice(ThreadFreeWord(raw).head());
     }
-    Block* list = ThreadFreeWord(raw).head();
-    Block* last = list;
-    remote = 1;
-    for (Block* n = next_of(last); n != nullptr; n = next_of(last)) {
-      last = n;
-      ++remote;
-    }
-    set_next(last, free);
-    free = list;
-    used -= remote;
   }
   if (local_free != nullptr) {
     if (free == nullptr) {
@@ -81,6 +78,31 @@ uint32_t Page::collect() {
     set_local_free(nullptr);
   }
   return remote;
+}
+
+uint32_t Page::splice(Block* list) {
+  if (list == nullptr) return 0;
+  Block* last = list;
+  uint32_t n = 1;
+  for (Block* next = next_of(last); next != nullptr; next = next_of(last)) {
+    last = next;
+    ++n;
+  }
+  set_next(last, free);
+  free = list;
+  used -= n;
+  return n;
+}
+
+uint32_t Page::take_sealed_list() {
+  // relaxed: the CAS below validates what we read.
+  uintptr_t raw = thread_free.load(std::memory_order_relaxed);
+  // acquire: as in collect. The state and a sealed page's remaining count are
+  // kept; the word may have become kNotified meanwhile (its last block freed).
+  while (!thread_free.compare_exchange_weak(raw, without_list(ThreadFreeWord(raw)).raw(),
+                                            std::memory_order_acquire, std::memory_order_relaxed)) {
+  }
+  return splice(ThreadFreeWord(raw).any_head(this));
 }
 
 void Page::extend() {

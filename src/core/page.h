@@ -4,11 +4,13 @@
 //   owner (the thread that owns the page's heap): free, local_free, used,
 //     capacity, queue links, flags.
 //   any thread: thread_free (CAS push only; see thread_free.h).
-//   the one remote thread that moves thread_free from kFull to kNotified:
-//     next_notified, once, before it publishes the page.
+//   the one remote thread that moves thread_free from kFull or kSealed to
+//     kNotified: next_notified, once, before it publishes the page.
 // Invariants (owner's view, no call in flight):
 //   used = blocks handed out - blocks back on free/local_free;
 //   blocks on thread_free are still counted in used until collected;
+//   a sealed page (its heap abandoned, protocol 3): used = remaining + the
+//     blocks on thread_free;
 //   capacity <= reserved; blocks [capacity, reserved) were never handed out.
 #pragma once
 #include <atomic>
@@ -33,6 +35,12 @@ struct Page {
   uint32_t used = 0;
   uint32_t capacity = 0;
   uint32_t reserved = 0;
+  // Owner: a free page (not in use) of a segment the heap keeps, whose memory
+  // is still resident: kFreeUnstamped, or the time (ms) a sweep first found
+  // it free (Heap::purge_free_pages). 0: in use, purged, or nothing to purge
+  // (no purge in the page source).
+  uint32_t free_since = 0;
+  static constexpr uint32_t kFreeUnstamped = 1;
   uint8_t size_class = 0;  // 0 for huge blocks
   uint8_t in_full = 0;     // in the heap's full queue
   // Aligned allocations handed out interior pointers. Goes 0 -> 1 while the
@@ -54,6 +62,11 @@ struct Page {
 
   ThreadFreeWord load_thread_free(std::memory_order order) const {
     return ThreadFreeWord(thread_free.load(order));
+  }
+  // The top block of thread_free in either encoding (a sealed page's too):
+  // for comparisons and observers.
+  Block* remote_head(std::memory_order order) const {
+    return load_thread_free(order).any_head(this);
   }
   uint8_t* area_end() const { return area + size_t{reserved} * block_size; }
   bool contains(const void* p) const { return addr(p) >= addr(area) && addr(p) < addr(area_end()); }
@@ -139,8 +152,18 @@ struct Page {
   void init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsigned cls,
             uintptr_t key_seed);
   // Owner: moves thread_free and local_free into free. Returns the number of
-  // blocks taken from thread_free.
+  // blocks taken from thread_free. The state bits are kept (a sealed page
+  // stays sealed, its remaining count unchanged).
   uint32_t collect();
+  // Owner: puts the list of blocks `list` in front of free; returns their number.
+  uint32_t splice(Block* list);
+  // Owner: collect's taking of a sealed page's list (kept out of its common path).
+  SHARD_NOINLINE uint32_t take_sealed_list();
+  // w with an empty list, state (and a sealed page's count) kept.
+  static ThreadFreeWord without_list(ThreadFreeWord w) {
+    return w.state() == NotifyState::kSealed ? ThreadFreeWord::sealed(0, w.remaining())
+                                             : w.with_head(nullptr);
+  }
   // Owner: builds free blocks from the never-used tail. Precondition: free is empty.
   void extend();
 };

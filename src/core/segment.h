@@ -55,14 +55,13 @@ struct Segment {
   uint16_t page_count;
   uint16_t used_pages;  // pages in use (owner)
   uint8_t zeroed;  // every byte past the header read as zero when claimed (fresh or purged slots)
-  uint8_t reserved_;
+  uint8_t in_partial_list;  // on the heap's list of segments with a free page (owner)
   // The page holding each 64 KiB of the segment (fill_page_table, when the
   // segment is claimed): page_of is a shift, a mask and one load, with no
   // multiply by sizeof(Page) and no page_shift.
   Page* page_table[kSmallPagesPerSegment];
   Segment* next_partial;  // heap's list of small segments with a free page (owner)
   Segment* prev_partial;
-  uint8_t in_partial_list;
   Page pages[kSmallPagesPerSegment];
 
   Page* page_of(const void* p) {

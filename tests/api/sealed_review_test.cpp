@@ -1,0 +1,102 @@
+// Review of sealed pages (protocol 3 of docs/protocols.md): a borrowed heap.
+//
+// Domain::alloc_borrowed (the allocation of a signal handler that interrupted
+// a call, or of a thread's late destructor after its heap was given back)
+// acquires a heap with acquire_heap, which adopts the abandoned heap with the
+// most segments and unseals all its pages, allocates one block and gives the
+// heap back with a plain `owned = 0`: no seal, no look at `notified`. The
+// abandoned heap's pages are then plain pages of a heap nobody owns: frees
+// into them no longer count down, the free of a page's last block no longer
+// gives the page back, and the memory stays until a sweep or an adoption
+// (never, for a region that does not run short).
+#include <gtest/gtest.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "shardalloc/shardalloc.h"
+#include "shardalloc/stats.h"
+
+namespace {
+
+// Segments held by abandoned heaps, read off a heap snapshot.
+uint64_t abandoned_segments() {
+  std::string s(shard_heap_snapshot(nullptr, 0) + 1, '\0');
+  s.resize(shard_heap_snapshot(s.data(), s.size()));
+  uint64_t total = 0;
+  size_t at = 0;
+  while ((at = s.find("\nheap ", at)) != std::string::npos) {
+    const size_t end = s.find('\n', at + 1);
+    const std::string line = s.substr(at + 1, end - at - 1);
+    at = end;
+    if (line.find(" abandoned=1 ") == std::string::npos) continue;
+    const size_t k = line.find(" segments=");
+    if (k != std::string::npos) total += std::strtoull(line.c_str() + k + 10, nullptr, 10);
+  }
+  return total;
+}
+
+pthread_key_t g_late_key;
+std::atomic<int> g_late_allocs{0};
+
+// Runs after the library's own thread-exit destructor (a key made later has a
+// higher index; glibc runs destructors in key order): the thread has no heap
+// any more, so its malloc borrows one (Domain::alloc_borrowed).
+void late_destructor(void*) {
+  void* p = shard_malloc(48);
+  if (p != nullptr) g_late_allocs.fetch_add(1);
+  shard_free(p);
+}
+
+TEST(SealedPagesReview, ABorrowedHeapStaysSealed) {
+  shard_free(shard_malloc(64));  // this thread has a heap (and the library its exit key)
+  ASSERT_EQ(pthread_key_create(&g_late_key, &late_destructor), 0);
+  shard_stats before;
+  shard_stats_get(&before);
+
+  // B gets a heap of its own first (so that it does not adopt A's heap).
+  std::atomic<int> stage{0};
+  std::thread b([&] {
+    shard_free(shard_malloc(32));
+    pthread_setspecific(g_late_key, &stage);
+    stage.store(1);
+    while (stage.load() != 2) std::this_thread::yield();
+  });
+  while (stage.load() != 1) std::this_thread::yield();
+
+  // A allocates many blocks (the abandoned heap with the most segments) and exits.
+  std::vector<void*> blocks;
+  std::thread([&] {
+    for (int i = 0; i < 30000; ++i) {
+      void* p = shard_malloc(100);
+      ASSERT_NE(p, nullptr);
+      blocks.push_back(p);
+    }
+  }).join();
+  const uint64_t held = abandoned_segments();
+  ASSERT_GE(held, 4u);
+
+  // B exits: its late destructor borrows a heap (A's: the one with most segments).
+  stage.store(2);
+  b.join();
+  ASSERT_EQ(g_late_allocs.load(), 1);
+
+  // Every block of A is freed: each sealed page's last free gives it back.
+  for (void* p : blocks) shard_free(p);
+  shard_stats after;
+  shard_stats_get(&after);
+  if (after.heaps_swept != before.heaps_swept) {
+    GTEST_SKIP() << "a periodic sweep ran (more than 200 ms passed): it seals the pages again";
+  }
+  EXPECT_EQ(abandoned_segments(), 0u)
+      << "segments before the frees: " << held
+      << "; the borrowed heap was given back unsealed, its pages no longer come back";
+  pthread_key_delete(g_late_key);
+}
+
+}  // namespace
