@@ -69,6 +69,8 @@ core::FirstClassHeap* os_heap_owning(core::Segment* s, void* p) {
 
 }  // namespace
 
+bool os_heap_owns(core::Segment* s, void* p) { return os_heap_owning(s, p) != nullptr; }
+
 // Reached from a free into the process domain (shard_free, free) of a
 // pointer whose segment is not the process domain's. The heap's free uses
 // the thread's heap cache: in a call (a signal handler interrupted one,
