@@ -176,7 +176,7 @@ void* Heap::alloc_huge(size_t size, size_t align) {
   if (slots == 0) slots = 1;
   // The inaccessible slot after the span (segment.h): one mapping change
   // here and one at free, nothing on any other path.
-  const bool tail_guard = domain->source.protect != nullptr;
+  const bool tail_guard = domain->source.guard != nullptr && size <= kHugeTailGuardMax;
   Segment* s = claim_segment(slots + tail_guard, align, align_offset);
   if (s == nullptr) return nullptr;
   s->heap = nullptr;
@@ -189,7 +189,7 @@ void* Heap::alloc_huge(size_t size, size_t align) {
   s->tail_guard = tail_guard;
   uint8_t* block = ptr<uint8_t>(addr(s) + offset);
   const uintptr_t span_end = addr(s) + slots * kSegmentSize;
-  if (tail_guard) domain->source.protect(ptr(span_end + kOsPage), kSegmentSize - kOsPage, false);
+  if (tail_guard) domain->source.guard(ptr(span_end + kOsPage), kSegmentSize - kOsPage, true);
   if constexpr (kHugeFrontGuardBytes != 0) {
     auto* guard = ptr<uintptr_t>(addr(block) - kHugeFrontGuardBytes);
     guard[0] = huge_front_guard(s->cookie, 0);

@@ -118,9 +118,9 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
   }
   if constexpr (kChecked) release_huge_guards(s);
   if (s->tail_guard) {
-    // Accessible again (reading as zero) before the slot goes back to the arena.
-    s->domain->source.protect(ptr(addr(s->slot_end()) - kSegmentSize + kOsPage),
-                              kSegmentSize - kOsPage, true);
+    // Accessible again (contents kept) before the slot goes back to the arena.
+    s->domain->source.guard(ptr(addr(s->slot_end()) - kSegmentSize + kOsPage),
+                            kSegmentSize - kOsPage, false);
   }
   s->domain->release_segment(s);
 }

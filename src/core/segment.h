@@ -84,11 +84,17 @@ static_assert(sizeof(Segment) <= kSegmentHeaderSize, "segment header must fit it
 
 // Huge blocks in every build (docs/reliability.md, section 6): a keyed word
 // pair right before the block, checked when the block is freed (an underflow
-// of up to 16 bytes changes it), and, when the page source can protect pages,
-// one slot after the block's span made inaccessible but for its first OS page
+// of up to 16 bytes changes it), and, when the page source can guard pages
+// and the block is at most kHugeTailGuardMax bytes, one slot after the
+// block's span made inaccessible but for its first OS page
 // (which a concurrent statistics walk may read as a slot header): a linear
 // overflow of the block faults before it reaches another segment. Checked
 // builds keep their trailer in front of the block instead of the word pair.
+// The guard slot costs two mprotect calls per allocation and free (no page
+// faults: contents stay), about 20 us a pair on this project's machines:
+// Linux gives it only when asked (SHARDALLOC_HUGE_GUARDS=1), and only to
+// huge blocks up to kHugeTailGuardMax (docs/benchmarks.md, "Hardening").
+inline constexpr size_t kHugeTailGuardMax = size_t{1} << 20;
 inline constexpr size_t kOsPage = 4096;
 inline constexpr size_t kHugeFrontGuardBytes = kChecked ? 0 : 16;
 // Every byte of the pair is keyed but in 0x80..0xfe: no byte of ASCII text,

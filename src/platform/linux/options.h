@@ -2,6 +2,8 @@
 //   SHARDALLOC_SHOW_STATS=1     print statistics of the process heap at exit
 //   SHARDALLOC_VERBOSE=1        print options at start and each new OS arena
 //   SHARDALLOC_PURGE_DELAY_MS=N purge released memory after N ms (0: at once; default 100)
+//   SHARDALLOC_HUGE_GUARDS=1    an inaccessible slot after every huge block up to 1 MiB
+//                               (two mprotect calls per such allocation; off by default)
 #pragma once
 #include <cstdint>
 
@@ -11,6 +13,7 @@ struct Options {
   bool show_stats = false;
   bool verbose = false;
   uint64_t purge_delay_ms = 100;
+  bool huge_guards = false;
 };
 
 const Options& options();

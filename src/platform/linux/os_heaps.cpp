@@ -42,6 +42,7 @@ core::FirstClassHeap* os_heap_new() {
   core::FirstClassHeap* h = core::FirstClassHeap::claim(&g_process_domain);
   if (h == nullptr) return nullptr;
   h->domain.source = kOsPageSource;
+  if (options().huge_guards) h->domain.source.guard = &os_guard;
   h->domain.purge_delay_ms = options().purge_delay_ms;
   h->domain.ensure_secret(entropy() ^ core::addr(h));
   h->segment_readable = &segment_in_os_arena;
