@@ -9,6 +9,7 @@
 #include "core/heap.h"
 #include "core/hooks.h"
 #include "platform/linux/call_guard.h"
+#include "platform/linux/guarded.h"
 #include "platform/linux/os_heaps.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
@@ -83,6 +84,7 @@ SHARD_INLINE void* process_malloc(size_t size) {
 SHARD_NOINLINE inline void process_free_unowned(void* p) {
   if (p == nullptr) return;
   if (core::kChecked && platform::zero_block_owns(p)) return platform::zero_block_free(p);
+  if (platform::guarded_owns(p)) return platform::guarded_free(p);
   platform::fatal("free of a pointer that is not allocated", p);
 }
 
@@ -161,7 +163,10 @@ inline void* process_calloc(size_t count, size_t size) {
 inline size_t process_usable_size(const void* p) {
   if (p == nullptr) return 0;
   if (core::kChecked && platform::zero_block_owns(p)) return 0;
-  if (!platform::os_owns(p)) platform::fatal("usable size of a pointer that is not allocated", p);
+  if (!platform::os_owns(p)) {
+    if (platform::guarded_owns(p)) return platform::guarded_usable_size(p);
+    platform::fatal("usable size of a pointer that is not allocated", p);
+  }
   return core::usable_size(p);
 }
 

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "platform/linux/guarded.h"
 #include "platform/linux/line_writer.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
@@ -33,6 +34,8 @@ __attribute__((constructor(101))) void read_options() {
   number("SHARDALLOC_PURGE_DELAY_MS", &g_options.purge_delay_ms);
   g_process_domain.purge_delay_ms = g_options.purge_delay_ms;
   g_options.huge_guards = flag("SHARDALLOC_HUGE_GUARDS");
+  uint64_t rate = 0;
+  if (number("SHARDALLOC_GUARDED_RATE", &rate)) set_guarded_rate(rate);
   if (g_options.huge_guards) g_process_domain.source.guard = &os_guard;
   if (g_options.verbose) {
     LineWriter()
