@@ -28,7 +28,9 @@ T launder(T p) {
 }
 
 // The report's first line, then the allocation site's.
-#define GUARDED_FATAL(bug) "shardalloc: fatal: guarded: " bug " at 0x[0-9a-f]+, block 0x[0-9a-f]+ of [0-9]+ bytes\nshardalloc:   allocated at 0x[0-9a-f]+"
+#define GUARDED_FATAL(bug)           \
+  "shardalloc: fatal: guarded: " bug \
+  " at 0x[0-9a-f]+, block 0x[0-9a-f]+ of [0-9]+ bytes\nshardalloc:   allocated at 0x[0-9a-f]+"
 
 class GuardedDeath : public ::testing::Test {
  protected:
@@ -153,7 +155,8 @@ TEST(Guarded, TheProcessHeapFunctionsTakePoolPointers) {
   shard_free(q);
   void* r = guarded_alloc(8, 0);
   shard_free(r);
-  EXPECT_DEATH((void)shard_usable_size(launder(r)), "usable size of a pointer that is not allocated");
+  EXPECT_DEATH((void)shard_usable_size(launder(r)),
+               "usable size of a pointer that is not allocated");
 }
 
 // Exhaustion, then reuse oldest-freed first: a freed slot is not handed out

@@ -32,7 +32,7 @@ struct Slot {
 constexpr size_t kPoolBytes = (2 * kGuardedSlots + 1) * kGuardedPage;
 
 Slot g_slots[kGuardedSlots];
-std::atomic<uintptr_t> g_pool{0};     // start of the pool, 0 until reserved
+std::atomic<uintptr_t> g_pool{0};      // start of the pool, 0 until reserved
 std::atomic<uint32_t> g_reserving{0};  // 1 while a thread maps the pool
 std::atomic<uint64_t> g_free_seq{0};
 std::atomic<uint64_t> g_rate{0};
@@ -90,13 +90,14 @@ void write_site(const char* what, const void* site) {
   const Slot* left = page > 0 ? &g_slots[page / 2 - 1] : nullptr;
   const Slot* right = page / 2 < kGuardedSlots ? &g_slots[page / 2] : nullptr;
   const uintptr_t guard = pool + page * kGuardedPage;
-  const bool right_used = right != nullptr && right->state.load(std::memory_order_relaxed) != kNever;
+  const bool right_used =
+      right != nullptr && right->state.load(std::memory_order_relaxed) != kNever;
   const bool left_used = left != nullptr && left->state.load(std::memory_order_relaxed) != kNever;
   const size_t to_left = a - guard;
   const size_t to_right = right_used ? right->block - a : SIZE_MAX;
   if (left_used && (to_left < to_right || !right_used)) {
     report(left->state.load(std::memory_order_relaxed) == kFreed ? "use after free (past the end)"
-                                                                : "heap buffer overflow",
+                                                                 : "heap buffer overflow",
            a, left);
   }
   if (right_used) {
@@ -128,7 +129,7 @@ void on_fault(int sig, siginfo_t* info, void* context) {
 }
 
 void install_handler() {
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_sigaction = &on_fault;
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
   sigemptyset(&sa.sa_mask);
@@ -151,7 +152,8 @@ uintptr_t pool() {
     }
     return p;
   }
-  void* m = mmap(nullptr, kPoolBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* m =
+      mmap(nullptr, kPoolBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED) {
     g_reserving.store(2, std::memory_order_relaxed);  // relaxed: only a "give up" flag
     return 0;
