@@ -45,7 +45,7 @@ void overflow_by_one(size_t size) {
   std::_Exit(0);
 }
 
-TEST_F(GuardedDeath, OneByteOverflowFaultsAndIsReported) {
+TEST_F(GuardedDeath, G01_OneByteOverflowFaultsAndIsReported) {
   for (size_t size : {size_t{16}, size_t{64}, size_t{1024}, kGuardedMaxSize}) {
     EXPECT_EXIT(overflow_by_one(size), ::testing::KilledBySignal(SIGABRT),
                 GUARDED_FATAL("heap buffer overflow"))
@@ -53,7 +53,7 @@ TEST_F(GuardedDeath, OneByteOverflowFaultsAndIsReported) {
   }
 }
 
-TEST_F(GuardedDeath, OneByteOverflowIntoTheAlignmentSlackIsReportedAtFree) {
+TEST_F(GuardedDeath, G02_OneByteOverflowIntoTheAlignmentSlackIsReportedAtFree) {
   for (size_t size : {size_t{1}, size_t{13}, size_t{100}, kGuardedMaxSize - 1}) {
     EXPECT_EXIT(overflow_by_one(size), ::testing::KilledBySignal(SIGABRT),
                 GUARDED_FATAL("heap buffer overflow \\(into the alignment slack, found at free\\)"))
@@ -67,7 +67,7 @@ void underflow_of_full_page() {
   std::_Exit(0);
 }
 
-TEST_F(GuardedDeath, UnderflowOfAPageSizedBlockFaults) {
+TEST_F(GuardedDeath, G03_UnderflowOfAPageSizedBlockFaults) {
   EXPECT_EXIT(underflow_of_full_page(), ::testing::KilledBySignal(SIGABRT),
               GUARDED_FATAL("heap buffer underflow"));
 }
@@ -83,7 +83,7 @@ void use_after_free(bool write) {
   std::_Exit(0);
 }
 
-TEST_F(GuardedDeath, UseAfterFreeFaultsAndNamesTheFreeSite) {
+TEST_F(GuardedDeath, G04_UseAfterFreeFaultsAndNamesTheFreeSite) {
   for (bool write : {false, true}) {
     EXPECT_EXIT(use_after_free(write), ::testing::KilledBySignal(SIGABRT),
                 GUARDED_FATAL("use after free") ".*\nshardalloc:   freed at 0x[0-9a-f]+")
@@ -98,11 +98,11 @@ void double_free() {
   std::_Exit(0);
 }
 
-TEST_F(GuardedDeath, DoubleFreeIsReported) {
+TEST_F(GuardedDeath, G05_DoubleFreeIsReported) {
   EXPECT_EXIT(double_free(), ::testing::KilledBySignal(SIGABRT), GUARDED_FATAL("double free"));
 }
 
-TEST_F(GuardedDeath, InteriorPointerFreeIsReported) {
+TEST_F(GuardedDeath, G06_InteriorPointerFreeIsReported) {
   auto interior = [] {
     char* p = static_cast<char*>(guarded_alloc(64, 0));
     guarded_free(launder(p + 8));
@@ -112,7 +112,7 @@ TEST_F(GuardedDeath, InteriorPointerFreeIsReported) {
 }
 
 // Faults outside the pool still reach the handler that was there before.
-TEST_F(GuardedDeath, OtherFaultsChainToThePreviousHandler) {
+TEST_F(GuardedDeath, G07_OtherFaultsChainToThePreviousHandler) {
   auto wild = [] {
     signal(SIGSEGV, [](int) { std::_Exit(42); });
     guarded_free(guarded_alloc(8, 0));  // the pool (and its handler) exist now
@@ -143,7 +143,7 @@ TEST(Guarded, BlocksSitAgainstTheGuardAndHonourAlignment) {
 }
 
 // free, realloc and malloc_usable_size (here shard_*) take pool pointers.
-TEST(Guarded, TheProcessHeapFunctionsTakePoolPointers) {
+TEST(Guarded, G08_TheProcessHeapFunctionsTakePoolPointers) {
   char* p = static_cast<char*>(guarded_alloc(24, 0));
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(shard_usable_size(p), 24u);
@@ -161,7 +161,7 @@ TEST(Guarded, TheProcessHeapFunctionsTakePoolPointers) {
 
 // Exhaustion, then reuse oldest-freed first: a freed slot is not handed out
 // again while an older freed one waits.
-TEST(Guarded, ExhaustionReturnsNullAndFreedSlotsComeBackOldestFirst) {
+TEST(Guarded, G09_ExhaustionReturnsNullAndFreedSlotsComeBackOldestFirst) {
   std::vector<void*> live;
   for (;;) {
     void* p = guarded_alloc(32, 0);
