@@ -26,7 +26,10 @@ struct Slot {
   size_t size = 0;
   const void* alloc_site = nullptr;
   const void* free_site = nullptr;
-  uint64_t freed_seq = 0;  // order of frees: the oldest freed slot is reused first
+  // Order of frees: the oldest freed slot is reused first. Atomic (relaxed):
+  // claim_slot reads it while a free may be writing it; a stale value only
+  // changes which freed slot is picked.
+  std::atomic<uint64_t> freed_seq{0};
 };
 
 constexpr size_t kPoolBytes = (2 * kGuardedSlots + 1) * kGuardedPage;
@@ -177,9 +180,11 @@ size_t claim_slot() {
         best = i;
         break;
       }
-      if (st == kFreed && g_slots[i].freed_seq < best_seq) {
+      // relaxed: see Slot::freed_seq.
+      const uint64_t seq = g_slots[i].freed_seq.load(std::memory_order_relaxed);
+      if (st == kFreed && seq < best_seq) {
         best = i;
-        best_seq = g_slots[i].freed_seq;
+        best_seq = seq;
       }
     }
     if (best == SIZE_MAX) return SIZE_MAX;
@@ -204,6 +209,7 @@ void* guarded_alloc_at(size_t size, size_t align, const void* site) {
   Slot& s = g_slots[i];
   const uintptr_t page = slot_page(base, i);
   if (mprotect(core::ptr(page), kGuardedPage, PROT_READ | PROT_WRITE) != 0) {
+    // release: hands the slot back as it was (its fields unchanged).
     s.state.store(s.block == 0 ? kNever : kFreed, std::memory_order_release);
     return nullptr;
   }
@@ -257,7 +263,7 @@ void guarded_free(void* p) {
   mmap(core::ptr(end - kGuardedPage), kGuardedPage, PROT_NONE,
        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   // relaxed: an order among frees; the release store below publishes it.
-  s->freed_seq = g_free_seq.fetch_add(1, std::memory_order_relaxed);
+  s->freed_seq.store(g_free_seq.fetch_add(1, std::memory_order_relaxed), std::memory_order_relaxed);
   s->state.store(kFreed, std::memory_order_release);  // release: see claim_slot's acquire
 }
 
