@@ -32,6 +32,14 @@ size_t shard_usable_size(const void* ptr);
 size_t shard_check_heap(void);
 /* 1 when this library was built in checked mode (SHARDALLOC_CHECKED), else 0. */
 int shard_is_checked(void);
+/* Guarded sampling (docs/reliability.md, section 7): sets the mean number of
+ * allocations per one placed in a slot of the guarded pool (its own page
+ * between inaccessible guard pages; overflows and uses after free of it fault
+ * and are reported with the allocation and free sites); 0 turns it off, the
+ * default, also set by the environment (SHARDALLOC_GUARDED_RATE=N). Returns
+ * the previous rate. NOT WIRED YET: the rate is recorded, but no allocation is
+ * sampled until the sampling trigger of the allocation slow path lands. */
+unsigned long long shard_guarded_set_rate(unsigned long long rate);
 
 #ifdef __cplusplus
 }

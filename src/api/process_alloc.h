@@ -9,6 +9,8 @@
 #include "core/heap.h"
 #include "core/hooks.h"
 #include "platform/linux/call_guard.h"
+#include "platform/linux/guarded.h"
+#include "platform/linux/os_heaps.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
 #include "platform/linux/zero_blocks.h"
@@ -82,6 +84,7 @@ SHARD_INLINE void* process_malloc(size_t size) {
 SHARD_NOINLINE inline void process_free_unowned(void* p) {
   if (p == nullptr) return;
   if (core::kChecked && platform::zero_block_owns(p)) return platform::zero_block_free(p);
+  if (platform::guarded_owns(p)) return platform::guarded_free(p);
   platform::fatal("free of a pointer that is not allocated", p);
 }
 
@@ -160,8 +163,33 @@ inline void* process_calloc(size_t count, size_t size) {
 inline size_t process_usable_size(const void* p) {
   if (p == nullptr) return 0;
   if (core::kChecked && platform::zero_block_owns(p)) return 0;
-  if (!platform::os_owns(p)) platform::fatal("usable size of a pointer that is not allocated", p);
+  if (!platform::os_owns(p)) {
+    if (platform::guarded_owns(p)) return platform::guarded_usable_size(p);
+    platform::fatal("usable size of a pointer that is not allocated", p);
+  }
   return core::usable_size(p);
+}
+
+// realloc in ordinary builds (checked builds check more, in usable_size):
+// p must look live, as free would find it. A huge block already freed whose
+// slots are not in use again, or a block on top of its page's local or
+// remote free list, stops the program instead of being copied and freed
+// twice (docs/reliability.md, section 6). A few loads, on no fast path.
+inline void realloc_check_live(void* p) {
+  core::Segment* s = core::segment_of(p);
+  if (s->cookie != platform::g_process_domain.cookie_of(s)) {
+    if (!platform::os_heap_owns(s, p)) {
+      platform::fatal("realloc of a pointer that is not allocated", p);
+    }
+    return;  // a first-class heap's block: its own free checks it
+  }
+  const core::Page* page = s->page_of(p);
+  // relaxed: comparisons only, as in free's own checks.
+  const uintptr_t tf = page->thread_free.load(std::memory_order_relaxed);
+  const bool freed = s->kind == core::SegmentKind::kHuge
+                         ? p == page->area && tf != 0
+                         : p == page->peek_local_free() || p == core::ThreadFreeWord(tf).head();
+  if (freed) platform::fatal("realloc of a freed block (use after free)", p);
 }
 
 // realloc(p, 0) frees p and returns NULL, as glibc does.
@@ -171,6 +199,7 @@ inline void* process_realloc(void* p, size_t size) {
     process_free(p);
     return nullptr;
   }
+  if (!core::kChecked && platform::os_owns(p)) realloc_check_live(p);
   const size_t usable = process_usable_size(p);
   // Shrinking by less than half keeps the block (checked builds always move
   // it: the new size gets its own record, the old block the quarantine).

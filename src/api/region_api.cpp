@@ -19,7 +19,7 @@ using core::addr;
 
 namespace {
 
-constexpr core::PageSource kRegionSource{nullptr, nullptr, false, nullptr, nullptr};
+constexpr core::PageSource kRegionSource{nullptr, nullptr, false, nullptr, nullptr, nullptr};
 
 // The fast paths' heap: the calling thread's heap in region r when it is at
 // hand without a call (the region this thread used last), else null; the

@@ -17,7 +17,7 @@ using namespace shardalloc;
 namespace {
 
 // The heap never grows and never purges: its memory is the block it took.
-constexpr core::PageSource kSpanSource{nullptr, nullptr, false, nullptr, nullptr};
+constexpr core::PageSource kSpanSource{nullptr, nullptr, false, nullptr, nullptr, nullptr};
 
 void give_span_back(core::FirstClassHeap* h) {
   auto* r = static_cast<shard_region*>(h->span_owner);

@@ -128,6 +128,7 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset) {
     s->domain = this;
     s->arena = a;
     s->span_slots = slots;
+    s->tail_guard = 0;
     s->zeroed = source.fresh_is_zero && a->range_is_clean(index, slots);
     // relaxed: statistics.
     const size_t now = segments_claimed.fetch_add(slots, std::memory_order_relaxed) + slots;

@@ -173,8 +173,9 @@ void* Heap::alloc_huge(size_t size, size_t align) {
   }
   size_t offset, slots, align_offset = 0;
   if (align <= kSegmentSize) {
-    // (Checked mode: the block's trailer follows the header.)
-    offset = align_up(kSegmentHeaderSize + kCanaryBytes, align > kMinAlign ? align : kMinAlign);
+    // (Checked mode: the block's trailer follows the header; else the front guard.)
+    offset = align_up(kSegmentHeaderSize + kCanaryBytes + kHugeFrontGuardBytes,
+                      align > kMinAlign ? align : kMinAlign);
     slots = (offset + size + kSegmentSize - 1) / kSegmentSize;
     align = 0;
   } else {
@@ -184,7 +185,10 @@ void* Heap::alloc_huge(size_t size, size_t align) {
     align_offset = 1;
   }
   if (slots == 0) slots = 1;
-  Segment* s = claim_segment(slots, align, align_offset);
+  // The inaccessible slot after the span (segment.h): one mapping change
+  // here and one at free, nothing on any other path.
+  const bool tail_guard = domain->source.guard != nullptr && size <= kHugeTailGuardMax;
+  Segment* s = claim_segment(slots + tail_guard, align, align_offset);
   if (s == nullptr) return nullptr;
   s->heap = nullptr;
   s->kind = SegmentKind::kHuge;
@@ -193,9 +197,17 @@ void* Heap::alloc_huge(size_t size, size_t align) {
   s->page_count = 1;
   s->used_pages = 1;
   s->in_partial_list = 0;
+  s->tail_guard = tail_guard;
   uint8_t* block = ptr<uint8_t>(addr(s) + offset);
+  const uintptr_t span_end = addr(s) + slots * kSegmentSize;
+  if (tail_guard) domain->source.guard(ptr(span_end + kOsPage), kSegmentSize - kOsPage, true);
+  if constexpr (kHugeFrontGuardBytes != 0) {
+    auto* guard = ptr<uintptr_t>(addr(block) - kHugeFrontGuardBytes);
+    guard[0] = huge_front_guard(s->cookie, 0);
+    guard[1] = huge_front_guard(s->cookie, 1);
+  }
   Page* page = &s->pages[0];
-  const size_t usable = addr(s->slot_end()) - addr(block);
+  const size_t usable = span_end - addr(block);
   page->init(block, usable, usable, 0, key_seed(page));
   page->capacity = 1;
   page->used = 1;

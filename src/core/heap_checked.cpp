@@ -13,8 +13,6 @@
 namespace shardalloc::core {
 namespace {
 
-constexpr size_t kOsPage = 4096;
-
 // The pattern byte at address a: byte (a mod 8) of the pattern word.
 uint8_t pattern_byte(uintptr_t a, uint64_t word) { return uint8_t(word >> (8 * (a & 7))); }
 
@@ -241,6 +239,7 @@ void* Heap::alloc_huge_guarded(size_t size, size_t align) {
   s->page_count = 1;
   s->used_pages = 1;
   s->in_partial_list = 0;
+  s->tail_guard = 0;  // its own gaps (release_huge_guards)
   const uintptr_t tail = addr(s) + tail_offset;
   const uintptr_t block = align_down(tail - size, a);
   const uintptr_t front = addr(s) + kOsPage;

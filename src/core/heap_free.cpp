@@ -150,6 +150,14 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
   Page* page = &s->pages[0];
   if (p != page->area) platform::fatal("free of a pointer that is not allocated", p);
   if constexpr (kChecked) disarm_canary(page, static_cast<Block*>(p), p);
+  if constexpr (kHugeFrontGuardBytes != 0) {
+    const auto* guard = ptr<const uintptr_t>(addr(p) - kHugeFrontGuardBytes);
+    if (guard[0] != huge_front_guard(s->cookie, 0) || guard[1] != huge_front_guard(s->cookie, 1)) {
+      platform::fatal(
+          "heap corruption: the bytes before the block were overwritten (buffer underflow), block",
+          p);
+    }
+  }
   Step step;  // no fork between winning the block and releasing its slots
   uintptr_t expected = 0;
   // acq_rel: the winner of this CAS alone releases the segment; a loser is a double free.
@@ -158,6 +166,11 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
     platform::fatal("double free detected", p);
   }
   if constexpr (kChecked) release_huge_guards(s);
+  if (s->tail_guard) {
+    // Accessible again (contents kept) before the slot goes back to the arena.
+    s->domain->source.guard(ptr(addr(s->slot_end()) - kSegmentSize + kOsPage),
+                            kSegmentSize - kOsPage, false);
+  }
   s->domain->release_segment(s);
 }
 

@@ -179,10 +179,9 @@ bool read_huge(const Segment& s, const HeaderCopy& h, const Arena& a, size_t ind
   copy_page(s.pages[0], &block);
   const uintptr_t begin = addr(&s) + kSegmentHeaderSize;
   const uintptr_t end = addr(&s) + h.span_slots * kSegmentSize;
-  // The block ends at the span's end (checked builds: a guarded block may end
-  // before it, where the inaccessible tail gap starts).
-  const bool ends_right = kChecked ? block.block_size != 0 && block.block_size <= end - block.area
-                                   : block.block_size == end - block.area;
+  // The block ends at the span's end, or before it where an inaccessible
+  // tail gap starts (checked builds' guarded blocks; every build's tail guard slot).
+  const bool ends_right = block.block_size != 0 && block.block_size <= end - block.area;
   if (block.area < begin || block.area >= end || block.area % kMinAlign != 0 || !ends_right)
     return false;
   out->kind = SlotKind::kHuge;

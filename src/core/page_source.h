@@ -24,6 +24,10 @@ struct PageSource {
   // accessible again (reading as zero). Checked mode's guard pages around huge
   // blocks and its quarantine of freed ones. Null: no guards.
   void (*protect)(void* p, size_t bytes, bool accessible);
+  // Makes [p, p+bytes) (OS pages) inaccessible (on) or accessible again,
+  // keeping their contents and residency: no page faults when they are used
+  // again. Every build's guard slot after a huge block. Null: no guards.
+  void (*guard)(void* p, size_t bytes, bool on) = nullptr;
 };
 
 }  // namespace shardalloc::core

@@ -55,7 +55,12 @@ struct Segment {
   uint16_t page_count;
   uint16_t used_pages;  // pages in use (owner)
   uint8_t zeroed;  // every byte past the header read as zero when claimed (fresh or purged slots)
-  uint8_t in_partial_list;  // on the heap's list of segments with a free page (owner)
+  // One byte, read by kind: paged segments use in_partial_list, huge ones tail_guard.
+  union {
+    uint8_t in_partial_list;  // paged: on the heap's list of segments with a free page (owner)
+    uint8_t
+        tail_guard;  // huge: one more slot after the block's span, inaccessible but its first page
+  };
   // The page holding each 64 KiB of the segment (fill_page_table, when the
   // segment is claimed): page_of is a shift, a mask and one load, with no
   // multiply by sizeof(Page) and no page_shift.
@@ -79,6 +84,29 @@ struct Segment {
 };
 
 static_assert(sizeof(Segment) <= kSegmentHeaderSize, "segment header must fit its reserved bytes");
+
+// Huge blocks in every build (docs/reliability.md, section 6): a keyed word
+// pair right before the block, checked when the block is freed (an underflow
+// of up to 16 bytes changes it), and, when the page source can guard pages
+// and the block is at most kHugeTailGuardMax bytes, one slot after the
+// block's span made inaccessible but for its first OS page
+// (which a concurrent statistics walk may read as a slot header): a linear
+// overflow of the block faults before it reaches another segment. Checked
+// builds keep their trailer in front of the block instead of the word pair.
+// The guard slot costs two mprotect calls per allocation and free (no page
+// faults: contents stay), about 20 us a pair on this project's machines:
+// Linux gives it only when asked (SHARDALLOC_HUGE_GUARDS=1), and only to
+// huge blocks up to kHugeTailGuardMax (docs/benchmarks.md, "Hardening").
+inline constexpr size_t kHugeTailGuardMax = size_t{1} << 20;
+inline constexpr size_t kOsPage = 4096;
+inline constexpr size_t kHugeFrontGuardBytes = kChecked ? 0 : 16;
+// Every byte of the pair is keyed but in 0x80..0xfe: no byte of ASCII text,
+// zero or 0xff written over it leaves it intact.
+inline constexpr uintptr_t huge_front_guard(uintptr_t cookie, unsigned word) {
+  const uintptr_t keyed = (cookie ^ (word == 0 ? 0x5a3c96e1d2b4f807ull : 0xc3a5e10f7b2d9684ull)) *
+                          0x9e3779b97f4a7c15ull;
+  return (keyed | 0x8080808080808080ull) & ~uintptr_t{0x0101010101010101ull};
+}
 static_assert(kSegmentHeaderSize % 64 == 0, "page 0 starts cache-line aligned");
 
 // The segment of a block. Subtracting one maps a block that starts exactly at

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -291,10 +293,28 @@ void realloc_freed(bool keep_neighbour) {
   shard_free(keep);
 }
 TEST_F(CApiDeath, C23_ReallocOfFreedBlockAborts) {
-  // The new block is allocated and the old contents copied first; the free of
-  // the old pointer then aborts (as in C14 / C15).
-  EXPECT_SHARD_ABORT(realloc_freed(true), kDoubleFree) << "page has other live blocks";
-  EXPECT_SHARD_ABORT(realloc_freed(false), kDoubleFree) << "page is empty";
+  // Ordinary builds: realloc finds p on top of its page's free list before
+  // it copies anything. Checked builds: the new block is allocated and the
+  // old contents copied first; the free of the old pointer then aborts.
+  const char* expected = checked() ? kDoubleFree : kReallocFreed;
+  EXPECT_SHARD_ABORT(realloc_freed(true), expected) << "page has other live blocks";
+  EXPECT_SHARD_ABORT(realloc_freed(false), expected) << "page is empty";
+}
+
+void realloc_freed_huge() {
+  void* p = shard_malloc(256 * KiB);
+  shard_free(p);
+  shard_realloc(launder(p), 512 * KiB);
+}
+TEST_F(CApiDeath, C23b_ReallocOfFreedHugeBlockAborts) {
+  // Ordinary builds: the freed block's segment is no longer live (its slots
+  // are not in use again yet). Checked builds stop it too (the block is
+  // inaccessible in quarantine), in their own words.
+  if (checked()) {
+    EXPECT_DEATH(realloc_freed_huge(), "");
+  } else {
+    EXPECT_SHARD_ABORT(realloc_freed_huge(), kReallocNotAllocated);
+  }
 }
 
 void realloc_interior_grow() {
@@ -409,6 +429,42 @@ TEST(CApi, C34_UsableSizeOfInteriorOrFreedPointerIsUnchecked) {
   shard_free(p);
   EXPECT_EQ(shard_usable_size(launder(p)), checked() ? 100u : 112u) << "freed: the block size";
   shard_free(keep);
+}
+
+// ---- huge blocks' guards (every build) --------------------------------------
+
+void underflow_huge(size_t bytes) {
+  char* p = static_cast<char*>(shard_malloc(256 * KiB));
+  for (size_t i = 1; i <= bytes; ++i) launder(p)[-static_cast<ptrdiff_t>(i)] = 'A';
+  shard_free(p);
+}
+TEST_F(CApiDeath, C35_UnderflowOfHugeBlockAbortsAtFree) {
+  // The keyed word pair before the block (core/segment.h); checked builds:
+  // the trailer there, and the same words.
+  for (size_t n : {size_t{1}, size_t{8}, size_t{16}, size_t{32}}) {
+    if (checked()) {
+      EXPECT_DEATH(underflow_huge(n), "shardalloc: fatal: heap corruption") << n;
+    } else {
+      EXPECT_SHARD_ABORT(underflow_huge(n), kUnderflow) << n;
+    }
+  }
+}
+
+void overflow_huge(size_t size) {
+  char* p = static_cast<char*>(shard_malloc(size));
+  // Writes on past the slack of the block's last slot: the guard slot after it faults.
+  for (size_t i = 0; i < size + 1 * MiB; ++i) launder(p)[i] = 'A';
+  shard_free(p);
+  std::_Exit(0);
+}
+TEST_F(CApiDeath, C36_LinearOverflowOfHugeBlockFaults) {
+  // Ordinary builds: with SHARDALLOC_HUGE_GUARDS=1 (ctest hostile.capi.huge_guards).
+  if (!checked() && std::getenv("SHARDALLOC_HUGE_GUARDS") == nullptr) {
+    GTEST_SKIP() << "ordinary build without SHARDALLOC_HUGE_GUARDS=1";
+  }
+  for (size_t size : {129 * KiB, 256 * KiB, 512 * KiB - 64, 1 * MiB}) {
+    EXPECT_EXIT(overflow_huge(size), ::testing::KilledBySignal(SIGSEGV), "") << size;
+  }
 }
 
 }  // namespace

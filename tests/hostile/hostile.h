@@ -29,6 +29,12 @@ inline constexpr const char* kNotAllocated =
 inline constexpr const char* kDoubleFree = HOSTILE_FATAL("double free detected");
 inline constexpr const char* kUsableNotAllocated =
     HOSTILE_FATAL("usable size of a pointer that is not allocated");
+inline constexpr const char* kReallocFreed =
+    HOSTILE_FATAL("realloc of a freed block \\(use after free\\)");
+inline constexpr const char* kReallocNotAllocated =
+    HOSTILE_FATAL("realloc of a pointer that is not allocated");
+inline constexpr const char* kUnderflow = HOSTILE_FATAL(
+    "heap corruption: the bytes before the block were overwritten \\(buffer underflow\\), block");
 
 #define EXPECT_SHARD_ABORT(stmt, regex) EXPECT_EXIT(stmt, ::testing::KilledBySignal(SIGABRT), regex)
 // The child runs `stmt`, which ends with child_exit(failures): exit code 0 or 1.

@@ -2,7 +2,9 @@
 
 #include <cstdlib>
 
+#include "platform/linux/guarded.h"
 #include "platform/linux/line_writer.h"
+#include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
 
 namespace shardalloc::platform {
@@ -31,12 +33,18 @@ __attribute__((constructor(101))) void read_options() {
   g_options.verbose = flag("SHARDALLOC_VERBOSE");
   number("SHARDALLOC_PURGE_DELAY_MS", &g_options.purge_delay_ms);
   g_process_domain.purge_delay_ms = g_options.purge_delay_ms;
+  g_options.huge_guards = flag("SHARDALLOC_HUGE_GUARDS");
+  uint64_t rate = 0;
+  if (number("SHARDALLOC_GUARDED_RATE", &rate)) set_guarded_rate(rate);
+  if (g_options.huge_guards) g_process_domain.source.guard = &os_guard;
   if (g_options.verbose) {
     LineWriter()
         .text("shardalloc: options: show_stats=")
         .num(g_options.show_stats)
         .text(" verbose=1 purge_delay_ms=")
         .num(g_options.purge_delay_ms)
+        .text(" huge_guards=")
+        .num(g_options.huge_guards)
         .flush();
   }
 }

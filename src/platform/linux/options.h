@@ -2,6 +2,10 @@
 //   SHARDALLOC_SHOW_STATS=1     print statistics of the process heap at exit
 //   SHARDALLOC_VERBOSE=1        print options at start and each new OS arena
 //   SHARDALLOC_PURGE_DELAY_MS=N purge released memory after N ms (0: at once; default 100)
+//   SHARDALLOC_HUGE_GUARDS=1    an inaccessible slot after every huge block up to 1 MiB
+//                               (two mprotect calls per such allocation; off by default)
+//   SHARDALLOC_GUARDED_RATE=N   guarded sampling, one allocation in N (platform/linux/guarded.h;
+//                               recorded only: the sampling trigger is not wired yet)
 #pragma once
 #include <cstdint>
 
@@ -11,6 +15,7 @@ struct Options {
   bool show_stats = false;
   bool verbose = false;
   uint64_t purge_delay_ms = 100;
+  bool huge_guards = false;
 };
 
 const Options& options();

@@ -42,6 +42,7 @@ core::FirstClassHeap* os_heap_new() {
   core::FirstClassHeap* h = core::FirstClassHeap::claim(&g_process_domain);
   if (h == nullptr) return nullptr;
   h->domain.source = kOsPageSource;
+  if (options().huge_guards) h->domain.source.guard = &os_guard;
   h->domain.purge_delay_ms = options().purge_delay_ms;
   h->domain.ensure_secret(entropy() ^ core::addr(h));
   h->segment_readable = &segment_in_os_arena;
@@ -68,6 +69,8 @@ core::FirstClassHeap* os_heap_owning(core::Segment* s, void* p) {
 }
 
 }  // namespace
+
+bool os_heap_owns(core::Segment* s, void* p) { return os_heap_owning(s, p) != nullptr; }
 
 // Reached from a free into the process domain (shard_free, free) of a
 // pointer whose segment is not the process domain's. The heap's free uses

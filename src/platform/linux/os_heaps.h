@@ -10,4 +10,8 @@ namespace shardalloc::platform {
 // be had (the process domain is out of memory).
 core::FirstClassHeap* os_heap_new();
 
+// True when p, in segment s (not a live segment of the process domain), is
+// in a live first-class heap over OS memory (s lies in an OS arena).
+bool os_heap_owns(core::Segment* s, void* p);
+
 }  // namespace shardalloc::platform

@@ -78,6 +78,10 @@ void os_protect(void* p, size_t bytes, bool accessible) {
   mmap(p, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 }
 
+void os_guard(void* p, size_t bytes, bool on) {
+  mprotect(p, bytes, on ? PROT_NONE : PROT_READ | PROT_WRITE);
+}
+
 uint64_t os_now_ms() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);

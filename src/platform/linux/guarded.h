@@ -1,0 +1,53 @@
+// Guarded sampling's pool (GWP-ASan style; docs/reliability.md, section 7):
+// a run of OS pages reserved once, each slot one page between inaccessible
+// guard pages:
+//
+//   [guard][slot 0][guard][slot 1][guard] ... [slot N-1][guard]
+//
+// A block sits against the end of its slot, rounded down to its alignment
+// (at least 16), so an overflow past the slot faults at once; the bytes
+// between the size asked for and the slot's end (less than the alignment)
+// hold a keyed pattern checked at free. A freed slot is made inaccessible
+// (its page dropped) and reused oldest-freed first, so a use after free
+// faults until the slot is handed out again. A SIGSEGV / SIGBUS handler,
+// installed when the pool is reserved and chained to the previous one,
+// turns a fault in the pool into a report naming the bug, the block and
+// the allocation and free sites, then aborts.
+//
+// Which allocations go here (the sampling trigger) is not wired yet: the
+// pool is driven by direct calls (tests/guarded). free, realloc and
+// malloc_usable_size recognise pool pointers on their "not in an arena"
+// paths, which the fast paths already branch to for foreign pointers.
+//
+// Thread safety: every function may be called from any thread at once
+// (slot states are claimed by CAS; no lock).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace shardalloc::platform {
+
+inline constexpr size_t kGuardedSlots = 256;
+inline constexpr size_t kGuardedPage = 4096;
+// The largest block (and alignment) a slot takes.
+inline constexpr size_t kGuardedMaxSize = kGuardedPage;
+
+// A block of `size` bytes aligned to `align` (a power of two; 0 = 16) in a
+// slot of its own; null when size or align is over kGuardedMaxSize, no slot
+// is free or the pool cannot be reserved. Reserves the pool on first use.
+void* guarded_alloc(size_t size, size_t align);
+// True when p lies in the pool (any address of it: slots and guards).
+bool guarded_owns(const void* p);
+// Frees p (guarded_owns(p)): aborts with a report for a pointer that is not
+// a live block's start (double free, interior pointer) or an overwritten
+// alignment slack (overflow).
+void guarded_free(void* p);
+// The size asked for at p's allocation (p a live pool block).
+size_t guarded_usable_size(const void* p);
+
+// The sampling rate from SHARDALLOC_GUARDED_RATE or shard_guarded_set_rate:
+// mean number of allocations per sampled one; 0 = off (the default).
+uint64_t guarded_rate();
+void set_guarded_rate(uint64_t rate);
+
+}  // namespace shardalloc::platform
