@@ -190,10 +190,10 @@ void Domain::release_segment(Segment* s) {
   uint64_t none = 0;
   purge_due_ms.compare_exchange_strong(none, source.now_ms() + purge_delay_ms,
                                        std::memory_order_relaxed);
-  maybe_purge();
+  run_due_maintenance();
 }
 
-void Domain::maybe_purge() {
+void Domain::run_due_maintenance() {
   if (source.now_ms == nullptr) return;
   const uint64_t now = source.now_ms();
   // relaxed: deadlines only pace the work; heap ownership (protocol 3) makes sweeping safe.

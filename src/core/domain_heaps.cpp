@@ -68,7 +68,7 @@ Heap* Domain::acquire_heap() {
 void Domain::release_heap(Heap* h, bool sweeping) {
   Step step;  // no fork leaves a heap half given back (and owned by a thread the child lacks)
   h->abandon_pages(sweeping);
-  maybe_purge();
+  run_due_maintenance();
   give_up(h);
 }
 

@@ -64,6 +64,7 @@ struct Heap {
   std::atomic<int64_t> used_bytes{0};
   std::atomic<int64_t> block_bytes{0};
   uint32_t slow_calls = 0;   // owner: paces periodic work in alloc_slow
+  uint32_t pages_keyed = 0;  // owner: checked mode's page inits, mixed into their key seeds
   uint32_t dirty_pages = 0;  // owner: free pages of kept segments not purged yet (Page::free_since)
   uint32_t sealed_pages =
       0;  // owner: pages sealed since the last unseal_all (at least those still sealed)

@@ -20,7 +20,7 @@ uintptr_t area_start(uintptr_t start, size_t block) {
 uintptr_t Heap::key_seed(const Page* page) {
   if constexpr (!kChecked) return 0;
   return domain->secret.load(std::memory_order_relaxed) ^ (addr(page) * 0x9e3779b97f4a7c15ull) ^
-         ++slow_calls;  // relaxed: written once before any segment exists
+         ++pages_keyed;  // relaxed: written once before any segment exists
 }
 
 void* Heap::alloc_slow(size_t size) {
@@ -29,7 +29,7 @@ void* Heap::alloc_slow(size_t size) {
     return real != nullptr && !real->placeholder ? real->alloc_block(size) : nullptr;
   }
   drain_notified();
-  if ((++slow_calls & 63) == 0) domain->maybe_purge();
+  if ((++slow_calls & 63) == 0) domain->run_due_maintenance();
   if (size > kLargeBlockMax) return alloc_huge(size, 0);
   const unsigned cls = size_class_of(size);
   Page* page = find_page(cls);
