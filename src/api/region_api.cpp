@@ -10,6 +10,7 @@
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/owner_counter.h"
 #ifdef SHARDALLOC_PLATFORM_LINUX
 #include "platform/linux/region_heaps.h"
 #endif
@@ -38,11 +39,8 @@ SHARD_INLINE core::Heap* heap_at_hand(shard_region* r) {
 size_t block_bytes_of(const void* p) { return core::segment_of(p)->page_of(p)->block_size; }
 
 void account(core::Heap* h, int64_t used, int64_t block) {
-  // relaxed load + store: the owner is the only writer; readers sum relaxed values.
-  h->used_bytes.store(h->used_bytes.load(std::memory_order_relaxed) + used,
-                      std::memory_order_relaxed);
-  h->block_bytes.store(h->block_bytes.load(std::memory_order_relaxed) + block,
-                       std::memory_order_relaxed);
+  core::owner_add(h->used_bytes, used);  // h is the caller's heap: it alone writes these
+  core::owner_add(h->block_bytes, block);
 }
 
 // Checked mode: a block freed since (or never handed out) carries the freed

@@ -33,9 +33,7 @@ void begin_incarnation(FirstClassHeap* h) {
 }
 
 void add_block_bytes(Heap* h, int64_t bytes) {
-  // relaxed load + store: the owner is the only writer; readers sum relaxed values.
-  h->block_bytes.store(h->block_bytes.load(std::memory_order_relaxed) + bytes,
-                       std::memory_order_relaxed);
+  owner_add(h->block_bytes, bytes);  // h is the caller's heap: it alone writes the count
 }
 
 int64_t block_bytes_of(const void* p) { return int64_t(segment_of(p)->page_of(p)->block_size); }

@@ -15,6 +15,7 @@
 
 #include "core/bits.h"
 #include "core/config.h"
+#include "core/owner_counter.h"
 #include "core/page.h"
 #include "core/segment.h"
 #include "core/size_class.h"
@@ -204,10 +205,7 @@ struct Heap {
   // Owner: no page of s (one of ours) holds a live block.
   bool segment_is_empty(const Segment* s) const;
   void count_remote_frees(uint32_t n) {
-    // relaxed load + store: only the owner writes; readers want a recent value.
-    if (n == 0) return;
-    remote_frees_collected.store(remote_frees_collected.load(std::memory_order_relaxed) + n,
-                                 std::memory_order_relaxed);
+    if (n != 0) owner_add(remote_frees_collected, uint64_t{n});
   }
 
   // Internals shared by the heap files --------------------------------------

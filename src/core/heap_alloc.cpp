@@ -85,8 +85,7 @@ Segment* Heap::claim_owned_segment(const PageGeometry& g) {
     p.used = 0;
     p.free_since = 0;
   }
-  // relaxed: a hint for sweepers; the heap's ownership CAS orders the rest.
-  segment_count.store(segment_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  owner_add(segment_count, 1u);  // a hint for sweepers; the heap's ownership CAS orders the rest
   return s;
 }
 

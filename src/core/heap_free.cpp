@@ -3,6 +3,7 @@
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/owner_counter.h"
 #include "core/step.h"
 
 namespace shardalloc::core {
@@ -83,9 +84,7 @@ void Heap::free_page(Page* page) {
       }
     }
     if (shared) partial_remove(partial[partial_index(s->kind)], s);
-    // relaxed: a hint for sweepers.
-    segment_count.store(segment_count.load(std::memory_order_relaxed) - 1,
-                        std::memory_order_relaxed);
+    owner_sub(segment_count, 1u);  // a hint for sweepers
     domain->release_segment(s);
   }
 }
