@@ -145,11 +145,15 @@ struct Heap {
     page->set_next(b, page->local_free);
     page->set_local_free(b);
     if (SHARD_UNLIKELY(--page->used == 0 || page->in_full)) {
-      // The only page of its class stays when it empties (no queue neighbours,
-      // not full): alloc/free of one block then never leaves the fast path.
-      return page->used != 0 || page->in_full || page->next != nullptr || page->prev != nullptr;
+      return page->used != 0 || !stays_when_empty(page);
     }
     return false;
+  }
+  // The only page of its class (in its class queue, no neighbours) stays in
+  // use when it empties: alloc/free of one block then never leaves the fast
+  // path, nor claims and releases a page every time.
+  SHARD_INLINE static bool stays_when_empty(const Page* page) {
+    return !page->in_full && page->next == nullptr && page->prev == nullptr;
   }
 
   // Slow paths (heap_alloc.cpp, heap_free.cpp) -------------------------------

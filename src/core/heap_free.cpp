@@ -47,11 +47,7 @@ void Heap::free_local_unusual(Page* page, void* p) {
 
 void Heap::page_freed_slow(Page* page) {
   if (page->in_full) move_out_of_full(page);
-  if (page->used != 0) return;
-  const PageQueue& q = queues[page->size_class];
-  // The only page of its class stays, so alloc/free of one block does not
-  // claim and release a page every time.
-  if (q.first == page && page->next == nullptr) return;
+  if (page->used != 0 || stays_when_empty(page)) return;
   free_page(page);
 }
 
