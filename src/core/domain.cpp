@@ -5,6 +5,7 @@
 
 #include "core/bits.h"
 #include "core/heap.h"
+#include "core/lockfree_stack.h"
 #include "core/step.h"
 
 namespace shardalloc::core {
@@ -27,13 +28,8 @@ void Domain::ensure_secret(uintptr_t candidate) {
 }
 
 void Domain::publish_arena(Arena* a) {
-  // relaxed load: the CAS publishes.
-  Arena* head = arenas.load(std::memory_order_relaxed);
-  do {
-    a->next = head;
-    // release: readers that load the list (acquire) see the arena's header and bitmaps.
-  } while (
-      !arenas.compare_exchange_weak(head, a, std::memory_order_release, std::memory_order_relaxed));
+  // release (lockfree_stack.h): readers that load the list see the arena's header and bitmaps.
+  push_front(arenas, a, &Arena::next);
 }
 
 void Domain::add_meta_chunk(uintptr_t start, uintptr_t end) {

@@ -4,6 +4,7 @@
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/lockfree_stack.h"
 #include "core/step.h"
 
 namespace shardalloc::core {
@@ -55,13 +56,8 @@ Heap* Domain::acquire_heap() {
   Heap* h = new (mem) Heap();
   h->init(this);
   h->owned.store(1, std::memory_order_relaxed);  // relaxed: not yet visible to anyone
-  // relaxed load: the CAS publishes.
-  Heap* head = heaps.load(std::memory_order_relaxed);
-  do {
-    h->next_in_domain = head;
-    // release: other threads walking the list see an initialized record.
-  } while (
-      !heaps.compare_exchange_weak(head, h, std::memory_order_release, std::memory_order_relaxed));
+  // release (lockfree_stack.h): other threads walking the list see an initialized record.
+  push_front(heaps, h, &Heap::next_in_domain);
   return h;
 }
 

@@ -3,6 +3,7 @@
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/lockfree_stack.h"
 #include "core/owner_counter.h"
 #include "core/step.h"
 
@@ -157,16 +158,11 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
 }
 
 void push_notified(Heap* heap, Page* page) {
-  // relaxed load: the CAS below publishes.
-  Page* head = heap->notified.load(std::memory_order_relaxed);
-  do {
-    page->next_notified = head;
-    // seq_cst: release, so the owner's acquire exchange sees next_notified;
-    // and one total order with owned's give-up store and our load of owned
-    // after this push (free_notifying; protocol 3: no page left on the stack
-    // of a heap nobody owns).
-  } while (!heap->notified.compare_exchange_weak(head, page, std::memory_order_seq_cst,
-                                                 std::memory_order_relaxed));
+  // seq_cst: release, so the owner's acquire exchange sees next_notified
+  // (lockfree_stack.h); and one total order with owned's give-up store and
+  // our load of owned after this push (free_notifying; protocol 3: no page
+  // left on the stack of a heap nobody owns).
+  push_front(heap->notified, page, &Page::next_notified, std::memory_order_seq_cst);
 }
 
 // The fast path of a remote free: pushes b (p: the pointer freed) on page's
