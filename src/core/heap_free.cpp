@@ -165,65 +165,79 @@ void push_notified(Heap* heap, Page* page) {
   push_front(heap->notified, page, &Page::next_notified, std::memory_order_seq_cst);
 }
 
-// The fast path of a remote free: pushes b (p: the pointer freed) on page's
-// thread_free list, unless the page is kFull (the free must notify) or
-// kSealed (it must count down): then returns false without a push.
-SHARD_INLINE bool push_thread_free(Page* page, Block* b, const void* p) {
-  // relaxed: the CAS below validates what we read.
-  uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
-  for (;;) {
-    const uintptr_t state = raw & ThreadFreeWord::kStateMask;
-    if (state & ThreadFreeWord::kSlowBit) return false;
-    Block* head = ThreadFreeWord(raw).head();
-    // An immediate double free: on top of the remote list, or of the owner's local list.
-    if (head == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
-    page->set_next(b, head);
-    // release: our writes to the block (and its next pointer) happen-before the owner's acquire
-    // collect.
-    if (page->thread_free.compare_exchange_weak(raw, addr(b) | state, std::memory_order_release,
-                                                std::memory_order_relaxed)) {
-      return true;
+// The pushes of a remote free share one loop (push_remote); a rule says
+// which words it pushes into, where their list starts, the word after the
+// push, and the CAS's ordering.
+
+// The fast path: a page neither kFull (the free must notify) nor kSealed (it
+// must count down).
+struct PlainPush {
+  // release: our writes to the block (and its next pointer) happen-before the owner's acquire
+  // collect.
+  static constexpr std::memory_order kOrder = std::memory_order_release;
+  static bool accepts(ThreadFreeWord seen) { return (seen.raw() & ThreadFreeWord::kSlowBit) == 0; }
+  static Block* head(const Page*, ThreadFreeWord seen) { return seen.head(); }
+  static ThreadFreeWord next(const Page*, ThreadFreeWord seen, Block* b) {
+    return seen.with_head(b);
+  }
+};
+
+// A sealed page with live blocks besides b: the push counts down, no step.
+struct SealedPush {
+  // release: as PlainPush; the acquire collect is that of the page's next owner.
+  static constexpr std::memory_order kOrder = std::memory_order_release;
+  static bool accepts(ThreadFreeWord seen) {
+    return seen.state() == NotifyState::kSealed && seen.remaining() > 1;
+  }
+  static Block* head(const Page* page, ThreadFreeWord seen) { return seen.sealed_head(page); }
+  static ThreadFreeWord next(const Page* page, ThreadFreeWord seen, Block* b) {
+    return ThreadFreeWord::sealed(addr(b) - align_down(addr(page), kSegmentSize),
+                                  seen.remaining() - 1);
+  }
+};
+
+// Any state: kFull becomes kNotified (protocol 2); a sealed page counts
+// down, and its last live block makes it kNotified (protocol 3). `notify`:
+// the push took the duty to put the page on its heap's notified stack.
+struct AnyPush {
+  // release: as PlainPush. acquire: when we read kFull or kSealed, the owner's release there orders
+  // its earlier drain (which read next_notified) before our write of next_notified.
+  static constexpr std::memory_order kOrder = std::memory_order_acq_rel;
+  bool notify = false;
+  static bool accepts(ThreadFreeWord) { return true; }
+  static Block* head(const Page* page, ThreadFreeWord seen) { return seen.any_head(page); }
+  ThreadFreeWord next(const Page* page, ThreadFreeWord seen, Block* b) {
+    switch (seen.state()) {
+      case NotifyState::kFull:
+        notify = true;
+        return ThreadFreeWord(b, NotifyState::kNotified);
+      case NotifyState::kSealed:
+        notify = !SealedPush::accepts(seen);  // b is the page's last live block
+        return notify ? ThreadFreeWord(b, NotifyState::kNotified) : SealedPush::next(page, seen, b);
+      default:
+        notify = false;
+        return PlainPush::next(page, seen, b);
     }
   }
-}
+};
 
-// The word after pushing b on top of the list of `seen`, in any state: kFull
-// becomes kNotified (protocol 2); a sealed page counts down, and its last
-// live block makes it kNotified (protocol 3). Sets *notify when the push
-// takes the duty to put the page on its heap's notified stack.
-SHARD_INLINE ThreadFreeWord pushed(const Page* page, ThreadFreeWord seen, Block* b, bool* notify) {
-  switch (seen.state()) {
-    case NotifyState::kFull:
-      *notify = true;
-      return ThreadFreeWord(b, NotifyState::kNotified);
-    case NotifyState::kSealed:
-      *notify = seen.remaining() == 1;
-      if (*notify) return ThreadFreeWord(b, NotifyState::kNotified);
-      return ThreadFreeWord::sealed(addr(b) - align_down(addr(page), kSegmentSize),
-                                    seen.remaining() - 1);
-    default:
-      *notify = false;
-      return seen.with_head(b);
-  }
-}
-
-// One push in any state; returns true when it took the duty to notify.
-SHARD_INLINE bool push_any(Page* page, Block* b, const void* p) {
+// Pushes b (p: the pointer freed) on page's thread_free list as `rule` says;
+// false, without a push, when the rule does not take the word it finds.
+template <class Rule>
+SHARD_INLINE bool push_remote(Page* page, Block* b, const void* p, Rule& rule) {
   // relaxed: the CAS below validates what we read.
   uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
   for (;;) {
     const ThreadFreeWord seen(raw);
-    Block* head = seen.any_head(page);
+    if (!rule.accepts(seen)) return false;
+    Block* head = rule.head(page, seen);
+    // An immediate double free: on top of the remote list, or of the owner's local list.
     if (head == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
     page->set_next(b, head);
-    bool notify = false;
-    const ThreadFreeWord next = pushed(page, seen, b, &notify);
-    // release: our writes to the block (and its next pointer) happen-before the owner's acquire
-    // collect. acquire: when we read kFull or kSealed, the owner's release there orders its earlier
-    // drain (which read next_notified) before our write of next_notified.
-    if (page->thread_free.compare_exchange_weak(raw, next.raw(), std::memory_order_acq_rel,
+    // Rule::kOrder: see each rule; failure relaxed: the loop validates again.
+    if (page->thread_free.compare_exchange_weak(raw, rule.next(page, seen, b).raw(), Rule::kOrder,
                                                 std::memory_order_relaxed)) {
-      return notify;
+      return true;
     }
   }
 }
@@ -240,7 +254,9 @@ SHARD_NOINLINE void free_notifying(Segment* s, Page* page, Block* b, const void*
   Domain* domain = heap->domain;
   // We moved the page to kNotified: tell its heap. The owner will not free
   // the page while it is kNotified, so touching it here is safe.
-  if (!push_any(page, b, p)) return;
+  AnyPush rule;
+  push_remote(page, b, p, rule);
+  if (!rule.notify) return;
   push_notified(heap, page);
   // Protocol 3: a heap nobody owns has nobody to drain the stack; we claim it
   // and give the pages back ourselves (seq_cst: see push_notified).
@@ -251,23 +267,8 @@ SHARD_NOINLINE void free_notifying(Segment* s, Page* page, Block* b, const void*
 // that leave blocks out are plain CASes (no step); the one that completes
 // the page, and a free into a full page, notify.
 SHARD_NOINLINE void free_remote_slow(Segment* s, Page* page, Block* b, const void* p) {
-  // relaxed: the CAS below validates what we read.
-  uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
-  for (;;) {
-    const ThreadFreeWord seen(raw);
-    if (seen.state() != NotifyState::kSealed || seen.remaining() <= 1) break;
-    Block* head = seen.sealed_head(page);
-    if (head == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
-    page->set_next(b, head);
-    // release: our writes to the block (and its next pointer) happen-before the acquire collect of
-    // the page's next owner.
-    if (page->thread_free.compare_exchange_weak(
-            raw, ThreadFreeWord::sealed(addr(b) - addr(s), seen.remaining() - 1).raw(),
-            std::memory_order_release, std::memory_order_relaxed)) {
-      return;
-    }
-  }
-  free_notifying(s, page, b, p);
+  SealedPush rule;
+  if (!push_remote(page, b, p, rule)) free_notifying(s, page, b, p);
 }
 
 }  // namespace
@@ -282,7 +283,8 @@ void free_remote(Domain* d, Segment* s, void* p) {
   Block* b = static_cast<Block*>(p);
   if (SHARD_UNLIKELY(!page->is_block_start(p))) b = Heap::interior_block(page, p);
   if constexpr (kChecked) disarm_canary(page, b, p);
-  if (SHARD_UNLIKELY(!push_thread_free(page, b, p))) return free_remote_slow(s, page, b, p);
+  PlainPush rule;
+  if (SHARD_UNLIKELY(!push_remote(page, b, p, rule))) return free_remote_slow(s, page, b, p);
 }
 
 }  // namespace shardalloc::core
