@@ -50,6 +50,10 @@ void release_huge_guards(Segment* s);
 inline constexpr size_t kHugeGuardAlignMax = 4096;
 inline constexpr size_t kHugeGuardGap = (size_t{1} << 20) + 4096;
 
+// Frees p (in a segment of domain d) from a thread that does not own its
+// segment, or a huge block from any thread.
+void free_remote(Domain* d, Segment* s, void* p);
+
 struct Heap {
   Page* direct[kDirectSlots];            // owner: page to allocate from, by (size+7)/8
   PageQueue queues[kClassCount];         // owner: pages with (maybe) free blocks, per class
@@ -120,20 +124,47 @@ struct Heap {
   SHARD_INLINE void free_local(Segment* s, void* p) {
     Page* page = s->page_of(p);
     Block* b = static_cast<Block*>(p);
-    if (SHARD_UNLIKELY(!is_usual_local_free(page, b))) return free_local_unusual(page, p);
+    // The one unlikely branch for everything unusual in a local free:
+    // interior pointers of aligned blocks, foreign pointers, an immediate
+    // double free.
+    if (SHARD_UNLIKELY(!page->owner_may_free(b))) return free_local_unusual(page, p);
     if constexpr (kChecked) disarm_canary(page, b, p);
     push_local(page, b);
   }
-  // The one unlikely branch for everything unusual in a local free:
-  // interior pointers of aligned blocks, foreign pointers, an immediate
-  // double free. False sends the free to free_local_unusual.
-  // (The relaxed atomic load comes first so that local_free, compared after
-  // it, need not be loaded again by push_local.)
-  SHARD_INLINE bool is_usual_local_free(const Page* page, const Block* b) const {
-    // (An owner that allocates never has a sealed page: the plain head is the head.)
-    return page->is_block_start(b) &&
-           b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->local_free &&
-           page->used != 0;
+  // The region API's dealloc fast path (shard_region_dealloc), here so that
+  // the API reads no owner-only page field. This heap is the caller's; s is
+  // a live segment of its domain and p a pointer in it, `size` the bytes the
+  // caller says p has. When p is a block start on a small, medium or large
+  // page that Page::may_free accepts (without the canary, which checked
+  // builds read on the general path) and size fits its block, frees it,
+  // takes size and the block off the heap's region accounting and returns
+  // kDone, or kPageFreed when page_freed_slow(*page) must follow; else
+  // kNotTaken, having done nothing.
+  enum class FastFree : uint8_t { kNotTaken, kDone, kPageFreed };
+  SHARD_INLINE FastFree free_sized_fast(Segment* s, void* p, size_t size, Page** page_out) {
+    Page* page = s->page_of(p);
+    Block* b = static_cast<Block*>(p);
+    *page_out = page;
+    if (s->heap == this) {
+      // Page::may_free(b, true), with the owner's fast view first.
+      if (SHARD_LIKELY(page->owner_may_free(b) && page->in_use && b != page->free &&
+                       size <= page->block_size)) {
+        account_region(-int64_t(size), -int64_t(page->block_size));
+        return push_local_fast(page, b) ? FastFree::kPageFreed : FastFree::kDone;
+      }
+    } else if (s->kind != SegmentKind::kHuge && page->may_free(b, false) &&
+               b != page->peek_local_free() && size <= page->block_size) {
+      // (free_remote would stop the program on a block on top of local_free.)
+      account_region(-int64_t(size), -int64_t(page->block_size));
+      free_remote(domain, s, p);
+      return FastFree::kDone;
+    }
+    return FastFree::kNotTaken;
+  }
+  // Owner: the region API's accounting of a call (bytes asked for, block bytes).
+  SHARD_INLINE void account_region(int64_t used, int64_t block) {
+    owner_add(used_bytes, used);
+    owner_add(block_bytes, block);
   }
   // Pushes b, known to be a live block of page, on the local free list.
   SHARD_INLINE void push_local(Page* page, Block* b) {
@@ -244,10 +275,6 @@ struct Heap {
   void* alloc_huge(size_t size, size_t align);
   uintptr_t key_seed(const Page* page);
 };
-
-// Frees p (in a segment of domain d) from a thread that does not own its
-// segment, or a huge block from any thread.
-void free_remote(Domain* d, Segment* s, void* p);
 
 // Frees p, local or remote. `current` is the calling thread's heap in p's domain (may be the empty
 // heap).

@@ -38,10 +38,7 @@ Block* Heap::interior_block(Page* page, void* p) {
 
 void Heap::free_local_unusual(Page* page, void* p) {
   Block* b = page->is_block_start(p) ? static_cast<Block*>(p) : interior_block(page, p);
-  if (b == page->local_free || page->used == 0 ||
-      b == page->remote_head(std::memory_order_relaxed)) {  // relaxed: a comparison only
-    report_bad_local_free(page, p);
-  }
+  if (!page->owner_may_free(b)) report_bad_local_free(page, p);
   if constexpr (kChecked) disarm_canary(page, b, p);
   push_local(page, b);
 }
