@@ -18,10 +18,10 @@
 #include <thread>
 #include <vector>
 
-#include "api/test_support.h"
 #include "shardalloc/region.h"
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"
+#include "support/test_support.h"
 
 using namespace shardtest;
 
