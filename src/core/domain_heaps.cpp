@@ -1,6 +1,7 @@
 // Heap ownership: adopt, abandon, sweep. See docs/protocols.md (abandon/adopt).
 #include <new>
 
+#include "core/assert.h"
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/hooks.h"
@@ -22,7 +23,8 @@ bool try_own(Heap* h) {
 }  // namespace
 
 Heap* Domain::adopt(Heap* h) {
-  heaps_adopted.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+  heaps_adopted.fetch_add(1, std::memory_order_relaxed);        // relaxed: a statistic
+  SHARD_ASSERT(h->owned.load(std::memory_order_relaxed) == 1);  // relaxed: our own claim
   h->unseal_all();  // we allocate from it: no page may stay sealed
   return h;
 }
@@ -69,6 +71,7 @@ void Domain::release_heap(Heap* h, bool sweeping) {
 }
 
 void Domain::give_up(Heap* h) {
+  SHARD_ASSERT(h->owned.load(std::memory_order_relaxed) == 1);  // relaxed: we own it
   for (;;) {
     // seq_cst: release, so the next owner (acquire CAS) sees all our writes to
     // the heap and its pages; and one total order with the notifiers' pushes

@@ -1,4 +1,5 @@
 // Allocation slow paths: page search, fresh pages, aligned and huge blocks.
+#include "core/assert.h"
 #include "core/bits.h"
 #include "core/domain.h"
 #include "core/heap.h"
@@ -42,6 +43,8 @@ Page* Heap::find_page(unsigned cls) {
   PageQueue& q = queues[cls];
   Page* page = q.first;
   while (page != nullptr) {
+    // An owner that allocates has no sealed page (unseal_all ran at adoption).
+    SHARD_ASSERT(page->load_thread_free(std::memory_order_relaxed).state() != NotifyState::kSealed);
     if (page->free == nullptr) count_remote_frees(page->collect());
     if (page->free == nullptr && page->capacity < page->reserved) page->extend();
     if (page->free != nullptr) {

@@ -1,5 +1,6 @@
 // Free slow paths: the owner's page bookkeeping and other threads' frees.
 // The thread-free / notify protocol is docs/protocols.md.
+#include "core/assert.h"
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/hooks.h"
@@ -53,12 +54,16 @@ void Heap::free_page(Page* page) {
   // relaxed: we only need to know whether a notifier may still touch the
   // page; kNotified is set by a CAS whose block we already collected.
   if (page->load_thread_free(std::memory_order_relaxed).state() == NotifyState::kNotified) return;
+  // Only a page with no live block goes; a sealed page always has one (remaining >= 1).
+  SHARD_ASSERT(page->in_use && page->used == 0);
+  SHARD_ASSERT(page->load_thread_free(std::memory_order_relaxed).state() != NotifyState::kSealed);
   queue_remove(queue_of(page), page);
   page->in_full = 0;
   page->in_use = 0;
   page->free = nullptr;
   page->set_local_free(nullptr);
   Segment* s = ptr<Segment>(align_down(addr(page), kSegmentSize));
+  SHARD_ASSERT(s->heap == this && s->used_pages != 0);
   --s->used_pages;
   const bool shared = s->page_count > 1;  // small and medium segments hold several pages
   if (shared) partial_add(partial[partial_index(s->kind)], s);
@@ -127,6 +132,9 @@ void Heap::drain_notified() {
   while (list != nullptr) {
     Page* page = list;
     list = page->next_notified;
+    // A page on the stack stays kNotified until its owner takes it (protocol 2).
+    SHARD_ASSERT(page->in_use && page->load_thread_free(std::memory_order_relaxed).state() ==
+                                     NotifyState::kNotified);
     // relaxed: only the state bits change; the list head is kept.
     uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
     while (!page->thread_free.compare_exchange_weak(
@@ -159,6 +167,8 @@ void push_notified(Heap* heap, Page* page) {
   // (lockfree_stack.h); and one total order with owned's give-up store and
   // our load of owned after this push (free_notifying; protocol 3: no page
   // left on the stack of a heap nobody owns).
+  // Only the push that made the page kNotified puts it on the stack, once.
+  SHARD_ASSERT(page->load_thread_free(std::memory_order_relaxed).state() == NotifyState::kNotified);
   push_front(heap->notified, page, &Page::next_notified, std::memory_order_seq_cst);
 }
 
