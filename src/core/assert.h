@@ -26,10 +26,10 @@ namespace shardalloc::core {
 
 }  // namespace shardalloc::core
 
-#define SHARD_ASSERT(cond)                                                       \
-  do {                                                                           \
-    if constexpr (::shardalloc::core::kChecked) {                                \
-      if (SHARD_UNLIKELY(!(cond)))                                               \
-        ::shardalloc::core::assert_failed(#cond, __FILE__, unsigned(__LINE__));  \
-    }                                                                            \
+#define SHARD_ASSERT(cond)                                                      \
+  do {                                                                          \
+    if constexpr (::shardalloc::core::kChecked) {                               \
+      if (SHARD_UNLIKELY(!(cond)))                                              \
+        ::shardalloc::core::assert_failed(#cond, __FILE__, unsigned(__LINE__)); \
+    }                                                                           \
   } while (0)
