@@ -68,6 +68,9 @@ void Heap::seal_or_free(Page* page) {
 }
 
 void Heap::abandon_pages(bool sweeping) {
+  // Checked mode: the thread's quarantined blocks are freed for real first
+  // (as collect_all does), or their pages would count them live for ever.
+  if constexpr (kChecked) flush_quarantine();
   drain_notified();
   for (unsigned cls = 0; cls <= kClassCount; ++cls) {
     PageQueue& q = cls == kClassCount ? full : queues[cls];
