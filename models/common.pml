@@ -313,7 +313,7 @@ inline free_local(b) {
  * A thread that does not own H frees block b it holds. The code's fast path
  * (a plain push into a NORMAL or NOTIFIED page) and slow paths (a FULL page,
  * a SEALED one) are one CAS loop here: each iteration computes the next word
- * from the one it read, as `pushed()` does:
+ * from the one it read, as `AnyPush::next` does:
  *   FULL -> NOTIFIED (notify); SEALED with remaining 1 -> NOTIFIED (notify);
  *   SEALED with remaining r > 1 -> SEALED, r - 1; NORMAL, NOTIFIED: unchanged.
  * A notifier pushes the page on H.notified, then (protocol 3) reads owned and,
@@ -332,7 +332,7 @@ inline free_remote(b) {
   :: else ->
      assert(rh != b);  /* the double-free check must not fire */
      next[b] = rh;     /* b->next = seen head (b is still ours) */
-     atomic {          /* compare_exchange_weak(raw -> pushed(raw)), acq_rel */
+     atomic {          /* compare_exchange_weak(raw -> AnyPush::next(raw)), acq_rel */
        if
        :: tf_head[rp] == rh && tf_state[rp] == rs && tf_rem[rp] == rr ->
           tf_head[rp] = b;

@@ -128,7 +128,7 @@ SHARD_INLINE void process_free(void* p) {
   platform::enter_call();
   core::Page* page = s->page_of(p);
   core::Block* b = static_cast<core::Block*>(p);
-  if (SHARD_UNLIKELY(!h->is_usual_local_free(page, b))) return process_free_local_general(h, s, p);
+  if (SHARD_UNLIKELY(!page->owner_may_free(b))) return process_free_local_general(h, s, p);
   if (SHARD_UNLIKELY(h->push_local_fast(page, b))) return process_page_freed(h, page);
   platform::leave_call_to(h);
 }

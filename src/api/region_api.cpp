@@ -37,13 +37,7 @@ SHARD_INLINE core::Heap* heap_at_hand(shard_region* r) {
 // Bytes of the live block p sits in (the class size, or a huge block's span).
 size_t block_bytes_of(const void* p) { return core::segment_of(p)->page_of(p)->block_size; }
 
-void account(core::Heap* h, int64_t used, int64_t block) {
-  // relaxed load + store: the owner is the only writer; readers sum relaxed values.
-  h->used_bytes.store(h->used_bytes.load(std::memory_order_relaxed) + used,
-                      std::memory_order_relaxed);
-  h->block_bytes.store(h->block_bytes.load(std::memory_order_relaxed) + block,
-                       std::memory_order_relaxed);
-}
+void account(core::Heap* h, int64_t used, int64_t block) { h->account_region(used, block); }
 
 // Checked mode: a block freed since (or never handed out) carries the freed
 // canary, so any double free is told apart, not only one on top of a list.
@@ -71,13 +65,9 @@ core::Block* live_block(core::Domain& d, const core::Heap* current, void* p, siz
     return static_cast<core::Block*>(p);
   }
   core::Block* b = page->block_of(p);
-  if (!page->is_block_start(b)) return nullptr;
+  if (!page->may_free(b, s->heap == current)) return nullptr;
   // An aligned allocation hands out exactly the first `align` boundary of its block.
   if (b != p && addr(p) != core::align_up(addr(b), align == 0 ? 1 : align)) return nullptr;
-  // relaxed: only compared; a racing free of the same block is the caller's bug.
-  if (page->remote_head(std::memory_order_relaxed) == b) return nullptr;
-  if (s->heap == current && (b == page->free || b == page->local_free || page->used == 0))
-    return nullptr;
   if (!canary_says_live(page, b)) return nullptr;
   *usable = page->block_size - size_t(addr(p) - addr(b)) - core::kCanaryBytes;
   return b;
@@ -247,38 +237,24 @@ SHARD_EXPORT shard_status shard_region_alloc(shard_region* r, size_t size, size_
 SHARD_EXPORT shard_status shard_region_dealloc(shard_region* r, void* p, size_t size,
                                                size_t align) {
   if (r == nullptr || p == nullptr) return SHARD_INVALID_PARAM;
-  // Fast paths: a block start in a live segment of this region, on a small,
-  // medium or large page, with the checks live_block makes for that case
-  // (page in use, p a block start within it, p on top of no free list we
-  // can see, size within the block); then the push free_local makes, or
-  // free_remote for a page of another heap.
+  // Fast paths: a block start in a live segment of this region, with the
+  // checks live_block makes for that case, then the push free_local makes,
+  // or free_remote for a page of another heap (Heap::free_sized_fast).
   // (Checked builds take the general path, which reads and swaps the canary.)
   if (SHARD_LIKELY(!core::kChecked && !platform::in_call())) {
     platform::enter_call();
     core::Heap* h = heap_at_hand(r);
     core::Segment* s = core::segment_of(p);
     if (SHARD_LIKELY(h != nullptr && r->domain.is_live_segment(s))) {
-      core::Page* page = s->page_of(p);
-      core::Block* b = static_cast<core::Block*>(p);
-      if (s->heap == h) {
-        // relaxed: only compared; a racing free of the same block is the caller's bug.
-        if (SHARD_LIKELY(page->in_use && page->is_block_start(b) &&
-                         b != page->load_thread_free(std::memory_order_relaxed).head() &&
-                         b != page->free && b != page->local_free && page->used != 0 &&
-                         size <= page->block_size)) {
-          account(h, -int64_t(size), -int64_t(page->block_size));
-          if (SHARD_UNLIKELY(h->push_local_fast(page, b))) return dealloc_page_freed(h, page);
+      core::Page* page = nullptr;
+      switch (h->free_sized_fast(s, p, size, &page)) {
+        case core::Heap::FastFree::kDone:
           platform::leave_call();
           return SHARD_OK;
-        }
-      } else if (s->kind != core::SegmentKind::kHuge && page->in_use && page->is_block_start(b) &&
-                 b != page->remote_head(std::memory_order_relaxed) &&
-                 b != page->peek_local_free() && size <= page->block_size) {
-        // (free_remote would stop the program on a block on top of either list.)
-        account(h, -int64_t(size), -int64_t(page->block_size));
-        core::free_remote(&r->domain, s, p);
-        platform::leave_call();
-        return SHARD_OK;
+        case core::Heap::FastFree::kPageFreed:
+          return dealloc_page_freed(h, page);
+        case core::Heap::FastFree::kNotTaken:
+          break;
       }
     }
     platform::leave_call();

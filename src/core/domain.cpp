@@ -5,6 +5,7 @@
 
 #include "core/bits.h"
 #include "core/heap.h"
+#include "core/lockfree_stack.h"
 #include "core/step.h"
 
 namespace shardalloc::core {
@@ -27,13 +28,8 @@ void Domain::ensure_secret(uintptr_t candidate) {
 }
 
 void Domain::publish_arena(Arena* a) {
-  // relaxed load: the CAS publishes.
-  Arena* head = arenas.load(std::memory_order_relaxed);
-  do {
-    a->next = head;
-    // release: readers that load the list (acquire) see the arena's header and bitmaps.
-  } while (
-      !arenas.compare_exchange_weak(head, a, std::memory_order_release, std::memory_order_relaxed));
+  // release (lockfree_stack.h): readers that load the list see the arena's header and bitmaps.
+  push_front(arenas, a, &Arena::next);
 }
 
 void Domain::add_meta_chunk(uintptr_t start, uintptr_t end) {
@@ -191,10 +187,10 @@ void Domain::release_segment(Segment* s) {
   uint64_t none = 0;
   purge_due_ms.compare_exchange_strong(none, source.now_ms() + purge_delay_ms,
                                        std::memory_order_relaxed);
-  maybe_purge();
+  run_due_maintenance();
 }
 
-void Domain::maybe_purge() {
+void Domain::run_due_maintenance() {
   if (source.now_ms == nullptr) return;
   const uint64_t now = source.now_ms();
   // relaxed: deadlines only pace the work; heap ownership (protocol 3) makes sweeping safe.

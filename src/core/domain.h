@@ -19,7 +19,7 @@ struct DomainLife;
 // Released slots are purged (their pages given back to the OS) once they have
 // stayed free for one to two delays (see Arena::purge_tick).
 inline constexpr uint64_t kDefaultPurgeDelayMs = 100;
-// Abandoned heaps are swept at most this often (see Domain::maybe_purge).
+// Abandoned heaps are swept at most this often (see Domain::run_due_maintenance).
 inline constexpr uint64_t kSweepIntervalMs = 200;
 
 // A bump area for metadata (heap records), claimed by CAS on `top`.
@@ -126,7 +126,7 @@ struct Domain {
   // whose delay has run out, and now and then sweeps abandoned heaps so that
   // blocks freed into them after their thread exited go back to the arena
   // even when no new thread adopts them. Cheap when nothing is due.
-  void maybe_purge();
+  void run_due_maintenance();
 
  private:
   // One purge tick over every arena (all: every dirty slot, not only those

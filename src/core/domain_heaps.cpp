@@ -1,9 +1,11 @@
 // Heap ownership: adopt, abandon, sweep. See docs/protocols.md (abandon/adopt).
 #include <new>
 
+#include "core/assert.h"
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/lockfree_stack.h"
 #include "core/step.h"
 
 namespace shardalloc::core {
@@ -21,7 +23,8 @@ bool try_own(Heap* h) {
 }  // namespace
 
 Heap* Domain::adopt(Heap* h) {
-  heaps_adopted.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+  heaps_adopted.fetch_add(1, std::memory_order_relaxed);        // relaxed: a statistic
+  SHARD_ASSERT(h->owned.load(std::memory_order_relaxed) == 1);  // relaxed: our own claim
   h->unseal_all();  // we allocate from it: no page may stay sealed
   return h;
 }
@@ -55,24 +58,20 @@ Heap* Domain::acquire_heap() {
   Heap* h = new (mem) Heap();
   h->init(this);
   h->owned.store(1, std::memory_order_relaxed);  // relaxed: not yet visible to anyone
-  // relaxed load: the CAS publishes.
-  Heap* head = heaps.load(std::memory_order_relaxed);
-  do {
-    h->next_in_domain = head;
-    // release: other threads walking the list see an initialized record.
-  } while (
-      !heaps.compare_exchange_weak(head, h, std::memory_order_release, std::memory_order_relaxed));
+  // release (lockfree_stack.h): other threads walking the list see an initialized record.
+  push_front(heaps, h, &Heap::next_in_domain);
   return h;
 }
 
 void Domain::release_heap(Heap* h, bool sweeping) {
   Step step;  // no fork leaves a heap half given back (and owned by a thread the child lacks)
   h->abandon_pages(sweeping);
-  maybe_purge();
+  run_due_maintenance();
   give_up(h);
 }
 
 void Domain::give_up(Heap* h) {
+  SHARD_ASSERT(h->owned.load(std::memory_order_relaxed) == 1);  // relaxed: we own it
   for (;;) {
     // seq_cst: release, so the next owner (acquire CAS) sees all our writes to
     // the heap and its pages; and one total order with the notifiers' pushes

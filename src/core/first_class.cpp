@@ -9,6 +9,7 @@
 #include "core/bits.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/lockfree_stack.h"
 #include "core/step.h"
 
 namespace shardalloc::core {
@@ -33,9 +34,7 @@ void begin_incarnation(FirstClassHeap* h) {
 }
 
 void add_block_bytes(Heap* h, int64_t bytes) {
-  // relaxed load + store: the owner is the only writer; readers sum relaxed values.
-  h->block_bytes.store(h->block_bytes.load(std::memory_order_relaxed) + bytes,
-                       std::memory_order_relaxed);
+  owner_add(h->block_bytes, bytes);  // h is the caller's heap: it alone writes the count
 }
 
 int64_t block_bytes_of(const void* p) { return int64_t(segment_of(p)->page_of(p)->block_size); }
@@ -57,13 +56,8 @@ FirstClassHeap* FirstClassHeap::claim(Domain* host) {
   h->life.host = host;
   h->life.try_claim();  // FREE(0) -> LIVE(1); nobody else can see the record yet
   begin_incarnation(h);
-  // relaxed load: the CAS publishes.
-  FirstClassHeap* head = g_records.load(std::memory_order_relaxed);
-  do {
-    h->next_record = head;
-    // release: a thread walking the list sees the record's host and life word.
-  } while (!g_records.compare_exchange_weak(head, h, std::memory_order_release,
-                                            std::memory_order_relaxed));
+  // release (lockfree_stack.h): a thread walking the list sees the record's host and life word.
+  push_front(g_records, h, &FirstClassHeap::next_record);
   return h;
 }
 

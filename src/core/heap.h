@@ -15,6 +15,7 @@
 
 #include "core/bits.h"
 #include "core/config.h"
+#include "core/owner_counter.h"
 #include "core/page.h"
 #include "core/segment.h"
 #include "core/size_class.h"
@@ -49,6 +50,10 @@ void release_huge_guards(Segment* s);
 inline constexpr size_t kHugeGuardAlignMax = 4096;
 inline constexpr size_t kHugeGuardGap = (size_t{1} << 20) + 4096;
 
+// Frees p (in a segment of domain d) from a thread that does not own its
+// segment, or a huge block from any thread.
+void free_remote(Domain* d, Segment* s, void* p);
+
 struct Heap {
   Page* direct[kDirectSlots];            // owner: page to allocate from, by (size+7)/8
   PageQueue queues[kClassCount];         // owner: pages with (maybe) free blocks, per class
@@ -64,6 +69,7 @@ struct Heap {
   std::atomic<int64_t> used_bytes{0};
   std::atomic<int64_t> block_bytes{0};
   uint32_t slow_calls = 0;   // owner: paces periodic work in alloc_slow
+  uint32_t pages_keyed = 0;  // owner: checked mode's page inits, mixed into their key seeds
   uint32_t dirty_pages = 0;  // owner: free pages of kept segments not purged yet (Page::free_since)
   uint32_t sealed_pages =
       0;  // owner: pages sealed since the last unseal_all (at least those still sealed)
@@ -118,20 +124,47 @@ struct Heap {
   SHARD_INLINE void free_local(Segment* s, void* p) {
     Page* page = s->page_of(p);
     Block* b = static_cast<Block*>(p);
-    if (SHARD_UNLIKELY(!is_usual_local_free(page, b))) return free_local_unusual(page, p);
+    // The one unlikely branch for everything unusual in a local free:
+    // interior pointers of aligned blocks, foreign pointers, an immediate
+    // double free.
+    if (SHARD_UNLIKELY(!page->owner_may_free(b))) return free_local_unusual(page, p);
     if constexpr (kChecked) disarm_canary(page, b, p);
     push_local(page, b);
   }
-  // The one unlikely branch for everything unusual in a local free:
-  // interior pointers of aligned blocks, foreign pointers, an immediate
-  // double free. False sends the free to free_local_unusual.
-  // (The relaxed atomic load comes first so that local_free, compared after
-  // it, need not be loaded again by push_local.)
-  SHARD_INLINE bool is_usual_local_free(const Page* page, const Block* b) const {
-    // (An owner that allocates never has a sealed page: the plain head is the head.)
-    return page->is_block_start(b) &&
-           b != page->load_thread_free(std::memory_order_relaxed).head() && b != page->local_free &&
-           page->used != 0;
+  // The region API's dealloc fast path (shard_region_dealloc), here so that
+  // the API reads no owner-only page field. This heap is the caller's; s is
+  // a live segment of its domain and p a pointer in it, `size` the bytes the
+  // caller says p has. When p is a block start on a small, medium or large
+  // page that Page::may_free accepts (without the canary, which checked
+  // builds read on the general path) and size fits its block, frees it,
+  // takes size and the block off the heap's region accounting and returns
+  // kDone, or kPageFreed when page_freed_slow(*page) must follow; else
+  // kNotTaken, having done nothing.
+  enum class FastFree : uint8_t { kNotTaken, kDone, kPageFreed };
+  SHARD_INLINE FastFree free_sized_fast(Segment* s, void* p, size_t size, Page** page_out) {
+    Page* page = s->page_of(p);
+    Block* b = static_cast<Block*>(p);
+    *page_out = page;
+    if (s->heap == this) {
+      // Page::may_free(b, true), with the owner's fast view first.
+      if (SHARD_LIKELY(page->owner_may_free(b) && page->in_use && b != page->free &&
+                       size <= page->block_size)) {
+        account_region(-int64_t(size), -int64_t(page->block_size));
+        return push_local_fast(page, b) ? FastFree::kPageFreed : FastFree::kDone;
+      }
+    } else if (s->kind != SegmentKind::kHuge && page->may_free(b, false) &&
+               b != page->peek_local_free() && size <= page->block_size) {
+      // (free_remote would stop the program on a block on top of local_free.)
+      account_region(-int64_t(size), -int64_t(page->block_size));
+      free_remote(domain, s, p);
+      return FastFree::kDone;
+    }
+    return FastFree::kNotTaken;
+  }
+  // Owner: the region API's accounting of a call (bytes asked for, block bytes).
+  SHARD_INLINE void account_region(int64_t used, int64_t block) {
+    owner_add(used_bytes, used);
+    owner_add(block_bytes, block);
   }
   // Pushes b, known to be a live block of page, on the local free list.
   SHARD_INLINE void push_local(Page* page, Block* b) {
@@ -143,11 +176,15 @@ struct Heap {
     page->set_next(b, page->local_free);
     page->set_local_free(b);
     if (SHARD_UNLIKELY(--page->used == 0 || page->in_full)) {
-      // The only page of its class stays when it empties (no queue neighbours,
-      // not full): alloc/free of one block then never leaves the fast path.
-      return page->used != 0 || page->in_full || page->next != nullptr || page->prev != nullptr;
+      return page->used != 0 || !stays_when_empty(page);
     }
     return false;
+  }
+  // The only page of its class (in its class queue, no neighbours) stays in
+  // use when it empties: alloc/free of one block then never leaves the fast
+  // path, nor claims and releases a page every time.
+  SHARD_INLINE static bool stays_when_empty(const Page* page) {
+    return !page->in_full && page->next == nullptr && page->prev == nullptr;
   }
 
   // Slow paths (heap_alloc.cpp, heap_free.cpp) -------------------------------
@@ -203,10 +240,7 @@ struct Heap {
   // Owner: no page of s (one of ours) holds a live block.
   bool segment_is_empty(const Segment* s) const;
   void count_remote_frees(uint32_t n) {
-    // relaxed load + store: only the owner writes; readers want a recent value.
-    if (n == 0) return;
-    remote_frees_collected.store(remote_frees_collected.load(std::memory_order_relaxed) + n,
-                                 std::memory_order_relaxed);
+    if (n != 0) owner_add(remote_frees_collected, uint64_t{n});
   }
 
   // Internals shared by the heap files --------------------------------------
@@ -241,10 +275,6 @@ struct Heap {
   void* alloc_huge(size_t size, size_t align);
   uintptr_t key_seed(const Page* page);
 };
-
-// Frees p (in a segment of domain d) from a thread that does not own its
-// segment, or a huge block from any thread.
-void free_remote(Domain* d, Segment* s, void* p);
 
 // Frees p, local or remote. `current` is the calling thread's heap in p's domain (may be the empty
 // heap).

@@ -1,4 +1,5 @@
 // Allocation slow paths: page search, fresh pages, aligned and huge blocks.
+#include "core/assert.h"
 #include "core/bits.h"
 #include "core/domain.h"
 #include "core/heap.h"
@@ -20,7 +21,7 @@ uintptr_t area_start(uintptr_t start, size_t block) {
 uintptr_t Heap::key_seed(const Page* page) {
   if constexpr (!kChecked) return 0;
   return domain->secret.load(std::memory_order_relaxed) ^ (addr(page) * 0x9e3779b97f4a7c15ull) ^
-         ++slow_calls;  // relaxed: written once before any segment exists
+         ++pages_keyed;  // relaxed: written once before any segment exists
 }
 
 void* Heap::alloc_slow(size_t size) {
@@ -29,7 +30,7 @@ void* Heap::alloc_slow(size_t size) {
     return real != nullptr && !real->placeholder ? real->alloc_block(size) : nullptr;
   }
   drain_notified();
-  if ((++slow_calls & 63) == 0) domain->maybe_purge();
+  if ((++slow_calls & 63) == 0) domain->run_due_maintenance();
   if (size > kLargeBlockMax) return alloc_huge(size, 0);
   const unsigned cls = size_class_of(size);
   Page* page = find_page(cls);
@@ -42,6 +43,8 @@ Page* Heap::find_page(unsigned cls) {
   PageQueue& q = queues[cls];
   Page* page = q.first;
   while (page != nullptr) {
+    // An owner that allocates has no sealed page (unseal_all ran at adoption).
+    SHARD_ASSERT(page->load_thread_free(std::memory_order_relaxed).state() != NotifyState::kSealed);
     if (page->free == nullptr) count_remote_frees(page->collect());
     if (page->free == nullptr && page->capacity < page->reserved) page->extend();
     if (page->free != nullptr) {
@@ -85,8 +88,7 @@ Segment* Heap::claim_owned_segment(const PageGeometry& g) {
     p.used = 0;
     p.free_since = 0;
   }
-  // relaxed: a hint for sweepers; the heap's ownership CAS orders the rest.
-  segment_count.store(segment_count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  owner_add(segment_count, 1u);  // a hint for sweepers; the heap's ownership CAS orders the rest
   return s;
 }
 

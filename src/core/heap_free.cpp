@@ -1,8 +1,11 @@
 // Free slow paths: the owner's page bookkeeping and other threads' frees.
 // The thread-free / notify protocol is docs/protocols.md.
+#include "core/assert.h"
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/lockfree_stack.h"
+#include "core/owner_counter.h"
 #include "core/step.h"
 
 namespace shardalloc::core {
@@ -36,21 +39,14 @@ Block* Heap::interior_block(Page* page, void* p) {
 
 void Heap::free_local_unusual(Page* page, void* p) {
   Block* b = page->is_block_start(p) ? static_cast<Block*>(p) : interior_block(page, p);
-  if (b == page->local_free || page->used == 0 ||
-      b == page->remote_head(std::memory_order_relaxed)) {  // relaxed: a comparison only
-    report_bad_local_free(page, p);
-  }
+  if (!page->owner_may_free(b)) report_bad_local_free(page, p);
   if constexpr (kChecked) disarm_canary(page, b, p);
   push_local(page, b);
 }
 
 void Heap::page_freed_slow(Page* page) {
   if (page->in_full) move_out_of_full(page);
-  if (page->used != 0) return;
-  const PageQueue& q = queues[page->size_class];
-  // The only page of its class stays, so alloc/free of one block does not
-  // claim and release a page every time.
-  if (q.first == page && page->next == nullptr) return;
+  if (page->used != 0 || stays_when_empty(page)) return;
   free_page(page);
 }
 
@@ -58,12 +54,16 @@ void Heap::free_page(Page* page) {
   // relaxed: we only need to know whether a notifier may still touch the
   // page; kNotified is set by a CAS whose block we already collected.
   if (page->load_thread_free(std::memory_order_relaxed).state() == NotifyState::kNotified) return;
+  // Only a page with no live block goes; a sealed page always has one (remaining >= 1).
+  SHARD_ASSERT(page->in_use && page->used == 0);
+  SHARD_ASSERT(page->load_thread_free(std::memory_order_relaxed).state() != NotifyState::kSealed);
   queue_remove(queue_of(page), page);
   page->in_full = 0;
   page->in_use = 0;
   page->free = nullptr;
   page->set_local_free(nullptr);
   Segment* s = ptr<Segment>(align_down(addr(page), kSegmentSize));
+  SHARD_ASSERT(s->heap == this && s->used_pages != 0);
   --s->used_pages;
   const bool shared = s->page_count > 1;  // small and medium segments hold several pages
   if (shared) partial_add(partial[partial_index(s->kind)], s);
@@ -83,9 +83,7 @@ void Heap::free_page(Page* page) {
       }
     }
     if (shared) partial_remove(partial[partial_index(s->kind)], s);
-    // relaxed: a hint for sweepers.
-    segment_count.store(segment_count.load(std::memory_order_relaxed) - 1,
-                        std::memory_order_relaxed);
+    owner_sub(segment_count, 1u);  // a hint for sweepers
     domain->release_segment(s);
   }
 }
@@ -134,6 +132,9 @@ void Heap::drain_notified() {
   while (list != nullptr) {
     Page* page = list;
     list = page->next_notified;
+    // A page on the stack stays kNotified until its owner takes it (protocol 2).
+    SHARD_ASSERT(page->in_use && page->load_thread_free(std::memory_order_relaxed).state() ==
+                                     NotifyState::kNotified);
     // relaxed: only the state bits change; the list head is kept.
     uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
     while (!page->thread_free.compare_exchange_weak(
@@ -175,77 +176,88 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
 }
 
 void push_notified(Heap* heap, Page* page) {
-  // relaxed load: the CAS below publishes.
-  Page* head = heap->notified.load(std::memory_order_relaxed);
-  do {
-    page->next_notified = head;
-    // seq_cst: release, so the owner's acquire exchange sees next_notified;
-    // and one total order with owned's give-up store and our load of owned
-    // after this push (free_notifying; protocol 3: no page left on the stack
-    // of a heap nobody owns).
-  } while (!heap->notified.compare_exchange_weak(head, page, std::memory_order_seq_cst,
-                                                 std::memory_order_relaxed));
+  // seq_cst: release, so the owner's acquire exchange sees next_notified
+  // (lockfree_stack.h); and one total order with owned's give-up store and
+  // our load of owned after this push (free_notifying; protocol 3: no page
+  // left on the stack of a heap nobody owns).
+  // Only the push that made the page kNotified puts it on the stack, once.
+  SHARD_ASSERT(page->load_thread_free(std::memory_order_relaxed).state() == NotifyState::kNotified);
+  push_front(heap->notified, page, &Page::next_notified, std::memory_order_seq_cst);
 }
 
-// The fast path of a remote free: pushes b (p: the pointer freed) on page's
-// thread_free list, unless the page is kFull (the free must notify) or
-// kSealed (it must count down): then returns false without a push.
-SHARD_INLINE bool push_thread_free(Page* page, Block* b, const void* p) {
-  // relaxed: the CAS below validates what we read.
-  uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
-  for (;;) {
-    const uintptr_t state = raw & ThreadFreeWord::kStateMask;
-    if (state & ThreadFreeWord::kSlowBit) return false;
-    Block* head = ThreadFreeWord(raw).head();
-    // An immediate double free: on top of the remote list, or of the owner's local list.
-    if (head == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
-    page->set_next(b, head);
-    // release: our writes to the block (and its next pointer) happen-before the owner's acquire
-    // collect.
-    if (page->thread_free.compare_exchange_weak(raw, addr(b) | state, std::memory_order_release,
-                                                std::memory_order_relaxed)) {
-      return true;
+// The pushes of a remote free share one loop (push_remote); a rule says
+// which words it pushes into, where their list starts, the word after the
+// push, and the CAS's ordering.
+
+// The fast path: a page neither kFull (the free must notify) nor kSealed (it
+// must count down).
+struct PlainPush {
+  // release: our writes to the block (and its next pointer) happen-before the owner's acquire
+  // collect.
+  static constexpr std::memory_order kOrder = std::memory_order_release;
+  static bool accepts(ThreadFreeWord seen) { return (seen.raw() & ThreadFreeWord::kSlowBit) == 0; }
+  static Block* head(const Page*, ThreadFreeWord seen) { return seen.head(); }
+  static ThreadFreeWord next(const Page*, ThreadFreeWord seen, Block* b) {
+    return seen.with_head(b);
+  }
+};
+
+// A sealed page with live blocks besides b: the push counts down, no step.
+struct SealedPush {
+  // release: as PlainPush; the acquire collect is that of the page's next owner.
+  static constexpr std::memory_order kOrder = std::memory_order_release;
+  static bool accepts(ThreadFreeWord seen) {
+    return seen.state() == NotifyState::kSealed && seen.remaining() > 1;
+  }
+  static Block* head(const Page* page, ThreadFreeWord seen) { return seen.sealed_head(page); }
+  static ThreadFreeWord next(const Page* page, ThreadFreeWord seen, Block* b) {
+    return ThreadFreeWord::sealed(addr(b) - align_down(addr(page), kSegmentSize),
+                                  seen.remaining() - 1);
+  }
+};
+
+// Any state: kFull becomes kNotified (protocol 2); a sealed page counts
+// down, and its last live block makes it kNotified (protocol 3). `notify`:
+// the push took the duty to put the page on its heap's notified stack.
+struct AnyPush {
+  // release: as PlainPush. acquire: when we read kFull or kSealed, the owner's release there orders
+  // its earlier drain (which read next_notified) before our write of next_notified.
+  static constexpr std::memory_order kOrder = std::memory_order_acq_rel;
+  bool notify = false;
+  static bool accepts(ThreadFreeWord) { return true; }
+  static Block* head(const Page* page, ThreadFreeWord seen) { return seen.any_head(page); }
+  ThreadFreeWord next(const Page* page, ThreadFreeWord seen, Block* b) {
+    switch (seen.state()) {
+      case NotifyState::kFull:
+        notify = true;
+        return ThreadFreeWord(b, NotifyState::kNotified);
+      case NotifyState::kSealed:
+        notify = !SealedPush::accepts(seen);  // b is the page's last live block
+        return notify ? ThreadFreeWord(b, NotifyState::kNotified) : SealedPush::next(page, seen, b);
+      default:
+        notify = false;
+        return PlainPush::next(page, seen, b);
     }
   }
-}
+};
 
-// The word after pushing b on top of the list of `seen`, in any state: kFull
-// becomes kNotified (protocol 2); a sealed page counts down, and its last
-// live block makes it kNotified (protocol 3). Sets *notify when the push
-// takes the duty to put the page on its heap's notified stack.
-SHARD_INLINE ThreadFreeWord pushed(const Page* page, ThreadFreeWord seen, Block* b, bool* notify) {
-  switch (seen.state()) {
-    case NotifyState::kFull:
-      *notify = true;
-      return ThreadFreeWord(b, NotifyState::kNotified);
-    case NotifyState::kSealed:
-      *notify = seen.remaining() == 1;
-      if (*notify) return ThreadFreeWord(b, NotifyState::kNotified);
-      return ThreadFreeWord::sealed(addr(b) - align_down(addr(page), kSegmentSize),
-                                    seen.remaining() - 1);
-    default:
-      *notify = false;
-      return seen.with_head(b);
-  }
-}
-
-// One push in any state; returns true when it took the duty to notify.
-SHARD_INLINE bool push_any(Page* page, Block* b, const void* p) {
+// Pushes b (p: the pointer freed) on page's thread_free list as `rule` says;
+// false, without a push, when the rule does not take the word it finds.
+template <class Rule>
+SHARD_INLINE bool push_remote(Page* page, Block* b, const void* p, Rule& rule) {
   // relaxed: the CAS below validates what we read.
   uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
   for (;;) {
     const ThreadFreeWord seen(raw);
-    Block* head = seen.any_head(page);
+    if (!rule.accepts(seen)) return false;
+    Block* head = rule.head(page, seen);
+    // An immediate double free: on top of the remote list, or of the owner's local list.
     if (head == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
     page->set_next(b, head);
-    bool notify = false;
-    const ThreadFreeWord next = pushed(page, seen, b, &notify);
-    // release: our writes to the block (and its next pointer) happen-before the owner's acquire
-    // collect. acquire: when we read kFull or kSealed, the owner's release there orders its earlier
-    // drain (which read next_notified) before our write of next_notified.
-    if (page->thread_free.compare_exchange_weak(raw, next.raw(), std::memory_order_acq_rel,
+    // Rule::kOrder: see each rule; failure relaxed: the loop validates again.
+    if (page->thread_free.compare_exchange_weak(raw, rule.next(page, seen, b).raw(), Rule::kOrder,
                                                 std::memory_order_relaxed)) {
-      return notify;
+      return true;
     }
   }
 }
@@ -262,7 +274,9 @@ SHARD_NOINLINE void free_notifying(Segment* s, Page* page, Block* b, const void*
   Domain* domain = heap->domain;
   // We moved the page to kNotified: tell its heap. The owner will not free
   // the page while it is kNotified, so touching it here is safe.
-  if (!push_any(page, b, p)) return;
+  AnyPush rule;
+  push_remote(page, b, p, rule);
+  if (!rule.notify) return;
   push_notified(heap, page);
   // Protocol 3: a heap nobody owns has nobody to drain the stack; we claim it
   // and give the pages back ourselves (seq_cst: see push_notified).
@@ -273,23 +287,8 @@ SHARD_NOINLINE void free_notifying(Segment* s, Page* page, Block* b, const void*
 // that leave blocks out are plain CASes (no step); the one that completes
 // the page, and a free into a full page, notify.
 SHARD_NOINLINE void free_remote_slow(Segment* s, Page* page, Block* b, const void* p) {
-  // relaxed: the CAS below validates what we read.
-  uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
-  for (;;) {
-    const ThreadFreeWord seen(raw);
-    if (seen.state() != NotifyState::kSealed || seen.remaining() <= 1) break;
-    Block* head = seen.sealed_head(page);
-    if (head == b || page->peek_local_free() == b) platform::fatal("double free detected", p);
-    page->set_next(b, head);
-    // release: our writes to the block (and its next pointer) happen-before the acquire collect of
-    // the page's next owner.
-    if (page->thread_free.compare_exchange_weak(
-            raw, ThreadFreeWord::sealed(addr(b) - addr(s), seen.remaining() - 1).raw(),
-            std::memory_order_release, std::memory_order_relaxed)) {
-      return;
-    }
-  }
-  free_notifying(s, page, b, p);
+  SealedPush rule;
+  if (!push_remote(page, b, p, rule)) free_notifying(s, page, b, p);
 }
 
 }  // namespace
@@ -304,7 +303,8 @@ void free_remote(Domain* d, Segment* s, void* p) {
   Block* b = static_cast<Block*>(p);
   if (SHARD_UNLIKELY(!page->is_block_start(p))) b = Heap::interior_block(page, p);
   if constexpr (kChecked) disarm_canary(page, b, p);
-  if (SHARD_UNLIKELY(!push_thread_free(page, b, p))) return free_remote_slow(s, page, b, p);
+  PlainPush rule;
+  if (SHARD_UNLIKELY(!push_remote(page, b, p, rule))) return free_remote_slow(s, page, b, p);
 }
 
 }  // namespace shardalloc::core

@@ -1,6 +1,7 @@
 // Heap set-up, the full collection done when a thread abandons its heap or
 // another thread sweeps an abandoned one, and the sealed pages of abandoned
 // heaps (protocol 3 of docs/protocols.md).
+#include "core/assert.h"
 #include "core/domain.h"
 #include "core/heap.h"
 
@@ -33,6 +34,7 @@ void Heap::collect_all() {
 }
 
 bool Heap::seal(Page* page) {
+  SHARD_ASSERT(page->in_use);
   for (;;) {
     count_remote_frees(page->collect());
     if (page->used == 0) return false;
@@ -43,6 +45,8 @@ bool Heap::seal(Page* page) {
     // owns the heap next) take it. A sealed page's list was just taken.
     if (seen.state() == NotifyState::kNotified) return true;
     if (seen.any_head(page) != nullptr) continue;  // frees arrived meanwhile: collect them too
+    // The owner's lists are empty now: used counts exactly the blocks the program holds.
+    SHARD_ASSERT(page->local_free == nullptr && page->used <= page->capacity);
     // release: the freer that completes the page (its CAS acquires) writes
     // next_notified after our earlier drain read it (as kFull, protocol 2).
     // On failure a free got in first: collect it and try again.
@@ -78,6 +82,17 @@ void Heap::abandon_pages(bool sweeping) {
     }
   }
   for (auto& p : direct) p = &g_empty_page;
+  // Abandoned: no page left in a class queue or the full queue is plain
+  // kNormal or kFull; each is sealed, or kNotified (on its way to `notified`).
+  if constexpr (kChecked) {
+    for (unsigned cls = 0; cls <= kClassCount; ++cls) {
+      for (Page* page = cls == kClassCount ? full.first : queues[cls].first; page != nullptr;
+           page = page->next) {
+        const NotifyState st = page->load_thread_free(std::memory_order_relaxed).state();
+        SHARD_ASSERT(st == NotifyState::kSealed || st == NotifyState::kNotified);
+      }
+    }
+  }
   // Nobody has owned the heap for a while (up to a sweep interval): give back
   // the memory of pages that have been free for the purge delay.
   if (sweeping) purge_free_pages(false);
@@ -103,6 +118,8 @@ void Heap::unseal_all() {
         const bool parked = page->in_full && head == nullptr && page->free == nullptr;
         // release: as move_to_full's kFull (a notifier that reads it writes
         // next_notified after our reads of it). On failure a free got in: retry.
+        // A parked page is one with no free block at all: it stays in the full queue.
+        SHARD_ASSERT(!parked || page->local_free == nullptr);
         if (page->thread_free.compare_exchange_weak(
                 raw, ThreadFreeWord(head, parked ? NotifyState::kFull : NotifyState::kNormal).raw(),
                 std::memory_order_release, std::memory_order_relaxed)) {
@@ -123,6 +140,8 @@ void Heap::reclaim_notified() {
   while (list != nullptr) {
     Page* page = list;
     list = page->next_notified;
+    SHARD_ASSERT(page->in_use && page->load_thread_free(std::memory_order_relaxed).state() ==
+                                     NotifyState::kNotified);
     // relaxed: only the state bits change; the list head is kept (as drain_notified).
     uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
     while (!page->thread_free.compare_exchange_weak(
@@ -146,7 +165,10 @@ void Heap::reclaim_notified() {
       for (unsigned i = 0; i < s->page_count; ++i) {
         if (s->pages[i].in_use) pages[n++] = &s->pages[i];
       }
-      for (unsigned i = 0; i < n; ++i) free_page(pages[i]);
+      for (unsigned i = 0; i < n; ++i) {
+        SHARD_ASSERT(pages[i]->used == 0);
+        free_page(pages[i]);
+      }
     } else if (page->in_full) {
       move_out_of_full(page);
     }

@@ -1,9 +1,14 @@
 // Page queues and the direct table: owner-only bookkeeping of a heap.
+#include "core/assert.h"
 #include "core/heap.h"
 
 namespace shardalloc::core {
 
+// Queue invariants (owner): a page in use sits in exactly one queue, its
+// class queue or (in_full) the full queue; first and last are null together.
 void Heap::queue_push_front(PageQueue& q, Page* page) {
+  SHARD_ASSERT(page->in_use && &q == &queue_of(page) && q.first != page);
+  SHARD_ASSERT((q.first == nullptr) == (q.last == nullptr));
   page->prev = nullptr;
   page->next = q.first;
   if (q.first != nullptr)
@@ -14,6 +19,8 @@ void Heap::queue_push_front(PageQueue& q, Page* page) {
 }
 
 void Heap::queue_push_back(PageQueue& q, Page* page) {
+  SHARD_ASSERT(page->in_use && &q == &queue_of(page) && q.last != page);
+  SHARD_ASSERT((q.first == nullptr) == (q.last == nullptr));
   page->next = nullptr;
   page->prev = q.last;
   if (q.last != nullptr)
@@ -24,6 +31,9 @@ void Heap::queue_push_back(PageQueue& q, Page* page) {
 }
 
 void Heap::queue_remove(PageQueue& q, Page* page) {
+  SHARD_ASSERT(&q == &queue_of(page));
+  SHARD_ASSERT(page->prev != nullptr ? page->prev->next == page : q.first == page);
+  SHARD_ASSERT(page->next != nullptr ? page->next->prev == page : q.last == page);
   if (page->prev != nullptr)
     page->prev->next = page->next;
   else
@@ -41,6 +51,9 @@ void Heap::queue_remove(PageQueue& q, Page* page) {
 }
 
 void Heap::set_direct(unsigned cls, Page* page) {
+  // The direct table points at the empty page or at a page in use of the class, not full.
+  SHARD_ASSERT(page == &g_empty_page ||
+               (page->in_use && page->size_class == cls && !page->in_full));
   const size_t block = class_block_size(cls);
   if (block > kDirectSizeMax) return;
   const size_t lo = cls == 1 ? 0 : direct_slot_of(class_block_size(cls - 1)) + 1;
@@ -52,6 +65,9 @@ bool Heap::move_to_full(Page* page) {
   // relaxed: the state bits carry no data; blocks are handed over by collect's acquire.
   uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
   const ThreadFreeWord seen(raw);
+  // Not full yet, and an owner that allocates has no sealed page (protocol 3).
+  SHARD_ASSERT(!page->in_full && seen.state() != NotifyState::kFull &&
+               seen.state() != NotifyState::kSealed);
   if (seen.state() == NotifyState::kNormal) {
     if (seen.head() != nullptr) return false;  // remote frees arrived: collect them instead
     // release: the notifier that reads kFull (and fences acquire) then writes
@@ -71,6 +87,7 @@ bool Heap::move_to_full(Page* page) {
 }
 
 void Heap::move_out_of_full(Page* page) {
+  SHARD_ASSERT(page->in_full);
   // relaxed: as in move_to_full.
   uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
   while (ThreadFreeWord(raw).state() == NotifyState::kFull &&

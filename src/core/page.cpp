@@ -1,5 +1,6 @@
 #include "core/page.h"
 
+#include "core/assert.h"
 #include "core/config.h"
 #include "core/hooks.h"
 
@@ -15,6 +16,7 @@ void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsi
   used = 0;
   capacity = 0;
   reserved = uint32_t(area_bytes / block_bytes);
+  SHARD_ASSERT(reserved >= 1 && (cls == 0 || block_bytes % kMinAlign == 0));  // cls 0: huge
   free_since = 0;
   size_class = uint8_t(cls);
   in_full = 0;
@@ -77,6 +79,8 @@ uint32_t Page::collect() {
     }
     set_local_free(nullptr);
   }
+  // used = blocks handed out - blocks back on free/local_free (page.h).
+  SHARD_ASSERT(used <= capacity && capacity <= reserved);
   return remote;
 }
 
@@ -90,6 +94,8 @@ uint32_t Page::splice(Block* list) {
   }
   set_next(last, free);
   free = list;
+  // Blocks on thread_free were still counted in used.
+  SHARD_ASSERT(n <= used);
   used -= n;
   return n;
 }
@@ -102,10 +108,17 @@ uint32_t Page::take_sealed_list() {
   while (!thread_free.compare_exchange_weak(raw, without_list(ThreadFreeWord(raw)).raw(),
                                             std::memory_order_acquire, std::memory_order_relaxed)) {
   }
-  return splice(ThreadFreeWord(raw).any_head(this));
+  const uint32_t n = splice(ThreadFreeWord(raw).any_head(this));
+  // A sealed page: used = remaining + the blocks on thread_free (page.h); the
+  // push that completed the page (kNotified) had every live block on the list.
+  SHARD_ASSERT(ThreadFreeWord(raw).state() != NotifyState::kSealed ||
+               used == ThreadFreeWord(raw).remaining());
+  SHARD_ASSERT(ThreadFreeWord(raw).state() != NotifyState::kNotified || used == 0);
+  return n;
 }
 
 void Page::extend() {
+  SHARD_ASSERT(free == nullptr && capacity < reserved);  // the precondition (page.h)
   const size_t room = reserved - capacity;
   size_t count = kExtendBytes / block_size;
   if (count < kExtendMinBlocks) count = kExtendMinBlocks;

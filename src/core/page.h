@@ -140,6 +140,30 @@ struct Page {
     return div_shift == 0 ? q : (q >> div_shift) | (q << (32 - div_shift));
   }
 
+  // "Is b a live block start": the checks a free makes without a division. A
+  // failed check is a pointer we never handed out, or a double free caught
+  // with the freed block on top of a free list.
+  //
+  // The owner's fast view (the local free paths): b is a block start, on top
+  // of neither thread_free nor local_free (the last blocks freed), and the
+  // page holds live blocks. (The relaxed load comes first so that
+  // local_free, compared after it, need not be loaded again by a push. An
+  // owner that allocates never has a sealed page: the plain head is the head.)
+  SHARD_INLINE bool owner_may_free(const Block* b) const {
+    // relaxed: only compared; a racing free of the same block is the caller's bug.
+    return is_block_start(b) && b != load_thread_free(std::memory_order_relaxed).head() &&
+           b != local_free && used != 0;
+  }
+  // Any thread's view: the page is in use and b is one of its block starts,
+  // not on top of thread_free (in either encoding); `owner` adds the owner's
+  // lists (free included: the region API reports every double free it can
+  // see) and that the page holds live blocks.
+  bool may_free(const Block* b, bool owner) const {
+    // relaxed: only compared; a racing free of the same block is the caller's bug.
+    if (!in_use || !is_block_start(b) || b == remote_head(std::memory_order_relaxed)) return false;
+    return !owner || (b != free && b != local_free && used != 0);
+  }
+
   // Start of the block that holds p (p may be interior after an aligned allocation).
   Block* block_of(void* p) const {
     if (SHARD_LIKELY(!has_interior.load(std::memory_order_relaxed))) return static_cast<Block*>(p);

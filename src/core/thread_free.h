@@ -31,6 +31,10 @@ enum class NotifyState : uintptr_t {
 
 static_assert(sizeof(uintptr_t) == 8,
               "the sealed encoding packs a 32-bit offset and a count into one word");
+static_assert(kSegmentSize <= (uint64_t{1} << 32),
+              "a sealed page's head is a block's offset in its segment, in the word's top 32 bits");
+static_assert(kSegmentSize / kMinAlign < (uint64_t{1} << 30),
+              "a sealed page's live-block count (at most its blocks) fits the 30-bit field");
 
 class ThreadFreeWord {
  public:

@@ -85,6 +85,7 @@ TEST_F(HeapQueueFixture, SetDirectCoversExactlyTheSlotsOfItsClass) {
 }
 
 TEST_F(HeapQueueFixture, TheFirstClassCoversSizeZero) {
+  pages[1].size_class = 1;  // the direct table takes only a page of the class (a SHARD_ASSERT)
   heap->set_direct(1, &pages[1]);
   for (size_t w : slots_of(1)) EXPECT_EQ(heap->direct[w], &pages[1]);
   EXPECT_EQ(heap->direct[0], &pages[1]);
@@ -93,6 +94,7 @@ TEST_F(HeapQueueFixture, TheFirstClassCoversSizeZero) {
 
 TEST_F(HeapQueueFixture, ClassesAboveTheDirectTableLeaveItAlone) {
   const unsigned large = size_class_of(kDirectSizeMax + 1);
+  pages[0].size_class = uint8_t(large);  // a page of the class (a SHARD_ASSERT)
   heap->set_direct(large, &pages[0]);
   for (size_t w = 0; w < kDirectSlots; ++w) EXPECT_EQ(heap->direct[w], &g_empty_page) << w;
 }

@@ -27,6 +27,7 @@
 #include "core/domain_life.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/lockfree_stack.h"
 #include "shardalloc/region.h"
 
 namespace shardalloc::platform {
@@ -71,11 +72,10 @@ CpuTable* table_of(core::Domain* d) {
   if (mine == nullptr) return nullptr;
   mine->domain = d;  // meta_alloc zeroed the heap slots
   for (;;) {
-    mine->next = head;
-    // release: the table's fields are visible to whoever finds it.
+    // release (core/lockfree_stack.h): the table's fields are visible to whoever finds it.
     // acquire on failure: we walk the tables pushed meanwhile.
-    if (g_tables.compare_exchange_weak(head, mine, std::memory_order_release,
-                                       std::memory_order_acquire))
+    if (core::try_push_front(g_tables, head, mine, &CpuTable::next, std::memory_order_release,
+                             std::memory_order_acquire))
       return mine;
     // Another CPU may have published d's table first: use that one (ours
     // stays unused in d's metadata: a few bytes, once per race).
