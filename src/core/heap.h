@@ -46,6 +46,18 @@ void release_huge_guards(Segment* s);
 inline constexpr size_t kHugeGuardAlignMax = 4096;
 inline constexpr size_t kHugeGuardGap = (size_t{1} << 20) + 4096;
 
+// Allocation sampling (docs/profiling.md): a page whose free list was cut at
+// the block that takes the next sample. The blocks from `rest` on (rest
+// itself is the sampled block) wait here; `tail` is the last block left on
+// the page's free list, still listed while page->free is not null (the fast
+// path only pops from the front).
+struct SampleCut {
+  Page* page = nullptr;
+  Block* rest = nullptr;
+  Block* tail = nullptr;
+};
+inline constexpr unsigned kSampleCuts = 8;
+
 struct Heap {
   Page* direct[kDirectSlots];            // owner: page to allocate from, by (size+7)/8
   PageQueue queues[kClassCount];         // owner: pages with (maybe) free blocks, per class
@@ -64,6 +76,11 @@ struct Heap {
   // Blocks other threads freed into this heap's pages, counted when the owner
   // collects them (a statistic: the owner stores, readers load, no RMW).
   std::atomic<uint64_t> remote_frees_collected{0};
+  // Allocation sampling, when domain->sample_allocations (owner): bytes of
+  // blocks still to hand to the fast path before the next sample point (0:
+  // not drawn yet), and the pages cut at a sampled block.
+  int64_t sample_left = 0;
+  SampleCut cuts[kSampleCuts] = {};
   // Checked mode: this thread's freed blocks waiting before reuse (owner).
   [[no_unique_address]] Quarantine quarantine;
 
@@ -186,11 +203,29 @@ struct Heap {
                                  std::memory_order_relaxed);
   }
 
+  // Allocation sampling (heap_sample.cpp) --------------------------------------
+  // Charges the blocks of page's free list to the sample budget unless they
+  // are; cuts the list at the block that crosses the next sample point.
+  void charge_page(Page* page);
+  // The slow path of an allocation of class cls: serves it from the cut
+  // page of that class, if any (the sampled allocation). Null when none.
+  void* take_sample(unsigned cls, size_t size);
+  // A huge block p of `size` bytes just allocated: charges it, samples it
+  // when it crosses the sample point. Returns what the allocation returns.
+  void* charge_huge(void* p, size_t size);
+  // Before page's free list is taken back or collected whole: credits back
+  // the charged blocks still on it and puts a cut block back on it.
+  void forget_page_samples(Page* page);
+  // The cut of page, if any (checked by check()).
+  const SampleCut* cut_of(const Page* page) const;
+
   // Internals shared by the heap files --------------------------------------
   void queue_push_front(PageQueue& q, Page* page);
   void queue_push_back(PageQueue& q, Page* page);
   void queue_remove(PageQueue& q, Page* page);
-  PageQueue& queue_of(Page* page) { return page->in_full ? full : queues[page->size_class]; }
+  PageQueue& queue_of(Page* page) {
+    return page->in_full_queue() ? full : queues[page->size_class];
+  }
   void set_direct(unsigned cls, Page* page);
   bool move_to_full(Page* page);
   void move_out_of_full(Page* page);

@@ -30,11 +30,22 @@ void* Heap::alloc_slow(size_t size) {
   }
   drain_notified();
   if ((++slow_calls & 63) == 0) domain->maybe_purge();
-  if (size > kLargeBlockMax) return alloc_huge(size, 0);
+  if (size > kLargeBlockMax) {
+    void* p = alloc_huge(size, 0);
+    if (SHARD_UNLIKELY(domain->sample_allocations) && p != nullptr) return charge_huge(p, size);
+    return p;
+  }
   const unsigned cls = size_class_of(size);
+  if (SHARD_UNLIKELY(domain->sample_allocations)) {
+    if (void* p = take_sample(cls, size)) return p;
+  }
   Page* page = find_page(cls);
   if (page == nullptr) page = fresh_page(cls);
   if (page == nullptr) return nullptr;
+  if (SHARD_UNLIKELY(domain->sample_allocations)) {
+    charge_page(page);
+    if (page->free == nullptr) return take_sample(cls, size);  // cut at its first block
+  }
   return page->pop_free();
 }
 
@@ -216,7 +227,9 @@ void* Heap::alloc_aligned_block(size_t size, size_t align) {
   }
   if (size > kMaxRequest) return nullptr;
   drain_notified();
-  return alloc_huge(size, align);
+  void* p = alloc_huge(size, align);
+  if (SHARD_UNLIKELY(domain->sample_allocations) && p != nullptr) return charge_huge(p, size);
+  return p;
 }
 
 size_t usable_size(const void* p) {

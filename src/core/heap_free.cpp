@@ -46,7 +46,10 @@ void Heap::free_local_unusual(Page* page, void* p) {
 }
 
 void Heap::page_freed_slow(Page* page) {
-  if (page->in_full) move_out_of_full(page);
+  // The block just freed is on top of local_free.
+  if (SHARD_UNLIKELY(page->in_full & Page::kHoldsSampled))
+    page->sampled_block_freed(page->local_free);
+  if (page->in_full_queue()) move_out_of_full(page);
   if (page->used != 0) return;
   const PageQueue& q = queues[page->size_class];
   // The only page of its class stays, so alloc/free of one block does not
@@ -59,6 +62,7 @@ void Heap::free_page(Page* page) {
   // relaxed: we only need to know whether a notifier may still touch the
   // page; kNotified is set by a CAS whose block we already collected.
   if (page->load_thread_free(std::memory_order_relaxed).state() == NotifyState::kNotified) return;
+  if (SHARD_UNLIKELY(domain->sample_allocations)) forget_page_samples(page);
   queue_remove(queue_of(page), page);
   page->in_full = 0;
   page->in_use = 0;
@@ -91,7 +95,7 @@ void Heap::drain_notified() {
         raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(), std::memory_order_relaxed,
         std::memory_order_relaxed)) {
     }
-    if (page->in_full) move_out_of_full(page);
+    if (page->in_full_queue()) move_out_of_full(page);
   }
 }
 
@@ -101,6 +105,7 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
   Page* page = &s->pages[0];
   if (p != page->area) platform::fatal("free of a pointer that is not allocated", p);
   if constexpr (kChecked) disarm_canary(page, static_cast<Block*>(p), p);
+  if (SHARD_UNLIKELY(page->in_full & Page::kHoldsSampled)) platform::sampled_block_freed(p);
   Step step;  // no fork between winning the block and releasing its slots
   uintptr_t expected = 0;
   // acq_rel: the winner of this CAS alone releases the segment; a loser is a double free.

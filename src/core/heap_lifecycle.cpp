@@ -22,8 +22,10 @@ void Heap::collect_all() {
     Page* page = q.first;
     while (page != nullptr) {
       Page* next = page->next;
+      // Blocks handed but not allocated go back to the budget; charged again when handed.
+      if (SHARD_UNLIKELY(domain->sample_allocations)) forget_page_samples(page);
       count_remote_frees(page->collect());
-      if (page->in_full && page->free != nullptr) move_out_of_full(page);
+      if (page->in_full_queue() && page->free != nullptr) move_out_of_full(page);
       if (page->used == 0) free_page(page);
       page = next;
     }

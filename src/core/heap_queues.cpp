@@ -65,7 +65,7 @@ bool Heap::move_to_full(Page* page) {
   }
   // kNotified: a notification is already on its way; the drain moves the page back.
   queue_remove(queues[page->size_class], page);
-  page->in_full = 1;
+  page->in_full |= Page::kInFullQueue;
   queue_push_back(full, page);
   return true;
 }
@@ -79,7 +79,7 @@ void Heap::move_out_of_full(Page* page) {
              std::memory_order_relaxed, std::memory_order_relaxed)) {
   }
   queue_remove(full, page);
-  page->in_full = 0;
+  page->in_full &= uint8_t(~Page::kInFullQueue);
   queue_push_back(queues[page->size_class], page);
   if (queues[page->size_class].first == page) set_direct(page->size_class, page);
 }

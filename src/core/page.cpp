@@ -17,6 +17,8 @@ void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsi
   reserved = uint32_t(area_bytes / block_bytes);
   size_class = uint8_t(cls);
   in_full = 0;
+  sample_flags = 0;
+  sampled_live = 0;
   has_interior.store(0, std::memory_order_relaxed);  // relaxed: see page.h
   in_use = 1;
   block_size = block_bytes;
@@ -61,9 +63,13 @@ uint32_t Page::collect() {
     Block* list = ThreadFreeWord(raw).head();
     Block* last = list;
     remote = 1;
+    // Sampled blocks freed by other threads are reported here, by the owner.
+    const bool sampled = (in_full & kHoldsSampled) != 0;
+    if (SHARD_UNLIKELY(sampled)) sampled_block_freed(list);
     for (Block* n = next_of(last); n != nullptr; n = next_of(last)) {
       last = n;
       ++remote;
+      if (SHARD_UNLIKELY(sampled)) sampled_block_freed(n);
     }
     set_next(last, free);
     free = list;
@@ -80,7 +86,14 @@ uint32_t Page::collect() {
     }
     set_local_free(nullptr);
   }
+  // New blocks on the list: their bytes are not charged to the sample budget yet.
+  sample_flags &= uint8_t(~kListCharged);
   return remote;
+}
+
+void Page::sampled_block_freed(Block* b) {
+  if (!platform::sampled_block_freed(b)) return;
+  if (sampled_live != kSampledLiveMax && --sampled_live == 0) in_full &= uint8_t(~kHoldsSampled);
 }
 
 void Page::extend() {
@@ -100,6 +113,7 @@ void Page::extend() {
   }
   free = head;
   capacity += uint32_t(count);
+  sample_flags &= uint8_t(~kListCharged);
 }
 
 }  // namespace shardalloc::core

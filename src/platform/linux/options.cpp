@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "platform/linux/heap_profile.h"
 #include "platform/linux/line_writer.h"
 #include "platform/linux/process_heap.h"
 
@@ -31,6 +32,11 @@ __attribute__((constructor(101))) void read_options() {
   g_options.verbose = flag("SHARDALLOC_VERBOSE");
   number("SHARDALLOC_PURGE_DELAY_MS", &g_options.purge_delay_ms);
   g_process_domain.purge_delay_ms = g_options.purge_delay_ms;
+  const char* profile = getenv("SHARDALLOC_PROFILE");
+  if (profile != nullptr && profile[0] != '\0') g_options.profile_path = profile;
+  const bool rate_set = number("SHARDALLOC_PROFILE_RATE", &g_options.profile_rate);
+  if (g_options.profile_path != nullptr || rate_set)
+    heap_profile_start(g_options.profile_rate, g_options.profile_path);
   if (g_options.verbose) {
     LineWriter()
         .text("shardalloc: options: show_stats=")

@@ -2,6 +2,9 @@
 //   SHARDALLOC_SHOW_STATS=1     print statistics of the process heap at exit
 //   SHARDALLOC_VERBOSE=1        print options at start and each new OS arena
 //   SHARDALLOC_PURGE_DELAY_MS=N purge released memory after N ms (0: at once; default 100)
+//   SHARDALLOC_PROFILE=path     heap profiler on; profile and leak report at exit (%p: pid)
+//   SHARDALLOC_PROFILE_RATE=N   one sample per N bytes on average (default 524288); alone,
+//                               turns the profiler on without writing at exit
 #pragma once
 #include <cstdint>
 
@@ -11,6 +14,8 @@ struct Options {
   bool show_stats = false;
   bool verbose = false;
   uint64_t purge_delay_ms = 100;
+  const char* profile_path = nullptr;  // docs/profiling.md
+  uint64_t profile_rate = 0;           // 0: not set
 };
 
 const Options& options();

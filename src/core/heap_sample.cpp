@@ -1,0 +1,139 @@
+// Allocation sampling for the heap profiler (docs/profiling.md, "Trigger").
+//
+// The fast path pops blocks from a page's free list without counting them.
+// So the slow path counts for it: when it hands a page's free list to the
+// fast path it charges the list's bytes to the heap's sample budget
+// (sample_left), and when the budget runs out inside the list it cuts the
+// list just before that block (the heap keeps the rest aside in `cuts`). The
+// fast path then runs dry exactly at the allocation to sample and falls into
+// alloc_slow, which serves it from the cut (take_sample), reports it to the
+// platform and hands the rest back. The fast paths gain no instruction; the
+// cost is on the slow path, and only while sampling is on.
+#include "core/heap.h"
+#include "core/hooks.h"
+
+namespace shardalloc::core {
+namespace {
+
+int64_t draw() {
+  const long long d = platform::sample_interval();
+  return d < 1 ? 1 : d;
+}
+
+// A sample point lies in a block of `bytes` (sample_left <= bytes): moves
+// the budget to the next point, counted from the block's end. Further points
+// inside the same block are skipped: a block is sampled or not (the
+// profiler's weight, 1 / (1 - e^(-bytes/rate)), accounts for that).
+void advance_past(Heap& h, int64_t bytes) {
+  int64_t left = h.sample_left - bytes;
+  do left += draw();
+  while (left <= 0);
+  h.sample_left = left;
+}
+
+// Charges the blocks from `first` on (page's free list; `before` is the block
+// listed before first, null when first heads the list), cutting at the block
+// that holds the next sample point.
+void charge_list(Heap& h, Page* page, Block* first, Block* before) {
+  if (h.sample_left <= 0) h.sample_left = draw();
+  const int64_t bytes = int64_t(page->block_size);
+  Block* prev = before;
+  for (Block* b = first; b != nullptr; prev = b, b = page->next_of(b)) {
+    if (bytes < h.sample_left) {
+      h.sample_left -= bytes;
+      continue;
+    }
+    advance_past(h, bytes);
+    unsigned slot = 0;
+    while (slot < kSampleCuts && h.cuts[slot].page != nullptr) ++slot;
+    if (slot == kSampleCuts) continue;  // every cut in use: this point is skipped
+    h.cuts[slot] = SampleCut{page, b, prev};
+    if (prev == nullptr)
+      page->free = nullptr;
+    else
+      page->set_next(prev, nullptr);
+    return;
+  }
+}
+
+// Hands p, block of page, to the platform as a sampled allocation.
+void* report_sample(Heap& h, Page* page, void* p, size_t size, size_t block_bytes) {
+  bool tracked = false;
+  void* r = platform::sampled_alloc(&h, p, size, block_bytes, &tracked);
+  if (tracked) {
+    page->in_full |= Page::kHoldsSampled;
+    if (page->sampled_live != Page::kSampledLiveMax) ++page->sampled_live;
+  }
+  return r;
+}
+
+}  // namespace
+
+void Heap::charge_page(Page* page) {
+  if (page->sample_flags & Page::kListCharged) return;
+  page->sample_flags |= Page::kListCharged;
+  charge_list(*this, page, page->free, nullptr);
+}
+
+void* Heap::take_sample(unsigned cls, size_t size) {
+  unsigned i = 0;
+  while (i < kSampleCuts && (cuts[i].page == nullptr || cuts[i].page->size_class != cls)) ++i;
+  if (i == kSampleCuts) return nullptr;
+  const SampleCut c = cuts[i];
+  cuts[i] = SampleCut{};
+  Page* page = c.page;
+  Block* b = c.rest;
+  Block* after = page->next_of(b);
+  // While the page's list is not empty its last block is still c.tail.
+  Block* before = page->free != nullptr ? c.tail : nullptr;
+  if (before != nullptr)
+    page->set_next(before, after);
+  else
+    page->free = after;
+  ++page->used;
+  if (after != nullptr) charge_list(*this, page, after, before);
+  void* r = report_sample(*this, page, b, size, page->block_size);
+  if (r != b) push_local(page, b);  // replaced: the block goes back
+  return r;
+}
+
+void* Heap::charge_huge(void* p, size_t size) {
+  if (sample_left <= 0) sample_left = draw();
+  const int64_t bytes = int64_t(size);
+  if (bytes < sample_left) {
+    sample_left -= bytes;
+    return p;
+  }
+  advance_past(*this, bytes);
+  Segment* s = segment_of(p);
+  void* r = report_sample(*this, &s->pages[0], p, size, size);
+  if (r != p) free_remote(domain, s, p);  // replaced: the block goes back
+  return r;
+}
+
+void Heap::forget_page_samples(Page* page) {
+  if (page->sample_flags & Page::kListCharged) {
+    int64_t n = 0;
+    for (Block* b = page->free; b != nullptr; b = page->next_of(b)) ++n;
+    sample_left += n * int64_t(page->block_size);
+    page->sample_flags &= uint8_t(~Page::kListCharged);
+  }
+  for (SampleCut& c : cuts) {
+    if (c.page != page) continue;
+    // Its sample point is skipped; the blocks go back on the list, uncharged.
+    if (page->free != nullptr)
+      page->set_next(c.tail, c.rest);
+    else
+      page->free = c.rest;
+    c = SampleCut{};
+  }
+}
+
+const SampleCut* Heap::cut_of(const Page* page) const {
+  for (const SampleCut& c : cuts) {
+    if (c.page == page) return &c;
+  }
+  return nullptr;
+}
+
+}  // namespace shardalloc::core
