@@ -51,12 +51,13 @@ inline constexpr size_t kHugeGuardGap = (size_t{1} << 20) + 4096;
 // itself is the sampled block) wait here; `tail` is the last block left on
 // the page's free list, still listed while page->free is not null (the fast
 // path only pops from the front).
+// A size class has at most one cut at a time: alloc_slow takes the cut of
+// its class before it hands another page of the class.
 struct SampleCut {
   Page* page = nullptr;
   Block* rest = nullptr;
   Block* tail = nullptr;
 };
-inline constexpr unsigned kSampleCuts = 8;
 
 struct Heap {
   Page* direct[kDirectSlots];            // owner: page to allocate from, by (size+7)/8
@@ -66,6 +67,9 @@ struct Heap {
   Domain* domain = nullptr;              // immutable once published
   Heap* next_in_domain = nullptr;        // immutable once published
   bool placeholder = false;              // a thread's heap before its first allocation
+  // The domain samples allocations (copied from domain->sample_allocations
+  // at init; next to placeholder so that alloc_slow tests both at once).
+  bool sampling = false;
   std::atomic<uint32_t> owned{0};
   std::atomic<uint32_t> segment_count{0};  // owner writes; sweepers read as a hint
   std::atomic<Page*> notified{nullptr};    // pages freed into while full (MPSC stack)
@@ -78,9 +82,9 @@ struct Heap {
   std::atomic<uint64_t> remote_frees_collected{0};
   // Allocation sampling, when domain->sample_allocations (owner): bytes of
   // blocks still to hand to the fast path before the next sample point (0:
-  // not drawn yet), and the pages cut at a sampled block.
+  // not drawn yet), and the page cut at a sampled block, per size class.
   int64_t sample_left = 0;
-  SampleCut cuts[kSampleCuts] = {};
+  SampleCut cuts[kClassCount] = {};
   // Checked mode: this thread's freed blocks waiting before reuse (owner).
   [[no_unique_address]] Quarantine quarantine;
 
@@ -162,6 +166,7 @@ struct Heap {
 
   // Slow paths (heap_alloc.cpp, heap_free.cpp) -------------------------------
   void* alloc_slow(size_t size);
+  void* alloc_slow_sampled(size_t size);
   void* alloc_aligned_block(size_t size, size_t align);
 
   // Checked mode (heap_checked.cpp) -----------------------------------------
@@ -232,6 +237,7 @@ struct Heap {
   void free_page(Page* page);
   Segment* claim_owned_segment(const PageGeometry& g);
   Segment* claim_segment(size_t slots, size_t align, size_t align_offset);
+  template <bool kSampling>
   Page* find_page(unsigned cls);
   Page* fresh_page(unsigned cls);
   void* alloc_huge(size_t size, size_t align);

@@ -62,7 +62,7 @@ void Heap::free_page(Page* page) {
   // relaxed: we only need to know whether a notifier may still touch the
   // page; kNotified is set by a CAS whose block we already collected.
   if (page->load_thread_free(std::memory_order_relaxed).state() == NotifyState::kNotified) return;
-  if (SHARD_UNLIKELY(domain->sample_allocations)) forget_page_samples(page);
+  if (SHARD_UNLIKELY(sampling)) forget_page_samples(page);
   queue_remove(queue_of(page), page);
   page->in_full = 0;
   page->in_use = 0;

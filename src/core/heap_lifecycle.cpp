@@ -8,6 +8,7 @@ namespace shardalloc::core {
 void Heap::init(Domain* d) {
   domain = d;
   placeholder = false;
+  sampling = d->sample_allocations;
   for (auto& p : direct) p = &g_empty_page;
   for (auto& q : queues) q = PageQueue{};
   full = PageQueue{};
@@ -23,7 +24,7 @@ void Heap::collect_all() {
     while (page != nullptr) {
       Page* next = page->next;
       // Blocks handed but not allocated go back to the budget; charged again when handed.
-      if (SHARD_UNLIKELY(domain->sample_allocations)) forget_page_samples(page);
+      if (SHARD_UNLIKELY(sampling)) forget_page_samples(page);
       count_remote_frees(page->collect());
       if (page->in_full_queue() && page->free != nullptr) move_out_of_full(page);
       if (page->used == 0) free_page(page);

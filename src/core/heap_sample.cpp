@@ -44,10 +44,7 @@ void charge_list(Heap& h, Page* page, Block* first, Block* before) {
       continue;
     }
     advance_past(h, bytes);
-    unsigned slot = 0;
-    while (slot < kSampleCuts && h.cuts[slot].page != nullptr) ++slot;
-    if (slot == kSampleCuts) continue;  // every cut in use: this point is skipped
-    h.cuts[slot] = SampleCut{page, b, prev};
+    h.cuts[page->size_class] = SampleCut{page, b, prev};
     if (prev == nullptr)
       page->free = nullptr;
     else
@@ -76,11 +73,9 @@ void Heap::charge_page(Page* page) {
 }
 
 void* Heap::take_sample(unsigned cls, size_t size) {
-  unsigned i = 0;
-  while (i < kSampleCuts && (cuts[i].page == nullptr || cuts[i].page->size_class != cls)) ++i;
-  if (i == kSampleCuts) return nullptr;
-  const SampleCut c = cuts[i];
-  cuts[i] = SampleCut{};
+  const SampleCut c = cuts[cls];
+  if (c.page == nullptr) return nullptr;
+  cuts[cls] = SampleCut{};
   Page* page = c.page;
   Block* b = c.rest;
   Block* after = page->next_of(b);
@@ -118,22 +113,19 @@ void Heap::forget_page_samples(Page* page) {
     sample_left += n * int64_t(page->block_size);
     page->sample_flags &= uint8_t(~Page::kListCharged);
   }
-  for (SampleCut& c : cuts) {
-    if (c.page != page) continue;
-    // Its sample point is skipped; the blocks go back on the list, uncharged.
-    if (page->free != nullptr)
-      page->set_next(c.tail, c.rest);
-    else
-      page->free = c.rest;
-    c = SampleCut{};
-  }
+  SampleCut& c = cuts[page->size_class];
+  if (c.page != page) return;
+  // Its sample point is skipped; the blocks go back on the list, uncharged.
+  if (page->free != nullptr)
+    page->set_next(c.tail, c.rest);
+  else
+    page->free = c.rest;
+  c = SampleCut{};
 }
 
 const SampleCut* Heap::cut_of(const Page* page) const {
-  for (const SampleCut& c : cuts) {
-    if (c.page == page) return &c;
-  }
-  return nullptr;
+  const SampleCut& c = cuts[page->size_class];
+  return c.page == page ? &c : nullptr;
 }
 
 }  // namespace shardalloc::core

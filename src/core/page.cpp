@@ -61,15 +61,13 @@ uint32_t Page::collect() {
                                               std::memory_order_relaxed)) {
     }
     Block* list = ThreadFreeWord(raw).head();
+    // Sampled blocks freed by other threads are reported here, by the owner.
+    if (SHARD_UNLIKELY(in_full & kHoldsSampled)) sampled_blocks_freed(list);
     Block* last = list;
     remote = 1;
-    // Sampled blocks freed by other threads are reported here, by the owner.
-    const bool sampled = (in_full & kHoldsSampled) != 0;
-    if (SHARD_UNLIKELY(sampled)) sampled_block_freed(list);
     for (Block* n = next_of(last); n != nullptr; n = next_of(last)) {
       last = n;
       ++remote;
-      if (SHARD_UNLIKELY(sampled)) sampled_block_freed(n);
     }
     set_next(last, free);
     free = list;
@@ -86,9 +84,12 @@ uint32_t Page::collect() {
     }
     set_local_free(nullptr);
   }
-  // New blocks on the list: their bytes are not charged to the sample budget yet.
-  sample_flags &= uint8_t(~kListCharged);
   return remote;
+}
+
+void Page::sampled_blocks_freed(Block* list) {
+  for (Block* b = list; b != nullptr && (in_full & kHoldsSampled); b = next_of(b))
+    sampled_block_freed(b);
 }
 
 void Page::sampled_block_freed(Block* b) {
@@ -113,7 +114,6 @@ void Page::extend() {
   }
   free = head;
   capacity += uint32_t(count);
-  sample_flags &= uint8_t(~kListCharged);
 }
 
 }  // namespace shardalloc::core

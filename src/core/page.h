@@ -70,6 +70,7 @@ struct Page {
   // Owner (or the one thread freeing a huge block): b, a block of this page,
   // was freed; when it was a tracked sample, drops it from the profile.
   void sampled_block_freed(Block* b);
+  SHARD_NOINLINE void sampled_blocks_freed(Block* list);  // each block of the list
 
   ThreadFreeWord load_thread_free(std::memory_order order) const {
     return ThreadFreeWord(thread_free.load(order));

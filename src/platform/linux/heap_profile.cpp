@@ -459,7 +459,14 @@ void heap_profile_start(uint64_t rate, const char* path) {
   }
   set_sample_rate(g_rate);
   g_on = true;
+  // Heaps made from now on copy the flag at init; those made earlier (this
+  // thread's, before main) are set here, before other threads start.
   g_process_domain.sample_allocations = true;
+  // acquire: pairs with the release push of each heap on the list.
+  for (core::Heap* h = g_process_domain.heaps.load(std::memory_order_acquire); h != nullptr;
+       h = h->next_in_domain) {
+    if (!h->placeholder) h->sampling = true;
+  }
 }
 
 bool heap_profile_on() { return g_on; }
