@@ -9,11 +9,11 @@
  * Another thread frees half of site_medium's blocks before the profile
  * (remote frees of sampled blocks). Everything but site_leak's blocks is freed
  * before exit. Built with -fno-builtin: the compiler must not elide mallocs. */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "shardalloc/shardalloc.h"

@@ -23,8 +23,8 @@
 namespace shardalloc::platform {
 namespace {
 
-constexpr int kMaxFrames = 30;
-constexpr uint32_t kMaxSamples = uint32_t{1} << 18;  // 256 Ki live samples (72 MiB reserved)
+constexpr int kMaxFrames = 48;
+constexpr uint32_t kMaxSamples = uint32_t{1} << 18;  // 256 Ki live samples (104 MiB reserved)
 constexpr uint32_t kFirstIndexBits = 10;
 
 struct Sample {
@@ -57,8 +57,8 @@ uintptr_t g_self_base = 0;  // our module's load address: its frames are the all
 constinit thread_local bool tl_in_profiler = false;
 
 void* map_zeroed(size_t bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
 
@@ -77,7 +77,8 @@ class TableLock {
   }
   ~TableLock() {
     if (!ok_) return;
-    g_table.locked.store(false, std::memory_order_release);  // release: our writes to the next holder
+    g_table.locked.store(false,
+                         std::memory_order_release);  // release: our writes to the next holder
     leave_step();
     tl_in_profiler = false;
   }
@@ -283,7 +284,9 @@ void group_by_stack(Snapshot& snap) {
             [](const Sample& a, const Sample& b) { return compare_stacks(a, b) < 0; });
 }
 
-double estimated_bytes(const Sample& s) { return sample_weight(s.block_bytes, g_rate) * double(s.size); }
+double estimated_bytes(const Sample& s) {
+  return sample_weight(s.block_bytes, g_rate) * double(s.size);
+}
 
 // A frame as the collapsed format names it: its dynamic symbol, else
 // module+0xoffset (the offset of the call instruction's last byte).
@@ -298,8 +301,9 @@ void put_frame(FdOut& out, uintptr_t pc) {
     out.name(info.dli_sname);
     return;
   }
-  out.name(info.dli_fname[0] != '\0' ? info.dli_fname : "main").text("+").hex(
-      at - uintptr_t(info.dli_fbase));
+  out.name(info.dli_fname[0] != '\0' ? info.dli_fname : "main")
+      .text("+")
+      .hex(at - uintptr_t(info.dli_fbase));
 }
 
 void put_frame_line(FdOut& out, uintptr_t pc) {
@@ -311,8 +315,11 @@ void put_frame_line(FdOut& out, uintptr_t pc) {
     return;
   }
   if (info.dli_sname != nullptr) out.name(info.dli_sname).text(" ");
-  out.text("(").name(info.dli_fname[0] != '\0' ? info.dli_fname : "main").text("+")
-      .hex(at - uintptr_t(info.dli_fbase)).text(")\n");
+  out.text("(")
+      .name(info.dli_fname[0] != '\0' ? info.dli_fname : "main")
+      .text("+")
+      .hex(at - uintptr_t(info.dli_fbase))
+      .text(")\n");
 }
 
 struct Group {
@@ -349,7 +356,8 @@ void expand_path(const char* path, const char* suffix, char* out, size_t cap) {
     if (p[0] == '%' && p[1] == 'p') {
       char digits[24];
       int k = 0;
-      for (uint64_t v = uint64_t(getpid()); k == 0 || v != 0; v /= 10) digits[k++] = char('0' + v % 10);
+      for (uint64_t v = uint64_t(getpid()); k == 0 || v != 0; v /= 10)
+        digits[k++] = char('0' + v % 10);
       while (k > 0) put(digits[--k]);
       ++p;
     } else {
@@ -434,6 +442,7 @@ uint64_t sample_gap(uint64_t rate, double u) {
 
 void heap_profile_start(uint64_t rate, const char* path) {
   if constexpr (core::kChecked) return;  // checked builds: not offered (docs/profiling.md)
+  if (g_on) return;
   g_rate = rate == 0 ? 512 * 1024 : rate;
   g_path = path;
   g_table.samples = static_cast<Sample*>(map_zeroed(sizeof(Sample) * kMaxSamples));
@@ -446,16 +455,14 @@ void heap_profile_start(uint64_t rate, const char* path) {
   // outside any allocator call.
   void* frames[4];
   backtrace(frames, 4);
+  // Our frames are recognised by module, so only when we are a shared
+  // object apart from the program (preloaded or linked); linked into the
+  // program itself, every frame is kept.
   Dl_info info;
   if (dladdr(reinterpret_cast<void*>(&heap_profile_start), &info) != 0 &&
-      info.dli_fbase != nullptr) {
-    // Our frames are recognized by module only when we are a shared object
-    // apart from the program (preloaded or linked).
-    Dl_info main_info;
-    void* main_sym = dlsym(RTLD_DEFAULT, "main");
-    const bool in_program = main_sym != nullptr && dladdr(main_sym, &main_info) != 0 &&
-                            main_info.dli_fbase == info.dli_fbase;
-    if (!in_program) g_self_base = uintptr_t(info.dli_fbase);
+      info.dli_fbase != nullptr && info.dli_fname != nullptr &&
+      __builtin_strstr(info.dli_fname, ".so") != nullptr) {
+    g_self_base = uintptr_t(info.dli_fbase);
   }
   set_sample_rate(g_rate);
   g_on = true;
@@ -563,7 +570,7 @@ int heap_profile_write_leaks(int fd) {
       .text(", one sample per ")
       .num(g_rate)
       .text(" bytes on average\n");
-  out.text("live at exit: ")
+  out.text("live: ")
       .num(snap.count)
       .text(" sampled blocks, about ")
       .num(uint64_t(total + 0.5))

@@ -8,7 +8,7 @@ namespace shardalloc::platform {
 
 // Starts sampling the process heap, one sample per `rate` bytes on average.
 // Call before other threads start (the options constructor does, for
-// SHARDALLOC_PROFILE). At exit, when `path` is not null, writes the profile
+// SHARDALLOC_PROFILE); later calls do nothing. At exit, when `path` is not null, writes the profile
 // of live samples there (%p becomes the pid) and the leak report to path.leaks.
 void heap_profile_start(uint64_t rate, const char* path);
 bool heap_profile_on();
