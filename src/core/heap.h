@@ -57,6 +57,7 @@ struct SampleCut {
   Page* page = nullptr;
   Block* rest = nullptr;
   Block* tail = nullptr;
+  uint32_t rest_count = 0;  // blocks from rest on
 };
 
 struct Heap {

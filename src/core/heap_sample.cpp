@@ -31,26 +31,32 @@ void advance_past(Heap& h, int64_t bytes) {
   h.sample_left = left;
 }
 
-// Charges the blocks from `first` on (page's free list; `before` is the block
-// listed before first, null when first heads the list), cutting at the block
-// that holds the next sample point.
-void charge_list(Heap& h, Page* page, Block* first, Block* before) {
+// Charges the `count` blocks from `first` on (the end of page's free list;
+// `before` is the block listed before first, null when first heads the
+// list), cutting at the block that holds the next sample point. The list is
+// walked only when a point falls in it, up to that block.
+void charge_list(Heap& h, Page* page, Block* first, Block* before, uint32_t count) {
   if (h.sample_left <= 0) h.sample_left = draw();
   const int64_t bytes = int64_t(page->block_size);
-  Block* prev = before;
-  for (Block* b = first; b != nullptr; prev = b, b = page->next_of(b)) {
-    if (bytes < h.sample_left) {
-      h.sample_left -= bytes;
-      continue;
-    }
-    advance_past(h, bytes);
-    h.cuts[page->size_class] = SampleCut{page, b, prev};
-    if (prev == nullptr)
-      page->free = nullptr;
-    else
-      page->set_next(prev, nullptr);
+  if (int64_t(count) * bytes < h.sample_left) {
+    h.sample_left -= int64_t(count) * bytes;
     return;
   }
+  // The block that crosses the point: index k, (k + 1) * bytes >= sample_left.
+  const uint32_t k = uint32_t((h.sample_left + bytes - 1) / bytes - 1);
+  Block* prev = before;
+  Block* b = first;
+  for (uint32_t i = 0; i < k; ++i) {
+    prev = b;
+    b = page->next_of(b);
+  }
+  h.sample_left -= int64_t(k) * bytes;
+  advance_past(h, bytes);
+  h.cuts[page->size_class] = SampleCut{page, b, prev, count - k};
+  if (prev == nullptr)
+    page->free = nullptr;
+  else
+    page->set_next(prev, nullptr);
 }
 
 // Hands p, block of page, to the platform as a sampled allocation.
@@ -69,7 +75,14 @@ void* report_sample(Heap& h, Page* page, void* p, size_t size, size_t block_byte
 void Heap::charge_page(Page* page) {
   if (page->sample_flags & Page::kListCharged) return;
   page->sample_flags |= Page::kListCharged;
-  charge_list(*this, page, page->free, nullptr);
+  // Just filled by collect or extend (local_free is empty then): every block
+  // not in use is on the list.
+  uint32_t count = page->capacity - page->used;
+  if (page->local_free != nullptr) {  // (not expected; counted the slow way)
+    count = 0;
+    for (Block* b = page->free; b != nullptr; b = page->next_of(b)) ++count;
+  }
+  charge_list(*this, page, page->free, nullptr, count);
 }
 
 void* Heap::take_sample(unsigned cls, size_t size) {
@@ -86,7 +99,7 @@ void* Heap::take_sample(unsigned cls, size_t size) {
   else
     page->free = after;
   ++page->used;
-  if (after != nullptr) charge_list(*this, page, after, before);
+  if (after != nullptr) charge_list(*this, page, after, before, c.rest_count - 1);
   void* r = report_sample(*this, page, b, size, page->block_size);
   if (r != b) push_local(page, b);  // replaced: the block goes back
   return r;
