@@ -18,7 +18,7 @@ void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsi
   size_class = uint8_t(cls);
   in_full = 0;
   sample_flags = 0;
-  sampled_live = 0;
+  sampled_index = kSampledIndexUnknown;
   has_interior.store(0, std::memory_order_relaxed);  // relaxed: see page.h
   in_use = 1;
   block_size = block_bytes;
@@ -93,8 +93,15 @@ void Page::sampled_blocks_freed(Block* list) {
 }
 
 void Page::sampled_block_freed(Block* b) {
+  const unsigned live = sampled_live();
+  // One live sample on the page, and b is not it: no table look-up.
+  if (live == 1 && sampled_index != kSampledIndexUnknown && exact_block_index(b) != sampled_index)
+    return;
   if (!platform::sampled_block_freed(b)) return;
-  if (sampled_live != kSampledLiveMax && --sampled_live == 0) in_full &= uint8_t(~kHoldsSampled);
+  if (live == kSampledLiveMax) return;  // saturated: counts no more
+  set_sampled_live(live - 1);
+  sampled_index = kSampledIndexUnknown;  // which one is left is not known
+  if (live == 1) in_full &= uint8_t(~kHoldsSampled);
 }
 
 void Page::extend() {

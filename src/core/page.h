@@ -45,11 +45,14 @@ struct Page {
   std::atomic<uint8_t> has_interior{0};
   uint8_t in_use = 0;     // the page holds blocks (as opposed to free in its segment)
   uint8_t div_shift = 0;  // block_size = odd << div_shift
-  // Allocation sampling (owner; docs/profiling.md): kListCharged when the
-  // bytes of the blocks on `free` are charged to the heap's sample budget;
-  // sampled_live counts the live sampled blocks (saturates at its maximum).
+  // Allocation sampling (owner; docs/profiling.md): bit 0 (kListCharged) is
+  // set when the bytes of the blocks on `free` are charged to the heap's
+  // sample budget; the bits above count the live sampled blocks (saturating
+  // at kSampledLiveMax). sampled_index: with one live sample, its block
+  // index (kSampledIndexUnknown when not known), so that the page's other
+  // frees skip the table.
   uint8_t sample_flags = 0;
-  uint16_t sampled_live = 0;
+  uint16_t sampled_index = 0;
   uint32_t div_inverse = 0;  // inverse of the odd part mod 2^32
   size_t block_size = 0;
   uint8_t* area = nullptr;  // first block
@@ -64,7 +67,13 @@ struct Page {
   static constexpr uint8_t kInFullQueue = 1;
   static constexpr uint8_t kHoldsSampled = 2;
   static constexpr uint8_t kListCharged = 1;
-  static constexpr uint16_t kSampledLiveMax = 0xffff;
+  static constexpr unsigned kSampledLiveMax = 127;
+  static constexpr unsigned kSampledLiveShift = 1;
+  static constexpr uint16_t kSampledIndexUnknown = 0xffff;
+  unsigned sampled_live() const { return sample_flags >> kSampledLiveShift; }
+  void set_sampled_live(unsigned n) {
+    sample_flags = uint8_t((sample_flags & kListCharged) | (n << kSampledLiveShift));
+  }
 
   bool in_full_queue() const { return (in_full & kInFullQueue) != 0; }
   // Owner (or the one thread freeing a huge block): b, a block of this page,

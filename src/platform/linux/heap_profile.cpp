@@ -56,6 +56,19 @@ uintptr_t g_self_base = 0;  // our module's load address: its frames are the all
 
 constinit thread_local bool tl_in_profiler = false;
 
+// A counting filter over the tracked blocks, read without the lock: a free
+// whose block's counter is 0 was no sample (most frees into a page holding
+// samples). Relaxed: the thread that frees a block (or collects its remote
+// free) is the one that recorded it, or received it from that thread
+// through the program's own synchronization, or adopted its heap (an
+// acquire); so it sees the increment.
+constexpr uint32_t kFilterBits = 16;
+std::atomic<uint16_t> g_filter[uint32_t{1} << kFilterBits];
+
+std::atomic<uint16_t>& filter_of(uintptr_t block) {
+  return g_filter[((block >> 4) * 0xD6E8FEB86659FD93ull) >> (64 - kFilterBits)];
+}
+
 void* map_zeroed(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -137,6 +150,7 @@ void erase_slot(uint32_t i) {
   }
   g_table.index[i] = 0;
   Sample& s = g_table.samples[entry];
+  filter_of(s.block).fetch_sub(1, std::memory_order_relaxed);  // relaxed: see g_filter
   s.block = 0;
   s.next_free = g_table.free_head;
   g_table.free_head = entry + 1;
@@ -507,6 +521,7 @@ bool heap_profile_record(void* block, size_t size, size_t block_bytes) {
     }
     g_table.index[slot] = entry + 1;
     ++g_table.live;
+    filter_of(key).fetch_add(1, std::memory_order_relaxed);  // relaxed: see g_filter
   }
   Sample& s = g_table.samples[entry];
   s.block = key;
@@ -518,6 +533,9 @@ bool heap_profile_record(void* block, size_t size, size_t block_bytes) {
 }
 
 bool heap_profile_forget(void* block) {
+  // relaxed: see g_filter.
+  if (filter_of(reinterpret_cast<uintptr_t>(block)).load(std::memory_order_relaxed) == 0)
+    return false;
   TableLock lock;
   if (!lock.ok() || g_table.index == nullptr) return false;
   const uint32_t slot = find_slot(reinterpret_cast<uintptr_t>(block));
