@@ -97,6 +97,7 @@ TEST(ProfileTable, OffUntilStarted) {
 // huge), and the table grows past its first index (4096 bytes a sample:
 // thousands of entries).
 TEST(ProfileTable, EstimatesLiveBytesAndForgetsFreedBlocks) {
+  if (shard_is_checked()) GTEST_SKIP() << "checked builds do not offer the profiler";
   sp::heap_profile_start(4096, nullptr);
   ASSERT_TRUE(sp::heap_profile_on());
   std::vector<void*> blocks;
@@ -125,6 +126,7 @@ TEST(ProfileTable, EstimatesLiveBytesAndForgetsFreedBlocks) {
 
 // The leak report lists what is live, largest first.
 TEST(ProfileTable, LeakReportCountsLiveSamples) {
+  if (shard_is_checked()) GTEST_SKIP() << "checked builds do not offer the profiler";
   sp::heap_profile_start(4096, nullptr);  // (each test may run in a process of its own)
   std::vector<void*> blocks;
   for (int i = 0; i < 2000; ++i) blocks.push_back(shard_malloc(1000));
@@ -137,8 +139,7 @@ TEST(ProfileTable, LeakReportCountsLiveSamples) {
   EXPECT_EQ(std::string(line).rfind("shardalloc leak report: pid ", 0), 0u) << line;
   ASSERT_NE(fgets(line, sizeof line, f), nullptr);
   unsigned long samples = 0, bytes = 0;
-  ASSERT_EQ(sscanf(line, "live: %lu sampled blocks, about %lu bytes", &samples, &bytes), 2)
-      << line;
+  ASSERT_EQ(sscanf(line, "live: %lu sampled blocks, about %lu bytes", &samples, &bytes), 2) << line;
   // 2 MB at one sample per 4 KiB: ~490 samples.
   EXPECT_GT(samples, 350u);
   EXPECT_NEAR(double(bytes) / 2e6, 1.0, 0.2);
