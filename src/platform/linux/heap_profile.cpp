@@ -50,6 +50,9 @@ struct Table {
 
 Table g_table;
 uint64_t g_rate = 512 * 1024;
+// SHARDALLOC_PROFILE, copied at start: the program may change its
+// environment (and the string getenv returned) before exit.
+char g_path_copy[4096];
 const char* g_path = nullptr;
 bool g_on = false;
 uintptr_t g_self_base = 0;  // our module's load address: its frames are the allocator's
@@ -458,7 +461,15 @@ void heap_profile_start(uint64_t rate, const char* path) {
   if constexpr (core::kChecked) return;  // checked builds: not offered (docs/profiling.md)
   if (g_on) return;
   g_rate = rate == 0 ? 512 * 1024 : rate;
-  g_path = path;
+  if (path != nullptr) {
+    size_t n = 0;
+    while (path[n] != '\0' && n + 1 < sizeof g_path_copy) {
+      g_path_copy[n] = path[n];
+      ++n;
+    }
+    g_path_copy[n] = '\0';
+    g_path = g_path_copy;
+  }
   g_table.samples = static_cast<Sample*>(map_zeroed(sizeof(Sample) * kMaxSamples));
   if (g_table.samples == nullptr) return;
   {
