@@ -8,13 +8,19 @@
   test_profile.py python LIBSHARDALLOC OUTDIR
       python3 preloaded with libshardalloc.so writes a profile mid-run (ctypes)
       and at exit: non-empty, well formed, and about as large as what it holds.
+  test_profile.py redis LIBSHARDALLOC OUTDIR
+      redis-server preloaded, filled with 50000 keys and shut down: its exit
+      profile holds the keyspace (skipped, exit 77, without redis-server).
 Profiles are left in OUTDIR (the flame graph test renders them).
 """
 import glob
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import time
 
 LINE = re.compile(r"^(\S(?:.*\S)?) (\d+)$")
 MIB = 1 << 20
@@ -161,12 +167,48 @@ def run_python(lib, outdir):
     print("PASS: python3 profiles %s, %s" % (mid, exit_prof))
 
 
+def run_redis(lib, outdir):
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        skip("redis-server / redis-cli are not installed")
+    clean(outdir, "redis*")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = dict(os.environ, SHARDALLOC_PROFILE=os.path.join(outdir, "redis-exit.%p"),
+               SHARDALLOC_PROFILE_RATE="65536", LD_PRELOAD=lib)
+    proc = subprocess.Popen([server, "--port", port, "--save", "", "--appendonly", "no"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if subprocess.run([cli, "-p", port, "ping"], capture_output=True).stdout.strip() == b"PONG":
+                break
+            time.sleep(0.1)
+        else:
+            fail("redis-server did not answer")
+        # 50000 keys of 100 bytes, left in memory at exit.
+        script = "".join("SET key:%d %s\n" % (i, "v" * 100) for i in range(50000))
+        subprocess.run([cli, "-p", port], input=script, capture_output=True, text=True, timeout=120)
+        subprocess.run([cli, "-p", port, "shutdown", "nosave"], capture_output=True, timeout=30)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    prof, _ = exit_files(outdir, "redis-exit")
+    total = sum(b for _, b in parse(prof))
+    print("redis exit profile: %.1f MiB live" % (total / MIB))
+    # redis exits without freeing its keyspace: 50000 keys and values of ~100 bytes.
+    if total < 4 * MIB or total > 200 * MIB:
+        fail("redis exit profile: %.1f MiB, expected the keyspace (4..200 MiB)" % (total / MIB))
+    print("PASS: redis-server profile " + prof)
+
+
 def main():
     if len(sys.argv) != 4:
         print(__doc__)
         sys.exit(2)
     mode, what, outdir = sys.argv[1:]
-    {"sites": run_sites, "python": run_python}[mode](what, outdir)
+    {"sites": run_sites, "python": run_python, "redis": run_redis}[mode](what, outdir)
 
 
 if __name__ == "__main__":
