@@ -30,6 +30,14 @@ size_t shard_usable_size(const void* ptr);
  * exit destructor: the heap may be half updated then). On an inconsistency it
  * prints one line naming it and aborts: the heap is corrupt. */
 size_t shard_check_heap(void);
+/* Heap profiler (docs/profiling.md), on when the environment sets
+ * SHARDALLOC_PROFILE or SHARDALLOC_PROFILE_RATE at start. Writes to fd the
+ * live sampled allocations in the collapsed-stack format ("frame;frame;...
+ * bytes" lines, outermost frame first, bytes estimated), or the leak report
+ * (the same samples by stack, largest first, one frame a line). Return 0, or
+ * -1 with errno (ENOTSUP: the profiler is off; a write error's errno). */
+int shard_profile_write(int fd);
+int shard_profile_leaks_write(int fd);
 /* 1 when this library was built in checked mode (SHARDALLOC_CHECKED), else 0. */
 int shard_is_checked(void);
 /* Guarded sampling (docs/reliability.md, section 7): sets the mean number of

@@ -9,8 +9,10 @@
 #include "core/hooks.h"
 #include "core/snapshot.h"
 #include "core/text_out.h"
+#include "platform/linux/heap_profile.h"
 #include "platform/linux/heap_snapshot.h"
 #include "platform/linux/process_heap.h"
+#include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"
 
 using namespace shardalloc;
@@ -42,4 +44,9 @@ SHARD_EXPORT int shard_region_heap_snapshot_write(const shard_region* r, int fd)
     return -1;
   }
   return platform::write_snapshot_to_fd(r->domain, "region", fd);
+}
+
+SHARD_EXPORT int shard_profile_write(int fd) { return platform::heap_profile_write(fd); }
+SHARD_EXPORT int shard_profile_leaks_write(int fd) {
+  return platform::heap_profile_write_leaks(fd);
 }

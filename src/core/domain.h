@@ -39,6 +39,10 @@ struct Domain {
   std::atomic<uint64_t> purge_due_ms{0};  // when dirty slots get purged; 0: none pending
   std::atomic<uint64_t> sweep_due_ms{0};  // when abandoned heaps are next swept
   uint64_t purge_delay_ms = kDefaultPurgeDelayMs;
+  // Allocation sampling for the heap profiler (docs/profiling.md): set by the
+  // platform before other threads start (Linux: the process domain when
+  // SHARDALLOC_PROFILE is set); read by heaps' slow paths.
+  bool sample_allocations = false;
   std::atomic<size_t> segments_claimed{0};
   // Statistics (relaxed RMWs on slow paths): bytes given back to the page
   // source, abandoned heaps adopted by a new thread, abandoned heaps swept.

@@ -54,6 +54,20 @@ inline constexpr size_t kHugeGuardGap = (size_t{1} << 20) + 4096;
 // segment, or a huge block from any thread.
 void free_remote(Domain* d, Segment* s, void* p);
 
+// Allocation sampling (docs/profiling.md): a page whose free list was cut at
+// the block that takes the next sample. The blocks from `rest` on (rest
+// itself is the sampled block) wait here; `tail` is the last block left on
+// the page's free list, still listed while page->free is not null (the fast
+// path only pops from the front).
+// A size class has at most one cut at a time: alloc_slow takes the cut of
+// its class before it hands another page of the class.
+struct SampleCut {
+  Page* page = nullptr;
+  Block* rest = nullptr;
+  Block* tail = nullptr;
+  uint32_t rest_count = 0;  // blocks from rest on
+};
+
 struct Heap {
   Page* direct[kDirectSlots];            // owner: page to allocate from, by (size+7)/8
   PageQueue queues[kClassCount];         // owner: pages with (maybe) free blocks, per class
@@ -62,6 +76,9 @@ struct Heap {
   Domain* domain = nullptr;              // immutable once published
   Heap* next_in_domain = nullptr;        // immutable once published
   bool placeholder = false;              // a thread's heap before its first allocation
+  // The domain samples allocations (copied from domain->sample_allocations
+  // at init; next to placeholder so that alloc_slow tests both at once).
+  bool sampling = false;
   std::atomic<uint32_t> owned{0};
   std::atomic<uint32_t> segment_count{0};  // owner writes; sweepers read as a hint
   std::atomic<Page*> notified{nullptr};    // pages freed into while full (MPSC stack)
@@ -76,6 +93,11 @@ struct Heap {
   // Blocks other threads freed into this heap's pages, counted when the owner
   // collects them (a statistic: the owner stores, readers load, no RMW).
   std::atomic<uint64_t> remote_frees_collected{0};
+  // Allocation sampling, when domain->sample_allocations (owner): bytes of
+  // blocks still to hand to the fast path before the next sample point (0:
+  // not drawn yet), and the page cut at a sampled block, per size class.
+  int64_t sample_left = 0;
+  SampleCut cuts[kClassCount] = {};
   // Checked mode: this thread's freed blocks waiting before reuse (owner).
   [[no_unique_address]] Quarantine quarantine;
 
@@ -184,11 +206,12 @@ struct Heap {
   // use when it empties: alloc/free of one block then never leaves the fast
   // path, nor claims and releases a page every time.
   SHARD_INLINE static bool stays_when_empty(const Page* page) {
-    return !page->in_full && page->next == nullptr && page->prev == nullptr;
+    return !page->in_full_queue() && page->next == nullptr && page->prev == nullptr;
   }
 
   // Slow paths (heap_alloc.cpp, heap_free.cpp) -------------------------------
   void* alloc_slow(size_t size);
+  void* alloc_slow_sampled(size_t size);
   void* alloc_aligned_block(size_t size, size_t align);
 
   // Checked mode (heap_checked.cpp) -----------------------------------------
@@ -243,11 +266,29 @@ struct Heap {
     if (n != 0) owner_add(remote_frees_collected, uint64_t{n});
   }
 
+  // Allocation sampling (heap_sample.cpp) --------------------------------------
+  // Charges the blocks of page's free list to the sample budget unless they
+  // are; cuts the list at the block that crosses the next sample point.
+  void charge_page(Page* page);
+  // The slow path of an allocation of class cls: serves it from the cut
+  // page of that class, if any (the sampled allocation). Null when none.
+  void* take_sample(unsigned cls, size_t size);
+  // A huge block p of `size` bytes just allocated: charges it, samples it
+  // when it crosses the sample point. Returns what the allocation returns.
+  void* charge_huge(void* p, size_t size);
+  // Before page's free list is taken back or collected whole: credits back
+  // the charged blocks still on it and puts a cut block back on it.
+  void forget_page_samples(Page* page);
+  // The cut of page, if any (checked by check()).
+  const SampleCut* cut_of(const Page* page) const;
+
   // Internals shared by the heap files --------------------------------------
   void queue_push_front(PageQueue& q, Page* page);
   void queue_push_back(PageQueue& q, Page* page);
   void queue_remove(PageQueue& q, Page* page);
-  PageQueue& queue_of(Page* page) { return page->in_full ? full : queues[page->size_class]; }
+  PageQueue& queue_of(Page* page) {
+    return page->in_full_queue() ? full : queues[page->size_class];
+  }
   void set_direct(unsigned cls, Page* page);
   bool move_to_full(Page* page);
   // Owner: collects page; false when no live block is left (the caller frees
@@ -270,6 +311,7 @@ struct Heap {
   void purge_page(Segment* s, Page* page);
   Segment* claim_owned_segment(const PageGeometry& g);
   Segment* claim_segment(size_t slots, size_t align, size_t align_offset);
+  template <bool kSampling>
   Page* find_page(unsigned cls);
   Page* fresh_page(unsigned cls);
   void* alloc_huge(size_t size, size_t align);

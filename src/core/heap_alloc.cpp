@@ -25,7 +25,9 @@ uintptr_t Heap::key_seed(const Page* page) {
 }
 
 void* Heap::alloc_slow(size_t size) {
-  if (placeholder) {
+  // (One test for both: placeholder and sampling are adjacent bytes.)
+  if (SHARD_UNLIKELY(placeholder | sampling)) {
+    if (!placeholder) return alloc_slow_sampled(size);
     Heap* real = platform::current_heap(domain);
     return real != nullptr && !real->placeholder ? real->alloc_block(size) : nullptr;
   }
@@ -33,19 +35,43 @@ void* Heap::alloc_slow(size_t size) {
   if ((++slow_calls & 63) == 0) domain->run_due_maintenance();
   if (size > kLargeBlockMax) return alloc_huge(size, 0);
   const unsigned cls = size_class_of(size);
-  Page* page = find_page(cls);
+  Page* page = find_page<false>(cls);
   if (page == nullptr) page = fresh_page(cls);
   if (page == nullptr) return nullptr;
   return page->pop_free();
 }
 
+// alloc_slow while the domain samples its allocations (heap_sample.cpp).
+SHARD_NOINLINE void* Heap::alloc_slow_sampled(size_t size) {
+  drain_notified();
+  if ((++slow_calls & 63) == 0) domain->maybe_purge();
+  if (size > kLargeBlockMax) {
+    void* p = alloc_huge(size, 0);
+    return p != nullptr ? charge_huge(p, size) : nullptr;
+  }
+  const unsigned cls = size_class_of(size);
+  if (void* p = take_sample(cls, size)) return p;
+  Page* page = find_page<true>(cls);
+  if (page == nullptr) page = fresh_page(cls);
+  if (page == nullptr) return nullptr;
+  charge_page(page);
+  if (page->free == nullptr) return take_sample(cls, size);  // cut at its first block
+  return page->pop_free();
+}
+
+// kSampling: a list that collect or extend fills is not charged to the
+// sample budget yet (heap_sample.cpp).
+template <bool kSampling>
 Page* Heap::find_page(unsigned cls) {
   PageQueue& q = queues[cls];
   Page* page = q.first;
   while (page != nullptr) {
     // An owner that allocates has no sealed page (unseal_all ran at adoption).
     SHARD_ASSERT(page->load_thread_free(std::memory_order_relaxed).state() != NotifyState::kSealed);
-    if (page->free == nullptr) count_remote_frees(page->collect());
+    if (page->free == nullptr) {
+      if constexpr (kSampling) page->sample_flags &= uint8_t(~Page::kListCharged);
+      count_remote_frees(page->collect());
+    }
     if (page->free == nullptr && page->capacity < page->reserved) page->extend();
     if (page->free != nullptr) {
       if (page != q.first) {
@@ -241,7 +267,9 @@ void* Heap::alloc_aligned_block(size_t size, size_t align) {
   }
   if (size > kMaxRequest) return nullptr;
   drain_notified();
-  return alloc_huge(size, align);
+  void* p = alloc_huge(size, align);
+  if (SHARD_UNLIKELY(sampling) && p != nullptr) return charge_huge(p, size);
+  return p;
 }
 
 size_t usable_size(const void* p) {

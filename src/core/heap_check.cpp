@@ -84,7 +84,8 @@ void check_segment(const Domain& d, const Heap* owner, const Segment* s) {
     corrupt("heap check: a segment miscounts its pages in use, segment", s);
 }
 
-size_t check_page(const Domain& d, const Heap* owner, const Page& page) {
+// aside: the blocks the allocation sampler keeps off the page's free list (or null).
+size_t check_page(const Domain& d, const Heap* owner, const Page& page, const Block* aside) {
   const auto* s = ptr<const Segment>(align_down(addr(&page), kSegmentSize));
   check_segment(d, owner, s);
   if (!page.in_use) corrupt("heap check: a queued page is not in use, page", &page);
@@ -93,8 +94,9 @@ size_t check_page(const Domain& d, const Heap* owner, const Page& page) {
     corrupt("heap check: a page header was overwritten, page", &page);
   }
   BlockSet listed;
-  const size_t free_count =
-      walk_list(page, page.free, listed) + walk_list(page, page.local_free, listed);
+  const size_t free_count = walk_list(page, page.free, listed) +
+                            walk_list(page, page.local_free, listed) +
+                            walk_list(page, aside, listed);
   // acquire: pairs with the remote freers' release pushes, so their links are visible.
   const size_t remote_count = walk_list(page, page.remote_head(std::memory_order_acquire), listed);
   if (free_count + page.used != page.capacity || remote_count > page.used) {
@@ -117,10 +119,12 @@ size_t Heap::check() const {
     const Page* prev = nullptr;
     for (const Page* page = queue.first; page != nullptr; prev = page, page = page->next) {
       if (page->prev != prev) corrupt("heap check: a page queue's links disagree, page", page);
-      if (page->in_full != (q == kClassCount) || (q < kClassCount && page->size_class != q)) {
+      if (page->in_full_queue() != (q == kClassCount) ||
+          (q < kClassCount && page->size_class != q)) {
         corrupt("heap check: a page sits in the wrong queue, page", page);
       }
-      blocks += check_page(*domain, this, *page);
+      const SampleCut* cut = cut_of(page);
+      blocks += check_page(*domain, this, *page, cut != nullptr ? cut->rest : nullptr);
     }
     if (queue.last != prev) corrupt("heap check: a page queue's last link is wrong, queue", &queue);
   }

@@ -45,7 +45,10 @@ void Heap::free_local_unusual(Page* page, void* p) {
 }
 
 void Heap::page_freed_slow(Page* page) {
-  if (page->in_full) move_out_of_full(page);
+  // The block just freed is on top of local_free.
+  if (SHARD_UNLIKELY(page->in_full & Page::kHoldsSampled))
+    page->sampled_block_freed(page->local_free);
+  if (page->in_full_queue()) move_out_of_full(page);
   if (page->used != 0 || stays_when_empty(page)) return;
   free_page(page);
 }
@@ -57,6 +60,7 @@ void Heap::free_page(Page* page) {
   // Only a page with no live block goes; a sealed page always has one (remaining >= 1).
   SHARD_ASSERT(page->in_use && page->used == 0);
   SHARD_ASSERT(page->load_thread_free(std::memory_order_relaxed).state() != NotifyState::kSealed);
+  if (SHARD_UNLIKELY(sampling)) forget_page_samples(page);
   queue_remove(queue_of(page), page);
   page->in_full = 0;
   page->in_use = 0;
@@ -141,7 +145,7 @@ void Heap::drain_notified() {
         raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(), std::memory_order_relaxed,
         std::memory_order_relaxed)) {
     }
-    if (page->in_full) move_out_of_full(page);
+    if (page->in_full_queue()) move_out_of_full(page);
   }
 }
 
@@ -159,6 +163,7 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
           p);
     }
   }
+  if (SHARD_UNLIKELY(page->in_full & Page::kHoldsSampled)) platform::sampled_block_freed(p);
   Step step;  // no fork between winning the block and releasing its slots
   uintptr_t expected = 0;
   // acq_rel: the winner of this CAS alone releases the segment; a loser is a double free.

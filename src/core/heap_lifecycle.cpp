@@ -10,6 +10,7 @@ namespace shardalloc::core {
 void Heap::init(Domain* d) {
   domain = d;
   placeholder = false;
+  sampling = d->sample_allocations;
   for (auto& p : direct) p = &g_empty_page;
   for (auto& q : queues) q = PageQueue{};
   full = PageQueue{};
@@ -24,8 +25,10 @@ void Heap::collect_all() {
     Page* page = q.first;
     while (page != nullptr) {
       Page* next = page->next;
+      // Blocks handed but not allocated go back to the budget; charged again when handed.
+      if (SHARD_UNLIKELY(sampling)) forget_page_samples(page);
       count_remote_frees(page->collect());
-      if (page->in_full && page->free != nullptr) move_out_of_full(page);
+      if (page->in_full_queue() && page->free != nullptr) move_out_of_full(page);
       if (page->used == 0) free_page(page);
       page = next;
     }
@@ -62,7 +65,7 @@ bool Heap::seal(Page* page) {
 void Heap::seal_or_free(Page* page) {
   if (!seal(page)) {
     free_page(page);
-  } else if (page->in_full && page->free != nullptr) {
+  } else if (page->in_full_queue() && page->free != nullptr) {
     move_out_of_full(page);  // it has room: the next owner finds it in its class queue
   }
 }
@@ -77,6 +80,9 @@ void Heap::abandon_pages(bool sweeping) {
     Page* page = q.first;
     while (page != nullptr) {
       Page* next = page->next;
+      // A cut's blocks go back on the page's list first: sealed without
+      // them, they would be neither live nor free (docs/profiling.md).
+      if (SHARD_UNLIKELY(sampling)) forget_page_samples(page);
       seal_or_free(page);
       page = next;
     }
@@ -115,7 +121,7 @@ void Heap::unseal_all() {
         // in the full queue becomes kFull again (protocol 2), or kNormal with
         // blocks waiting, and then leaves the full queue.
         Block* head = ThreadFreeWord(raw).sealed_head(page);
-        const bool parked = page->in_full && head == nullptr && page->free == nullptr;
+        const bool parked = page->in_full_queue() && head == nullptr && page->free == nullptr;
         // release: as move_to_full's kFull (a notifier that reads it writes
         // next_notified after our reads of it). On failure a free got in: retry.
         // A parked page is one with no free block at all: it stays in the full queue.
@@ -123,7 +129,7 @@ void Heap::unseal_all() {
         if (page->thread_free.compare_exchange_weak(
                 raw, ThreadFreeWord(head, parked ? NotifyState::kFull : NotifyState::kNormal).raw(),
                 std::memory_order_release, std::memory_order_relaxed)) {
-          if (page->in_full && !parked) move_out_of_full(page);
+          if (page->in_full_queue() && !parked) move_out_of_full(page);
           break;
         }
       }
@@ -149,7 +155,7 @@ void Heap::reclaim_notified() {
         std::memory_order_relaxed)) {
     }
     if (seal(page)) {
-      if (page->in_full && page->free != nullptr) move_out_of_full(page);
+      if (page->in_full_queue() && page->free != nullptr) move_out_of_full(page);
       continue;
     }
     // No live block left. Freeing the page gives memory back only when its
@@ -169,7 +175,7 @@ void Heap::reclaim_notified() {
         SHARD_ASSERT(pages[i]->used == 0);
         free_page(pages[i]);
       }
-    } else if (page->in_full) {
+    } else if (page->in_full_queue()) {
       move_out_of_full(page);
     }
   }

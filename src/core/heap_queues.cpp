@@ -53,7 +53,7 @@ void Heap::queue_remove(PageQueue& q, Page* page) {
 void Heap::set_direct(unsigned cls, Page* page) {
   // The direct table points at the empty page or at a page in use of the class, not full.
   SHARD_ASSERT(page == &g_empty_page ||
-               (page->in_use && page->size_class == cls && !page->in_full));
+               (page->in_use && page->size_class == cls && !page->in_full_queue()));
   const size_t block = class_block_size(cls);
   if (block > kDirectSizeMax) return;
   const size_t lo = cls == 1 ? 0 : direct_slot_of(class_block_size(cls - 1)) + 1;
@@ -66,7 +66,7 @@ bool Heap::move_to_full(Page* page) {
   uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
   const ThreadFreeWord seen(raw);
   // Not full yet, and an owner that allocates has no sealed page (protocol 3).
-  SHARD_ASSERT(!page->in_full && seen.state() != NotifyState::kFull &&
+  SHARD_ASSERT(!page->in_full_queue() && seen.state() != NotifyState::kFull &&
                seen.state() != NotifyState::kSealed);
   if (seen.state() == NotifyState::kNormal) {
     if (seen.head() != nullptr) return false;  // remote frees arrived: collect them instead
@@ -81,13 +81,13 @@ bool Heap::move_to_full(Page* page) {
   }
   // kNotified: a notification is already on its way; the drain moves the page back.
   queue_remove(queues[page->size_class], page);
-  page->in_full = 1;
+  page->in_full |= Page::kInFullQueue;
   queue_push_back(full, page);
   return true;
 }
 
 void Heap::move_out_of_full(Page* page) {
-  SHARD_ASSERT(page->in_full);
+  SHARD_ASSERT(page->in_full_queue());
   // relaxed: as in move_to_full.
   uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
   while (ThreadFreeWord(raw).state() == NotifyState::kFull &&
@@ -96,7 +96,7 @@ void Heap::move_out_of_full(Page* page) {
              std::memory_order_relaxed, std::memory_order_relaxed)) {
   }
   queue_remove(full, page);
-  page->in_full = 0;
+  page->in_full &= uint8_t(~Page::kInFullQueue);
   queue_push_back(queues[page->size_class], page);
   if (queues[page->size_class].first == page) set_direct(page->size_class, page);
 }

@@ -128,7 +128,8 @@ uint32_t at_most(uint32_t value, uint32_t bound) { return value < bound ? value 
 // kind, its area where Heap::fresh_page puts it, as many blocks as fit).
 bool view_page(uintptr_t segment, const PageGeometry& g, unsigned i, const PageCopy& c,
                PageView* out) {
-  if (c.in_use != 1 || c.in_full > 1 || c.size_class == 0 || c.size_class >= kClassCount)
+  if (c.in_use != 1 || (c.in_full & ~(Page::kInFullQueue | Page::kHoldsSampled)) != 0 ||
+      c.size_class == 0 || c.size_class >= kClassCount)
     return false;
   const size_t block = class_block_size(c.size_class);
   if (c.block_size != block || geometry_for_block(block).kind != g.kind) return false;
@@ -146,7 +147,7 @@ bool view_page(uintptr_t segment, const PageGeometry& g, unsigned i, const PageC
   out->capacity = at_most(c.capacity, c.reserved);
   out->used = at_most(c.used, out->capacity);
   out->remote = count_remote(c, block, out->used);
-  out->full = c.in_full != 0;
+  out->full = (c.in_full & Page::kInFullQueue) != 0;
   out->area = c.area;
   return true;
 }

@@ -53,6 +53,21 @@ void quiesce_domain(core::Domain* d);
 void enter_step();
 void leave_step();
 
+// Allocation sampling (docs/profiling.md), called by the core only for a
+// domain with sample_allocations set (Linux: the process heap when the heap
+// profiler is on; bare: never).
+// The next gap between sample points, in bytes handed out (at least 1).
+long long sample_interval();
+// `block` (block_bytes of them, `size` asked for) is a sampled allocation of
+// heap h, which the calling thread owns (in a call). Returns what the
+// allocation returns: block, or a replacement (the core then frees block);
+// *tracked tells whether block is kept in a table that wants to hear of its
+// free (sampled_block_freed).
+void* sampled_alloc(core::Heap* h, void* block, size_t size, size_t block_bytes, bool* tracked);
+// A block of a page holding tracked samples was freed (its page's owner, or
+// any thread for a huge block): true when it was a tracked sample (now dropped).
+bool sampled_block_freed(void* block);
+
 // How an API call failed, for the caller: errno on Linux, nothing on bare.
 enum class Failure { kNoMemory, kInvalidArgument };
 void report_failure(Failure f);

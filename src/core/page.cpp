@@ -20,6 +20,8 @@ void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsi
   free_since = 0;
   size_class = uint8_t(cls);
   in_full = 0;
+  sample_flags = 0;
+  sampled_index = kSampledIndexUnknown;
   has_interior.store(0, std::memory_order_relaxed);  // relaxed: see page.h
   in_use = 1;
   block_size = block_bytes;
@@ -86,6 +88,8 @@ uint32_t Page::collect() {
 
 uint32_t Page::splice(Block* list) {
   if (list == nullptr) return 0;
+  // Sampled blocks freed by other threads are reported here, by the owner.
+  if (SHARD_UNLIKELY(in_full & kHoldsSampled)) sampled_blocks_freed(list);
   Block* last = list;
   uint32_t n = 1;
   for (Block* next = next_of(last); next != nullptr; next = next_of(last)) {
@@ -115,6 +119,23 @@ uint32_t Page::take_sealed_list() {
                used == ThreadFreeWord(raw).remaining());
   SHARD_ASSERT(ThreadFreeWord(raw).state() != NotifyState::kNotified || used == 0);
   return n;
+}
+
+void Page::sampled_blocks_freed(Block* list) {
+  for (Block* b = list; b != nullptr && (in_full & kHoldsSampled); b = next_of(b))
+    sampled_block_freed(b);
+}
+
+void Page::sampled_block_freed(Block* b) {
+  const unsigned live = sampled_live();
+  // One live sample on the page, and b is not it: no table look-up.
+  if (live == 1 && sampled_index != kSampledIndexUnknown && exact_block_index(b) != sampled_index)
+    return;
+  if (!platform::sampled_block_freed(b)) return;
+  if (live == kSampledLiveMax) return;  // saturated: counts no more
+  set_sampled_live(live - 1);
+  sampled_index = kSampledIndexUnknown;  // which one is left is not known
+  if (live == 1) in_full &= uint8_t(~kHoldsSampled);
 }
 
 void Page::extend() {

@@ -42,13 +42,25 @@ struct Page {
   uint32_t free_since = 0;
   static constexpr uint32_t kFreeUnstamped = 1;
   uint8_t size_class = 0;  // 0 for huge blocks
-  uint8_t in_full = 0;     // in the heap's full queue
+  // kInFullQueue: in the heap's full queue. kHoldsSampled: holds live blocks
+  // of the heap profiler's samples (docs/profiling.md), so that the local free
+  // fast path, which sends any page with a nonzero in_full to its slow path
+  // after the push, reports their frees at no cost of its own.
+  uint8_t in_full = 0;
   // Aligned allocations handed out interior pointers. Goes 0 -> 1 while the
   // page lives; read by any thread freeing into the page. Relaxed suffices: a
   // thread holding an interior pointer received it after the flag was set.
   std::atomic<uint8_t> has_interior{0};
-  uint8_t in_use = 0;        // the page holds blocks (as opposed to free in its segment)
-  uint8_t div_shift = 0;     // block_size = odd << div_shift
+  uint8_t in_use = 0;     // the page holds blocks (as opposed to free in its segment)
+  uint8_t div_shift = 0;  // block_size = odd << div_shift
+  // Allocation sampling (owner; docs/profiling.md): bit 0 (kListCharged) is
+  // set when the bytes of the blocks on `free` are charged to the heap's
+  // sample budget; the bits above count the live sampled blocks (saturating
+  // at kSampledLiveMax). sampled_index: with one live sample, its block
+  // index (kSampledIndexUnknown when not known), so that the page's other
+  // frees skip the table.
+  uint8_t sample_flags = 0;
+  uint16_t sampled_index = 0;
   uint32_t div_inverse = 0;  // inverse of the odd part mod 2^32
   size_t block_size = 0;
   uint8_t* area = nullptr;  // first block
@@ -59,6 +71,23 @@ struct Page {
   // owner in init, before any block of the page is handed out; read by any
   // thread freeing a block of it (which received the block after that).
   [[no_unique_address]] PageKeys keys;
+
+  static constexpr uint8_t kInFullQueue = 1;
+  static constexpr uint8_t kHoldsSampled = 2;
+  static constexpr uint8_t kListCharged = 1;
+  static constexpr unsigned kSampledLiveMax = 127;
+  static constexpr unsigned kSampledLiveShift = 1;
+  static constexpr uint16_t kSampledIndexUnknown = 0xffff;
+  unsigned sampled_live() const { return sample_flags >> kSampledLiveShift; }
+  void set_sampled_live(unsigned n) {
+    sample_flags = uint8_t((sample_flags & kListCharged) | (n << kSampledLiveShift));
+  }
+
+  bool in_full_queue() const { return (in_full & kInFullQueue) != 0; }
+  // Owner (or the one thread freeing a huge block): b, a block of this page,
+  // was freed; when it was a tracked sample, drops it from the profile.
+  void sampled_block_freed(Block* b);
+  SHARD_NOINLINE void sampled_blocks_freed(Block* list);  // each block of the list
 
   ThreadFreeWord load_thread_free(std::memory_order order) const {
     return ThreadFreeWord(thread_free.load(order));

@@ -13,6 +13,14 @@ void quiesce_domain(core::Domain*) {}
 
 void report_failure(Failure) {}
 
+// No domain samples its allocations on bare metal (no profiler to record them).
+long long sample_interval() { return 1LL << 62; }
+void* sampled_alloc(core::Heap*, void* block, size_t, size_t, bool* tracked) {
+  *tracked = false;
+  return block;
+}
+bool sampled_block_freed(void*) { return false; }
+
 // A kernel does not fork: steps need no gate.
 void enter_step() {}
 void leave_step() {}

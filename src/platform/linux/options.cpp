@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "platform/linux/guarded.h"
+#include "platform/linux/heap_profile.h"
 #include "platform/linux/line_writer.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
@@ -37,6 +38,11 @@ __attribute__((constructor(101))) void read_options() {
   uint64_t rate = 0;
   if (number("SHARDALLOC_GUARDED_RATE", &rate)) set_guarded_rate(rate);
   if (g_options.huge_guards) g_process_domain.source.guard = &os_guard;
+  const char* profile = getenv("SHARDALLOC_PROFILE");
+  if (profile != nullptr && profile[0] != '\0') g_options.profile_path = profile;
+  const bool rate_set = number("SHARDALLOC_PROFILE_RATE", &g_options.profile_rate);
+  if (g_options.profile_path != nullptr || rate_set)
+    heap_profile_start(g_options.profile_rate, g_options.profile_path);
   if (g_options.verbose) {
     LineWriter()
         .text("shardalloc: options: show_stats=")

@@ -6,6 +6,9 @@
 //                               (two mprotect calls per such allocation; off by default)
 //   SHARDALLOC_GUARDED_RATE=N   guarded sampling, one allocation in N (platform/linux/guarded.h;
 //                               recorded only: the sampling trigger is not wired yet)
+//   SHARDALLOC_PROFILE=path     heap profiler on; profile and leak report at exit (%p: pid)
+//   SHARDALLOC_PROFILE_RATE=N   one sample per N bytes on average (default 524288); alone,
+//                               turns the profiler on without writing at exit
 #pragma once
 #include <cstdint>
 
@@ -16,6 +19,8 @@ struct Options {
   bool verbose = false;
   uint64_t purge_delay_ms = 100;
   bool huge_guards = false;
+  const char* profile_path = nullptr;  // docs/profiling.md
+  uint64_t profile_rate = 0;           // 0: not set
 };
 
 const Options& options();

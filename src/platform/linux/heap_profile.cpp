@@ -1,0 +1,634 @@
+// The heap profiler: a table of the live sampled allocations of the process
+// heap with the call stack of each (docs/profiling.md). Allocates nothing
+// from the heap it profiles: the table is mmap'd, stacks are walked by
+// glibc's backtrace() (libgcc's unwinder, loaded once at start), and the
+// writers format on the stack.
+#include "platform/linux/heap_profile.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <execinfo.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "core/domain.h"
+#include "core/hooks.h"
+#include "core/print_number.h"
+#include "platform/linux/process_heap.h"
+
+namespace shardalloc::platform {
+namespace {
+
+constexpr int kMaxFrames = 48;
+constexpr uint32_t kMaxSamples = uint32_t{1} << 18;  // 256 Ki live samples (104 MiB reserved)
+constexpr uint32_t kFirstIndexBits = 10;
+
+struct Sample {
+  uintptr_t block;  // 0: a free entry
+  uint64_t size;
+  uint64_t block_bytes;
+  uint32_t depth;
+  uint32_t next_free;  // a free entry: the next free entry + 1
+  uintptr_t frames[kMaxFrames];
+};
+
+// The table: one lock (samples are rare, and so are frees of sampled blocks).
+struct Table {
+  std::atomic<bool> locked{false};
+  Sample* samples = nullptr;  // kMaxSamples reserved, used from the front
+  uint32_t high = 0;          // entries ever used
+  uint32_t free_head = 0;     // first free entry + 1
+  uint32_t live = 0;
+  uint32_t* index = nullptr;  // open addressing by block: entry + 1, 0 empty
+  uint32_t index_bits = 0;
+  uint64_t dropped = 0;  // samples not recorded: the table was full
+};
+
+Table g_table;
+uint64_t g_rate = 512 * 1024;
+// SHARDALLOC_PROFILE, copied at start: the program may change its
+// environment (and the string getenv returned) before exit.
+char g_path_copy[4096];
+const char* g_path = nullptr;
+bool g_on = false;
+uintptr_t g_self_base = 0;  // our module's load address: its frames are the allocator's
+
+constinit thread_local bool tl_in_profiler = false;
+
+// A counting filter over the tracked blocks, read without the lock: a free
+// whose block's counter is 0 was no sample (most frees into a page holding
+// samples). Relaxed: the thread that frees a block (or collects its remote
+// free) is the one that recorded it, or received it from that thread
+// through the program's own synchronization, or adopted its heap (an
+// acquire); so it sees the increment.
+constexpr uint32_t kFilterBits = 16;
+std::atomic<uint16_t> g_filter[uint32_t{1} << kFilterBits];
+
+std::atomic<uint16_t>& filter_of(uintptr_t block) {
+  return g_filter[((block >> 4) * 0xD6E8FEB86659FD93ull) >> (64 - kFilterBits)];
+}
+
+void* map_zeroed(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+// Holds the table lock for a scope, inside a fork step (no fork copies it
+// held). ok() is false when the calling thread is already in the profiler (a
+// signal handler that interrupted it): it must not wait for itself.
+class TableLock {
+ public:
+  TableLock() {
+    if (tl_in_profiler) return;
+    tl_in_profiler = true;
+    enter_step();
+    // acquire: the previous holder's table writes happen-before ours.
+    while (g_table.locked.exchange(true, std::memory_order_acquire)) sched_yield();
+    ok_ = true;
+  }
+  ~TableLock() {
+    if (!ok_) return;
+    g_table.locked.store(false,
+                         std::memory_order_release);  // release: our writes to the next holder
+    leave_step();
+    tl_in_profiler = false;
+  }
+  bool ok() const { return ok_; }
+  TableLock(const TableLock&) = delete;
+  TableLock& operator=(const TableLock&) = delete;
+
+ private:
+  bool ok_ = false;
+};
+
+uint32_t home(uintptr_t block, uint32_t bits) {
+  return uint32_t(((block >> 4) * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+}
+
+// Under the lock: the index slot of block, or of the empty slot where it goes.
+uint32_t find_slot(uintptr_t block) {
+  const uint32_t mask = (uint32_t{1} << g_table.index_bits) - 1;
+  uint32_t i = home(block, g_table.index_bits);
+  while (g_table.index[i] != 0 && g_table.samples[g_table.index[i] - 1].block != block)
+    i = (i + 1) & mask;
+  return i;
+}
+
+// Under the lock: doubles the index when it is half full.
+bool grow_index() {
+  if (g_table.index != nullptr && g_table.live < (uint32_t{1} << (g_table.index_bits - 1)))
+    return true;
+  const uint32_t bits = g_table.index == nullptr ? kFirstIndexBits : g_table.index_bits + 1;
+  auto* fresh = static_cast<uint32_t*>(map_zeroed(sizeof(uint32_t) << bits));
+  if (fresh == nullptr) return false;
+  uint32_t* old = g_table.index;
+  const uint32_t old_bits = g_table.index_bits;
+  g_table.index = fresh;
+  g_table.index_bits = bits;
+  if (old != nullptr) {
+    for (uint32_t i = 0; i < (uint32_t{1} << old_bits); ++i) {
+      if (old[i] != 0) g_table.index[find_slot(g_table.samples[old[i] - 1].block)] = old[i];
+    }
+    munmap(old, sizeof(uint32_t) << old_bits);
+  }
+  return true;
+}
+
+// Under the lock: removes the entry in index slot i (backward-shift deletion).
+void erase_slot(uint32_t i) {
+  const uint32_t mask = (uint32_t{1} << g_table.index_bits) - 1;
+  const uint32_t entry = g_table.index[i] - 1;
+  for (uint32_t j = (i + 1) & mask; g_table.index[j] != 0; j = (j + 1) & mask) {
+    const uint32_t k = home(g_table.samples[g_table.index[j] - 1].block, g_table.index_bits);
+    // Entry j may move to the hole at i when its home is not in (i, j] (cyclically).
+    const bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+    if (stays) continue;
+    g_table.index[i] = g_table.index[j];
+    i = j;
+  }
+  g_table.index[i] = 0;
+  Sample& s = g_table.samples[entry];
+  filter_of(s.block).fetch_sub(1, std::memory_order_relaxed);  // relaxed: see g_filter
+  s.block = 0;
+  s.next_free = g_table.free_head;
+  g_table.free_head = entry + 1;
+  --g_table.live;
+}
+
+// --- Writing -----------------------------------------------------------
+
+class FdOut {
+ public:
+  explicit FdOut(int fd) : fd_(fd) {}
+  ~FdOut() { flush(); }
+  FdOut(const FdOut&) = delete;
+  FdOut& operator=(const FdOut&) = delete;
+  FdOut& ch(char c) {
+    if (len_ == sizeof buf_) flush();
+    buf_[len_++] = c;
+    return *this;
+  }
+  FdOut& text(const char* s) {
+    while (*s != '\0') ch(*s++);
+    return *this;
+  }
+  // A frame name or module path: separators of the collapsed format become '_'.
+  FdOut& name(const char* s) {
+    for (; *s != '\0'; ++s) ch(*s == ';' || *s == ' ' || *s == '\n' ? '_' : *s);
+    return *this;
+  }
+  FdOut& num(uint64_t v) {
+    core::put_decimal(*this, v);
+    return *this;
+  }
+  FdOut& hex(uint64_t v) {
+    core::put_hex(*this, v);
+    return *this;
+  }
+  void flush() {
+    size_t done = 0;
+    while (done < len_) {
+      const ssize_t n = write(fd_, buf_ + done, len_ - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        failed_ = true;
+        break;
+      }
+      done += size_t(n);
+    }
+    len_ = 0;
+  }
+  bool failed() const { return failed_; }
+
+ private:
+  int fd_;
+  char buf_[4096];
+  size_t len_ = 0;
+  bool failed_ = false;
+};
+
+// A copy of the live samples, taken under the lock, formatted without it
+// (dladdr takes the loader's lock, which a thread in dlopen holds while it
+// allocates and may wait for our table lock).
+struct Snapshot {
+  Sample* samples = nullptr;
+  uint32_t count = 0;
+  size_t bytes = 0;
+  uint64_t dropped = 0;
+  Snapshot() {
+    uint32_t cap;
+    {
+      TableLock lock;
+      if (!lock.ok()) return;
+      cap = g_table.live;
+    }
+    // Room for samples recorded meanwhile.
+    cap += cap / 4 + 64;
+    bytes = size_t(cap) * sizeof(Sample);
+    samples = static_cast<Sample*>(map_zeroed(bytes));
+    if (samples == nullptr) return;
+    TableLock lock;
+    if (!lock.ok()) return;
+    for (uint32_t i = 0; i < g_table.high && count < cap; ++i) {
+      if (g_table.samples[i].block != 0) samples[count++] = g_table.samples[i];
+    }
+    dropped = g_table.dropped;
+  }
+  ~Snapshot() {
+    if (samples != nullptr) munmap(samples, bytes);
+  }
+  Snapshot(const Snapshot&) = delete;
+  Snapshot& operator=(const Snapshot&) = delete;
+};
+
+// The frames of a sample that are not the allocator's (from the first frame
+// outside our module; all of them when we are linked into the program).
+uint32_t first_user_frame(const Sample& s) {
+  uint32_t i = 0;
+  while (i < s.depth) {
+    Dl_info info;
+    if (g_self_base == 0 || dladdr(reinterpret_cast<void*>(s.frames[i] - 1), &info) == 0 ||
+        uintptr_t(info.dli_fbase) != g_self_base)
+      break;
+    ++i;
+  }
+  return i;
+}
+
+int compare_stacks(const Sample& a, const Sample& b) {
+  const uint32_t n = a.depth < b.depth ? a.depth : b.depth;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (a.frames[i] != b.frames[i]) return a.frames[i] < b.frames[i] ? -1 : 1;
+  }
+  return a.depth == b.depth ? 0 : (a.depth < b.depth ? -1 : 1);
+}
+
+template <typename T, typename Less>
+void heap_sort(T* a, size_t n, Less less) {
+  auto sift = [&](size_t root, size_t end) {
+    for (size_t child; (child = 2 * root + 1) < end; root = child) {
+      if (child + 1 < end && less(a[child], a[child + 1])) ++child;
+      if (!less(a[root], a[child])) return;
+      T t = a[root];
+      a[root] = a[child];
+      a[child] = t;
+    }
+  };
+  for (size_t i = n / 2; i-- > 0;) sift(i, n);
+  for (size_t end = n; end-- > 1;) {
+    T t = a[0];
+    a[0] = a[end];
+    a[end] = t;
+    sift(0, end);
+  }
+}
+
+// Sorts the snapshot so that samples of one stack are adjacent (the user
+// frames only: the allocator's frames were cut off into depth 0.. first).
+void group_by_stack(Snapshot& snap) {
+  for (uint32_t i = 0; i < snap.count; ++i) {
+    Sample& s = snap.samples[i];
+    const uint32_t skip = first_user_frame(s);
+    for (uint32_t k = skip; k < s.depth; ++k) s.frames[k - skip] = s.frames[k];
+    s.depth -= skip;
+  }
+  heap_sort(snap.samples, snap.count,
+            [](const Sample& a, const Sample& b) { return compare_stacks(a, b) < 0; });
+}
+
+double estimated_bytes(const Sample& s) {
+  return sample_weight(s.block_bytes, g_rate) * double(s.size);
+}
+
+// A frame as the collapsed format names it: its dynamic symbol, else
+// module+0xoffset (the offset of the call instruction's last byte).
+void put_frame(FdOut& out, uintptr_t pc) {
+  Dl_info info;
+  const uintptr_t at = pc - 1;
+  if (dladdr(reinterpret_cast<void*>(at), &info) == 0 || info.dli_fname == nullptr) {
+    out.hex(at);
+    return;
+  }
+  if (info.dli_sname != nullptr) {
+    out.name(info.dli_sname);
+    return;
+  }
+  out.name(info.dli_fname[0] != '\0' ? info.dli_fname : "main")
+      .text("+")
+      .hex(at - uintptr_t(info.dli_fbase));
+}
+
+void put_frame_line(FdOut& out, uintptr_t pc) {
+  Dl_info info;
+  const uintptr_t at = pc - 1;
+  out.text("    ").hex(at).text(" ");
+  if (dladdr(reinterpret_cast<void*>(at), &info) == 0 || info.dli_fname == nullptr) {
+    out.text("?\n");
+    return;
+  }
+  if (info.dli_sname != nullptr) out.name(info.dli_sname).text(" ");
+  out.text("(")
+      .name(info.dli_fname[0] != '\0' ? info.dli_fname : "main")
+      .text("+")
+      .hex(at - uintptr_t(info.dli_fbase))
+      .text(")\n");
+}
+
+struct Group {
+  uint32_t first;
+  uint32_t count;
+  double bytes;
+};
+
+// Calls f(first, count, bytes) for each run of samples with one stack.
+template <typename F>
+void for_each_group(const Snapshot& snap, F f) {
+  uint32_t i = 0;
+  while (i < snap.count) {
+    uint32_t j = i;
+    double bytes = 0;
+    while (j < snap.count && compare_stacks(snap.samples[i], snap.samples[j]) == 0)
+      bytes += estimated_bytes(snap.samples[j++]);
+    f(i, j - i, bytes);
+    i = j;
+  }
+}
+
+int finish(const FdOut& out) {
+  if (out.failed()) return -1;
+  return 0;
+}
+
+void expand_path(const char* path, const char* suffix, char* out, size_t cap) {
+  size_t n = 0;
+  auto put = [&](char c) {
+    if (n + 1 < cap) out[n++] = c;
+  };
+  for (const char* p = path; *p != '\0'; ++p) {
+    if (p[0] == '%' && p[1] == 'p') {
+      char digits[24];
+      int k = 0;
+      for (uint64_t v = uint64_t(getpid()); k == 0 || v != 0; v /= 10)
+        digits[k++] = char('0' + v % 10);
+      while (k > 0) put(digits[--k]);
+      ++p;
+    } else {
+      put(*p);
+    }
+  }
+  for (const char* p = suffix; *p != '\0'; ++p) put(*p);
+  out[n] = '\0';
+}
+
+__attribute__((destructor)) void write_at_exit() {
+  if (!g_on || g_path == nullptr) return;
+  char path[4096];
+  expand_path(g_path, "", path, sizeof path);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    heap_profile_write(fd);
+    close(fd);
+  }
+  expand_path(g_path, ".leaks", path, sizeof path);
+  fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    heap_profile_write_leaks(fd);
+    close(fd);
+  }
+}
+
+}  // namespace
+
+// --- Sampling math -------------------------------------------------------
+
+double sample_log(double x) {
+  uint64_t bits;
+  __builtin_memcpy(&bits, &x, sizeof bits);
+  int e = int((bits >> 52) & 0x7ff) - 1023;
+  bits = (bits & ((uint64_t{1} << 52) - 1)) | (uint64_t{1023} << 52);
+  double m;
+  __builtin_memcpy(&m, &bits, sizeof m);  // x = m * 2^e, m in [1, 2)
+  if (m > 1.4142135623730951) {
+    m *= 0.5;
+    ++e;
+  }
+  // ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.172: the series
+  // converges to double precision in 11 terms.
+  const double s = (m - 1) / (m + 1);
+  const double s2 = s * s;
+  double term = s, sum = 0;
+  for (int k = 1; k <= 23; k += 2) {
+    sum += term / k;
+    term *= s2;
+  }
+  return 2 * sum + e * 0.6931471805599453;
+}
+
+double sample_exp_neg(double x) {
+  if (x > 700) return 0;
+  // e^-x = 2^-n * e^-r, r = x - n ln 2 in [0, ln 2).
+  const double ln2 = 0.6931471805599453;
+  const int n = int(x / ln2);
+  const double r = x - n * ln2;
+  double term = 1, sum = 1;
+  for (int k = 1; k < 24; ++k) {
+    term *= -r / k;
+    sum += term;
+  }
+  for (int i = 0; i < n; ++i) sum *= 0.5;
+  return sum;
+}
+
+double sample_weight(size_t block_bytes, uint64_t rate) {
+  const double p = 1 - sample_exp_neg(double(block_bytes) / double(rate));
+  return p <= 0 ? 1 : 1 / p;
+}
+
+uint64_t sample_gap(uint64_t rate, double u) {
+  const double gap = -sample_log(u) * double(rate);
+  if (gap >= 9.0e18) return uint64_t{1} << 62;
+  return uint64_t(gap) + 1;
+}
+
+// --- Recording -----------------------------------------------------------
+
+void heap_profile_start(uint64_t rate, const char* path) {
+  if constexpr (core::kChecked) return;  // checked builds: not offered (docs/profiling.md)
+  if (g_on) return;
+  g_rate = rate == 0 ? 512 * 1024 : rate;
+  if (path != nullptr) {
+    size_t n = 0;
+    while (path[n] != '\0' && n + 1 < sizeof g_path_copy) {
+      g_path_copy[n] = path[n];
+      ++n;
+    }
+    g_path_copy[n] = '\0';
+    g_path = g_path_copy;
+  }
+  g_table.samples = static_cast<Sample*>(map_zeroed(sizeof(Sample) * kMaxSamples));
+  if (g_table.samples == nullptr) return;
+  {
+    TableLock lock;
+    if (!grow_index()) return;
+  }
+  // The first backtrace() loads libgcc_s (dlopen allocates): do it now,
+  // outside any allocator call.
+  void* frames[4];
+  backtrace(frames, 4);
+  // Our frames are recognised by module, so only when we are a shared
+  // object apart from the program (preloaded or linked); linked into the
+  // program itself, every frame is kept.
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&heap_profile_start), &info) != 0 &&
+      info.dli_fbase != nullptr && info.dli_fname != nullptr &&
+      __builtin_strstr(info.dli_fname, ".so") != nullptr) {
+    g_self_base = uintptr_t(info.dli_fbase);
+  }
+  set_sample_rate(g_rate);
+  g_on = true;
+  // Heaps made from now on copy the flag at init; those made earlier (this
+  // thread's, before main) are set here, before other threads start.
+  g_process_domain.sample_allocations = true;
+  // acquire: pairs with the release push of each heap on the list.
+  for (core::Heap* h = g_process_domain.heaps.load(std::memory_order_acquire); h != nullptr;
+       h = h->next_in_domain) {
+    if (!h->placeholder) h->sampling = true;
+  }
+}
+
+bool heap_profile_on() { return g_on; }
+
+bool heap_profile_record(void* block, size_t size, size_t block_bytes) {
+  if (!g_on || tl_in_profiler) return false;
+  void* frames[kMaxFrames];
+  tl_in_profiler = true;
+  const int depth = backtrace(frames, kMaxFrames);
+  tl_in_profiler = false;
+  TableLock lock;
+  if (!lock.ok()) return false;
+  if (!grow_index()) {
+    ++g_table.dropped;
+    return false;
+  }
+  const uintptr_t key = reinterpret_cast<uintptr_t>(block);
+  const uint32_t slot = find_slot(key);
+  uint32_t entry;
+  if (g_table.index[slot] != 0) {
+    entry = g_table.index[slot] - 1;  // a stale entry (its free went unseen): reused
+  } else {
+    if (g_table.free_head != 0) {
+      entry = g_table.free_head - 1;
+      g_table.free_head = g_table.samples[entry].next_free;
+    } else if (g_table.high < kMaxSamples) {
+      entry = g_table.high++;
+    } else {
+      ++g_table.dropped;
+      return false;
+    }
+    g_table.index[slot] = entry + 1;
+    ++g_table.live;
+    filter_of(key).fetch_add(1, std::memory_order_relaxed);  // relaxed: see g_filter
+  }
+  Sample& s = g_table.samples[entry];
+  s.block = key;
+  s.size = size;
+  s.block_bytes = block_bytes;
+  s.depth = depth > 0 ? uint32_t(depth) : 0;
+  for (uint32_t i = 0; i < s.depth; ++i) s.frames[i] = reinterpret_cast<uintptr_t>(frames[i]);
+  return true;
+}
+
+bool heap_profile_forget(void* block) {
+  // relaxed: see g_filter.
+  if (filter_of(reinterpret_cast<uintptr_t>(block)).load(std::memory_order_relaxed) == 0)
+    return false;
+  TableLock lock;
+  if (!lock.ok() || g_table.index == nullptr) return false;
+  const uint32_t slot = find_slot(reinterpret_cast<uintptr_t>(block));
+  if (g_table.index[slot] == 0) return false;
+  erase_slot(slot);
+  return true;
+}
+
+int heap_profile_write(int fd) {
+  if (!g_on) {
+    errno = ENOTSUP;
+    return -1;
+  }
+  Snapshot snap;
+  group_by_stack(snap);
+  FdOut out(fd);
+  for_each_group(snap, [&](uint32_t first, uint32_t, double bytes) {
+    const Sample& s = snap.samples[first];
+    if (s.depth == 0) {
+      out.text("[unknown]");
+    } else {
+      for (uint32_t k = s.depth; k-- > 0;) {
+        put_frame(out, s.frames[k]);
+        if (k != 0) out.ch(';');
+      }
+    }
+    out.ch(' ').num(uint64_t(bytes + 0.5)).ch('\n');
+  });
+  out.flush();
+  return finish(out);
+}
+
+int heap_profile_write_leaks(int fd) {
+  if (!g_on) {
+    errno = ENOTSUP;
+    return -1;
+  }
+  Snapshot snap;
+  group_by_stack(snap);
+  // The groups, largest first.
+  uint32_t groups = 0;
+  for_each_group(snap, [&](uint32_t, uint32_t, double) { ++groups; });
+  const size_t group_bytes = sizeof(Group) * (groups + 1);
+  auto* g = static_cast<Group*>(map_zeroed(group_bytes));
+  FdOut out(fd);
+  double total = 0;
+  for_each_group(snap, [&](uint32_t, uint32_t, double bytes) { total += bytes; });
+  out.text("shardalloc leak report: pid ")
+      .num(uint64_t(getpid()))
+      .text(", one sample per ")
+      .num(g_rate)
+      .text(" bytes on average\n");
+  out.text("live: ")
+      .num(snap.count)
+      .text(" sampled blocks, about ")
+      .num(uint64_t(total + 0.5))
+      .text(" bytes in ")
+      .num(groups)
+      .text(" allocation stacks");
+  if (snap.dropped != 0) out.text(" (").num(snap.dropped).text(" samples dropped: table full)");
+  out.text("\n");
+  if (g != nullptr) {
+    uint32_t n = 0;
+    for_each_group(snap, [&](uint32_t first, uint32_t count, double bytes) {
+      g[n++] = Group{first, count, bytes};
+    });
+    heap_sort(g, n, [](const Group& a, const Group& b) { return a.bytes > b.bytes; });
+    for (uint32_t i = 0; i < n; ++i) {
+      const Sample& s = snap.samples[g[i].first];
+      out.text("\nleak: about ")
+          .num(uint64_t(g[i].bytes + 0.5))
+          .text(" bytes (")
+          .num(g[i].count)
+          .text(" sampled blocks, e.g. ")
+          .num(s.size)
+          .text(" bytes) allocated at:\n");
+      for (uint32_t k = 0; k < s.depth; ++k) put_frame_line(out, s.frames[k]);
+    }
+    munmap(g, group_bytes);
+  }
+  out.flush();
+  return finish(out);
+}
+
+}  // namespace shardalloc::platform

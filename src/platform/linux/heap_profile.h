@@ -1,0 +1,38 @@
+// The heap profiler (docs/profiling.md): sampled allocations of the process
+// heap with their call stacks, in a table of its own memory (no malloc).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace shardalloc::platform {
+
+// Starts sampling the process heap, one sample per `rate` bytes on average.
+// Call before other threads start (the options constructor does, for
+// SHARDALLOC_PROFILE); later calls do nothing. At exit, when `path` is not null, writes the profile
+// of live samples there (%p becomes the pid) and the leak report to path.leaks.
+void heap_profile_start(uint64_t rate, const char* path);
+bool heap_profile_on();
+// The mean gap between samples, in bytes (sampling.cpp).
+void set_sample_rate(uint64_t rate);
+
+// Records a sampled allocation (sampling.cpp calls it); false when it was not
+// recorded (a nested call, a signal handler's heap, or the table is full).
+bool heap_profile_record(void* block, size_t size, size_t block_bytes);
+// A block of a page holding samples was freed: true when it was one (now dropped).
+bool heap_profile_forget(void* block);
+
+// The collapsed-stack profile of the live samples ("frame;frame;... bytes"
+// lines, outermost frame first, bytes estimated). 0, or -1 with errno.
+int heap_profile_write(int fd);
+// The leak report (the live samples grouped by stack, largest first).
+int heap_profile_write_leaks(int fd);
+
+// The sampling math, exposed for tests.
+double sample_log(double x);      // natural logarithm, x > 0 (no libm)
+double sample_exp_neg(double x);  // e^-x, x >= 0
+// The estimated number of allocations one sample of `block_bytes` stands for.
+double sample_weight(size_t block_bytes, uint64_t rate);
+// A draw of the exponential gap with mean `rate` for the uniform u in (0, 1].
+uint64_t sample_gap(uint64_t rate, double u);
+
+}  // namespace shardalloc::platform
