@@ -44,7 +44,7 @@ void* Heap::alloc_slow(size_t size) {
 // alloc_slow while the domain samples its allocations (heap_sample.cpp).
 SHARD_NOINLINE void* Heap::alloc_slow_sampled(size_t size) {
   drain_notified();
-  if ((++slow_calls & 63) == 0) domain->maybe_purge();
+  if ((++slow_calls & 63) == 0) domain->run_due_maintenance();
   if (size > kLargeBlockMax) {
     void* p = alloc_huge(size, 0);
     return p != nullptr ? charge_huge(p, size) : nullptr;
