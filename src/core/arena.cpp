@@ -142,6 +142,39 @@ size_t Arena::claim(size_t count, size_t align, size_t align_offset) {
   return SIZE_MAX;
 }
 
+Arena::Fit Arena::find_reusing(size_t count) const {
+  Fit best;
+  if (count == 0 || count > slot_count) return best;
+  // The bit of slot i in a bitmap, read without ordering: the claim decides.
+  auto bit = [](const std::atomic<uint64_t>* bits, size_t i) {
+    return (bits[i / kBitsPerWord].load(std::memory_order_relaxed) >> (i % kBitsPerWord)) & 1;
+  };
+  size_t i = 0;
+  while (i < slot_count) {
+    i = next_clear_slot(*this, i);
+    if (i + count > slot_count) break;
+    // The free run [i, end).
+    size_t end = i;
+    while (end < slot_count && !bit(claimed, end)) ++end;
+    const size_t run = end - i;
+    if (run >= count) {
+      // Slide a window of `count` slots over the run, counting dirty slots.
+      size_t dirty = 0;
+      for (size_t k = i; k < i + count; ++k) dirty += bit(this->dirty, k);
+      Fit here{i, dirty, run};
+      for (size_t start = i + 1; start + count <= end; ++start) {
+        dirty += bit(this->dirty, start + count - 1);
+        dirty -= bit(this->dirty, start - 1);
+        if (dirty > here.dirty) here = Fit{start, dirty, run};
+      }
+      if (here.better_than(best)) best = here;
+      if (best.dirty == count && best.run == count) break;  // an exact, resident fit
+    }
+    i = end;
+  }
+  return best;
+}
+
 void Arena::release(size_t index, size_t count) {
   for (size_t w = index / kBitsPerWord; w * kBitsPerWord < index + count; ++w) {
     const uint64_t mask = word_mask(w, index, count);

@@ -119,25 +119,46 @@ bool Domain::overlaps(uintptr_t start, uintptr_t end) const {
 }
 
 Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset) {
+  if (slots > 1 && align <= kSegmentSize) {
+    // A huge block: reuse the freed span that is most resident (tried twice,
+    // then first fit if other threads keep taking the pick).
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      Arena* best_arena = nullptr;
+      Arena::Fit best;
+      // acquire: as in overlaps.
+      for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
+        const Arena::Fit fit = a->find_reusing(slots);
+        if (fit.better_than(best)) {
+          best = fit;
+          best_arena = a;
+        }
+      }
+      if (best_arena == nullptr) return nullptr;
+      const size_t index = best_arena->claim_fit(best, slots);
+      if (index != SIZE_MAX) return claimed(best_arena, index, slots);
+    }
+  }
   // acquire: as in overlaps.
   for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
     const size_t index = a->claim(slots, align, align_offset);
-    if (index == SIZE_MAX) continue;
-    auto* s = ptr<Segment>(a->slot_addr(index));
-    s->cookie = cookie_of(s);
-    s->domain = this;
-    s->arena = a;
-    s->span_slots = slots;
-    s->zeroed = source.fresh_is_zero && a->range_is_clean(index, slots);
-    // relaxed: statistics.
-    const size_t now = segments_claimed.fetch_add(slots, std::memory_order_relaxed) + slots;
-    size_t peak = peak_segments.load(std::memory_order_relaxed);
-    while (now > peak &&
-           !peak_segments.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
-    }
-    return s;
+    if (index != SIZE_MAX) return claimed(a, index, slots);
   }
   return nullptr;
+}
+
+Segment* Domain::claimed(Arena* a, size_t index, size_t slots) {
+  auto* s = ptr<Segment>(a->slot_addr(index));
+  s->cookie = cookie_of(s);
+  s->domain = this;
+  s->arena = a;
+  s->span_slots = slots;
+  s->zeroed = source.fresh_is_zero && a->range_is_clean(index, slots);
+  // relaxed: statistics.
+  const size_t now = segments_claimed.fetch_add(slots, std::memory_order_relaxed) + slots;
+  size_t peak = peak_segments.load(std::memory_order_relaxed);
+  while (now > peak && !peak_segments.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+  return s;
 }
 
 bool Domain::grow(size_t slots, size_t align) {

@@ -94,7 +94,11 @@ struct Domain {
 
   // Segments -----------------------------------------------------------------
   // Claims `slots` consecutive slots (see Arena::claim for align/offset),
-  // sweeping abandoned heaps and growing the source when needed.
+  // sweeping abandoned heaps and growing the source when needed. A run of
+  // several slots without alignment (a huge block) goes where the most of
+  // it is still resident from a freed span (Arena::find_reusing), so a
+  // program that replaces large buffers reuses their pages without faults
+  // until the purge delay gives them back.
   Segment* claim_segment(size_t slots, size_t align, size_t align_offset);
   void release_segment(Segment* s);
   // The arena check makes the header readable; the cookie tells a live
@@ -126,6 +130,8 @@ struct Domain {
   // past their delay); counts purged_bytes. Returns the slots left dirty.
   size_t purge_arenas(bool all);
   Segment* try_claim(size_t slots, size_t align, size_t align_offset);
+  // Writes the header fields of the segment at slot `index` of `a`, just claimed.
+  Segment* claimed(Arena* a, size_t index, size_t slots);
   bool grow(size_t slots, size_t align);
   void publish_arena(Arena* a);
   void add_meta_chunk(uintptr_t start, uintptr_t end);
