@@ -185,7 +185,8 @@ void Arena::release(size_t index, size_t count) {
   clear_bits(claimed, index, count);
 }
 
-size_t Arena::purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t* purged) {
+size_t Arena::purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t* purged,
+                         size_t* keep) {
   size_t left = 0;
   for (size_t w = 0; w < word_count; ++w) {
     // relaxed: candidates only; each is re-checked by claiming it.
@@ -196,6 +197,10 @@ size_t Arena::purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t*
       const size_t bit = size_t(std::countr_zero(candidates));
       candidates &= candidates - 1;
       const size_t index = w * kBitsPerWord + bit;
+      if (keep != nullptr && *keep > 0) {  // stays resident (and aged) for a later tick
+        --*keep;
+        continue;
+      }
       Step step;  // no fork leaves the slot claimed for good
       if (!try_claim_range(index, 1)) continue;
       // relaxed: we own the slot now; nobody else touches its bits until we release it.

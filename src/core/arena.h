@@ -68,8 +68,11 @@ struct Arena {
   // One purge tick: purges the free dirty slots that were already free and
   // dirty at the previous tick (so each stayed free for a whole delay), or
   // every free dirty slot when `all`. Each is claimed while it is purged.
-  // Returns the number of free dirty slots left for a later tick.
-  size_t purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t* purged);
+  // With `keep`, up to *keep of those slots (counted down, the lowest first)
+  // stay resident, still aged, for a later tick. Returns the number of free
+  // dirty slots left for a later tick.
+  size_t purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t* purged,
+                    size_t* keep = nullptr);
 
  private:
   bool try_claim_range(size_t index, size_t count);

@@ -135,7 +135,11 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset) {
       }
       if (best_arena == nullptr) return nullptr;
       const size_t index = best_arena->claim_fit(best, slots);
-      if (index != SIZE_MAX) return claimed(best_arena, index, slots);
+      if (index != SIZE_MAX) {
+        // relaxed: only paces the purge (purge_arenas).
+        huge_demand_slots.fetch_add(slots, std::memory_order_relaxed);
+        return claimed(best_arena, index, slots);
+      }
     }
   }
   // acquire: as in overlaps.
@@ -238,8 +242,12 @@ void Domain::purge_dirty() { purge_arenas(true); }
 
 size_t Domain::purge_arenas(bool all) {
   size_t purged = 0, left = 0;
+  // relaxed: pacing counters; the arena bitmaps (protocol 4) make the purge safe.
+  const size_t demand = huge_demand_slots.exchange(0, std::memory_order_relaxed);
+  const size_t cap = segments_claimed.load(std::memory_order_relaxed) >> kHugeReserveShift;
+  size_t keep = all ? 0 : (demand < cap ? demand : cap);
   for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
-    left += a->purge_tick(source.purge, all, &purged);
+    left += a->purge_tick(source.purge, all, &purged, &keep);
   }
   purged_bytes.fetch_add(purged * kSegmentSize, std::memory_order_relaxed);  // relaxed: a statistic
   return left;

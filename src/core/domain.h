@@ -19,6 +19,11 @@ struct DomainLife;
 // Released slots are purged (their pages given back to the OS) once they have
 // stayed free for one to two delays (see Arena::purge_tick).
 inline constexpr uint64_t kDefaultPurgeDelayMs = 100;
+// A purge tick keeps resident as many free slots as huge blocks claimed
+// since the previous tick (a program replacing large buffers reuses them
+// without page faults), but at most this fraction (a shift) of the slots in
+// use; what stays is purged at a later tick once that demand stops.
+inline constexpr unsigned kHugeReserveShift = 3;  // 1/8
 // Abandoned heaps are swept at most this often (see Domain::maybe_purge).
 inline constexpr uint64_t kSweepIntervalMs = 200;
 
@@ -40,6 +45,8 @@ struct Domain {
   std::atomic<uint64_t> sweep_due_ms{0};  // when abandoned heaps are next swept
   uint64_t purge_delay_ms = kDefaultPurgeDelayMs;
   std::atomic<size_t> segments_claimed{0};
+  // Slots claimed for huge blocks since the last purge tick (pacing only).
+  std::atomic<size_t> huge_demand_slots{0};
   // Statistics (relaxed RMWs on slow paths): bytes given back to the page
   // source, abandoned heaps adopted by a new thread, abandoned heaps swept.
   std::atomic<uint64_t> purged_bytes{0};

@@ -142,6 +142,29 @@ TEST(Arena, ReusingFitPrefersTheMostResidentWindowThenTheShortestRun) {
   EXPECT_EQ(t.arena->find_reusing(0).index, SIZE_MAX);
 }
 
+// A tick with a reserve keeps that many aged slots resident (the lowest);
+// the next tick without one purges them.
+TEST(Arena, PurgeTickKeepsTheReserveForALaterTick) {
+  TestArena t(64);
+  ASSERT_EQ(t.arena->claim(10, 0, 0), 0u);
+  t.arena->release(0, 10);
+  static std::atomic<int> calls;
+  calls = 0;
+  auto count = [](void*, size_t) { ++calls; };
+  size_t purged = 0;
+  EXPECT_EQ(t.arena->purge_tick(count, false, &purged), 10u);  // they age
+  size_t keep = 4;
+  EXPECT_EQ(t.arena->purge_tick(count, false, &purged, &keep), 4u);
+  EXPECT_EQ(keep, 0u);
+  EXPECT_EQ(purged, 6u);
+  EXPECT_FALSE(t.arena->range_is_clean(0, 4));  // kept: still resident
+  EXPECT_TRUE(t.arena->range_is_clean(4, 6));
+  keep = 0;
+  EXPECT_EQ(t.arena->purge_tick(count, false, &purged, &keep), 0u);
+  EXPECT_EQ(purged, 10u);
+  EXPECT_EQ(calls.load(), 10);
+}
+
 TEST(Arena, ConcurrentClaimsNeverOverlap) {
   TestArena t(512);
   std::vector<std::atomic<int>> owner(512);
