@@ -171,7 +171,13 @@ bool Domain::grow(size_t slots, size_t align) {
   size_t want = (slots + 1) * kSegmentSize + (align > kSegmentSize ? align : 0);
   want = align_up(want, kOsArenaSize);
   size_t got = 0;
-  void* mem = source.reserve(want, kOsArenaSize, &got);
+  void* mem = nullptr;
+  // A huge block grows by a larger arena (address space only: untouched
+  // slots cost no memory), so freed spans coalesce with more neighbours and
+  // fewer arena ends cut runs that later huge blocks could reuse. If the
+  // address space is short, what the block needs is enough.
+  if (slots > 1 && want < kHugeArenaSize) mem = source.reserve(kHugeArenaSize, kOsArenaSize, &got);
+  if (mem == nullptr) mem = source.reserve(want, kOsArenaSize, &got);
   if (mem == nullptr) return false;
   return add_memory(mem, got);
 }

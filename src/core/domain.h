@@ -24,6 +24,8 @@ inline constexpr uint64_t kDefaultPurgeDelayMs = 100;
 // without page faults), but at most this fraction (a shift) of the slots in
 // use; what stays is purged at a later tick once that demand stops.
 inline constexpr unsigned kHugeReserveShift = 3;  // 1/8
+// The least an OS arena reserved for a huge block spans (see Domain::grow).
+inline constexpr size_t kHugeArenaSize = 4 * kOsArenaSize;  // 256 MiB
 // Abandoned heaps are swept at most this often (see Domain::maybe_purge).
 inline constexpr uint64_t kSweepIntervalMs = 200;
 
