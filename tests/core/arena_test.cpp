@@ -165,6 +165,36 @@ TEST(Arena, PurgeTickKeepsTheReserveForALaterTick) {
   EXPECT_EQ(calls.load(), 10);
 }
 
+// Threads racing for the same best fit: the claim decides, runs never overlap.
+TEST(Arena, ConcurrentReusingClaimsNeverOverlap) {
+  TestArena t(256);
+  std::vector<std::atomic<int>> owner(256);
+  for (auto& o : owner) o = -1;
+  std::atomic<bool> bad{false};
+  std::atomic<int> claims{0};
+  std::vector<std::thread> threads;
+  for (int tid = 0; tid < 4; ++tid) {
+    threads.emplace_back([&, tid] {
+      for (int round = 0; round < 2000; ++round) {
+        const size_t n = 2 + (round + tid) % 7;
+        const size_t idx = t.arena->claim_fit(t.arena->find_reusing(n), n);
+        if (idx == SIZE_MAX) continue;
+        ++claims;
+        for (size_t i = idx; i < idx + n; ++i) {
+          int expected = -1;
+          if (!owner[i].compare_exchange_strong(expected, tid)) bad = true;
+        }
+        for (size_t i = idx; i < idx + n; ++i) owner[i] = -1;
+        t.arena->release(idx, n);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_FALSE(bad.load());
+  EXPECT_GT(claims.load(), 0);
+  for (size_t i = 0; i < 256; ++i) EXPECT_FALSE(t.arena->is_claimed(i));
+}
+
 TEST(Arena, ConcurrentClaimsNeverOverlap) {
   TestArena t(512);
   std::vector<std::atomic<int>> owner(512);
