@@ -142,6 +142,39 @@ size_t Arena::claim(size_t count, size_t align, size_t align_offset) {
   return SIZE_MAX;
 }
 
+Arena::Fit Arena::find_reusing(size_t count) const {
+  Fit best;
+  if (count == 0 || count > slot_count) return best;
+  // The bit of slot i in a bitmap, read without ordering: the claim decides.
+  auto bit = [](const std::atomic<uint64_t>* bits, size_t i) {
+    return (bits[i / kBitsPerWord].load(std::memory_order_relaxed) >> (i % kBitsPerWord)) & 1;
+  };
+  size_t i = 0;
+  while (i < slot_count) {
+    i = next_clear_slot(*this, i);
+    if (i + count > slot_count) break;
+    // The free run [i, end).
+    size_t end = i;
+    while (end < slot_count && !bit(claimed, end)) ++end;
+    const size_t run = end - i;
+    if (run >= count) {
+      // Slide a window of `count` slots over the run, counting dirty slots.
+      size_t dirty = 0;
+      for (size_t k = i; k < i + count; ++k) dirty += bit(this->dirty, k);
+      Fit here{i, dirty, run};
+      for (size_t start = i + 1; start + count <= end; ++start) {
+        dirty += bit(this->dirty, start + count - 1);
+        dirty -= bit(this->dirty, start - 1);
+        if (dirty > here.dirty) here = Fit{start, dirty, run};
+      }
+      if (here.better_than(best)) best = here;
+      if (best.dirty == count && best.run == count) break;  // an exact, resident fit
+    }
+    i = end;
+  }
+  return best;
+}
+
 void Arena::release(size_t index, size_t count) {
   for (size_t w = index / kBitsPerWord; w * kBitsPerWord < index + count; ++w) {
     const uint64_t mask = word_mask(w, index, count);
@@ -152,7 +185,8 @@ void Arena::release(size_t index, size_t count) {
   clear_bits(claimed, index, count);
 }
 
-size_t Arena::purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t* purged) {
+size_t Arena::purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t* purged,
+                         size_t* keep) {
   size_t left = 0;
   for (size_t w = 0; w < word_count; ++w) {
     // relaxed: candidates only; each is re-checked by claiming it.
@@ -163,6 +197,10 @@ size_t Arena::purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t*
       const size_t bit = size_t(std::countr_zero(candidates));
       candidates &= candidates - 1;
       const size_t index = w * kBitsPerWord + bit;
+      if (keep != nullptr && *keep > 0) {  // stays resident (and aged) for a later tick
+        --*keep;
+        continue;
+      }
       Step step;  // no fork leaves the slot claimed for good
       if (!try_claim_range(index, 1)) continue;
       // relaxed: we own the slot now; nobody else touches its bits until we release it.

@@ -36,6 +36,29 @@ struct Arena {
   // on an `align`-aligned address (align > kSegmentSize; else no constraint).
   // Returns the first slot's index or SIZE_MAX.
   size_t claim(size_t count, size_t align, size_t align_offset);
+
+  // Where claim_reusing would put a run of `count` slots (no alignment): the
+  // free window with the most dirty slots (their pages are still resident,
+  // so the caller's writes do not fault), ties to the one in the shortest
+  // free run (best fit), then the lowest. SIZE_MAX when no run is free.
+  // A hint read without ordering; claim_reusing decides with CAS.
+  struct Fit {
+    size_t index = SIZE_MAX;
+    size_t dirty = 0;  // dirty slots in the window
+    size_t run = 0;    // length of the free run holding it
+    bool better_than(const Fit& o) const {
+      if (index == SIZE_MAX) return false;
+      if (o.index == SIZE_MAX) return true;
+      return dirty != o.dirty ? dirty > o.dirty : run < o.run;
+    }
+  };
+  Fit find_reusing(size_t count) const;
+  // Claims the run find_reusing picked (count > 1, no alignment: huge blocks
+  // reuse freed spans before the purge gives them back). Returns the first
+  // slot's index or SIZE_MAX when that run was taken meanwhile.
+  size_t claim_fit(const Fit& fit, size_t count) {
+    return fit.index != SIZE_MAX && try_claim_range(fit.index, count) ? fit.index : SIZE_MAX;
+  }
   void release(size_t index, size_t count);
   // For slots the caller has claimed: true when none was used since it was
   // fresh or purged.
@@ -45,8 +68,11 @@ struct Arena {
   // One purge tick: purges the free dirty slots that were already free and
   // dirty at the previous tick (so each stayed free for a whole delay), or
   // every free dirty slot when `all`. Each is claimed while it is purged.
-  // Returns the number of free dirty slots left for a later tick.
-  size_t purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t* purged);
+  // With `keep`, up to *keep of those slots (counted down, the lowest first)
+  // stay resident, still aged, for a later tick. Returns the number of free
+  // dirty slots left for a later tick.
+  size_t purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t* purged,
+                    size_t* keep = nullptr);
 
  private:
   bool try_claim_range(size_t index, size_t count);

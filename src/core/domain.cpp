@@ -115,26 +115,51 @@ bool Domain::overlaps(uintptr_t start, uintptr_t end) const {
 }
 
 Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset) {
+  if (slots > 1 && align <= kSegmentSize) {
+    // A huge block: reuse the freed span that is most resident (tried twice,
+    // then first fit if other threads keep taking the pick).
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      Arena* best_arena = nullptr;
+      Arena::Fit best;
+      // acquire: as in overlaps.
+      for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
+        const Arena::Fit fit = a->find_reusing(slots);
+        if (fit.better_than(best)) {
+          best = fit;
+          best_arena = a;
+        }
+      }
+      if (best_arena == nullptr) return nullptr;
+      const size_t index = best_arena->claim_fit(best, slots);
+      if (index != SIZE_MAX) {
+        // relaxed: only paces the purge (purge_arenas).
+        huge_demand_slots.fetch_add(slots, std::memory_order_relaxed);
+        return claimed(best_arena, index, slots);
+      }
+    }
+  }
   // acquire: as in overlaps.
   for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
     const size_t index = a->claim(slots, align, align_offset);
-    if (index == SIZE_MAX) continue;
-    auto* s = ptr<Segment>(a->slot_addr(index));
-    s->cookie = cookie_of(s);
-    s->domain = this;
-    s->arena = a;
-    s->span_slots = slots;
-    s->tail_guard = 0;
-    s->zeroed = source.fresh_is_zero && a->range_is_clean(index, slots);
-    // relaxed: statistics.
-    const size_t now = segments_claimed.fetch_add(slots, std::memory_order_relaxed) + slots;
-    size_t peak = peak_segments.load(std::memory_order_relaxed);
-    while (now > peak &&
-           !peak_segments.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
-    }
-    return s;
+    if (index != SIZE_MAX) return claimed(a, index, slots);
   }
   return nullptr;
+}
+
+Segment* Domain::claimed(Arena* a, size_t index, size_t slots) {
+  auto* s = ptr<Segment>(a->slot_addr(index));
+  s->cookie = cookie_of(s);
+  s->domain = this;
+  s->arena = a;
+  s->span_slots = slots;
+  s->tail_guard = 0;
+  s->zeroed = source.fresh_is_zero && a->range_is_clean(index, slots);
+  // relaxed: statistics.
+  const size_t now = segments_claimed.fetch_add(slots, std::memory_order_relaxed) + slots;
+  size_t peak = peak_segments.load(std::memory_order_relaxed);
+  while (now > peak && !peak_segments.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+  return s;
 }
 
 bool Domain::grow(size_t slots, size_t align) {
@@ -143,7 +168,13 @@ bool Domain::grow(size_t slots, size_t align) {
   size_t want = (slots + 1) * kSegmentSize + (align > kSegmentSize ? align : 0);
   want = align_up(want, kOsArenaSize);
   size_t got = 0;
-  void* mem = source.reserve(want, kOsArenaSize, &got);
+  void* mem = nullptr;
+  // A huge block grows by a larger arena (address space only: untouched
+  // slots cost no memory), so freed spans coalesce with more neighbours and
+  // fewer arena ends cut runs that later huge blocks could reuse. If the
+  // address space is short, what the block needs is enough.
+  if (slots > 1 && want < kHugeArenaSize) mem = source.reserve(kHugeArenaSize, kOsArenaSize, &got);
+  if (mem == nullptr) mem = source.reserve(want, kOsArenaSize, &got);
   if (mem == nullptr) return false;
   return add_memory(mem, got);
 }
@@ -214,8 +245,12 @@ void Domain::purge_dirty() { purge_arenas(true); }
 
 size_t Domain::purge_arenas(bool all) {
   size_t purged = 0, left = 0;
+  // relaxed: pacing counters; the arena bitmaps (protocol 4) make the purge safe.
+  const size_t demand = huge_demand_slots.exchange(0, std::memory_order_relaxed);
+  const size_t cap = segments_claimed.load(std::memory_order_relaxed) >> kHugeReserveShift;
+  size_t keep = all ? 0 : (demand < cap ? demand : cap);
   for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
-    left += a->purge_tick(source.purge, all, &purged);
+    left += a->purge_tick(source.purge, all, &purged, &keep);
   }
   purged_bytes.fetch_add(purged * kSegmentSize, std::memory_order_relaxed);  // relaxed: a statistic
   return left;

@@ -19,6 +19,13 @@ struct DomainLife;
 // Released slots are purged (their pages given back to the OS) once they have
 // stayed free for one to two delays (see Arena::purge_tick).
 inline constexpr uint64_t kDefaultPurgeDelayMs = 100;
+// A purge tick keeps resident as many free slots as huge blocks claimed
+// since the previous tick (a program replacing large buffers reuses them
+// without page faults), but at most this fraction (a shift) of the slots in
+// use; what stays is purged at a later tick once that demand stops.
+inline constexpr unsigned kHugeReserveShift = 3;  // 1/8
+// The least an OS arena reserved for a huge block spans (see Domain::grow).
+inline constexpr size_t kHugeArenaSize = 4 * kOsArenaSize;  // 256 MiB
 // Abandoned heaps are swept at most this often (see Domain::run_due_maintenance).
 inline constexpr uint64_t kSweepIntervalMs = 200;
 
@@ -44,6 +51,8 @@ struct Domain {
   // SHARDALLOC_PROFILE is set); read by heaps' slow paths.
   bool sample_allocations = false;
   std::atomic<size_t> segments_claimed{0};
+  // Slots claimed for huge blocks since the last purge tick (pacing only).
+  std::atomic<size_t> huge_demand_slots{0};
   // Statistics (relaxed RMWs on slow paths): bytes given back to the page
   // source, abandoned heaps adopted by a new thread, abandoned heaps swept.
   std::atomic<uint64_t> purged_bytes{0};
@@ -98,7 +107,11 @@ struct Domain {
 
   // Segments -----------------------------------------------------------------
   // Claims `slots` consecutive slots (see Arena::claim for align/offset),
-  // sweeping abandoned heaps and growing the source when needed.
+  // sweeping abandoned heaps and growing the source when needed. A run of
+  // several slots without alignment (a huge block) goes where the most of
+  // it is still resident from a freed span (Arena::find_reusing), so a
+  // program that replaces large buffers reuses their pages without faults
+  // until the purge delay gives them back.
   Segment* claim_segment(size_t slots, size_t align, size_t align_offset);
   void release_segment(Segment* s);
   // The arena check makes the header readable; the cookie tells a live
@@ -141,6 +154,8 @@ struct Domain {
   void give_up(Heap* h);
   // Just claimed by acquire_heap: counts the adoption, unseals h's pages.
   Heap* adopt(Heap* h);
+  // Writes the header fields of the segment at slot `index` of `a`, just claimed.
+  Segment* claimed(Arena* a, size_t index, size_t slots);
   bool grow(size_t slots, size_t align);
   void publish_arena(Arena* a);
   void add_meta_chunk(uintptr_t start, uintptr_t end);

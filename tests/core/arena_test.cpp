@@ -97,6 +97,104 @@ TEST(Arena, PurgeTicksPurgeOnlySlotsFreeForAWholeTick) {
   EXPECT_EQ(purged, 4u);
 }
 
+// Huge blocks reuse freed spans: the window with the most dirty (resident)
+// slots wins, ties go to the shortest free run (best fit).
+TEST(Arena, ReusingFitPrefersTheMostResidentWindowThenTheShortestRun) {
+  TestArena t(64);
+  ASSERT_EQ(t.arena->claim(40, 0, 0), 0u);  // slots 40..63 stay fresh (clean)
+  t.arena->release(2, 6);                   // a dirty run of 6 at 2..7
+  t.arena->release(10, 4);                  // a dirty run of 4 at 10..13
+  t.arena->release(20, 5);                  // a dirty run of 5 at 20..24
+  // First fit would take the first run of 4 or more (2); best fit takes the exact one.
+  Arena::Fit fit = t.arena->find_reusing(4);
+  EXPECT_EQ(fit.index, 10u);
+  EXPECT_EQ(fit.dirty, 4u);
+  EXPECT_EQ(fit.run, 4u);
+  ASSERT_EQ(t.arena->claim_fit(fit, 4), 10u);
+  for (size_t i = 10; i < 14; ++i) EXPECT_TRUE(t.arena->is_claimed(i));
+  EXPECT_FALSE(t.arena->range_is_clean(10, 4));
+  // A taken pick is not claimed twice.
+  EXPECT_EQ(t.arena->claim_fit(fit, 4), SIZE_MAX);
+  // 5 dirty slots: the run at 20 (exactly 5) beats the one at 2 (6).
+  fit = t.arena->find_reusing(5);
+  EXPECT_EQ(fit.index, 20u);
+  EXPECT_EQ(fit.dirty, 5u);
+  // 8 slots: no free run but the clean tail 40..63 is that long.
+  fit = t.arena->find_reusing(8);
+  EXPECT_EQ(fit.index, 40u);
+  EXPECT_EQ(fit.dirty, 0u);
+  EXPECT_EQ(fit.run, 24u);
+  // A dirty run next to clean slots: the window covers all of the dirty part.
+  t.arena->release(30, 10);  // 30..39 dirty, run 30..63 free
+  fit = t.arena->find_reusing(12);
+  EXPECT_EQ(fit.index, 30u);
+  EXPECT_EQ(fit.dirty, 10u);
+  // A window that slides to take in the dirty slots at the end of a run.
+  ASSERT_EQ(t.arena->claim(34, 0, 0), 30u);  // first fit: 30..63
+  t.arena->release(50, 14);                  // 50..63 dirty; 30..49 claimed
+  ASSERT_TRUE(t.arena->claim(20, 0, 0) == SIZE_MAX);
+  t.arena->release(44, 6);  // 44..49 dirty too: run 44..63, all dirty
+  fit = t.arena->find_reusing(16);
+  EXPECT_EQ(fit.dirty, 16u);
+  EXPECT_EQ(fit.run, 20u);
+  EXPECT_EQ(fit.index, 44u);
+  EXPECT_EQ(t.arena->find_reusing(65).index, SIZE_MAX);
+  EXPECT_EQ(t.arena->find_reusing(0).index, SIZE_MAX);
+}
+
+// A tick with a reserve keeps that many aged slots resident (the lowest);
+// the next tick without one purges them.
+TEST(Arena, PurgeTickKeepsTheReserveForALaterTick) {
+  TestArena t(64);
+  ASSERT_EQ(t.arena->claim(10, 0, 0), 0u);
+  t.arena->release(0, 10);
+  static std::atomic<int> calls;
+  calls = 0;
+  auto count = [](void*, size_t) { ++calls; };
+  size_t purged = 0;
+  EXPECT_EQ(t.arena->purge_tick(count, false, &purged), 10u);  // they age
+  size_t keep = 4;
+  EXPECT_EQ(t.arena->purge_tick(count, false, &purged, &keep), 4u);
+  EXPECT_EQ(keep, 0u);
+  EXPECT_EQ(purged, 6u);
+  EXPECT_FALSE(t.arena->range_is_clean(0, 4));  // kept: still resident
+  EXPECT_TRUE(t.arena->range_is_clean(4, 6));
+  keep = 0;
+  EXPECT_EQ(t.arena->purge_tick(count, false, &purged, &keep), 0u);
+  EXPECT_EQ(purged, 10u);
+  EXPECT_EQ(calls.load(), 10);
+}
+
+// Threads racing for the same best fit: the claim decides, runs never overlap.
+TEST(Arena, ConcurrentReusingClaimsNeverOverlap) {
+  TestArena t(256);
+  std::vector<std::atomic<int>> owner(256);
+  for (auto& o : owner) o = -1;
+  std::atomic<bool> bad{false};
+  std::atomic<int> claims{0};
+  std::vector<std::thread> threads;
+  for (int tid = 0; tid < 4; ++tid) {
+    threads.emplace_back([&, tid] {
+      for (int round = 0; round < 2000; ++round) {
+        const size_t n = 2 + (round + tid) % 7;
+        const size_t idx = t.arena->claim_fit(t.arena->find_reusing(n), n);
+        if (idx == SIZE_MAX) continue;
+        ++claims;
+        for (size_t i = idx; i < idx + n; ++i) {
+          int expected = -1;
+          if (!owner[i].compare_exchange_strong(expected, tid)) bad = true;
+        }
+        for (size_t i = idx; i < idx + n; ++i) owner[i] = -1;
+        t.arena->release(idx, n);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_FALSE(bad.load());
+  EXPECT_GT(claims.load(), 0);
+  for (size_t i = 0; i < 256; ++i) EXPECT_FALSE(t.arena->is_claimed(i));
+}
+
 TEST(Arena, ConcurrentClaimsNeverOverlap) {
   TestArena t(512);
   std::vector<std::atomic<int>> owner(512);
