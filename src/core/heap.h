@@ -198,7 +198,9 @@ struct Heap {
     page->set_next(b, page->local_free);
     page->set_local_free(b);
     if (SHARD_UNLIKELY(--page->used == 0 || page->in_full)) {
-      return page->used != 0 || !stays_when_empty(page);
+      // A nonzero in_full (full queue, or sampled blocks to report) always
+      // takes the slow step; an emptied page only when it does not stay.
+      return page->in_full != 0 || !stays_when_empty(page);
     }
     return false;
   }
