@@ -248,6 +248,26 @@ struct Heap {
   void collect_all();
   // Owner: takes the pages remote threads reported (moves them out of full).
   void drain_notified();
+  // Owner: the whole notified stack (last pushed first); null when none waits.
+  Page* take_notified();
+  // Owner: the next page of a list take_notified returned, back from
+  // kNotified to kNormal (its remote list kept). Each page is read from the
+  // list before its state changes: a page back in a normal state may be
+  // notified again, which rewrites next_notified.
+  static Page* next_unnotified(Page*& list);
+  // Owner: fn(page) for every page in a class queue or the full queue; fn may
+  // move or free the page it is given (the next one is read before).
+  template <class Fn>
+  void for_each_page(Fn fn) {
+    for (unsigned cls = 0; cls <= kClassCount; ++cls) {
+      Page* page = cls == kClassCount ? full.first : queues[cls].first;
+      while (page != nullptr) {
+        Page* next = page->next;
+        fn(page);
+        page = next;
+      }
+    }
+  }
   // Protocol 3 (docs/protocols.md), sealed pages: an abandoned heap's pages
   // count their live blocks down in thread_free, and the free of the last one
   // puts the page on `notified`. Owner, at abandon and by a sweeper:

@@ -128,23 +128,31 @@ void Heap::purge_free_pages(bool all) {
   }
 }
 
-void Heap::drain_notified() {
+Page* Heap::take_notified() {
   // relaxed: a cheap emptiness test; the exchange below synchronizes.
-  if (notified.load(std::memory_order_relaxed) == nullptr) return;
+  if (notified.load(std::memory_order_relaxed) == nullptr) return nullptr;
   // acquire: pairs with the notifiers' release pushes, so next_notified links are visible.
-  Page* list = notified.exchange(nullptr, std::memory_order_acquire);
-  while (list != nullptr) {
-    Page* page = list;
-    list = page->next_notified;
-    // A page on the stack stays kNotified until its owner takes it (protocol 2).
-    SHARD_ASSERT(page->in_use && page->load_thread_free(std::memory_order_relaxed).state() ==
-                                     NotifyState::kNotified);
-    // relaxed: only the state bits change; the list head is kept.
-    uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
-    while (!page->thread_free.compare_exchange_weak(
-        raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(), std::memory_order_relaxed,
-        std::memory_order_relaxed)) {
-    }
+  return notified.exchange(nullptr, std::memory_order_acquire);
+}
+
+Page* Heap::next_unnotified(Page*& list) {
+  Page* page = list;
+  list = page->next_notified;
+  // A page on the stack stays kNotified until its owner takes it (protocols 2 and 3).
+  SHARD_ASSERT(page->in_use &&
+               page->load_thread_free(std::memory_order_relaxed).state() == NotifyState::kNotified);
+  // relaxed: only the state bits change; the list head is kept.
+  uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
+  while (!page->thread_free.compare_exchange_weak(
+      raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(), std::memory_order_relaxed,
+      std::memory_order_relaxed)) {
+  }
+  return page;
+}
+
+void Heap::drain_notified() {
+  for (Page* list = take_notified(); list != nullptr;) {
+    Page* page = next_unnotified(list);
     if (page->in_full_queue()) move_out_of_full(page);
   }
 }

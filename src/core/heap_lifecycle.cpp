@@ -20,19 +20,13 @@ void Heap::init(Domain* d) {
 void Heap::collect_all() {
   if constexpr (kChecked) flush_quarantine();
   drain_notified();
-  for (unsigned cls = 0; cls <= kClassCount; ++cls) {
-    PageQueue& q = cls == kClassCount ? full : queues[cls];
-    Page* page = q.first;
-    while (page != nullptr) {
-      Page* next = page->next;
-      // Blocks handed but not allocated go back to the budget; charged again when handed.
-      if (SHARD_UNLIKELY(sampling)) forget_page_samples(page);
-      count_remote_frees(page->collect());
-      if (page->in_full_queue() && page->free != nullptr) move_out_of_full(page);
-      if (page->used == 0) free_page(page);
-      page = next;
-    }
-  }
+  for_each_page([this](Page* page) {
+    // Blocks handed but not allocated go back to the budget; charged again when handed.
+    if (SHARD_UNLIKELY(sampling)) forget_page_samples(page);
+    count_remote_frees(page->collect());
+    if (page->in_full_queue() && page->free != nullptr) move_out_of_full(page);
+    if (page->used == 0) free_page(page);
+  });
   for (auto& p : direct) p = &g_empty_page;
 }
 
@@ -75,29 +69,20 @@ void Heap::abandon_pages(bool sweeping) {
   // a sealed page would otherwise count them live, and nobody frees them again.
   if constexpr (kChecked) flush_quarantine();
   drain_notified();
-  for (unsigned cls = 0; cls <= kClassCount; ++cls) {
-    PageQueue& q = cls == kClassCount ? full : queues[cls];
-    Page* page = q.first;
-    while (page != nullptr) {
-      Page* next = page->next;
-      // A cut's blocks go back on the page's list first: sealed without
-      // them, they would be neither live nor free (docs/profiling.md).
-      if (SHARD_UNLIKELY(sampling)) forget_page_samples(page);
-      seal_or_free(page);
-      page = next;
-    }
-  }
+  for_each_page([this](Page* page) {
+    // A cut's blocks go back on the page's list first: sealed without
+    // them, they would be neither live nor free (docs/profiling.md).
+    if (SHARD_UNLIKELY(sampling)) forget_page_samples(page);
+    seal_or_free(page);
+  });
   for (auto& p : direct) p = &g_empty_page;
   // Abandoned: no page left in a class queue or the full queue is plain
   // kNormal or kFull; each is sealed, or kNotified (on its way to `notified`).
   if constexpr (kChecked) {
-    for (unsigned cls = 0; cls <= kClassCount; ++cls) {
-      for (Page* page = cls == kClassCount ? full.first : queues[cls].first; page != nullptr;
-           page = page->next) {
-        const NotifyState st = page->load_thread_free(std::memory_order_relaxed).state();
-        SHARD_ASSERT(st == NotifyState::kSealed || st == NotifyState::kNotified);
-      }
-    }
+    for_each_page([](Page* page) {
+      const NotifyState st = page->load_thread_free(std::memory_order_relaxed).state();
+      SHARD_ASSERT(st == NotifyState::kSealed || st == NotifyState::kNotified);
+    });
   }
   // Nobody has owned the heap for a while (up to a sweep interval): give back
   // the memory of pages that have been free for the purge delay.
@@ -109,51 +94,32 @@ void Heap::unseal_all() {
   // is counted but no longer sealed): none, nothing to walk.
   if (sealed_pages == 0) return;
   sealed_pages = 0;
-  for (unsigned cls = 0; cls <= kClassCount; ++cls) {
-    PageQueue& q = cls == kClassCount ? full : queues[cls];
-    Page* page = q.first;
-    while (page != nullptr) {
-      Page* next = page->next;
-      // relaxed: the CAS below validates what we read.
-      uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
-      while (ThreadFreeWord(raw).state() == NotifyState::kSealed) {
-        // The list stays, as a plain one (collected as usual later). A page
-        // in the full queue becomes kFull again (protocol 2), or kNormal with
-        // blocks waiting, and then leaves the full queue.
-        Block* head = ThreadFreeWord(raw).sealed_head(page);
-        const bool parked = page->in_full_queue() && head == nullptr && page->free == nullptr;
-        // release: as move_to_full's kFull (a notifier that reads it writes
-        // next_notified after our reads of it). On failure a free got in: retry.
-        // A parked page is one with no free block at all: it stays in the full queue.
-        SHARD_ASSERT(!parked || page->local_free == nullptr);
-        if (page->thread_free.compare_exchange_weak(
-                raw, ThreadFreeWord(head, parked ? NotifyState::kFull : NotifyState::kNormal).raw(),
-                std::memory_order_release, std::memory_order_relaxed)) {
-          if (page->in_full_queue() && !parked) move_out_of_full(page);
-          break;
-        }
+  for_each_page([this](Page* page) {
+    // relaxed: the CAS below validates what we read.
+    uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
+    while (ThreadFreeWord(raw).state() == NotifyState::kSealed) {
+      // The list stays, as a plain one (collected as usual later). A page
+      // in the full queue becomes kFull again (protocol 2), or kNormal with
+      // blocks waiting, and then leaves the full queue.
+      Block* head = ThreadFreeWord(raw).sealed_head(page);
+      const bool parked = page->in_full_queue() && head == nullptr && page->free == nullptr;
+      // release: as move_to_full's kFull (a notifier that reads it writes
+      // next_notified after our reads of it). On failure a free got in: retry.
+      // A parked page is one with no free block at all: it stays in the full queue.
+      SHARD_ASSERT(!parked || page->local_free == nullptr);
+      if (page->thread_free.compare_exchange_weak(
+              raw, ThreadFreeWord(head, parked ? NotifyState::kFull : NotifyState::kNormal).raw(),
+              std::memory_order_release, std::memory_order_relaxed)) {
+        if (page->in_full_queue() && !parked) move_out_of_full(page);
+        break;
       }
-      page = next;
     }
-  }
+  });
 }
 
 void Heap::reclaim_notified() {
-  // relaxed: a cheap emptiness test; the exchange below synchronizes.
-  if (notified.load(std::memory_order_relaxed) == nullptr) return;
-  // acquire: pairs with the notifiers' pushes, so next_notified links are visible.
-  Page* list = notified.exchange(nullptr, std::memory_order_acquire);
-  while (list != nullptr) {
-    Page* page = list;
-    list = page->next_notified;
-    SHARD_ASSERT(page->in_use && page->load_thread_free(std::memory_order_relaxed).state() ==
-                                     NotifyState::kNotified);
-    // relaxed: only the state bits change; the list head is kept (as drain_notified).
-    uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
-    while (!page->thread_free.compare_exchange_weak(
-        raw, ThreadFreeWord(raw).with_state(NotifyState::kNormal).raw(), std::memory_order_relaxed,
-        std::memory_order_relaxed)) {
-    }
+  for (Page* list = take_notified(); list != nullptr;) {
+    Page* page = next_unnotified(list);
     if (seal(page)) {
       if (page->in_full_queue() && page->free != nullptr) move_out_of_full(page);
       continue;
