@@ -21,6 +21,7 @@
 #include "shardalloc/region.h"
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"
+#include "support/snapshot_support.h"
 #include "support/test_support.h"
 
 using namespace shardtest;
@@ -38,33 +39,6 @@ size_t pick_size(uint64_t r, size_t i) {
   if (i % 97 == 0) return 20000 + r % 12000;   // medium pages
   if (i % 251 == 0) return 40000 + r % 80000;  // large pages
   return 16 + r % 1000;
-}
-
-// Segments held by abandoned heaps, read off a heap snapshot ("heap ... abandoned=1 segments=N").
-uint64_t abandoned_segments(const std::string& snap) {
-  uint64_t total = 0;
-  size_t at = 0;
-  while ((at = snap.find("\nheap ", at)) != std::string::npos) {
-    const size_t end = snap.find('\n', at + 1);
-    const std::string line = snap.substr(at + 1, end - at - 1);
-    at = end;
-    if (line.find(" abandoned=1 ") == std::string::npos) continue;
-    const size_t k = line.find(" segments=");
-    if (k != std::string::npos) total += std::strtoull(line.c_str() + k + 10, nullptr, 10);
-  }
-  return total;
-}
-
-std::string region_snapshot(const shard_region* r) {
-  std::string s(shard_region_heap_snapshot(r, nullptr, 0) + 1, '\0');
-  s.resize(shard_region_heap_snapshot(r, s.data(), s.size()));
-  return s;
-}
-
-std::string process_snapshot() {
-  std::string s(shard_heap_snapshot(nullptr, 0) + 1, '\0');
-  s.resize(shard_heap_snapshot(s.data(), s.size()));
-  return s;
 }
 
 constexpr int kThreads = 4;

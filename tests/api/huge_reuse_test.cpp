@@ -26,14 +26,6 @@ void* region_alloc(shard_region* r, size_t size) {
 
 }  // namespace
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define SHARDTEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define SHARDTEST_SANITIZED 1
-#endif
-#endif
-
 // Two freed spans, a long one first and one of just the size asked for
 // later: the new block takes the exact one (first fit took the long one).
 TEST(HugeReuse, TakesTheFreedSpanThatFitsBest) {

@@ -18,14 +18,6 @@ size_t rss_bytes() { return shardtest::proc_memory().rss; }
 
 }  // namespace
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define SHARDTEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define SHARDTEST_SANITIZED 1
-#endif
-#endif
-
 TEST(Purge, RssFallsAfterAPeak) {
 #ifdef SHARDTEST_SANITIZED
   GTEST_SKIP() << "RSS includes the sanitizer's shadow memory, which is not given back";

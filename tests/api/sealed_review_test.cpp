@@ -21,25 +21,9 @@
 
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"
+#include "support/snapshot_support.h"
 
 namespace {
-
-// Segments held by abandoned heaps, read off a heap snapshot.
-uint64_t abandoned_segments() {
-  std::string s(shard_heap_snapshot(nullptr, 0) + 1, '\0');
-  s.resize(shard_heap_snapshot(s.data(), s.size()));
-  uint64_t total = 0;
-  size_t at = 0;
-  while ((at = s.find("\nheap ", at)) != std::string::npos) {
-    const size_t end = s.find('\n', at + 1);
-    const std::string line = s.substr(at + 1, end - at - 1);
-    at = end;
-    if (line.find(" abandoned=1 ") == std::string::npos) continue;
-    const size_t k = line.find(" segments=");
-    if (k != std::string::npos) total += std::strtoull(line.c_str() + k + 10, nullptr, 10);
-  }
-  return total;
-}
 
 pthread_key_t g_late_key;
 std::atomic<int> g_late_allocs{0};
@@ -78,7 +62,7 @@ TEST(SealedPagesReview, ABorrowedHeapStaysSealed) {
       blocks.push_back(p);
     }
   }).join();
-  const uint64_t held = abandoned_segments();
+  const uint64_t held = shardtest::abandoned_segments(shardtest::process_snapshot());
   ASSERT_GE(held, 4u);
 
   // B exits: its late destructor borrows a heap (A's: the one with most segments).
@@ -93,7 +77,7 @@ TEST(SealedPagesReview, ABorrowedHeapStaysSealed) {
   if (after.heaps_swept != before.heaps_swept) {
     GTEST_SKIP() << "a periodic sweep ran (more than 200 ms passed): it seals the pages again";
   }
-  EXPECT_EQ(abandoned_segments(), 0u)
+  EXPECT_EQ(shardtest::abandoned_segments(shardtest::process_snapshot()), 0u)
       << "segments before the frees: " << held
       << "; the borrowed heap was given back unsealed, its pages no longer come back";
   pthread_key_delete(g_late_key);

@@ -30,6 +30,7 @@
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"
 #include "support/rng.h"
+#include "support/snapshot_support.h"
 #include "support/test_support.h"
 
 using namespace shardtest;
@@ -98,22 +99,6 @@ size_t pick_size(uint64_t r) {
     default:
       return 16 + ((r >> 8) % 1000) / 8 * 8;
   }
-}
-
-uint64_t abandoned_segments() {
-  std::string s(shard_heap_snapshot(nullptr, 0) + 1, '\0');
-  s.resize(shard_heap_snapshot(s.data(), s.size()));
-  uint64_t total = 0;
-  size_t at = 0;
-  while ((at = s.find("\nheap ", at)) != std::string::npos) {
-    const size_t end = s.find('\n', at + 1);
-    const std::string line = s.substr(at + 1, end - at - 1);
-    at = end;
-    if (line.find(" abandoned=1 ") == std::string::npos) continue;
-    const size_t k = line.find(" segments=");
-    if (k != std::string::npos) total += std::strtoull(line.c_str() + k + 10, nullptr, 10);
-  }
-  return total;
 }
 
 TEST(SealedPagesReview, ShortLivedThreadsRemoteFreersHandlersSweepsAndForks) {
@@ -286,7 +271,8 @@ TEST(SealedPagesReview, ShortLivedThreadsRemoteFreersHandlersSweepsAndForks) {
   shard_stats after;
   shard_stats_get(&after);
   EXPECT_EQ(after.live_blocks, before.live_blocks);
-  if (abandoned_segments() != 0 || after.live_blocks != before.live_blocks) {
+  if (abandoned_segments(shardtest::process_snapshot()) != 0 ||
+      after.live_blocks != before.live_blocks) {
     // What is left: the abandoned heaps' slots and their pages in use.
     std::string snap(shard_heap_snapshot(nullptr, 0) + 1, '\0');
     snap.resize(shard_heap_snapshot(snap.data(), snap.size()));
@@ -305,7 +291,8 @@ TEST(SealedPagesReview, ShortLivedThreadsRemoteFreersHandlersSweepsAndForks) {
       if (in_abandoned) std::fprintf(stderr, "  %s\n", line.c_str());
     }
   }
-  EXPECT_EQ(abandoned_segments(), 0u) << "pages left in abandoned heaps with no live block";
+  EXPECT_EQ(abandoned_segments(shardtest::process_snapshot()), 0u)
+      << "pages left in abandoned heaps with no live block";
   EXPECT_EQ(after.heaps_owned, before.heaps_owned) << "a heap stayed owned";
 }
 

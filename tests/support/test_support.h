@@ -37,6 +37,10 @@ inline constexpr size_t MiB = size_t{1} << 20;
 #define SHARDTEST_ASAN 1
 #endif
 #endif
+// Either sanitizer: RSS includes shadow memory that is not given back.
+#if defined(SHARDTEST_TSAN) || defined(SHARDTEST_ASAN)
+#define SHARDTEST_SANITIZED 1
+#endif
 
 #ifndef SHARDALLOC_STRESS_SCALE_DEFAULT
 #define SHARDALLOC_STRESS_SCALE_DEFAULT 1
