@@ -28,8 +28,8 @@ T launder(T p) {
   return p;
 }
 
-#define SKIP_IN_CHECKED_BUILDS()                                                         \
-  if (shard_is_checked())                                                                \
+#define SKIP_IN_CHECKED_BUILDS() \
+  if (shard_is_checked())        \
   GTEST_SKIP() << "checked builds do not sample (their canaries and quarantine cover it)"
 
 // Every allocation of the calling thread is sampled (a mean gap of 1 byte).
@@ -71,8 +71,9 @@ void overflow_sampled_by_one(size_t size) {
 TEST_F(GuardedSamplingDeath, S01_OneByteOverflowOfASampledBlockIsReported) {
   SKIP_IN_CHECKED_BUILDS();
   for (size_t size : {size_t{8}, size_t{13}, size_t{64}, size_t{100}, size_t{1024}, size_t{4096}}) {
-    EXPECT_EXIT(overflow_sampled_by_one(size), ::testing::KilledBySignal(SIGABRT),
-                GUARDED_FATAL("heap buffer overflow( \\(into the alignment slack, found at free\\))?"))
+    EXPECT_EXIT(
+        overflow_sampled_by_one(size), ::testing::KilledBySignal(SIGABRT),
+        GUARDED_FATAL("heap buffer overflow( \\(into the alignment slack, found at free\\))?"))
         << size;
   }
 }
@@ -122,7 +123,7 @@ TEST(GuardedSampling, OffMeansNoBlockIsGuarded) {
   for (void* p : v) shard_free(p);
 }
 
-TEST(GuardedSampling, MallocCallocReallocUsableSizeKeepTheirMeaning) {
+TEST(GuardedSampling, S04_MallocCallocReallocUsableSizeKeepTheirMeaning) {
   SKIP_IN_CHECKED_BUILDS();
   EverySample on;
   // calloc: zeroed, also in a slot used before.
@@ -156,11 +157,11 @@ TEST(GuardedSampling, MallocCallocReallocUsableSizeKeepTheirMeaning) {
   shard_free(p);
 }
 
-TEST(GuardedSampling, AlignedAllocationsAreGuardedUpToAPageAndAligned) {
+TEST(GuardedSampling, S04_AlignedAllocationsAreGuardedUpToAPageAndAligned) {
   SKIP_IN_CHECKED_BUILDS();
   EverySample on;
-  for (size_t align : {size_t{16}, size_t{32}, size_t{64}, size_t{256}, size_t{4096},
-                       size_t{8192}, size_t{1} << 20}) {
+  for (size_t align : {size_t{16}, size_t{32}, size_t{64}, size_t{256}, size_t{4096}, size_t{8192},
+                       size_t{1} << 20}) {
     for (size_t size : {size_t{1}, size_t{40}, size_t{1000}, size_t{4096}, size_t{5000}}) {
       void* p = shard_malloc_aligned(size, align);
       ASSERT_NE(p, nullptr);
@@ -174,7 +175,7 @@ TEST(GuardedSampling, AlignedAllocationsAreGuardedUpToAPageAndAligned) {
   }
 }
 
-TEST(GuardedSampling, LargerBlocksAndAFullPoolStayOrdinary) {
+TEST(GuardedSampling, S05_LargerBlocksAndAFullPoolStayOrdinary) {
   SKIP_IN_CHECKED_BUILDS();
   EverySample on;
   void* big = shard_malloc(kGuardedMaxSize + 1);

@@ -43,6 +43,10 @@ bool guarded_owns(const void* p);
 // a live block's start (double free, interior pointer) or an overwritten
 // alignment slack (overflow).
 void guarded_free(void* p);
+// The same, naming `site` as the allocation / free site in reports (the
+// two above name their caller).
+void* guarded_alloc_at(size_t size, size_t align, const void* site);
+void guarded_free_at(void* p, const void* site);
 // The size asked for at p's allocation (p a live pool block).
 size_t guarded_usable_size(const void* p);
 

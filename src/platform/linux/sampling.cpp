@@ -12,6 +12,10 @@
 // samples a block with the probability it would alone, 1 - e^(-b/R_consumer),
 // so the profiler's weights stay right. A block both pick is guarded and
 // recorded by the profiler under its guarded address.
+#include <dlfcn.h>
+#include <execinfo.h>
+
+#include <atomic>
 #include <cstdint>
 
 #include "core/config.h"
@@ -41,6 +45,30 @@ double uniform() {
   tl_gap_state = x;
   const uint64_t r = x * 0x2545F4914F6CDD1Dull;
   return (double((r >> 11) + 1)) * (1.0 / 9007199254740992.0);
+}
+
+// libshardalloc's load address when it is a shared object apart from the
+// program (set when guarded sampling starts); 0 when linked into the
+// program, whose frames cannot then be told from ours.
+std::atomic<uintptr_t> self_base{0};
+// Set while this thread takes a stack (the unwinder's own allocations must
+// not take one).
+constinit thread_local bool tl_in_site = false;
+
+// The first frame of the calling stack outside libshardalloc, or fallback.
+const void* caller_site(const void* fallback) {
+  const uintptr_t self = self_base.load(std::memory_order_relaxed);  // relaxed: a set-once value
+  if (self == 0 || tl_in_site) return fallback;
+  void* frames[16];
+  tl_in_site = true;
+  const int n = backtrace(frames, 16);
+  tl_in_site = false;
+  for (int i = 1; i < n; ++i) {
+    Dl_info info;
+    if (dladdr(frames[i], &info) != 0 && reinterpret_cast<uintptr_t>(info.dli_fbase) != self)
+      return frames[i];
+  }
+  return fallback;
 }
 
 // Guarded sampling's rate as the trigger uses it: 0 (off) in checked builds,
@@ -85,7 +113,8 @@ void* sampled_alloc(core::Heap* h, void* block, size_t size, size_t align, size_
   }
   void* r = block;
   if (guard && align != kSampleKeep && size <= kGuardedMaxSize) {
-    if (void* g = guarded_alloc(size, align)) r = g;
+    const void* site = caller_site(__builtin_return_address(0));
+    if (void* g = guarded_alloc_at(size, align, site)) r = g;
   }
   if (profile) {
     const bool recorded = heap_profile_record(r, size, block_bytes);
@@ -98,11 +127,25 @@ bool sampled_block_freed(void* block) { return heap_profile_forget(block); }
 
 void guarded_sample_freed(void* p) {
   if (heap_profile_on()) heap_profile_forget(p);
-  guarded_free(p);
+  guarded_free_at(p, caller_site(__builtin_return_address(0)));
 }
 
 void guarded_sampling_start(bool all_heaps) {
   if (core::kChecked || guarded_rate() == 0) return;
+  // The sites: which frames are ours, and the first backtrace() call, which
+  // loads libgcc_s (dlopen allocates), made now, outside any allocator call.
+  Dl_info info;
+  // relaxed: a set-once value (a race of two starts stores the same one).
+  if (self_base.load(std::memory_order_relaxed) == 0 &&
+      dladdr(reinterpret_cast<void*>(&guarded_sampling_start), &info) != 0 &&
+      info.dli_fbase != nullptr && info.dli_fname != nullptr &&
+      __builtin_strstr(info.dli_fname, ".so") != nullptr) {
+    void* frames[4];
+    tl_in_site = true;
+    backtrace(frames, 4);
+    tl_in_site = false;
+    self_base.store(reinterpret_cast<uintptr_t>(info.dli_fbase), std::memory_order_relaxed);
+  }
   // Heaps made from now on copy the flag at init.
   g_process_domain.sample_allocations = true;
   if (!all_heaps) {
