@@ -51,7 +51,7 @@ int shard_is_checked(void);
  * calling thread and threads that allocate for the first time later (the
  * environment variable: every thread). Checked builds record the rate but do
  * not sample (they have their own canaries). Returns the previous rate. */
-#define SHARD_GUARDED_DEFAULT_RATE (4ull * 1024 * 1024)
+#define SHARD_GUARDED_DEFAULT_RATE (16ull * 1024 * 1024)
 unsigned long long shard_guarded_set_rate(unsigned long long rate);
 
 #ifdef __cplusplus

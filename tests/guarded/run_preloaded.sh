@@ -6,7 +6,8 @@
 #     whose allocation site is in the program.
 #   run_preloaded.sh python <libshardalloc.so> <py_workload.py>
 #     python3 (PYTHONMALLOC=malloc: every object from us) at the suggested
-#     production rate: runs clean, with no report.
+#     production rate, then at 64 KiB with the heap profiler on (64 KiB):
+#     runs clean, with no report.
 set -u
 mode=$1
 lib=$2
@@ -37,13 +38,18 @@ if [ "$mode" = bugs ]; then
   exit $fail
 fi
 if [ "$mode" = python ]; then
-  out=$(SHARDALLOC_GUARDED_RATE=4194304 PYTHONMALLOC=malloc LD_PRELOAD=$lib python3 "$prog" 1 0.3 2>&1)
-  rc=$?
-  printf '%s\n' "$out"
-  if [ $rc -ne 0 ] || printf '%s\n' "$out" | grep -q "shardalloc:"; then
-    echo "FAIL: exit $rc"
-    exit 1
-  fi
-  exit 0
+  # At the suggested rate; then far more often, with the heap profiler on too.
+  for rates in "16777216 0" "65536 65536"; do
+    set -- $rates
+    out=$(SHARDALLOC_GUARDED_RATE=$1 SHARDALLOC_PROFILE_RATE=$2 PYTHONMALLOC=malloc LD_PRELOAD=$lib \
+      python3 "$prog" 1 0.3 2>&1)
+    rc=$?
+    printf 'guarded rate %s, profile rate %s: %s\n' $1 $2 "$out"
+    if [ $rc -ne 0 ] || printf '%s\n' "$out" | grep -q "shardalloc:"; then
+      echo "FAIL: exit $rc"
+      fail=1
+    fi
+  done
+  exit $fail
 fi
 exit 2
