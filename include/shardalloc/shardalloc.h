@@ -41,12 +41,17 @@ int shard_profile_leaks_write(int fd);
 /* 1 when this library was built in checked mode (SHARDALLOC_CHECKED), else 0. */
 int shard_is_checked(void);
 /* Guarded sampling (docs/reliability.md, section 7): sets the mean number of
- * allocations per one placed in a slot of the guarded pool (its own page
- * between inaccessible guard pages; overflows and uses after free of it fault
- * and are reported with the allocation and free sites); 0 turns it off, the
- * default, also set by the environment (SHARDALLOC_GUARDED_RATE=N). Returns
- * the previous rate. NOT WIRED YET: the rate is recorded, but no allocation is
- * sampled until the sampling trigger of the allocation slow path lands. */
+ * bytes allocated by the process heap (malloc, new) per allocation placed in
+ * a slot of the guarded pool instead (its own page between inaccessible guard
+ * pages; overflows and uses after free of it fault and are reported). Blocks
+ * over 4 KiB or aligned to more stay ordinary, and so do samples while the
+ * pool's 256 slots are all live. 0 turns it off, the default;
+ * SHARD_GUARDED_DEFAULT_RATE is the suggested production rate. Also set by
+ * the environment (SHARDALLOC_GUARDED_RATE=N). The call enables it for the
+ * calling thread and threads that allocate for the first time later (the
+ * environment variable: every thread). Checked builds record the rate but do
+ * not sample (they have their own canaries). Returns the previous rate. */
+#define SHARD_GUARDED_DEFAULT_RATE (16ull * 1024 * 1024)
 unsigned long long shard_guarded_set_rate(unsigned long long rate);
 
 #ifdef __cplusplus

@@ -35,5 +35,6 @@ SHARD_EXPORT int shard_is_checked(void) { return core::kChecked ? 1 : 0; }
 SHARD_EXPORT unsigned long long shard_guarded_set_rate(unsigned long long rate) {
   const uint64_t previous = platform::guarded_rate();
   platform::set_guarded_rate(rate);
+  platform::guarded_sampling_start(false);
   return previous;
 }

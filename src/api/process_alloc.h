@@ -84,7 +84,7 @@ SHARD_INLINE void* process_malloc(size_t size) {
 SHARD_NOINLINE inline void process_free_unowned(void* p) {
   if (p == nullptr) return;
   if (core::kChecked && platform::zero_block_owns(p)) return platform::zero_block_free(p);
-  if (platform::guarded_owns(p)) return platform::guarded_free(p);
+  if (platform::guarded_owns(p)) return platform::guarded_sample_freed(p);
   platform::fatal("free of a pointer that is not allocated", p);
 }
 
@@ -155,7 +155,9 @@ inline void* process_calloc(size_t count, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
   void* p = process_malloc(total);
-  if (p != nullptr && (!core::kChecked || total != 0) && !core::is_fresh_zero(p))
+  // (A guarded sample is not in an arena: is_fresh_zero cannot look at it.)
+  if (p != nullptr && (!core::kChecked || total != 0) &&
+      !(platform::os_owns(p) && core::is_fresh_zero(p)))
     __builtin_memset(p, 0, total);
   return p;
 }

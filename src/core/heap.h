@@ -98,6 +98,10 @@ struct Heap {
   // not drawn yet), and the page cut at a sampled block, per size class.
   int64_t sample_left = 0;
   SampleCut cuts[kClassCount] = {};
+  // While sampling (owner): the alignment a replacement of the allocation
+  // under way must have (0: malloc's; platform::kSampleKeep: none allowed),
+  // set by alloc_aligned_block around its allocations.
+  size_t sample_align = 0;
   // Checked mode: this thread's freed blocks waiting before reuse (owner).
   [[no_unique_address]] Quarantine quarantine;
 
@@ -215,6 +219,8 @@ struct Heap {
   void* alloc_slow(size_t size);
   void* alloc_slow_sampled(size_t size);
   void* alloc_aligned_block(size_t size, size_t align);
+  void* alloc_aligned_sampled(size_t size, size_t align);
+  void* alloc_aligned_body(size_t size, size_t align);
 
   // Checked mode (heap_checked.cpp) -----------------------------------------
   void* alloc_checked(size_t size);

@@ -252,12 +252,30 @@ void* Heap::alloc_aligned_block(size_t size, size_t align) {
     Heap* real = platform::current_heap(domain);
     return real != nullptr && !real->placeholder ? real->alloc_aligned_block(size, align) : nullptr;
   }
+  if (SHARD_UNLIKELY(sampling)) return alloc_aligned_sampled(size, align);
+  return alloc_aligned_body(size, align);
+}
+
+// alloc_aligned_block while the domain samples: a sample may be replaced
+// (platform::sampled_alloc) by a block aligned as asked, returned as it is.
+SHARD_NOINLINE void* Heap::alloc_aligned_sampled(size_t size, size_t align) {
+  sample_align = align;
+  void* p = alloc_aligned_body(size, align);
+  sample_align = 0;
+  return p;
+}
+
+// alloc_aligned_block past its checks (align > kMinAlign, size > 0, a real heap).
+void* Heap::alloc_aligned_body(size_t size, size_t align) {
   if (size <= kLargeBlockMax && align <= kLargeBlockMax) {
     void* p = alloc_block(size);
+    // (A replacement of a sample is aligned: a misaligned p is a block of ours.)
     if (p == nullptr || (addr(p) & (align - 1)) == 0) return p;
     push_local(segment_of(p)->page_of(p), static_cast<Block*>(p));  // just popped: live, ours
     const size_t padded = size + align - kMinAlign;
     if (padded <= kLargeBlockMax) {
+      // The pointer returned lies inside the block: a sample of it must stay ours.
+      if (SHARD_UNLIKELY(sampling)) sample_align = platform::kSampleKeep;
       p = alloc_block(padded);
       if (p == nullptr) return nullptr;
       segment_of(p)->page_of(p)->has_interior.store(

@@ -62,7 +62,7 @@ void charge_list(Heap& h, Page* page, Block* first, Block* before, uint32_t coun
 // Hands p, block of page, to the platform as a sampled allocation.
 void* report_sample(Heap& h, Page* page, void* p, size_t size, size_t block_bytes) {
   bool tracked = false;
-  void* r = platform::sampled_alloc(&h, p, size, block_bytes, &tracked);
+  void* r = platform::sampled_alloc(&h, p, size, h.sample_align, block_bytes, &tracked);
   if (tracked) {
     page->in_full |= Page::kHoldsSampled;
     const unsigned live = page->sampled_live();

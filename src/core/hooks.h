@@ -60,10 +60,13 @@ void leave_step();
 long long sample_interval();
 // `block` (block_bytes of them, `size` asked for) is a sampled allocation of
 // heap h, which the calling thread owns (in a call). Returns what the
-// allocation returns: block, or a replacement (the core then frees block);
-// *tracked tells whether block is kept in a table that wants to hear of its
-// free (sampled_block_freed).
-void* sampled_alloc(core::Heap* h, void* block, size_t size, size_t block_bytes, bool* tracked);
+// allocation returns: block, or a replacement (the core then frees block)
+// aligned to `align` (0: the malloc alignment; kSampleKeep: the allocation
+// must return block itself, no replacement); *tracked tells whether block is
+// kept in a table that wants to hear of its free (sampled_block_freed).
+inline constexpr size_t kSampleKeep = ~size_t{0};
+void* sampled_alloc(core::Heap* h, void* block, size_t size, size_t align, size_t block_bytes,
+                    bool* tracked);
 // A block of a page holding tracked samples was freed (its page's owner, or
 // any thread for a huge block): true when it was a tracked sample (now dropped).
 bool sampled_block_freed(void* block);

@@ -1,6 +1,6 @@
 // The guarded pool of guarded sampling (src/platform/linux/guarded.h), driven
-// by direct calls: the sampling trigger is not wired yet. Every bug runs in a
-// death-test child and must be reported every time.
+// by direct calls (the sampling trigger's use of it: guarded_sampling_test.cpp).
+// Every bug runs in a death-test child and must be reported every time.
 #include <gtest/gtest.h>
 
 #include <csignal>

@@ -15,7 +15,7 @@ void report_failure(Failure) {}
 
 // No domain samples its allocations on bare metal (no profiler to record them).
 long long sample_interval() { return 1LL << 62; }
-void* sampled_alloc(core::Heap*, void* block, size_t, size_t, bool* tracked) {
+void* sampled_alloc(core::Heap*, void* block, size_t, size_t, size_t, bool* tracked) {
   *tracked = false;
   return block;
 }

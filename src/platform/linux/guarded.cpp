@@ -199,6 +199,8 @@ size_t claim_slot() {
   return SIZE_MAX;
 }
 
+}  // namespace
+
 void* guarded_alloc_at(size_t size, size_t align, const void* site) {
   if (align < 16) align = 16;
   if (size > kGuardedMaxSize || align > kGuardedMaxSize || !core::is_pow2(align)) return nullptr;
@@ -225,8 +227,6 @@ void* guarded_alloc_at(size_t size, size_t align, const void* site) {
   return core::ptr(block);
 }
 
-}  // namespace
-
 void* guarded_alloc(size_t size, size_t align) {
   return guarded_alloc_at(size, align, __builtin_return_address(0));
 }
@@ -237,7 +237,9 @@ bool guarded_owns(const void* p) {
   return base != 0 && core::addr(p) >= base && core::addr(p) < base + kPoolBytes;
 }
 
-void guarded_free(void* p) {
+void guarded_free(void* p) { guarded_free_at(p, __builtin_return_address(0)); }
+
+void guarded_free_at(void* p, const void* site) {
   const uintptr_t base = g_pool.load(std::memory_order_relaxed);  // relaxed: as in guarded_owns
   const size_t page = (core::addr(p) - base) / kGuardedPage;
   Slot* s = page % 2 == 1 ? &g_slots[page / 2] : nullptr;
@@ -258,7 +260,7 @@ void guarded_free(void* p) {
       report("heap buffer overflow (into the alignment slack, found at free)", a, s);
     }
   }
-  s->free_site = __builtin_return_address(0);
+  s->free_site = site;
   // A fresh inaccessible mapping in place: the page is dropped with it.
   mmap(core::ptr(end - kGuardedPage), kGuardedPage, PROT_NONE,
        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);

@@ -14,10 +14,11 @@
 // turns a fault in the pool into a report naming the bug, the block and
 // the allocation and free sites, then aborts.
 //
-// Which allocations go here (the sampling trigger) is not wired yet: the
-// pool is driven by direct calls (tests/guarded). free, realloc and
-// malloc_usable_size recognise pool pointers on their "not in an arena"
-// paths, which the fast paths already branch to for foreign pointers.
+// Which allocations go here: the samples of the process heap's allocation
+// trigger (core/heap_sample.cpp), replaced in platform/linux/sampling.cpp
+// when the rate is not 0. free, realloc, calloc and malloc_usable_size
+// recognise pool pointers on their "not in an arena" paths, which the fast
+// paths already branch to for foreign pointers.
 //
 // Thread safety: every function may be called from any thread at once
 // (slot states are claimed by CAS; no lock).
@@ -42,12 +43,26 @@ bool guarded_owns(const void* p);
 // a live block's start (double free, interior pointer) or an overwritten
 // alignment slack (overflow).
 void guarded_free(void* p);
+// The same, naming `site` as the allocation / free site in reports (the
+// two above name their caller).
+void* guarded_alloc_at(size_t size, size_t align, const void* site);
+void guarded_free_at(void* p, const void* site);
 // The size asked for at p's allocation (p a live pool block).
 size_t guarded_usable_size(const void* p);
 
 // The sampling rate from SHARDALLOC_GUARDED_RATE or shard_guarded_set_rate:
-// mean number of allocations per sampled one; 0 = off (the default).
+// mean number of bytes allocated (by the process heap) per guarded sample;
+// 0 = off (the default).
 uint64_t guarded_rate();
 void set_guarded_rate(uint64_t rate);
+
+// sampling.cpp: turns the process heap's sampling trigger on when the rate
+// is not 0 (not in checked builds): for heaps made from now on, and for
+// every existing heap (all_heaps: before other threads start, the options
+// constructor) or the calling thread's own (the API, any time).
+void guarded_sampling_start(bool all_heaps);
+// Frees p, a pool block (guarded_owns(p)), and drops it from the heap
+// profile when the profiler recorded it.
+void guarded_sample_freed(void* p);
 
 }  // namespace shardalloc::platform

@@ -36,7 +36,10 @@ __attribute__((constructor(101))) void read_options() {
   g_process_domain.purge_delay_ms = g_options.purge_delay_ms;
   g_options.huge_guards = flag("SHARDALLOC_HUGE_GUARDS");
   uint64_t rate = 0;
-  if (number("SHARDALLOC_GUARDED_RATE", &rate)) set_guarded_rate(rate);
+  if (number("SHARDALLOC_GUARDED_RATE", &rate)) {
+    set_guarded_rate(rate);
+    guarded_sampling_start(true);
+  }
   if (g_options.huge_guards) g_process_domain.source.guard = &os_guard;
   const char* profile = getenv("SHARDALLOC_PROFILE");
   if (profile != nullptr && profile[0] != '\0') g_options.profile_path = profile;

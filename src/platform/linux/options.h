@@ -4,8 +4,8 @@
 //   SHARDALLOC_PURGE_DELAY_MS=N purge released memory after N ms (0: at once; default 100)
 //   SHARDALLOC_HUGE_GUARDS=1    an inaccessible slot after every huge block up to 1 MiB
 //                               (two mprotect calls per such allocation; off by default)
-//   SHARDALLOC_GUARDED_RATE=N   guarded sampling, one allocation in N (platform/linux/guarded.h;
-//                               recorded only: the sampling trigger is not wired yet)
+//   SHARDALLOC_GUARDED_RATE=N   guarded sampling, about one allocation per N bytes in a
+//                               guarded slot (platform/linux/guarded.h; 0 = off, the default)
 //   SHARDALLOC_PROFILE=path     heap profiler on; profile and leak report at exit (%p: pid)
 //   SHARDALLOC_PROFILE_RATE=N   one sample per N bytes on average (default 524288); alone,
 //                               turns the profiler on without writing at exit
