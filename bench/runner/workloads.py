@@ -21,6 +21,7 @@ WORKLOADS = [
     ("sh8bench", 0.045, 1.0, "batches freed LIFO, half of them by another thread"),
     ("thread-churn", 0.05, 1.0, "short-lived threads in sequence; a long-lived thread frees their blocks after they exit"),
     ("pipeline", 0.06, 1.0, "producer/consumer, one message at a time through a bounded ring; every free remote"),
+    ("mixed-sizes", 0.03, 1.0, "batches of log-uniform 16 B..128 KiB blocks freed reverse, in order or shuffled"),
 ]
 WORKLOAD_NAMES = [w[0] for w in WORKLOADS]
 

@@ -48,8 +48,11 @@ struct Domain {
   uint64_t purge_delay_ms = kDefaultPurgeDelayMs;
   // Allocation sampling for the heap profiler (docs/profiling.md): set by the
   // platform before other threads start (Linux: the process domain when
-  // SHARDALLOC_PROFILE is set); read by heaps' slow paths.
-  bool sample_allocations = false;
+  // SHARDALLOC_PROFILE is set) or at run time (shard_guarded_set_rate, while
+  // threads may be making heaps); copied by each heap at init. Atomic for
+  // that late writer; relaxed: a heap made just before it sees the flag
+  // samples from its next init, nothing else depends on it.
+  std::atomic<bool> sample_allocations{false};
   std::atomic<size_t> segments_claimed{0};
   // Slots claimed for huge blocks since the last purge tick (pacing only).
   std::atomic<size_t> huge_demand_slots{0};

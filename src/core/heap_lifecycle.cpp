@@ -10,7 +10,7 @@ namespace shardalloc::core {
 void Heap::init(Domain* d) {
   domain = d;
   placeholder = false;
-  sampling = d->sample_allocations;
+  sampling = d->sample_allocations.load(std::memory_order_relaxed);  // relaxed: see domain.h
   for (auto& p : direct) p = &g_empty_page;
   for (auto& q : queues) q = PageQueue{};
   full = PageQueue{};

@@ -493,7 +493,8 @@ void heap_profile_start(uint64_t rate, const char* path) {
   g_on = true;
   // Heaps made from now on copy the flag at init; those made earlier (this
   // thread's, before main) are set here, before other threads start.
-  g_process_domain.sample_allocations = true;
+  g_process_domain.sample_allocations.store(true,
+                                            std::memory_order_relaxed);  // relaxed: see domain.h
   // acquire: pairs with the release push of each heap on the list.
   for (core::Heap* h = g_process_domain.heaps.load(std::memory_order_acquire); h != nullptr;
        h = h->next_in_domain) {

@@ -147,7 +147,8 @@ void guarded_sampling_start(bool all_heaps) {
     self_base.store(reinterpret_cast<uintptr_t>(info.dli_fbase), std::memory_order_relaxed);
   }
   // Heaps made from now on copy the flag at init.
-  g_process_domain.sample_allocations = true;
+  g_process_domain.sample_allocations.store(true,
+                                            std::memory_order_relaxed);  // relaxed: see domain.h
   if (!all_heaps) {
     core::Heap* own = own_process_heap();
     if (own != nullptr && !own->placeholder) own->sampling = true;
