@@ -77,8 +77,17 @@ struct FreeListKeys {
   }
   uintptr_t encode(uintptr_t next) const { return std::rotl(next ^ k1, int(k0 & 63)) + k0; }
   uintptr_t decode(uintptr_t stored) const { return std::rotr(stored - k0, int(k0 & 63)) ^ k1; }
-  uint64_t canary_live(uintptr_t block) const { return std::rotl(block ^ k0, 17) ^ k1; }
-  uint64_t canary_freed(uintptr_t block) const { return ~canary_live(block); }
+  // Canaries: every byte in 0x80..0xfe (bit 7 set, bit 0 clear), so that no
+  // byte of ASCII text, zero or 0xff written over one leaves it intact (a
+  // 1-byte overflow of 'A' went unseen by 1 keyed canary in 256). The four
+  // states keep that property: a xor of 0x7e and byte rotations.
+  static constexpr uint64_t unwritable(uint64_t x) {
+    return (x | 0x8080808080808080ull) & ~uint64_t{0x0101010101010101ull};
+  }
+  uint64_t canary_live(uintptr_t block) const { return unwritable(std::rotl(block ^ k0, 17) ^ k1); }
+  uint64_t canary_freed(uintptr_t block) const {
+    return canary_live(block) ^ 0x7e7e7e7e7e7e7e7eull;
+  }
   uint64_t canary_quarantined(uintptr_t block) const { return std::rotl(canary_live(block), 32); }
   // Between leaving the quarantine and the free that pushes it on a list.
   uint64_t canary_evicted(uintptr_t block) const { return std::rotl(canary_live(block), 16); }
