@@ -444,6 +444,7 @@ void on_dump_signal(int) {
 
 __attribute__((destructor)) void write_at_exit() {
   if (!g_on || g_path == nullptr) return;
+  heap_profile_serve_request();  // a signal dump still pending: written before the exit profile
   char path[4096];
   expand_path(g_path, "", path, sizeof path);
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
