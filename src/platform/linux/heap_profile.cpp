@@ -636,7 +636,10 @@ bool heap_profile_record(void* block, size_t size, size_t block_bytes) {
     // A growth dump when the live estimate passed the last one's by the step
     // (tcmalloc's HEAP_PROFILE_INUSE_INTERVAL): claimed here, written below
     // without the lock (the writer takes it for its snapshot).
-    if (g_growth_step != 0 && g_table.live_estimate >= g_table.growth_mark + g_growth_step) {
+    // (Not from a signal handler's sample while this thread writes a dump:
+    // the number would be claimed and its file never written.)
+    if (g_growth_step != 0 && !tl_dumping &&
+        g_table.live_estimate >= g_table.growth_mark + g_growth_step) {
       g_table.growth_mark = g_table.live_estimate;
       growth_dump = ++g_table.growth_dumps;
     }
