@@ -10,7 +10,6 @@
 #include "core/hooks.h"
 #include "platform/linux/call_guard.h"
 #include "platform/linux/guarded.h"
-#include "platform/linux/heap_profile.h"
 #include "platform/linux/os_heaps.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
@@ -47,11 +46,6 @@ SHARD_NOINLINE inline void* process_alloc_in_call(core::Heap* h, size_t size, si
     p = align <= core::kMinAlign ? h->alloc(size) : h->alloc_aligned(size, align);
   }
   platform::leave_call();
-  // A profile dump asked for by its signal (heap_profile.h): written here,
-  // out of the call, by the first allocation slow path after the signal.
-  // relaxed: a flag; the dump reads the table under the table lock.
-  if (SHARD_UNLIKELY(platform::g_profile_dump_request.load(std::memory_order_relaxed)))
-    platform::heap_profile_serve_request();
   if (SHARD_UNLIKELY(p == nullptr)) return fail_nomem();
   return p;
 }

@@ -5,7 +5,7 @@
  *       kept to the end; with SHARDALLOC_PROFILE_GROWTH_MB=2 that is 5 growth dumps.
  *   profile_dumps signal DUMP
  *       holds 4 MiB (site_hold), raises SIGUSR2, then allocates 64 B blocks until the
- *       file DUMP exists (the dump is written at an allocation slow path), and prints
+ *       file DUMP exists (the dump is written at the next sample), and prints
  *       how many allocations that took; at most 100000, else it exits 1.
  * Built with -fno-builtin: the compiler must not elide mallocs. */
 #include <signal.h>

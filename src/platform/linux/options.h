@@ -13,7 +13,7 @@
 //                               each time the live estimate grows N MiB past the last one
 //   SHARDALLOC_PROFILE_SIGNAL=S with SHARDALLOC_PROFILE: signal S (USR1, SIGUSR2, a number)
 //                               asks for a profile path.signal.1, ... (written at the next
-//                               allocation slow path or sample)
+//                               sample of any thread, or at exit)
 #pragma once
 #include <cstdint>
 
