@@ -11,6 +11,12 @@
   test_profile.py redis LIBSHARDALLOC OUTDIR
       redis-server preloaded, filled with 50000 keys and shut down: its exit
       profile holds the keyspace (skipped, exit 77, without redis-server).
+  test_profile.py growth PROGRAM OUTDIR
+      profile_dumps growth with SHARDALLOC_PROFILE_GROWTH_MB=2: it grows to 11 MiB
+      live, so 5 numbered dumps path.1 .. path.5, each parseable, each larger.
+  test_profile.py signal PROGRAM OUTDIR
+      profile_dumps signal with SHARDALLOC_PROFILE_SIGNAL=SIGUSR2: it raises the
+      signal and allocates until path.signal.1 exists; the dump holds its 4 MiB.
 Profiles are left in OUTDIR (the flame graph test renders them).
 """
 import glob
@@ -122,6 +128,57 @@ def run_sites(program, outdir):
     print("PASS: sites attributed; leak report names site_leak (%s)" % leaks)
 
 
+def run_growth(program, outdir):
+    clean(outdir, "growth*")
+    base = os.path.join(outdir, "growth.%p")
+    env = dict(os.environ, SHARDALLOC_PROFILE=base, SHARDALLOC_PROFILE_RATE="4096",
+               SHARDALLOC_PROFILE_GROWTH_MB="2")
+    r = subprocess.run([program, "growth"], env=env, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        fail("profile_dumps growth exited with %d: %s" % (r.returncode, r.stderr))
+    exits = [f for f in glob.glob(os.path.join(outdir, "growth.*")) if re.search(r"growth\.\d+$", f)]
+    if len(exits) != 1:
+        fail("expected one exit profile growth.<pid>, found %s" % exits)
+    prefix = exits[0]
+    dumps = sorted(glob.glob(prefix + ".*"), key=lambda f: f.rsplit(".", 1)[1])
+    numbered = {int(f.rsplit(".", 1)[1]): f for f in dumps if f.rsplit(".", 1)[1].isdigit()}
+    # 11 MiB live at the end, a dump each 2 MiB of growth: at ~2, 4, 6, 8, 10 MiB.
+    # One sample per 4 KiB: 11 MiB is ~2800 samples (1 sigma ~2%), so the end
+    # estimate is far from 10 and 12 MiB.
+    if sorted(numbered) != [1, 2, 3, 4, 5]:
+        fail("expected growth dumps .1 .. .5, found %s" % sorted(os.path.basename(f) for f in dumps))
+    sizes = []
+    for k in range(1, 6):
+        got = by_site(parse(numbered[k]), ["site_grow"])
+        sizes.append(got["site_grow"])
+        if abs(got["site_grow"] - 2 * k * MIB) > 0.15 * 2 * k * MIB:
+            fail("growth dump %d: site_grow %.2f MiB, expected ~%d MiB" % (k, got["site_grow"] / MIB, 2 * k))
+    print("growth dumps (MiB of site_grow): " + ", ".join("%.2f" % (b / MIB) for b in sizes))
+    if any(sizes[i + 1] <= sizes[i] for i in range(4)):
+        fail("growth dumps do not grow: %s" % sizes)
+    print("PASS: 5 growth dumps, each larger (%s.1 .. .5)" % prefix)
+
+
+def run_signal(program, outdir):
+    clean(outdir, "signal*")
+    base = os.path.join(outdir, "signal")
+    env = dict(os.environ, SHARDALLOC_PROFILE=base, SHARDALLOC_PROFILE_RATE="16384",
+               SHARDALLOC_PROFILE_SIGNAL="SIGUSR2")
+    dump = base + ".signal.1"
+    r = subprocess.run([program, "signal", dump], env=env, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        fail("profile_dumps signal exited with %d (no dump after its allocations?): %s %s"
+             % (r.returncode, r.stdout, r.stderr))
+    print("profile_dumps: " + r.stdout.strip())
+    got = by_site(parse(dump), ["site_hold"])
+    # 4 MiB at one sample per 16 KiB: ~256 samples, 1 sigma ~6%.
+    if abs(got["site_hold"] - 4 * MIB) > 0.3 * 4 * MIB:
+        fail("signal dump: site_hold %.2f MiB, 4 MiB live" % (got["site_hold"] / MIB))
+    if os.path.exists(base + ".signal.2"):
+        fail("one signal, two dumps")
+    print("PASS: signal dump %s holds site_hold (%.2f MiB)" % (dump, got["site_hold"] / MIB))
+
+
 def real_python():
     return subprocess.run(["python3", "-c", "import sys; print(sys.executable)"],
                           capture_output=True, text=True).stdout.strip()
@@ -208,7 +265,8 @@ def main():
         print(__doc__)
         sys.exit(2)
     mode, what, outdir = sys.argv[1:]
-    {"sites": run_sites, "python": run_python, "redis": run_redis}[mode](what, outdir)
+    {"sites": run_sites, "python": run_python, "redis": run_redis, "growth": run_growth,
+     "signal": run_signal}[mode](what, outdir)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 #include <execinfo.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -21,6 +22,10 @@
 #include "platform/linux/process_heap.h"
 
 namespace shardalloc::platform {
+
+std::atomic<bool> g_profile_dump_request{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler stores it");
+
 namespace {
 
 constexpr int kMaxFrames = 48;
@@ -45,7 +50,10 @@ struct Table {
   uint32_t live = 0;
   uint32_t* index = nullptr;  // open addressing by block: entry + 1, 0 empty
   uint32_t index_bits = 0;
-  uint64_t dropped = 0;  // samples not recorded: the table was full
+  uint64_t dropped = 0;        // samples not recorded: the table was full
+  uint64_t live_estimate = 0;  // the live samples' estimated bytes (sample_estimate)
+  uint64_t growth_mark = 0;    // live_estimate at the last growth dump (0: none yet)
+  uint64_t growth_dumps = 0;   // growth dumps claimed
 };
 
 Table g_table;
@@ -58,6 +66,15 @@ bool g_on = false;
 uintptr_t g_self_base = 0;  // our module's load address: its frames are the allocator's
 
 constinit thread_local bool tl_in_profiler = false;
+
+// Dumps while the program runs (docs/profiling.md, "Dumps while running").
+uint64_t g_growth_step = 0;  // SHARDALLOC_PROFILE_GROWTH_MB in bytes; 0: off
+// Signal dumps: the handler sets g_profile_dump_request (heap_profile.h).
+std::atomic<uint64_t> g_signal_dumps{0};  // signal dumps written (or tried), for the names
+// The calling thread is writing a dump: no nested one (a malloc inside it
+// would be a signal handler's, on the interrupted path, which never samples;
+// this is for the slow-path check of a handler that interrupted no call).
+constinit thread_local bool tl_dumping = false;
 
 // A counting filter over the tracked blocks, read without the lock: a free
 // whose block's counter is 0 was no sample (most frees into a page holding
@@ -105,6 +122,12 @@ class TableLock {
  private:
   bool ok_ = false;
 };
+
+// A sample's estimated bytes, rounded: the same integer is added when it is
+// recorded and taken off when it is dropped, so live_estimate does not drift.
+uint64_t sample_estimate(const Sample& s) {
+  return uint64_t(sample_weight(s.block_bytes, g_rate) * double(s.size) + 0.5);
+}
 
 uint32_t home(uintptr_t block, uint32_t bits) {
   return uint32_t(((block >> 4) * 0x9E3779B97F4A7C15ull) >> (64 - bits));
@@ -154,6 +177,7 @@ void erase_slot(uint32_t i) {
   g_table.index[i] = 0;
   Sample& s = g_table.samples[entry];
   filter_of(s.block).fetch_sub(1, std::memory_order_relaxed);  // relaxed: see g_filter
+  g_table.live_estimate -= sample_estimate(s);
   s.block = 0;
   s.next_free = g_table.free_head;
   g_table.free_head = entry + 1;
@@ -385,8 +409,42 @@ void expand_path(const char* path, const char* suffix, char* out, size_t cap) {
   out[n] = '\0';
 }
 
+// Writes the profile to the expanded path plus suffix (no leak report).
+void dump_profile(const char* suffix) {
+  if (g_path == nullptr || tl_dumping) return;
+  tl_dumping = true;
+  char path[4096];
+  expand_path(g_path, suffix, path, sizeof path);
+  const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    heap_profile_write(fd);
+    close(fd);
+  }
+  tl_dumping = false;
+}
+
+// ".N" or ".signal.N".
+void dump_numbered(const char* kind, uint64_t n) {
+  char suffix[48];
+  size_t k = 0;
+  suffix[k++] = '.';
+  for (; *kind != '\0'; ++kind) suffix[k++] = *kind;
+  char digits[24];
+  int d = 0;
+  for (uint64_t v = n; d == 0 || v != 0; v /= 10) digits[d++] = char('0' + v % 10);
+  while (d > 0) suffix[k++] = digits[--d];
+  suffix[k] = '\0';
+  dump_profile(suffix);
+}
+
+void on_dump_signal(int) {
+  // relaxed: a flag; the dump's snapshot takes the table lock for the data.
+  g_profile_dump_request.store(true, std::memory_order_relaxed);
+}
+
 __attribute__((destructor)) void write_at_exit() {
   if (!g_on || g_path == nullptr) return;
+  heap_profile_serve_request();  // a signal dump still pending: written before the exit profile
   char path[4096];
   expand_path(g_path, "", path, sizeof path);
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -504,14 +562,31 @@ void heap_profile_start(uint64_t rate, const char* path) {
 
 bool heap_profile_on() { return g_on; }
 
-bool heap_profile_record(void* block, size_t size, size_t block_bytes) {
-  if (!g_on || tl_in_profiler) return false;
-  void* frames[kMaxFrames];
-  tl_in_profiler = true;
-  const int depth = backtrace(frames, kMaxFrames);
-  tl_in_profiler = false;
-  TableLock lock;
-  if (!lock.ok()) return false;
+bool heap_profile_dumps(uint64_t growth_bytes, int signal) {
+  if (!g_on) return false;
+  g_growth_step = growth_bytes;
+  if (signal <= 0) return true;
+  struct sigaction sa;
+  __builtin_memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_dump_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  return sigaction(signal, &sa, nullptr) == 0;
+}
+
+void heap_profile_serve_request() {
+  if (!g_on || tl_dumping) return;
+  // relaxed: whoever clears the flag writes the dump; the data come from the
+  // table under its lock.
+  if (!g_profile_dump_request.exchange(false, std::memory_order_relaxed)) return;
+  // relaxed: a counter for the file names only.
+  dump_numbered("signal.", g_signal_dumps.fetch_add(1, std::memory_order_relaxed) + 1);
+}
+
+namespace {
+
+// Under the lock: enters a sample of block into the table.
+bool record_locked(void* block, size_t size, size_t block_bytes, void* const* frames, int depth) {
   if (!grow_index()) {
     ++g_table.dropped;
     return false;
@@ -521,6 +596,7 @@ bool heap_profile_record(void* block, size_t size, size_t block_bytes) {
   uint32_t entry;
   if (g_table.index[slot] != 0) {
     entry = g_table.index[slot] - 1;  // a stale entry (its free went unseen): reused
+    g_table.live_estimate -= sample_estimate(g_table.samples[entry]);
   } else {
     if (g_table.free_head != 0) {
       entry = g_table.free_head - 1;
@@ -541,6 +617,40 @@ bool heap_profile_record(void* block, size_t size, size_t block_bytes) {
   s.block_bytes = block_bytes;
   s.depth = depth > 0 ? uint32_t(depth) : 0;
   for (uint32_t i = 0; i < s.depth; ++i) s.frames[i] = reinterpret_cast<uintptr_t>(frames[i]);
+  g_table.live_estimate += sample_estimate(s);
+  return true;
+}
+
+}  // namespace
+
+bool heap_profile_record(void* block, size_t size, size_t block_bytes) {
+  if (!g_on || tl_in_profiler) return false;
+  void* frames[kMaxFrames];
+  tl_in_profiler = true;
+  const int depth = backtrace(frames, kMaxFrames);
+  tl_in_profiler = false;
+  uint64_t growth_dump = 0;
+  {
+    TableLock lock;
+    if (!lock.ok()) return false;
+    if (!record_locked(block, size, block_bytes, frames, depth)) return false;
+    // A growth dump when the live estimate passed the last one's by the step
+    // (tcmalloc's HEAP_PROFILE_INUSE_INTERVAL): claimed here, written below
+    // without the lock (the writer takes it for its snapshot).
+    // (Not from a signal handler's sample while this thread writes a dump:
+    // the number would be claimed and its file never written.)
+    if (g_growth_step != 0 && !tl_dumping &&
+        g_table.live_estimate >= g_table.growth_mark + g_growth_step) {
+      g_table.growth_mark = g_table.live_estimate;
+      growth_dump = ++g_table.growth_dumps;
+    }
+  }
+  // In a call still (the caller is the core's allocation slow path): the
+  // writer allocates nothing from the heap (mmap'd snapshot, stack buffer,
+  // open/write/close), so nothing re-enters the thread's half-updated heap.
+  if (growth_dump != 0) dump_numbered("", growth_dump);
+  if (g_profile_dump_request.load(std::memory_order_relaxed))
+    heap_profile_serve_request();  // relaxed: a flag
   return true;
 }
 

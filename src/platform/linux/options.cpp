@@ -1,5 +1,7 @@
 #include "platform/linux/options.h"
 
+#include <signal.h>
+
 #include <cstdlib>
 
 #include "platform/linux/guarded.h"
@@ -27,6 +29,28 @@ bool number(const char* name, uint64_t* out) {
   return true;
 }
 
+// A signal by number or name (USR1, SIGUSR2, ...); 0 when not set or unknown.
+int signal_number(const char* name) {
+  const char* v = getenv(name);
+  if (v == nullptr || *v == '\0') return 0;
+  if (*v >= '0' && *v <= '9') {
+    uint64_t n = 0;
+    number(name, &n);
+    return n > 0 && n < uint64_t(NSIG) ? int(n) : 0;
+  }
+  if (v[0] == 'S' && v[1] == 'I' && v[2] == 'G') v += 3;
+  struct Named {
+    const char* name;
+    int number;
+  };
+  static constexpr Named kNames[] = {{"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"HUP", SIGHUP},
+                                     {"PROF", SIGPROF}, {"URG", SIGURG},   {"WINCH", SIGWINCH}};
+  for (const Named& n : kNames) {
+    if (__builtin_strcmp(v, n.name) == 0) return n.number;
+  }
+  return 0;
+}
+
 // Runs before main (and before other threads exist); allocations made
 // earlier simply used the defaults.
 __attribute__((constructor(101))) void read_options() {
@@ -46,6 +70,12 @@ __attribute__((constructor(101))) void read_options() {
   const bool rate_set = number("SHARDALLOC_PROFILE_RATE", &g_options.profile_rate);
   if (g_options.profile_path != nullptr || rate_set)
     heap_profile_start(g_options.profile_rate, g_options.profile_path);
+  number("SHARDALLOC_PROFILE_GROWTH_MB", &g_options.profile_growth_mb);
+  g_options.profile_signal = signal_number("SHARDALLOC_PROFILE_SIGNAL");
+  if (g_options.profile_path != nullptr &&
+      (g_options.profile_growth_mb != 0 || g_options.profile_signal != 0)) {
+    heap_profile_dumps(g_options.profile_growth_mb << 20, g_options.profile_signal);
+  }
   if (g_options.verbose) {
     LineWriter()
         .text("shardalloc: options: show_stats=")

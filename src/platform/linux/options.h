@@ -9,6 +9,11 @@
 //   SHARDALLOC_PROFILE=path     heap profiler on; profile and leak report at exit (%p: pid)
 //   SHARDALLOC_PROFILE_RATE=N   one sample per N bytes on average (default 524288); alone,
 //                               turns the profiler on without writing at exit
+//   SHARDALLOC_PROFILE_GROWTH_MB=N  with SHARDALLOC_PROFILE: a profile path.1, path.2, ...
+//                               each time the live estimate grows N MiB past the last one
+//   SHARDALLOC_PROFILE_SIGNAL=S with SHARDALLOC_PROFILE: signal S (USR1, SIGUSR2, a number)
+//                               asks for a profile path.signal.1, ... (written at the next
+//                               sample of any thread, or at exit)
 #pragma once
 #include <cstdint>
 
@@ -21,6 +26,8 @@ struct Options {
   bool huge_guards = false;
   const char* profile_path = nullptr;  // docs/profiling.md
   uint64_t profile_rate = 0;           // 0: not set
+  uint64_t profile_growth_mb = 0;      // 0: no growth dumps
+  int profile_signal = 0;              // 0: no dump signal
 };
 
 const Options& options();
