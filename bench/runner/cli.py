@@ -33,7 +33,7 @@ def parse_args(argv):
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
-                      help="small sizes, 1 and N threads, 3 reps, < 2 minutes on 2 cores (default)")
+                      help="small sizes, 1 and N threads, 3 reps, about 5 minutes on 2 cores (default)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full",
                       help="full sizes (~1-5 s per run), 1, N and 4N threads, 5 reps, plus redis, "
                            "instruction counts and micro-benchmarks")
