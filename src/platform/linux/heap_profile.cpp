@@ -19,6 +19,7 @@
 #include "core/domain.h"
 #include "core/hooks.h"
 #include "core/print_number.h"
+#include "platform/linux/fd_text.h"
 #include "platform/linux/process_heap.h"
 
 namespace shardalloc::platform {
@@ -186,55 +187,11 @@ void erase_slot(uint32_t i) {
 
 // --- Writing -----------------------------------------------------------
 
-class FdOut {
- public:
-  explicit FdOut(int fd) : fd_(fd) {}
-  ~FdOut() { flush(); }
-  FdOut(const FdOut&) = delete;
-  FdOut& operator=(const FdOut&) = delete;
-  FdOut& ch(char c) {
-    if (len_ == sizeof buf_) flush();
-    buf_[len_++] = c;
-    return *this;
-  }
-  FdOut& text(const char* s) {
-    while (*s != '\0') ch(*s++);
-    return *this;
-  }
-  // A frame name or module path: separators of the collapsed format become '_'.
-  FdOut& name(const char* s) {
-    for (; *s != '\0'; ++s) ch(*s == ';' || *s == ' ' || *s == '\n' ? '_' : *s);
-    return *this;
-  }
-  FdOut& num(uint64_t v) {
-    core::put_decimal(*this, v);
-    return *this;
-  }
-  FdOut& hex(uint64_t v) {
-    core::put_hex(*this, v);
-    return *this;
-  }
-  void flush() {
-    size_t done = 0;
-    while (done < len_) {
-      const ssize_t n = write(fd_, buf_ + done, len_ - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        failed_ = true;
-        break;
-      }
-      done += size_t(n);
-    }
-    len_ = 0;
-  }
-  bool failed() const { return failed_; }
-
- private:
-  int fd_;
-  char buf_[4096];
-  size_t len_ = 0;
-  bool failed_ = false;
-};
+// A frame name or module path: separators of the collapsed format become '_'.
+core::TextOut& put_name(core::TextOut& out, const char* s) {
+  for (; *s != '\0'; ++s) out.ch(*s == ';' || *s == ' ' || *s == '\n' ? '_' : *s);
+  return out;
+}
 
 // A copy of the live samples, taken under the lock, formatted without it
 // (dladdr takes the loader's lock, which a thread in dlopen holds while it
@@ -331,7 +288,7 @@ double estimated_bytes(const Sample& s) {
 
 // A frame as the collapsed format names it: its dynamic symbol, else
 // module+0xoffset (the offset of the call instruction's last byte).
-void put_frame(FdOut& out, uintptr_t pc) {
+void put_frame(core::TextOut& out, uintptr_t pc) {
   Dl_info info;
   const uintptr_t at = pc - 1;
   if (dladdr(reinterpret_cast<void*>(at), &info) == 0 || info.dli_fname == nullptr) {
@@ -339,15 +296,15 @@ void put_frame(FdOut& out, uintptr_t pc) {
     return;
   }
   if (info.dli_sname != nullptr) {
-    out.name(info.dli_sname);
+    put_name(out, info.dli_sname);
     return;
   }
-  out.name(info.dli_fname[0] != '\0' ? info.dli_fname : "main")
+  put_name(out, info.dli_fname[0] != '\0' ? info.dli_fname : "main")
       .text("+")
       .hex(at - uintptr_t(info.dli_fbase));
 }
 
-void put_frame_line(FdOut& out, uintptr_t pc) {
+void put_frame_line(core::TextOut& out, uintptr_t pc) {
   Dl_info info;
   const uintptr_t at = pc - 1;
   out.text("    ").hex(at).text(" ");
@@ -355,9 +312,8 @@ void put_frame_line(FdOut& out, uintptr_t pc) {
     out.text("?\n");
     return;
   }
-  if (info.dli_sname != nullptr) out.name(info.dli_sname).text(" ");
-  out.text("(")
-      .name(info.dli_fname[0] != '\0' ? info.dli_fname : "main")
+  if (info.dli_sname != nullptr) put_name(out, info.dli_sname).text(" ");
+  put_name(out.text("("), info.dli_fname[0] != '\0' ? info.dli_fname : "main")
       .text("+")
       .hex(at - uintptr_t(info.dli_fbase))
       .text(")\n");
@@ -383,9 +339,9 @@ void for_each_group(const Snapshot& snap, F f) {
   }
 }
 
-int finish(const FdOut& out) {
-  if (out.failed()) return -1;
-  return 0;
+int finish(core::TextOut& out) {
+  out.finish();
+  return out.failed() ? -1 : 0;
 }
 
 void expand_path(const char* path, const char* suffix, char* out, size_t cap) {
@@ -673,7 +629,7 @@ int heap_profile_write(int fd) {
   }
   Snapshot snap;
   group_by_stack(snap);
-  FdOut out(fd);
+  FdText out(fd);
   for_each_group(snap, [&](uint32_t first, uint32_t, double bytes) {
     const Sample& s = snap.samples[first];
     if (s.depth == 0) {
@@ -686,7 +642,6 @@ int heap_profile_write(int fd) {
     }
     out.ch(' ').num(uint64_t(bytes + 0.5)).ch('\n');
   });
-  out.flush();
   return finish(out);
 }
 
@@ -702,7 +657,7 @@ int heap_profile_write_leaks(int fd) {
   for_each_group(snap, [&](uint32_t, uint32_t, double) { ++groups; });
   const size_t group_bytes = sizeof(Group) * (groups + 1);
   auto* g = static_cast<Group*>(map_zeroed(group_bytes));
-  FdOut out(fd);
+  FdText out(fd);
   double total = 0;
   for_each_group(snap, [&](uint32_t, uint32_t, double bytes) { total += bytes; });
   out.text("shardalloc leak report: pid ")
@@ -738,7 +693,6 @@ int heap_profile_write_leaks(int fd) {
     }
     munmap(g, group_bytes);
   }
-  out.flush();
   return finish(out);
 }
 

@@ -13,26 +13,11 @@
 #include "core/hooks.h"
 #include "core/snapshot.h"
 #include "core/text_out.h"
+#include "platform/linux/fd_text.h"
 #include "platform/linux/process_heap.h"
 
 namespace shardalloc::platform {
 namespace {
-
-// core::TextOut's drain: all of text to the descriptor in *context, retrying after EINTR.
-bool write_all(void* context, const char* text, size_t n) {
-  const int fd = *static_cast<const int*>(context);
-  size_t done = 0;
-  while (done < n) {
-    const ssize_t w = write(fd, text + done, n - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      if (w == 0) errno = EIO;
-      return false;
-    }
-    done += size_t(w);
-  }
-  return true;
-}
 
 // SHARDALLOC_SNAPSHOT=path: a snapshot of the process heap at exit. "%p" in
 // the path becomes the process id (a preloaded library reaches children too).
@@ -71,8 +56,7 @@ int write_snapshot_to_fd(const core::Domain& d, const char* domain_name, int fd)
     errno = EBADF;
     return -1;
   }
-  char buf[4096];
-  core::TextOut out(buf, sizeof buf, &write_all, &fd);
+  FdText out(fd);
   core::write_snapshot(out, d, domain_name, process_id());
   out.finish();
   return out.failed() ? -1 : 0;
