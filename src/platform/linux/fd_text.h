@@ -30,7 +30,8 @@ inline bool write_all_to_fd(void* context, const char* text, size_t n) {
 
 class FdText : public core::TextOut {
  public:
-  // (The base keeps the addresses of fd_ and buf_ only; nothing is written before finish or a full buffer.)
+  // (The base keeps the addresses of fd_ and buf_ only; nothing is written before finish or a full
+  // buffer.)
   explicit FdText(int fd) : core::TextOut(buf_, sizeof buf_, &write_all_to_fd, &fd_), fd_(fd) {}
   FdText(const FdText&) = delete;
   FdText& operator=(const FdText&) = delete;
