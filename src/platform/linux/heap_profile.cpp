@@ -24,8 +24,8 @@
 
 namespace shardalloc::platform {
 
-std::atomic<bool> g_profile_dump_request{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler stores it");
+std::atomic<uint32_t> g_profile_dump_request{0};  // a word: riscv64 has no lock-free byte atomics
+static_assert(std::atomic<uint32_t>::is_always_lock_free, "the signal handler stores it");
 
 namespace {
 
@@ -395,7 +395,7 @@ void dump_numbered(const char* kind, uint64_t n) {
 
 void on_dump_signal(int) {
   // relaxed: a flag; the dump's snapshot takes the table lock for the data.
-  g_profile_dump_request.store(true, std::memory_order_relaxed);
+  g_profile_dump_request.store(1, std::memory_order_relaxed);
 }
 
 __attribute__((destructor)) void write_at_exit() {
@@ -534,7 +534,7 @@ void heap_profile_serve_request() {
   if (!g_on || tl_dumping) return;
   // relaxed: whoever clears the flag writes the dump; the data come from the
   // table under its lock.
-  if (!g_profile_dump_request.exchange(false, std::memory_order_relaxed)) return;
+  if (!g_profile_dump_request.exchange(0, std::memory_order_relaxed)) return;
   // relaxed: a counter for the file names only.
   dump_numbered("signal.", g_signal_dumps.fetch_add(1, std::memory_order_relaxed) + 1);
 }
@@ -605,7 +605,7 @@ bool heap_profile_record(void* block, size_t size, size_t block_bytes) {
   // writer allocates nothing from the heap (mmap'd snapshot, stack buffer,
   // open/write/close), so nothing re-enters the thread's half-updated heap.
   if (growth_dump != 0) dump_numbered("", growth_dump);
-  if (g_profile_dump_request.load(std::memory_order_relaxed))
+  if (g_profile_dump_request.load(std::memory_order_relaxed) != 0)
     heap_profile_serve_request();  // relaxed: a flag
   return true;
 }

@@ -26,7 +26,7 @@ bool heap_profile_dumps(uint64_t growth_bytes, int signal);
 // dump: the next thread to record a sample (or the exit path). Not tested on
 // the allocation paths: one load and branch on every fast-path miss moved
 // bench/run --icount (pair 65.8 -> 65.9, batch_malloc 26.8 -> 26.9).
-extern std::atomic<bool> g_profile_dump_request;
+extern std::atomic<uint32_t> g_profile_dump_request;
 // Writes the asked-for dump, if one is asked for and no dump is being
 // written by this thread. Not in a signal handler.
 void heap_profile_serve_request();
