@@ -297,7 +297,18 @@ struct Heap {
   // Allocation sampling (heap_sample.cpp) --------------------------------------
   // Charges the blocks of page's free list to the sample budget unless they
   // are; cuts the list at the block that crosses the next sample point.
-  void charge_page(Page* page);
+  void charge_page(Page* page) {
+    // Inline, the common case: a list that does not reach the sample point.
+    if (page->sample_flags & Page::kListCharged) return;
+    page->sample_flags |= Page::kListCharged;
+    const int64_t bytes = int64_t(page->capacity - page->used) * int64_t(page->block_size);
+    if (page->local_free == nullptr && bytes < sample_left) {
+      sample_left -= bytes;
+      return;
+    }
+    charge_page_slow(page);
+  }
+  void charge_page_slow(Page* page);  // the rest: counts, draws, cuts (heap_sample.cpp)
   // The slow path of an allocation of class cls: serves it from the cut
   // page of that class, if any (the sampled allocation). Null when none.
   void* take_sample(unsigned cls, size_t size);

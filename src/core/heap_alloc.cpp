@@ -50,7 +50,9 @@ SHARD_NOINLINE void* Heap::alloc_slow_sampled(size_t size) {
     return p != nullptr ? charge_huge(p, size) : nullptr;
   }
   const unsigned cls = size_class_of(size);
-  if (void* p = take_sample(cls, size)) return p;
+  if (cuts[cls].page != nullptr) {
+    if (void* p = take_sample(cls, size)) return p;
+  }
   Page* page = find_page<true>(cls);
   if (page == nullptr) page = fresh_page(cls);
   if (page == nullptr) return nullptr;

@@ -75,9 +75,7 @@ void* report_sample(Heap& h, Page* page, void* p, size_t size, size_t block_byte
 
 }  // namespace
 
-void Heap::charge_page(Page* page) {
-  if (page->sample_flags & Page::kListCharged) return;
-  page->sample_flags |= Page::kListCharged;
+void Heap::charge_page_slow(Page* page) {
   // Just filled by collect or extend (local_free is empty then): every block
   // not in use is on the list.
   uint32_t count = page->capacity - page->used;

@@ -1,13 +1,12 @@
 // The heap profiler: a table of the live sampled allocations of the process
 // heap with the call stack of each (docs/profiling.md). Allocates nothing
-// from the heap it profiles: the table is mmap'd, stacks are walked by
-// glibc's backtrace() (libgcc's unwinder, loaded once at start), and the
-// writers format on the stack.
+// from the heap it profiles: the table is mmap'd, stacks are taken by
+// capture_stack (stack_walk.h: libgcc's unwinder, loaded once at start,
+// behind a cache of verified stacks), and the writers format on the stack.
 #include "platform/linux/heap_profile.h"
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <execinfo.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -21,6 +20,7 @@
 #include "core/print_number.h"
 #include "platform/linux/fd_text.h"
 #include "platform/linux/process_heap.h"
+#include "platform/linux/stack_walk.h"
 
 namespace shardalloc::platform {
 
@@ -29,7 +29,7 @@ static_assert(std::atomic<uint32_t>::is_always_lock_free, "the signal handler st
 
 namespace {
 
-constexpr int kMaxFrames = 48;
+constexpr int kMaxFrames = kStackMaxFrames;
 constexpr uint32_t kMaxSamples = uint32_t{1} << 18;  // 256 Ki live samples (104 MiB reserved)
 constexpr uint32_t kFirstIndexBits = 10;
 
@@ -490,10 +490,8 @@ void heap_profile_start(uint64_t rate, const char* path) {
     TableLock lock;
     if (!grow_index()) return;
   }
-  // The first backtrace() loads libgcc_s (dlopen allocates): do it now,
-  // outside any allocator call.
-  void* frames[4];
-  backtrace(frames, 4);
+  // Loading the unwinder allocates (dlopen): now, outside any allocator call.
+  stack_walk_start();
   // Our frames are recognised by module, so only when we are a shared
   // object apart from the program (preloaded or linked); linked into the
   // program itself, every frame is kept.
@@ -583,7 +581,7 @@ bool heap_profile_record(void* block, size_t size, size_t block_bytes) {
   if (!g_on || tl_in_profiler) return false;
   void* frames[kMaxFrames];
   tl_in_profiler = true;
-  const int depth = backtrace(frames, kMaxFrames);
+  const int depth = capture_stack(frames, kMaxFrames);
   tl_in_profiler = false;
   uint64_t growth_dump = 0;
   {

@@ -13,7 +13,6 @@
 // so the profiler's weights stay right. A block both pick is guarded and
 // recorded by the profiler under its guarded address.
 #include <dlfcn.h>
-#include <execinfo.h>
 
 #include <atomic>
 #include <cstdint>
@@ -25,6 +24,7 @@
 #include "platform/linux/guarded.h"
 #include "platform/linux/heap_profile.h"
 #include "platform/linux/process_heap.h"
+#include "platform/linux/stack_walk.h"
 
 namespace shardalloc::platform {
 namespace {
@@ -61,9 +61,9 @@ const void* caller_site(const void* fallback) {
   if (self == 0 || tl_in_site) return fallback;
   void* frames[16];
   tl_in_site = true;
-  const int n = backtrace(frames, 16);
+  const int n = capture_stack(frames, 16);
   tl_in_site = false;
-  for (int i = 1; i < n; ++i) {
+  for (int i = 0; i < n; ++i) {
     Dl_info info;
     if (dladdr(frames[i], &info) != 0 && reinterpret_cast<uintptr_t>(info.dli_fbase) != self)
       return frames[i];
@@ -132,17 +132,16 @@ void guarded_sample_freed(void* p) {
 
 void guarded_sampling_start(bool all_heaps) {
   if (core::kChecked || guarded_rate() == 0) return;
-  // The sites: which frames are ours, and the first backtrace() call, which
-  // loads libgcc_s (dlopen allocates), made now, outside any allocator call.
+  // The sites: which frames are ours, and the unwinder, loaded now (dlopen
+  // allocates), outside any allocator call.
   Dl_info info;
   // relaxed: a set-once value (a race of two starts stores the same one).
   if (self_base.load(std::memory_order_relaxed) == 0 &&
       dladdr(reinterpret_cast<void*>(&guarded_sampling_start), &info) != 0 &&
       info.dli_fbase != nullptr && info.dli_fname != nullptr &&
       __builtin_strstr(info.dli_fname, ".so") != nullptr) {
-    void* frames[4];
     tl_in_site = true;
-    backtrace(frames, 4);
+    stack_walk_start();
     tl_in_site = false;
     self_base.store(reinterpret_cast<uintptr_t>(info.dli_fbase), std::memory_order_relaxed);
   }

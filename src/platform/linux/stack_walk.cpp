@@ -1,0 +1,235 @@
+// Call stacks (stack_walk.h): libgcc's unwinder, found with dlopen (the
+// library needs only libc), and on x86-64 a cache of verified stacks in
+// front of it (docs/profiling.md, "Stack capture").
+//
+// Why a cache: a program that allocates from a loop samples the same stack
+// again and again, and libgcc spends ~1,800 instructions a frame (finding
+// and interpreting each frame's CFI) to find it again. What makes a cached
+// stack safe to reuse: on x86-64 a call stores its return address just
+// below the caller's stack pointer, so the stack of a capture is a list of
+// (address, return address) pairs, the addresses at fixed distances from the
+// capturing frame. An entry is keyed by capture_stack's own frame address;
+// a later capture with that frame address reads each listed address of its
+// own stack, outermost last, and reuses the entry only when every one still
+// holds the listed return address. Frame i+1's slot is read only after
+// frame i's matched, i.e. only where the same function at the same call
+// site keeps its return address; a different caller anywhere in the chain
+// leaves a different return address in its slot. (A function whose frame
+// size varies, alloca, moves every frame below it, and with them the key.)
+// Entries are made only from walks whose every slot held its frame's
+// return address (a signal frame's does not: such stacks are not cached).
+#include "platform/linux/stack_walk.h"
+
+#include <dlfcn.h>
+#include <execinfo.h>
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace shardalloc::platform {
+namespace {
+
+// libgcc's unwinder interface (the Itanium C++ ABI's), declared here: the
+// functions are looked up, not linked.
+struct UnwindContext;
+using TraceFn = int (*)(UnwindContext*, void*);
+using BacktraceFn = int (*)(TraceFn, void*);
+using GetFn = uintptr_t (*)(UnwindContext*);
+constexpr int kUnwindNoReason = 0;
+constexpr int kUnwindStop = 5;  // _URC_END_OF_STACK: any other code stops the walk
+
+BacktraceFn g_backtrace = nullptr;
+GetFn g_get_ip = nullptr;
+GetFn g_get_cfa = nullptr;
+std::atomic<int> g_started{0};  // 0 not yet, 1 starting, 2 done
+
+#if defined(__x86_64__)
+constexpr bool kCacheStacks = true;
+#else
+constexpr bool kCacheStacks = false;  // the return address is not at a fixed slot
+#endif
+
+constexpr unsigned kCacheBits = 10;
+// Entries of one key: a loop that allocates from several call sites at the
+// same depth (say, one inlined helper called from four places) has one key
+// for all of them.
+constexpr unsigned kWays = 4;
+
+// One cached stack. `busy` is a try-lock taken by a capture that reads or
+// writes the entry; a capture that finds it taken walks the stack instead.
+struct CachedStack {
+  std::atomic<uint32_t> busy;
+  uint32_t depth;     // frames listed
+  bool whole;         // the walk reached the stack's end (else it stopped at depth)
+  uintptr_t key;      // capture_stack's frame address when walked; 0: empty
+  uint32_t slot[kStackMaxFrames];  // where frame i's return address lies, from key
+  uintptr_t frame[kStackMaxFrames];
+};
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+
+CachedStack* g_cache = nullptr;  // 1 << kCacheBits entries, mmap'd at start
+
+// Per thread: the highest stack address this thread's own walks verified.
+// A cached slot is read only at or below it (and above the capturing
+// frame): memory of this thread's stack, mapped. A thread's first capture
+// therefore always walks.
+constinit thread_local uintptr_t tl_verified_top = 0;
+
+std::atomic<uint64_t> g_hits{0};
+std::atomic<uint64_t> g_walks{0};
+
+// The first of the kWays entries where key's stacks go.
+CachedStack* set_of(uintptr_t key) {
+  const uint64_t set = ((key >> 4) * 0x9E3779B97F4A7C15ull) >> (64 - kCacheBits);
+  return g_cache + (set & ~uint64_t{kWays - 1});
+}
+
+// Per thread: which way of a set the next new stack replaces (round robin).
+constinit thread_local unsigned tl_next_way = 0;
+
+bool try_lock(CachedStack& e) {
+  // acquire: the previous holder's writes to the entry happen-before our reads.
+  return e.busy.exchange(1, std::memory_order_acquire) == 0;
+}
+void unlock(CachedStack& e) {
+  e.busy.store(0, std::memory_order_release);  // release: our writes to the next holder
+}
+
+// Reads a word of this thread's stack that may belong to a frame other than
+// ours (a sanitizer's bookkeeping never marks return-address slots).
+__attribute__((no_sanitize("address"))) uintptr_t stack_word(uintptr_t at) {
+  return *reinterpret_cast<const volatile uintptr_t*>(at);
+}
+
+// The entry's stack when this thread's stack still holds it, else -1.
+int reuse(const CachedStack& e, uintptr_t key, void** frames, int max) {
+  if (e.key != key) return -1;
+  const int n = int(e.depth) < max ? int(e.depth) : max;
+  if (n < max && !e.whole) return -1;  // the walk stopped short of what is asked
+  for (int i = 0; i < n; ++i) {
+    const uintptr_t at = key + e.slot[i];
+    if (at > tl_verified_top || stack_word(at) != e.frame[i]) return -1;
+    frames[i] = reinterpret_cast<void*>(e.frame[i]);
+  }
+  return n;
+}
+
+struct Walk {
+  void** frames;
+  uintptr_t* slots;  // absolute addresses
+  int max;
+  int count;
+  bool skipped_own;  // the first context, capture_stack itself, is not reported
+};
+
+int collect_frame(UnwindContext* ctx, void* arg) {
+  Walk& w = *static_cast<Walk*>(arg);
+  if (!w.skipped_own) {
+    w.skipped_own = true;
+    return kUnwindNoReason;
+  }
+  const uintptr_t ip = g_get_ip(ctx);
+  if (ip == 0) return kUnwindStop;  // the outermost frame's undefined return (as backtrace())
+  if (w.count == w.max) return kUnwindStop;
+  // The context's CFA is the stack pointer of its frame after the return,
+  // i.e. the callee's CFA; the call stored the return address just below.
+  w.frames[w.count] = reinterpret_cast<void*>(ip);
+  w.slots[w.count] = g_get_cfa(ctx) - sizeof(uintptr_t);
+  ++w.count;
+  return kUnwindNoReason;
+}
+
+// Enters a walk's stack in its entry when every slot holds its frame.
+void remember(uintptr_t key, void* const* frames, const uintptr_t* slots, int n, bool whole) {
+  uintptr_t top = key;
+  for (int i = 0; i < n; ++i) {
+    if (slots[i] < key || slots[i] - key > UINT32_MAX ||
+        stack_word(slots[i]) != reinterpret_cast<uintptr_t>(frames[i]))
+      return;
+    if (slots[i] > top) top = slots[i];
+  }
+  if (top > tl_verified_top) tl_verified_top = top;
+  CachedStack& e = set_of(key)[tl_next_way++ % kWays];
+  if (!try_lock(e)) return;
+  e.key = key;
+  e.depth = uint32_t(n);
+  e.whole = whole;
+  for (int i = 0; i < n; ++i) {
+    e.slot[i] = uint32_t(slots[i] - key);
+    e.frame[i] = reinterpret_cast<uintptr_t>(frames[i]);
+  }
+  unlock(e);
+}
+
+}  // namespace
+
+void stack_walk_start() {
+  int expected = 0;
+  // acquire/release: a second caller waits until the first has set the pointers.
+  if (!g_started.compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
+    while (g_started.load(std::memory_order_acquire) != 2) {
+    }
+    return;
+  }
+  // The first backtrace() loads libgcc_s for glibc's own use (the fallback).
+  void* frames[4];
+  backtrace(frames, 4);
+  if (void* gcc = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_LOCAL)) {
+    g_backtrace = reinterpret_cast<BacktraceFn>(dlsym(gcc, "_Unwind_Backtrace"));
+    g_get_ip = reinterpret_cast<GetFn>(dlsym(gcc, "_Unwind_GetIP"));
+    g_get_cfa = reinterpret_cast<GetFn>(dlsym(gcc, "_Unwind_GetCFA"));
+    if (g_backtrace == nullptr || g_get_ip == nullptr || g_get_cfa == nullptr)
+      g_backtrace = nullptr;
+  }
+  if (kCacheStacks && g_backtrace != nullptr) {
+    void* p = mmap(nullptr, sizeof(CachedStack) << kCacheBits, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p != MAP_FAILED) g_cache = static_cast<CachedStack*>(p);
+  }
+  g_started.store(2, std::memory_order_release);  // release: the pointers above
+}
+
+// Not inlined and not cloned: its frame address is the cache key, and its
+// caller's return address sits at a fixed distance from it.
+__attribute__((noinline)) int capture_stack(void** frames, int max) {
+  if (max > kStackMaxFrames) max = kStackMaxFrames;
+  if (max <= 0) return 0;
+  // relaxed is enough below: stack_walk_start ran before any capture (the
+  // callers start it before they turn sampling on).
+  if (g_backtrace == nullptr) {
+    // backtrace()'s first frame is ours: drop it.
+    void* all[kStackMaxFrames + 1];
+    const int n = backtrace(all, max + 1);
+    for (int i = 1; i < n; ++i) frames[i - 1] = all[i];
+    return n > 0 ? n - 1 : 0;
+  }
+  const uintptr_t key = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  if (g_cache != nullptr) {
+    CachedStack* set = set_of(key);
+    for (unsigned way = 0; way < kWays; ++way) {
+      CachedStack& e = set[way];
+      if (!try_lock(e)) continue;
+      const int n = reuse(e, key, frames, max);
+      unlock(e);
+      if (n >= 0) {
+        g_hits.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+        return n;
+      }
+    }
+  }
+  uintptr_t slots[kStackMaxFrames];
+  Walk w{frames, slots, max, 0, false};
+  g_backtrace(collect_frame, &w);
+  g_walks.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+  // Whole: the walk ended by itself before max (a stack's end, or a frame
+  // the unwinder cannot step over, which it meets again on the same stack).
+  if (g_cache != nullptr) remember(key, frames, slots, w.count, w.count < max);
+  return w.count;
+}
+
+uint64_t stack_walk_cache_hits() { return g_hits.load(std::memory_order_relaxed); }
+uint64_t stack_walk_full_walks() { return g_walks.load(std::memory_order_relaxed); }
+
+}  // namespace shardalloc::platform
