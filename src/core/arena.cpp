@@ -142,6 +142,21 @@ size_t Arena::claim(size_t count, size_t align, size_t align_offset) {
   return SIZE_MAX;
 }
 
+size_t Arena::claim_dirty_slot() {
+  for (size_t w = 0; w < word_count; ++w) {
+    // relaxed: hints; try_claim_range decides with CAS.
+    uint64_t free_dirty =
+        dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);
+    while (free_dirty != 0) {
+      const size_t i = w * kBitsPerWord + size_t(std::countr_zero(free_dirty));
+      if (i >= slot_count) break;
+      if (try_claim_range(i, 1)) return i;
+      free_dirty &= free_dirty - 1;
+    }
+  }
+  return SIZE_MAX;
+}
+
 Arena::Fit Arena::find_reusing(size_t count) const {
   Fit best;
   if (count == 0 || count > slot_count) return best;

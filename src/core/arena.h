@@ -36,6 +36,9 @@ struct Arena {
   // on an `align`-aligned address (align > kSegmentSize; else no constraint).
   // Returns the first slot's index or SIZE_MAX.
   size_t claim(size_t count, size_t align, size_t align_offset);
+  // Claims one free slot that is dirty (used and not purged since: its
+  // pages may still be resident), the lowest first. SIZE_MAX when none.
+  size_t claim_dirty_slot();
 
   // Where claim_reusing would put a run of `count` slots (no alignment): the
   // free window with the most dirty slots (their pages are still resident,

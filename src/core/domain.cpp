@@ -138,6 +138,17 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset) {
       }
     }
   }
+  if (slots == 1 && align <= kSegmentSize) {
+    // A freed slot whose pages may still be resident, in any arena, before a
+    // fresh one: the list runs newest arena first, and first fit there would
+    // touch a new arena's untouched slots while an older one's freed slots
+    // wait for the purge (peak RSS then counts both).
+    // acquire: as in overlaps.
+    for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
+      const size_t index = a->claim_dirty_slot();
+      if (index != SIZE_MAX) return claimed(a, index, 1);
+    }
+  }
   // acquire: as in overlaps.
   for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
     const size_t index = a->claim(slots, align, align_offset);

@@ -219,3 +219,15 @@ TEST(Arena, ConcurrentClaimsNeverOverlap) {
   for (auto& th : threads) th.join();
   EXPECT_FALSE(bad.load());
 }
+
+TEST(Arena, ClaimDirtySlotTakesFreedSlotsOnly) {
+  TestArena t(130);
+  EXPECT_EQ(t.arena->claim_dirty_slot(), SIZE_MAX);  // fresh: nothing dirty
+  ASSERT_EQ(t.arena->claim(100, 0, 0), 0u);
+  t.arena->release(70, 1);
+  t.arena->release(90, 1);
+  EXPECT_EQ(t.arena->claim_dirty_slot(), 70u);  // the lowest freed slot, not fresh 100
+  EXPECT_EQ(t.arena->claim_dirty_slot(), 90u);
+  EXPECT_EQ(t.arena->claim_dirty_slot(), SIZE_MAX);
+  EXPECT_EQ(t.arena->claim(1, 0, 0), 100u);
+}

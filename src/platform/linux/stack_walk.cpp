@@ -61,9 +61,9 @@ constexpr unsigned kWays = 4;
 // writes the entry; a capture that finds it taken walks the stack instead.
 struct CachedStack {
   std::atomic<uint32_t> busy;
-  uint32_t depth;     // frames listed
-  bool whole;         // the walk reached the stack's end (else it stopped at depth)
-  uintptr_t key;      // capture_stack's frame address when walked; 0: empty
+  uint32_t depth;                  // frames listed
+  bool whole;                      // the walk reached the stack's end (else it stopped at depth)
+  uintptr_t key;                   // capture_stack's frame address when walked; 0: empty
   uint32_t slot[kStackMaxFrames];  // where frame i's return address lies, from key
   uintptr_t frame[kStackMaxFrames];
 };
