@@ -65,10 +65,7 @@ void* report_sample(Heap& h, Page* page, void* p, size_t size, size_t block_byte
   void* r = platform::sampled_alloc(&h, p, size, h.sample_align, block_bytes, &tracked);
   if (tracked) {
     page->in_full |= Page::kHoldsSampled;
-    const unsigned live = page->sampled_live();
-    if (live != Page::kSampledLiveMax) page->set_sampled_live(live + 1);
-    page->sampled_index = live == 0 && !page->is_huge() ? uint16_t(page->exact_block_index(p))
-                                                        : Page::kSampledIndexUnknown;
+    page->sampled_block_added(p);
   }
   return r;
 }

@@ -21,7 +21,7 @@ void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsi
   size_class = uint8_t(cls);
   in_full = 0;
   sample_flags = 0;
-  sampled_index = kSampledIndexUnknown;
+  sampled_at[0] = kSampledIndexUnknown;
   has_interior.store(0, std::memory_order_relaxed);  // relaxed: see page.h
   in_use = 1;
   block_size = block_bytes;
@@ -126,15 +126,31 @@ void Page::sampled_blocks_freed(Block* list) {
     sampled_block_freed(b);
 }
 
+void Page::sampled_block_added(const void* p) {
+  const unsigned live = sampled_live();
+  if (live != kSampledLiveMax) set_sampled_live(live + 1);
+  if (live == 0) {
+    sampled_at[0] = is_huge() ? kSampledIndexUnknown : uint16_t(exact_block_index(p));
+  } else if (live < kSampledKnown && sampled_at[0] != kSampledIndexUnknown) {
+    sampled_at[live] = uint16_t(exact_block_index(p));
+  } else {
+    sampled_at[0] = kSampledIndexUnknown;  // until the page holds none again
+  }
+}
+
 void Page::sampled_block_freed(Block* b) {
   const unsigned live = sampled_live();
-  // One live sample on the page, and b is not it: no table look-up.
-  if (live == 1 && sampled_index != kSampledIndexUnknown && exact_block_index(b) != sampled_index)
-    return;
+  unsigned known = 0;  // b's entry in sampled_at, when the entries are exact
+  if (sampled_at[0] != kSampledIndexUnknown) {
+    // Every live sample's index is known: b is none of them, no table look-up.
+    const uint16_t index = uint16_t(exact_block_index(b));
+    while (known < live && sampled_at[known] != index) ++known;
+    if (known == live) return;
+  }
   if (!platform::sampled_block_freed(b)) return;
   if (live == kSampledLiveMax) return;  // saturated: counts no more
+  if (sampled_at[0] != kSampledIndexUnknown) sampled_at[known] = sampled_at[live - 1];
   set_sampled_live(live - 1);
-  sampled_index = kSampledIndexUnknown;  // which one is left is not known
   if (live == 1) in_full &= uint8_t(~kHoldsSampled);
 }
 

@@ -56,11 +56,11 @@ struct Page {
   // Allocation sampling (owner; docs/profiling.md): bit 0 (kListCharged) is
   // set when the bytes of the blocks on `free` are charged to the heap's
   // sample budget; the bits above count the live sampled blocks (saturating
-  // at kSampledLiveMax). sampled_index: with one live sample, its block
-  // index (kSampledIndexUnknown when not known), so that the page's other
-  // frees skip the table.
+  // at kSampledLiveMax). sampled_at: with up to kSampledKnown live samples,
+  // their block indices (sampled_at[0] == kSampledIndexUnknown when they are
+  // not all known), so that the page's other frees skip the table.
   uint8_t sample_flags = 0;
-  uint16_t sampled_index = 0;
+  uint16_t sampled_at[3] = {};
   uint32_t div_inverse = 0;  // inverse of the odd part mod 2^32
   size_t block_size = 0;
   uint8_t* area = nullptr;  // first block
@@ -78,6 +78,7 @@ struct Page {
   static constexpr unsigned kSampledLiveMax = 127;
   static constexpr unsigned kSampledLiveShift = 1;
   static constexpr uint16_t kSampledIndexUnknown = 0xffff;
+  static constexpr unsigned kSampledKnown = 3;  // entries of sampled_at
   unsigned sampled_live() const { return sample_flags >> kSampledLiveShift; }
   void set_sampled_live(unsigned n) {
     sample_flags = uint8_t((sample_flags & kListCharged) | (n << kSampledLiveShift));
@@ -87,6 +88,8 @@ struct Page {
   // Owner (or the one thread freeing a huge block): b, a block of this page,
   // was freed; when it was a tracked sample, drops it from the profile.
   void sampled_block_freed(Block* b);
+  // Owner: p, a block of this page, is a tracked sample now.
+  void sampled_block_added(const void* p);
   SHARD_NOINLINE void sampled_blocks_freed(Block* list);  // each block of the list
 
   ThreadFreeWord load_thread_free(std::memory_order order) const {
