@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -122,6 +123,23 @@ TEST(ProfileTable, EstimatesLiveBytesAndForgetsFreedBlocks) {
   for (size_t i = 0; i < half; ++i) shard_free(blocks[i]);
   // Everything freed: at most a few blocks of the test's own vectors' peers.
   EXPECT_LT(profile_bytes(profile_text()), 64 * 1024);
+}
+
+// Pages holding one to a few samples (one sample per 64 KiB, 48-byte blocks
+// in 64 KiB pages) keep their samples' block indices (Page::sampled_at):
+// freed in a shuffled order, every sampled block still leaves the profile.
+TEST(ProfileTable, FewSamplesAPageAreForgottenInAnyFreeOrder) {
+  if (shard_is_checked()) GTEST_SKIP() << "checked builds do not offer the profiler";
+  sp::heap_profile_start(64 * 1024, nullptr);
+  std::vector<void*> blocks;
+  const size_t kBytes = 16 << 20;
+  for (size_t done = 0; done < kBytes; done += 48) blocks.push_back(shard_malloc(48));
+  EXPECT_NEAR(profile_bytes(profile_text()) / double(kBytes), 1.0, 0.15);
+  std::mt19937_64 rng(42);
+  std::shuffle(blocks.begin(), blocks.end(), rng);
+  for (void* p : blocks) shard_free(p);
+  // One sample left behind would weigh about 64 KiB.
+  EXPECT_LT(profile_bytes(profile_text()), 32 * 1024);
 }
 
 // The leak report lists what is live, largest first.
