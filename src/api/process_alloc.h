@@ -58,6 +58,19 @@ SHARD_NOINLINE inline void* process_alloc_general(size_t size, size_t align) {
   return process_alloc_in_call(h, size, align);
 }
 
+// kDirectSizeMax < size <= kLargeBlockMax, in a call: a block of the first
+// page of its class's queue (the page the slow path keeps in front), else the
+// general path. Out of line, and size first (malloc has it in that register),
+// so that malloc's small path keeps its instructions.
+// (g_process_busy and a thread's placeholder heap have empty queues.)
+SHARD_NOINLINE inline void* process_alloc_queued(size_t size, core::Heap* h) {
+  if (core::Block* b = h->alloc_queued_fast(size)) {
+    platform::leave_call_to(h);
+    return b;
+  }
+  return process_alloc_in_call(h, size, 0);
+}
+
 SHARD_INLINE void* process_malloc(size_t size) {
   // Checked builds: a zero-size block faults on any access.
   if (core::kChecked && SHARD_UNLIKELY(size == 0)) {
@@ -75,6 +88,7 @@ SHARD_INLINE void* process_malloc(size_t size) {
     }
   } else {
     platform::enter_call();
+    if (!core::kChecked && size <= core::kLargeBlockMax) return process_alloc_queued(size, h);
   }
   return process_alloc_in_call(h, size, 0);
 }

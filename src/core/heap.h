@@ -121,6 +121,12 @@ struct Heap {
   SHARD_INLINE Block* alloc_small_fast(size_t size) {
     return direct[direct_slot_of(size)]->pop_free();
   }
+  // kDirectSizeMax < size <= kLargeBlockMax: a block of the first page of
+  // the size's class queue, or null.
+  SHARD_INLINE Block* alloc_queued_fast(size_t size) {
+    Page* page = queues[size_class_of(size)].first;
+    return page != nullptr ? page->pop_free() : nullptr;
+  }
   SHARD_INLINE void* alloc_small(size_t size) {
     Block* b = alloc_small_fast(size);
     if (SHARD_LIKELY(b != nullptr)) return b;
@@ -139,10 +145,7 @@ struct Heap {
   SHARD_INLINE void* alloc_block(size_t size) {
     if (SHARD_LIKELY(size <= kDirectSizeMax)) return alloc_small(size);
     if (size <= kLargeBlockMax) {
-      Page* page = queues[size_class_of(size)].first;
-      if (page != nullptr) {
-        if (Block* b = page->pop_free()) return b;
-      }
+      if (Block* b = alloc_queued_fast(size)) return b;
     }
     return alloc_slow(size);
   }
