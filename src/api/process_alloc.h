@@ -191,13 +191,14 @@ inline size_t process_usable_size(const void* p) {
 // slots are not in use again, or a block on top of its page's local or
 // remote free list, stops the program instead of being copied and freed
 // twice (docs/reliability.md, section 6). A few loads, on no fast path.
-inline void realloc_check_live(void* p) {
+// Returns the bytes usable at p, read off the page the check found.
+inline size_t realloc_live_usable(void* p) {
   core::Segment* s = core::segment_of(p);
   if (s->cookie != platform::g_process_domain.cookie_of(s)) {
     if (!platform::os_heap_owns(s, p)) {
       platform::fatal("realloc of a pointer that is not allocated", p);
     }
-    return;  // a first-class heap's block: its own free checks it
+    return core::usable_size(p);  // a first-class heap's block: its own free checks it
   }
   const core::Page* page = s->page_of(p);
   // relaxed: comparisons only, as in free's own checks.
@@ -206,6 +207,7 @@ inline void realloc_check_live(void* p) {
                          ? p == page->area && tf != 0
                          : p == page->peek_local_free() || p == core::ThreadFreeWord(tf).head();
   if (freed) platform::fatal("realloc of a freed block (use after free)", p);
+  return page->usable_from(p);
 }
 
 // realloc(p, 0) frees p and returns NULL, as glibc does.
@@ -215,8 +217,8 @@ inline void* process_realloc(void* p, size_t size) {
     process_free(p);
     return nullptr;
   }
-  if (!core::kChecked && platform::os_owns(p)) realloc_check_live(p);
-  const size_t usable = process_usable_size(p);
+  const size_t usable =
+      !core::kChecked && platform::os_owns(p) ? realloc_live_usable(p) : process_usable_size(p);
   // Shrinking by less than half keeps the block (checked builds always move
   // it: the new size gets its own record, the old block the quarantine).
   if (!core::kChecked && size <= usable && size >= usable / 2) return p;

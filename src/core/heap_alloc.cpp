@@ -294,10 +294,7 @@ void* Heap::alloc_aligned_body(size_t size, size_t align) {
 
 size_t usable_size(const void* p) {
   if constexpr (kChecked) return requested_size(p);
-  Segment* s = segment_of(p);
-  const Page* page = s->page_of(p);
-  const size_t index = (addr(p) - addr(page->area)) / page->block_size;
-  return addr(page->area) + (index + 1) * page->block_size - addr(p) - kCanaryBytes;
+  return segment_of(p)->page_of(p)->usable_from(p);
 }
 
 }  // namespace shardalloc::core

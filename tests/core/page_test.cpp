@@ -89,6 +89,43 @@ TEST_F(PageFixture, BlockOfRoundsInteriorPointersOnlyWhenFlagged) {
   EXPECT_EQ(page.block_of(p), reinterpret_cast<Block*>(mem + 64 + 3 * kBlock));
 }
 
+// usable_from answers from a block start without dividing and from an
+// interior pointer (aligned allocations) by dividing: both the bytes to the
+// block's end (canary excluded). Compared with the division for every
+// address of the first blocks.
+TEST_F(PageFixture, UsableFromIsTheBytesToTheEndOfTheBlock) {
+  uint8_t* const area = mem + 64;
+  for (size_t off = 0; off < 8 * kBlock; ++off) {
+    const size_t want = kBlock - off % kBlock - kCanaryBytes;
+    ASSERT_EQ(page.usable_from(area + off), want) << "offset " << off;
+  }
+  EXPECT_EQ(page.usable_from(area + (page.reserved - 1) * kBlock), kBlock - kCanaryBytes);
+}
+
+// A huge block's page (class 0) answers the block size at its area and the
+// rest of the block inside it, also for blocks of 4 GiB and more, whose
+// 32-bit divisibility constants (is_block_start) say nothing. Only
+// addresses are computed: nothing is read or written there.
+TEST(UsableFrom, HugePagesAnswerByTheArea) {
+  for (size_t block :
+       {size_t{1} << 20, (size_t{1} << 20) + 4096, size_t{1} << 32, (size_t{3} << 32) + 65536}) {
+    // A made-up address: init writes nothing into a huge page's area.
+    uint8_t* const area = reinterpret_cast<uint8_t*>(uintptr_t{1} << 44);
+    Page page;
+    page.init(area, block, block, 0, 0x1234567);
+    EXPECT_EQ(page.usable_from(area), block - kCanaryBytes) << block;
+    for (size_t off : {size_t{16}, size_t{4096}, size_t{1} << 20, block - 16}) {
+      if (off >= block) continue;
+      EXPECT_EQ(page.usable_from(area + off), block - off - kCanaryBytes) << block << " " << off;
+    }
+    if (block > (size_t{1} << 32)) {
+      // 4 GiB into the block: the low 32 bits of the offset are 0.
+      EXPECT_EQ(page.usable_from(area + (size_t{1} << 32)),
+                block - (size_t{1} << 32) - kCanaryBytes);
+    }
+  }
+}
+
 TEST(ThreadFreeWordTest, PacksHeadAndState) {
   alignas(8) Block b{};
   ThreadFreeWord w(&b, NotifyState::kFull);
