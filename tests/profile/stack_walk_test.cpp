@@ -4,6 +4,11 @@
 // (the same cache key), from different depths, and from several threads.
 #include <execinfo.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <cstdint>
+#include <cstdlib>
 
 #include <thread>
 #include <vector>
@@ -15,6 +20,7 @@ namespace sp = shardalloc::platform;
 namespace {
 
 struct Stacks {
+  uintptr_t take_frame = 0;  // take's frame address: capture_stack's key follows it
   void* walked[sp::kStackMaxFrames];
   void* reference[sp::kStackMaxFrames + 1];
   int walked_n = 0;
@@ -24,6 +30,7 @@ struct Stacks {
 // Both stacks from one frame: the first frame of each is in this function
 // (after either call); from the second on they must be the same.
 __attribute__((noinline)) void take(Stacks& s, int max) {
+  s.take_frame = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   s.reference_n = backtrace(s.reference, sp::kStackMaxFrames + 1);
   s.walked_n = sp::capture_stack(s.walked, max);
   asm volatile("" ::: "memory");  // keep this frame (no tail call)
@@ -53,6 +60,98 @@ __attribute__((noinline)) void nested(Stacks& s, int depth, int max) {
     nested(s, depth - 1, max);
   asm volatile("" ::: "memory");
 }
+
+// Frames whose size varies (alloca) and compensate each other: the outer one
+// grows by what the inner one shrinks, so `take` (and capture_stack's key)
+// stays where it was while the inner frame's return address slot moves.
+__attribute__((noinline, noclone)) void alloca_leaf(Stacks& s, int max, size_t bytes) {
+  void* p = __builtin_alloca(bytes);
+  asm volatile("" : : "r"(p) : "memory");
+  take(s, max);
+  asm volatile("" ::: "memory");
+}
+// Calls alloca_leaf from one of two call sites, below `bytes` of alloca'd
+// memory it never writes.
+__attribute__((noinline, noclone)) void alloca_mid(Stacks& s, int max, size_t bytes,
+                                                   size_t leaf_bytes, bool site_b) {
+  void* p = __builtin_alloca(bytes);
+  asm volatile("" : : "r"(p) : "memory");
+  if (site_b) {
+    asm volatile("# site b" ::: "memory");
+    alloca_leaf(s, max, leaf_bytes);
+    asm volatile("# after site b" ::: "memory");
+  } else {
+    asm volatile("# site a" ::: "memory");
+    alloca_leaf(s, max, leaf_bytes);
+    asm volatile("# after site a" ::: "memory");
+  }
+}
+
+// alloca_mid's runs back to back from one call site; the sizes and the
+// count are volatile: no clones, no unrolled copies of the call.
+struct AllocaRun {
+  size_t mid_bytes;
+  size_t leaf_bytes;
+};
+__attribute__((noinline, noclone)) void alloca_runs(Stacks* const* stacks,
+                                                    const volatile AllocaRun* runs) {
+  volatile int count = 2;
+  for (int k = 0; k < count; ++k)
+    alloca_mid(*stacks[k], sp::kStackMaxFrames, runs[k].mid_bytes, runs[k].leaf_bytes, k == 1);
+  asm volatile("" ::: "memory");
+}
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+// A coroutine (makecontext) whose one frame, co_frame, alloca's `bytes`
+// before it captures; its stack is [base, base + size).
+struct CoroutineRun {
+  Stacks* stacks;
+  size_t bytes;
+};
+CoroutineRun g_coroutine_run;
+ucontext_t g_coroutine_caller;
+
+__attribute__((noinline, noclone)) void co_frame(Stacks& s, size_t bytes) {
+  void* p = __builtin_alloca(bytes);
+  asm volatile("" : : "r"(p) : "memory");
+  take(s, sp::kStackMaxFrames);
+  asm volatile("" ::: "memory");
+}
+__attribute__((noinline)) void co_entry() {
+  co_frame(*g_coroutine_run.stacks, g_coroutine_run.bytes);
+  asm volatile("" ::: "memory");
+}
+void run_coroutine(char* base, size_t size, Stacks& s, size_t bytes) {
+  ucontext_t context;
+  getcontext(&context);
+  context.uc_stack.ss_sp = base;
+  context.uc_stack.ss_size = size;
+  context.uc_link = &g_coroutine_caller;
+  g_coroutine_run = {&s, bytes};
+  makecontext(&context, co_entry, 0);
+  swapcontext(&g_coroutine_caller, &context);
+}
+
+// CoroutineOnAShorterStackAtTheSameAddress's runs: 0 when the second
+// capture equals backtrace()'s.
+int shorter_coroutine_stack() {
+  constexpr size_t kLong = size_t{1} << 20, kShort = size_t{64} << 10;
+  void* region = mmap(nullptr, kLong, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (region == MAP_FAILED) return 2;
+  char* base = static_cast<char*>(region);
+  Stacks first, second;
+  run_coroutine(base, kLong, first, kLong - kShort + 4096);
+  munmap(base + kShort, kLong - kShort);
+  run_coroutine(base, kShort, second, 4096);
+  if (first.take_frame != second.take_frame) return 3;  // the keys must meet
+  const int expected =
+      second.reference_n < sp::kStackMaxFrames ? second.reference_n : sp::kStackMaxFrames;
+  if (second.walked_n != expected) return 4;
+  for (int i = 1; i < second.walked_n; ++i)
+    if (second.walked[i] != second.reference[i]) return 5;
+  return 0;
+}
+#endif
 
 class StackWalk : public ::testing::Test {
  protected:
@@ -122,5 +221,42 @@ TEST_F(StackWalk, ThreadsWithTheirOwnStacks) {
   }
   for (auto& t : threads) t.join();
 }
+
+// Site A with a small outer and a large inner alloca, then at once (nothing
+// in between writes the stack below this frame) site B with the sizes moved
+// by 256 bytes: the same key, and the slot where site A's return address lay
+// is now inside alloca_mid's unwritten memory, still holding it. The capture
+// must report site B.
+TEST_F(StackWalk, AllocaFramesThatCompensateEachOther) {
+  const volatile AllocaRun runs[2] = {{64, 512}, {64 + 256, 512 - 256}};
+  const uint64_t hits_before = sp::stack_walk_cache_hits();
+  for (int round = 0; round < 4; ++round) {
+    Stacks a, b;
+    Stacks* both[2] = {&a, &b};
+    alloca_runs(both, runs);
+    ASSERT_EQ(a.take_frame, b.take_frame) << "the layouts must meet at the same key";
+    expect_same(a, sp::kStackMaxFrames);
+    expect_same(b, sp::kStackMaxFrames);
+    ASSERT_GE(b.walked_n, 4);
+    EXPECT_NE(a.walked[2], b.walked[2]);  // the return addresses into alloca_mid (sites A, B)
+  }
+#if defined(__x86_64__)
+  // Frames that keep a frame pointer are still cached: rounds 2 to 4 hit.
+  EXPECT_GE(sp::stack_walk_cache_hits() - hits_before, 6u);
+#else
+  (void)hits_before;
+#endif
+}
+
+// Coroutines on stacks at the same address, the second shorter (the top of
+// the first unmapped): co_frame's alloca shrinks by what the stack lost, so
+// the key is the same and co_frame's return address slot of the first
+// lies above the second stack's top. The capture must not read it (nor
+// return the first's stack). Sanitizers do not follow makecontext stacks.
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+TEST_F(StackWalk, CoroutineOnAShorterStackAtTheSameAddress) {
+  EXPECT_EXIT(std::_Exit(shorter_coroutine_stack()), ::testing::ExitedWithCode(0), "");
+}
+#endif
 
 }  // namespace
