@@ -2,6 +2,7 @@
 // equal glibc's backtrace() of the same call, whether they come from a walk
 // or from its cache, when different callers reach it from the same depth
 // (the same cache key), from different depths, and from several threads.
+#include <dlfcn.h>
 #include <execinfo.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
@@ -16,6 +17,14 @@
 #include "platform/linux/stack_walk.h"
 
 namespace sp = shardalloc::platform;
+
+// A function called as written: not inlined, and not cloned for constant
+// arguments (gcc's IPA-CP; clang does not clone at -O2).
+#if defined(__clang__)
+#define NOT_INLINED_NOR_CLONED __attribute__((noinline))
+#else
+#define NOT_INLINED_NOR_CLONED __attribute__((noinline, noclone))
+#endif
 
 namespace {
 
@@ -64,7 +73,7 @@ __attribute__((noinline)) void nested(Stacks& s, int depth, int max) {
 // Frames whose size varies (alloca) and compensate each other: the outer one
 // grows by what the inner one shrinks, so `take` (and capture_stack's key)
 // stays where it was while the inner frame's return address slot moves.
-__attribute__((noinline, noclone)) void alloca_leaf(Stacks& s, int max, size_t bytes) {
+NOT_INLINED_NOR_CLONED void alloca_leaf(Stacks& s, int max, size_t bytes) {
   void* p = __builtin_alloca(bytes);
   asm volatile("" : : "r"(p) : "memory");
   take(s, max);
@@ -72,8 +81,8 @@ __attribute__((noinline, noclone)) void alloca_leaf(Stacks& s, int max, size_t b
 }
 // Calls alloca_leaf from one of two call sites, below `bytes` of alloca'd
 // memory it never writes.
-__attribute__((noinline, noclone)) void alloca_mid(Stacks& s, int max, size_t bytes,
-                                                   size_t leaf_bytes, bool site_b) {
+NOT_INLINED_NOR_CLONED void alloca_mid(Stacks& s, int max, size_t bytes, size_t leaf_bytes,
+                                       bool site_b) {
   void* p = __builtin_alloca(bytes);
   asm volatile("" : : "r"(p) : "memory");
   if (site_b) {
@@ -93,8 +102,7 @@ struct AllocaRun {
   size_t mid_bytes;
   size_t leaf_bytes;
 };
-__attribute__((noinline, noclone)) void alloca_runs(Stacks* const* stacks,
-                                                    const volatile AllocaRun* runs) {
+NOT_INLINED_NOR_CLONED void alloca_runs(Stacks* const* stacks, const volatile AllocaRun* runs) {
   volatile int count = 2;
   for (int k = 0; k < count; ++k)
     alloca_mid(*stacks[k], sp::kStackMaxFrames, runs[k].mid_bytes, runs[k].leaf_bytes, k == 1);
@@ -111,7 +119,7 @@ struct CoroutineRun {
 CoroutineRun g_coroutine_run;
 ucontext_t g_coroutine_caller;
 
-__attribute__((noinline, noclone)) void co_frame(Stacks& s, size_t bytes) {
+NOT_INLINED_NOR_CLONED void co_frame(Stacks& s, size_t bytes) {
   void* p = __builtin_alloca(bytes);
   asm volatile("" : : "r"(p) : "memory");
   take(s, sp::kStackMaxFrames);
@@ -152,6 +160,30 @@ int shorter_coroutine_stack() {
   return 0;
 }
 #endif
+
+// take() as a callback of stack_walk_lib_call (stack_walk_lib.c).
+struct TakeArgs {
+  Stacks* stacks;
+  int max;
+};
+void take_callback(void* arg) {
+  const TakeArgs& a = *static_cast<const TakeArgs*>(arg);
+  take(*a.stacks, a.max);
+  asm volatile("" ::: "memory");
+}
+using LibCall = void (*)(void (*)(void*), void*);
+// Loads `path`, captures through its stack_walk_lib_call, unloads it;
+// returns the function's address (nullptr: not loaded).
+NOT_INLINED_NOR_CLONED void* through_library(const char* path, Stacks& s) {
+  void* lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) return nullptr;
+  auto call = reinterpret_cast<LibCall>(dlsym(lib, "stack_walk_lib_call"));
+  if (call == nullptr) return nullptr;
+  TakeArgs args{&s, sp::kStackMaxFrames};
+  call(take_callback, &args);
+  dlclose(lib);
+  return reinterpret_cast<void*>(call);
+}
 
 class StackWalk : public ::testing::Test {
  protected:
@@ -258,5 +290,23 @@ TEST_F(StackWalk, CoroutineOnAShorterStackAtTheSameAddress) {
   EXPECT_EXIT(std::_Exit(shorter_coroutine_stack()), ::testing::ExitedWithCode(0), "");
 }
 #endif
+
+// A library without unwind tables ends the walk at its frame (backtrace()
+// stops there too); unloaded and replaced by the same code with unwind
+// tables at the same address, the walk goes on to the callers. The cached
+// short stack must not be served for the second.
+TEST_F(StackWalk, UnloadedLibraryReplacedAtTheSameAddress) {
+  for (int round = 0; round < 3; ++round) {
+    Stacks without, with;
+    void* first = through_library(STACK_WALK_LIB_NOCFI, without);
+    void* second = through_library(STACK_WALK_LIB_CFI, with);
+    ASSERT_NE(first, nullptr) << dlerror();
+    ASSERT_NE(second, nullptr) << dlerror();
+    expect_same(without, sp::kStackMaxFrames);
+    if (first != second) GTEST_SKIP() << "the second library was loaded elsewhere";
+    expect_same(with, sp::kStackMaxFrames);
+    EXPECT_GT(with.walked_n, without.walked_n);
+  }
+}
 
 }  // namespace

@@ -29,11 +29,18 @@
 // frame that the chain cannot reach, or with a realigned frame that copied
 // its return address (gcc's DRAP), is not cached. Entries are made only
 // from walks whose every slot held its frame's return address, and never
-// across a signal frame (the kernel's frame varies in size).
+// across a signal frame (the kernel's frame varies in size). A return
+// address stands for its function only while the code there stays: after
+// dlclose another library can be mapped at the same address (other frame
+// sizes, or other unwind tables: a walk that stopped at a frame without them
+// goes on, or the other way round), so an entry is reused only while no
+// object has been unloaded since its walk (dl_iterate_phdr's dlpi_subs).
+// (Code replaced in place without an unload, a JIT's, is not noticed.)
 #include "platform/linux/stack_walk.h"
 
 #include <dlfcn.h>
 #include <execinfo.h>
+#include <link.h>
 #include <sys/mman.h>
 
 #include <atomic>
@@ -78,9 +85,10 @@ constexpr unsigned kWays = 4;
 // writes the entry; a capture that finds it taken walks the stack instead.
 struct CachedStack {
   std::atomic<uint32_t> busy;
-  uint32_t depth;  // frames listed
-  bool whole;      // the walk reached the stack's end (else it stopped at depth)
-  uintptr_t key;   // capture_stack's frame address when walked; 0: empty
+  uint32_t depth;    // frames listed
+  bool whole;        // the walk reached the stack's end (else it stopped at depth)
+  uintptr_t key;     // capture_stack's frame address when walked; 0: empty
+  uint64_t unloads;  // objects unloaded before the walk (loader_unloads)
   // Where frame i's return address lies, from key (a multiple of 8), or'd
   // with kCheckBp / kLoadBp for the frame it returns into.
   uint32_t slot[kStackMaxFrames];
@@ -132,9 +140,21 @@ __attribute__((no_sanitize("address"))) uintptr_t stack_word(uintptr_t at) {
   return *reinterpret_cast<const volatile uintptr_t*>(at);
 }
 
+// How many objects the dynamic loader has unloaded (dlclose) so far.
+uint64_t loader_unloads() {
+  uint64_t subs = 0;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* arg) {
+        *static_cast<uint64_t*>(arg) = info->dlpi_subs;
+        return 1;  // the first object tells
+      },
+      &subs);
+  return subs;
+}
+
 // The entry's stack when this thread's stack still holds it, else -1.
-int reuse(const CachedStack& e, uintptr_t key, void** frames, int max) {
-  if (e.key != key) return -1;
+int reuse(const CachedStack& e, uintptr_t key, uint64_t unloads, void** frames, int max) {
+  if (e.key != key || e.unloads != unloads) return -1;
   const int n = int(e.depth) < max ? int(e.depth) : max;
   if (n < max && !e.whole) return -1;  // the walk stopped short of what is asked
   const uintptr_t top = tl_verified_top;
@@ -190,8 +210,8 @@ int collect_frame(UnwindContext* ctx, void* arg) {
 
 // Enters a walk's stack in its entry when every slot holds its frame and
 // every frame whose size may vary can be checked (the header comment).
-void remember(uintptr_t key, void* const* frames, const uintptr_t* slots, const uintptr_t* bps,
-              int n, bool whole) {
+void remember(uintptr_t key, uint64_t unloads, void* const* frames, const uintptr_t* slots,
+              const uintptr_t* bps, int n, bool whole) {
   uintptr_t top = key;
   uint32_t offsets[kStackMaxFrames];
   // What reuse will know of frame i's rbp: from our own saved rbp on.
@@ -227,6 +247,7 @@ void remember(uintptr_t key, void* const* frames, const uintptr_t* slots, const 
   CachedStack& e = set_of(key)[tl_next_way++ % kWays];
   if (!try_lock(e)) return;
   e.key = key;
+  e.unloads = unloads;
   e.depth = uint32_t(n);
   e.whole = whole;
   for (int i = 0; i < n; ++i) {
@@ -282,12 +303,14 @@ __attribute__((noinline)) int capture_stack(void** frames, int max) {
     return n > 0 ? n - 1 : 0;
   }
   const uintptr_t key = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  // Read before the walk: an unload during it leaves its entry unused.
+  const uint64_t unloads = g_cache != nullptr ? loader_unloads() : 0;
   if (g_cache != nullptr) {
     CachedStack* set = set_of(key);
     for (unsigned way = 0; way < kWays; ++way) {
       CachedStack& e = set[way];
       if (!try_lock(e)) continue;
-      const int n = reuse(e, key, frames, max);
+      const int n = reuse(e, key, unloads, frames, max);
       unlock(e);
       if (n >= 0) {
         g_hits.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
@@ -301,9 +324,10 @@ __attribute__((noinline)) int capture_stack(void** frames, int max) {
   g_backtrace(collect_frame, &w);
   g_walks.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
   // Whole: the walk ended by itself before max (a stack's end, or a frame
-  // the unwinder cannot step over, which it meets again on the same stack).
+  // the unwinder cannot step over, which it meets again on the same stack
+  // while the same code is there: the entry's `unloads`).
   if (g_cache != nullptr && !w.signal_frame && w.count > 0)
-    remember(key, frames, slots, bps, w.count, w.count < max);
+    remember(key, unloads, frames, slots, bps, w.count, w.count < max);
   return w.count;
 }
 
