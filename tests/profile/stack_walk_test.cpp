@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <execinfo.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 
@@ -185,6 +186,47 @@ NOT_INLINED_NOR_CLONED void* through_library(const char* path, Stacks& s) {
   return reinterpret_cast<void*>(call);
 }
 
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+// SIGTRAP's handler captures; the interrupted frame stored its resume
+// address just below its stack pointer, where a call would have put it.
+Stacks g_trap_stacks[4];
+int g_traps = 0;
+void on_trap(int) {
+  if (g_traps < 4) take(g_trap_stacks[g_traps], sp::kStackMaxFrames);
+  ++g_traps;
+}
+NOT_INLINED_NOR_CLONED void trap_with_resume_address_below_sp() {
+  asm volatile(
+      "leaq 1f(%%rip), %%rax\n\t"
+      "movq %%rax, -8(%%rsp)\n\t"
+      "int3\n"
+      "1:\n\t" ::
+          : "rax", "memory");
+}
+// Traps from one of two call sites, below `bytes` of alloca'd memory it never
+// writes.
+NOT_INLINED_NOR_CLONED void trap_caller(size_t bytes, bool site_b) {
+  void* p = __builtin_alloca(bytes);
+  asm volatile("" : : "r"(p) : "memory");
+  if (site_b) {
+    asm volatile("# site b" ::: "memory");
+    trap_with_resume_address_below_sp();
+    asm volatile("# after site b" ::: "memory");
+  } else {
+    asm volatile("# site a" ::: "memory");
+    trap_with_resume_address_below_sp();
+    asm volatile("# after site a" ::: "memory");
+  }
+}
+// trap_caller's runs back to back from one call site: site A, then site B
+// 16 bytes lower.
+NOT_INLINED_NOR_CLONED void trap_runs(const volatile size_t* bytes) {
+  volatile int count = 2;
+  for (int k = 0; k < count; ++k) trap_caller(bytes[k], k == 1);
+  asm volatile("" ::: "memory");
+}
+#endif
+
 class StackWalk : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { sp::stack_walk_start(); }
@@ -308,5 +350,37 @@ TEST_F(StackWalk, UnloadedLibraryReplacedAtTheSameAddress) {
     EXPECT_GT(with.walked_n, without.walked_n);
   }
 }
+
+// A signal frame's size varies: the kernel aligns it to 64 bytes below the
+// interrupted stack pointer. Traps at stack pointers 16 bytes apart (site A,
+// then site B) can run the handler at the same address, the same key, while
+// the interrupted frame's slot moves. The slot the cache's check reads for
+// the interrupted frame (its stack pointer - 8) holds the resume address
+// here on purpose (after a return it holds the return address anyway), and
+// site A's slots lie in trap_caller's unwritten alloca'd memory at site B,
+// still holding site A's stack. The captures must report site B.
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+TEST_F(StackWalk, SignalFramesOfDifferentSizes) {
+  struct sigaction action {
+  }, old{};
+  action.sa_handler = on_trap;
+  sigemptyset(&action.sa_mask);
+  ASSERT_EQ(sigaction(SIGTRAP, &action, &old), 0);
+  int same_key = 0;
+  // The four alignments of the first trap's stack pointer to 64 bytes: in
+  // three, both traps' signal frames (and handlers) lie at the same address.
+  for (size_t shift = 0; shift < 64; shift += 16) {
+    const volatile size_t bytes[2] = {32 + shift, 48 + shift};
+    g_traps = 0;
+    trap_runs(bytes);
+    ASSERT_EQ(g_traps, 2);
+    expect_same(g_trap_stacks[0], sp::kStackMaxFrames);
+    expect_same(g_trap_stacks[1], sp::kStackMaxFrames);
+    if (g_trap_stacks[0].take_frame == g_trap_stacks[1].take_frame) ++same_key;
+  }
+  sigaction(SIGTRAP, &old, nullptr);
+  EXPECT_GE(same_key, 1);  // else the test shows nothing
+}
+#endif
 
 }  // namespace
