@@ -114,11 +114,33 @@ struct AllocaRun {
   size_t mid_bytes;
   size_t leaf_bytes;
 };
-NOT_INLINED_NOR_CLONED void alloca_runs(Stacks* const* stacks, const volatile AllocaRun* runs) {
+using MidFn = void (*)(Stacks&, int, size_t, size_t, bool);
+NOT_INLINED_NOR_CLONED void alloca_runs(Stacks* const* stacks, const volatile AllocaRun* runs,
+                                        MidFn mid = alloca_mid) {
   volatile int count = 2;
   for (int k = 0; k < count; ++k)
-    alloca_mid(*stacks[k], sp::kStackMaxFrames, runs[k].mid_bytes, runs[k].leaf_bytes, k == 1);
+    mid(*stacks[k], sp::kStackMaxFrames, runs[k].mid_bytes, runs[k].leaf_bytes, k == 1);
   asm volatile("" ::: "memory");
+}
+
+// alloca_mid in a frame that is also realigned (a 64-byte aligned local):
+// gcc saves the incoming stack pointer (DRAP), copies the return address
+// above the frame pointer, and its CFA is not rbp + 16.
+NOT_INLINED_NOR_CLONED void realigned_mid(Stacks& s, int max, size_t bytes, size_t leaf_bytes,
+                                          bool site_b) {
+  alignas(64) volatile char aligned[64];
+  aligned[0] = 0;
+  void* p = __builtin_alloca(bytes);
+  asm volatile("" : : "r"(p), "r"(&aligned[0]) : "memory");
+  if (site_b) {
+    asm volatile("# realigned site b" ::: "memory");
+    alloca_leaf(s, max, leaf_bytes);
+    asm volatile("# after realigned site b" ::: "memory");
+  } else {
+    asm volatile("# realigned site a" ::: "memory");
+    alloca_leaf(s, max, leaf_bytes);
+    asm volatile("# after realigned site a" ::: "memory");
+  }
 }
 
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
@@ -334,6 +356,21 @@ TEST_F(StackWalk, AllocaFramesThatCompensateEachOther) {
 #else
   (void)hits_before;
 #endif
+}
+
+// AllocaFramesThatCompensateEachOther with a realigned outer frame.
+TEST_F(StackWalk, RealignedAllocaFramesThatCompensateEachOther) {
+  const volatile AllocaRun runs[2] = {{64, 512}, {64 + 256, 512 - 256}};
+  for (int round = 0; round < 4; ++round) {
+    Stacks a, b;
+    Stacks* both[2] = {&a, &b};
+    alloca_runs(both, runs, realigned_mid);
+    ASSERT_EQ(a.take_frame, b.take_frame) << "the layouts must meet at the same key";
+    expect_same(a, sp::kStackMaxFrames);
+    expect_same(b, sp::kStackMaxFrames);
+    ASSERT_GE(b.walked_n, 4);
+    EXPECT_NE(a.walked[2], b.walked[2]);  // the return addresses into realigned_mid
+  }
 }
 
 // Coroutines on stacks at the same address, the second shorter (the top of
