@@ -27,7 +27,10 @@
 // the key (the chain passes through frames that keep rbp, and through the
 // rbp each frame-pointer frame saved at its CFA - 16). A stack with such a
 // frame that the chain cannot reach, or with a realigned frame that copied
-// its return address (gcc's DRAP), is not cached. Entries are made only
+// its return address (gcc's DRAP), is not cached. What remains assumed: a
+// frame whose size varies keeps rbp at its CFA - 16 (gcc's and clang's
+// prologues; hand-written code may differ), and a frame seen to keep its
+// caller's rbp in the register at a call site keeps it there every time. Entries are made only
 // from walks whose every slot held its frame's return address, and never
 // across a signal frame (the kernel's frame varies in size). A return
 // address stands for its function only while the code there stays: after
