@@ -30,20 +30,22 @@
 // its return address (gcc's DRAP), is not cached. What remains assumed: a
 // frame whose size varies keeps rbp at its CFA - 16 (gcc's and clang's
 // prologues; hand-written code may differ), and a frame seen to keep its
-// caller's rbp in the register at a call site keeps it there every time. Entries are made only
-// from walks whose every slot held its frame's return address, and never
-// across a signal frame (the kernel's frame varies in size). A return
-// address stands for its function only while the code there stays: after
-// dlclose another library can be mapped at the same address (other frame
-// sizes, or other unwind tables: a walk that stopped at a frame without them
-// goes on, or the other way round), so an entry is reused only while no
-// object has been unloaded since its walk (dl_iterate_phdr's dlpi_subs).
-// (Code replaced in place without an unload, a JIT's, is not noticed.)
+// caller's rbp in the register at a call site keeps it there every time.
+// Entries are made only from walks whose every slot held its frame's return
+// address, and never across a signal frame (the kernel's frame varies in
+// size). An entry stands for the whole stack (`whole`) only when its walk
+// reached the stack's end (the outermost frame's undefined return address),
+// not when the unwinder gave up at a frame without unwind tables: the code
+// there can change (dlclose, then a library with tables at the same address;
+// a JIT that registers its tables later). Not noticed: code replaced at the
+// same address by code with other frame sizes, or by code without tables
+// where the walk went on (an unload count, dl_iterate_phdr's dlpi_subs, takes
+// the loader's write lock, which a fork child inherits held when another
+// thread held it: the child's first capture would wait forever).
 #include "platform/linux/stack_walk.h"
 
 #include <dlfcn.h>
 #include <execinfo.h>
-#include <link.h>
 #include <sys/mman.h>
 
 #include <atomic>
@@ -88,10 +90,9 @@ constexpr unsigned kWays = 4;
 // writes the entry; a capture that finds it taken walks the stack instead.
 struct CachedStack {
   std::atomic<uint32_t> busy;
-  uint32_t depth;    // frames listed
-  bool whole;        // the walk reached the stack's end (else it stopped at depth)
-  uintptr_t key;     // capture_stack's frame address when walked; 0: empty
-  uint64_t unloads;  // objects unloaded before the walk (loader_unloads)
+  uint32_t depth;  // frames listed
+  bool whole;      // the walk reached the stack's end (else it stopped at depth)
+  uintptr_t key;   // capture_stack's frame address when walked; 0: empty
   // Where frame i's return address lies, from key (a multiple of 8), or'd
   // with kCheckBp / kLoadBp for the frame it returns into.
   uint32_t slot[kStackMaxFrames];
@@ -143,21 +144,9 @@ __attribute__((no_sanitize("address"))) uintptr_t stack_word(uintptr_t at) {
   return *reinterpret_cast<const volatile uintptr_t*>(at);
 }
 
-// How many objects the dynamic loader has unloaded (dlclose) so far.
-uint64_t loader_unloads() {
-  uint64_t subs = 0;
-  dl_iterate_phdr(
-      [](dl_phdr_info* info, size_t, void* arg) {
-        *static_cast<uint64_t*>(arg) = info->dlpi_subs;
-        return 1;  // the first object tells
-      },
-      &subs);
-  return subs;
-}
-
 // The entry's stack when this thread's stack still holds it, else -1.
-int reuse(const CachedStack& e, uintptr_t key, uint64_t unloads, void** frames, int max) {
-  if (e.key != key || e.unloads != unloads) return -1;
+int reuse(const CachedStack& e, uintptr_t key, void** frames, int max) {
+  if (e.key != key) return -1;
   const int n = int(e.depth) < max ? int(e.depth) : max;
   if (n < max && !e.whole) return -1;  // the walk stopped short of what is asked
   const uintptr_t top = tl_verified_top;
@@ -184,6 +173,7 @@ struct Walk {
   int count;
   bool skipped_own;   // the first context, capture_stack itself, is not reported
   bool signal_frame;  // a context after a signal frame was met: not cacheable
+  bool ended;         // the walk reached the stack's end (an undefined return address)
 };
 
 int collect_frame(UnwindContext* ctx, void* arg) {
@@ -200,7 +190,10 @@ int collect_frame(UnwindContext* ctx, void* arg) {
   } else {
     ip = g_get_ip(ctx);
   }
-  if (ip == 0) return kUnwindStop;  // the outermost frame's undefined return (as backtrace())
+  if (ip == 0) {  // the outermost frame's undefined return (as backtrace())
+    w.ended = true;
+    return kUnwindStop;
+  }
   if (w.count == w.max) return kUnwindStop;
   // The context's CFA is the stack pointer of its frame after the return,
   // i.e. the callee's CFA; the call stored the return address just below.
@@ -213,8 +206,8 @@ int collect_frame(UnwindContext* ctx, void* arg) {
 
 // Enters a walk's stack in its entry when every slot holds its frame and
 // every frame whose size may vary can be checked (the header comment).
-void remember(uintptr_t key, uint64_t unloads, void* const* frames, const uintptr_t* slots,
-              const uintptr_t* bps, int n, bool whole) {
+void remember(uintptr_t key, void* const* frames, const uintptr_t* slots, const uintptr_t* bps,
+              int n, bool whole) {
   uintptr_t top = key;
   uint32_t offsets[kStackMaxFrames];
   // What reuse will know of frame i's rbp: from our own saved rbp on.
@@ -250,7 +243,6 @@ void remember(uintptr_t key, uint64_t unloads, void* const* frames, const uintpt
   CachedStack& e = set_of(key)[tl_next_way++ % kWays];
   if (!try_lock(e)) return;
   e.key = key;
-  e.unloads = unloads;
   e.depth = uint32_t(n);
   e.whole = whole;
   for (int i = 0; i < n; ++i) {
@@ -306,14 +298,12 @@ __attribute__((noinline)) int capture_stack(void** frames, int max) {
     return n > 0 ? n - 1 : 0;
   }
   const uintptr_t key = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
-  // Read before the walk: an unload during it leaves its entry unused.
-  const uint64_t unloads = g_cache != nullptr ? loader_unloads() : 0;
   if (g_cache != nullptr) {
     CachedStack* set = set_of(key);
     for (unsigned way = 0; way < kWays; ++way) {
       CachedStack& e = set[way];
       if (!try_lock(e)) continue;
-      const int n = reuse(e, key, unloads, frames, max);
+      const int n = reuse(e, key, frames, max);
       unlock(e);
       if (n >= 0) {
         g_hits.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
@@ -323,14 +313,12 @@ __attribute__((noinline)) int capture_stack(void** frames, int max) {
   }
   uintptr_t slots[kStackMaxFrames];
   uintptr_t bps[kStackMaxFrames];
-  Walk w{frames, slots, g_cache != nullptr ? bps : nullptr, max, 0, false, false};
+  Walk w{frames, slots, g_cache != nullptr ? bps : nullptr, max, 0, false, false, false};
   g_backtrace(collect_frame, &w);
   g_walks.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
-  // Whole: the walk ended by itself before max (a stack's end, or a frame
-  // the unwinder cannot step over, which it meets again on the same stack
-  // while the same code is there: the entry's `unloads`).
+  // Whole: the walk reached the stack's end (before max, or just at it).
   if (g_cache != nullptr && !w.signal_frame && w.count > 0)
-    remember(key, unloads, frames, slots, bps, w.count, w.count < max);
+    remember(key, frames, slots, bps, w.count, w.ended);
   return w.count;
 }
 
