@@ -14,10 +14,34 @@
 // holds the listed return address. Frame i+1's slot is read only after
 // frame i's matched, i.e. only where the same function at the same call
 // site keeps its return address; a different caller anywhere in the chain
-// leaves a different return address in its slot. (A function whose frame
-// size varies, alloca, moves every frame below it, and with them the key.)
-// Entries are made only from walks whose every slot held its frame's
-// return address (a signal frame's does not: such stacks are not cached).
+// leaves a different return address in its slot. That holds for a caller
+// whose frame has a fixed size at the call site. A frame whose size varies
+// (alloca, a VLA, stack realignment) is not pinned down by the key: with a
+// frame below it that varies the other way (say an alloca'd buffer in each),
+// its return address slot moves while the key stays, and the old slot may
+// lie in memory the new layout never wrote, still holding the old return
+// address (a wrong stack; above a shorter stack's top, unmapped memory).
+// Such frames keep a frame pointer (the CFA is rbp + 16): the entry marks
+// them, and a capture checks their slot against the frame pointer chain of
+// its own stack, starting from the rbp that capture_stack itself saved at
+// the key (the chain passes through frames that keep rbp, and through the
+// rbp each frame-pointer frame saved at its CFA - 16). A stack with such a
+// frame that the chain cannot reach, or with a realigned frame that copied
+// its return address (gcc's DRAP), is not cached. What remains assumed: a
+// frame whose size varies keeps rbp at its CFA - 16 (gcc's and clang's
+// prologues; hand-written code may differ), and a frame seen to keep its
+// caller's rbp in the register at a call site keeps it there every time.
+// Entries are made only from walks whose every slot held its frame's return
+// address, and never across a signal frame (the kernel's frame varies in
+// size). An entry stands for the whole stack (`whole`) only when its walk
+// reached the stack's end (the outermost frame's undefined return address),
+// not when the unwinder gave up at a frame without unwind tables: the code
+// there can change (dlclose, then a library with tables at the same address;
+// a JIT that registers its tables later). Not noticed: code replaced at the
+// same address by code with other frame sizes, or by code without tables
+// where the walk went on (an unload count, dl_iterate_phdr's dlpi_subs, takes
+// the loader's write lock, which a fork child inherits held when another
+// thread held it: the child's first capture would wait forever).
 #include "platform/linux/stack_walk.h"
 
 #include <dlfcn.h>
@@ -37,13 +61,18 @@ struct UnwindContext;
 using TraceFn = int (*)(UnwindContext*, void*);
 using BacktraceFn = int (*)(TraceFn, void*);
 using GetFn = uintptr_t (*)(UnwindContext*);
+using GetGRFn = uintptr_t (*)(UnwindContext*, int);
+using GetIPInfoFn = uintptr_t (*)(UnwindContext*, int*);
+constexpr int kDwarfRbp = 6;  // x86-64's DWARF number of rbp
 constexpr int kUnwindNoReason = 0;
 constexpr int kUnwindStop = 5;  // _URC_END_OF_STACK: any other code stops the walk
 
 BacktraceFn g_backtrace = nullptr;
 GetFn g_get_ip = nullptr;
 GetFn g_get_cfa = nullptr;
-std::atomic<int> g_started{0};  // 0 not yet, 1 starting, 2 done
+GetGRFn g_get_gr = nullptr;           // the cache's (x86-64)
+GetIPInfoFn g_get_ip_info = nullptr;  // the cache's: tells a signal frame
+std::atomic<int> g_started{0};        // 0 not yet, 1 starting, 2 done
 
 #if defined(__x86_64__)
 constexpr bool kCacheStacks = true;
@@ -61,13 +90,25 @@ constexpr unsigned kWays = 4;
 // writes the entry; a capture that finds it taken walks the stack instead.
 struct CachedStack {
   std::atomic<uint32_t> busy;
-  uint32_t depth;                  // frames listed
-  bool whole;                      // the walk reached the stack's end (else it stopped at depth)
-  uintptr_t key;                   // capture_stack's frame address when walked; 0: empty
-  uint32_t slot[kStackMaxFrames];  // where frame i's return address lies, from key
+  uint32_t depth;  // frames listed
+  bool whole;      // the walk reached the stack's end (else it stopped at depth)
+  uintptr_t key;   // capture_stack's frame address when walked; 0: empty
+  // Where frame i's return address lies, from key (a multiple of 8), or'd
+  // with kCheckBp / kLoadBp for the frame it returns into.
+  uint32_t slot[kStackMaxFrames];
   uintptr_t frame[kStackMaxFrames];
 };
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
+
+// The frame that frame i returns into keeps a frame pointer (its CFA is
+// rbp + 16, so its size may vary): frame i+1's slot must be the frame
+// pointer chain's rbp + 8.
+constexpr uint32_t kCheckBp = 1;
+// ... and that frame saved its caller's rbp at rbp (CFA - 16): the chain
+// goes on from there. Without it, the chain goes on with the same rbp
+// (the frame does not change rbp) or ends (no later frame is checked).
+constexpr uint32_t kLoadBp = 2;
+constexpr uint32_t kSlotFlags = 7;
 
 CachedStack* g_cache = nullptr;  // 1 << kCacheBits entries, mmap'd at start
 
@@ -108,10 +149,18 @@ int reuse(const CachedStack& e, uintptr_t key, void** frames, int max) {
   if (e.key != key) return -1;
   const int n = int(e.depth) < max ? int(e.depth) : max;
   if (n < max && !e.whole) return -1;  // the walk stopped short of what is asked
+  const uintptr_t top = tl_verified_top;
+  uintptr_t bp = stack_word(key);  // our caller's rbp, saved by our prologue
   for (int i = 0; i < n; ++i) {
-    const uintptr_t at = key + e.slot[i];
-    if (at > tl_verified_top || stack_word(at) != e.frame[i]) return -1;
+    const uint32_t slot = e.slot[i];
+    const uintptr_t at = key + (slot & ~kSlotFlags);
+    if (at > top || stack_word(at) != e.frame[i]) return -1;
     frames[i] = reinterpret_cast<void*>(e.frame[i]);
+    if ((slot & kCheckBp) != 0 && i + 1 < n) {
+      // The next frame's size varies: its slot is where our stack's chain says.
+      if (bp + 8 != key + (e.slot[i + 1] & ~kSlotFlags) || bp + 8 > top) return -1;
+      if ((slot & kLoadBp) != 0) bp = stack_word(bp);
+    }
   }
   return n;
 }
@@ -119,9 +168,12 @@ int reuse(const CachedStack& e, uintptr_t key, void** frames, int max) {
 struct Walk {
   void** frames;
   uintptr_t* slots;  // absolute addresses
+  uintptr_t* bps;    // each frame's rbp at its call (when g_get_gr is set)
   int max;
   int count;
-  bool skipped_own;  // the first context, capture_stack itself, is not reported
+  bool skipped_own;   // the first context, capture_stack itself, is not reported
+  bool signal_frame;  // a context after a signal frame was met: not cacheable
+  bool ended;         // the walk reached the stack's end (an undefined return address)
 };
 
 int collect_frame(UnwindContext* ctx, void* arg) {
@@ -130,25 +182,62 @@ int collect_frame(UnwindContext* ctx, void* arg) {
     w.skipped_own = true;
     return kUnwindNoReason;
   }
-  const uintptr_t ip = g_get_ip(ctx);
-  if (ip == 0) return kUnwindStop;  // the outermost frame's undefined return (as backtrace())
+  uintptr_t ip;
+  if (g_get_ip_info != nullptr) {
+    int before_insn = 0;  // set for the interrupted frame of a signal frame
+    ip = g_get_ip_info(ctx, &before_insn);
+    if (before_insn != 0) w.signal_frame = true;
+  } else {
+    ip = g_get_ip(ctx);
+  }
+  if (ip == 0) {  // the outermost frame's undefined return (as backtrace())
+    w.ended = true;
+    return kUnwindStop;
+  }
   if (w.count == w.max) return kUnwindStop;
   // The context's CFA is the stack pointer of its frame after the return,
   // i.e. the callee's CFA; the call stored the return address just below.
   w.frames[w.count] = reinterpret_cast<void*>(ip);
   w.slots[w.count] = g_get_cfa(ctx) - sizeof(uintptr_t);
+  if (w.bps != nullptr) w.bps[w.count] = g_get_gr(ctx, kDwarfRbp);
   ++w.count;
   return kUnwindNoReason;
 }
 
-// Enters a walk's stack in its entry when every slot holds its frame.
-void remember(uintptr_t key, void* const* frames, const uintptr_t* slots, int n, bool whole) {
+// Enters a walk's stack in its entry when every slot holds its frame and
+// every frame whose size may vary can be checked (the header comment).
+void remember(uintptr_t key, void* const* frames, const uintptr_t* slots, const uintptr_t* bps,
+              int n, bool whole) {
   uintptr_t top = key;
+  uint32_t offsets[kStackMaxFrames];
+  // What reuse will know of frame i's rbp: from our own saved rbp on.
+  bool bp_known = stack_word(key) == bps[0];
   for (int i = 0; i < n; ++i) {
-    if (slots[i] < key || slots[i] - key > UINT32_MAX ||
+    if (slots[i] < key || slots[i] - key > UINT32_MAX || (slots[i] - key) % 8 != 0 ||
         stack_word(slots[i]) != reinterpret_cast<uintptr_t>(frames[i]))
       return;
     if (slots[i] > top) top = slots[i];
+    uint32_t flags = 0;
+    if (i + 1 < n) {
+      // frames[i] returns into a frame that ends at slots[i + 1] + 8 (its CFA).
+      const uintptr_t bp = bps[i];
+      if (slots[i + 1] == bp + 8) {  // CFA = rbp + 16: its size may vary
+        if (!bp_known) return;
+        flags = kCheckBp;
+        if (stack_word(bp) == bps[i + 1])
+          flags |= kLoadBp;
+        else
+          bp_known = false;
+      } else {
+        // A realigned frame with a copy of its return address above its
+        // rbp, its CFA elsewhere (gcc's DRAP): its size varies, unchecked.
+        if (bp > slots[i] && bp < slots[i + 1] &&
+            stack_word(bp + 8) == reinterpret_cast<uintptr_t>(frames[i + 1]))
+          return;
+        if (bps[i + 1] != bp) bp_known = false;  // the frame changed rbp
+      }
+    }
+    offsets[i] = uint32_t(slots[i] - key) | flags;
   }
   if (top > tl_verified_top) tl_verified_top = top;
   CachedStack& e = set_of(key)[tl_next_way++ % kWays];
@@ -157,7 +246,7 @@ void remember(uintptr_t key, void* const* frames, const uintptr_t* slots, int n,
   e.depth = uint32_t(n);
   e.whole = whole;
   for (int i = 0; i < n; ++i) {
-    e.slot[i] = uint32_t(slots[i] - key);
+    e.slot[i] = offsets[i];
     e.frame[i] = reinterpret_cast<uintptr_t>(frames[i]);
   }
   unlock(e);
@@ -180,10 +269,13 @@ void stack_walk_start() {
     g_backtrace = reinterpret_cast<BacktraceFn>(dlsym(gcc, "_Unwind_Backtrace"));
     g_get_ip = reinterpret_cast<GetFn>(dlsym(gcc, "_Unwind_GetIP"));
     g_get_cfa = reinterpret_cast<GetFn>(dlsym(gcc, "_Unwind_GetCFA"));
+    g_get_gr = reinterpret_cast<GetGRFn>(dlsym(gcc, "_Unwind_GetGR"));
+    g_get_ip_info = reinterpret_cast<GetIPInfoFn>(dlsym(gcc, "_Unwind_GetIPInfo"));
     if (g_backtrace == nullptr || g_get_ip == nullptr || g_get_cfa == nullptr)
       g_backtrace = nullptr;
   }
-  if (kCacheStacks && g_backtrace != nullptr) {
+  // The cache needs the frames' rbp and to tell signal frames.
+  if (kCacheStacks && g_backtrace != nullptr && g_get_gr != nullptr && g_get_ip_info != nullptr) {
     void* p = mmap(nullptr, sizeof(CachedStack) << kCacheBits, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p != MAP_FAILED) g_cache = static_cast<CachedStack*>(p);
@@ -220,12 +312,13 @@ __attribute__((noinline)) int capture_stack(void** frames, int max) {
     }
   }
   uintptr_t slots[kStackMaxFrames];
-  Walk w{frames, slots, max, 0, false};
+  uintptr_t bps[kStackMaxFrames];
+  Walk w{frames, slots, g_cache != nullptr ? bps : nullptr, max, 0, false, false, false};
   g_backtrace(collect_frame, &w);
   g_walks.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
-  // Whole: the walk ended by itself before max (a stack's end, or a frame
-  // the unwinder cannot step over, which it meets again on the same stack).
-  if (g_cache != nullptr) remember(key, frames, slots, w.count, w.count < max);
+  // Whole: the walk reached the stack's end (before max, or just at it).
+  if (g_cache != nullptr && !w.signal_frame && w.count > 0)
+    remember(key, frames, slots, bps, w.count, w.ended);
   return w.count;
 }
 
