@@ -132,9 +132,10 @@ TEST(ProfileTable, FewSamplesAPageAreForgottenInAnyFreeOrder) {
   if (shard_is_checked()) GTEST_SKIP() << "checked builds do not offer the profiler";
   sp::heap_profile_start(64 * 1024, nullptr);
   std::vector<void*> blocks;
-  const size_t kBytes = 16 << 20;
+  const size_t kBytes = 32 << 20;
   for (size_t done = 0; done < kBytes; done += 48) blocks.push_back(shard_malloc(48));
-  EXPECT_NEAR(profile_bytes(profile_text()) / double(kBytes), 1.0, 0.15);
+  // ~512 samples: 1 sigma ~4.4%; this only shows the samples are there.
+  EXPECT_NEAR(profile_bytes(profile_text()) / double(kBytes), 1.0, 0.3);
   std::mt19937_64 rng(42);
   std::shuffle(blocks.begin(), blocks.end(), rng);
   for (void* p : blocks) shard_free(p);

@@ -19,6 +19,7 @@
 
 #include "core/first_class.h"
 #include "core/hooks.h"
+#include "platform/linux/heap_profile.h"
 
 namespace shardalloc::platform {
 namespace {
@@ -68,6 +69,8 @@ void after_fork_in_child() {
   // Threads that gave a first-class heap back are gone with their pins (this
   // thread holds none: give_back blocks asynchronous signals).
   core::FirstClassHeap::drop_pins_after_fork();
+  // A profiler table lock held by a thread the child lacks.
+  heap_profile_after_fork_in_child();
 }
 
 __attribute__((constructor)) void register_fork_handlers() {

@@ -99,10 +99,15 @@ void* map_zeroed(size_t bytes) {
 // Holds the table lock for a scope, inside a fork step (no fork copies it
 // held). ok() is false when the calling thread is already in the profiler (a
 // signal handler that interrupted it): it must not wait for itself.
+// Set in a fork child whose parent had the lock held by another thread
+// (a step the fork gate may cut: docs/protocols.md section 8): the table may
+// be half updated and its holder is gone, so the child never uses it.
+bool g_table_lost = false;
+
 class TableLock {
  public:
   TableLock() {
-    if (tl_in_profiler) return;
+    if (tl_in_profiler || g_table_lost) return;
     tl_in_profiler = true;
     enter_step();
     // acquire: the previous holder's table writes happen-before ours.
@@ -515,6 +520,12 @@ void heap_profile_start(uint64_t rate, const char* path) {
 }
 
 bool heap_profile_on() { return g_on; }
+
+void heap_profile_after_fork_in_child() {
+  // relaxed: only this thread runs. The lock is not ours (we are not inside
+  // the profiler), so the thread that held it is gone.
+  if (!tl_in_profiler && g_table.locked.load(std::memory_order_relaxed)) g_table_lost = true;
+}
 
 bool heap_profile_dumps(uint64_t growth_bytes, int signal) {
   if (!g_on) return false;

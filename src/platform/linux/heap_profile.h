@@ -13,6 +13,10 @@ namespace shardalloc::platform {
 // of live samples there (%p becomes the pid) and the leak report to path.leaks.
 void heap_profile_start(uint64_t rate, const char* path);
 bool heap_profile_on();
+// The fork gate's child handler: a table lock the fork copied held (its
+// holder is gone) makes the table unusable in the child: samples and frees
+// are not recorded there, dumps are empty, instead of waiting for ever.
+void heap_profile_after_fork_in_child();
 
 // Dumps while the program runs (docs/profiling.md, "Dumps while running"),
 // to numbered files next to the exit profile (so only with a path): one

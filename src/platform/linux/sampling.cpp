@@ -13,6 +13,7 @@
 // so the profiler's weights stay right. A block both pick is guarded and
 // recorded by the profiler under its guarded address.
 #include <dlfcn.h>
+#include <link.h>
 
 #include <atomic>
 #include <cstdint>
@@ -51,22 +52,50 @@ double uniform() {
 // program (set when guarded sampling starts); 0 when linked into the
 // program, whose frames cannot then be told from ours.
 std::atomic<uintptr_t> self_base{0};
+// The end of our module's highest loaded segment (set with self_base): a
+// frame in [self_base, self_end) is ours. Found once at start, so that a
+// sample asks the loader nothing (its lock may be held for ever in a fork
+// child of a thread that was inside dlopen).
+std::atomic<uintptr_t> self_end{0};
+
+// The end of the loaded segments of the object loaded at `base`.
+uintptr_t module_end(uintptr_t base) {
+  struct Find {
+    uintptr_t base;
+    uintptr_t end;
+  } find{base, 0};
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* arg) {
+        auto& f = *static_cast<Find*>(arg);
+        if (info->dlpi_addr != f.base) return 0;
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          if (ph.p_type != PT_LOAD) continue;
+          const uintptr_t end = f.base + ph.p_vaddr + ph.p_memsz;
+          if (end > f.end) f.end = end;
+        }
+        return 1;
+      },
+      &find);
+  return find.end;
+}
 // Set while this thread takes a stack (the unwinder's own allocations must
 // not take one).
 constinit thread_local bool tl_in_site = false;
 
 // The first frame of the calling stack outside libshardalloc, or fallback.
 const void* caller_site(const void* fallback) {
-  const uintptr_t self = self_base.load(std::memory_order_relaxed);  // relaxed: a set-once value
-  if (self == 0 || tl_in_site) return fallback;
+  // relaxed: set-once values (self_end is stored before self_base).
+  const uintptr_t self = self_base.load(std::memory_order_relaxed);
+  const uintptr_t end = self_end.load(std::memory_order_relaxed);
+  if (self == 0 || end <= self || tl_in_site) return fallback;
   void* frames[16];
   tl_in_site = true;
   const int n = capture_stack(frames, 16);
   tl_in_site = false;
   for (int i = 0; i < n; ++i) {
-    Dl_info info;
-    if (dladdr(frames[i], &info) != 0 && reinterpret_cast<uintptr_t>(info.dli_fbase) != self)
-      return frames[i];
+    const uintptr_t pc = reinterpret_cast<uintptr_t>(frames[i]);
+    if (pc < self || pc >= end) return frames[i];
   }
   return fallback;
 }
@@ -143,7 +172,9 @@ void guarded_sampling_start(bool all_heaps) {
     tl_in_site = true;
     stack_walk_start();
     tl_in_site = false;
-    self_base.store(reinterpret_cast<uintptr_t>(info.dli_fbase), std::memory_order_relaxed);
+    const uintptr_t base = reinterpret_cast<uintptr_t>(info.dli_fbase);
+    self_end.store(module_end(base), std::memory_order_relaxed);
+    self_base.store(base, std::memory_order_relaxed);
   }
   // Heaps made from now on copy the flag at init.
   g_process_domain.sample_allocations.store(true,
