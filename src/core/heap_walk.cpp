@@ -127,7 +127,7 @@ uint32_t at_most(uint32_t value, uint32_t bound) { return value < bound ? value 
 // false when the copy is not a page in use that fits there (a class of this
 // kind, its area where Heap::fresh_page puts it, as many blocks as fit).
 bool view_page(uintptr_t segment, const PageGeometry& g, unsigned i, const PageCopy& c,
-               PageView* out) {
+               bool follow_remote, PageView* out) {
   if (c.in_use != 1 || (c.in_full & ~(Page::kInFullQueue | Page::kHoldsSampled)) != 0 ||
       c.size_class == 0 || c.size_class >= kClassCount)
     return false;
@@ -146,14 +146,14 @@ bool view_page(uintptr_t segment, const PageGeometry& g, unsigned i, const PageC
   out->reserved = c.reserved;
   out->capacity = at_most(c.capacity, c.reserved);
   out->used = at_most(c.used, out->capacity);
-  out->remote = count_remote(c, block, out->used);
+  out->remote = follow_remote ? count_remote(c, block, out->used) : 0;
   out->full = (c.in_full & Page::kInFullQueue) != 0;
   out->area = c.area;
   return true;
 }
 
 bool read_paged(const Segment& s, const HeaderCopy& h, SlotKind kind, const HeapList* heaps,
-                SlotView* out) {
+                bool follow_remote, SlotView* out) {
   const PageGeometry g = geometry_of(kind);
   if (h.span_slots != 1 || h.page_count != g.count || h.page_shift != g.shift) return false;
   out->kind = kind;
@@ -163,7 +163,8 @@ bool read_paged(const Segment& s, const HeaderCopy& h, SlotKind kind, const Heap
   for (unsigned i = 0; i < g.count; ++i) {
     PageCopy page;
     copy_page(s.pages[i], &page);
-    if (view_page(addr(&s), g, i, page, &out->pages[out->page_views])) ++out->page_views;
+    if (view_page(addr(&s), g, i, page, follow_remote, &out->pages[out->page_views]))
+      ++out->page_views;
   }
   if (heaps != nullptr) {
     const Heap* heap = nullptr;
@@ -238,7 +239,11 @@ void read_slot(const Domain& d, const HeapList* heaps, const Arena& a, size_t in
   if (kind == SlotKind::kHuge) {
     fits = read_huge(*s, h, a, index, out);
   } else if (kind == SlotKind::kSmall || kind == SlotKind::kMedium || kind == SlotKind::kLarge) {
-    fits = read_paged(*s, h, kind, heaps, out);
+    // Remote-free lists lead into block memory, which (unlike headers) a
+    // domain that protects memory (checked mode's huge-block guards) may
+    // make inaccessible at any time: the slot can be released and claimed
+    // by a guarded huge block after the copy. There they are not followed.
+    fits = read_paged(*s, h, kind, heaps, d.source.protect == nullptr, out);
   }
   if (!fits || !cookie_unchanged(*s, h.cookie)) reset(index, out);
 }
