@@ -60,7 +60,8 @@ struct Page {
   // their block indices (sampled_at[0] == kSampledIndexUnknown when they are
   // not all known), so that the page's other frees skip the table.
   uint8_t sample_flags = 0;
-  uint16_t sampled_at[3] = {};
+  static constexpr unsigned kSampledKnown = 3;  // entries of sampled_at
+  uint16_t sampled_at[kSampledKnown] = {};
   uint32_t div_inverse = 0;  // inverse of the odd part mod 2^32
   size_t block_size = 0;
   uint8_t* area = nullptr;  // first block
@@ -78,7 +79,6 @@ struct Page {
   static constexpr unsigned kSampledLiveMax = 127;
   static constexpr unsigned kSampledLiveShift = 1;
   static constexpr uint16_t kSampledIndexUnknown = 0xffff;
-  static constexpr unsigned kSampledKnown = 3;  // entries of sampled_at
   unsigned sampled_live() const { return sample_flags >> kSampledLiveShift; }
   void set_sampled_live(unsigned n) {
     sample_flags = uint8_t((sample_flags & kListCharged) | (n << kSampledLiveShift));

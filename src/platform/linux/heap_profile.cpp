@@ -64,7 +64,6 @@ uint64_t g_rate = 512 * 1024;
 char g_path_copy[4096];
 const char* g_path = nullptr;
 bool g_on = false;
-uintptr_t g_self_base = 0;  // our module's load address: its frames are the allocator's
 
 constinit thread_local bool tl_in_profiler = false;
 
@@ -236,13 +235,7 @@ struct Snapshot {
 // outside our module; all of them when we are linked into the program).
 uint32_t first_user_frame(const Sample& s) {
   uint32_t i = 0;
-  while (i < s.depth) {
-    Dl_info info;
-    if (g_self_base == 0 || dladdr(reinterpret_cast<void*>(s.frames[i] - 1), &info) == 0 ||
-        uintptr_t(info.dli_fbase) != g_self_base)
-      break;
-    ++i;
-  }
+  while (i < s.depth && own_module_known() && own_frame(s.frames[i] - 1)) ++i;
   return i;
 }
 
@@ -496,16 +489,10 @@ void heap_profile_start(uint64_t rate, const char* path) {
     if (!grow_index()) return;
   }
   // Loading the unwinder allocates (dlopen): now, outside any allocator call.
+  // It also finds our module, whose frames are recognised by address range,
+  // so only when we are a shared object apart from the program (preloaded or
+  // linked); linked into the program itself, every frame is kept.
   stack_walk_start();
-  // Our frames are recognised by module, so only when we are a shared
-  // object apart from the program (preloaded or linked); linked into the
-  // program itself, every frame is kept.
-  Dl_info info;
-  if (dladdr(reinterpret_cast<void*>(&heap_profile_start), &info) != 0 &&
-      info.dli_fbase != nullptr && info.dli_fname != nullptr &&
-      __builtin_strstr(info.dli_fname, ".so") != nullptr) {
-    g_self_base = uintptr_t(info.dli_fbase);
-  }
   set_sample_rate(g_rate);
   g_on = true;
   // Heaps made from now on copy the flag at init; those made earlier (this

@@ -12,8 +12,6 @@
 // samples a block with the probability it would alone, 1 - e^(-b/R_consumer),
 // so the profiler's weights stay right. A block both pick is guarded and
 // recorded by the profiler under its guarded address.
-#include <dlfcn.h>
-#include <link.h>
 
 #include <atomic>
 #include <cstdint>
@@ -48,54 +46,19 @@ double uniform() {
   return (double((r >> 11) + 1)) * (1.0 / 9007199254740992.0);
 }
 
-// libshardalloc's load address when it is a shared object apart from the
-// program (set when guarded sampling starts); 0 when linked into the
-// program, whose frames cannot then be told from ours.
-std::atomic<uintptr_t> self_base{0};
-// The end of our module's highest loaded segment (set with self_base): a
-// frame in [self_base, self_end) is ours. Found once at start, so that a
-// sample asks the loader nothing (its lock may be held for ever in a fork
-// child of a thread that was inside dlopen).
-std::atomic<uintptr_t> self_end{0};
-
-// The end of the loaded segments of the object loaded at `base`.
-uintptr_t module_end(uintptr_t base) {
-  struct Find {
-    uintptr_t base;
-    uintptr_t end;
-  } find{base, 0};
-  dl_iterate_phdr(
-      [](dl_phdr_info* info, size_t, void* arg) {
-        auto& f = *static_cast<Find*>(arg);
-        if (info->dlpi_addr != f.base) return 0;
-        for (int i = 0; i < info->dlpi_phnum; ++i) {
-          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-          if (ph.p_type != PT_LOAD) continue;
-          const uintptr_t end = f.base + ph.p_vaddr + ph.p_memsz;
-          if (end > f.end) f.end = end;
-        }
-        return 1;
-      },
-      &find);
-  return find.end;
-}
 // Set while this thread takes a stack (the unwinder's own allocations must
 // not take one).
 constinit thread_local bool tl_in_site = false;
 
 // The first frame of the calling stack outside libshardalloc, or fallback.
 const void* caller_site(const void* fallback) {
-  // relaxed: set-once values (self_end is stored before self_base).
-  const uintptr_t self = self_base.load(std::memory_order_relaxed);
-  const uintptr_t end = self_end.load(std::memory_order_relaxed);
-  if (self == 0 || end <= self || tl_in_site) return fallback;
+  if (!own_module_known() || tl_in_site) return fallback;
   void* frames[16];
   tl_in_site = true;
   const int n = capture_stack(frames, 16);
   tl_in_site = false;
   for (int i = 0; i < n; ++i) {
-    const uintptr_t pc = reinterpret_cast<uintptr_t>(frames[i]);
-    if (pc < self || pc >= end) return frames[i];
+    if (!own_frame(reinterpret_cast<uintptr_t>(frames[i]))) return frames[i];
   }
   return fallback;
 }
@@ -161,21 +124,11 @@ void guarded_sample_freed(void* p) {
 
 void guarded_sampling_start(bool all_heaps) {
   if (core::kChecked || guarded_rate() == 0) return;
-  // The sites: which frames are ours, and the unwinder, loaded now (dlopen
-  // allocates), outside any allocator call.
-  Dl_info info;
-  // relaxed: a set-once value (a race of two starts stores the same one).
-  if (self_base.load(std::memory_order_relaxed) == 0 &&
-      dladdr(reinterpret_cast<void*>(&guarded_sampling_start), &info) != 0 &&
-      info.dli_fbase != nullptr && info.dli_fname != nullptr &&
-      __builtin_strstr(info.dli_fname, ".so") != nullptr) {
-    tl_in_site = true;
-    stack_walk_start();
-    tl_in_site = false;
-    const uintptr_t base = reinterpret_cast<uintptr_t>(info.dli_fbase);
-    self_end.store(module_end(base), std::memory_order_relaxed);
-    self_base.store(base, std::memory_order_relaxed);
-  }
+  // The unwinder, which also finds which frames are ours, loaded now
+  // (dlopen allocates), outside any allocator call.
+  tl_in_site = true;
+  stack_walk_start();
+  tl_in_site = false;
   // Heaps made from now on copy the flag at init.
   g_process_domain.sample_allocations.store(true,
                                             std::memory_order_relaxed);  // relaxed: see domain.h

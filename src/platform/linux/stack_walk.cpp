@@ -46,6 +46,7 @@
 
 #include <dlfcn.h>
 #include <execinfo.h>
+#include <link.h>
 #include <sys/mman.h>
 
 #include <atomic>
@@ -73,6 +74,9 @@ GetFn g_get_cfa = nullptr;
 GetGRFn g_get_gr = nullptr;           // the cache's (x86-64)
 GetIPInfoFn g_get_ip_info = nullptr;  // the cache's: tells a signal frame
 std::atomic<int> g_started{0};        // 0 not yet, 1 starting, 2 done
+// Our module's loaded range, [g_own_base, g_own_end); 0 when not known.
+uintptr_t g_own_base = 0;
+uintptr_t g_own_end = 0;
 
 #if defined(__x86_64__)
 constexpr bool kCacheStacks = true;
@@ -254,6 +258,42 @@ void remember(uintptr_t key, void* const* frames, const uintptr_t* slots, const 
 
 }  // namespace
 
+// The end of the loaded segments of the object loaded at `base`.
+static uintptr_t module_end(uintptr_t base) {
+  struct Find {
+    uintptr_t base;
+    uintptr_t end;
+  } find{base, 0};
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* arg) {
+        auto& f = *static_cast<Find*>(arg);
+        if (info->dlpi_addr != f.base) return 0;
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          if (ph.p_type != PT_LOAD) continue;
+          const uintptr_t end = f.base + ph.p_vaddr + ph.p_memsz;
+          if (end > f.end) f.end = end;
+        }
+        return 1;
+      },
+      &find);
+  return find.end;
+}
+
+// Our module's range, when we are a shared object apart from the program.
+static void find_own_module() {
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&stack_walk_start), &info) == 0 || info.dli_fbase == nullptr ||
+      info.dli_fname == nullptr || __builtin_strstr(info.dli_fname, ".so") == nullptr)
+    return;
+  const uintptr_t base = reinterpret_cast<uintptr_t>(info.dli_fbase);
+  const uintptr_t end = module_end(base);
+  if (end > base) {
+    g_own_base = base;
+    g_own_end = end;
+  }
+}
+
 void stack_walk_start() {
   int expected = 0;
   // acquire/release: a second caller waits until the first has set the pointers.
@@ -280,8 +320,13 @@ void stack_walk_start() {
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p != MAP_FAILED) g_cache = static_cast<CachedStack*>(p);
   }
+  find_own_module();
   g_started.store(2, std::memory_order_release);  // release: the pointers above
 }
+
+// (Read after stack_walk_start, which published them: see capture_stack.)
+bool own_module_known() { return g_own_end != 0; }
+bool own_frame(uintptr_t pc) { return pc >= g_own_base && pc < g_own_end; }
 
 // Not inlined and not cloned: its frame address is the cache key, and its
 // caller's return address sits at a fixed distance from it.

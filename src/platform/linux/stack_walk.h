@@ -19,6 +19,15 @@ void stack_walk_start();
 // a signal handler that interrupts it from calling it again).
 int capture_stack(void** frames, int max);
 
+// Whether pc is an address of libshardalloc itself: known (after
+// stack_walk_start) when it is a shared object apart from the program, as an
+// address range found at start, so that the question asks the loader
+// nothing (its lock may be held for ever in a fork child of a thread that
+// was inside dlopen). Linked into the program, its frames cannot be told
+// from the program's: own_module_known() is false.
+bool own_module_known();
+bool own_frame(uintptr_t pc);
+
 // For tests: captures served from the cache, and full walks.
 uint64_t stack_walk_cache_hits();
 uint64_t stack_walk_full_walks();
