@@ -18,6 +18,7 @@
 #include "core/domain.h"
 #include "core/hooks.h"
 #include "core/print_number.h"
+#include "platform/linux/call_guard.h"
 #include "platform/linux/fd_text.h"
 #include "platform/linux/process_heap.h"
 #include "platform/linux/stack_walk.h"
@@ -396,8 +397,21 @@ void on_dump_signal(int) {
   g_profile_dump_request.store(1, std::memory_order_relaxed);
 }
 
+// Other threads' frees of sampled blocks are reported when the page's owner
+// collects them (Page::splice): blocks freed into this thread's pages and
+// still on their thread_free lists would read as leaks at exit. Only this
+// thread's heap: other heaps' owners may still run (their pending remote
+// frees stay counted, docs/profiling.md).
+void collect_own_heap() {
+  core::Heap* h = own_process_heap();
+  if (h->placeholder || process_heap() != h) return;  // no heap yet, or inside a call
+  CallScope scope;
+  h->collect_all();
+}
+
 __attribute__((destructor)) void write_at_exit() {
   if (!g_on || g_path == nullptr) return;
+  collect_own_heap();
   heap_profile_serve_request();  // a signal dump still pending: written before the exit profile
   char path[4096];
   expand_path(g_path, "", path, sizeof path);
