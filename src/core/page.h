@@ -26,33 +26,31 @@
 
 namespace shardalloc::core {
 
-struct Page {
+// Two cache lines, ordered by who writes them (kPageLine): the first is the
+// allocating owner's (written by every allocation), the second what every
+// free reads (block geometry) and writes (the free lists). A thread freeing
+// into a page its owner allocates from (a producer/consumer pair) then shares
+// only the second line, which the owner reads only to collect: with one line,
+// every allocation and every remote free moved the same line between the two
+// cores (docs/benchmarks.md, "Page headers on two lines").
+inline constexpr size_t kPageLine = 64;
+
+struct alignas(kPageLine) Page {
+  // ---- The allocating owner's line -----------------------------------------
   Block* free = nullptr;  // allocation pops here
-  // The owner's frees. The owner writes it with relaxed atomic stores (plain
-  // moves) so that a remote freer may read its head to catch a double free.
-  Block* local_free = nullptr;
-  std::atomic<uintptr_t> thread_free{0};  // ThreadFreeWord: other threads' frees
   uint32_t used = 0;
   uint32_t capacity = 0;
-  uint32_t reserved = 0;
   // Owner: a free page (not in use) of a segment the heap keeps, whose memory
   // is still resident: kFreeUnstamped, or the time (ms) a sweep first found
   // it free (Heap::purge_free_pages). 0: in use, purged, or nothing to purge
   // (no purge in the page source).
   uint32_t free_since = 0;
   static constexpr uint32_t kFreeUnstamped = 1;
-  uint8_t size_class = 0;  // 0 for huge blocks
   // kInFullQueue: in the heap's full queue. kHoldsSampled: holds live blocks
   // of the heap profiler's samples (docs/profiling.md), so that the local free
   // fast path, which sends any page with a nonzero in_full to its slow path
   // after the push, reports their frees at no cost of its own.
   uint8_t in_full = 0;
-  // Aligned allocations handed out interior pointers. Goes 0 -> 1 while the
-  // page lives; read by any thread freeing into the page. Relaxed suffices: a
-  // thread holding an interior pointer received it after the flag was set.
-  std::atomic<uint8_t> has_interior{0};
-  uint8_t in_use = 0;     // the page holds blocks (as opposed to free in its segment)
-  uint8_t div_shift = 0;  // block_size = odd << div_shift
   // Allocation sampling (owner; docs/profiling.md): bit 0 (kListCharged) is
   // set when the bytes of the blocks on `free` are charged to the heap's
   // sample budget; the bits above count the live sampled blocks (saturating
@@ -62,11 +60,25 @@ struct Page {
   uint8_t sample_flags = 0;
   static constexpr unsigned kSampledKnown = 3;  // entries of sampled_at
   uint16_t sampled_at[kSampledKnown] = {};
-  uint32_t div_inverse = 0;  // inverse of the odd part mod 2^32
-  size_t block_size = 0;
-  uint8_t* area = nullptr;  // first block
-  Page* next = nullptr;     // heap queue links
+  Page* next = nullptr;  // heap queue links
   Page* prev = nullptr;
+
+  // ---- What every free reads and writes ------------------------------------
+  alignas(kPageLine) std::atomic<uintptr_t> thread_free{0};  // ThreadFreeWord: other threads' frees
+  // The owner's frees. The owner writes it with relaxed atomic stores (plain
+  // moves) so that a remote freer may read its head to catch a double free.
+  Block* local_free = nullptr;
+  uint8_t* area = nullptr;  // first block
+  size_t block_size = 0;
+  uint32_t div_inverse = 0;  // inverse of the odd part mod 2^32
+  uint32_t reserved = 0;
+  uint8_t size_class = 0;  // 0 for huge blocks
+  uint8_t in_use = 0;      // the page holds blocks (as opposed to free in its segment)
+  uint8_t div_shift = 0;   // block_size = odd << div_shift
+  // Aligned allocations handed out interior pointers. Goes 0 -> 1 while the
+  // page lives; read by any thread freeing into the page. Relaxed suffices: a
+  // thread holding an interior pointer received it after the flag was set.
+  std::atomic<uint8_t> has_interior{0};
   Page* next_notified = nullptr;  // link in the heap's notified stack
   // Checked mode: the secrets of this page's links and canaries. Set by the
   // owner in init, before any block of the page is handed out; read by any
@@ -154,7 +166,7 @@ struct Page {
     return ptr<uint64_t>(addr(b) + block_size - kCanaryBytes);
   }
   uint64_t* canary_of(const Block* b) const { return record_of(b) + 1; }
-  static constexpr size_t kHugeTrailerOffset = 1024;  // kSegmentHeaderSize (segment.h)
+  static constexpr size_t kHugeTrailerOffset = 2048;  // kSegmentHeaderSize (segment.h)
 
   // True when b (an address in this page's segment) is the start of one of
   // the page's blocks in [area, area_end) (small and medium pages), by an
@@ -236,9 +248,13 @@ struct Page {
   void extend();
 };
 
-static_assert(sizeof(Page) <= 96 + (kChecked ? sizeof(FreeListKeys) : 0),
-              "page headers live in the segment header; keep them small");
-static_assert(alignof(Page) == alignof(void*));
+static_assert(sizeof(Page) == 2 * kPageLine + (kChecked ? kPageLine : 0),
+              "page headers live in the segment header: two lines (three with checked keys)");
+static_assert(alignof(Page) == kPageLine);
+static_assert(offsetof(Page, prev) + sizeof(Page::prev) <= kPageLine,
+              "the allocating owner's fields fit the first line");
+static_assert(offsetof(Page, next_notified) + sizeof(Page::next_notified) <= 2 * kPageLine,
+              "what every free reads fits the second line");
 static_assert(kMinAlign > ThreadFreeWord::kStateMask,
               "thread_free keeps its state in a block address's low bits");
 static_assert(kClassCount <= 255, "Page::size_class is one byte");

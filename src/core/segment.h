@@ -40,7 +40,7 @@ constexpr PageGeometry geometry_for_block(size_t block_size) {
 constexpr unsigned partial_index(SegmentKind kind) { return kind == SegmentKind::kSmall ? 0 : 1; }
 inline constexpr unsigned kPartialKinds = 2;
 
-inline constexpr size_t kSegmentHeaderSize = 1024;
+inline constexpr size_t kSegmentHeaderSize = 2048;  // 8 two-line pages after the segment fields
 static_assert(Page::kHugeTrailerOffset == kSegmentHeaderSize,
               "a huge block's trailer follows its segment header");
 
