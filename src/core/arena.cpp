@@ -190,11 +190,16 @@ Arena::Fit Arena::find_reusing(size_t count) const {
   return best;
 }
 
-void Arena::release(size_t index, size_t count) {
+void Arena::release(size_t index, size_t count, bool first_only) {
   for (size_t w = index / kBitsPerWord; w * kBitsPerWord < index + count; ++w) {
     const uint64_t mask = word_mask(w, index, count);
-    // relaxed: purge ticks read these bits only as candidates and claim a slot before purging it.
-    dirty[w].fetch_or(mask, std::memory_order_relaxed);
+    const uint64_t first = w == index / kBitsPerWord ? uint64_t{1} << (index % kBitsPerWord) : 0;
+    const uint64_t dirty_mask = first_only ? first : mask;
+    // relaxed: purge ticks read these bits only as candidates and claim a slot
+    // before purging it; we still hold every slot of the range, so no other
+    // thread writes their bits.
+    dirty[w].fetch_or(dirty_mask, std::memory_order_relaxed);
+    if (dirty_mask != mask) dirty[w].fetch_and(~(mask & ~dirty_mask), std::memory_order_relaxed);
     aged[w].fetch_and(~mask, std::memory_order_relaxed);  // freed just now: not old enough yet
   }
   clear_bits(claimed, index, count);

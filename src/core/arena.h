@@ -62,7 +62,10 @@ struct Arena {
   size_t claim_fit(const Fit& fit, size_t count) {
     return fit.index != SIZE_MAX && try_claim_range(fit.index, count) ? fit.index : SIZE_MAX;
   }
-  void release(size_t index, size_t count);
+  // Gives slots [index, index + count) back, dirty; with first_only, only
+  // the first is (the caller purged the others while it held them: they
+  // read as zero again).
+  void release(size_t index, size_t count, bool first_only = false);
   // For slots the caller has claimed: true when none was used since it was
   // fresh or purged.
   bool range_is_clean(size_t index, size_t count) const;

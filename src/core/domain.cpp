@@ -206,7 +206,26 @@ Segment* Domain::claim_segment(size_t slots, size_t align, size_t align_offset) 
   return nullptr;
 }
 
-void Domain::release_segment(Segment* s) {
+bool Domain::purge_sparse_huge(Segment* s) {
+  if (source.purge == nullptr || source.resident == nullptr) return false;
+  const Page& page = s->pages[0];
+  const size_t dense = page.block_size >> kSparseShift;
+  if (dense <= kStaleMin || page.block_size > kSparseCheckMax) return false;
+  // relaxed: pacing only.
+  if (sparse_candidates.fetch_add(1, std::memory_order_relaxed) % kSparseCheckEvery != 0)
+    return false;
+  // Resident at least `dense`: kept for reuse, as any huge span; below
+  // kStaleMin: not worth the faults yet.
+  const size_t resident = source.resident(page.area, page.block_size, dense);
+  if (resident >= dense || resident < kStaleMin) return false;
+  const uintptr_t from = addr(s) + kOsPage;  // the header's page stays: release reads it
+  source.purge(ptr(from), addr(s->slot_end()) - from);
+  // relaxed: a statistic.
+  purged_bytes.fetch_add(addr(s->slot_end()) - from, std::memory_order_relaxed);
+  return true;
+}
+
+void Domain::release_segment(Segment* s, bool purged) {
   Step step;  // no fork between the cookie's clearing and the last slot's release
   Arena* a = s->arena;
   const size_t slots = s->span_slots;
@@ -218,7 +237,7 @@ void Domain::release_segment(Segment* s) {
                              std::memory_order_relaxed);
   }
   segments_claimed.fetch_sub(slots, std::memory_order_relaxed);
-  a->release(a->slot_index(addr(s)), slots);
+  a->release(a->slot_index(addr(s)), slots, purged);
   if (source.purge == nullptr) return;
   if (source.now_ms == nullptr || purge_delay_ms == 0) {
     purge_dirty();

@@ -24,6 +24,21 @@ inline constexpr uint64_t kDefaultPurgeDelayMs = 100;
 // without page faults), but at most this fraction (a shift) of the slots in
 // use; what stays is purged at a later tick once that demand stops.
 inline constexpr unsigned kHugeReserveShift = 3;  // 1/8
+// A freed huge block with at least kStaleMin bytes resident, but less than
+// 1 / 2^kSparseShift of its pages, is purged at once
+// (Domain::purge_sparse_huge). A span reused while resident keeps every page
+// any of its blocks touched: with sparsely written blocks it gains a few
+// pages per block, and the next block on it faults at most the pages purged.
+// The floor bounds what a span can gather at kStaleMin and keeps the purges
+// (and their faults: ~15 us each on this project's VMs) rare: a span is
+// purged once per ~kStaleMin of gathered pages, not at every free.
+// Only every kSparseCheckEvery-th such free counts (mincore walks the whole
+// block: +27% time on malloc-large when every free did), and only blocks up
+// to kSparseCheckMax (the count and purge run inside the free's fork step).
+inline constexpr size_t kStaleMin = size_t{1} << 20;
+inline constexpr unsigned kSparseShift = 3;  // 1/8
+inline constexpr unsigned kSparseCheckEvery = 8;
+inline constexpr size_t kSparseCheckMax = size_t{1} << 30;
 // The least an OS arena reserved for a huge block spans (see Domain::grow).
 inline constexpr size_t kHugeArenaSize = 4 * kOsArenaSize;  // 256 MiB
 // Abandoned heaps are swept at most this often (see Domain::run_due_maintenance).
@@ -59,6 +74,8 @@ struct Domain {
   // Statistics (relaxed RMWs on slow paths): bytes given back to the page
   // source, abandoned heaps adopted by a new thread, abandoned heaps swept.
   std::atomic<uint64_t> purged_bytes{0};
+  // Frees of huge blocks large enough for purge_sparse_huge (pacing only).
+  std::atomic<uint32_t> sparse_candidates{0};
   std::atomic<uint64_t> heaps_adopted{0};
   std::atomic<uint64_t> heaps_swept{0};
   std::atomic<size_t> peak_segments{0};
@@ -116,7 +133,18 @@ struct Domain {
   // program that replaces large buffers reuses their pages without faults
   // until the purge delay gives them back.
   Segment* claim_segment(size_t slots, size_t align, size_t align_offset);
-  void release_segment(Segment* s);
+  // `purged`: the caller purged every slot of s but the first OS page (a
+  // sparsely touched huge block, Domain::purge_sparse_huge): only the first
+  // slot goes back dirty.
+  void release_segment(Segment* s, bool purged = false);
+  // A huge segment about to be released whose block the program touched
+  // sparsely (kStaleMin, kSparseShift): purges all of it but the
+  // header's OS page and returns true; false (nothing done) otherwise.
+  // Keeping such a span resident for reuse would save few page faults, and
+  // its stale pages would stay resident inside every block that reuses it:
+  // a program replacing sparsely written buffers grew by a page per
+  // replacement (docs/benchmarks.md, "Sparsely touched huge blocks").
+  bool purge_sparse_huge(Segment* s);
   // The arena check makes the header readable; the cookie tells a live
   // segment header from anything else (release_segment clears it before the
   // slot is released, and a slot that is not a segment's first never has one).

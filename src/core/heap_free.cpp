@@ -185,7 +185,7 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
     s->domain->source.guard(ptr(addr(s->slot_end()) - kSegmentSize + kOsPage),
                             kSegmentSize - kOsPage, false);
   }
-  s->domain->release_segment(s);
+  s->domain->release_segment(s, s->domain->purge_sparse_huge(s));
 }
 
 void push_notified(Heap* heap, Page* page) {

@@ -28,6 +28,11 @@ struct PageSource {
   // keeping their contents and residency: no page faults when they are used
   // again. Every build's guard slot after a huge block. Null: no guards.
   void (*guard)(void* p, size_t bytes, bool on) = nullptr;
+  // Bytes of [p, p+bytes) (OS pages) that are resident, counted until the
+  // count reaches `enough` (a result >= enough: at least that many). Lets a
+  // freed huge block that its program touched sparsely be purged at once
+  // (Domain::release_huge_span). Null: unknown.
+  size_t (*resident)(void* p, size_t bytes, size_t enough) = nullptr;
 };
 
 }  // namespace shardalloc::core

@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "core/bits.h"
+#include "core/segment.h"
 #include "platform/linux/line_writer.h"
 #include "platform/linux/options.h"
 
@@ -80,6 +81,28 @@ void os_protect(void* p, size_t bytes, bool accessible) {
 
 void os_guard(void* p, size_t bytes, bool on) {
   mprotect(p, bytes, on ? PROT_NONE : PROT_READ | PROT_WRITE);
+}
+
+size_t os_resident(void* p, size_t bytes, size_t enough) {
+  // mincore in chunks of kChunkPages: a small stack buffer (a signal
+  // handler's free may run on a small alternate stack), and the count can
+  // stop early. An error (cannot happen on our own mapped arenas) counts the
+  // chunk as resident: the caller then keeps the memory, as before.
+  constexpr size_t kChunkPages = 1024;
+  unsigned char vec[kChunkPages];
+  const uintptr_t start = core::align_down(core::addr(p), core::kOsPage);
+  const uintptr_t end = core::align_up(core::addr(p) + bytes, core::kOsPage);
+  size_t resident = 0;
+  for (uintptr_t a = start; a < end && resident < enough; a += kChunkPages * core::kOsPage) {
+    const size_t pages =
+        (end - a) / core::kOsPage < kChunkPages ? (end - a) / core::kOsPage : kChunkPages;
+    if (mincore(core::ptr(a), pages * core::kOsPage, vec) != 0) {
+      resident += pages * core::kOsPage;
+      continue;
+    }
+    for (size_t i = 0; i < pages; ++i) resident += (vec[i] & 1) * core::kOsPage;
+  }
+  return resident;
 }
 
 uint64_t os_now_ms() {
