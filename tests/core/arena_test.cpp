@@ -231,3 +231,33 @@ TEST(Arena, ClaimDirtySlotTakesFreedSlotsOnly) {
   EXPECT_EQ(t.arena->claim_dirty_slot(), SIZE_MAX);
   EXPECT_EQ(t.arena->claim(1, 0, 0), 100u);
 }
+
+// Review of release(first_only): across three bitmap words, only the first
+// slot stays dirty; neighbours' dirty bits in the same words are untouched.
+TEST(Arena, ReleaseFirstOnlyAcrossWordsKeepsOnlyTheFirstDirty) {
+  TestArena t(200);
+  ASSERT_EQ(t.arena->claim(200, 0, 0), 0u);
+  t.arena->release(0, 200);  // every slot dirty
+  ASSERT_EQ(t.arena->claim(100, 0, 0), 0u);  // first fit
+  t.arena->release(0, 100);
+  // The span [60, 160) spans words 0, 1 and 2; its slots are dirty (reused).
+  const size_t run = 60;
+  for (size_t i = 0; i < 200; ++i) ASSERT_FALSE(t.arena->is_claimed(i));
+  // claim exactly [60,160) by claiming [0,60) and [160,200) first
+  ASSERT_EQ(t.arena->claim(60, 0, 0), 0u);
+  ASSERT_EQ(t.arena->claim(100, 0, 0), run);
+  ASSERT_EQ(t.arena->claim(40, 0, 0), 160u);
+  t.arena->release(run, 100, /*first_only=*/true);
+  t.arena->release(0, 60);
+  t.arena->release(160, 40);
+  for (size_t i = 0; i < 200; ++i) {
+    const bool dirty = (t.arena->dirty[i / 64].load() >> (i % 64)) & 1;
+    EXPECT_EQ(dirty, i < 60 || i == 60 || i >= 160) << i;
+    EXPECT_FALSE(t.arena->is_claimed(i)) << i;
+  }
+  // Claimed again, [61, 160) reads clean, [60, 160) not.
+  ASSERT_EQ(t.arena->claim(200, 0, 0), 0u);
+  EXPECT_TRUE(t.arena->range_is_clean(61, 99));
+  EXPECT_FALSE(t.arena->range_is_clean(60, 100));
+  EXPECT_FALSE(t.arena->range_is_clean(159, 2));
+}
