@@ -205,7 +205,7 @@ void Arena::release(size_t index, size_t count, bool first_only) {
   clear_bits(claimed, index, count);
 }
 
-size_t Arena::purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t* purged,
+size_t Arena::purge_tick(bool (*purge)(void* p, size_t bytes), bool all, size_t* purged,
                          size_t* keep) {
   size_t left = 0;
   for (size_t w = 0; w < word_count; ++w) {
@@ -223,10 +223,14 @@ size_t Arena::purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t*
       }
       Step step;  // no fork leaves the slot claimed for good
       if (!try_claim_range(index, 1)) continue;
+      // A refused purge (locked pages) leaves the slot dirty: it may keep its contents.
+      if (purge != nullptr && !purge(ptr(slot_addr(index)), kSegmentSize)) {
+        clear_bits(claimed, index, 1);
+        continue;
+      }
       // relaxed: we own the slot now; nobody else touches its bits until we release it.
       dirty[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
       aged[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
-      if (purge != nullptr) purge(ptr(slot_addr(index)), kSegmentSize);
       clear_bits(claimed, index, 1);
       ++*purged;
     }

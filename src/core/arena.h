@@ -77,7 +77,7 @@ struct Arena {
   // With `keep`, up to *keep of those slots (counted down, the lowest first)
   // stay resident, still aged, for a later tick. Returns the number of free
   // dirty slots left for a later tick.
-  size_t purge_tick(void (*purge)(void* p, size_t bytes), bool all, size_t* purged,
+  size_t purge_tick(bool (*purge)(void* p, size_t bytes), bool all, size_t* purged,
                     size_t* keep = nullptr);
 
  private:

@@ -14,8 +14,10 @@ struct PageSource {
   // sets *out_bytes to the size actually mapped. Null function: cannot grow.
   void* (*reserve)(size_t bytes, size_t align, size_t* out_bytes);
   // Tells the source that [p, p+bytes) holds nothing; it may drop the pages
-  // (they read back as zero). Null function: nothing to do.
-  void (*purge)(void* p, size_t bytes);
+  // (they read back as zero). Returns false when the source refused (locked
+  // pages: the range may keep its contents, in part or whole). Null
+  // function: nothing to do.
+  bool (*purge)(void* p, size_t bytes);
   // Memory from this source reads as zero when first handed out (lets calloc skip a memset).
   bool fresh_is_zero;
   // Milliseconds of a monotonic clock, for purge delays. Null: purge at once.

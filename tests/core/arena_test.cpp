@@ -77,6 +77,7 @@ TEST(Arena, PurgeTicksPurgeOnlySlotsFreeForAWholeTick) {
   auto count = [](void*, size_t bytes) {
     EXPECT_EQ(bytes, kSegmentSize);
     ++calls;
+    return true;
   };
   size_t purged = 0;
   // First tick: the slots only just became free; they age.
@@ -150,7 +151,10 @@ TEST(Arena, PurgeTickKeepsTheReserveForALaterTick) {
   t.arena->release(0, 10);
   static std::atomic<int> calls;
   calls = 0;
-  auto count = [](void*, size_t) { ++calls; };
+  auto count = [](void*, size_t) {
+    ++calls;
+    return true;
+  };
   size_t purged = 0;
   EXPECT_EQ(t.arena->purge_tick(count, false, &purged), 10u);  // they age
   size_t keep = 4;

@@ -49,7 +49,9 @@ void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
   return core::ptr(aligned);
 }
 
-void os_purge(void* p, size_t bytes) { madvise(p, bytes, MADV_DONTNEED); }
+// madvise fails (EINVAL) on locked pages (mlock, mlockall, mlock2
+// MLOCK_ONFAULT), which keep their contents: the caller must not count them clean.
+bool os_purge(void* p, size_t bytes) { return madvise(p, bytes, MADV_DONTNEED) == 0; }
 
 void os_release(void* p, size_t bytes) {
   const uintptr_t start = core::addr(p);

@@ -9,7 +9,7 @@
 namespace shardalloc::platform {
 
 void* os_reserve(size_t bytes, size_t align, size_t* out_bytes);
-void os_purge(void* p, size_t bytes);
+bool os_purge(void* p, size_t bytes);
 uint64_t os_now_ms();
 void os_protect(void* p, size_t bytes, bool accessible);
 void os_guard(void* p, size_t bytes, bool on);
