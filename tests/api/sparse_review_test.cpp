@@ -7,10 +7,14 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
+#include <thread>
+#include <vector>
 
 #include <sys/mman.h>
 
 #include "shardalloc/heap.h"
+#include "shardalloc/shardalloc.h"
 
 namespace {
 
@@ -82,4 +86,33 @@ TEST(SparseReview, PreExistingCallocAfterRefusedPurgeTickIsZero) {
   EXPECT_EQ(nonzero_bytes(q, kSize), 0u) << "calloc returned stale bytes";
   munlock(p, kSize);
   shard_heap_destroy(h);
+}
+
+// Threads free sparsely and densely written huge blocks (sparse purges,
+// first_only releases, purge ticks) while others calloc huge blocks of other
+// sizes over the same spans and check every byte reads zero.
+TEST(SparseReview, ConcurrentSparseFreesAndCallocsReadZero) {
+  std::atomic<size_t> bad{0};
+  auto worker = [&](unsigned seed) {
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    auto next = [&] { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x; };
+    for (int round = 0; round < 300; ++round) {
+      const size_t size = (1 + next() % 12) * 512 * 1024 + next() % 4096;
+      auto* q = static_cast<unsigned char*>(shard_calloc(1, size));
+      if (q == nullptr) continue;
+      for (size_t i = 0; i < size; i += 512) bad += q[i] != 0;
+      bad += q[size - 1] != 0;
+      const bool sparse = next() % 2 == 0;
+      if (sparse) {
+        for (size_t i = 0; i < size; i += 256 * 1024) q[i + next() % 4096 % (size - i)] = 0x5a;
+      } else {
+        std::memset(q, 0x5a, size);
+      }
+      shard_free(q);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < 3; ++t) threads.emplace_back(worker, t + 1);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0u);
 }
