@@ -33,7 +33,7 @@ struct PageSource {
   // Bytes of [p, p+bytes) (OS pages) that are resident, counted until the
   // count reaches `enough` (a result >= enough: at least that many). Lets a
   // freed huge block that its program touched sparsely be purged at once
-  // (Domain::release_huge_span). Null: unknown.
+  // (Domain::purge_sparse_huge). Null: unknown.
   size_t (*resident)(void* p, size_t bytes, size_t enough) = nullptr;
 };
 

@@ -9,9 +9,6 @@
 #include <cstdio>
 #include <cstring>
 #include <thread>
-#include <vector>
-
-#include <sys/mman.h>
 
 #include "shardalloc/region.h"
 #include "shardalloc/shardalloc.h"
@@ -127,64 +124,4 @@ TEST(HugeReuse, ReplacedBuffersAreWritableAndTheMemoryGoesBack) {
               peak / kMiB, now / kMiB);
   EXPECT_GT(peak, before + 64 * kMiB);
   EXPECT_LT(now, before + 32 * kMiB) << "peak " << peak / kMiB << " MiB";
-}
-
-namespace {
-
-// Resident OS pages of [p, p + bytes) (mincore; the arena stays mapped after a free).
-size_t resident_pages(const void* p, size_t bytes) {
-  const uintptr_t start = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{4095};
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes + 4095) & ~uintptr_t{4095};
-  std::vector<unsigned char> vec((end - start) / 4096);
-  EXPECT_EQ(mincore(reinterpret_cast<void*>(start), end - start, vec.data()), 0);
-  size_t n = 0;
-  for (unsigned char v : vec) n += v & 1;
-  return n;
-}
-
-}  // namespace
-
-// A huge block its program touched sparsely (one byte per 256 KiB: well
-// under 1/8 of its pages) is given back at its free, all of it but the first
-// OS page (its segment header); the next block on the span reads as zero.
-// Before, the span stayed resident for reuse and every later block on it kept
-// the stale pages: a program replacing such buffers grew by a page a time.
-TEST(HugeReuse, SparselyTouchedBlockIsPurgedAtFree) {
-#if defined(SHARDALLOC_CHECKED) && SHARDALLOC_CHECKED
-  GTEST_SKIP() << "checked mode quarantines freed huge blocks behind guard pages";
-#endif
-  constexpr size_t kSize = 16 * kMiB;
-  auto* p = static_cast<unsigned char*>(shard_malloc(kSize));
-  ASSERT_NE(p, nullptr);
-  for (size_t i = 0; i < kSize; i += 256 * 1024) p[i] = 0xa5;
-  p[kSize - 1] = 0xa5;
-  ASSERT_GE(resident_pages(p, kSize), 60u);
-  shard_free(p);
-  // Everything past the OS page that holds the block's start (and the header).
-  const unsigned char* second_page = reinterpret_cast<unsigned char*>(
-      ((reinterpret_cast<uintptr_t>(p) + 4096) & ~uintptr_t{4095}));
-  EXPECT_EQ(resident_pages(second_page, kSize - size_t(second_page - p)), 0u);
-  // Whichever span the next block takes, it reads as zero where calloc says so.
-  auto* q = static_cast<unsigned char*>(shard_calloc(1, kSize));
-  ASSERT_NE(q, nullptr);
-  for (size_t i = 0; i < kSize; i += 4096) ASSERT_EQ(q[i], 0) << i;
-  ASSERT_EQ(q[kSize - 1], 0);
-  shard_free(q);
-}
-
-// A block written over most of its size stays resident for the next huge
-// block (the reuse above): no purge, no page faults for its successor.
-TEST(HugeReuse, MostlyWrittenBlockStaysResidentForReuse) {
-#if defined(SHARDALLOC_CHECKED) && SHARDALLOC_CHECKED
-  GTEST_SKIP() << "checked mode quarantines freed huge blocks behind guard pages";
-#endif
-  constexpr size_t kSize = 16 * kMiB;
-  auto* p = static_cast<unsigned char*>(shard_malloc(kSize));
-  ASSERT_NE(p, nullptr);
-  std::memset(p, 0x5a, kSize / 4);  // a quarter: more than 1/8
-  const size_t touched = resident_pages(p, kSize);
-  ASSERT_GE(touched, kSize / 4 / 4096);
-  shard_free(p);
-  EXPECT_GE(resident_pages(p, kSize), touched * 9 / 10)
-      << "a block a quarter written went back to the OS at its free";
 }

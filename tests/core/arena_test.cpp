@@ -241,7 +241,7 @@ TEST(Arena, ClaimDirtySlotTakesFreedSlotsOnly) {
 TEST(Arena, ReleaseFirstOnlyAcrossWordsKeepsOnlyTheFirstDirty) {
   TestArena t(200);
   ASSERT_EQ(t.arena->claim(200, 0, 0), 0u);
-  t.arena->release(0, 200);  // every slot dirty
+  t.arena->release(0, 200);                  // every slot dirty
   ASSERT_EQ(t.arena->claim(100, 0, 0), 0u);  // first fit
   t.arena->release(0, 100);
   // The span [60, 160) spans words 0, 1 and 2; its slots are dirty (reused).
@@ -264,4 +264,22 @@ TEST(Arena, ReleaseFirstOnlyAcrossWordsKeepsOnlyTheFirstDirty) {
   EXPECT_TRUE(t.arena->range_is_clean(61, 99));
   EXPECT_FALSE(t.arena->range_is_clean(60, 100));
   EXPECT_FALSE(t.arena->range_is_clean(159, 2));
+}
+
+// A purge the source refuses (Linux: madvise on locked pages) leaves the slot
+// dirty: its memory may keep its contents, so a later claim must not read it
+// as clean (calloc would skip its memset). Before, the bits were cleared
+// whatever the purge did.
+TEST(Arena, RefusedPurgeLeavesTheSlotDirty) {
+  TestArena t(64);
+  ASSERT_EQ(t.arena->claim(4, 0, 0), 0u);
+  t.arena->release(0, 4);
+  auto refuse = [](void*, size_t) { return false; };
+  size_t purged = 0;
+  t.arena->purge_tick(refuse, true, &purged);
+  EXPECT_EQ(purged, 0u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_FALSE(t.arena->is_claimed(i)) << i;
+  ASSERT_EQ(t.arena->claim(4, 0, 0), 0u);
+  EXPECT_FALSE(t.arena->range_is_clean(0, 4));
+  EXPECT_FALSE(t.arena->range_is_clean(3, 1));
 }
