@@ -27,7 +27,8 @@ constexpr int kRounds = 16;  // two sampling periods (kSparseCheckEvery = 8)
 
 size_t resident_pages(const void* p, size_t bytes) {
   const uintptr_t start = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{kPage - 1};
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes + kPage - 1) & ~uintptr_t{kPage - 1};
+  const uintptr_t end =
+      (reinterpret_cast<uintptr_t>(p) + bytes + kPage - 1) & ~uintptr_t{kPage - 1};
   std::vector<unsigned char> vec((end - start) / kPage);
   EXPECT_EQ(mincore(reinterpret_cast<void*>(start), end - start, vec.data()), 0);
   size_t n = 0;
