@@ -224,15 +224,13 @@ size_t Arena::purge_tick(bool (*purge)(void* p, size_t bytes), bool all, size_t*
       Step step;  // no fork leaves the slot claimed for good
       if (!try_claim_range(index, 1)) continue;
       // A refused purge (locked pages) leaves the slot dirty: it may keep its contents.
-      if (purge != nullptr && !purge(ptr(slot_addr(index)), kSegmentSize)) {
-        clear_bits(claimed, index, 1);
-        continue;
+      if (purge == nullptr || purge(ptr(slot_addr(index)), kSegmentSize)) {
+        // relaxed: we own the slot now; nobody else touches its bits until we release it.
+        dirty[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
+        aged[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
+        ++*purged;
       }
-      // relaxed: we own the slot now; nobody else touches its bits until we release it.
-      dirty[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
-      aged[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
       clear_bits(claimed, index, 1);
-      ++*purged;
     }
     // What is free and dirty now gets purged at the next tick if it stays so.
     const uint64_t still =
