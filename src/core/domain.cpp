@@ -219,10 +219,10 @@ bool Domain::purge_sparse_huge(Segment* s) {
   const size_t resident = source.resident(page.area, page.block_size, dense);
   if (resident >= dense || resident < kStaleMin) return false;
   const uintptr_t from = addr(s) + kOsPage;  // the header's page stays: release reads it
+  const size_t bytes = addr(s->slot_end()) - from;
   // Refused (locked pages): the span keeps (some of) its contents, all dirty.
-  if (!source.purge(ptr(from), addr(s->slot_end()) - from)) return false;
-  // relaxed: a statistic.
-  purged_bytes.fetch_add(addr(s->slot_end()) - from, std::memory_order_relaxed);
+  if (!source.purge(ptr(from), bytes)) return false;
+  purged_bytes.fetch_add(bytes, std::memory_order_relaxed);  // relaxed: a statistic
   return true;
 }
 

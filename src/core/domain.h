@@ -71,11 +71,11 @@ struct Domain {
   std::atomic<size_t> segments_claimed{0};
   // Slots claimed for huge blocks since the last purge tick (pacing only).
   std::atomic<size_t> huge_demand_slots{0};
+  // Frees of huge blocks large enough for purge_sparse_huge (pacing only).
+  std::atomic<uint32_t> sparse_candidates{0};
   // Statistics (relaxed RMWs on slow paths): bytes given back to the page
   // source, abandoned heaps adopted by a new thread, abandoned heaps swept.
   std::atomic<uint64_t> purged_bytes{0};
-  // Frees of huge blocks large enough for purge_sparse_huge (pacing only).
-  std::atomic<uint32_t> sparse_candidates{0};
   std::atomic<uint64_t> heaps_adopted{0};
   std::atomic<uint64_t> heaps_swept{0};
   std::atomic<size_t> peak_segments{0};
