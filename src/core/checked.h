@@ -94,8 +94,10 @@ struct FreeListKeys {
   // The size record is stored xor this, so a stray write decodes to nonsense.
   uint64_t record_key(uintptr_t block) const { return std::rotl(block ^ k1, 29) + k0; }
   // The pattern of slack bytes (by address: byte i of the word at an
-  // 8-aligned address) and of a page's front guard.
-  uint64_t slack_word() const { return mix(k1 + 0x5ac4) | 0x0101010101010101ull; }
+  // 8-aligned address) and of a page's front guard: unwritable like the
+  // canaries (with any byte of 0x01..0xff, a 1-byte underflow of 'A' into the
+  // front guard went unseen in 1 page of 128).
+  uint64_t slack_word() const { return unwritable(mix(k1 + 0x5ac4)); }
   // What a quarantined block is filled with.
   uint64_t poison_word() const { return mix(k0 ^ 0xdeadf1ee) | 0x8080808080808080ull; }
 

@@ -1,5 +1,6 @@
 // Checked mode's keyed words (core/checked.h): the canaries of a block's four
-// states are distinct, and no byte a 1-byte overflow commonly writes (ASCII
+// states are distinct, and no byte of a canary or of the slack pattern (which
+// also fills a page's front guard) a 1-byte overflow commonly writes (ASCII
 // text, zero, 0xff) can leave one intact. The keys are plain arithmetic, so
 // this runs in every build.
 #include <gtest/gtest.h>
@@ -45,6 +46,19 @@ TEST(CheckedKeys, AOneByteOverflowAlwaysChangesTheLiveCanary) {
     for (unsigned byte : {0x00u, 0x41u, 0x7fu, 0xffu}) {
       ASSERT_NE((live & ~uint64_t{0xff}) | byte, live) << seed;
     }
+  }
+}
+
+// The slack pattern guards the bytes after a request and, on every page, the
+// 16 bytes before its first block: a 1-byte underflow or overflow of text,
+// zero or 0xff must change it. With bytes drawn from 0x01..0xff, 'A' written
+// just below a page's first block went unseen in 1 run of 128
+// (security.checked.memcpy_underflow_1_8).
+TEST(CheckedKeys, SlackPatternHasNoAsciiZeroOrFfByte) {
+  for (uintptr_t seed = 1; seed < 20000; ++seed) {
+    FreeListKeys keys;
+    keys.reseed(seed * 0x9e3779b97f4a7c15ull);
+    ASSERT_TRUE(every_byte_unwritable(keys.slack_word())) << std::hex << keys.slack_word();
   }
 }
 
