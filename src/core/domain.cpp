@@ -208,7 +208,7 @@ Segment* Domain::claim_segment(size_t slots, size_t align, size_t align_offset) 
 
 bool Domain::purge_sparse_huge(Segment* s) {
   if (source.purge == nullptr || source.resident == nullptr) return false;
-  const Page& page = s->pages[0];
+  const Page& page = s->pages()[0];
   const size_t dense = page.block_size >> kSparseShift;
   if (dense <= kStaleMin || page.block_size > kSparseCheckMax) return false;
   // relaxed: pacing only.
@@ -234,7 +234,7 @@ void Domain::release_segment(Segment* s, bool purged) {
   // relaxed: statistics. A huge block's gap between header and block (alignment) is overhead while
   // it lives.
   if (s->kind == SegmentKind::kHuge) {
-    overhead_bytes.fetch_sub(addr(s->pages[0].area) - addr(s) - kSegmentHeaderSize,
+    overhead_bytes.fetch_sub(addr(s->pages()[0].area) - addr(s) - kSegmentHeaderSize,
                              std::memory_order_relaxed);
   }
   segments_claimed.fetch_sub(slots, std::memory_order_relaxed);

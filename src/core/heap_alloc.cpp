@@ -111,10 +111,11 @@ Segment* Heap::claim_owned_segment(const PageGeometry& g) {
   s->in_partial_list = 0;
   // used = 0 too: the header may hold a former huge block's data, and the
   // local free fast path trusts used == 0 to reject a page not in use.
-  for (auto& p : s->pages) {
-    p.in_use = 0;
-    p.used = 0;
-    p.free_since = 0;
+  Page* pages = s->pages();
+  for (size_t i = 0; i < kSmallPagesPerSegment; ++i) {
+    pages[i].in_use = 0;
+    pages[i].used = 0;
+    pages[i].free_since = 0;
   }
   owner_add(segment_count, 1u);  // a hint for sweepers; the heap's ownership CAS orders the rest
   return s;
@@ -169,17 +170,17 @@ Page* Heap::fresh_page(unsigned cls) {
     if (size_t(s->used_pages) + 1 == s->page_count) partial_remove(list, s);
   }
   size_t i = 0;
-  while (s->pages[i].in_use) ++i;
-  if (dirty_pages != 0 && s->pages[i].free_since == 0) {
+  while (s->pages()[i].in_use) ++i;
+  if (dirty_pages != 0 && s->pages()[i].free_since == 0) {
     // A free page whose memory is still resident (not purged yet) first.
     for (size_t k = i + 1; k < s->page_count; ++k) {
-      if (!s->pages[k].in_use && s->pages[k].free_since != 0) {
+      if (!s->pages()[k].in_use && s->pages()[k].free_since != 0) {
         i = k;
         break;
       }
     }
   }
-  Page* page = &s->pages[i];
+  Page* page = &s->pages()[i];
   if (page->free_since != 0) --dirty_pages;  // reused before it was purged (init clears the mark)
   const size_t page_bytes = g.count == 1 ? kSegmentSize : size_t{1} << g.shift;
   const uintptr_t start = addr(s) + i * page_bytes + (i == 0 ? kSegmentHeaderSize : 0);
@@ -236,7 +237,7 @@ void* Heap::alloc_huge(size_t size, size_t align) {
     guard[0] = huge_front_guard(s->cookie, 0);
     guard[1] = huge_front_guard(s->cookie, 1);
   }
-  Page* page = &s->pages[0];
+  Page* page = &s->pages()[0];
   const size_t usable = span_end - addr(block);
   page->init(block, usable, usable, 0, key_seed(page));
   page->capacity = 1;

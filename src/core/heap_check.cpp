@@ -79,7 +79,7 @@ void check_segment(const Domain& d, const Heap* owner, const Segment* s) {
   if (s->heap != owner)
     corrupt("heap check: a page of this heap sits in a segment it does not own, segment", s);
   unsigned in_use = 0;
-  for (unsigned i = 0; i < s->page_count; ++i) in_use += s->pages[i].in_use;
+  for (unsigned i = 0; i < s->page_count; ++i) in_use += s->pages()[i].in_use;
   if (in_use != s->used_pages)
     corrupt("heap check: a segment miscounts its pages in use, segment", s);
 }

@@ -255,7 +255,7 @@ void* Heap::alloc_huge_guarded(size_t size, size_t align) {
     gap = slot + kOsPage;
   }
   domain->source.protect(ptr(gap), addr(s->slot_end()) - gap, false);
-  Page* page = &s->pages[0];
+  Page* page = &s->pages()[0];
   page->init(ptr<uint8_t>(block), tail - block, tail - block, 0, key_seed(page));
   page->capacity = 1;
   page->used = 1;

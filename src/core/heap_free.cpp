@@ -81,8 +81,8 @@ void Heap::free_page(Page* page) {
   if (s->used_pages == 0) {
     // Its free pages go with the segment (the slot is purged as a whole).
     for (unsigned i = 0; i < s->page_count; ++i) {
-      if (s->pages[i].free_since != 0) {
-        s->pages[i].free_since = 0;
+      if (s->pages()[i].free_since != 0) {
+        s->pages()[i].free_since = 0;
         --dirty_pages;
       }
     }
@@ -93,7 +93,7 @@ void Heap::free_page(Page* page) {
 }
 
 void Heap::purge_page(Segment* s, Page* page) {
-  const size_t index = size_t(page - s->pages);
+  const size_t index = size_t(page - s->pages());
   const size_t page_bytes = kSegmentSize / s->page_count;
   // Page 0 starts after the segment header, which stays.
   const uintptr_t start =
@@ -115,7 +115,7 @@ void Heap::purge_free_pages(bool all) {
   for (Segment* head : partial) {
     for (Segment* s = head; s != nullptr; s = s->next_partial) {
       for (unsigned i = 0; i < s->page_count; ++i) {
-        Page* page = &s->pages[i];
+        Page* page = &s->pages()[i];
         if (page->in_use || page->free_since == 0) continue;
         if (all || (page->free_since != Page::kFreeUnstamped &&
                     now - page->free_since >= domain->purge_delay_ms)) {
@@ -160,7 +160,7 @@ void Heap::drain_notified() {
 namespace {
 
 SHARD_NOINLINE void free_huge(Segment* s, void* p) {
-  Page* page = &s->pages[0];
+  Page* page = &s->pages()[0];
   if (p != page->area) platform::fatal("free of a pointer that is not allocated", p);
   if constexpr (kChecked) disarm_canary(page, static_cast<Block*>(p), p);
   if constexpr (kHugeFrontGuardBytes != 0) {

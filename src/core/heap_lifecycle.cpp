@@ -135,7 +135,7 @@ void Heap::reclaim_notified() {
       Page* pages[kSmallPagesPerSegment];
       unsigned n = 0;
       for (unsigned i = 0; i < s->page_count; ++i) {
-        if (s->pages[i].in_use) pages[n++] = &s->pages[i];
+        if (s->pages()[i].in_use) pages[n++] = &s->pages()[i];
       }
       for (unsigned i = 0; i < n; ++i) {
         SHARD_ASSERT(pages[i]->used == 0);
@@ -149,7 +149,7 @@ void Heap::reclaim_notified() {
 
 bool Heap::segment_is_empty(const Segment* s) const {
   for (unsigned i = 0; i < s->page_count; ++i) {
-    if (s->pages[i].in_use && s->pages[i].used != 0) return false;
+    if (s->pages()[i].in_use && s->pages()[i].used != 0) return false;
   }
   return true;
 }

@@ -112,7 +112,7 @@ void* Heap::charge_huge(void* p, size_t size) {
   }
   advance_past(*this, bytes);
   Segment* s = segment_of(p);
-  void* r = report_sample(*this, &s->pages[0], p, size, size);
+  void* r = report_sample(*this, &s->pages()[0], p, size, size);
   if (r != p) free_remote(domain, s, p);  // replaced: the block goes back
   return r;
 }

@@ -162,7 +162,7 @@ bool read_paged(const Segment& s, const HeaderCopy& h, SlotKind kind, const Heap
   out->page_size = page_bytes(g);
   for (unsigned i = 0; i < g.count; ++i) {
     PageCopy page;
-    copy_page(s.pages[i], &page);
+    copy_page(s.pages()[i], &page);
     if (view_page(addr(&s), g, i, page, follow_remote, &out->pages[out->page_views]))
       ++out->page_views;
   }
@@ -178,7 +178,7 @@ bool read_paged(const Segment& s, const HeaderCopy& h, SlotKind kind, const Heap
 bool read_huge(const Segment& s, const HeaderCopy& h, const Arena& a, size_t index, SlotView* out) {
   if (h.span_slots == 0 || h.span_slots > a.slot_count - index || h.page_count != 1) return false;
   PageCopy block;
-  copy_page(s.pages[0], &block);
+  copy_page(s.pages()[0], &block);
   const uintptr_t begin = addr(&s) + kSegmentHeaderSize;
   const uintptr_t end = addr(&s) + h.span_slots * kSegmentSize;
   // The block ends at the span's end, or before it where an inaccessible

@@ -6,6 +6,7 @@
 // header fields), then: pages[] as documented in page.h; used_pages and the
 // heap list links by the owner only.
 #pragma once
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 
@@ -40,7 +41,16 @@ constexpr PageGeometry geometry_for_block(size_t block_size) {
 constexpr unsigned partial_index(SegmentKind kind) { return kind == SegmentKind::kSmall ? 0 : 1; }
 inline constexpr unsigned kPartialKinds = 2;
 
-inline constexpr size_t kSegmentHeaderSize = 2048;  // 8 two-line pages after the segment fields
+inline constexpr size_t kSegmentHeaderSize = 2048;  // the segment fields, then 8 two-line pages
+inline constexpr size_t kSegmentFieldsSize = 128;   // the fields up to page_space
+inline constexpr size_t kPageColorStride = sizeof(Page);
+// As many as fit, rounded down to a power of two: 8 (checked builds' larger
+// pages: 2).
+inline constexpr size_t kPageColors = std::bit_floor(
+    (kSegmentHeaderSize - kSegmentFieldsSize - kSmallPagesPerSegment * sizeof(Page)) /
+        kPageColorStride +
+    1);
+static_assert(kChecked || kPageColors == 8, "eight colors in ordinary builds");
 static_assert(Page::kHugeTrailerOffset == kSegmentHeaderSize,
               "a huge block's trailer follows its segment header");
 
@@ -67,7 +77,23 @@ struct Segment {
   Page* page_table[kSmallPagesPerSegment];
   Segment* next_partial;  // heap's list of small segments with a free page (owner)
   Segment* prev_partial;
-  Page pages[kSmallPagesPerSegment];
+  // The page headers: kSmallPagesPerSegment Pages at one of kPageColors
+  // offsets in here, by the slot's address (page_color). At one fixed offset
+  // the headers of every segment share the same few L1 sets (which a 4 KiB
+  // period indexes): with more segments in use than the cache has ways, as
+  // in mixed-sizes, most frees missed on their page header.
+  alignas(64) unsigned char page_space[kSegmentHeaderSize - kSegmentFieldsSize];
+
+  // The color of the slot at a: kPageColors consecutive slots place their
+  // page headers kPageColorStride apart. A function of the address alone,
+  // so that a statistics walk finds them in any header it reads.
+  static constexpr size_t page_color(uintptr_t a) {
+    return ((a >> kSegmentShift) & (kPageColors - 1)) * kPageColorStride;
+  }
+  Page* pages() { return ptr<Page>(addr(this) + kSegmentFieldsSize + page_color(addr(this))); }
+  const Page* pages() const {
+    return ptr<const Page>(addr(this) + kSegmentFieldsSize + page_color(addr(this)));
+  }
 
   Page* page_of(const void* p) {
     return page_table[(addr(p) >> kSmallPageShift) & (kSmallPagesPerSegment - 1)];
@@ -75,15 +101,21 @@ struct Segment {
   // After page_shift is set. (A huge block aligned to the next slot starts at
   // offset kSegmentSize, which masks to entry 0: pages[0], as for any huge block.)
   void fill_page_table() {
+    Page* first = pages();
     for (size_t i = 0; i < kSmallPagesPerSegment; ++i) {
       page_table[i] =
-          &pages[page_shift >= kSegmentShift ? 0 : (i << kSmallPageShift) >> page_shift];
+          &first[page_shift >= kSegmentShift ? 0 : (i << kSmallPageShift) >> page_shift];
     }
   }
   uint8_t* slot_end() { return reinterpret_cast<uint8_t*>(this) + span_slots * kSegmentSize; }
 };
 
-static_assert(sizeof(Segment) <= kSegmentHeaderSize, "segment header must fit its reserved bytes");
+static_assert(offsetof(Segment, page_space) == kSegmentFieldsSize,
+              "the fields end where pages begin");
+static_assert(sizeof(Segment) == kSegmentHeaderSize, "segment header must fill its reserved bytes");
+static_assert(Segment::page_color(~uintptr_t{0}) + kSmallPagesPerSegment * sizeof(Page) <=
+                  sizeof(Segment::page_space),
+              "the last color's pages end within the header");
 
 // Huge blocks in every build (docs/reliability.md, section 6): a keyed word
 // pair right before the block, checked when the block is freed (an underflow

@@ -55,7 +55,7 @@ class HeapWalk : public ::testing::Test {
   }
   // Page 1 of a forged small segment as fresh_page would set it up for 64-byte blocks.
   Page& forge_page(Segment* s) {
-    Page& p = s->pages[1];
+    Page& p = s->pages()[1];
     p.in_use = 1;
     p.in_full = 0;
     p.size_class = uint8_t(size_class_of(64));
@@ -181,14 +181,14 @@ TEST_F(HeapWalk, HugeSpanBeyondTheArenaIsMetadata) {
   Segment* s = forge(SegmentKind::kHuge);
   s->page_count = 1;
   s->span_slots = size_t{1} << 40;
-  s->pages[0].area = reinterpret_cast<uint8_t*>(slot_ + kSegmentHeaderSize);
-  s->pages[0].block_size = (s->span_slots << kSegmentShift) - kSegmentHeaderSize;
+  s->pages()[0].area = reinterpret_cast<uint8_t*>(slot_ + kSegmentHeaderSize);
+  s->pages()[0].block_size = (s->span_slots << kSegmentShift) - kSegmentHeaderSize;
   EXPECT_EQ(read().kind, SlotKind::kMeta);
   s->span_slots = 1;  // fits, but its block size does not match the span
   EXPECT_EQ(read().kind, SlotKind::kMeta);
-  s->pages[0].block_size = kSegmentSize - kSegmentHeaderSize;
-  s->pages[0].used = 1;
-  s->pages[0].thread_free.store(0);
+  s->pages()[0].block_size = kSegmentSize - kSegmentHeaderSize;
+  s->pages()[0].used = 1;
+  s->pages()[0].thread_free.store(0);
   const SlotView v = read();
   EXPECT_EQ(v.kind, SlotKind::kHuge);
   EXPECT_EQ(v.span, 1u);
