@@ -71,10 +71,13 @@ struct Segment {
     uint8_t
         tail_guard;  // huge: one more slot after the block's span, inaccessible but its first page
   };
-  // The page holding each 64 KiB of the segment (fill_page_table, when the
-  // segment is claimed): page_of is a shift, a mask and one load, with no
-  // multiply by sizeof(Page) and no page_shift.
-  Page* page_table[kSmallPagesPerSegment];
+  // The page holding each 64 KiB of the segment, as its header's offset
+  // from the segment (fill_page_table, when the segment is claimed): page_of
+  // is a shift, a mask, one load and an add, with no multiply by
+  // sizeof(Page) and no page_shift. 16-bit offsets keep the table in the
+  // first cache line with heap, so that a free reads one line of the
+  // segment header (a line every segment has at the same L1 set).
+  uint16_t page_table[kSmallPagesPerSegment];
   Segment* next_partial;  // heap's list of small segments with a free page (owner)
   Segment* prev_partial;
   // The page headers: kSmallPagesPerSegment Pages at one of kPageColors
@@ -96,20 +99,24 @@ struct Segment {
   }
 
   Page* page_of(const void* p) {
-    return page_table[(addr(p) >> kSmallPageShift) & (kSmallPagesPerSegment - 1)];
+    return ptr<Page>(addr(this) +
+                     page_table[(addr(p) >> kSmallPageShift) & (kSmallPagesPerSegment - 1)]);
   }
   // After page_shift is set. (A huge block aligned to the next slot starts at
   // offset kSegmentSize, which masks to entry 0: pages[0], as for any huge block.)
   void fill_page_table() {
-    Page* first = pages();
+    const size_t first = kSegmentFieldsSize + page_color(addr(this));
     for (size_t i = 0; i < kSmallPagesPerSegment; ++i) {
-      page_table[i] =
-          &first[page_shift >= kSegmentShift ? 0 : (i << kSmallPageShift) >> page_shift];
+      const size_t index = page_shift >= kSegmentShift ? 0 : (i << kSmallPageShift) >> page_shift;
+      page_table[i] = uint16_t(first + index * sizeof(Page));
     }
   }
   uint8_t* slot_end() { return reinterpret_cast<uint8_t*>(this) + span_slots * kSegmentSize; }
 };
 
+static_assert(offsetof(Segment, page_table) + sizeof(Segment::page_table) <= 64,
+              "heap and page_table share the header's first cache line");
+static_assert(kSegmentHeaderSize <= UINT16_MAX, "page_table's offsets fit 16 bits");
 static_assert(offsetof(Segment, page_space) == kSegmentFieldsSize,
               "the fields end where pages begin");
 static_assert(sizeof(Segment) == kSegmentHeaderSize, "segment header must fill its reserved bytes");
