@@ -48,6 +48,18 @@ size_t walk_list(const Page& page, const Block* head, BlockSet& listed) {
   return n;
 }
 
+// Checked builds: whether the canary of block b, read as `seen` (live), has
+// changed since. A remote free from a thread with a quarantine of its own
+// swaps the canary, then fills the block (its slack too) with poison: a check
+// that read the canary before the swap and the slack after the fill found
+// "overflowed" blocks that were only freed (within a second on one core,
+// with another thread freeing this heap's blocks during the checks).
+// acquire: pairs with the release fence before the poison in Heap::free_checked.
+bool freed_meanwhile(const Page& page, const Block* b, uint64_t seen) {
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  return __atomic_load_n(page.canary_of(b), __ATOMIC_RELAXED) != seen;
+}
+
 // Checked builds: every block not on a free list is live, and its canary
 // says so (or says quarantined, or freed: a remote free may be between its
 // canary swap and its push).
@@ -62,7 +74,7 @@ void check_live_canaries(const Page& page, const BlockSet& listed) {
       if ((!live && canary != page.keys.canary_freed(addr(b)) &&
            canary != page.keys.canary_quarantined(addr(b)) &&
            canary != page.keys.canary_evicted(addr(b))) ||
-          (live && !live_block_intact(&page, b))) {
+          (live && !live_block_intact(&page, b) && !freed_meanwhile(page, b, canary))) {
         corrupt(
             "heap check: the bytes after a live block were overwritten (buffer overflow), block",
             b);

@@ -292,6 +292,11 @@ void Heap::free_checked(void* p, AllocKind kind, size_t size) {
     huge_pages(page, &from, &to);
     domain->source.protect(ptr(from), to - from, false);
   } else if (!huge) {
+    // release fence: the swap above is visible before the poison, so that a
+    // heap check of the block's owner that finds poison where it expected
+    // the slack pattern finds the canary swapped on a second look
+    // (check_live_canaries, freed_meanwhile).
+    __atomic_thread_fence(__ATOMIC_RELEASE);
     fill_pattern(addr(b), data_end(page, b), page->keys.poison_word());
   }
   CheckedQuarantine& q = quarantine;

@@ -402,8 +402,10 @@ TEST(RegionExhaustion, HugeRequestSucceedsAfterAddMemory) {
   EXPECT_EQ(shard_region_used_bytes(t.r), 0u);
 }
 
+// The region holds no 1 TiB boundary: at a random address an 8 MiB region
+// holds one 1 time in 131072, and then a block aligned to 2^40 is a right answer.
 TEST(RegionExhaustion, ImpossibleRequestsAreNoMemory) {
-  TestRegion t = TestRegion::fresh(8 * MiB);
+  TestRegion t = TestRegion::make(map_memory_without_boundary(8 * MiB, size_t{1} << 40), 8 * MiB);
   RegionStats base = warm(t.r);
   const size_t sizes[] = {SIZE_MAX, SIZE_MAX - 4095, SIZE_MAX / 2, size_t(PTRDIFF_MAX) + 1,
                           size_t{1} << 40};

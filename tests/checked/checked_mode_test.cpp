@@ -223,6 +223,31 @@ TEST(CheckedMode, CheckHeapPassesUnderRemoteFrees) {
   EXPECT_GT(checked, 0u);
 }
 
+// The owner checks its heap while a thread with a heap of its own frees the
+// owner's blocks: such a free swaps the canary, then poisons the block, its
+// slack too (the freer's quarantine). A check that read the canary as live
+// before the swap and the slack after the poison reported an overflow
+// (within a second on one core). The freer pauses between frees, so that
+// they spread over many checks.
+TEST(CheckedMode, CheckHeapPassesWhileAThreadWithAHeapFreesItsBlocks) {
+  constexpr size_t kBlocks = 20000;
+  for (int round = 0; round < 4; ++round) {
+    std::vector<void*> blocks(kBlocks);
+    for (void*& p : blocks) p = shard_malloc(40);  // 64-byte blocks: 8 bytes of slack
+    std::atomic<bool> done{false};
+    std::thread freer([&] {
+      shard_free(shard_malloc(16));  // a heap of its own: its frees go through its quarantine
+      for (void* p : blocks) {
+        shard_free(p);
+        for (int k = 0; k < 2000; ++k) asm volatile("");
+      }
+      done = true;
+    });
+    while (!done.load()) shard_check_heap();
+    freer.join();
+  }
+}
+
 // ---- region API ------------------------------------------------------------
 
 struct RegionFixture : ::testing::Test {

@@ -228,16 +228,13 @@ TEST(Region, R13_AllocSizeZeroIsAMinimalBlock) {
   EXPECT_EQ(shard_region_dealloc(r, q, 0, 8), SHARD_OK);
 }
 
-// A region of `size` bytes holding no multiple of `align`: a mapping of twice
-// the size holds at most one such boundary, and one of its halves does not.
+// A region of `size` bytes holding no multiple of `align` (test_support.h).
 // (A region at a random address held a 1 GiB boundary in 1 run of 128, and
 // an aligned block there is a right answer.)
 shard_region* fresh_without_boundary(size_t size, size_t align) {
-  const uintptr_t m = reinterpret_cast<uintptr_t>(map_memory(2 * size));
-  const uintptr_t boundary = (m + align - 1) & ~(align - 1);
-  const uintptr_t start = boundary >= m + size ? m : m + size;
   shard_region* r = nullptr;
-  EXPECT_EQ(shard_region_init(&r, reinterpret_cast<void*>(start), size), SHARD_OK);
+  EXPECT_EQ(shard_region_init(&r, shardtest::map_memory_without_boundary(size, align), size),
+            SHARD_OK);
   return r;
 }
 

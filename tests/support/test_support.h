@@ -200,6 +200,18 @@ inline void* map_memory(size_t bytes) {
   return p;
 }
 
+// `bytes` of memory for a region that holds no multiple of `align` (a power
+// of two, at least twice `bytes`): of a mapping twice the size, which holds at
+// most one such boundary, the half without it. For tests that expect an
+// allocation at that alignment to fail: at a random mmap address an 8 MiB
+// region holds a 1 GiB boundary 1 time in 128 (and a 1 TiB one 1 time in
+// 131072), and an aligned block there is a right answer.
+inline void* map_memory_without_boundary(size_t bytes, size_t align) {
+  const uintptr_t m = reinterpret_cast<uintptr_t>(map_memory(2 * bytes));
+  const uintptr_t boundary = (m + align - 1) & ~(align - 1);
+  return reinterpret_cast<void*>(boundary >= m + bytes ? m : m + bytes);
+}
+
 struct RegionStats {
   size_t total, used, available;
   bool operator==(const RegionStats&) const = default;
