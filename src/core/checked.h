@@ -99,7 +99,9 @@ struct FreeListKeys {
   // front guard went unseen in 1 page of 128).
   uint64_t slack_word() const { return unwritable(mix(k1 + 0x5ac4)); }
   // What a quarantined block is filled with.
-  uint64_t poison_word() const { return mix(k0 ^ 0xdeadf1ee) | 0x8080808080808080ull; }
+  // Unwritable too: with 0xff bytes allowed, a use after free writing 0xff
+  // over a byte of poison went unseen 1 time in 128.
+  uint64_t poison_word() const { return unwritable(mix(k0 ^ 0xdeadf1ee)); }
 
   // splitmix64's finaliser: every input bit reaches every output bit.
   static uintptr_t mix(uint64_t x) {

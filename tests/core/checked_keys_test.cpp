@@ -54,11 +54,13 @@ TEST(CheckedKeys, AOneByteOverflowAlwaysChangesTheLiveCanary) {
 // zero or 0xff must change it. With bytes drawn from 0x01..0xff, 'A' written
 // just below a page's first block went unseen in 1 run of 128
 // (security.checked.memcpy_underflow_1_8).
-TEST(CheckedKeys, SlackPatternHasNoAsciiZeroOrFfByte) {
+TEST(CheckedKeys, SlackPatternAndPoisonHaveNoAsciiZeroOrFfByte) {
   for (uintptr_t seed = 1; seed < 20000; ++seed) {
     FreeListKeys keys;
     keys.reseed(seed * 0x9e3779b97f4a7c15ull);
     ASSERT_TRUE(every_byte_unwritable(keys.slack_word())) << std::hex << keys.slack_word();
+    // The quarantine's poison: a write after free of any such byte shows.
+    ASSERT_TRUE(every_byte_unwritable(keys.poison_word())) << std::hex << keys.poison_word();
   }
 }
 
