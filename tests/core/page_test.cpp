@@ -150,6 +150,24 @@ TEST(SegmentMath, SegmentOfMapsBlocksToTheirHeader) {
   static_assert(kSmallPagesPerSegment * kSmallPageSize == kSegmentSize);
 }
 
+// Page headers at every color end kPageHeaderSlack bytes or more before the
+// segment's first block (page 0's area): a short underflow of that block
+// writes slack, not a page header; and kPageColors consecutive slots place
+// their headers at kPageColors different offsets.
+TEST(SegmentMath, EveryColorLeavesSlackBeforeTheFirstBlock) {
+  std::set<size_t> colors;
+  for (uintptr_t slot = 0; slot < 4 * kPageColors; ++slot) {
+    const uintptr_t seg = (uintptr_t{0x1000} + slot) << kSegmentShift;
+    const size_t pages_begin = kSegmentFieldsSize + Segment::page_color(seg);
+    const size_t pages_end = pages_begin + kSmallPagesPerSegment * sizeof(Page);
+    EXPECT_EQ(pages_begin % kPageLine, 0u) << slot;
+    EXPECT_LE(pages_end + kPageHeaderSlack, kSegmentHeaderSize) << slot;
+    if (slot < kPageColors) colors.insert(pages_begin);
+  }
+  EXPECT_EQ(colors.size(), kPageColors);
+  static_assert(kPageHeaderSlack >= 32, "the 32-byte underflows of tests/security");
+}
+
 // is_block_start is one compare: exact division by multiply and rotate, with
 // the block index checked against reserved. Every address of a segment, for
 // every size class on each of its pages: true exactly at the block starts in
