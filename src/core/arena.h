@@ -21,6 +21,9 @@ struct Arena {
   std::atomic<uint64_t>* claimed;  // bit i: slot i is in use
   std::atomic<uint64_t>* dirty;    // bit i: slot i was used and not purged since
   std::atomic<uint64_t>* aged;  // bit i: slot i was already free and dirty at the last purge tick
+  // Reserved for a huge block (Domain::grow): one-slot segments come here
+  // only when no other arena has a free slot (Domain::try_claim).
+  bool for_huge;
 
   // Bytes an arena header with its three bitmaps needs for slot_count slots.
   static size_t header_bytes(size_t slot_count);

@@ -106,11 +106,12 @@ struct Domain {
   // Plans an arena with `reserve_bytes` carved out for the caller (placed in
   // slack when possible). False if no slot fits.
   static bool plan_arena(void* start, size_t size, size_t reserve_bytes, ArenaPlan* plan);
-  void add_arena(const ArenaPlan& plan);
-  bool add_memory(void* start, size_t size) {
+  // `for_huge`: reserved for a huge block (Arena::for_huge).
+  void add_arena(const ArenaPlan& plan, bool for_huge = false);
+  bool add_memory(void* start, size_t size, bool for_huge = false) {
     ArenaPlan plan;
     if (!plan_arena(start, size, 0, &plan)) return false;
-    add_arena(plan);
+    add_arena(plan, for_huge);
     return true;
   }
   // True when [start, start+size) overlaps memory some arena already has.

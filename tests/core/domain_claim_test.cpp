@@ -47,3 +47,51 @@ TEST(DomainClaim, FreedSlotOfAnOlderArenaBeforeAFreshSlotOfTheNewest) {
   for (size_t i = 0; i < in_older.size(); ++i)
     if (i != 2) d.release_segment(in_older[i]);
 }
+
+// A huge block's arena takes one-slot segments only when no other arena has
+// a free slot: first fit there put them right after the block, and the span
+// it left when freed no longer held two blocks of half its size (sort -S
+// 200M: peak RSS +95 MiB, the second half went to a new arena).
+TEST(DomainClaim, OneSlotSegmentsStayOutOfAnArenaReservedForHugeBlocks) {
+  constexpr size_t kHugeSlots = 8;
+  Memory small_arena;
+  void* huge_mem = std::aligned_alloc(kSegmentSize, 2 * kArenaBytes);
+  ASSERT_NE(huge_mem, nullptr);
+  Domain d;
+  d.ensure_secret(0x5eed);
+  ASSERT_TRUE(d.add_memory(small_arena.p, kArenaBytes));
+  ASSERT_TRUE(d.add_memory(huge_mem, 2 * kArenaBytes, /*for_huge=*/true));  // the list's head
+  Arena* huge_arena = d.arena_of(addr(huge_mem) + kArenaBytes);
+  ASSERT_NE(huge_arena, nullptr);
+
+  Segment* big = d.claim_segment(kHugeSlots, 0, 0);
+  ASSERT_NE(big, nullptr);
+  ASSERT_EQ(d.arena_of(addr(big)), huge_arena);
+  // Segments claimed while the huge block lives: in the other arena.
+  std::vector<Segment*> small;
+  for (int i = 0; i < 3; ++i) {
+    Segment* s = d.claim_segment(1, 0, 0);
+    ASSERT_NE(s, nullptr);
+    EXPECT_NE(d.arena_of(addr(s)), huge_arena) << i;
+    small.push_back(s);
+  }
+  d.release_segment(big);
+  // Its span holds two blocks of half its size plus one slot each.
+  Segment* first = d.claim_segment(kHugeSlots / 2 + 1, 0, 0);
+  Segment* second = d.claim_segment(kHugeSlots / 2 + 1, 0, 0);
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(d.arena_of(addr(first)), huge_arena);
+  EXPECT_EQ(d.arena_of(addr(second)), huge_arena);
+
+  // With every other slot taken, one-slot segments do use the huge arena.
+  while (Segment* s = d.claim_segment(1, 0, 0)) {
+    small.push_back(s);
+    if (d.arena_of(addr(s)) == huge_arena) break;
+  }
+  EXPECT_EQ(d.arena_of(addr(small.back())), huge_arena);
+  for (Segment* s : small) d.release_segment(s);
+  d.release_segment(first);
+  d.release_segment(second);
+  std::free(huge_mem);
+}
