@@ -55,7 +55,8 @@ size_t walk_list(const Page& page, const Block* head, BlockSet& listed) {
 // "overflowed" blocks that were only freed (within a second on one core,
 // with another thread freeing this heap's blocks during the checks).
 // acquire: pairs with the release fence before the poison in Heap::free_checked.
-bool freed_meanwhile(const Page& page, const Block* b, uint64_t seen) {
+// (maybe_unused: ordinary builds discard its one call, in an if constexpr.)
+[[maybe_unused]] bool freed_meanwhile(const Page& page, const Block* b, uint64_t seen) {
   __atomic_thread_fence(__ATOMIC_ACQUIRE);
   return __atomic_load_n(page.canary_of(b), __ATOMIC_RELAXED) != seen;
 }
