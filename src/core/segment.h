@@ -103,10 +103,10 @@ struct Segment {
   static constexpr size_t page_color(uintptr_t a) {
     return ((a >> kSegmentShift) % kPageColors) * kPageColorStride;
   }
-  Page* pages() { return ptr<Page>(addr(this) + kSegmentFieldsSize + page_color(addr(this))); }
-  const Page* pages() const {
-    return ptr<const Page>(addr(this) + kSegmentFieldsSize + page_color(addr(this)));
-  }
+  // Where this segment's page headers start, from the segment.
+  size_t pages_offset() const { return kSegmentFieldsSize + page_color(addr(this)); }
+  Page* pages() { return ptr<Page>(addr(this) + pages_offset()); }
+  const Page* pages() const { return ptr<const Page>(addr(this) + pages_offset()); }
 
   Page* page_of(const void* p) {
     return ptr<Page>(addr(this) +
@@ -115,7 +115,7 @@ struct Segment {
   // After page_shift is set. (A huge block aligned to the next slot starts at
   // offset kSegmentSize, which masks to entry 0: pages[0], as for any huge block.)
   void fill_page_table() {
-    const size_t first = kSegmentFieldsSize + page_color(addr(this));
+    const size_t first = pages_offset();
     for (size_t i = 0; i < kSmallPagesPerSegment; ++i) {
       const size_t index = page_shift >= kSegmentShift ? 0 : (i << kSmallPageShift) >> page_shift;
       page_table[i] = uint16_t(first + index * sizeof(Page));
