@@ -13,6 +13,7 @@
 #include "platform/linux/os_heaps.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
+#include "platform/linux/region_heaps.h"
 #include "platform/linux/zero_blocks.h"
 
 namespace shardalloc::api {
@@ -127,6 +128,28 @@ SHARD_NOINLINE inline void process_free_checked(void* p, core::AllocKind kind, s
   platform::leave_call();
 }
 
+// A free of another heap's block, of a huge block or of a first-class heap's
+// block. A block of another heap of the process domain goes through the
+// thread's remote batch (core/remote_batch.h), in a call. The rest, and a
+// signal handler's free (h is g_process_busy, which leaves the batch alone),
+// take free_remote, which touches only lock-free shared state (and
+// free_foreign guards the heap cache), so it needs no call.
+SHARD_NOINLINE inline void process_free_remote(core::Heap* h, core::Segment* s, void* p) {
+  core::Domain* d = &platform::g_process_domain;
+  if (h == &platform::g_process_busy || s->cookie != d->cookie_of(s) ||
+      s->kind == core::SegmentKind::kHuge) {
+    return core::free_remote(d, s, p);
+  }
+  platform::enter_call();
+  // A thread that never allocated has not asked for its exit yet; the batch
+  // is pushed then.
+  if (h == &platform::g_process_placeholder && !platform::tl_heaps.exit_registered) {
+    platform::ensure_thread_exit();
+  }
+  core::free_remote_batched(s, p, platform::tl_thread.remote_batch);
+  platform::leave_call_to(h);
+}
+
 SHARD_INLINE void process_free(void* p) {
   // Null is not owned either (no arena starts at address 0), so one test
   // sends both to the cold path.
@@ -135,10 +158,8 @@ SHARD_INLINE void process_free(void* p) {
   core::Heap* h = platform::process_heap();
   core::Segment* s = core::segment_of(p);
   // Another heap's block, a huge block, or any block while the thread is in
-  // a call (a signal handler's free: h is g_process_busy, which owns no
-  // segment): free_remote touches only lock-free shared state (and
-  // free_foreign guards the heap cache), so it needs no call.
-  if (SHARD_UNLIKELY(s->heap != h)) return core::free_remote(&platform::g_process_domain, s, p);
+  // a call (a signal handler's free: h is g_process_busy, which owns no segment).
+  if (SHARD_UNLIKELY(s->heap != h)) return process_free_remote(h, s, p);
   platform::enter_call();
   core::Page* page = s->page_of(p);
   core::Block* b = static_cast<core::Block*>(p);

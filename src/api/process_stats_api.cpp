@@ -10,6 +10,7 @@
 #include "core/snapshot.h"
 #include "core/text_out.h"
 #include "platform/linux/heap_profile.h"
+#include "platform/linux/call_guard.h"
 #include "platform/linux/heap_snapshot.h"
 #include "platform/linux/process_heap.h"
 #include "shardalloc/shardalloc.h"
@@ -19,22 +20,26 @@ using namespace shardalloc;
 
 SHARD_EXPORT void shard_stats_get(shard_stats* out) {
   if (out == nullptr) return;
+  platform::push_own_remote_batch();
   api::fill_stats(platform::g_process_domain, out);
 }
 
 SHARD_EXPORT size_t shard_stats_json(char* buf, size_t len) {
   shard_stats s;
+  platform::push_own_remote_batch();
   api::fill_stats(platform::g_process_domain, &s);
   return shard_stats_to_json(&s, buf, len);
 }
 
 SHARD_EXPORT size_t shard_heap_snapshot(char* buf, size_t len) {
+  platform::push_own_remote_batch();
   core::TextOut out(buf, len);
   core::write_snapshot(out, platform::g_process_domain, "process", platform::process_id());
   return out.finish();
 }
 
 SHARD_EXPORT int shard_heap_snapshot_write(int fd) {
+  platform::push_own_remote_batch();
   return platform::write_snapshot_to_fd(platform::g_process_domain, "process", fd);
 }
 

@@ -6,6 +6,7 @@
 #include "core/hooks.h"
 #include "core/lockfree_stack.h"
 #include "core/owner_counter.h"
+#include "core/remote_batch.h"
 #include "core/step.h"
 
 namespace shardalloc::core {
@@ -304,20 +305,105 @@ SHARD_NOINLINE void free_remote_slow(Segment* s, Page* page, Block* b, const voi
   if (!push_remote(page, b, p, rule)) free_notifying(s, page, b, p);
 }
 
+// Pushes b like one remote free (p: the pointer freed).
+SHARD_INLINE void push_remote_block(Segment* s, Page* page, Block* b, const void* p) {
+  PlainPush rule;
+  if (SHARD_UNLIKELY(!push_remote(page, b, p, rule))) return free_remote_slow(s, page, b, p);
+}
+
+// The block p names on a page of a segment the caller does not own: our
+// pointers are block starts (checked without a division), or interior only
+// on pages that hand out aligned blocks; those round down to their block.
+SHARD_INLINE Block* remote_block_of(Page* page, void* p) {
+  if (!page->in_use) platform::fatal("free of a pointer that is not allocated", p);
+  Block* b = static_cast<Block*>(p);
+  if (SHARD_UNLIKELY(!page->is_block_start(p))) b = Heap::interior_block(page, p);
+  return b;
+}
+
+// Pushes the chain head..tail of page's blocks (linked by set_next) with one
+// CAS, as PlainPush pushes one block; false, having pushed nothing, when the
+// page is kFull or kSealed (those frees notify or count, one at a time).
+bool push_remote_chain(Page* page, Block* head, Block* tail) {
+  // relaxed: the CAS validates what we read.
+  uintptr_t raw = page->thread_free.load(std::memory_order_relaxed);
+  for (;;) {
+    const ThreadFreeWord seen(raw);
+    if (!PlainPush::accepts(seen)) return false;
+    page->set_next(tail, PlainPush::head(page, seen));
+    // release: as PlainPush, for every block of the chain; failure relaxed: the loop validates again.
+    if (page->thread_free.compare_exchange_weak(raw, PlainPush::next(page, seen, head).raw(),
+                                                PlainPush::kOrder, std::memory_order_relaxed)) {
+      return true;
+    }
+  }
+}
+
 }  // namespace
 
 void free_remote(Domain* d, Segment* s, void* p) {
   if (s->cookie != d->cookie_of(s)) return platform::free_foreign(d, s, p);
   if (s->kind == SegmentKind::kHuge) return free_huge(s, p);
   Page* page = s->page_of(p);
-  if (!page->in_use) platform::fatal("free of a pointer that is not allocated", p);
-  // Our pointers are block starts (checked without a division), or interior
-  // only on pages that hand out aligned blocks; those round down to their block.
-  Block* b = static_cast<Block*>(p);
-  if (SHARD_UNLIKELY(!page->is_block_start(p))) b = Heap::interior_block(page, p);
+  Block* b = remote_block_of(page, p);
   if constexpr (kChecked) disarm_canary(page, b, p);
-  PlainPush rule;
-  if (SHARD_UNLIKELY(!push_remote(page, b, p, rule))) return free_remote_slow(s, page, b, p);
+  push_remote_block(s, page, b, p);
+}
+
+namespace {
+
+// Pushes the chain and empties it.
+void flush_remote_chain(RemoteChain& chain) {
+  Page* const page = chain.page;
+  Block* b = chain.head;
+  Block* const tail = chain.tail;
+  chain = RemoteChain{};
+  if (SHARD_LIKELY(push_remote_chain(page, b, tail))) return;
+  // One block at a time, the first of which may notify. Until the last push
+  // the page keeps a live block of ours (counted in used, or in a sealed
+  // page's remaining), so it stays; after it we touch nothing of it.
+  Segment* const s = ptr<Segment>(align_down(addr(page), kSegmentSize));
+  for (;;) {
+    const bool last = b == tail;
+    Block* next = last ? nullptr : page->next_of(b);
+    push_remote_block(s, page, b, b);
+    if (last) return;
+    b = next;
+  }
+}
+
+}  // namespace
+
+void flush_remote_batch(RemoteBatch& batch) {
+  for (RemoteChain& chain : batch.chains) {
+    if (chain.page != nullptr) flush_remote_chain(chain);
+  }
+}
+
+void free_remote_batched(Segment* s, void* p, RemoteBatch& batch) {
+  SHARD_ASSERT(s->kind != SegmentKind::kHuge);
+  if constexpr (kChecked) return free_remote(s->domain, s, p);
+  Page* page = s->page_of(p);
+  Block* b = remote_block_of(page, p);
+  const size_t block_size = page->block_size;
+  if (block_size > kRemoteBatchBlockMax) return push_remote_block(s, page, b, p);
+  RemoteChain& chain = batch.chains[page->size_class];
+  if (page == chain.page) {
+    // An immediate double free: on top of our chain.
+    if (b == chain.head) platform::fatal("double free detected", p);
+    if (chain.count < kRemoteChainBlocks && (chain.count + 1) * block_size <= kRemoteChainBytes) {
+      page->set_next(b, chain.head);
+      chain.head = b;
+      ++chain.count;
+      return;
+    }
+  }
+  if (chain.page != nullptr) flush_remote_chain(chain);
+  // An immediate double free, as push_remote checks it.
+  if (page->remote_head(std::memory_order_relaxed) == b || page->peek_local_free() == b) {
+    platform::fatal("double free detected", p);
+  }
+  chain = RemoteChain{page, b, b, 1};
 }
 
 }  // namespace shardalloc::core

@@ -43,4 +43,14 @@ struct CallScope {
   CallScope& operator=(const CallScope&) = delete;
 };
 
+// Pushes the calling thread's remote batch (core/remote_batch.h), so that
+// what the thread reads of the process heap (statistics, snapshots) counts
+// its own frees. Not in a signal handler that interrupted a call (the batch
+// may be half linked) nor after the thread's exit destructor (it is empty).
+inline void push_own_remote_batch() {
+  if (in_call()) return;
+  CallScope call;
+  core::flush_remote_batch(tl_thread.remote_batch);
+}
+
 }  // namespace shardalloc::platform

@@ -2,6 +2,7 @@
 #pragma once
 #include "core/domain.h"
 #include "core/heap.h"
+#include "core/remote_batch.h"
 
 namespace shardalloc::platform {
 
@@ -23,8 +24,15 @@ struct ThreadState {
   core::Heap* process_heap = &g_process_placeholder;
   // The thread's heap in the process domain (the placeholder before its first allocation).
   core::Heap* own_heap = &g_process_placeholder;
+  // The thread's run of frees into one page of another heap
+  // (core/remote_batch.h); touched only in a call, pushed at thread exit.
+  core::RemoteBatch remote_batch;
 };
 extern constinit thread_local ThreadState tl_thread;
+
+// Makes the thread's exit run on_thread_exit (thread_heaps.cpp), which
+// gives its heaps back and pushes its remote batch.
+void ensure_thread_exit();
 
 inline core::Heap* process_heap() { return tl_thread.process_heap; }
 inline core::Heap* own_process_heap() { return tl_thread.own_heap; }

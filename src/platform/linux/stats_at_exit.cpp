@@ -4,6 +4,7 @@
 
 #include "core/config.h"
 #include "core/stats.h"
+#include "platform/linux/call_guard.h"
 #include "platform/linux/line_writer.h"
 #include "platform/linux/options.h"
 #include "platform/linux/process_heap.h"
@@ -30,6 +31,7 @@ void print_class_row(unsigned cls, const core::ClassStats& c) {
 }
 
 void print_stats() {
+  push_own_remote_batch();
   core::collect_stats(g_process_domain, &g_stats);
   const core::DomainStats& s = g_stats;
   LineWriter().text("shardalloc: statistics of the process heap").flush();

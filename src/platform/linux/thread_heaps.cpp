@@ -93,6 +93,8 @@ void on_thread_exit(void*) {
   // In a call: a signal handler's free meanwhile must not reorder the slots
   // behind the loop (it takes the interrupted path instead).
   CallScope call;
+  // Before the heaps: a block of the batch may be of a page of one of them.
+  core::flush_remote_batch(tl_thread.remote_batch);
   ThreadHeaps& t = tl_heaps;
   for (unsigned i = 0; i < kRegionSlots; ++i) give_back(t, i);
   core::Heap* h = tl_thread.own_heap;
@@ -199,6 +201,8 @@ SHARD_NOINLINE core::Heap* first_class_miss(core::Domain* d) {
 }
 
 }  // namespace
+
+void ensure_thread_exit() { register_thread_exit(); }
 
 core::Heap* current_heap(core::Domain* d) {
   // The domain used last sits in slot 0 (the process domain never has a slot).
