@@ -331,7 +331,8 @@ bool push_remote_chain(Page* page, Block* head, Block* tail) {
     const ThreadFreeWord seen(raw);
     if (!PlainPush::accepts(seen)) return false;
     page->set_next(tail, PlainPush::head(page, seen));
-    // release: as PlainPush, for every block of the chain; failure relaxed: the loop validates again.
+    // release: as PlainPush, for every block of the chain; failure relaxed: the loop validates
+    // again.
     if (page->thread_free.compare_exchange_weak(raw, PlainPush::next(page, seen, head).raw(),
                                                 PlainPush::kOrder, std::memory_order_relaxed)) {
       return true;
