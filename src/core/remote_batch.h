@@ -1,11 +1,11 @@
-// A thread's run of remote frees into one page, pushed with one CAS
-// (docs/protocols.md, "Remote-free batches").
+// A thread's runs of remote frees, one chain per size class, each pushed
+// with one CAS (docs/protocols.md, "Remote-free batches").
 //
-// A thread that frees many blocks of one page it does not own (a consumer
+// A thread that frees many blocks of a page it does not own (a consumer
 // freeing a producer's batch, a thread freeing what an exited thread left)
 // links them into a chain of its own, with no atomic operation, and pushes
-// the chain onto the page's thread_free list with one CAS when the next
-// remote free is for another page, when the chain is full, or when the
+// the chain onto the page's thread_free list with one CAS when a free of
+// another page of the same class comes, when the chain is full, or when the
 // thread exits. So a run of n such frees costs one CAS, and one transfer of
 // the page's free line between cores, where it cost n. Blocks in a chain are
 // still counted in their page's `used`: the page, and its segment, stay
