@@ -400,8 +400,12 @@ void free_remote_batched(Segment* s, void* p, RemoteBatch& batch) {
     }
   }
   if (chain.page != nullptr) flush_remote_chain(chain);
+  const ThreadFreeWord seen = page->load_thread_free(std::memory_order_relaxed);
+  // A sealed page (protocol 3) must see its last free when it is made: a
+  // chain would keep the page, every block freed into it and its segment.
+  if (seen.state() == NotifyState::kSealed) return push_remote_block(s, page, b, p);
   // An immediate double free, as push_remote checks it.
-  if (page->remote_head(std::memory_order_relaxed) == b || page->peek_local_free() == b) {
+  if (seen.any_head(page) == b || page->peek_local_free() == b) {
     platform::fatal("double free detected", p);
   }
   chain = RemoteChain{page, b, b, 1};

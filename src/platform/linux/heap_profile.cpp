@@ -411,6 +411,7 @@ void collect_own_heap() {
 
 __attribute__((destructor)) void write_at_exit() {
   if (!g_on || g_path == nullptr) return;
+  push_own_remote_batch();
   collect_own_heap();
   heap_profile_serve_request();  // a signal dump still pending: written before the exit profile
   char path[4096];
