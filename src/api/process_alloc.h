@@ -13,7 +13,6 @@
 #include "platform/linux/os_heaps.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
-#include "platform/linux/region_heaps.h"
 #include "platform/linux/zero_blocks.h"
 
 namespace shardalloc::api {
@@ -141,12 +140,13 @@ SHARD_NOINLINE inline void process_free_remote(core::Heap* h, core::Segment* s, 
     return core::free_remote(d, s, p);
   }
   platform::enter_call();
-  // A thread that never allocated has not asked for its exit yet; the batch
-  // is pushed then.
-  if (h == &platform::g_process_placeholder && !platform::tl_heaps.exit_registered) {
-    platform::ensure_thread_exit();
+  core::RemoteBatch* batch = platform::tl_thread.remote_batch;
+  if (SHARD_UNLIKELY(batch == nullptr)) batch = platform::first_remote_batch();
+  if (SHARD_LIKELY(batch != &platform::g_no_remote_batch)) {
+    core::free_remote_batched(s, p, *batch);
+  } else {
+    core::free_remote(d, s, p);
   }
-  core::free_remote_batched(s, p, platform::tl_thread.remote_batch);
   platform::leave_call_to(h);
 }
 

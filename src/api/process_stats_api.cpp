@@ -51,7 +51,11 @@ SHARD_EXPORT int shard_region_heap_snapshot_write(const shard_region* r, int fd)
   return platform::write_snapshot_to_fd(r->domain, "region", fd);
 }
 
-SHARD_EXPORT int shard_profile_write(int fd) { return platform::heap_profile_write(fd); }
+SHARD_EXPORT int shard_profile_write(int fd) {
+  platform::push_own_remote_batch();
+  return platform::heap_profile_write(fd);
+}
 SHARD_EXPORT int shard_profile_leaks_write(int fd) {
+  platform::push_own_remote_batch();
   return platform::heap_profile_write_leaks(fd);
 }

@@ -1,10 +1,10 @@
 // Review of the remote-free batches (protocol 10): what a chain holds back
-// beyond its own blocks. A chain that holds a block of a sealed page (a page
-// of an exited thread's heap) keeps that page from completing (protocol 3:
-// `remaining` never reaches 0), so every block pushed into the page before,
-// every other page of its segment and the segment stay, for as long as the
-// freeing thread does not free into another page of that class, exit or read
-// its own statistics. Other threads see them as live.
+// beyond its own blocks. A chain that held a block of a sealed page (a page
+// of an exited thread's heap) kept that page from completing (protocol 3:
+// `remaining` never reached 0), so every block pushed into the page before,
+// every other page of its segment and the segment stayed, for as long as the
+// freeing thread did not free into another page of that class, exit or read
+// its own statistics. Now a free into a sealed page is never chained.
 #include <gtest/gtest.h>
 
 #include <condition_variable>
@@ -18,7 +18,7 @@
 
 namespace {
 
-constexpr size_t kSizes[] = {16,  32,  48,  64,  80,   96,   112,  128,  160,  192,  224,  256,
+constexpr size_t kSizes[] = {16,  32,  48,  64,  80,  96,  112, 128,  160,  192,  224,  256,
                              320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048};
 constexpr int kPerClass = 2000;
 
@@ -34,8 +34,8 @@ shard_stats stats() {
 // waiting for a new thread or a sweep". A pool thread frees everything an
 // exited thread allocated, then waits for work; the process (here: the main
 // thread's statistics) should see the exited heap's pages and segments
-// back. Before the batches: exactly as before the allocation. With them: a
-// page (and its segment) per size class stays, with every block freed into it.
+// back, exactly as before the allocation. (The first version of the batches
+// kept a page, and its segment, per size class, with every block freed into it.)
 TEST(RemoteBatchReview, AbandonedPagesComeBackWhileTheFreeingThreadWaits) {
   if (shard_is_checked()) GTEST_SKIP() << "checked builds keep recent frees in a quarantine";
   const shard_stats before = stats();

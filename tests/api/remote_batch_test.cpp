@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -25,45 +26,57 @@ shard_class_stats class_stats() {
   return s.classes[shard_size_class(kSize)];
 }
 
-std::vector<void*> allocate_in_exited_thread() {
-  std::vector<void*> blocks;
-  std::thread([&] {
-    for (int i = 0; i < kBlocks; ++i) {
-      void* p = shard_malloc(kSize);
-      ASSERT_NE(p, nullptr);
-      blocks.push_back(p);
-    }
-  }).join();
-  return blocks;
-}
-
 bool checked_build() { return shard_is_checked() != 0; }
 
 }  // namespace
 
-// The exited thread's pages are sealed (protocol 3): the free of a page's
-// last block gives the page back. Its last frees wait in this thread's chain
-// until shard_stats_get pushes it.
-TEST(RemoteBatch, AThreadsOwnStatisticsCountTheFreesOfItsChain) {
+// An owner that stays until the frees are done, then exits: the frees went
+// into its pages while they were plain (so into chains); its exit seals them
+// (protocol 3), and a sealed page comes back at its last free, which waits in
+// the freeing thread's chain. `free_all` frees every block, then the owner
+// exits, then `after` runs (in the freeing thread, before it exits).
+template <class FreeAll>
+void free_while_owner_lives(FreeAll free_all) {
+  std::vector<void*> blocks(kBlocks);
+  std::atomic<int> stage{0};
+  std::thread owner([&] {
+    for (auto& p : blocks) p = shard_malloc(kSize);
+    stage.store(1);
+    while (stage.load() != 2) std::this_thread::yield();
+  });
+  while (stage.load() != 1) std::this_thread::yield();
+  free_all(blocks, [&] {
+    stage.store(2);
+    owner.join();
+  });
+}
+
+// The owner's pages come back when this thread reads its own statistics
+// (which push its chains), not later.
+TEST(RemoteBatch, AThreadsOwnStatisticsPushItsChains) {
   if (checked_build()) GTEST_SKIP() << "checked builds keep recent frees in a quarantine";
   const shard_class_stats before = class_stats();
-  std::vector<void*> blocks = allocate_in_exited_thread();
-  ASSERT_GT(class_stats().pages, before.pages);
-  for (void* p : blocks) shard_free(p);
+  free_while_owner_lives([](std::vector<void*>& blocks, auto owner_exits) {
+    for (void* p : blocks) shard_free(p);
+    owner_exits();
+  });
   const shard_class_stats after = class_stats();
   EXPECT_EQ(after.live_blocks, before.live_blocks);
   EXPECT_EQ(after.pages, before.pages);
 }
 
-// A thread that never allocated frees everything and exits: its exit pushes
-// its chain (it registers for its exit at its first remote free).
+// A thread that never allocated frees everything and exits after the owner:
+// its exit pushes its chains (it registers for its exit at its first remote
+// free), and the owner's sealed pages come back.
 TEST(RemoteBatch, AChainIsPushedWhenItsThreadExits) {
   if (checked_build()) GTEST_SKIP() << "checked builds keep recent frees in a quarantine";
   const shard_class_stats before = class_stats();
-  std::vector<void*> blocks = allocate_in_exited_thread();
-  std::thread([&] {
-    for (void* p : blocks) shard_free(p);
-  }).join();
+  free_while_owner_lives([](std::vector<void*>& blocks, auto owner_exits) {
+    std::thread([&] {
+      for (void* p : blocks) shard_free(p);
+      owner_exits();
+    }).join();
+  });
   const shard_class_stats after = class_stats();
   EXPECT_EQ(after.live_blocks, before.live_blocks);
   EXPECT_EQ(after.pages, before.pages);
@@ -102,12 +115,17 @@ TEST(RemoteBatchDeathTest, ABlockFreedTwiceOnTopOfAChainStopsTheProgram) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
       {
+        // The owner stays (its pages plain, not sealed: frees into them are chained).
         void* p = nullptr;
         void* q = nullptr;
+        std::atomic<bool> ready{false};
         std::thread([&] {
           p = shard_malloc(kSize);
           q = shard_malloc(kSize);
-        }).join();
+          ready.store(true);
+          for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+        }).detach();
+        while (!ready.load()) std::this_thread::yield();
         shard_free(q);
         shard_free(p);
         shard_free(p);

@@ -48,9 +48,9 @@ struct CallScope {
 // its own frees. Not in a signal handler that interrupted a call (the batch
 // may be half linked) nor after the thread's exit destructor (it is empty).
 inline void push_own_remote_batch() {
-  if (in_call()) return;
+  if (in_call() || tl_thread.remote_batch == nullptr) return;
   CallScope call;
-  core::flush_remote_batch(tl_thread.remote_batch);
+  core::flush_remote_batch(*tl_thread.remote_batch);
 }
 
 }  // namespace shardalloc::platform

@@ -3,6 +3,7 @@
 // at exit. The text and the walk behind it are the core's (core/snapshot.h).
 // Render with tools/shardalloc-heapmap.
 #include "platform/linux/heap_snapshot.h"
+#include "platform/linux/call_guard.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -43,6 +44,7 @@ __attribute__((destructor(101))) void snapshot_at_exit() {
   path[n] = '\0';
   const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return;
+  push_own_remote_batch();
   write_snapshot_to_fd(g_process_domain, "process", fd);
   close(fd);
 }

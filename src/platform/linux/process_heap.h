@@ -24,15 +24,19 @@ struct ThreadState {
   core::Heap* process_heap = &g_process_placeholder;
   // The thread's heap in the process domain (the placeholder before its first allocation).
   core::Heap* own_heap = &g_process_placeholder;
-  // The thread's run of frees into one page of another heap
-  // (core/remote_batch.h); touched only in a call, pushed at thread exit.
-  core::RemoteBatch remote_batch;
+  // The thread's chains of frees into other heaps' pages (core/remote_batch.h,
+  // a record of remote_batches.h): null until its first remote free; touched
+  // only in a call; pushed and given back at thread exit.
+  core::RemoteBatch* remote_batch = nullptr;
 };
 extern constinit thread_local ThreadState tl_thread;
 
-// Makes the thread's exit run on_thread_exit (thread_heaps.cpp), which
-// gives its heaps back and pushes its remote batch.
-void ensure_thread_exit();
+// In a call: claims a remote-batch record for the calling thread and makes
+// its exit push and give it back (thread_heaps.cpp); when none is free,
+// g_no_remote_batch, which the thread keeps (its remote frees are pushed one
+// at a time).
+core::RemoteBatch* first_remote_batch();
+extern constinit core::RemoteBatch g_no_remote_batch;
 
 inline core::Heap* process_heap() { return tl_thread.process_heap; }
 inline core::Heap* own_process_heap() { return tl_thread.own_heap; }

@@ -19,6 +19,7 @@
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
 #include "platform/linux/region_heaps.h"
+#include "platform/linux/remote_batches.h"
 
 namespace shardalloc::platform {
 
@@ -94,7 +95,12 @@ void on_thread_exit(void*) {
   // behind the loop (it takes the interrupted path instead).
   CallScope call;
   // Before the heaps: a block of the batch may be of a page of one of them.
-  core::flush_remote_batch(tl_thread.remote_batch);
+  core::RemoteBatch* batch = tl_thread.remote_batch;
+  tl_thread.remote_batch = nullptr;
+  if (batch != nullptr && batch != &g_no_remote_batch) {
+    core::flush_remote_batch(*batch);
+    release_remote_batch(batch);
+  }
   ThreadHeaps& t = tl_heaps;
   for (unsigned i = 0; i < kRegionSlots; ++i) give_back(t, i);
   core::Heap* h = tl_thread.own_heap;
@@ -202,7 +208,15 @@ SHARD_NOINLINE core::Heap* first_class_miss(core::Domain* d) {
 
 }  // namespace
 
-void ensure_thread_exit() { register_thread_exit(); }
+constinit core::RemoteBatch g_no_remote_batch{};
+
+core::RemoteBatch* first_remote_batch() {
+  core::RemoteBatch* batch = claim_remote_batch();
+  if (batch == nullptr) batch = &g_no_remote_batch;  // not claimed again by this thread
+  register_thread_exit();
+  tl_thread.remote_batch = batch;
+  return batch;
+}
 
 core::Heap* current_heap(core::Domain* d) {
   // The domain used last sits in slot 0 (the process domain never has a slot).
