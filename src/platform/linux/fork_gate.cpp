@@ -20,6 +20,8 @@
 #include "core/first_class.h"
 #include "core/hooks.h"
 #include "platform/linux/heap_profile.h"
+#include "platform/linux/process_heap.h"
+#include "platform/linux/remote_batches.h"
 
 namespace shardalloc::platform {
 namespace {
@@ -71,6 +73,8 @@ void after_fork_in_child() {
   core::FirstClassHeap::drop_pins_after_fork();
   // A profiler table lock held by a thread the child lacks.
   heap_profile_after_fork_in_child();
+  // Remote-batch records of threads the child lacks.
+  remote_batches_after_fork_in_child(tl_thread.remote_batch);
 }
 
 __attribute__((constructor)) void register_fork_handlers() {

@@ -42,4 +42,12 @@ void release_remote_batch(core::RemoteBatch* batch) {
   r->claimed.store(0, std::memory_order_release);
 }
 
+void remote_batches_after_fork_in_child(const core::RemoteBatch* keep) {
+  for (Record& r : g_records) {
+    if (&r.batch == keep) continue;
+    r.batch = core::RemoteBatch{};
+    r.claimed.store(0, std::memory_order_relaxed);  // relaxed: only this thread runs
+  }
+}
+
 }  // namespace shardalloc::platform

@@ -14,5 +14,10 @@ namespace shardalloc::platform {
 core::RemoteBatch* claim_remote_batch();
 // Gives back a record whose batch was pushed.
 void release_remote_batch(core::RemoteBatch* batch);
+// In a fork child: gives back every record but `keep` (the forking thread's,
+// or null), emptied unpushed: their threads are gone, and a chain may have
+// been cut half linked (appends are no fork step). Their blocks stay counted
+// as live, as the rest of those threads' heaps do.
+void remote_batches_after_fork_in_child(const core::RemoteBatch* keep);
 
 }  // namespace shardalloc::platform
