@@ -143,7 +143,7 @@ SHARD_NOINLINE inline void process_free_remote(core::Heap* h, core::Segment* s, 
   core::RemoteBatch* batch = platform::tl_thread.remote_batch;
   if (SHARD_UNLIKELY(batch == nullptr)) batch = platform::first_remote_batch();
   if (SHARD_LIKELY(batch != &platform::g_no_remote_batch)) {
-    core::free_remote_batched(s, p, *batch);
+    if (!core::append_remote_batched(s, p, *batch)) core::free_remote_batched(s, p, *batch);
   } else {
     core::free_remote(d, s, p);
   }

@@ -360,15 +360,17 @@ void flush_remote_chain(RemoteChain& chain) {
   Block* const tail = chain.tail;
   chain = RemoteChain{};
   if (SHARD_LIKELY(push_remote_chain(page, b, tail))) return;
-  // One block at a time, the first of which may notify. Until the last push
-  // the page keeps a live block of ours (counted in used, or in a sealed
-  // page's remaining), so it stays; after it we touch nothing of it.
+  // The page became full or sealed since the chain started. One block at a
+  // time, the first of which may notify, and the rest in one CAS again once
+  // the page takes it (a full page is kNotified after the first). Until the
+  // last push the page keeps a live block of ours (counted in used, or in a
+  // sealed page's remaining), so it stays; after it we touch nothing of it.
   Segment* const s = ptr<Segment>(align_down(addr(page), kSegmentSize));
   for (;;) {
     const bool last = b == tail;
     Block* next = last ? nullptr : page->next_of(b);
     push_remote_block(s, page, b, b);
-    if (last) return;
+    if (last || push_remote_chain(page, next, tail)) return;
     b = next;
   }
 }
@@ -392,7 +394,7 @@ void free_remote_batched(Segment* s, void* p, RemoteBatch& batch) {
   if (page == chain.page) {
     // An immediate double free: on top of our chain.
     if (b == chain.head) platform::fatal("double free detected", p);
-    if (chain.count < kRemoteChainBlocks && (chain.count + 1) * block_size <= kRemoteChainBytes) {
+    if (chain.count < chain.limit) {
       page->set_next(b, chain.head);
       chain.head = b;
       ++chain.count;
@@ -403,12 +405,15 @@ void free_remote_batched(Segment* s, void* p, RemoteBatch& batch) {
   const ThreadFreeWord seen = page->load_thread_free(std::memory_order_relaxed);
   // A sealed page (protocol 3) must see its last free when it is made: a
   // chain would keep the page, every block freed into it and its segment.
-  if (seen.state() == NotifyState::kSealed) return push_remote_block(s, page, b, p);
+  // A full page's first free notifies its owner at once (protocol 2); the
+  // frees after it chain into the page, kNotified then.
+  if (seen.raw() & ThreadFreeWord::kSlowBit) return push_remote_block(s, page, b, p);
   // An immediate double free, as push_remote checks it.
   if (seen.any_head(page) == b || page->peek_local_free() == b) {
     platform::fatal("double free detected", p);
   }
-  chain = RemoteChain{page, b, b, 1};
+  const uint32_t limit = uint32_t(kRemoteChainBytes / block_size);
+  chain = RemoteChain{page, b, b, 1, limit < kRemoteChainBlocks ? limit : kRemoteChainBlocks};
 }
 
 }  // namespace shardalloc::core

@@ -19,13 +19,13 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/bits.h"
 #include "core/block.h"
+#include "core/page.h"
+#include "core/segment.h"
 #include "core/size_class.h"
 
 namespace shardalloc::core {
-
-struct Page;
-struct Segment;
 
 // Blocks larger than this are pushed at once: a chain would hold one or two.
 inline constexpr size_t kRemoteBatchBlockMax = 2048;
@@ -42,6 +42,7 @@ struct RemoteChain {
   Block* head = nullptr;  // the latest block; linked to the next by Page::set_next
   Block* tail = nullptr;  // the first block; its link is set by the push
   uint32_t count = 0;
+  uint32_t limit = 0;  // blocks the chain may hold (kRemoteChainBlocks, kRemoteChainBytes)
 };
 
 struct RemoteBatch {
@@ -53,6 +54,27 @@ struct RemoteBatch {
 // foreign), but a block up to kRemoteBatchBlockMax waits in the chain of its
 // class; a block of another page of that class pushes the chain first.
 void free_remote_batched(Segment* s, void* p, RemoteBatch& batch);
+// The common case of free_remote_batched, inline: p is a block start of the
+// page its class's chain holds, not on top of it, and the chain has room:
+// links it in and returns true; else does nothing and returns false.
+SHARD_INLINE bool append_remote_batched(Segment* s, void* p, RemoteBatch& batch) {
+  if constexpr (kChecked) return false;
+  Page* page = s->page_of(p);
+  const unsigned cls = page->size_class;
+  if (cls >= kRemoteBatchClasses) return false;
+  RemoteChain& chain = batch.chains[cls];
+  Block* b = static_cast<Block*>(p);
+  // (A chain's page is in use: it holds blocks of the chain.)
+  if (page != chain.page || b == chain.head || chain.count >= chain.limit ||
+      !page->is_block_start(p)) {
+    return false;
+  }
+  page->set_next(b, chain.head);
+  chain.head = b;
+  ++chain.count;
+  return true;
+}
+
 // Pushes every chain of `batch` and empties it.
 void flush_remote_batch(RemoteBatch& batch);
 
