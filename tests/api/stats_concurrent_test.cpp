@@ -625,6 +625,17 @@ void churn_while_reading(Target& target, const std::vector<Probe>& probes) {
                          std::cref(churn.stop), std::ref(verdict));
   }
   std::this_thread::sleep_for(churn_time());
+  // And until every probe has run while the churn goes on: on a loaded
+  // machine (sanitizers, ctest -j2 next to another churn) the readers, one
+  // of them at idle priority, may not get round all probes in churn_time().
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  auto all_ran = [&] {
+    for (const auto& c : calls)
+      if (c.load(std::memory_order_relaxed) == 0) return false;
+    return true;
+  };
+  while (!all_ran() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   churn.stop = true;
   for (auto& t : threads) t.join();
   churn.drained = true;
