@@ -15,6 +15,7 @@
 
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"
+#include "support/test_support.h"
 
 namespace {
 
@@ -143,6 +144,9 @@ int child_batches() {
 
 TEST(RemoteBatchRev2, AForkChildGetsBackTheRecordsOfThreadsItLacks) {
   if (shard_is_checked()) GTEST_SKIP() << "checked builds do not batch";
+#if defined(SHARDTEST_TSAN)
+  GTEST_SKIP() << "TSan does not support starting threads in the child of a multi-threaded fork";
+#endif
   ASSERT_TRUE(fresh_thread_batches());
   ASSERT_EQ(child_batches(), 0) << "control: a child of a process without holders batches";
   RecordHolders holders(kRecords);
