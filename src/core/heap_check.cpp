@@ -143,9 +143,8 @@ size_t Heap::check() const {
   }
   for (size_t w = 0; w < kDirectSlots; ++w) {
     const Page* page = direct[w];
-    if (page != &g_empty_page &&
-        (!page->in_use || page->size_class != kDirectClass.cls[w] ||
-         ptr<const Segment>(align_down(addr(page), kSegmentSize))->heap != this)) {
+    if (page != &g_empty_page && (!page->in_use || page->size_class != kDirectClass.cls[w] ||
+                                  segment_of_page(page)->heap != this)) {
       corrupt("heap check: the direct table points at a wrong page, slot", &direct[w]);
     }
   }

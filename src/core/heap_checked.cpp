@@ -41,10 +41,6 @@ __attribute__((no_sanitize("thread"), noinline)) bool holds_pattern(uintptr_t fr
   return true;
 }
 
-const Segment* segment_of_page(const Page* page) {
-  return ptr<const Segment>(align_down(addr(page), kSegmentSize));
-}
-
 // Where the bytes a block's user data may not reach end: its trailer (page
 // blocks) or its end (huge blocks, whose trailer is elsewhere).
 uintptr_t data_end(const Page* page, const Block* b) {

@@ -67,7 +67,7 @@ void Heap::free_page(Page* page) {
   page->in_use = 0;
   page->free = nullptr;
   page->set_local_free(nullptr);
-  Segment* s = ptr<Segment>(align_down(addr(page), kSegmentSize));
+  Segment* s = segment_of_page(page);
   SHARD_ASSERT(s->heap == this && s->used_pages != 0);
   --s->used_pages;
   const bool shared = s->page_count > 1;  // small and medium segments hold several pages
@@ -365,7 +365,7 @@ void flush_remote_chain(RemoteChain& chain) {
   // the page takes it (a full page is kNotified after the first). Until the
   // last push the page keeps a live block of ours (counted in used, or in a
   // sealed page's remaining), so it stays; after it we touch nothing of it.
-  Segment* const s = ptr<Segment>(align_down(addr(page), kSegmentSize));
+  Segment* const s = segment_of_page(page);
   for (;;) {
     const bool last = b == tail;
     Block* next = last ? nullptr : page->next_of(b);

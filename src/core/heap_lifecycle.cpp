@@ -128,7 +128,7 @@ void Heap::reclaim_notified() {
     // segment goes back with it: then every page of the segment goes;
     // otherwise the page stays whole (its blocks on its free list, out of
     // the full queue), for the heap's next owner to allocate from at once.
-    Segment* s = ptr<Segment>(align_down(addr(page), kSegmentSize));
+    Segment* s = segment_of_page(page);
     if (segment_is_empty(s)) {
       // The pages first: the free of the last one releases the segment,
       // whose header we must not read after that.

@@ -166,4 +166,13 @@ SHARD_INLINE Segment* segment_of(const void* p) {
   return ptr<Segment>((addr(p) - 1) & ~kSegmentMask);
 }
 
+// The segment whose header holds the page header `page` (page headers sit
+// in their segment's first slot).
+SHARD_INLINE Segment* segment_of_page(Page* page) {
+  return ptr<Segment>(align_down(addr(page), kSegmentSize));
+}
+SHARD_INLINE const Segment* segment_of_page(const Page* page) {
+  return ptr<const Segment>(align_down(addr(page), kSegmentSize));
+}
+
 }  // namespace shardalloc::core
