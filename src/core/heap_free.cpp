@@ -394,12 +394,7 @@ void free_remote_batched(Segment* s, void* p, RemoteBatch& batch) {
   if (page == chain.page) {
     // An immediate double free: on top of our chain.
     if (b == chain.head) platform::fatal("double free detected", p);
-    if (chain.count < chain.limit) {
-      page->set_next(b, chain.head);
-      chain.head = b;
-      ++chain.count;
-      return;
-    }
+    if (chain.count < chain.limit) return chain.link(page, b);
   }
   if (chain.page != nullptr) flush_remote_chain(chain);
   const ThreadFreeWord seen = page->load_thread_free(std::memory_order_relaxed);

@@ -43,6 +43,14 @@ struct RemoteChain {
   Block* tail = nullptr;  // the first block; its link is set by the push
   uint32_t count = 0;
   uint32_t limit = 0;  // blocks the chain may hold (kRemoteChainBlocks, kRemoteChainBytes)
+
+  // b, a block of `on` (the chain's page), goes on top; the caller checked
+  // that it is not on top already and that there is room.
+  SHARD_INLINE void link(Page* on, Block* b) {
+    on->set_next(b, head);
+    head = b;
+    ++count;
+  }
 };
 
 struct RemoteBatch {
@@ -69,9 +77,7 @@ SHARD_INLINE bool append_remote_batched(Segment* s, void* p, RemoteBatch& batch)
       !page->is_block_start(p)) {
     return false;
   }
-  page->set_next(b, chain.head);
-  chain.head = b;
-  ++chain.count;
+  chain.link(page, b);
   return true;
 }
 
