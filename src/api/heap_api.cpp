@@ -7,6 +7,7 @@
 #include "api/call_guard.h"
 #include "api/export.h"
 #include "core/bits.h"
+#include "core/calloc_clear.h"
 #include "core/first_class.h"
 #include "core/heap.h"
 #include "core/hooks.h"
@@ -82,7 +83,7 @@ SHARD_EXPORT void* shard_heap_calloc(shard_heap* h, size_t count, size_t size) {
                         : fail(platform::Failure::kNoMemory);
   }
   void* p = heap_alloc(h, total, 0);
-  if (p != nullptr && !core::is_fresh_zero(p)) __builtin_memset(p, 0, total);
+  if (p != nullptr) core::calloc_clear(p, total);
   return p;
 }
 

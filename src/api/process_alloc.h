@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "core/bits.h"
+#include "core/calloc_clear.h"
 #include "core/heap.h"
 #include "core/hooks.h"
 #include "platform/linux/call_guard.h"
@@ -190,10 +191,13 @@ inline void* process_calloc(size_t count, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
   void* p = process_malloc(total);
-  // (A guarded sample is not in an arena: is_fresh_zero cannot look at it.)
-  if (p != nullptr && (!core::kChecked || total != 0) &&
-      !(platform::os_owns(p) && core::is_fresh_zero(p)))
+  if (p == nullptr || (core::kChecked && total == 0)) return p;
+  // (A guarded sample is not in an arena: calloc_clear cannot look at it.)
+  if (platform::os_owns(p)) {
+    core::calloc_clear(p, total);
+  } else {
     __builtin_memset(p, 0, total);
+  }
   return p;
 }
 

@@ -374,11 +374,4 @@ SHARD_INLINE void free_block(Heap* current, void* p) {
 // Bytes usable at p (p inside a live block of a segment), canary excluded.
 size_t usable_size(const void* p);
 
-// True when p, just allocated, is a huge block whose memory reads as zero
-// (lets calloc skip clearing fresh OS memory).
-inline bool is_fresh_zero(const void* p) {
-  const Segment* s = segment_of(p);
-  return s->kind == SegmentKind::kHuge && s->zeroed;
-}
-
 }  // namespace shardalloc::core

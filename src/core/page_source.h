@@ -35,6 +35,12 @@ struct PageSource {
   // freed huge block that its program touched sparsely be purged at once
   // (Domain::purge_sparse_huge). Null: unknown.
   size_t (*resident)(void* p, size_t bytes, size_t enough) = nullptr;
+  // Makes [p, p+bytes) (whole OS pages that read as zero) resident and
+  // writable at once where the source can; does nothing where it cannot (the
+  // pages read as zero either way). Lets calloc of a zeroed huge block take
+  // its pages in one call instead of a fault per page (calloc_clear). Null:
+  // not supported.
+  void (*populate)(void* p, size_t bytes) = nullptr;
 };
 
 }  // namespace shardalloc::core

@@ -107,6 +107,17 @@ size_t os_resident(void* p, size_t bytes, size_t enough) {
   return resident;
 }
 
+// MADV_POPULATE_WRITE (Linux 5.14): the kernel faults the pages in writable,
+// zeroed once, in one call. On an older kernel (EINVAL), or without the
+// memory (ENOMEM), the pages stay as they were: they read as zero anyway and
+// fault in when touched.
+void os_populate(void* p, size_t bytes) {
+#ifndef MADV_POPULATE_WRITE
+  constexpr int MADV_POPULATE_WRITE = 23;
+#endif
+  (void)madvise(p, bytes, MADV_POPULATE_WRITE);
+}
+
 uint64_t os_now_ms() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);

@@ -14,14 +14,15 @@ uint64_t os_now_ms();
 void os_protect(void* p, size_t bytes, bool accessible);
 void os_guard(void* p, size_t bytes, bool on);
 size_t os_resident(void* p, size_t bytes, size_t enough);
+void os_populate(void* p, size_t bytes);
 // Unmaps an arena os_reserve returned (destroy of a first-class heap): its
 // entries in g_os_arena_map go first, so a later free of a stale pointer into
 // it stops as "not allocated" instead of reading unmapped memory.
 void os_release(void* p, size_t bytes);
 
 // (guard: set by SHARDALLOC_HUGE_GUARDS=1, platform/linux/options.h.)
-inline constexpr core::PageSource kOsPageSource{&os_reserve, &os_purge, true,        &os_now_ms,
-                                                &os_protect, nullptr,   &os_resident};
+inline constexpr core::PageSource kOsPageSource{&os_reserve, &os_purge, true,         &os_now_ms,
+                                                &os_protect, nullptr,   &os_resident, &os_populate};
 
 // One byte per kOsArenaSize of the 47-bit user address space: non-zero where
 // an OS arena lies. Lets free() reject foreign pointers with one load.
