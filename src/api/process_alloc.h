@@ -59,6 +59,19 @@ SHARD_NOINLINE inline void* process_alloc_general(size_t size, size_t align) {
   return process_alloc_in_call(h, size, align);
 }
 
+// size <= kLargeBlockMax (no alignment, ordinary builds), in a call that h
+// entered, whose fast path found no block: the heap's slow path at once (the
+// general path would try the same fast path again first); leaves the call.
+// h is the heap the fast path read: the thread's own (maybe its placeholder,
+// which alloc_slow replaces), or g_process_busy in a signal handler.
+SHARD_NOINLINE inline void* process_alloc_missed(core::Heap* h, size_t size) {
+  if (SHARD_UNLIKELY(h == &platform::g_process_busy)) return interrupted_malloc(size, 0);
+  void* p = h->alloc_slow(size);
+  platform::leave_call();
+  if (SHARD_UNLIKELY(p == nullptr)) return fail_nomem();
+  return p;
+}
+
 // kDirectSizeMax < size <= kLargeBlockMax, in a call: a block of the first
 // page of its class's queue (the page the slow path keeps in front), else the
 // general path. Out of line, and size first (malloc has it in that register),
@@ -69,7 +82,7 @@ SHARD_NOINLINE inline void* process_alloc_queued(size_t size, core::Heap* h) {
     platform::leave_call_to(h);
     return b;
   }
-  return process_alloc_in_call(h, size, 0);
+  return process_alloc_missed(h, size);
 }
 
 SHARD_INLINE void* process_malloc(size_t size) {
@@ -87,6 +100,7 @@ SHARD_INLINE void* process_malloc(size_t size) {
       platform::leave_call_to(h);
       return b;
     }
+    return process_alloc_missed(h, size);
   } else {
     platform::enter_call();
     if (!core::kChecked && size <= core::kLargeBlockMax) return process_alloc_queued(size, h);

@@ -56,8 +56,12 @@ void Heap::set_direct(unsigned cls, Page* page) {
                (page->in_use && page->size_class == cls && !page->in_full_queue()));
   const size_t block = class_block_size(cls);
   if (block > kDirectSizeMax) return;
-  const size_t lo = cls == 1 ? 0 : direct_slot_of(class_block_size(cls - 1)) + 1;
   const size_t hi = direct_slot_of(block);
+  // The class's slots are only ever written together (here, or all slots at
+  // once): the last one tells them all. The slow path finds the page it had
+  // more often than not (collect refilled it).
+  if (direct[hi] == page) return;
+  const size_t lo = cls == 1 ? 0 : direct_slot_of(class_block_size(cls - 1)) + 1;
   for (size_t w = lo; w <= hi; ++w) direct[w] = page;
 }
 

@@ -32,8 +32,8 @@ bool kernel_populates() {
   void* m = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) return false;
   unsigned char resident = 0;
-  const bool ok = madvise(m, kPage, MADV_POPULATE_WRITE) == 0 && mincore(m, kPage, &resident) == 0 &&
-                  (resident & 1) != 0;
+  const bool ok = madvise(m, kPage, MADV_POPULATE_WRITE) == 0 &&
+                  mincore(m, kPage, &resident) == 0 && (resident & 1) != 0;
   munmap(m, kPage);
   return ok;
 }
