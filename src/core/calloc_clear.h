@@ -11,25 +11,25 @@
 namespace shardalloc::core {
 
 // calloc's zeroing of p, a block of `bytes` just allocated. A huge block on
-// slots that read as zero (fresh or purged) is not written. Up to
-// kCallocPopulateMax its whole pages are made resident at once
+// slots that read as zero (fresh or purged) is not written. Up to the
+// domain's calloc_populate_max (kDefaultCallocPopulateMax, 1 MiB, unless the
+// platform sets it) its whole pages are made resident at once
 // (PageSource::populate): a program that reads calloc'd memory before it
 // writes it would otherwise fault twice a page (the shared zero page, then a
 // copy on write, whose TLB flush interrupts every CPU the process runs on:
 // mstress, docs/benchmarks.md). Larger blocks stay untouched, so that a big
 // sparse table costs only the pages its program uses.
-inline constexpr size_t kCallocPopulateMax = size_t{4} << 20;
 inline void calloc_clear(void* p, size_t bytes) {
   const Segment* s = segment_of(p);
   if (s->kind != SegmentKind::kHuge || !s->zeroed) {
     __builtin_memset(p, 0, bytes);
     return;
   }
-  auto* populate = s->domain->source.populate;
+  const Domain* d = s->domain;
   const uintptr_t start = align_up(addr(p), kOsPage);
   const uintptr_t end = align_down(addr(p) + bytes, kOsPage);
-  if (populate != nullptr && bytes <= kCallocPopulateMax && start < end) {
-    populate(ptr(start), end - start);
+  if (d->source.populate != nullptr && bytes <= d->calloc_populate_max && start < end) {
+    d->source.populate(ptr(start), end - start);
   }
 }
 

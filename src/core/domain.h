@@ -19,6 +19,11 @@ struct DomainLife;
 // Released slots are purged (their pages given back to the OS) once they have
 // stayed free for one to two delays (see Arena::purge_tick).
 inline constexpr uint64_t kDefaultPurgeDelayMs = 100;
+// Zeroed huge blocks up to this size get their pages at once on calloc
+// (core/calloc_clear.h): above it a sparse table's untouched pages would cost
+// memory; below it faults of a read-then-write pattern cost more than the
+// pages a sparse user leaves untouched.
+inline constexpr size_t kDefaultCallocPopulateMax = size_t{1} << 20;
 // A purge tick keeps resident as many free slots as huge blocks claimed
 // since the previous tick (a program replacing large buffers reuses them
 // without page faults), but at most this fraction (a shift) of the slots in
@@ -61,6 +66,9 @@ struct Domain {
   std::atomic<uint64_t> purge_due_ms{0};  // when dirty slots get purged; 0: none pending
   std::atomic<uint64_t> sweep_due_ms{0};  // when abandoned heaps are next swept
   uint64_t purge_delay_ms = kDefaultPurgeDelayMs;
+  // calloc makes a zeroed huge block's pages resident at once (source.populate)
+  // when the block holds at most this many bytes (core/calloc_clear.h).
+  size_t calloc_populate_max = kDefaultCallocPopulateMax;
   // Allocation sampling for the heap profiler (docs/profiling.md): set by the
   // platform before other threads start (Linux: the process domain when
   // SHARDALLOC_PROFILE is set) or at run time (shard_guarded_set_rate, while

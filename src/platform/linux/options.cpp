@@ -58,6 +58,8 @@ __attribute__((constructor(101))) void read_options() {
   g_options.verbose = flag("SHARDALLOC_VERBOSE");
   number("SHARDALLOC_PURGE_DELAY_MS", &g_options.purge_delay_ms);
   g_process_domain.purge_delay_ms = g_options.purge_delay_ms;
+  number("SHARDALLOC_CALLOC_POPULATE_MAX", &g_options.calloc_populate_max);
+  g_process_domain.calloc_populate_max = g_options.calloc_populate_max;
   g_options.huge_guards = flag("SHARDALLOC_HUGE_GUARDS");
   uint64_t rate = 0;
   if (number("SHARDALLOC_GUARDED_RATE", &rate)) {
@@ -82,6 +84,8 @@ __attribute__((constructor(101))) void read_options() {
         .num(g_options.show_stats)
         .text(" verbose=1 purge_delay_ms=")
         .num(g_options.purge_delay_ms)
+        .text(" calloc_populate_max=")
+        .num(g_options.calloc_populate_max)
         .text(" huge_guards=")
         .num(g_options.huge_guards)
         .flush();

@@ -2,6 +2,8 @@
 //   SHARDALLOC_SHOW_STATS=1     print statistics of the process heap at exit
 //   SHARDALLOC_VERBOSE=1        print options at start and each new OS arena
 //   SHARDALLOC_PURGE_DELAY_MS=N purge released memory after N ms (0: at once; default 100)
+//   SHARDALLOC_CALLOC_POPULATE_MAX=N calloc of a huge block on fresh memory up to N bytes
+//                               takes its pages at once (default 1048576; 0: never)
 //   SHARDALLOC_HUGE_GUARDS=1    an inaccessible slot after every huge block up to 1 MiB
 //                               (two mprotect calls per such allocation; off by default)
 //   SHARDALLOC_GUARDED_RATE=N   guarded sampling, about one allocation per N bytes in a
@@ -17,12 +19,15 @@
 #pragma once
 #include <cstdint>
 
+#include "core/domain.h"
+
 namespace shardalloc::platform {
 
 struct Options {
   bool show_stats = false;
   bool verbose = false;
   uint64_t purge_delay_ms = 100;
+  uint64_t calloc_populate_max = core::kDefaultCallocPopulateMax;
   bool huge_guards = false;
   const char* profile_path = nullptr;  // docs/profiling.md
   uint64_t profile_rate = 0;           // 0: not set

@@ -44,6 +44,7 @@ core::FirstClassHeap* os_heap_new() {
   h->domain.source = kOsPageSource;
   if (options().huge_guards) h->domain.source.guard = &os_guard;
   h->domain.purge_delay_ms = options().purge_delay_ms;
+  h->domain.calloc_populate_max = options().calloc_populate_max;
   h->domain.ensure_secret(entropy() ^ core::addr(h));
   h->segment_readable = &segment_in_os_arena;
   h->release = &release_os_arenas;

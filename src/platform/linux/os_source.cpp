@@ -1,7 +1,10 @@
 #include "platform/linux/os_source.h"
 
 #include <sys/mman.h>
+
 #include <time.h>
+#include <atomic>
+#include <cerrno>
 
 #include "core/bits.h"
 #include "core/segment.h"
@@ -51,7 +54,13 @@ void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
 
 // madvise fails (EINVAL) on locked pages (mlock, mlockall, mlock2
 // MLOCK_ONFAULT), which keep their contents: the caller must not count them clean.
-bool os_purge(void* p, size_t bytes) { return madvise(p, bytes, MADV_DONTNEED) == 0; }
+// (Purges run inside malloc and free, which leave errno alone when they succeed.)
+bool os_purge(void* p, size_t bytes) {
+  const int saved = errno;
+  const bool purged = madvise(p, bytes, MADV_DONTNEED) == 0;
+  errno = saved;
+  return purged;
+}
 
 void os_release(void* p, size_t bytes) {
   const uintptr_t start = core::addr(p);
@@ -108,14 +117,22 @@ size_t os_resident(void* p, size_t bytes, size_t enough) {
 }
 
 // MADV_POPULATE_WRITE (Linux 5.14): the kernel faults the pages in writable,
-// zeroed once, in one call. On an older kernel (EINVAL), or without the
-// memory (ENOMEM), the pages stay as they were: they read as zero anyway and
-// fault in when touched.
+// zeroed once, in one call. On an older kernel (EINVAL: not asked again), or
+// without the memory (ENOMEM), the pages stay as they were: they read as zero
+// anyway and fault in when touched. calloc succeeds either way, so errno is
+// left as it was.
 void os_populate(void* p, size_t bytes) {
 #ifndef MADV_POPULATE_WRITE
   constexpr int MADV_POPULATE_WRITE = 23;
 #endif
-  (void)madvise(p, bytes, MADV_POPULATE_WRITE);
+  // relaxed: a hint; a thread that misses the store asks once more.
+  static std::atomic<bool> unsupported{false};
+  if (unsupported.load(std::memory_order_relaxed)) return;
+  const int saved = errno;
+  if (madvise(p, bytes, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
+    unsupported.store(true, std::memory_order_relaxed);
+  }
+  errno = saved;
 }
 
 uint64_t os_now_ms() {
