@@ -24,6 +24,7 @@
 
 #include "shardalloc/heap.h"
 #include "shardalloc/shardalloc.h"
+#include "support/resident_pages.h"
 #include "support/test_support.h"
 
 namespace {
@@ -64,16 +65,7 @@ bool thp_always() {
   return got && strstr(line, "[always]") != nullptr;
 }
 
-size_t resident_pages(const void* p, size_t bytes) {
-  const uintptr_t start = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{kPage - 1};
-  const uintptr_t end =
-      (reinterpret_cast<uintptr_t>(p) + bytes + kPage - 1) & ~uintptr_t{kPage - 1};
-  std::vector<unsigned char> vec((end - start) / kPage);
-  EXPECT_EQ(mincore(reinterpret_cast<void*>(start), end - start, vec.data()), 0);
-  size_t n = 0;
-  for (unsigned char v : vec) n += v & 1;
-  return n;
-}
+using shardtest::resident_pages;
 
 // Reads every page of p (checking zero), then writes every page; returns
 // the minor faults taken while doing so. (Under ASan and TSan the first

@@ -17,6 +17,7 @@
 
 #include "shardalloc/heap.h"
 #include "shardalloc/shardalloc.h"
+#include "support/resident_pages.h"
 
 namespace {
 
@@ -25,16 +26,7 @@ constexpr size_t kBlock = 16 * kMiB;  // 1/8: 2 MiB
 constexpr size_t kPage = 4096;
 constexpr int kRounds = 16;  // two sampling periods (kSparseCheckEvery = 8)
 
-size_t resident_pages(const void* p, size_t bytes) {
-  const uintptr_t start = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{kPage - 1};
-  const uintptr_t end =
-      (reinterpret_cast<uintptr_t>(p) + bytes + kPage - 1) & ~uintptr_t{kPage - 1};
-  std::vector<unsigned char> vec((end - start) / kPage);
-  EXPECT_EQ(mincore(reinterpret_cast<void*>(start), end - start, vec.data()), 0);
-  size_t n = 0;
-  for (unsigned char v : vec) n += v & 1;
-  return n;
-}
+using shardtest::resident_pages;
 
 size_t nonzero_bytes(const unsigned char* p, size_t n) {
   size_t count = 0;
