@@ -32,18 +32,17 @@ namespace {
 constexpr size_t kMiB = size_t{1} << 20;
 constexpr size_t kPage = 4096;
 
+constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE (older headers lack it)
+
 // MADV_POPULATE_WRITE arrived in Linux 5.14 (and qemu-user accepts it and
 // does nothing); without it calloc leaves the pages to fault in, as before,
 // and the fault tests have nothing to check.
 bool kernel_populates() {
-#ifndef MADV_POPULATE_WRITE
-  constexpr int MADV_POPULATE_WRITE = 23;
-#endif
   void* m = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) return false;
   unsigned char resident = 0;
-  const bool ok = madvise(m, kPage, MADV_POPULATE_WRITE) == 0 &&
-                  mincore(m, kPage, &resident) == 0 && (resident & 1) != 0;
+  const bool ok = madvise(m, kPage, kPopulateWrite) == 0 && mincore(m, kPage, &resident) == 0 &&
+                  (resident & 1) != 0;
   munmap(m, kPage);
   return ok;
 }
@@ -91,16 +90,22 @@ constexpr bool kSanitized = true;
 constexpr bool kSanitized = false;
 #endif
 
+// p, a block calloc just returned: resident whole, and (outside sanitizers)
+// read then written without a fault a page.
+void expect_taken_at_once(unsigned char* p) {
+  EXPECT_GE(resident_pages(p, kPopulated) * kPage, kPopulated - kPage);
+  if (!kSanitized) {
+    EXPECT_LT(faults_of_read_then_write(p, kPopulated), kFewFaults);
+  }
+}
+
 TEST(CallocPopulate, ProcessHeapBlockUpTo1MiBTakesNoFaultPerPage) {
   if (!kernel_populates()) GTEST_SKIP() << "the kernel has no MADV_POPULATE_WRITE";
   // Fresh slots or reused ones (then calloc writes the zeros itself): either
   // way the pages are resident when calloc returns.
   auto* p = static_cast<unsigned char*>(shard_calloc(1, kPopulated));
   ASSERT_NE(p, nullptr);
-  EXPECT_GE(resident_pages(p, kPopulated) * kPage, kPopulated - kPage);
-  if (!kSanitized) {
-    EXPECT_LT(faults_of_read_then_write(p, kPopulated), kFewFaults);
-  }
+  expect_taken_at_once(p);
   shard_free(p);
 }
 
@@ -111,10 +116,7 @@ TEST(CallocPopulate, FirstClassHeapBlockUpTo1MiBTakesNoFaultPerPage) {
   // A new heap's arena is fresh: this is the populate path, not a memset.
   auto* p = static_cast<unsigned char*>(shard_heap_calloc(h, 1, kPopulated));
   ASSERT_NE(p, nullptr);
-  EXPECT_GE(resident_pages(p, kPopulated) * kPage, kPopulated - kPage);
-  if (!kSanitized) {
-    EXPECT_LT(faults_of_read_then_write(p, kPopulated), kFewFaults);
-  }
+  expect_taken_at_once(p);
   shard_heap_destroy(h);
 }
 
@@ -172,7 +174,6 @@ TEST(CallocPopulate, SparseTablesAboveTheThresholdCostOnlyTouchedPages) {
 // madvise(MADV_POPULATE_WRITE) fails with EINVAL from now on, as on a
 // kernel before 5.14 or under a seccomp policy that allows only some advice.
 bool refuse_populate_write() {
-  constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE
   sock_filter filter[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 0, 3),

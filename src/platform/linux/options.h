@@ -26,7 +26,7 @@ namespace shardalloc::platform {
 struct Options {
   bool show_stats = false;
   bool verbose = false;
-  uint64_t purge_delay_ms = 100;
+  uint64_t purge_delay_ms = core::kDefaultPurgeDelayMs;
   uint64_t calloc_populate_max = core::kDefaultCallocPopulateMax;
   bool huge_guards = false;
   const char* profile_path = nullptr;  // docs/profiling.md
