@@ -65,6 +65,54 @@ void huge_pages(const Page* page, uintptr_t* from, uintptr_t* to) {
   *to = align_up(addr(page->area) + page->block_size, kOsPage);
 }
 
+// Calls f(slot) for the start of every slot in [from, to). The first OS page
+// of each is never made inaccessible: a concurrent statistics walk that
+// cannot read a span's header (being set up or released) steps to the next
+// slot and reads its header (core/heap_walk.h), which must stay mapped.
+template <class F>
+void for_each_slot_start(uintptr_t from, uintptr_t to, F f) {
+  for (uintptr_t slot = align_up(from, kSegmentSize); slot < to; slot += kSegmentSize) f(slot);
+}
+
+// Makes [from, to) inaccessible but for the first OS page of each slot in it.
+void protect_but_slot_starts(const Domain* d, uintptr_t from, uintptr_t to) {
+  uintptr_t gap = from;
+  for_each_slot_start(from, to, [&](uintptr_t slot) {
+    if (slot > gap) d->source.protect(ptr(gap), slot - gap, false);
+    gap = slot + kOsPage;
+  });
+  if (to > gap) d->source.protect(ptr(gap), to - gap, false);
+}
+
+// The bytes of a quarantined huge block that stay accessible (the first OS
+// page of each slot in it, above): poisoned at free, checked at eviction.
+template <class F>
+void for_each_readable_part(const Page* page, F f) {
+  uintptr_t from, to;
+  huge_pages(page, &from, &to);
+  const uintptr_t end = addr(page->area) + page->block_size;
+  for_each_slot_start(from, to, [&](uintptr_t slot) {
+    const uintptr_t part_end = slot + kOsPage < end ? slot + kOsPage : end;
+    if (slot < end) f(slot, part_end);
+  });
+}
+
+// Whether the accessible parts of a quarantined huge block still hold poison.
+bool huge_parts_hold_poison(const Page* page) {
+  bool intact = true;
+  for_each_readable_part(page, [&](uintptr_t from, uintptr_t to) {
+    intact = intact && holds_pattern(from, to, page->keys.poison_word());
+  });
+  return intact;
+}
+
+// Whether quarantined block b has not been written since its free: a page
+// block holds its poison, a huge block its poison where it is accessible.
+bool still_poisoned(const Page* page, const Block* b) {
+  if (!page->is_huge()) return holds_pattern(addr(b), data_end(page, b), page->keys.poison_word());
+  return segment_of_page(page)->domain->source.protect == nullptr || huge_parts_hold_poison(page);
+}
+
 // A free found the trailer in a state other than live: says which bug.
 [[noreturn]] void report_canary(const Page* page, const Block* b, uint64_t seen, const void* p) {
   if (seen == page->keys.canary_freed(addr(b)) || seen == page->keys.canary_quarantined(addr(b)) ||
@@ -246,17 +294,9 @@ void* Heap::alloc_huge_guarded(size_t size, size_t align) {
   const uintptr_t block = align_down(tail - size, a);
   const uintptr_t front = addr(s) + kOsPage;
   domain->source.protect(ptr(front), align_down(block, kOsPage) - front, false);
-  // The tail gap, but for the first OS page of each slot in it: a concurrent
-  // statistics walk that cannot read this span's header (being set up or
-  // released) steps to the next slot and reads its header (core/heap_walk.h),
-  // which must stay mapped. The page after the block is always in the gap.
-  uintptr_t gap = tail;
-  for (uintptr_t slot = align_up(tail, kSegmentSize); slot < addr(s->slot_end());
-       slot += kSegmentSize) {
-    domain->source.protect(ptr(gap), slot - gap, false);
-    gap = slot + kOsPage;
-  }
-  domain->source.protect(ptr(gap), addr(s->slot_end()) - gap, false);
+  // The tail gap, but for the first OS page of each slot in it
+  // (protect_but_slot_starts). The page after the block is always in the gap.
+  protect_but_slot_starts(domain, tail, addr(s->slot_end()));
   Page* page = &s->pages()[0];
   page->init(ptr<uint8_t>(block), tail - block, tail - block, 0, key_seed(page));
   page->capacity = 1;
@@ -290,9 +330,12 @@ void Heap::free_checked(void* p, AllocKind kind, size_t size) {
     platform::fatal("sized delete with a size other than the one allocated", p);
   }
   if (huge && domain->source.protect != nullptr) {
+    for_each_readable_part(page, [&](uintptr_t from, uintptr_t to) {
+      fill_pattern(from, to, page->keys.poison_word());
+    });
     uintptr_t from, to;
     huge_pages(page, &from, &to);
-    domain->source.protect(ptr(from), to - from, false);
+    protect_but_slot_starts(domain, from, to);
   } else if (!huge) {
     // release fence: the swap above is visible before the poison, so that a
     // heap check of the block's owner that finds poison where it expected
@@ -318,10 +361,10 @@ void Heap::evict_oldest() {
   Page* page = s->page_of(p);
   q.bytes -= page->block_size;
   // Huge blocks stay inaccessible until free_huge gives the whole span back
-  // (release_huge_guards); other blocks must still hold their poison.
+  // (release_huge_guards), but for the poisoned first page of each slot in
+  // them; other blocks must still hold their poison.
   const Block* b = s->kind == SegmentKind::kHuge ? static_cast<const Block*>(p) : page->block_of(p);
-  if (s->kind != SegmentKind::kHuge &&
-      !holds_pattern(addr(b), data_end(page, b), page->keys.poison_word())) {
+  if (!still_poisoned(page, b)) {
     platform::fatal("heap corruption: a freed block was written to (use after free), block", p);
   }
   // relaxed RMW: as in disarm_canary. Any other free of the block since it
@@ -351,9 +394,8 @@ size_t Heap::check_quarantine() const {
     void* p = q.slots[(q.first + i) % CheckedQuarantine::kSlots];
     Segment* s = segment_of(p);
     const Page* page = s->page_of(p);
-    if (s->kind == SegmentKind::kHuge) continue;  // inaccessible
-    const Block* b = page->block_of(p);
-    if (!holds_pattern(addr(b), data_end(page, b), page->keys.poison_word())) {
+    const Block* b = s->kind == SegmentKind::kHuge ? static_cast<const Block*>(p) : page->block_of(p);
+    if (!still_poisoned(page, b)) {
       platform::fatal("heap check: a freed block was written to (use after free), block", p);
     }
   }
