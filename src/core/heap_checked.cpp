@@ -394,7 +394,8 @@ size_t Heap::check_quarantine() const {
     void* p = q.slots[(q.first + i) % CheckedQuarantine::kSlots];
     Segment* s = segment_of(p);
     const Page* page = s->page_of(p);
-    const Block* b = s->kind == SegmentKind::kHuge ? static_cast<const Block*>(p) : page->block_of(p);
+    const Block* b =
+        s->kind == SegmentKind::kHuge ? static_cast<const Block*>(p) : page->block_of(p);
     if (!still_poisoned(page, b)) {
       platform::fatal("heap check: a freed block was written to (use after free), block", p);
     }
