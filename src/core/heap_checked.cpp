@@ -65,6 +65,8 @@ void huge_pages(const Page* page, uintptr_t* from, uintptr_t* to) {
   *to = align_up(addr(page->area) + page->block_size, kOsPage);
 }
 
+static_assert(kSegmentHeaderSize <= kOsPage, "a slot's first OS page holds its whole header");
+
 // Calls f(slot) for the start of every slot in [from, to). The first OS page
 // of each is never made inaccessible: a concurrent statistics walk that
 // cannot read a span's header (being set up or released) steps to the next
@@ -328,6 +330,15 @@ void Heap::free_checked(void* p, AllocKind kind, size_t size) {
   }
   if (size != SIZE_MAX && size != SizeRecord::size_of(rec, huge)) {
     platform::fatal("sized delete with a size other than the one allocated", p);
+  }
+  if (huge && page->block_size > CheckedQuarantine::kMaxBytes) {
+    // Larger than the quarantine's whole budget: freed at once. Made
+    // inaccessible it would cost two mappings a slot (the slot starts stay
+    // readable) and keep 1/128 of it resident: one free of a 16 GiB block
+    // used up vm.max_map_count (adversarial review). relaxed: as the
+    // exchange above; a racing free found `quarantined` and stopped.
+    __atomic_store_n(page->canary_of(b), page->keys.canary_evicted(addr(b)), __ATOMIC_RELAXED);
+    return free_block(this, p);
   }
   if (huge && domain->source.protect != nullptr) {
     for_each_readable_part(page, [&](uintptr_t from, uintptr_t to) {

@@ -240,10 +240,12 @@ void read_slot(const Domain& d, const HeapList* heaps, const Arena& a, size_t in
     fits = read_huge(*s, h, a, index, out);
   } else if (kind == SlotKind::kSmall || kind == SlotKind::kMedium || kind == SlotKind::kLarge) {
     // Remote-free lists lead into block memory, which (unlike headers) a
-    // domain that protects memory (checked mode's huge-block guards) may
-    // make inaccessible at any time: the slot can be released and claimed
-    // by a guarded huge block after the copy. There they are not followed.
-    fits = read_paged(*s, h, kind, heaps, d.source.protect == nullptr, out);
+    // domain that protects or guards memory (checked mode's huge-block
+    // guards, every build's guard slot) may make inaccessible at any time:
+    // the slot can be released and claimed by a huge block after the copy.
+    // There they are not followed.
+    const bool hides_memory = d.source.protect != nullptr || d.source.guard != nullptr;
+    fits = read_paged(*s, h, kind, heaps, !hides_memory, out);
   }
   if (!fits || !cookie_unchanged(*s, h.cookie)) reset(index, out);
 }

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -219,6 +220,56 @@ TEST(CheckedMode, AQuarantinedHugeBlockLeavesEverySlotHeaderReadable) {
   EXPECT_GE(slots, 6);
   EXPECT_FALSE(readable(block));
   EXPECT_FALSE(readable(block + size - 1));
+}
+
+// The same for a block aligned past a slot, which starts on a slot boundary:
+// its own first 4 KiB stay readable (poisoned), the rest does not.
+TEST(CheckedMode, AQuarantinedSlotAlignedHugeBlockLeavesItsSlotStartsReadable) {
+  const size_t size = 2 * MiB;
+  auto* block = static_cast<unsigned char*>(shard_malloc_aligned(size, MiB));
+  ASSERT_NE(block, nullptr);
+  ASSERT_EQ(reinterpret_cast<uintptr_t>(block) % kSlot, 0u);
+  std::memset(block, 0x41, size);
+  shard_free(block);
+  for (size_t offset = 0; offset < size; offset += kSlot) {
+    EXPECT_TRUE(readable(block + offset)) << offset;
+    EXPECT_FALSE(readable(block + offset + 4096)) << offset;
+  }
+  EXPECT_NE(block[10], 0x41);  // poison
+}
+
+// Lines of /proc/self/maps: the process's memory mappings.
+size_t mappings() {
+  FILE* f = std::fopen("/proc/self/maps", "r");
+  if (f == nullptr) std::abort();
+  size_t lines = 0;
+  for (int c; (c = std::fgetc(f)) != EOF;) lines += c == '\n';
+  std::fclose(f);
+  return lines;
+}
+
+// A huge block larger than the quarantine's budget (8 MiB) is freed at once:
+// quarantined, every slot of it would cost two mappings (its first page stays
+// readable), and one free of a 16 GiB block used up vm.max_map_count
+// (adversarial review).
+TEST(CheckedMode, AHugeBlockLargerThanTheQuarantineIsFreedAtOnce) {
+  const size_t size = 64 * MiB;
+  void* block = shard_malloc(size);
+  ASSERT_NE(block, nullptr);
+  const size_t before = mappings();
+  shard_free(block);
+  EXPECT_LT(mappings(), before + 8);  // quarantined: about 256 more
+  EXPECT_TRUE(readable(block));       // its slots are back in the arena
+}
+
+TEST(CheckedModeDeath, DoubleFreeOfAHugeBlockLargerThanTheQuarantine) {
+  EXPECT_SHARD_ABORT(
+      {
+        void* a = shard_malloc(16 * MiB);
+        shard_free(a);
+        shard_free(a);
+      },
+      CHECKED_FATAL("(double free detected|free of a pointer that is not allocated)"));
 }
 
 // Those readable pages hold poison, checked at eviction and by shard_check_heap.

@@ -1,6 +1,7 @@
 #include "platform/linux/os_source.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <time.h>
 #include <atomic>
@@ -81,7 +82,27 @@ void os_release(void* p, size_t bytes) {
   }
 }
 
+namespace {
+
+// Whether the kernel's pages are the core's kOsPage. Guards are cut at 4 KiB
+// boundaries; on a 16 or 64 KiB page kernel some of those calls would fail
+// (EINVAL) and others not, leaving inaccessible pieces behind a release.
+// There both hooks do nothing: no guard pages, consistently.
+bool pages_are_4k() {
+  // relaxed: every thread computes the same value; 0 means not yet known.
+  static std::atomic<long> page_size{0};
+  long size = page_size.load(std::memory_order_relaxed);
+  if (size == 0) {
+    size = sysconf(_SC_PAGESIZE);
+    page_size.store(size, std::memory_order_relaxed);
+  }
+  return size == long{core::kOsPage};
+}
+
+}  // namespace
+
 void os_protect(void* p, size_t bytes, bool accessible) {
+  if (!pages_are_4k()) return;
   if (accessible) {
     mprotect(p, bytes, PROT_READ | PROT_WRITE);
     return;
@@ -91,6 +112,7 @@ void os_protect(void* p, size_t bytes, bool accessible) {
 }
 
 void os_guard(void* p, size_t bytes, bool on) {
+  if (!pages_are_4k()) return;
   mprotect(p, bytes, on ? PROT_NONE : PROT_READ | PROT_WRITE);
 }
 
