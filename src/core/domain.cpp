@@ -174,6 +174,7 @@ Segment* Domain::claimed(Arena* a, size_t index, size_t slots) {
   s->arena = a;
   s->span_slots = slots;
   s->tail_guard = 0;
+  s->calloc_probe = 0;
   s->zeroed = source.fresh_is_zero && a->range_is_clean(index, slots);
   // relaxed: statistics.
   const size_t now = segments_claimed.fetch_add(slots, std::memory_order_relaxed) + slots;
@@ -238,26 +239,20 @@ bool Domain::purge_sparse_huge(Segment* s) {
 
 bool Domain::populates_by_density(Segment* s, size_t bytes) {
   if (bytes > kCallocPopulateAdaptiveMax || source.resident == nullptr) return false;
-  measure_calloc_probe(calloc_probe.load(std::memory_order_relaxed));
-  // relaxed (all): a heuristic; any value a racing thread left is a fair one.
+  // relaxed (both): a heuristic; any value a racing thread left is a fair one.
   if (calloc_density.load(std::memory_order_relaxed) >= kCallocDenseScore &&
       calloc_dense_callocs.fetch_add(1, std::memory_order_relaxed) % kCallocProbeEvery != 0) {
     return true;
   }
-  calloc_probe.store(probe_word(s), std::memory_order_relaxed);
+  s->calloc_probe = 1;
   return false;
 }
 
-void Domain::measure_calloc_probe(uintptr_t word) {
-  // relaxed: whoever takes the word measures it once; what it measures is
-  // arena memory, mapped whatever happened to the block since.
-  if (word == 0 || !calloc_probe.compare_exchange_strong(word, 0, std::memory_order_relaxed))
-    return;
-  const uintptr_t from = align_down(word, kSegmentSize) + kOsPage;
-  const size_t bytes = (word & (kSegmentSize - 1)) * kSegmentSize - kOsPage;
-  const size_t dense = bytes - (bytes >> 2);
-  const bool used_densely = source.resident(ptr(from), bytes, dense) >= dense;
-  // relaxed: as above; the CAS only keeps the score in its bounds.
+void Domain::note_calloc_probe(const Segment* s) {
+  const Page& page = s->pages()[0];
+  const size_t dense = page.block_size - (page.block_size >> 2);
+  const bool used_densely = source.resident(page.area, page.block_size, dense) >= dense;
+  // relaxed: a heuristic (see populates_by_density); the CAS only keeps the score in its bounds.
   int32_t score = calloc_density.load(std::memory_order_relaxed);
   int32_t next;
   do {

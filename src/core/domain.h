@@ -26,19 +26,16 @@ inline constexpr uint64_t kDefaultPurgeDelayMs = 100;
 inline constexpr size_t kDefaultCallocPopulateMax = size_t{1} << 20;
 // Larger zeroed huge blocks, up to kCallocPopulateAdaptiveMax, are populated
 // while the program uses them densely: calloc leaves one to faults as a
-// probe; the next such calloc, or the probe's free if that comes first,
-// counts its resident pages (Domain::measure_calloc_probe), and
+// probe, its free counts its resident pages (Domain::note_calloc_probe), and
 // calloc_density goes up by one for a probe at least 3/4 resident, down by
 // two for any other (a sparse table costs memory; a dense block only
 // faults), within +-kCallocDensityMax. From kCallocDenseScore on, calloc populates such blocks but
 // every kCallocProbeEvery-th, which stays a probe, so that a program turning to sparse tables turns
 // the population off after a few frees.
 inline constexpr size_t kCallocPopulateAdaptiveMax = size_t{16} << 20;
-inline constexpr int32_t kCallocDenseScore = 1;
+inline constexpr int32_t kCallocDenseScore = 2;
 inline constexpr int32_t kCallocDensityMax = 4;
 inline constexpr unsigned kCallocProbeEvery = 4;
-static_assert(kCallocPopulateAdaptiveMax / kSegmentSize + 8 < kSegmentSize,
-              "a probe's span fits the low bits of its segment's address (Domain::probe_word)");
 // A purge tick keeps resident as many free slots as huge blocks claimed
 // since the previous tick (a program replacing large buffers reuses them
 // without page faults), but at most this fraction (a shift) of the slots in
@@ -88,8 +85,6 @@ struct Domain {
   // and how many such callocs were populated or probed (pacing only).
   std::atomic<int32_t> calloc_density{0};
   std::atomic<uint32_t> calloc_dense_callocs{0};
-  // The last block calloc left to faults, not measured yet (probe_word); 0: none.
-  std::atomic<uintptr_t> calloc_probe{0};
   // Allocation sampling for the heap profiler (docs/profiling.md): set by the
   // platform before other threads start (Linux: the process domain when
   // SHARDALLOC_PROFILE is set) or at run time (shard_guarded_set_rate, while
@@ -176,16 +171,11 @@ struct Domain {
   // replacement (docs/benchmarks.md, "Sparsely touched huge blocks").
   bool purge_sparse_huge(Segment* s);
   // calloc of s, a zeroed huge block of `bytes` above calloc_populate_max:
-  // measures the waiting probe, then returns true when s is to be populated
-  // (kCallocPopulateAdaptiveMax); otherwise makes s the waiting probe.
+  // true when it is to be populated (kCallocPopulateAdaptiveMax); otherwise
+  // marks s a probe.
   bool populates_by_density(Segment* s, size_t bytes);
-  // The calloc_probe word of s (a huge segment of at most
-  // kCallocPopulateAdaptiveMax bytes: its span fits the low bits).
-  static uintptr_t probe_word(const Segment* s) { return addr(s) | s->span_slots; }
-  // Takes the waiting probe if it is still `word` and counts how much of its
-  // span is resident (calloc_density). The free of the probe's block calls
-  // it too, before its slots go back to the arena (and may be purged).
-  void measure_calloc_probe(uintptr_t word);
+  // The free of s, a probe: counts how much of its block became resident.
+  void note_calloc_probe(const Segment* s);
   // The arena check makes the header readable; the cookie tells a live
   // segment header from anything else (release_segment clears it before the
   // slot is released, and a slot that is not a segment's first never has one).

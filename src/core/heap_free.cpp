@@ -180,9 +180,7 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
                                                  std::memory_order_relaxed)) {
     platform::fatal("double free detected", p);
   }
-  // relaxed: a heuristic's hint (Domain::measure_calloc_probe takes it by CAS).
-  const uintptr_t probe = s->domain->calloc_probe.load(std::memory_order_relaxed);
-  if (SHARD_UNLIKELY(probe == Domain::probe_word(s))) s->domain->measure_calloc_probe(probe);
+  if (s->calloc_probe) s->domain->note_calloc_probe(s);
   if constexpr (kChecked) release_huge_guards(s);
   if (s->tail_guard) {
     // Accessible again (contents kept) before the slot goes back to the arena.

@@ -303,23 +303,14 @@ class CallocDensity : public ::testing::Test {
     }
     return populated_blocks;
   }
-  // Live blocks calloc'd one after another (none reused), each used densely
-  // or sparsely right after its calloc, all freed at the end: how many calloc
-  // populated.
-  static int populated_of_live(int count, bool densely, size_t bytes = kBlock) {
+  // Live blocks calloc'd one after another (none reused): how many were populated.
+  static int populated_of_live(int count, size_t bytes = kBlock) {
     std::vector<unsigned char*> live;
     int n = 0;
     for (int i = 0; i < count; ++i) {
-      auto* p = static_cast<unsigned char*>(shard_calloc(1, bytes));
-      EXPECT_NE(p, nullptr);
-      if (p == nullptr) break;
-      n += populated(p, bytes);
-      if (densely) {
-        for (size_t k = 0; k < bytes; k += kPage) p[k] = 1;
-      } else {
-        p[bytes / 2] = 1;
-      }
-      live.push_back(p);
+      live.push_back(static_cast<unsigned char*>(shard_calloc(1, bytes)));
+      EXPECT_NE(live.back(), nullptr);
+      if (live.back() != nullptr) n += populated(live.back(), bytes);
     }
     for (auto* p : live) shard_free(p);
     return n;
@@ -330,19 +321,12 @@ class CallocDensity : public ::testing::Test {
 };
 
 TEST_F(CallocDensity, DenseUseTurnsPopulationOnButForTheProbes) {
-  EXPECT_EQ(use_and_free(1, true), 0);  // a probe, used densely, measured at its free
+  EXPECT_EQ(use_and_free(2, true), 0);  // two probes, both used densely
   EXPECT_GE(domain().calloc_density.load(), shardalloc::core::kCallocDenseScore);
-  // 3 of 4 populated; every fourth stays a probe, measured at the next calloc.
-  const int populated_blocks = populated_of_live(8, true);
+  // 3 of 4 populated; every fourth stays a probe.
+  const int populated_blocks = populated_of_live(8);
   EXPECT_GE(populated_blocks, 5);
   EXPECT_LE(populated_blocks, 7);
-}
-
-// The probe is measured at the next calloc above the limit, so a program
-// that keeps its dense blocks turns population on as soon as its second.
-TEST_F(CallocDensity, LiveDenseBlocksTurnItOnAtTheNextCalloc) {
-  const int populated_blocks = populated_of_live(8, true);
-  EXPECT_GE(populated_blocks, 5);
 }
 
 TEST_F(CallocDensity, SparseUseTurnsItOffAgain) {
@@ -350,14 +334,14 @@ TEST_F(CallocDensity, SparseUseTurnsItOffAgain) {
   // Sparse probes (one in four of the blocks) bring the score down by two each.
   use_and_free(12, false);
   EXPECT_LT(domain().calloc_density.load(), shardalloc::core::kCallocDenseScore);
-  EXPECT_EQ(populated_of_live(8, false), 0);
+  EXPECT_EQ(populated_of_live(8), 0);
 }
 
 TEST_F(CallocDensity, NeverAboveTheAdaptiveLimit) {
   use_and_free(4, true);
   const size_t big = shardalloc::core::kCallocPopulateAdaptiveMax + kMiB;
-  EXPECT_EQ(populated_of_live(2, true, big), 0);
-  EXPECT_GE(populated_of_live(4, true), 2);  // still on below it
+  EXPECT_EQ(populated_of_live(2, big), 0);
+  EXPECT_GE(populated_of_live(4), 2);  // still on below it
 }
 
 // SHARDALLOC_CALLOC_POPULATE_MAX=0 means never, above the limit too.
@@ -365,22 +349,12 @@ TEST_F(CallocDensity, ALimitOfZeroTurnsItOff) {
   const size_t limit = domain().calloc_populate_max;
   domain().calloc_populate_max = 0;
   EXPECT_EQ(use_and_free(4, true), 0);
-  EXPECT_EQ(populated_of_live(4, true), 0);
+  EXPECT_EQ(populated_of_live(4), 0);
   domain().calloc_populate_max = limit;
 }
 
-// Sparse tables kept live stay lazy however many there are, as in
-// SparseTablesAboveTheThresholdCostOnlyTouchedPages; so do tables not used
-// yet when the next one is calloc'd.
-TEST_F(CallocDensity, LiveSparseTablesStayLazy) {
-  EXPECT_EQ(populated_of_live(32, false, 4 * kMiB), 0);
-  std::vector<unsigned char*> unused;
-  for (int i = 0; i < 8; ++i)
-    unused.push_back(static_cast<unsigned char*>(shard_calloc(1, kBlock)));
-  for (auto* p : unused) {
-    EXPECT_FALSE(populated(p, kBlock));
-    shard_free(p);
-  }
-}
+// Sparse tables that stay live teach nothing (no free): they stay lazy
+// however many there are, as in SparseTablesAboveTheThresholdCostOnlyTouchedPages.
+TEST_F(CallocDensity, LiveSparseTablesStayLazy) { EXPECT_EQ(populated_of_live(32, 4 * kMiB), 0); }
 
 }  // namespace
