@@ -31,9 +31,7 @@ inline void calloc_clear(void* p, size_t bytes) {
   const uintptr_t start = align_up(addr(p), kOsPage);
   const uintptr_t end = align_down(addr(p) + bytes, kOsPage);
   if (d->source.populate == nullptr || start >= end) return;
-  // (A limit of 0 turns both off: SHARDALLOC_CALLOC_POPULATE_MAX=0 means never.)
-  if (bytes <= d->calloc_populate_max ||
-      (d->calloc_populate_max != 0 && d->populates_by_density(s, bytes))) {
+  if (bytes <= d->calloc_populate_max || d->populates_by_density(s, bytes)) {
     d->source.populate(ptr(start), end - start);
   }
 }

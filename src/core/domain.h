@@ -29,12 +29,12 @@ inline constexpr size_t kDefaultCallocPopulateMax = size_t{1} << 20;
 // probe, its free counts its resident pages (Domain::note_calloc_probe), and
 // calloc_density goes up by one for a probe at least 3/4 resident, down by
 // two for any other (a sparse table costs memory; a dense block only
-// faults), within +-kCallocDensityMax. From kCallocDenseScore on, calloc populates such blocks but
-// every kCallocProbeEvery-th, which stays a probe, so that a program turning to sparse tables turns
-// the population off after a few frees.
+// faults). From kCallocDenseScore on, calloc populates such blocks but every
+// kCallocProbeEvery-th, which stays a probe, so that a program turning to
+// sparse tables turns the population off after a few frees.
 inline constexpr size_t kCallocPopulateAdaptiveMax = size_t{16} << 20;
 inline constexpr int32_t kCallocDenseScore = 2;
-inline constexpr int32_t kCallocDensityMax = 4;
+inline constexpr int32_t kCallocDensityMax = 8;
 inline constexpr unsigned kCallocProbeEvery = 4;
 // A purge tick keeps resident as many free slots as huge blocks claimed
 // since the previous tick (a program replacing large buffers reuses them

@@ -344,15 +344,6 @@ TEST_F(CallocDensity, NeverAboveTheAdaptiveLimit) {
   EXPECT_GE(populated_of_live(4), 2);  // still on below it
 }
 
-// SHARDALLOC_CALLOC_POPULATE_MAX=0 means never, above the limit too.
-TEST_F(CallocDensity, ALimitOfZeroTurnsItOff) {
-  const size_t limit = domain().calloc_populate_max;
-  domain().calloc_populate_max = 0;
-  EXPECT_EQ(use_and_free(4, true), 0);
-  EXPECT_EQ(populated_of_live(4), 0);
-  domain().calloc_populate_max = limit;
-}
-
 // Sparse tables that stay live teach nothing (no free): they stay lazy
 // however many there are, as in SparseTablesAboveTheThresholdCostOnlyTouchedPages.
 TEST_F(CallocDensity, LiveSparseTablesStayLazy) { EXPECT_EQ(populated_of_live(32, 4 * kMiB), 0); }
