@@ -18,20 +18,17 @@ namespace shardalloc::core {
 // writes it would otherwise fault twice a page (the shared zero page, then a
 // copy on write, whose TLB flush interrupts every CPU the process runs on:
 // mstress, docs/benchmarks.md). Larger blocks stay untouched, so that a big
-// sparse table costs only the pages its program uses, unless the program
-// used such blocks densely (up to kCallocPopulateAdaptiveMax:
-// Domain::populates_by_density).
+// sparse table costs only the pages its program uses.
 inline void calloc_clear(void* p, size_t bytes) {
-  Segment* s = segment_of(p);
+  const Segment* s = segment_of(p);
   if (s->kind != SegmentKind::kHuge || !s->zeroed) {
     __builtin_memset(p, 0, bytes);
     return;
   }
-  Domain* d = s->domain;
+  const Domain* d = s->domain;
   const uintptr_t start = align_up(addr(p), kOsPage);
   const uintptr_t end = align_down(addr(p) + bytes, kOsPage);
-  if (d->source.populate == nullptr || start >= end) return;
-  if (bytes <= d->calloc_populate_max || d->populates_by_density(s, bytes)) {
+  if (d->source.populate != nullptr && bytes <= d->calloc_populate_max && start < end) {
     d->source.populate(ptr(start), end - start);
   }
 }

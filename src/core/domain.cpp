@@ -174,7 +174,6 @@ Segment* Domain::claimed(Arena* a, size_t index, size_t slots) {
   s->arena = a;
   s->span_slots = slots;
   s->tail_guard = 0;
-  s->calloc_probe = 0;
   s->zeroed = source.fresh_is_zero && a->range_is_clean(index, slots);
   // relaxed: statistics.
   const size_t now = segments_claimed.fetch_add(slots, std::memory_order_relaxed) + slots;
@@ -235,31 +234,6 @@ bool Domain::purge_sparse_huge(Segment* s) {
   if (!source.purge(ptr(from), bytes)) return false;
   purged_bytes.fetch_add(bytes, std::memory_order_relaxed);  // relaxed: a statistic
   return true;
-}
-
-bool Domain::populates_by_density(Segment* s, size_t bytes) {
-  if (bytes > kCallocPopulateAdaptiveMax || source.resident == nullptr) return false;
-  // relaxed (both): a heuristic; any value a racing thread left is a fair one.
-  if (calloc_density.load(std::memory_order_relaxed) >= kCallocDenseScore &&
-      calloc_dense_callocs.fetch_add(1, std::memory_order_relaxed) % kCallocProbeEvery != 0) {
-    return true;
-  }
-  s->calloc_probe = 1;
-  return false;
-}
-
-void Domain::note_calloc_probe(const Segment* s) {
-  const Page& page = s->pages()[0];
-  const size_t dense = page.block_size - (page.block_size >> 2);
-  const bool used_densely = source.resident(page.area, page.block_size, dense) >= dense;
-  // relaxed: a heuristic (see populates_by_density); the CAS only keeps the score in its bounds.
-  int32_t score = calloc_density.load(std::memory_order_relaxed);
-  int32_t next;
-  do {
-    next = used_densely ? score + 1 : score - 2;
-    next = next > kCallocDensityMax ? kCallocDensityMax : next;
-    next = next < -kCallocDensityMax ? -kCallocDensityMax : next;
-  } while (!calloc_density.compare_exchange_weak(score, next, std::memory_order_relaxed));
 }
 
 void Domain::release_segment(Segment* s, bool purged) {

@@ -24,18 +24,6 @@ inline constexpr uint64_t kDefaultPurgeDelayMs = 100;
 // memory; below it faults of a read-then-write pattern cost more than the
 // pages a sparse user leaves untouched.
 inline constexpr size_t kDefaultCallocPopulateMax = size_t{1} << 20;
-// Larger zeroed huge blocks, up to kCallocPopulateAdaptiveMax, are populated
-// while the program uses them densely: calloc leaves one to faults as a
-// probe, its free counts its resident pages (Domain::note_calloc_probe), and
-// calloc_density goes up by one for a probe at least 3/4 resident, down by
-// two for any other (a sparse table costs memory; a dense block only
-// faults). From kCallocDenseScore on, calloc populates such blocks but every
-// kCallocProbeEvery-th, which stays a probe, so that a program turning to
-// sparse tables turns the population off after a few frees.
-inline constexpr size_t kCallocPopulateAdaptiveMax = size_t{16} << 20;
-inline constexpr int32_t kCallocDenseScore = 2;
-inline constexpr int32_t kCallocDensityMax = 8;
-inline constexpr unsigned kCallocProbeEvery = 4;
 // A purge tick keeps resident as many free slots as huge blocks claimed
 // since the previous tick (a program replacing large buffers reuses them
 // without page faults), but at most this fraction (a shift) of the slots in
@@ -81,10 +69,6 @@ struct Domain {
   // calloc makes a zeroed huge block's pages resident at once (source.populate)
   // when the block holds at most this many bytes (core/calloc_clear.h).
   size_t calloc_populate_max = kDefaultCallocPopulateMax;
-  // Above it: how densely the program used the probes (kCallocPopulateAdaptiveMax),
-  // and how many such callocs were populated or probed (pacing only).
-  std::atomic<int32_t> calloc_density{0};
-  std::atomic<uint32_t> calloc_dense_callocs{0};
   // Allocation sampling for the heap profiler (docs/profiling.md): set by the
   // platform before other threads start (Linux: the process domain when
   // SHARDALLOC_PROFILE is set) or at run time (shard_guarded_set_rate, while
@@ -170,12 +154,6 @@ struct Domain {
   // a program replacing sparsely written buffers grew by a page per
   // replacement (docs/benchmarks.md, "Sparsely touched huge blocks").
   bool purge_sparse_huge(Segment* s);
-  // calloc of s, a zeroed huge block of `bytes` above calloc_populate_max:
-  // true when it is to be populated (kCallocPopulateAdaptiveMax); otherwise
-  // marks s a probe.
-  bool populates_by_density(Segment* s, size_t bytes);
-  // The free of s, a probe: counts how much of its block became resident.
-  void note_calloc_probe(const Segment* s);
   // The arena check makes the header readable; the cookie tells a live
   // segment header from anything else (release_segment clears it before the
   // slot is released, and a slot that is not a segment's first never has one).

@@ -180,7 +180,6 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
                                                  std::memory_order_relaxed)) {
     platform::fatal("double free detected", p);
   }
-  if (s->calloc_probe) s->domain->note_calloc_probe(s);
   if constexpr (kChecked) release_huge_guards(s);
   if (s->tail_guard) {
     // Accessible again (contents kept) before the slot goes back to the arena.

@@ -90,9 +90,6 @@ struct Segment {
   uint16_t page_table[kSmallPagesPerSegment];
   Segment* next_partial;  // heap's list of small segments with a free page (owner)
   Segment* prev_partial;
-  // Huge: calloc left this zeroed block to page faults, and its free measures
-  // how much of it the program used (Domain::note_calloc_probe).
-  uint8_t calloc_probe;
   // The page headers: kSmallPagesPerSegment Pages at one of kPageColors
   // offsets in here, by the slot's address (page_color). At one fixed offset
   // the headers of every segment share the same few L1 sets (which a 4 KiB

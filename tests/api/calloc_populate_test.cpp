@@ -22,8 +22,6 @@
 #include <cstring>
 #include <vector>
 
-#include "core/domain.h"
-#include "platform/linux/process_heap.h"
 #include "shardalloc/heap.h"
 #include "shardalloc/shardalloc.h"
 #include "support/resident_pages.h"
@@ -252,100 +250,5 @@ TEST(CallocPopulate, EverySizeReadsZeroFreshAndReused) {
   }
   shard_heap_destroy(h);
 }
-
-// Above the threshold the process heap learns from the blocks calloc left to
-// faults (core/domain.h, kCallocPopulateAdaptiveMax): the domain's purge delay
-// is 0 here so that every block below lands on zeroed slots (a freed span
-// is purged at once), and its density score starts from 0.
-class CallocDensity : public ::testing::Test {
- protected:
-  static constexpr size_t kBlock = 2 * kMiB;
-  void SetUp() override {
-    if (thp_always()) GTEST_SKIP() << "transparent huge pages always on";
-    if (!kernel_populates()) GTEST_SKIP() << "the kernel has no MADV_POPULATE_WRITE";
-    // Checked builds quarantine freed huge blocks inaccessible (their pages
-    // dropped): a probe is measured late and finds nothing resident.
-    if (shard_is_checked()) GTEST_SKIP() << "checked build";
-    saved_delay_ = domain().purge_delay_ms;
-    domain().purge_delay_ms = 0;
-    // A release purges every dirty slot now, those earlier tests left too.
-    shard_free(shard_malloc(kBlock));
-    domain().calloc_density.store(0);
-  }
-  void TearDown() override {
-    if (!IsSkipped()) domain().purge_delay_ms = saved_delay_;
-  }
-  static shardalloc::core::Domain& domain() { return shardalloc::platform::g_process_domain; }
-  // A block calloc just returned: populated (nearly all of it resident) or
-  // left to faults (nearly none of it).
-  static bool populated(unsigned char* p, size_t bytes) {
-    const size_t resident = resident_pages(p, bytes) * kPage;
-    EXPECT_TRUE(resident >= bytes - 2 * kPage || resident <= 2 * kPage) << resident;
-    return resident >= bytes - 2 * kPage;
-  }
-  // Rounds of a program using its calloc'd blocks densely (every page
-  // written) or sparsely (one page), each block freed after use; returns how
-  // many of them calloc populated.
-  static int use_and_free(int rounds, bool densely, size_t bytes = kBlock) {
-    int populated_blocks = 0;
-    for (int i = 0; i < rounds; ++i) {
-      auto* p = static_cast<unsigned char*>(shard_calloc(1, bytes));
-      EXPECT_NE(p, nullptr);
-      if (p == nullptr) return populated_blocks;
-      populated_blocks += populated(p, bytes);
-      EXPECT_EQ(p[bytes / 2], 0);
-      if (densely) {
-        for (size_t k = 0; k < bytes; k += kPage) p[k] = 1;
-      } else {
-        p[bytes / 2] = 1;
-      }
-      shard_free(p);
-    }
-    return populated_blocks;
-  }
-  // Live blocks calloc'd one after another (none reused): how many were populated.
-  static int populated_of_live(int count, size_t bytes = kBlock) {
-    std::vector<unsigned char*> live;
-    int n = 0;
-    for (int i = 0; i < count; ++i) {
-      live.push_back(static_cast<unsigned char*>(shard_calloc(1, bytes)));
-      EXPECT_NE(live.back(), nullptr);
-      if (live.back() != nullptr) n += populated(live.back(), bytes);
-    }
-    for (auto* p : live) shard_free(p);
-    return n;
-  }
-
- private:
-  uint64_t saved_delay_ = 0;
-};
-
-TEST_F(CallocDensity, DenseUseTurnsPopulationOnButForTheProbes) {
-  EXPECT_EQ(use_and_free(2, true), 0);  // two probes, both used densely
-  EXPECT_GE(domain().calloc_density.load(), shardalloc::core::kCallocDenseScore);
-  // 3 of 4 populated; every fourth stays a probe.
-  const int populated_blocks = populated_of_live(8);
-  EXPECT_GE(populated_blocks, 5);
-  EXPECT_LE(populated_blocks, 7);
-}
-
-TEST_F(CallocDensity, SparseUseTurnsItOffAgain) {
-  use_and_free(3, true);
-  // Sparse probes (one in four of the blocks) bring the score down by two each.
-  use_and_free(12, false);
-  EXPECT_LT(domain().calloc_density.load(), shardalloc::core::kCallocDenseScore);
-  EXPECT_EQ(populated_of_live(8), 0);
-}
-
-TEST_F(CallocDensity, NeverAboveTheAdaptiveLimit) {
-  use_and_free(4, true);
-  const size_t big = shardalloc::core::kCallocPopulateAdaptiveMax + kMiB;
-  EXPECT_EQ(populated_of_live(2, big), 0);
-  EXPECT_GE(populated_of_live(4), 2);  // still on below it
-}
-
-// Sparse tables that stay live teach nothing (no free): they stay lazy
-// however many there are, as in SparseTablesAboveTheThresholdCostOnlyTouchedPages.
-TEST_F(CallocDensity, LiveSparseTablesStayLazy) { EXPECT_EQ(populated_of_live(32, 4 * kMiB), 0); }
 
 }  // namespace
