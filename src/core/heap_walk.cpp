@@ -239,12 +239,15 @@ void read_slot(const Domain& d, const HeapList* heaps, const Arena& a, size_t in
   if (kind == SlotKind::kHuge) {
     fits = read_huge(*s, h, a, index, out);
   } else if (kind == SlotKind::kSmall || kind == SlotKind::kMedium || kind == SlotKind::kLarge) {
-    // Remote-free lists lead into block memory, which (unlike headers) a
-    // domain that protects or guards memory (checked mode's huge-block
-    // guards, every build's guard slot) may make inaccessible at any time:
-    // the slot can be released and claimed by a huge block after the copy.
-    // There they are not followed.
-    const bool hides_memory = d.source.protect != nullptr || d.source.guard != nullptr;
+    // Remote-free lists lead into block memory, which (unlike headers) may
+    // become inaccessible at any time where the source protects or guards
+    // memory (checked mode's huge-block guards, the guard slot: the slot can
+    // be released and claimed by a huge block after the copy), or where the
+    // program may: a block on the list can be collected, handed out again
+    // and have its first page mprotected (adversarial review: SIGSEGV in
+    // 5 runs of 5). There they are not followed.
+    const bool hides_memory =
+        d.source.program_may_protect || d.source.protect != nullptr || d.source.guard != nullptr;
     fits = read_paged(*s, h, kind, heaps, !hides_memory, out);
   }
   if (!fits || !cookie_unchanged(*s, h.cookie)) reset(index, out);

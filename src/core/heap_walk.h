@@ -7,10 +7,10 @@
 //   - It reads only memory that stays mapped: the domain's arena and heap
 //     lists (push-only, never freed), arena headers and bitmaps, and the first
 //     kSegmentHeaderSize bytes of claimed slots, plus blocks of a page it has
-//     checked, except in a domain whose source protects or guards memory
-//     (checked mode's huge-block guards, the opt-in guard slot: they can make
-//     any block memory inaccessible once a slot is reclaimed; the walk then
-//     counts no remote frees). Arenas are
+//     checked, except in a domain whose source or program may make block
+//     memory inaccessible (checked mode's huge-block guards, the opt-in
+//     guard slot, a program's mprotect of OS memory: the walk then counts no
+//     remote frees). Arenas are
 //     never unmapped; a first-class heap's destroy, which
 //     unmaps its arenas, may not run while any call on that heap is in flight.
 //   - It never follows a pointer read from a segment header: the owning heap
@@ -44,9 +44,9 @@ struct PageView {
   unsigned size_class;  // 1 .. kClassCount - 1
   size_t block_size;    // from the class table
   uint32_t used;        // blocks handed out, remote frees not yet collected included (<= capacity)
-  uint32_t remote;      // blocks on its remote-free list (<= used); 0 in a domain whose
-                        // source protects or guards memory (checked builds'
-                        // OS domains, SHARDALLOC_HUGE_GUARDS=1)
+  uint32_t remote;      // blocks on its remote-free list (<= used); 0 in a domain
+                        // whose block memory may become inaccessible (OS memory:
+                        // the process heap, OS first-class heaps)
   uint32_t capacity;    // blocks whose free list was built (<= reserved)
   uint32_t reserved;    // blocks the page holds
   bool full;            // in its heap's full queue

@@ -41,6 +41,11 @@ struct PageSource {
   // its pages in one call instead of a fault per page (calloc_clear). Null:
   // not supported.
   void (*populate)(void* p, size_t bytes) = nullptr;
+  // The program may make memory it was given inaccessible (mprotect of a
+  // page inside a malloc'd block: the guard page of a coroutine stack), so a
+  // concurrent statistics walk reads no block memory (core/heap_walk.h). OS
+  // memory: true. A kernel's regions: false.
+  bool program_may_protect = false;
 };
 
 }  // namespace shardalloc::core

@@ -22,11 +22,16 @@ void os_populate(void* p, size_t bytes);
 void os_release(void* p, size_t bytes);
 
 // (guard: set by SHARDALLOC_HUGE_GUARDS=1, platform/linux/options.h.)
-// protect: checked builds only, the one user; elsewhere it would only keep
-// statistics walks from counting remote frees (core/heap_walk.h).
-inline constexpr core::PageSource kOsPageSource{
-    &os_reserve, &os_purge,    true,        &os_now_ms, core::kChecked ? &os_protect : nullptr,
-    nullptr,     &os_resident, &os_populate};
+// protect: checked builds only, its one user.
+inline constexpr core::PageSource kOsPageSource{&os_reserve,
+                                                &os_purge,
+                                                true,
+                                                &os_now_ms,
+                                                core::kChecked ? &os_protect : nullptr,
+                                                nullptr,
+                                                &os_resident,
+                                                &os_populate,
+                                                /*program_may_protect=*/true};
 
 // One byte per kOsArenaSize of the 47-bit user address space: non-zero where
 // an OS arena lies. Lets free() reject foreign pointers with one load.
