@@ -37,6 +37,13 @@ SHARD_NOINLINE inline void* interrupted_malloc(size_t size, size_t align) {
   return p;
 }
 
+// Leaves the call with p, an allocation's result (null: ENOMEM).
+SHARD_INLINE void* leave_call_with(void* p) {
+  platform::leave_call();
+  if (SHARD_UNLIKELY(p == nullptr)) return fail_nomem();
+  return p;
+}
+
 // Runs in a call that h (the heap the fast path read) entered; leaves it.
 // h == g_process_busy: the call is a signal handler's that interrupted one.
 SHARD_NOINLINE inline void* process_alloc_in_call(core::Heap* h, size_t size, size_t align) {
@@ -46,9 +53,7 @@ SHARD_NOINLINE inline void* process_alloc_in_call(core::Heap* h, size_t size, si
   if (SHARD_LIKELY(size <= core::kMaxRequest && align <= core::kMaxRequest)) {
     p = align <= core::kMinAlign ? h->alloc(size) : h->alloc_aligned(size, align);
   }
-  platform::leave_call();
-  if (SHARD_UNLIKELY(p == nullptr)) return fail_nomem();
-  return p;
+  return leave_call_with(p);
 }
 
 // Every allocation but a direct-size block popped from its page: out of line,
@@ -66,10 +71,7 @@ SHARD_NOINLINE inline void* process_alloc_general(size_t size, size_t align) {
 // which alloc_slow replaces), or g_process_busy in a signal handler.
 SHARD_NOINLINE inline void* process_alloc_missed(core::Heap* h, size_t size) {
   if (SHARD_UNLIKELY(h == &platform::g_process_busy)) return interrupted_malloc(size, 0);
-  void* p = h->alloc_slow(size);
-  platform::leave_call();
-  if (SHARD_UNLIKELY(p == nullptr)) return fail_nomem();
-  return p;
+  return leave_call_with(h->alloc_slow(size));
 }
 
 // kDirectSizeMax < size <= kLargeBlockMax, in a call: a block of the first

@@ -183,6 +183,11 @@ TEST(CheckedModeDeath, WriteAfterFreeIsCaughtByCheckHeap) {
 // The arena slot (core/config.h: kSegmentSize); a huge block spans several.
 constexpr size_t kSlot = 512 * KiB;
 
+// The first slot boundary at or after p.
+uintptr_t first_slot_start(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) + kSlot - 1) & ~(kSlot - 1);
+}
+
 // Whether the byte at p can be read (the kernel copies it into a pipe, or
 // fails with EFAULT), without a fault in this process.
 bool readable(const void* p) {
@@ -206,7 +211,7 @@ TEST(CheckedMode, AQuarantinedHugeBlockLeavesEverySlotHeaderReadable) {
   auto* block = static_cast<unsigned char*>(shard_malloc(size));
   ASSERT_NE(block, nullptr);
   std::memset(block, 0x41, size);
-  const uintptr_t first = (reinterpret_cast<uintptr_t>(block) + kSlot - 1) & ~(kSlot - 1);
+  const uintptr_t first = first_slot_start(block);
   const uintptr_t end = reinterpret_cast<uintptr_t>(block) + size;
   shard_free(block);  // the newest block in the quarantine stays there
   int slots = 0;
@@ -277,7 +282,7 @@ TEST(CheckedModeDeath, WriteAfterFreeToAHugeBlocksReadablePageIsCaughtByCheckHea
   EXPECT_SHARD_ABORT(
       {
         auto* block = static_cast<unsigned char*>(shard_malloc(2 * MiB));
-        const uintptr_t slot = (reinterpret_cast<uintptr_t>(block) + kSlot - 1) & ~(kSlot - 1);
+        const uintptr_t slot = first_slot_start(block);
         shard_free(block);
         reinterpret_cast<unsigned char*>(slot)[100] ^= 1;  // a use after free
         shard_check_heap();
@@ -289,7 +294,7 @@ TEST(CheckedModeDeath, WriteAfterFreeToAHugeBlocksReadablePageIsCaughtAtEviction
   EXPECT_SHARD_ABORT(
       {
         auto* block = static_cast<unsigned char*>(shard_malloc(2 * MiB));
-        const uintptr_t slot = (reinterpret_cast<uintptr_t>(block) + kSlot - 1) & ~(kSlot - 1);
+        const uintptr_t slot = first_slot_start(block);
         shard_free(block);
         reinterpret_cast<unsigned char*>(slot)[4000] = 0;  // a use after free
         // Further huge frees push the victim out of the quarantine.

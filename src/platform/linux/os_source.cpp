@@ -53,14 +53,23 @@ void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
   return core::ptr(aligned);
 }
 
+namespace {
+
+// Keeps errno as it was for its scope: the advice calls run inside malloc,
+// free and calloc, which leave errno alone when they succeed, as they do
+// whether or not the kernel takes the advice.
+struct ErrnoKept {
+  int saved = errno;
+  ~ErrnoKept() { errno = saved; }
+};
+
+}  // namespace
+
 // madvise fails (EINVAL) on locked pages (mlock, mlockall, mlock2
 // MLOCK_ONFAULT), which keep their contents: the caller must not count them clean.
-// (Purges run inside malloc and free, which leave errno alone when they succeed.)
 bool os_purge(void* p, size_t bytes) {
-  const int saved = errno;
-  const bool purged = madvise(p, bytes, MADV_DONTNEED) == 0;
-  errno = saved;
-  return purged;
+  const ErrnoKept kept;
+  return madvise(p, bytes, MADV_DONTNEED) == 0;
 }
 
 void os_release(void* p, size_t bytes) {
@@ -150,11 +159,10 @@ void os_populate(void* p, size_t bytes) {
   // relaxed: a hint; a thread that misses the store asks once more.
   static std::atomic<bool> unsupported{false};
   if (unsupported.load(std::memory_order_relaxed)) return;
-  const int saved = errno;
+  const ErrnoKept kept;
   if (madvise(p, bytes, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) {
     unsupported.store(true, std::memory_order_relaxed);
   }
-  errno = saved;
 }
 
 uint64_t os_now_ms() {
