@@ -110,9 +110,12 @@ Segment* Heap::claim_owned_segment(const PageGeometry& g) {
   s->next_partial = s->prev_partial = nullptr;
   s->in_partial_list = 0;
   // used = 0 too: the header may hold a former huge block's data, and the
-  // local free fast path trusts used == 0 to reject a page not in use.
+  // local free fast path trusts used == 0 to reject a page not in use. Only
+  // the segment's own pages: page_of maps no address past page_count, and
+  // every reader of the headers stops there (a large segment then writes 2
+  // lines here, not 16: mixed-sizes claims one per batch).
   Page* pages = s->pages();
-  for (size_t i = 0; i < kSmallPagesPerSegment; ++i) {
+  for (size_t i = 0; i < g.count; ++i) {
     pages[i].in_use = 0;
     pages[i].used = 0;
     pages[i].free_since = 0;
