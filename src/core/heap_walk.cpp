@@ -227,7 +227,7 @@ int64_t HeapList::index_of(const void* candidate, const Heap** found) const {
 }
 
 void read_slot(const Domain& d, const HeapList* heaps, const Arena& a, size_t index,
-               SlotView* out) {
+               RemoteLists remote, SlotView* out) {
   reset(index, out);
   const auto* s = ptr<const Segment>(a.slot_addr(index));
   HeaderCopy h;
@@ -248,7 +248,7 @@ void read_slot(const Domain& d, const HeapList* heaps, const Arena& a, size_t in
     // 5 runs of 5). There they are not followed.
     const bool hides_memory =
         d.source.program_may_protect || d.source.protect != nullptr || d.source.guard != nullptr;
-    fits = read_paged(*s, h, kind, heaps, !hides_memory, out);
+    fits = read_paged(*s, h, kind, heaps, remote == RemoteLists::kCount && !hides_memory, out);
   }
   if (!fits || !cookie_unchanged(*s, h.cookie)) reset(index, out);
 }

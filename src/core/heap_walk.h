@@ -100,10 +100,17 @@ class HeapList {
   const Heap* first_;
 };
 
+// Whether a walk follows pages' remote-free lists into block memory to count
+// them (PageView::remote). Snapshots do (where the domain allows it: see
+// read_slot); statistics report no such count, so they stay on headers and a
+// walk costs them a few loads per page, however many frees are pending.
+enum class RemoteLists : uint8_t { kSkip, kCount };
+
 // Copies, checks and clamps the claimed slot `index` of arena a, a published
 // arena of d. heaps: where to look up the owner of a paged segment; null
 // leaves heap at -1 (statistics need no owner).
-void read_slot(const Domain& d, const HeapList* heaps, const Arena& a, size_t index, SlotView* out);
+void read_slot(const Domain& d, const HeapList* heaps, const Arena& a, size_t index,
+               RemoteLists remote, SlotView* out);
 
 // Every arena of d in list order, each slot in address order:
 //   visitor.arena(arena) for each arena, then for its slots
@@ -111,7 +118,7 @@ void read_slot(const Domain& d, const HeapList* heaps, const Arena& a, size_t in
 //   visitor.slot(arena, slot) for each claimed slot (a huge block: its span).
 // Every slot of every arena is in exactly one run or span.
 template <class Visitor>
-void walk_arenas(const Domain& d, const HeapList* heaps, Visitor& visitor) {
+void walk_arenas(const Domain& d, const HeapList* heaps, RemoteLists remote, Visitor& visitor) {
   uint64_t id = 0;
   // acquire: arena headers and bitmaps are written before their release publication (protocol 6).
   for (const Arena* a = d.arenas.load(std::memory_order_acquire); a != nullptr; a = a->next, ++id) {
@@ -127,7 +134,7 @@ void walk_arenas(const Domain& d, const HeapList* heaps, Visitor& visitor) {
         continue;
       }
       SlotView slot;
-      read_slot(d, heaps, *a, i, &slot);
+      read_slot(d, heaps, *a, i, remote, &slot);
       visitor.slot(arena, slot);
       i += slot.span;
     }

@@ -111,7 +111,7 @@ void write_snapshot(TextOut& out, const Domain& d, const char* domain_name, uint
   const HeapList heaps(d);
   const uint64_t heap_count = write_heaps(out, heaps);
   SlotWriter slots(out);
-  walk_arenas(d, &heaps, slots);
+  walk_arenas(d, &heaps, RemoteLists::kCount, slots);
   out.text("end")
       .field("heaps", heap_count)
       .field("arenas", slots.arenas())

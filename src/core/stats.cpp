@@ -52,7 +52,7 @@ void collect_stats(const Domain& d, DomainStats* out) {
   *out = DomainStats{};
   count_heaps(d, out);
   ClassCounter counter(out);
-  walk_arenas(d, nullptr, counter);
+  walk_arenas(d, nullptr, RemoteLists::kSkip, counter);
   // relaxed: statistics. Loaded after the walk: every arena it saw is in
   // total_bytes already (added before the arena's release publication).
   out->total_bytes = d.total_bytes.load(std::memory_order_relaxed);

@@ -67,10 +67,10 @@ class HeapWalk : public ::testing::Test {
     p.thread_free.store(0);
     return p;
   }
-  SlotView read() {
+  SlotView read(RemoteLists remote = RemoteLists::kCount) {
     SlotView v;
     const HeapList heaps(*d_);
-    read_slot(*d_, &heaps, *arena_, index_, &v);
+    read_slot(*d_, &heaps, *arena_, index_, remote, &v);
     return v;
   }
 
@@ -177,6 +177,23 @@ TEST_F(HeapWalk, RemoteFreesAreFollowedOnlyInsideThePage) {
   EXPECT_EQ(read().pages[0].remote, 0u);
 }
 
+// Statistics walk with RemoteLists::kSkip: the same well-formed list is not
+// read at all (its blocks could be anywhere in the page's memory).
+TEST_F(HeapWalk, RemoteFreesAreNotFollowedWhenTheWalkSkipsThem) {
+  Segment* s = forge_small();
+  Page& p = forge_page(s);
+  auto* blocks = reinterpret_cast<Block*>(p.area);
+  blocks[0].next = &blocks[8];
+  blocks[8].next = nullptr;
+  p.thread_free.store(reinterpret_cast<uintptr_t>(&blocks[0]));
+  if (!kChecked) {
+    EXPECT_EQ(read(RemoteLists::kCount).pages[0].remote, 2u);
+  }
+  const SlotView v = read(RemoteLists::kSkip);
+  EXPECT_EQ(v.page_views, 1u);
+  EXPECT_EQ(v.pages[0].remote, 0u);
+}
+
 TEST_F(HeapWalk, HugeSpanBeyondTheArenaIsMetadata) {
   Segment* s = forge(SegmentKind::kHuge);
   s->page_count = 1;
@@ -223,7 +240,7 @@ struct SlotCounter {
 
 TEST_F(HeapWalk, WalkCoversEverySlotOnce) {
   SlotCounter counter;
-  walk_arenas(*d_, nullptr, counter);
+  walk_arenas(*d_, nullptr, RemoteLists::kSkip, counter);
   EXPECT_EQ(counter.arenas, 1u);
   EXPECT_EQ(counter.covered, counter.slots);
   EXPECT_EQ(counter.huge, 1u);
