@@ -34,6 +34,7 @@
 #include "shardalloc/heap.h"
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"
+#include "support/snapshot_support.h"
 #include "support/test_support.h"
 
 using namespace shardtest;
@@ -674,22 +675,6 @@ void expect_snapshot_matches_stats(const std::string& text, const shard_stats& s
   EXPECT_EQ(live, s.live_blocks);
   EXPECT_EQ(pages, s.pages);
   EXPECT_EQ(abandoned, s.heaps_abandoned);
-}
-
-std::string process_snapshot() {
-  const size_t n = shard_heap_snapshot(nullptr, 0);
-  std::string text(n + 1, '\0');
-  EXPECT_EQ(shard_heap_snapshot(text.data(), text.size()), n);
-  text.resize(n);
-  return text;
-}
-
-std::string region_snapshot(const shard_region* r) {
-  const size_t n = shard_region_heap_snapshot(r, nullptr, 0);
-  std::string text(n + 1, '\0');
-  EXPECT_EQ(shard_region_heap_snapshot(r, text.data(), text.size()), n);
-  text.resize(n);
-  return text;
 }
 
 }  // namespace
