@@ -182,8 +182,7 @@ struct Heap {
         return push_local_fast(page, b) ? FastFree::kPageFreed : FastFree::kDone;
       }
     } else if (s->kind != SegmentKind::kHuge && page->may_free(b, false) &&
-               b != page->peek_local_free() && size <= page->block_size) {
-      // (free_remote would stop the program on a block on top of local_free.)
+               size <= page->block_size) {
       account_region(-int64_t(size), -int64_t(page->block_size));
       free_remote(domain, s, p);
       return FastFree::kDone;

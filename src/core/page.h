@@ -199,13 +199,16 @@ struct alignas(kPageLine) Page {
            b != local_free && used != 0;
   }
   // Any thread's view: the page is in use and b is one of its block starts,
-  // not on top of thread_free (in either encoding); `owner` adds the owner's
-  // lists (free included: the region API reports every double free it can
-  // see) and that the page holds live blocks.
+  // not on top of thread_free (in either encoding) nor of local_free (which
+  // the owner stores with relaxed atomics for this read: a free by another
+  // thread right after the owner's own free of b is told apart too);
+  // `owner` adds the owner's free list (the region API reports every double
+  // free it can see) and that the page holds live blocks.
   bool may_free(const Block* b, bool owner) const {
     // relaxed: only compared; a racing free of the same block is the caller's bug.
     if (!in_use || !is_block_start(b) || b == remote_head(std::memory_order_relaxed)) return false;
-    return !owner || (b != free && b != local_free && used != 0);
+    if (b == peek_local_free()) return false;
+    return !owner || (b != free && used != 0);
   }
 
   // Bytes from p (inside one of this page's blocks) to the end of its block,

@@ -421,6 +421,39 @@ TEST(Region, R23_DeallocTwiceFromAnotherThreadIsNotAllocated) {
   EXPECT_EQ(shard_region_dealloc(r, keep, 64, 8), SHARD_OK);
 }
 
+// The two deallocs from different threads, in both orders: the owner's free
+// then another thread's (that second one stopped the program with "double
+// free detected" before: an adversarial review), and another thread's free
+// then the owner's.
+TEST(Region, R23_DeallocTwiceByTwoThreadsIsNotAllocated) {
+  for (size_t size : {size_t{64}, size_t{20000}, 3 * MiB}) {
+    for (bool owner_first : {true, false}) {
+      shard_region* r = fresh(16 * MiB);
+      void *keep = nullptr, *p = nullptr;
+      ASSERT_EQ(shard_region_alloc(r, size, 8, &keep), SHARD_OK);
+      ASSERT_EQ(shard_region_alloc(r, size, 8, &p), SHARD_OK);
+      shard_status first = SHARD_INVALID_PARAM, second = SHARD_INVALID_PARAM;
+      if (owner_first) {
+        first = shard_region_dealloc(r, p, size, 8);
+        std::thread([&] { second = shard_region_dealloc(r, p, size, 8); }).join();
+      } else {
+        std::thread([&] { first = shard_region_dealloc(r, p, size, 8); }).join();
+        second = shard_region_dealloc(r, p, size, 8);
+      }
+      EXPECT_EQ(first, SHARD_OK) << size << " owner first " << owner_first;
+      EXPECT_EQ(second, SHARD_NOT_ALLOCATED) << size << " owner first " << owner_first;
+      EXPECT_EQ(shard_region_used_bytes(r), size);
+      shard_region_check_heap(r);  // stops the program on an inconsistency
+      // The heap is intact: p's block comes back once, and all goes back.
+      void* q = nullptr;
+      ASSERT_EQ(shard_region_alloc(r, size, 8, &q), SHARD_OK);
+      EXPECT_EQ(shard_region_dealloc(r, q, size, 8), SHARD_OK);
+      EXPECT_EQ(shard_region_dealloc(r, keep, size, 8), SHARD_OK);
+      EXPECT_EQ(shard_region_used_bytes(r), 0u);
+    }
+  }
+}
+
 // Documented limitation (caller's guarantee: each pointer deallocated once): a
 // double dealloc that is not in a row is not detected: SHARD_OK, used_bytes
 // drops below the truth, the block is on the free list twice.
