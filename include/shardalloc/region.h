@@ -44,6 +44,9 @@ typedef enum shard_status {
 
 /* Smallest region init accepts, whatever its alignment. */
 #define SHARD_REGION_MIN_SIZE ((size_t)1 << 20)
+/* The largest cpu_count shard_set_cpu_hook takes: a region's table of CPU
+ * heaps (16 bytes a CPU) must fit in one 512 KiB slot of metadata. */
+#define SHARD_CPU_COUNT_MAX 32763u
 
 /* Turns [start, start+size) into a region allocator; *out receives it.
  * Any start and size are accepted; memory is aligned internally. */
@@ -82,8 +85,9 @@ size_t shard_region_check_heap(shard_region* r);
  * Call it once, before the first alloc or dealloc on any region (before
  * starting the secondary CPUs is simplest). Until then every call counts as
  * CPU 0, which is right only for a kernel that runs on one CPU. Returns
- * SHARD_INVALID_PARAM for cpu_count 0, for a NULL hook with cpu_count > 1,
- * and for new settings once CPU heaps exist (the same settings give SHARD_OK).
+ * SHARD_INVALID_PARAM for cpu_count 0 or above SHARD_CPU_COUNT_MAX, for a
+ * NULL hook with cpu_count > 1, and for new settings once CPU heaps exist
+ * (the same settings give SHARD_OK).
  *
  * What the kernel must guarantee for each alloc and dealloc call (a CPU's
  * heap has no lock: the CPU is its owner):

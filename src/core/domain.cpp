@@ -299,7 +299,10 @@ size_t Domain::purge_arenas(bool all) {
 
 void* Domain::meta_alloc(size_t bytes) {
   bytes = align_up(bytes, 64);
-  for (int attempt = 0; attempt < 8; ++attempt) {
+  // A fresh chunk could not hold it: claiming slots for it would turn them
+  // into metadata for nothing (8 slots per failed call, for good).
+  const int attempts = bytes <= kMetaAllocMax ? 8 : 1;
+  for (int attempt = 0; attempt < attempts; ++attempt) {
     // acquire: pairs with the release that installed the chunk.
     MetaChunk* c = meta.load(std::memory_order_acquire);
     if (c != nullptr) {
@@ -312,6 +315,7 @@ void* Domain::meta_alloc(size_t bytes) {
         }
       }
     }
+    if (bytes > kMetaAllocMax) break;
     // A fresh slot becomes the next metadata chunk (a step: no fork leaves
     // the slot claimed but not installed).
     Step step;

@@ -177,7 +177,11 @@ struct Domain {
   // here (a signal handler that interrupted a call). Null if no memory.
   void* alloc_borrowed(size_t size, size_t align);
 
-  void* meta_alloc(size_t bytes);  // zeroed, 64-byte aligned; null if no memory
+  // Zeroed, 64-byte aligned; null if no memory. Up to kMetaAllocMax bytes
+  // (what a slot made a metadata chunk holds); a larger request is served
+  // only from room the current chunk has, and never claims a slot.
+  void* meta_alloc(size_t bytes);
+  static constexpr size_t kMetaAllocMax = kSegmentSize - align_up(sizeof(MetaChunk), 64);
   void purge_dirty();
   // Periodic upkeep, called from allocation slow paths: purges dirty slots
   // whose delay has run out, and now and then sweeps abandoned heaps so that

@@ -219,3 +219,25 @@ TEST(CpuHeapsDeathTest, CpuIdOutOfRangeIsFatal) {
       },
       "shardalloc fatal: current_cpu\\(\\) returned an id >= cpu_count");
 }
+
+// The most CPUs a table of CPU heaps can have (region.h). Beyond it the
+// settings were taken, and every alloc then failed while turning 8 slots
+// into metadata for good (an adversarial review: cpu_count 40000). In a
+// child process of its own, where no table exists yet.
+TEST(CpuHeapsDeathTest, CpuCountAboveTheMaximumIsRefused) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        if (shard_set_cpu_hook(current_cpu, SHARD_CPU_COUNT_MAX + 1) != SHARD_INVALID_PARAM)
+          std::_Exit(1);
+        if (shard_set_cpu_hook(current_cpu, 40000) != SHARD_INVALID_PARAM) std::_Exit(2);
+        if (shard_set_cpu_hook(current_cpu, SHARD_CPU_COUNT_MAX) != SHARD_OK) std::_Exit(3);
+        shard_region* r = new_region(8 * MiB);
+        void* p = nullptr;
+        tl_cpu = SHARD_CPU_COUNT_MAX - 1;  // the highest id has its slot
+        if (shard_region_alloc(r, 64, 8, &p) != SHARD_OK) std::_Exit(4);
+        if (shard_region_dealloc(r, p, 64, 8) != SHARD_OK) std::_Exit(5);
+        std::_Exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}

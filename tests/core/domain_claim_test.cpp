@@ -95,3 +95,20 @@ TEST(DomainClaim, OneSlotSegmentsStayOutOfAnArenaReservedForHugeBlocks) {
   d.release_segment(second);
   std::free(huge_mem);
 }
+
+// meta_alloc: a request no slot could hold claims none (it claimed 8 per
+// failed call, turning them into metadata for good); the largest one a slot
+// holds gets a slot.
+TEST(DomainClaim, MetaAllocBeyondWhatASlotHoldsClaimsNoSlot) {
+  Memory memory;
+  Domain d;
+  d.ensure_secret(0x5eed);
+  ASSERT_TRUE(d.add_memory(memory.p, kArenaBytes));
+  const size_t claimed = d.segments_claimed.load();
+  const size_t overhead = d.overhead_bytes.load();
+  EXPECT_EQ(d.meta_alloc(Domain::kMetaAllocMax + 1), nullptr);
+  EXPECT_EQ(d.meta_alloc(kArenaBytes), nullptr);
+  EXPECT_EQ(d.segments_claimed.load(), claimed);
+  EXPECT_EQ(d.overhead_bytes.load(), overhead);
+  EXPECT_NE(d.meta_alloc(Domain::kMetaAllocMax), nullptr);
+}

@@ -48,6 +48,10 @@ struct CpuTable {
 };
 
 constexpr size_t table_bytes(unsigned cpus) { return sizeof(CpuTable) + cpus * sizeof(CpuSlot); }
+static_assert(core::align_up(table_bytes(SHARD_CPU_COUNT_MAX), 64) <= core::Domain::kMetaAllocMax &&
+                  core::align_up(table_bytes(SHARD_CPU_COUNT_MAX + 1), 64) >
+                      core::Domain::kMetaAllocMax,
+              "SHARD_CPU_COUNT_MAX (region.h): the most CPUs whose table a slot of metadata holds");
 
 std::atomic<unsigned (*)()> g_cpu_hook{nullptr};
 std::atomic<unsigned> g_cpu_count{1};
@@ -123,7 +127,8 @@ core::Heap* current_first_class_heap(core::Domain* d) {
 extern "C" __attribute__((visibility("default"))) shard_status shard_set_cpu_hook(
     unsigned (*current_cpu)(void), unsigned cpu_count) {
   using namespace shardalloc::platform;
-  if (cpu_count == 0 || (current_cpu == nullptr && cpu_count != 1)) return SHARD_INVALID_PARAM;
+  if (cpu_count == 0 || cpu_count > SHARD_CPU_COUNT_MAX || (current_cpu == nullptr && cpu_count != 1))
+    return SHARD_INVALID_PARAM;
   // acquire: see whether a table (and with it a CPU's heap) already exists.
   if (g_tables.load(std::memory_order_acquire) != nullptr) {
     // Too late to change; the same settings again are harmless.
