@@ -127,7 +127,8 @@ core::Heap* current_first_class_heap(core::Domain* d) {
 extern "C" __attribute__((visibility("default"))) shard_status shard_set_cpu_hook(
     unsigned (*current_cpu)(void), unsigned cpu_count) {
   using namespace shardalloc::platform;
-  if (cpu_count == 0 || cpu_count > SHARD_CPU_COUNT_MAX || (current_cpu == nullptr && cpu_count != 1))
+  if (cpu_count == 0 || cpu_count > SHARD_CPU_COUNT_MAX ||
+      (current_cpu == nullptr && cpu_count != 1))
     return SHARD_INVALID_PARAM;
   // acquire: see whether a table (and with it a CPU's heap) already exists.
   if (g_tables.load(std::memory_order_acquire) != nullptr) {
