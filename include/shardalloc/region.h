@@ -20,8 +20,13 @@
  *                     metadata (this header, arena bitmaps, heap records,
  *                     segment headers of segments in use, edges lost to
  *                     alignment) plus the rounding of live blocks up to their
- *                     size class. It is an upper bound on what can still be
- *                     allocated: blocks of one size class cannot serve another.
+ *                     size class. A huge block over n slots (512 KiB
+ *                     each) takes n slots less their 2 KiB headers. It is
+ *                     an upper bound on what can still be allocated in
+ *                     blocks of up to one slot: blocks of one size class
+ *                     cannot serve another. A block over n slots needs only
+ *                     its first slot's header, so one such block may be up
+ *                     to (n - 1) * 2 KiB larger than available_bytes.
  */
 #ifndef SHARDALLOC_REGION_H
 #define SHARDALLOC_REGION_H

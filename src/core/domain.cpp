@@ -236,16 +236,25 @@ bool Domain::purge_sparse_huge(Segment* s) {
   return true;
 }
 
+int64_t Domain::huge_overhead(const Segment* s) {
+  const Page& page = s->pages()[0];
+  const uintptr_t area = addr(page.area);
+  const uintptr_t end = area + page.block_size;
+  // Slot starts k * kSegmentSize with the whole header in [area, end).
+  const uintptr_t first = align_up(area, kSegmentSize);
+  const size_t inside =
+      first + kSegmentHeaderSize <= end ? (end - kSegmentHeaderSize - first) / kSegmentSize + 1 : 0;
+  return int64_t(area - addr(s) - kSegmentHeaderSize) - int64_t(inside * kSegmentHeaderSize);
+}
+
 void Domain::release_segment(Segment* s, bool purged) {
   Step step;  // no fork between the cookie's clearing and the last slot's release
   Arena* a = s->arena;
   const size_t slots = s->span_slots;
   s->cookie = 0;  // a stale pointer into this segment no longer passes validation
-  // relaxed: statistics. A huge block's gap between header and block (alignment) is overhead while
-  // it lives.
+  // relaxed: statistics (what alloc_huge added).
   if (s->kind == SegmentKind::kHuge) {
-    overhead_bytes.fetch_sub(addr(s->pages()[0].area) - addr(s) - kSegmentHeaderSize,
-                             std::memory_order_relaxed);
+    overhead_bytes.fetch_sub(size_t(huge_overhead(s)), std::memory_order_relaxed);
   }
   segments_claimed.fetch_sub(slots, std::memory_order_relaxed);
   a->release(a->slot_index(addr(s)), slots, purged);

@@ -181,6 +181,13 @@ struct Domain {
   // (what a slot made a metadata chunk holds); a larger request is served
   // only from room the current chunk has, and never claims a slot.
   void* meta_alloc(size_t bytes);
+  // What the huge block of segment s adds to overhead_bytes while it lives
+  // (added at its allocation, taken back at its release; page 0 set up): the
+  // gap between the segment header and the block (alignment, checked mode's
+  // guards), less the headers of later slots its bytes cover, which the
+  // arena counted as overhead when it was added (every slot's) and the
+  // block's size counts again. May be negative (added modulo 2^64).
+  static int64_t huge_overhead(const Segment* s);
   static constexpr size_t kMetaAllocMax = kSegmentSize - align_up(sizeof(MetaChunk), 64);
   void purge_dirty();
   // Periodic upkeep, called from allocation slow paths: purges dirty slots

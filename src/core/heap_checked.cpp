@@ -303,8 +303,8 @@ void* Heap::alloc_huge_guarded(size_t size, size_t align) {
   page->init(ptr<uint8_t>(block), tail - block, tail - block, 0, key_seed(page));
   page->capacity = 1;
   page->used = 1;
-  // relaxed: statistics; released in Domain::release_segment.
-  domain->overhead_bytes.fetch_add(block - addr(s) - kSegmentHeaderSize, std::memory_order_relaxed);
+  // relaxed: statistics; taken back in Domain::release_segment.
+  domain->overhead_bytes.fetch_add(size_t(Domain::huge_overhead(s)), std::memory_order_relaxed);
   return ptr(block);
 }
 

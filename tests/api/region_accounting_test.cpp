@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/segment.h"
 #include "shardalloc/region.h"
 #include "shardalloc/shardalloc.h"
 #include "support/test_support.h"
@@ -249,6 +250,34 @@ TEST(RegionAccounting, UsedIsSumOfLiveSizes) {
     EXPECT_LE(a.used + a.available, a.total);
   }
   EXPECT_EQ(t.st(), base) << "after freeing everything the region is back where it started";
+}
+
+// A huge block over n slots takes n slots' usable bytes (a slot less its
+// 2 KiB segment header) from available_bytes, and gives them back when freed:
+// the headers of its later slots, which it covers, were counted twice while
+// it lived (as overhead since the arena was added, and in its size: an
+// adversarial review; available read (n - 1) * 2 KiB low).
+TEST(RegionAccounting, AHugeBlockTakesItsSlotsUsableBytes) {
+  constexpr size_t kSlot = shardalloc::core::kSegmentSize;
+  constexpr size_t kHeader = shardalloc::core::kSegmentHeaderSize;
+  TestRegion t = TestRegion::fresh(16 * MiB);
+  shard_region* r = t.r;
+  const size_t before = shard_region_available_bytes(r);
+  for (size_t slots : {size_t{2}, size_t{5}, size_t{12}}) {
+    const size_t size = slots * kSlot - 4 * KiB;  // fits `slots` slots, not one fewer
+    void* p = nullptr;
+    ASSERT_EQ(shard_region_alloc(r, size, 8, &p), SHARD_OK);
+    EXPECT_EQ(before - shard_region_available_bytes(r), slots * (kSlot - kHeader)) << slots;
+    EXPECT_EQ(shard_region_used_bytes(r), size);
+    ASSERT_EQ(shard_region_dealloc(r, p, size, 8), SHARD_OK);
+    EXPECT_EQ(shard_region_available_bytes(r), before) << slots;
+  }
+  // Aligned to 1 MiB: the gap before the block counts too, and all comes back.
+  void* p = nullptr;
+  ASSERT_EQ(shard_region_alloc(r, 3 * MiB, 1 * MiB, &p), SHARD_OK);
+  EXPECT_LT(shard_region_available_bytes(r), before - 3 * MiB);
+  ASSERT_EQ(shard_region_dealloc(r, p, 3 * MiB, 1 * MiB), SHARD_OK);
+  EXPECT_EQ(shard_region_available_bytes(r), before);
 }
 
 TEST(RegionAccounting, ZeroSizeAllocations) {
