@@ -42,7 +42,8 @@ typedef struct shard_region shard_region; /* its state lives inside the memory i
 typedef enum shard_status {
   SHARD_OK = 0,
   SHARD_INVALID_PARAM,  /* NULL pointer, zero/too small size, align not a power of two */
-  SHARD_MEMORY_OVERLAP, /* add_memory range overlaps memory the region already has */
+  SHARD_MEMORY_OVERLAP, /* add_memory range overlaps memory the region has, or memory another
+                           add_memory call is adding at the same time */
   SHARD_NO_MEMORY,      /* request cannot be served now; add memory and retry */
   SHARD_NOT_ALLOCATED   /* dealloc of a pointer this region did not hand out */
 } shard_status;
@@ -54,9 +55,15 @@ typedef enum shard_status {
 #define SHARD_CPU_COUNT_MAX 32763u
 
 /* Turns [start, start+size) into a region allocator; *out receives it.
- * Any start and size are accepted; memory is aligned internally. */
+ * Any start and size are accepted; memory is aligned internally. A region
+ * lives for the rest of the program: there is no destroy, its memory (all
+ * that init and add_memory were given) must stay mapped and must not be used
+ * for anything else, a new region included: threads (in a kernel: CPU
+ * tables) keep heaps in it, found by its address. */
 shard_status shard_region_init(shard_region** out, void* start, size_t size);
-/* Hands more memory over. May be called at any time, from any thread. */
+/* Hands more memory over. May be called at any time, from any thread, also
+ * by several at once (of two calls given overlapping ranges at the same
+ * time, at most one takes its range). */
 shard_status shard_region_add_memory(shard_region* r, void* start, size_t size);
 /* size 0 allocates a minimal block. align: a power of two (0 is taken as 1). */
 shard_status shard_region_alloc(shard_region* r, size_t size, size_t align, void** out);

@@ -10,6 +10,7 @@
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/step.h"
 #ifdef SHARDALLOC_PLATFORM_LINUX
 #include "platform/linux/region_heaps.h"
 #endif
@@ -92,10 +93,20 @@ SHARD_EXPORT shard_status shard_region_init(shard_region** out, void* start, siz
 SHARD_EXPORT shard_status shard_region_add_memory(shard_region* r, void* start, size_t size) {
   if (r == nullptr || start == nullptr || size == 0 || addr(start) + size < addr(start))
     return SHARD_INVALID_PARAM;
-  if (r->domain.overlaps(addr(start), addr(start) + size)) return SHARD_MEMORY_OVERLAP;
-  if (!r->domain.add_memory(start, size))
-    return SHARD_INVALID_PARAM;  // too small to hold one segment
-  return SHARD_OK;
+  // Protocol 11: the range is published before a byte of it is written, and
+  // checked against the other calls' ranges before the arenas (a call that
+  // ended meanwhile has its arena published before its range goes). A step:
+  // no fork leaves a record taken in the child.
+  core::Step step;
+  const unsigned claim = r->adding.publish(addr(start), addr(start) + size);
+  shard_status status = SHARD_OK;
+  if (r->adding.overlaps_another(claim) || r->domain.overlaps(addr(start), addr(start) + size)) {
+    status = SHARD_MEMORY_OVERLAP;
+  } else if (!r->domain.add_memory(start, size)) {
+    status = SHARD_INVALID_PARAM;  // too small to hold one segment
+  }
+  r->adding.give_back(claim);
+  return status;
 }
 
 namespace {
