@@ -6,6 +6,6 @@
 #include "shardalloc/region.h"
 
 struct shard_region {
-  shardalloc::core::Domain domain;  // first member: tests read a region as its domain
+  shardalloc::core::Domain domain;       // first member: tests read a region as its domain
   shardalloc::core::RangeClaims adding;  // ranges add_memory calls are adding (protocol 11)
 };

@@ -5,8 +5,8 @@
 // with disjoint ranges all succeed.
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <sys/mman.h>
+#include <atomic>
 
 #include <cstdint>
 #include <cstring>
