@@ -113,6 +113,7 @@ else
   verify lifetime pass lifetime.pml -DNT=4 -DREUSE
   verify fork-gate pass fork.pml -DNT=3 -DSTEPS=2 -DFORKS=2
 fi
+verify add-memory pass add_memory.pml
 
 if [ $mutants = 1 ]; then
   # Each breaks one rule of docs/protocols.md; the assertion that catches it is printed.
@@ -132,6 +133,9 @@ if [ $mutants = 1 ]; then
   verify fork-no-wait fail fork.pml -DMUTANT_FORK_NO_WAIT
   verify step-counted-late fail fork.pml -DMUTANT_COUNT_AFTER_ENTRY
   verify step-uncounted-early fail fork.pml -DMUTANT_UNCOUNT_EARLY
+  verify add-memory-no-scan fail add_memory.pml -DMUTANT_NO_SCAN
+  verify add-memory-arenas-first fail add_memory.pml -DMUTANT_ARENAS_FIRST
+  verify add-memory-give-back-early fail add_memory.pml -DMUTANT_GIVE_BACK_EARLY
 fi
 
 if [ $failures != 0 ]; then

@@ -93,17 +93,23 @@ SHARD_EXPORT shard_status shard_region_init(shard_region** out, void* start, siz
 SHARD_EXPORT shard_status shard_region_add_memory(shard_region* r, void* start, size_t size) {
   if (r == nullptr || start == nullptr || size == 0 || addr(start) + size < addr(start))
     return SHARD_INVALID_PARAM;
+  // Too small to hold one segment: refused before its range is published
+  // (a concurrent call that overlaps it is not refused for it).
+  core::Domain::ArenaPlan plan;
+  if (!core::Domain::plan_arena(start, size, 0, &plan)) return SHARD_INVALID_PARAM;
   // Protocol 11: the range is published before a byte of it is written, and
   // checked against the other calls' ranges before the arenas (a call that
-  // ended meanwhile has its arena published before its range goes). A step:
-  // no fork leaves a record taken in the child.
+  // ended meanwhile has its arena published before its range goes). A step
+  // (a fork waits for it, mostly); records a fork child copies from calls of
+  // threads it lacks read as free there (RangeClaims: fork generation).
   core::Step step;
-  const unsigned claim = r->adding.publish(addr(start), addr(start) + size);
+  const uintptr_t end = addr(start) + size;
+  const unsigned claim = r->adding.publish(addr(start), end);
   shard_status status = SHARD_OK;
-  if (r->adding.overlaps_another(claim) || r->domain.overlaps(addr(start), addr(start) + size)) {
+  if (r->adding.overlaps_another(claim, addr(start), end) || r->domain.overlaps(addr(start), end)) {
     status = SHARD_MEMORY_OVERLAP;
-  } else if (!r->domain.add_memory(start, size)) {
-    status = SHARD_INVALID_PARAM;  // too small to hold one segment
+  } else {
+    r->domain.add_arena(plan);
   }
   r->adding.give_back(claim);
   return status;

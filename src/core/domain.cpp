@@ -58,6 +58,7 @@ bool Domain::plan_arena(void* start_ptr, size_t size, size_t reserve_bytes, Aren
   if (size == 0 || start + size < start) return false;
   const uintptr_t end = start + size;
   uintptr_t first = align_up(start, kSegmentSize);
+  if (first < start) return false;  // within a slot of the address space's end: align_up wrapped
   const uintptr_t last = align_down(end, kSegmentSize);
   size_t slots = last > first ? (last - first) / kSegmentSize : 0;
   if (slots == 0) return false;

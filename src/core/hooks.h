@@ -2,6 +2,7 @@
 // platform: src/platform/linux/ (hosted) or src/platform/bare/ (kernel).
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace shardalloc::core {
 struct Domain;
@@ -52,6 +53,11 @@ void quiesce_domain(core::Domain* d);
 // they are short and never wait for another thread's step. Bare: no fork, no-ops.
 void enter_step();
 void leave_step();
+// How many forks made this process from the first one: the child of a fork
+// sees one more than its parent did (Linux: counted in the atfork child
+// handler; bare: no fork, 0). State whose owners may be threads the child
+// lacks can tell a copy of it (core/range_claims.h).
+uint32_t fork_generation();
 
 // Allocation sampling (docs/profiling.md), called by the core only for a
 // domain with sample_allocations set (Linux: the process heap when the heap

@@ -6,10 +6,17 @@
 // does (Domain::overlaps). Of two overlapping calls at least one sees the
 // other and refuses (both may: both were handed memory that overlaps). Protocol
 // 11 of docs/protocols.md. Freestanding.
+//
+// The busy and published words carry the fork generation their bits belong
+// to (platform::fork_generation): in a fork child the bits of calls the
+// parent's threads were making read as clear, since no thread of the child
+// will ever give those records back.
 #pragma once
 #include <atomic>
 #include <bit>
 #include <cstdint>
+
+#include "core/hooks.h"
 
 namespace shardalloc::core {
 
@@ -21,7 +28,8 @@ class RangeClaims {
   // record. With all kRecords taken (that many add_memory calls at once), it
   // waits for one to be given back.
   unsigned publish(uintptr_t start, uintptr_t end) {
-    const unsigned mine = take_record();
+    const uint32_t fork_gen = platform::fork_generation();
+    const unsigned mine = take_record(fork_gen);
     // Seqlock writer (generation odd while the range changes): a reader that
     // copies the range across these stores sees the generation move.
     // relaxed + release fence: the range stores are not seen before the odd generation.
@@ -33,18 +41,19 @@ class RangeClaims {
     // release: a reader that sees the even generation sees the range.
     generation_[mine].store(g + 2, std::memory_order_release);
     // seq_cst: one total order with the other calls' publish, scan and give_back (protocol 11).
-    published_.fetch_or(bit(mine), std::memory_order_seq_cst);
+    set_bit(published_, fork_gen, mine, std::memory_order_seq_cst);
     return mine;
   }
 
-  // Whether a range published by another call overlaps record mine's.
-  bool overlaps_another(unsigned mine) const {
-    const uintptr_t start = start_[mine].load(std::memory_order_relaxed);  // ours: written by us
-    const uintptr_t end = end_[mine].load(std::memory_order_relaxed);
+  // Whether a range published by another call overlaps [start, end), the
+  // range of record mine.
+  bool overlaps_another(unsigned mine, uintptr_t start, uintptr_t end) const {
+    const uint32_t fork_gen = platform::fork_generation();
     for (;;) {
       bool settled = true;
       // seq_cst: after our publish in the total order (protocol 11).
-      const uint32_t others = published_.load(std::memory_order_seq_cst) & ~bit(mine);
+      const uint32_t others =
+          bits_of(published_.load(std::memory_order_seq_cst), fork_gen) & ~bit(mine);
       for (uint32_t m = others; m != 0; m &= m - 1) {
         const unsigned j = unsigned(std::countr_zero(m));
         uintptr_t s = 0, e = 0;
@@ -61,20 +70,48 @@ class RangeClaims {
   // Ends the call that published record mine: after its arena (if any) is
   // published, so that a call that no longer sees the record sees the arena.
   void give_back(unsigned mine) {
+    const uint32_t fork_gen = platform::fork_generation();
     // seq_cst (a release RMW): whoever reads published_ after this sees our arena.
-    published_.fetch_and(~bit(mine), std::memory_order_seq_cst);
+    clear_bit(published_, fork_gen, mine, std::memory_order_seq_cst);
     // release: the next taker's range stores come after our reads of the record.
-    busy_.fetch_and(~bit(mine), std::memory_order_release);
+    clear_bit(busy_, fork_gen, mine, std::memory_order_release);
   }
 
  private:
   static constexpr uint32_t bit(unsigned i) { return uint32_t{1} << i; }
+  // A busy or published word: the fork generation above, the bits below.
+  static constexpr uint64_t word(uint32_t fork_gen, uint32_t bits) {
+    return uint64_t{fork_gen} << 32 | bits;
+  }
+  // The bits of a word in this fork generation (none of an earlier one).
+  static constexpr uint32_t bits_of(uint64_t w, uint32_t fork_gen) {
+    return uint32_t(w >> 32) == fork_gen ? uint32_t(w) : 0;
+  }
 
-  unsigned take_record() {
+  static void set_bit(std::atomic<uint64_t>& w, uint32_t fork_gen, unsigned i,
+                      std::memory_order order) {
+    // relaxed: the CAS decides (with `order`, an RMW like the fetch_or it stands for).
+    uint64_t old = w.load(std::memory_order_relaxed);
+    while (!w.compare_exchange_weak(old, word(fork_gen, bits_of(old, fork_gen) | bit(i)), order,
+                                    std::memory_order_relaxed)) {
+    }
+  }
+  // A word of an earlier fork generation has no bit of ours: left as it is.
+  static void clear_bit(std::atomic<uint64_t>& w, uint32_t fork_gen, unsigned i,
+                        std::memory_order order) {
+    uint64_t old = w.load(std::memory_order_relaxed);  // relaxed: the CAS decides
+    while (
+        uint32_t(old >> 32) == fork_gen &&
+        !w.compare_exchange_weak(old, old & ~uint64_t{bit(i)}, order, std::memory_order_relaxed)) {
+    }
+  }
+
+  unsigned take_record(uint32_t fork_gen) {
     // relaxed: the CAS below decides.
-    uint32_t taken = busy_.load(std::memory_order_relaxed);
+    uint64_t taken = busy_.load(std::memory_order_relaxed);
     for (;;) {
-      const uint32_t free = ~taken & kAll;
+      const uint32_t bits = bits_of(taken, fork_gen);
+      const uint32_t free = ~bits & kAll;
       if (free == 0) {
         // All records taken (kRecords calls at once): wait for a call to end.
         // relaxed: the CAS decides.
@@ -83,7 +120,7 @@ class RangeClaims {
       }
       const uint32_t b = free & (~free + 1);
       // acquire: the record's last user is done with it (its give_back's release).
-      if (busy_.compare_exchange_weak(taken, taken | b, std::memory_order_acquire,
+      if (busy_.compare_exchange_weak(taken, word(fork_gen, bits | b), std::memory_order_acquire,
                                       std::memory_order_relaxed)) {
         return unsigned(std::countr_zero(b));
       }
@@ -105,8 +142,8 @@ class RangeClaims {
   static constexpr uint32_t kAll = kRecords == 32 ? ~uint32_t{0} : (uint32_t{1} << kRecords) - 1;
   static_assert(kRecords <= 32, "one bit a record in a 32-bit word");
 
-  std::atomic<uint32_t> busy_{0};       // bit i: record i belongs to a call
-  std::atomic<uint32_t> published_{0};  // bit i: record i's range is published
+  std::atomic<uint64_t> busy_{0};       // bit i: record i belongs to a call
+  std::atomic<uint64_t> published_{0};  // bit i: record i's range is published
   std::atomic<uint32_t> generation_[kRecords] = {};
   std::atomic<uintptr_t> start_[kRecords] = {};
   std::atomic<uintptr_t> end_[kRecords] = {};

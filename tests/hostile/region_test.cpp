@@ -151,6 +151,19 @@ TEST(Region, R07_AddMemoryWrappingRangeIsInvalid) {
   EXPECT_EQ(stats(r), before);
 }
 
+// A range that ends at the top of the address space: rounding its start up
+// to a slot wrapped to 0, and add_memory planned an arena header at address
+// 0 and slots over the whole address space (adversarial review; reachable on
+// a kernel that maps its top). Nothing is written: the memory is not mapped.
+// (init takes at least 1 MiB, which always starts a slot or more below the top.)
+TEST(Region, R07_RangeAtTheTopOfTheAddressSpaceIsInvalid) {
+  shard_region* r = fresh(4 * MiB);
+  const RegionStats before = stats(r);
+  void* top = reinterpret_cast<void*>(UINTPTR_MAX - kSlot + 2);
+  EXPECT_EQ(shard_region_add_memory(r, top, kSlot - 2), SHARD_INVALID_PARAM);
+  EXPECT_EQ(stats(r), before);
+}
+
 TEST(Region, R08_AddMemoryTooSmallForASegmentIsInvalid) {
   shard_region* r = fresh(4 * MiB);
   char* more = static_cast<char*>(map_memory(4 * MiB));

@@ -24,5 +24,6 @@ bool sampled_block_freed(void*) { return false; }
 // A kernel does not fork: steps need no gate.
 void enter_step() {}
 void leave_step() {}
+uint32_t fork_generation() { return 0; }
 
 }  // namespace shardalloc::platform

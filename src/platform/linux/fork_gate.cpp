@@ -46,6 +46,9 @@ uint64_t now_ns() {
 // handlers) inherits its parent's count, steps of threads it does not have.
 constinit std::atomic<pid_t> g_steps_pid{0};
 
+// core/hooks.h: fork_generation.
+constinit std::atomic<uint32_t> g_fork_generation{0};
+
 void prepare_fork() {
   const pid_t self = getpid();
   // relaxed: a fork and a _Fork child's first fork are the only writers that matter here.
@@ -68,6 +71,8 @@ void after_fork_in_child() {
   // (leave_step never goes below zero). relaxed: single-threaded.
   g_steps.store(0, std::memory_order_relaxed);
   g_steps_pid.store(getpid(), std::memory_order_relaxed);
+  // relaxed: single-threaded; threads started later see it through pthread_create.
+  g_fork_generation.fetch_add(1, std::memory_order_relaxed);
   // Threads that gave a first-class heap back are gone with their pins (this
   // thread holds none: give_back blocks asynchronous signals).
   core::FirstClassHeap::drop_pins_after_fork();
@@ -93,6 +98,11 @@ void enter_step() {
     g_steps.fetch_add(1, std::memory_order_relaxed);
   }
   ++tl_step_depth;
+}
+
+uint32_t fork_generation() {
+  // relaxed: changes only in a fork child, before it has other threads.
+  return g_fork_generation.load(std::memory_order_relaxed);
 }
 
 void leave_step() {
