@@ -63,7 +63,8 @@ typedef enum shard_status {
 shard_status shard_region_init(shard_region** out, void* start, size_t size);
 /* Hands more memory over. May be called at any time, from any thread, also
  * by several at once (of two calls given overlapping ranges at the same
- * time, at most one takes its range). */
+ * time, at most one takes its range). A range too small to hold one segment
+ * is SHARD_INVALID_PARAM, overlapping or not. */
 shard_status shard_region_add_memory(shard_region* r, void* start, size_t size);
 /* size 0 allocates a minimal block. align: a power of two (0 is taken as 1). */
 shard_status shard_region_alloc(shard_region* r, size_t size, size_t align, void** out);

@@ -104,7 +104,7 @@ SHARD_EXPORT shard_status shard_region_add_memory(shard_region* r, void* start, 
   // threads it lacks read as free there (RangeClaims: fork generation).
   core::Step step;
   const uintptr_t end = addr(start) + size;
-  const unsigned claim = r->adding.publish(addr(start), end);
+  const core::RangeClaims::Claim claim = r->adding.publish(addr(start), end);
   shard_status status = SHARD_OK;
   if (r->adding.overlaps_another(claim, addr(start), end) || r->domain.overlaps(addr(start), end)) {
     status = SHARD_MEMORY_OVERLAP;

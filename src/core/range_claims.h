@@ -24,36 +24,43 @@ class RangeClaims {
  public:
   static constexpr unsigned kRecords = 16;
 
-  // Takes a record, writes [start, end) in it and publishes it; returns the
-  // record. With all kRecords taken (that many add_memory calls at once), it
-  // waits for one to be given back.
-  unsigned publish(uintptr_t start, uintptr_t end) {
-    const uint32_t fork_gen = platform::fork_generation();
-    const unsigned mine = take_record(fork_gen);
+  // A call's record, and the fork generation the call runs in: taken once,
+  // so that the call's steps agree even if a fork (from a signal handler
+  // that interrupted the call) lets it finish in a child.
+  struct Claim {
+    unsigned record;
+    uint32_t fork_gen;
+  };
+
+  // Takes a record, writes [start, end) in it and publishes it. With all
+  // kRecords taken (that many add_memory calls at once), it waits for one to
+  // be given back.
+  Claim publish(uintptr_t start, uintptr_t end) {
+    const Claim mine = take_record();
     // Seqlock writer (generation odd while the range changes): a reader that
-    // copies the range across these stores sees the generation move.
+    // copies the range across these stores sees the generation move. (g | 1:
+    // a fork child may inherit a record whose writer was cut at the odd store.)
     // relaxed + release fence: the range stores are not seen before the odd generation.
-    const uint32_t g = generation_[mine].load(std::memory_order_relaxed);
-    generation_[mine].store(g + 1, std::memory_order_relaxed);
+    const uint32_t odd = generation_[mine.record].load(std::memory_order_relaxed) | 1;
+    generation_[mine.record].store(odd, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
-    start_[mine].store(start, std::memory_order_relaxed);  // relaxed: ordered by the stores around
-    end_[mine].store(end, std::memory_order_relaxed);
+    // relaxed: ordered by the generation stores around them.
+    start_[mine.record].store(start, std::memory_order_relaxed);
+    end_[mine.record].store(end, std::memory_order_relaxed);
     // release: a reader that sees the even generation sees the range.
-    generation_[mine].store(g + 2, std::memory_order_release);
+    generation_[mine.record].store(odd + 1, std::memory_order_release);
     // seq_cst: one total order with the other calls' publish, scan and give_back (protocol 11).
-    set_bit(published_, fork_gen, mine, std::memory_order_seq_cst);
+    set_bit(published_, mine, std::memory_order_seq_cst);
     return mine;
   }
 
-  // Whether a range published by another call overlaps [start, end), the
-  // range of record mine.
-  bool overlaps_another(unsigned mine, uintptr_t start, uintptr_t end) const {
-    const uint32_t fork_gen = platform::fork_generation();
+  // Whether a range published by another call overlaps [start, end), mine's.
+  bool overlaps_another(Claim mine, uintptr_t start, uintptr_t end) const {
     for (;;) {
       bool settled = true;
       // seq_cst: after our publish in the total order (protocol 11).
       const uint32_t others =
-          bits_of(published_.load(std::memory_order_seq_cst), fork_gen) & ~bit(mine);
+          bits_of(published_.load(std::memory_order_seq_cst), mine.fork_gen) & ~bit(mine.record);
       for (uint32_t m = others; m != 0; m &= m - 1) {
         const unsigned j = unsigned(std::countr_zero(m));
         uintptr_t s = 0, e = 0;
@@ -67,14 +74,13 @@ class RangeClaims {
     }
   }
 
-  // Ends the call that published record mine: after its arena (if any) is
-  // published, so that a call that no longer sees the record sees the arena.
-  void give_back(unsigned mine) {
-    const uint32_t fork_gen = platform::fork_generation();
+  // Ends the call: after its arena (if any) is published, so that a call
+  // that no longer sees the record sees the arena.
+  void give_back(Claim mine) {
     // seq_cst (a release RMW): whoever reads published_ after this sees our arena.
-    clear_bit(published_, fork_gen, mine, std::memory_order_seq_cst);
+    clear_bit(published_, mine, std::memory_order_seq_cst);
     // release: the next taker's range stores come after our reads of the record.
-    clear_bit(busy_, fork_gen, mine, std::memory_order_release);
+    clear_bit(busy_, mine, std::memory_order_release);
   }
 
  private:
@@ -83,36 +89,44 @@ class RangeClaims {
   static constexpr uint64_t word(uint32_t fork_gen, uint32_t bits) {
     return uint64_t{fork_gen} << 32 | bits;
   }
+  static constexpr uint32_t gen_of(uint64_t w) { return uint32_t(w >> 32); }
   // The bits of a word in this fork generation (none of an earlier one).
   static constexpr uint32_t bits_of(uint64_t w, uint32_t fork_gen) {
-    return uint32_t(w >> 32) == fork_gen ? uint32_t(w) : 0;
+    return gen_of(w) == fork_gen ? uint32_t(w) : 0;
   }
+  // Generations only grow (modulo 2^32): a word of a later one than a
+  // call's belongs to the calls of a fork child the call was carried into.
+  static constexpr bool later(uint32_t a, uint32_t b) { return int32_t(a - b) > 0; }
 
-  static void set_bit(std::atomic<uint64_t>& w, uint32_t fork_gen, unsigned i,
-                      std::memory_order order) {
+  // A word of a later generation is the child's: a call carried over a fork
+  // leaves it alone (the call's record then reads as free there: the known
+  // limit of protocol 11).
+  static void set_bit(std::atomic<uint64_t>& w, Claim mine, std::memory_order order) {
     // relaxed: the CAS decides (with `order`, an RMW like the fetch_or it stands for).
     uint64_t old = w.load(std::memory_order_relaxed);
-    while (!w.compare_exchange_weak(old, word(fork_gen, bits_of(old, fork_gen) | bit(i)), order,
+    while (!later(gen_of(old), mine.fork_gen) &&
+           !w.compare_exchange_weak(
+               old, word(mine.fork_gen, bits_of(old, mine.fork_gen) | bit(mine.record)), order,
+               std::memory_order_relaxed)) {
+    }
+  }
+  static void clear_bit(std::atomic<uint64_t>& w, Claim mine, std::memory_order order) {
+    uint64_t old = w.load(std::memory_order_relaxed);  // relaxed: the CAS decides
+    while (gen_of(old) == mine.fork_gen &&
+           !w.compare_exchange_weak(old, old & ~uint64_t{bit(mine.record)}, order,
                                     std::memory_order_relaxed)) {
     }
   }
-  // A word of an earlier fork generation has no bit of ours: left as it is.
-  static void clear_bit(std::atomic<uint64_t>& w, uint32_t fork_gen, unsigned i,
-                        std::memory_order order) {
-    uint64_t old = w.load(std::memory_order_relaxed);  // relaxed: the CAS decides
-    while (
-        uint32_t(old >> 32) == fork_gen &&
-        !w.compare_exchange_weak(old, old & ~uint64_t{bit(i)}, order, std::memory_order_relaxed)) {
-    }
-  }
 
-  unsigned take_record(uint32_t fork_gen) {
+  Claim take_record() {
     // relaxed: the CAS below decides.
     uint64_t taken = busy_.load(std::memory_order_relaxed);
     for (;;) {
+      // Read each time: a fork may have happened while this call waited.
+      const uint32_t fork_gen = platform::fork_generation();
       const uint32_t bits = bits_of(taken, fork_gen);
       const uint32_t free = ~bits & kAll;
-      if (free == 0) {
+      if (free == 0 || later(gen_of(taken), fork_gen)) {
         // All records taken (kRecords calls at once): wait for a call to end.
         // relaxed: the CAS decides.
         taken = busy_.load(std::memory_order_relaxed);
@@ -122,7 +136,7 @@ class RangeClaims {
       // acquire: the record's last user is done with it (its give_back's release).
       if (busy_.compare_exchange_weak(taken, word(fork_gen, bits | b), std::memory_order_acquire,
                                       std::memory_order_relaxed)) {
-        return unsigned(std::countr_zero(b));
+        return Claim{unsigned(std::countr_zero(b)), fork_gen};
       }
     }
   }

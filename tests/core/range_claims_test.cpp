@@ -12,9 +12,9 @@ using shardalloc::core::RangeClaims;
 
 TEST(RangeClaims, AnotherCallsPublishedRangeOverlapsUntilGivenBack) {
   RangeClaims claims;
-  const unsigned a = claims.publish(100, 200);
-  const unsigned b = claims.publish(150, 250);
-  const unsigned c = claims.publish(250, 300);  // adjacent to b: ends are exclusive
+  const RangeClaims::Claim a = claims.publish(100, 200);
+  const RangeClaims::Claim b = claims.publish(150, 250);
+  const RangeClaims::Claim c = claims.publish(250, 300);  // adjacent to b: ends are exclusive
   EXPECT_TRUE(claims.overlaps_another(a, 100, 200));
   EXPECT_TRUE(claims.overlaps_another(b, 150, 250));
   EXPECT_FALSE(claims.overlaps_another(c, 250, 300));
@@ -23,8 +23,9 @@ TEST(RangeClaims, AnotherCallsPublishedRangeOverlapsUntilGivenBack) {
   claims.give_back(b);
   claims.give_back(c);
   // Every record is free again: kRecords calls at once take them all.
-  unsigned taken[RangeClaims::kRecords];
-  for (unsigned i = 0; i < RangeClaims::kRecords; ++i) taken[i] = claims.publish(1000 * i, 1000 * i + 1);
+  RangeClaims::Claim taken[RangeClaims::kRecords];
+  for (unsigned i = 0; i < RangeClaims::kRecords; ++i)
+    taken[i] = claims.publish(1000 * i, 1000 * i + 1);
   for (unsigned i = 0; i < RangeClaims::kRecords; ++i) {
     EXPECT_FALSE(claims.overlaps_another(taken[i], 1000 * i, 1000 * i + 1));
     claims.give_back(taken[i]);
@@ -35,16 +36,22 @@ TEST(RangeClaims, AnotherCallsPublishedRangeOverlapsUntilGivenBack) {
 // never give back: in the child they read as free and unpublished (before,
 // a fork review left the child refusing their ranges, and with all records
 // held, every add_memory of the child spun for ever).
-TEST(RangeClaims, AForkChildSeesNoRecordOfItsParentsCalls) {
+namespace {
+
+// In a child made by make_child (fork, or _Fork, which runs no atfork
+// handlers), with every record taken by the parent: the child takes records
+// at once and sees none of the parent's ranges, only its own calls'.
+template <class MakeChild>
+void child_sees_no_record_of_its_parent(MakeChild make_child) {
   RangeClaims claims;
   for (unsigned i = 0; i < RangeClaims::kRecords; ++i) claims.publish(100, 200);
-  const pid_t child = fork();
+  const pid_t child = make_child();
   ASSERT_GE(child, 0);
   if (child == 0) {
     alarm(10);  // a child that spins for a record dies of SIGALRM
-    const unsigned mine = claims.publish(150, 250);
+    const RangeClaims::Claim mine = claims.publish(150, 250);
     if (claims.overlaps_another(mine, 150, 250)) std::_Exit(1);
-    const unsigned other = claims.publish(200, 300);
+    const RangeClaims::Claim other = claims.publish(200, 300);
     if (!claims.overlaps_another(other, 200, 300)) std::_Exit(2);  // the child's own calls count
     claims.give_back(mine);
     claims.give_back(other);
@@ -54,4 +61,16 @@ TEST(RangeClaims, AForkChildSeesNoRecordOfItsParentsCalls) {
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status)) << "signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+}  // namespace
+
+TEST(RangeClaims, AForkChildSeesNoRecordOfItsParentsCalls) {
+  child_sees_no_record_of_its_parent([] { return fork(); });
+}
+
+// _Fork runs no atfork handler: the child is told by its pid (a review: it
+// kept the parent's records, as a fork child did before).
+TEST(RangeClaims, AForkChildWithoutHandlersSeesNoRecordOfItsParentsCalls) {
+  child_sees_no_record_of_its_parent([] { return _Fork(); });
 }

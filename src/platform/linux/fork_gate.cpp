@@ -46,8 +46,24 @@ uint64_t now_ns() {
 // handlers) inherits its parent's count, steps of threads it does not have.
 constinit std::atomic<pid_t> g_steps_pid{0};
 
-// core/hooks.h: fork_generation.
-constinit std::atomic<uint32_t> g_fork_generation{0};
+// core/hooks.h: fork_generation: the process's pid above, the generation
+// below. The atfork child handler counts a fork; a child of _Fork() (no
+// handlers) is told by its pid and counted at its first call.
+constinit std::atomic<uint64_t> g_fork_generation{0};
+
+uint64_t fork_word(pid_t pid, uint32_t generation) {
+  return uint64_t(uint32_t(pid)) << 32 | generation;
+}
+
+// A new generation for this process, unless another thread counted it already.
+void count_fork(pid_t self) {
+  // relaxed: the CAS decides; the word orders nothing else.
+  uint64_t w = g_fork_generation.load(std::memory_order_relaxed);
+  while (pid_t(w >> 32) != self &&
+         !g_fork_generation.compare_exchange_weak(w, fork_word(self, uint32_t(w) + 1),
+                                                  std::memory_order_relaxed)) {
+  }
+}
 
 void prepare_fork() {
   const pid_t self = getpid();
@@ -71,8 +87,7 @@ void after_fork_in_child() {
   // (leave_step never goes below zero). relaxed: single-threaded.
   g_steps.store(0, std::memory_order_relaxed);
   g_steps_pid.store(getpid(), std::memory_order_relaxed);
-  // relaxed: single-threaded; threads started later see it through pthread_create.
-  g_fork_generation.fetch_add(1, std::memory_order_relaxed);
+  count_fork(getpid());
   // Threads that gave a first-class heap back are gone with their pins (this
   // thread holds none: give_back blocks asynchronous signals).
   core::FirstClassHeap::drop_pins_after_fork();
@@ -85,6 +100,7 @@ void after_fork_in_child() {
 __attribute__((constructor)) void register_fork_handlers() {
   g_steps_pid.store(getpid(),
                     std::memory_order_relaxed);  // relaxed: before any thread but the first
+  g_fork_generation.store(fork_word(getpid(), 0), std::memory_order_relaxed);  // relaxed: as above
   pthread_atfork(&prepare_fork, nullptr, &after_fork_in_child);
 }
 
@@ -101,8 +117,11 @@ void enter_step() {
 }
 
 uint32_t fork_generation() {
-  // relaxed: changes only in a fork child, before it has other threads.
-  return g_fork_generation.load(std::memory_order_relaxed);
+  const pid_t self = getpid();
+  count_fork(self);  // a _Fork() child's first call
+  // relaxed: the word changes only in a new process (before its first call
+  // returns), and a thread started later sees it through pthread_create.
+  return uint32_t(g_fork_generation.load(std::memory_order_relaxed));
 }
 
 void leave_step() {
