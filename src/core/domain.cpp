@@ -309,10 +309,7 @@ size_t Domain::purge_arenas(bool all) {
 
 void* Domain::meta_alloc(size_t bytes) {
   bytes = align_up(bytes, 64);
-  // A fresh chunk could not hold it: claiming slots for it would turn them
-  // into metadata for nothing (8 slots per failed call, for good).
-  const int attempts = bytes <= kMetaAllocMax ? 8 : 1;
-  for (int attempt = 0; attempt < attempts; ++attempt) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
     // acquire: pairs with the release that installed the chunk.
     MetaChunk* c = meta.load(std::memory_order_acquire);
     if (c != nullptr) {
@@ -325,6 +322,8 @@ void* Domain::meta_alloc(size_t bytes) {
         }
       }
     }
+    // A fresh chunk could not hold it: claiming slots for it would turn them
+    // into metadata for nothing (8 slots per failed call, for good).
     if (bytes > kMetaAllocMax) break;
     // A fresh slot becomes the next metadata chunk (a step: no fork leaves
     // the slot claimed but not installed).

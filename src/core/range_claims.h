@@ -128,7 +128,8 @@ class RangeClaims {
       const uint32_t free = ~bits & kAll;
       if (free == 0 || later(gen_of(taken), fork_gen)) {
         // All records taken (kRecords calls at once): wait for a call to end.
-        // relaxed: the CAS decides.
+        // (A word of a later generation: this call's fork_gen is stale, the
+        // next read of it catches up.) relaxed: the CAS decides.
         taken = busy_.load(std::memory_order_relaxed);
         continue;
       }

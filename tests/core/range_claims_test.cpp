@@ -19,7 +19,8 @@ TEST(RangeClaims, AnotherCallsPublishedRangeOverlapsUntilGivenBack) {
   EXPECT_TRUE(claims.overlaps_another(b, 150, 250));
   EXPECT_FALSE(claims.overlaps_another(c, 250, 300));
   claims.give_back(a);
-  EXPECT_FALSE(claims.overlaps_another(b, 150, 250) && claims.overlaps_another(c, 250, 300));
+  EXPECT_FALSE(claims.overlaps_another(b, 150, 250));
+  EXPECT_FALSE(claims.overlaps_another(c, 250, 300));
   claims.give_back(b);
   claims.give_back(c);
   // Every record is free again: kRecords calls at once take them all.
