@@ -12,6 +12,15 @@
 // promptly that memory comes back (peak RSS).
 // `threads` = chains, so 3T threads exist (2T running at a time).
 //
+// How many batches are live at once depends on how fast the workers run
+// against the freeing thread: an allocator whose threads start and allocate
+// faster fills the queue (up to 6 batches live) where a slower one finds it
+// empty (1-2), and its peak RSS counts the difference. With the environment
+// variable THREAD_CHURN_LOCKSTEP=1 the spawner waits until the freeing
+// thread has freed a batch before it starts the next worker, so one batch
+// at most is live for every allocator: peak RSS then compares the
+// allocators' memory for the same live set (docs/benchmarks.md).
+//
 // Full size: 4000 worker threads in total (split over the chains).
 #include <deque>
 
@@ -21,6 +30,11 @@ namespace {
 
 constexpr std::size_t kBlocks = 3000;
 constexpr std::size_t kMaxWaiting = 4;
+
+// A chain's count of batches freed, for the lockstep mode.
+struct alignas(64) FreedCount {
+  std::atomic<std::uint64_t> batches{0};
+};
 
 struct Batch {
   void* p[kBlocks];
@@ -41,6 +55,9 @@ int main(int argc, char** argv) {
   std::deque<Queue> queues;  // a deque: queues hold a mutex and never move
   for (int i = 0; i < chains; ++i) queues.emplace_back(kMaxWaiting);
   std::atomic<std::uint64_t> freed{0};
+  const char* lockstep_env = std::getenv("THREAD_CHURN_LOCKSTEP");
+  const bool lockstep = lockstep_env != nullptr && std::strcmp(lockstep_env, "1") == 0;
+  std::deque<FreedCount> batches_freed(static_cast<std::size_t>(chains));
 
   bench::Timer timer;
   bench::run_threads(2 * chains, [&](int id) {
@@ -64,6 +81,10 @@ int main(int argc, char** argv) {
         });
         worker.join();  // the worker has exited: its heap is given back
         q.push(b);
+        if (lockstep) {
+          auto& done = batches_freed[static_cast<std::size_t>(chain)].batches;
+          while (done.load(std::memory_order_acquire) <= w) std::this_thread::yield();
+        }
       }
       q.push(nullptr);
     } else {  // freeing thread
@@ -75,6 +96,8 @@ int main(int argc, char** argv) {
         }
         n += kBlocks;
         std::free(b);
+        batches_freed[static_cast<std::size_t>(chain)].batches.fetch_add(1,
+                                                                         std::memory_order_release);
       }
       freed.fetch_add(n, std::memory_order_relaxed);
     }
