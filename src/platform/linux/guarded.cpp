@@ -44,6 +44,17 @@ struct sigaction g_previous_bus;
 
 uintptr_t slot_page(uintptr_t pool, size_t i) { return pool + (2 * i + 1) * kGuardedPage; }
 
+// The index of the slot whose block p (in the pool at `pool`) may be, or
+// SIZE_MAX: the slot p lies in; or, for p at the end of a slot (the start of
+// the guard page after it), that slot: a zero-size block sits there, so that
+// any access to it faults.
+size_t slot_index_of(uintptr_t pool, uintptr_t p) {
+  const size_t page = (p - pool) / kGuardedPage;
+  if (page % 2 == 1) return page / 2;
+  if (page > 0 && (p - pool) % kGuardedPage == 0) return page / 2 - 1;
+  return SIZE_MAX;
+}
+
 // The slack pattern byte at address a (keyed by the address only: it guards
 // against stray writes, not against an attacker).
 uint8_t slack_byte(uintptr_t a) { return uint8_t(0xa5 ^ (a * 0x9du) ^ (a >> 7)); }
@@ -241,8 +252,8 @@ void guarded_free(void* p) { guarded_free_at(p, __builtin_return_address(0)); }
 
 void guarded_free_at(void* p, const void* site) {
   const uintptr_t base = g_pool.load(std::memory_order_relaxed);  // relaxed: as in guarded_owns
-  const size_t page = (core::addr(p) - base) / kGuardedPage;
-  Slot* s = page % 2 == 1 ? &g_slots[page / 2] : nullptr;
+  const size_t i = slot_index_of(base, core::addr(p));
+  Slot* s = i != SIZE_MAX ? &g_slots[i] : nullptr;
   uint32_t seen = kLive;
   // acquire: we see the fields of the allocation. A loser of two racing frees sees kBusy/kFreed.
   if (s == nullptr || s->block != core::addr(p) ||
@@ -253,7 +264,7 @@ void guarded_free_at(void* p, const void* site) {
     }
     fatal("free of a pointer that is not allocated", p);
   }
-  const uintptr_t end = slot_page(base, page / 2) + kGuardedPage;
+  const uintptr_t end = slot_page(base, i) + kGuardedPage;
   for (uintptr_t a = s->block + s->size; a < end; ++a) {
     if (*core::ptr<uint8_t>(a) != slack_byte(a)) {
       s->state.store(kLive, std::memory_order_relaxed);
@@ -271,8 +282,8 @@ void guarded_free_at(void* p, const void* site) {
 
 size_t guarded_usable_size(const void* p) {
   const uintptr_t base = g_pool.load(std::memory_order_relaxed);  // relaxed: as in guarded_owns
-  const size_t page = (core::addr(p) - base) / kGuardedPage;
-  const Slot* s = page % 2 == 1 ? &g_slots[page / 2] : nullptr;
+  const size_t i = slot_index_of(base, core::addr(p));
+  const Slot* s = i != SIZE_MAX ? &g_slots[i] : nullptr;
   // acquire: see the fields of the allocation.
   if (s == nullptr || s->block != core::addr(p) ||
       s->state.load(std::memory_order_acquire) != kLive) {

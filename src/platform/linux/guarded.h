@@ -5,7 +5,8 @@
 //   [guard][slot 0][guard][slot 1][guard] ... [slot N-1][guard]
 //
 // A block sits against the end of its slot, rounded down to its alignment
-// (at least 16), so an overflow past the slot faults at once; the bytes
+// (at least 16), so an overflow past the slot faults at once (a zero-size
+// block sits at the slot's end itself: any access to it faults); the bytes
 // between the size asked for and the slot's end (less than the alignment)
 // hold a keyed pattern checked at free. A freed slot is made inaccessible
 // (its page dropped) and reused oldest-freed first, so a use after free
