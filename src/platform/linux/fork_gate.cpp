@@ -19,6 +19,7 @@
 
 #include "core/first_class.h"
 #include "core/hooks.h"
+#include "platform/linux/guarded.h"
 #include "platform/linux/heap_profile.h"
 #include "platform/linux/process_heap.h"
 #include "platform/linux/remote_batches.h"
@@ -93,6 +94,8 @@ void after_fork_in_child() {
   core::FirstClassHeap::drop_pins_after_fork();
   // A profiler table lock held by a thread the child lacks.
   heap_profile_after_fork_in_child();
+  // A guarded pool reservation of such a thread.
+  guarded_after_fork_in_child();
   // Remote-batch records of threads the child lacks.
   remote_batches_after_fork_in_child(tl_thread.remote_batch);
 }

@@ -9,6 +9,7 @@
 
 #include "core/bits.h"
 #include "core/hooks.h"
+#include "core/step.h"
 #include "platform/linux/line_writer.h"
 
 namespace shardalloc::platform {
@@ -143,6 +144,12 @@ void on_fault(int sig, siginfo_t* info, void* context) {
 }
 
 void install_handler() {
+  // Not twice: a reservation started again in a fork child (pool() below)
+  // whose parent's reserver had installed it would chain to itself.
+  struct sigaction current {};
+  if (sigaction(SIGSEGV, nullptr, &current) == 0 && (current.sa_flags & SA_SIGINFO) != 0 &&
+      current.sa_sigaction == &on_fault)
+    return;
   struct sigaction sa {};
   sa.sa_sigaction = &on_fault;
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
@@ -150,6 +157,9 @@ void install_handler() {
   sigaction(SIGSEGV, &sa, &g_previous_segv);
   sigaction(SIGBUS, &sa, &g_previous_bus);
 }
+
+// Set while this thread reserves the pool (pool(), the winner).
+constinit thread_local bool tl_reserving = false;
 
 // The pool's start, mapping it (all inaccessible) on first use; 0 on failure.
 uintptr_t pool() {
@@ -161,20 +171,29 @@ uintptr_t pool() {
   if (!g_reserving.compare_exchange_strong(expected, 1, std::memory_order_acquire,
                                            std::memory_order_relaxed)) {
     while ((p = g_pool.load(std::memory_order_acquire)) == 0) {
-      // relaxed: the winner gave up (mapping failed): nothing to wait for.
-      if (g_reserving.load(std::memory_order_relaxed) == 2) return 0;
+      // relaxed: the winner gave up (mapping failed), or a fork child gave up
+      // its parent's reservation (guarded_after_fork_in_child): not waited for.
+      if (g_reserving.load(std::memory_order_relaxed) != 1) return 0;
     }
     return p;
   }
+  // A step: a fork waits for the reservation; one that does not wait long
+  // enough leaves its child g_reserving == 1 with no pool, which
+  // guarded_after_fork_in_child undoes (review: the child's first guarded
+  // sample spun for ever).
+  core::Step step;
+  tl_reserving = true;
   void* m =
       mmap(nullptr, kPoolBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED) {
+    tl_reserving = false;
     g_reserving.store(2, std::memory_order_relaxed);  // relaxed: only a "give up" flag
     return 0;
   }
   install_handler();
   // release: a thread that sees the pool sees the handler installed.
   g_pool.store(core::addr(m), std::memory_order_release);
+  tl_reserving = false;
   return core::addr(m);
 }
 
@@ -290,6 +309,16 @@ size_t guarded_usable_size(const void* p) {
     fatal("usable size of a pointer that is not allocated", p);
   }
   return s->size;
+}
+
+void guarded_after_fork_in_child() {
+  // relaxed: only this thread runs. A reservation the fork cut in another
+  // thread (gone with it): started again by the next sample. The mapping it
+  // may have made stays reserved, unused (2 MiB of address space, nothing
+  // resident). Slots another thread held busy stay so: lost to the child.
+  if (!tl_reserving && g_pool.load(std::memory_order_relaxed) == 0 &&
+      g_reserving.load(std::memory_order_relaxed) == 1)
+    g_reserving.store(0, std::memory_order_relaxed);
 }
 
 uint64_t guarded_rate() { return g_rate.load(std::memory_order_relaxed); }  // relaxed: a setting

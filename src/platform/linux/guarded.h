@@ -51,6 +51,10 @@ void guarded_free_at(void* p, const void* site);
 // The size asked for at p's allocation (p a live pool block).
 size_t guarded_usable_size(const void* p);
 
+// In a fork child (fork_gate.cpp): a reservation of the pool that the fork
+// cut in another thread is given up, so that the child reserves it again.
+void guarded_after_fork_in_child();
+
 // The sampling rate from SHARDALLOC_GUARDED_RATE or shard_guarded_set_rate:
 // mean number of bytes allocated (by the process heap) per guarded sample;
 // 0 = off (the default).
