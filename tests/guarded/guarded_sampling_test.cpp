@@ -5,11 +5,14 @@
 // reported every time. Release builds only: checked builds do not sample
 // (they have their own canaries); there the tests are skipped.
 #include <gtest/gtest.h>
+#include <sched.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "platform/linux/guarded.h"
@@ -273,6 +276,53 @@ TEST_F(GuardedSamplingDeath, S07_AnAccessToAZeroSizeSampledBlockIsReported) {
   SKIP_IN_CHECKED_BUILDS();
   EXPECT_EXIT(write_into_zero_size_sampled_block(), ::testing::KilledBySignal(SIGABRT),
               GUARDED_FATAL("heap buffer overflow"));
+}
+
+// Review (review-sampling): while the rate was 0 a sampling heap drew its
+// next gap as "never" (2^62 bytes), so shard_guarded_set_rate(N) afterwards
+// did not turn sampling back on for the calling thread (nor for any other
+// thread that had allocated meanwhile): no block was ever guarded again.
+size_t guarded_of(size_t count, size_t size, std::vector<void*>* live) {
+  size_t guarded = 0;
+  for (size_t i = 0; i < count; ++i) {
+    live->push_back(shard_malloc(size));
+    guarded += guarded_owns(live->back());
+  }
+  return guarded;
+}
+
+TEST(GuardedSampling, S08_SamplingResumesAfterTheRateWasZero) {
+  SKIP_IN_CHECKED_BUILDS();
+  std::atomic<int> phase{0};
+  size_t other_guarded = 0;
+  shard_guarded_set_rate(1);
+  // A thread made now samples too (the domain samples); it allocates in each phase.
+  std::thread other([&] {
+    std::vector<void*> mine;
+    guarded_of(8, 200, &mine);
+    phase.store(1);
+    while (phase.load() != 2) sched_yield();
+    guarded_of(2000, 200, &mine);  // while the rate is 0
+    phase.store(3);
+    while (phase.load() != 4) sched_yield();
+    other_guarded = guarded_of(20000, 200, &mine);  // 4 MB at one sample per 16 KiB
+    for (void* p : mine) shard_free(p);
+  });
+  std::vector<void*> live;
+  guarded_of(8, 200, &live);
+  while (phase.load() != 1) sched_yield();
+  shard_guarded_set_rate(0);
+  phase.store(2);
+  guarded_of(2000, 200, &live);  // pages handed while off
+  while (phase.load() != 3) sched_yield();
+  shard_guarded_set_rate(16 * 1024);
+  phase.store(4);
+  // 400 KB at one sample per 16 KiB: about 24 expected; 0 has probability e^-24.
+  EXPECT_GT(guarded_of(2000, 200, &live), 0u) << "the calling thread";
+  other.join();
+  EXPECT_GT(other_guarded, 0u) << "another thread";
+  shard_guarded_set_rate(0);
+  for (void* p : live) shard_free(p);
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "platform/linux/call_guard.h"
 #include "platform/linux/guarded.h"
 #include "platform/linux/heap_profile.h"
 #include "platform/linux/process_heap.h"
@@ -80,9 +81,17 @@ double combined_rate(uint64_t rp, uint64_t rg) {
 
 void set_sample_rate(uint64_t rate) { profile_rate = rate == 0 ? 1 : rate; }
 
+// The mean gap while sampling is on for a heap but no consumer is (guarded
+// sampling turned off by shard_guarded_set_rate(0)): a sample point then
+// reports nothing, but a rate set again later is in force within about
+// this many bytes. (A gap of "never" kept a heap that drew it while the
+// rate was 0 from sampling again: a review's test found no guarded block
+// after shard_guarded_set_rate(0) then (N).)
+constexpr uint64_t kIdleRate = 256 * 1024;
+
 long long sample_interval() {
   const double rate = combined_rate(profile_rate, guarded_rate_in_use());
-  if (rate == 0) return 1LL << 62;  // sampling is on for the heap but no consumer is
+  if (rate == 0) return (long long)sample_gap(kIdleRate, uniform());
   return (long long)sample_gap(rate < 1 ? 1 : uint64_t(rate), uniform());
 }
 
@@ -134,7 +143,13 @@ void guarded_sampling_start(bool all_heaps) {
                                             std::memory_order_relaxed);  // relaxed: see domain.h
   if (!all_heaps) {
     core::Heap* own = own_process_heap();
-    if (own != nullptr && !own->placeholder) own->sampling = true;
+    if (own != nullptr && !own->placeholder) {
+      own->sampling = true;
+      // The gap drawn at the old rate (maybe the idle one) is drawn again at
+      // the new one, from the next list the slow path hands out. Not from a
+      // signal handler that interrupted a call: the heap is half updated.
+      if (!in_call()) own->sample_left = 0;
+    }
     return;
   }
   // Before other threads start: every heap (as heap_profile_start does).
