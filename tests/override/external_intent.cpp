@@ -89,11 +89,6 @@ bool disjoint(std::vector<std::pair<uintptr_t, size_t>> blocks) {
   return true;
 }
 
-bool library_is_checked() {
-  auto* f = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "shard_is_checked"));
-  return f != nullptr && f() != 0;
-}
-
 // ---------------------------------------------------------------------------
 // mimalloc test/test-api.c
 
@@ -670,6 +665,5 @@ TEST_F(NewHandler, RetrySucceedsOnceTheHandlerFreesMemory) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  if (library_is_checked()) std::fprintf(stderr, "(checked library)\n");
   return RUN_ALL_TESTS();
 }
