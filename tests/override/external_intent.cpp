@@ -661,6 +661,78 @@ TEST_F(NewHandler, RetrySucceedsOnceTheHandlerFreesMemory) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// glibc malloc/tst-aligned-alloc-random-thread-cross.c (glibc 2.39)
+
+// Threads allocate blocks of random sizes (0 to 64 KiB) at random
+// power-of-two alignments (1 to 64 KiB) from random aligned entry points
+// (aligned_alloc, memalign, posix_memalign, and plain malloc for comparison),
+// and hand them to the next thread in a ring, which checks each block's
+// alignment and contents and frees it. Rounds repeat so every thread frees
+// blocks of another's heap while that thread allocates.
+struct CrossBlock {
+  void* p;
+  size_t size, align;  // the alignment it must have
+  uint64_t seed;
+};
+TEST(GlibcAlignedRandom, ThreadsFreeEachOthersAlignedBlocks) {
+  constexpr int kThreads = 4, kRounds = 20, kBlocks = 500;
+  std::vector<std::vector<CrossBlock>> mailbox(kThreads);
+  std::atomic<int> failures{0};
+  pthread_barrier_t barrier;
+  pthread_barrier_init(&barrier, nullptr, kThreads);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&, t] {
+      uint64_t r = uint64_t(t) * 7919 + 17;
+      auto next = [&r] { return r = word(r, 1); };
+      for (int round = 0; round < kRounds; ++round) {
+        std::vector<CrossBlock> mine;
+        for (int i = 0; i < kBlocks; ++i) {
+          const size_t align = size_t{1} << (next() % 17);
+          const size_t size = next() % 8 == 0 ? next() % (64 * KiB) : next() % 512;
+          void* p = nullptr;
+          const uint64_t entry = next() % 4;
+          switch (entry) {
+            case 0:
+              p = aligned_alloc(align, size);
+              break;
+            case 1:
+              p = memalign(align, size);
+              break;
+            case 2:
+              if (posix_memalign(&p, std::max(align, sizeof(void*)), size) != 0) p = nullptr;
+              break;
+            default:
+              p = std::malloc(size);
+              break;
+          }
+          const size_t expect = entry == 3 ? 16 : align;
+          if (p == nullptr || !is_aligned(p, expect) || usable(p) < size) {
+            ++failures;
+            std::free(p);
+            continue;
+          }
+          const uint64_t seed = next();
+          mark(p, size, seed);
+          mine.push_back({p, size, expect, seed});
+        }
+        mailbox[size_t(t)] = std::move(mine);
+        pthread_barrier_wait(&barrier);
+        std::vector<CrossBlock> theirs = std::move(mailbox[size_t((t + 1) % kThreads)]);
+        pthread_barrier_wait(&barrier);
+        for (const CrossBlock& b : theirs) {
+          if (marked(b.p, b.size, b.seed) != SIZE_MAX || !is_aligned(b.p, b.align)) ++failures;
+          std::free(b.p);
+        }
+      }
+    });
+  }
+  for (auto& th : ts) th.join();
+  pthread_barrier_destroy(&barrier);
+  EXPECT_EQ(failures.load(), 0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
