@@ -178,6 +178,32 @@ TEST(MimallocHeap, ZeroSizeAlignedAsAThreadsFirstCall) {
   shard_heap_destroy(h);
 }
 
+// mimalloc's test-api-fill.c "zeroinit-calloc-large" intent (calloc of used
+// memory is zero) at 256 MiB in a first-class heap: a sparse block (two pages
+// touched) freed, then shard_heap_calloc of the same size reads zero without
+// making the whole block resident (RSS grows by less than 32 MiB). Fails with
+// this tree: the reused span is cleared with a memset of all of it (see
+// override.external.*.HugeReuse.CallocOfAFreedSparseSpanDoesNotTouchEveryPage).
+TEST(MimallocHeap, CallocOfAFreedSparseSpanDoesNotTouchEveryPage) {
+  if (kSanitized) GTEST_SKIP() << "RSS includes shadow memory";
+  const size_t n = 256 * MiB;
+  shard_heap* h = shard_heap_new();
+  ASSERT_NE(h, nullptr);
+  auto* p = static_cast<char*>(shard_heap_malloc(h, n));
+  ASSERT_NE(p, nullptr);
+  p[0] = 1;
+  p[n / 2] = 1;
+  shard_heap_free(h, p);
+  const size_t before = proc_memory().rss;
+  auto* q = static_cast<char*>(shard_heap_calloc(h, 1, n));
+  ASSERT_NE(q, nullptr);
+  const size_t after = proc_memory().rss;
+  EXPECT_EQ(q[0], 0);
+  EXPECT_EQ(q[n / 2], 0);
+  EXPECT_LT(after, before + 32 * MiB) << before / MiB << " -> " << after / MiB << " MiB";
+  shard_heap_destroy(h);
+}
+
 // ---------------------------------------------------------------------------
 // snmalloc src/test/func/fixed_region/fixed_region.cc and
 // fixed_region_remote_dealloc/fixed_region_remote_dealloc.cc
