@@ -218,10 +218,11 @@ Segment* Domain::claim_segment(size_t slots, size_t align, size_t align_offset) 
 }
 
 bool Domain::purge_sparse_huge(Segment* s) {
-  if (source.purge == nullptr || source.resident == nullptr) return false;
+  if (source.purge == nullptr) return false;
   const Page& page = s->pages()[0];
+  if (page.block_size > kSparseCheckMax) return purge_huge_span(s);
   const size_t dense = page.block_size >> kSparseShift;
-  if (dense <= kStaleMin || page.block_size > kSparseCheckMax) return false;
+  if (dense <= kStaleMin || source.resident == nullptr) return false;
   // relaxed: pacing only.
   if (sparse_candidates.fetch_add(1, std::memory_order_relaxed) % kSparseCheckEvery != 0)
     return false;
@@ -229,6 +230,10 @@ bool Domain::purge_sparse_huge(Segment* s) {
   // kStaleMin: not worth the faults yet.
   const size_t resident = source.resident(page.area, page.block_size, dense);
   if (resident >= dense || resident < kStaleMin) return false;
+  return purge_huge_span(s);
+}
+
+bool Domain::purge_huge_span(Segment* s) {
   const uintptr_t from = addr(s) + kOsPage;  // the header's page stays: release reads it
   const size_t bytes = addr(s->slot_end()) - from;
   // Refused (locked pages): the span keeps (some of) its contents, all dirty.

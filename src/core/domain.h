@@ -40,6 +40,12 @@ inline constexpr unsigned kHugeReserveShift = 3;  // 1/8
 // Only every kSparseCheckEvery-th such free counts (mincore walks the whole
 // block: +27% time on malloc-large when every free did), and only blocks up
 // to kSparseCheckMax (the count and purge run inside the free's fork step).
+// A larger block is purged at its free without a count, in one call: left
+// to the purge ticks, it went slot by slot, one call per 512 KiB, inside
+// some later malloc (a review: a freed 512 GiB table stalled a 300 KiB
+// malloc for 1.2 s; 40 TiB, minutes). One call costs what the block still
+// has resident, and a program reusing such blocks densely faults them in
+// again, as glibc's munmap makes it do.
 inline constexpr size_t kStaleMin = size_t{1} << 20;
 inline constexpr unsigned kSparseShift = 3;  // 1/8
 inline constexpr unsigned kSparseCheckEvery = 8;
@@ -147,13 +153,16 @@ struct Domain {
   // slot goes back dirty.
   void release_segment(Segment* s, bool purged = false);
   // A huge segment about to be released whose block the program touched
-  // sparsely (kStaleMin, kSparseShift): purges all of it but the
-  // header's OS page and returns true; false (nothing done) otherwise.
+  // sparsely (kStaleMin, kSparseShift), or whose block is larger than
+  // kSparseCheckMax: purges all of it but the header's OS page and returns
+  // true; false (nothing done) otherwise.
   // Keeping such a span resident for reuse would save few page faults, and
   // its stale pages would stay resident inside every block that reuses it:
   // a program replacing sparsely written buffers grew by a page per
   // replacement (docs/benchmarks.md, "Sparsely touched huge blocks").
   bool purge_sparse_huge(Segment* s);
+  // Purges all of huge segment s but the header's OS page; false when refused.
+  bool purge_huge_span(Segment* s);
   // The arena check makes the header readable; the cookie tells a live
   // segment header from anything else (release_segment clears it before the
   // slot is released, and a slot that is not a segment's first never has one).
