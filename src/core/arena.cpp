@@ -37,6 +37,8 @@ Arena* Arena::create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_
   a->mem_start = mem_start;
   a->mem_end = mem_end;
   a->for_huge = false;
+  // relaxed: published with the arena (the domain list's release CAS).
+  a->mapped_slots.store(slot_count, std::memory_order_relaxed);
   a->word_count = (slot_count + kBitsPerWord - 1) / kBitsPerWord;
   auto* words = ptr<std::atomic<uint64_t>>(align_up(addr(at) + sizeof(Arena), 8));
   a->claimed = words;

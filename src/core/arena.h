@@ -1,7 +1,9 @@
 // An arena: a run of segment-sized slots with a bitmap of which are claimed.
 // Claims and releases are CAS / fetch_and on bitmap words: lock-free, and an
-// arena is never unmapped, so stale readers never fault (except by destroy of
-// a first-class heap, when no call on it may be in flight: docs/protocols.md 7).
+// arena's header is never unmapped, so stale readers of bitmaps never fault
+// (except by destroy of a first-class heap, when no call on it may be in
+// flight: docs/protocols.md 7). A tail of free slots may go back to the OS
+// (mapped_slots; protocol 4), never under a walk counted in slot_readers.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -24,6 +26,11 @@ struct Arena {
   // Reserved for a huge block (Domain::grow): one-slot segments come here
   // only when no other arena has a free slot (Domain::try_claim).
   bool for_huge;
+  // Slots [0, mapped_slots) are mapped. The rest, all free, were given back
+  // to the OS when it refused more address space (Domain::give_back_free_tails):
+  // claimed for good, never read again. Readers that may read slot memory
+  // (walks, arena_of) bound themselves by it (protocol 4).
+  std::atomic<size_t> mapped_slots{0};
 
   // Bytes an arena header with its three bitmaps needs for slot_count slots.
   static size_t header_bytes(size_t slot_count);
@@ -32,7 +39,16 @@ struct Arena {
                        uintptr_t mem_end);
 
   uintptr_t slot_addr(size_t index) const { return base + index * kSegmentSize; }
-  bool holds(uintptr_t a) const { return a >= base && a < base + slot_count * kSegmentSize; }
+  bool holds(uintptr_t a) const { return a >= base && a < base + mapped() * kSegmentSize; }
+  size_t mapped() const {
+    // acquire: pairs with the release store that restores a tail whose give-back was called off.
+    return mapped_slots.load(std::memory_order_acquire);
+  }
+  // Claims slots [index, slot_count) when every one is free (a tail to give
+  // back); false, with nothing claimed, otherwise.
+  bool claim_tail(size_t index) { return try_claim_range(index, slot_count - index); }
+  // Gives back the claims of slots [index, index + count) (a tail kept).
+  void unclaim(size_t index, size_t count) { clear_bits(claimed, index, count); }
   size_t slot_index(uintptr_t a) const { return (a - base) / kSegmentSize; }
 
   // Claims `count` consecutive slots whose slot (first + align_offset) starts

@@ -3,6 +3,7 @@
 
 #include <new>
 
+#include "core/assert.h"
 #include "core/bits.h"
 #include "core/heap.h"
 #include "core/lockfree_stack.h"
@@ -197,8 +198,48 @@ bool Domain::grow(size_t slots, size_t align) {
   // address space is short, what the block needs is enough.
   if (slots > 1 && want < kHugeArenaSize) mem = source.reserve(kHugeArenaSize, kOsArenaSize, &got);
   if (mem == nullptr) mem = source.reserve(want, kOsArenaSize, &got);
+  // Refused (an address-space limit, ulimit -v): the free tails of arenas
+  // that earlier huge blocks grew go back, and the OS is asked once more.
+  // They are never joined, so without this a program whose huge blocks grow
+  // failed once their sizes summed past the limit (a review: 1000, 2000,
+  // then 3000 MiB in turn, nothing live, under 4.5 GiB: ENOMEM).
+  if (mem == nullptr && give_back_free_tails()) mem = source.reserve(want, kOsArenaSize, &got);
   if (mem == nullptr) return false;
   return add_memory(mem, got, slots > 1);
+}
+
+bool Domain::give_back_free_tails() {
+  if (source.release == nullptr) return false;
+  bool any = false;
+  // acquire: as in overlaps.
+  for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
+    // The slots inside the arena's first OS arena's worth stay (the header
+    // and bitmaps lie there); the tail after it starts OS-arena aligned.
+    const uintptr_t tail = align_up(a->mem_start + 1, kOsArenaSize);
+    const size_t mapped = a->mapped();
+    if (addr(a) >= tail || tail <= a->base || (tail - a->base) / kSegmentSize >= mapped) continue;
+    const size_t keep = (tail - a->base) / kSegmentSize;
+    SHARD_ASSERT(a->slot_addr(keep) == tail && mapped == a->slot_count);
+    if (!a->claim_tail(keep)) continue;  // some slot of it is in use
+    // seq_cst, with the load of slot_readers below and the walkers' seq_cst
+    // increment and load of mapped_slots (HeapWalkScope): either a walker
+    // sees the smaller bound, or we see the walker and keep the tail.
+    a->mapped_slots.store(keep, std::memory_order_seq_cst);
+    if (slot_readers.load(std::memory_order_seq_cst) != 0) {
+      a->mapped_slots.store(mapped, std::memory_order_release);
+      a->unclaim(keep, mapped - keep);
+      continue;
+    }
+    // The tail's slots stay claimed for good: nothing claims, purges or reads them again.
+    const size_t bytes = a->mem_end - tail;
+    source.release(ptr(tail), bytes);
+    // relaxed: statistics (as add_arena's).
+    total_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+    overhead_bytes.fetch_sub(bytes - (mapped - keep) * (kSegmentSize - kSegmentHeaderSize),
+                             std::memory_order_relaxed);
+    any = true;
+  }
+  return any;
 }
 
 Segment* Domain::claim_segment(size_t slots, size_t align, size_t align_offset) {

@@ -69,6 +69,9 @@ struct Domain {
   std::atomic<MetaChunk*> meta{nullptr};
   std::atomic<size_t> total_bytes{0};     // memory handed over or reserved
   std::atomic<size_t> overhead_bytes{0};  // metadata and lost edges (see region.h)
+  // Walks that may read slot memory (core/heap_walk.h) in progress: a tail
+  // of free slots is unmapped only while none is (give_back_free_tails).
+  mutable std::atomic<uint32_t> slot_readers{0};
   std::atomic<uint64_t> purge_due_ms{0};  // when dirty slots get purged; 0: none pending
   std::atomic<uint64_t> sweep_due_ms{0};  // when abandoned heaps are next swept
   uint64_t purge_delay_ms = kDefaultPurgeDelayMs;
@@ -217,6 +220,10 @@ struct Domain {
   // Writes the header fields of the segment at slot `index` of `a`, just claimed.
   Segment* claimed(Arena* a, size_t index, size_t slots);
   bool grow(size_t slots, size_t align);
+  // When the source refused to grow: unmaps every arena's tail of free slots
+  // past its first OS arena's worth (which keeps the header and bitmaps).
+  // True when some address space went back. Protocol 4 of docs/protocols.md.
+  bool give_back_free_tails();
   void publish_arena(Arena* a);
   void add_meta_chunk(uintptr_t start, uintptr_t end);
 };

@@ -13,6 +13,8 @@
 //     remote frees). Arenas are
 //     never unmapped; a first-class heap's destroy, which
 //     unmaps its arenas, may not run while any call on that heap is in flight.
+//     A tail of free slots given back to the OS lies past mapped_slots, which
+//     the walk reads after it is counted in slot_readers (SlotReaderScope).
 //   - It never follows a pointer read from a segment header: the owning heap
 //     is found by comparing addresses with the heap list, and a page's
 //     remote-free list is followed only through block starts of that page, at
@@ -117,18 +119,41 @@ void read_slot(const Domain& d, const HeapList* heaps, const Arena& a, size_t in
 //   visitor.free_slots(arena, first, count) for each run of unclaimed slots,
 //   visitor.slot(arena, slot) for each claimed slot (a huge block: its span).
 // Every slot of every arena is in exactly one run or span.
+// A walk in progress, counted in d.slot_readers: no tail of free slots is
+// unmapped under it (Domain::give_back_free_tails, protocol 4).
+class SlotReaderScope {
+ public:
+  explicit SlotReaderScope(const Domain& d) : d_(d) {
+    // seq_cst: with our seq_cst loads of mapped_slots, against the giver's
+    // seq_cst store of mapped_slots and load of slot_readers (Dekker).
+    d_.slot_readers.fetch_add(1, std::memory_order_seq_cst);
+  }
+  ~SlotReaderScope() {
+    // release: our reads of slot memory come before a giver that sees the count drop.
+    d_.slot_readers.fetch_sub(1, std::memory_order_release);
+  }
+  SlotReaderScope(const SlotReaderScope&) = delete;
+  SlotReaderScope& operator=(const SlotReaderScope&) = delete;
+
+ private:
+  const Domain& d_;
+};
+
 template <class Visitor>
 void walk_arenas(const Domain& d, const HeapList* heaps, RemoteLists remote, Visitor& visitor) {
+  const SlotReaderScope reading(d);
   uint64_t id = 0;
   // acquire: arena headers and bitmaps are written before their release publication (protocol 6).
   for (const Arena* a = d.arenas.load(std::memory_order_acquire); a != nullptr; a = a->next, ++id) {
-    const ArenaView arena{id, a->base, a->slot_count, a->mem_start, a->mem_end};
+    // seq_cst: see SlotReaderScope. Slots past it were given back to the OS.
+    const size_t slots = a->mapped_slots.load(std::memory_order_seq_cst);
+    const ArenaView arena{id, a->base, slots, a->mem_start, a->mem_end};
     visitor.arena(arena);
     size_t i = 0;
-    while (i < a->slot_count) {
+    while (i < slots) {
       if (!a->is_claimed(i)) {
         size_t end = i + 1;
-        while (end < a->slot_count && !a->is_claimed(end)) ++end;
+        while (end < slots && !a->is_claimed(end)) ++end;
         visitor.free_slots(arena, i, end - i);
         i = end;
         continue;

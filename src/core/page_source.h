@@ -46,6 +46,11 @@ struct PageSource {
   // concurrent statistics walk reads no block memory (core/heap_walk.h). OS
   // memory: true. A kernel's regions: false.
   bool program_may_protect = false;
+  // Unmaps [p, p+bytes) (whole OS arenas' worth, all of it free slots): the
+  // address space goes back to the OS when it refused more (an address-space
+  // limit, Domain::give_back_free_tails). Null: never (regions, and
+  // first-class heaps, whose frees look arenas up by address).
+  void (*release)(void* p, size_t bytes) = nullptr;
 };
 
 }  // namespace shardalloc::core

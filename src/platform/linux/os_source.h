@@ -16,9 +16,10 @@ void os_protect(void* p, size_t bytes, bool accessible);
 void os_guard(void* p, size_t bytes, bool on);
 size_t os_resident(void* p, size_t bytes, size_t enough);
 void os_populate(void* p, size_t bytes);
-// Unmaps an arena os_reserve returned (destroy of a first-class heap): its
-// entries in g_os_arena_map go first, so a later free of a stale pointer into
-// it stops as "not allocated" instead of reading unmapped memory.
+// Unmaps an arena os_reserve returned (destroy of a first-class heap), or an
+// arena's tail of free slots (PageSource::release): its entries in
+// g_os_arena_map go first, so a later free of a stale pointer into it stops
+// as "not allocated" instead of reading unmapped memory.
 void os_release(void* p, size_t bytes);
 
 // (guard: set by SHARDALLOC_HUGE_GUARDS=1, platform/linux/options.h.)
@@ -32,6 +33,16 @@ inline constexpr core::PageSource kOsPageSource{&os_reserve,
                                                 &os_resident,
                                                 &os_populate,
                                                 /*program_may_protect=*/true};
+
+// The process heap's: also gives free arena tails back when the OS refuses
+// more address space (Domain::give_back_free_tails). Not first-class heaps':
+// their frees find arenas by address (Domain::arena_of), unguarded by the
+// walkers' count.
+inline constexpr core::PageSource kProcessPageSource = [] {
+  core::PageSource s = kOsPageSource;
+  s.release = &os_release;
+  return s;
+}();
 
 // One byte per kOsArenaSize of the 47-bit user address space: non-zero where
 // an OS arena lies. Lets free() reject foreign pointers with one load.

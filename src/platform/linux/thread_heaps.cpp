@@ -23,7 +23,7 @@
 
 namespace shardalloc::platform {
 
-constinit core::Domain g_process_domain{.source = kOsPageSource};
+constinit core::Domain g_process_domain{.source = kProcessPageSource};
 constinit core::Heap g_process_placeholder{&g_process_domain};
 constinit core::Heap g_process_busy{&g_process_domain};
 constinit thread_local ThreadState tl_thread{};
