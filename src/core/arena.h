@@ -27,7 +27,7 @@ struct Arena {
   // only when no other arena has a free slot (Domain::try_claim).
   bool for_huge;
   // Slots [0, mapped_slots) are mapped. The rest, all free, were given back
-  // to the OS when it refused more address space (Domain::give_back_free_tails):
+  // to the OS when it refused more address space (Domain::give_back_tail):
   // claimed for good, never read again. Readers that may read slot memory
   // (walks, arena_of) bound themselves by it (protocol 4).
   std::atomic<size_t> mapped_slots{0};
@@ -47,6 +47,8 @@ struct Arena {
   // Claims slots [index, slot_count) when every one is free (a tail to give
   // back); false, with nothing claimed, otherwise.
   bool claim_tail(size_t index) { return try_claim_range(index, slot_count - index); }
+  // A hint (no ordering): whether slots [index, slot_count) all read free.
+  bool tail_looks_free(size_t index) const { return range_looks_free(index, slot_count - index); }
   // Gives back the claims of slots [index, index + count) (a tail kept).
   void unclaim(size_t index, size_t count) { clear_bits(claimed, index, count); }
   size_t slot_index(uintptr_t a) const { return (a - base) / kSegmentSize; }

@@ -199,47 +199,86 @@ bool Domain::grow(size_t slots, size_t align) {
   if (slots > 1 && want < kHugeArenaSize) mem = source.reserve(kHugeArenaSize, kOsArenaSize, &got);
   if (mem == nullptr) mem = source.reserve(want, kOsArenaSize, &got);
   // Refused (an address-space limit, ulimit -v): the free tails of arenas
-  // that earlier huge blocks grew go back, and the OS is asked once more.
-  // They are never joined, so without this a program whose huge blocks grow
-  // failed once their sizes summed past the limit (a review: 1000, 2000,
-  // then 3000 MiB in turn, nothing live, under 4.5 GiB: ENOMEM).
-  if (mem == nullptr && give_back_free_tails()) mem = source.reserve(want, kOsArenaSize, &got);
+  // that earlier huge blocks grew go back, one at a time and the largest
+  // first, until the OS maps the request. They are never joined, so without
+  // this a program whose huge blocks grow failed once their sizes summed past
+  // the limit (a review: 1000, 2000, then 3000 MiB in turn, nothing live,
+  // under 4.5 GiB: ENOMEM). Not for a request larger than all the domain has
+  // reserved, which no give-back is likely to make room for: a failed probe
+  // (malloc of 1 PiB) gave every tail back, and each arena's remaining 64 MiB
+  // piled up as a mapping of its own (a review: 402 arenas after 400 rounds).
+  // relaxed: a statistic, only a bound here.
+  if (mem == nullptr && want <= total_bytes.load(std::memory_order_relaxed)) {
+    while (mem == nullptr && give_back_largest_free_tail()) {
+      mem = source.reserve(want, kOsArenaSize, &got);
+    }
+  }
   if (mem == nullptr) return false;
   return add_memory(mem, got, slots > 1);
 }
 
-bool Domain::give_back_free_tails() {
+bool Domain::free_tail_of(const Arena* a, size_t* keep) const {
+  // The slots inside the arena's first OS arena's worth stay (the header
+  // and bitmaps lie there); the tail after it starts OS-arena aligned.
+  const uintptr_t tail = align_up(a->mem_start + 1, kOsArenaSize);
+  const size_t mapped = a->mapped();
+  if (addr(a) >= tail || tail <= a->base || (tail - a->base) / kSegmentSize >= mapped) return false;
+  *keep = (tail - a->base) / kSegmentSize;
+  return a->tail_looks_free(*keep);
+}
+
+bool Domain::give_back_largest_free_tail() {
   if (source.release == nullptr) return false;
-  bool any = false;
-  // acquire: as in overlaps.
-  for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
-    // The slots inside the arena's first OS arena's worth stay (the header
-    // and bitmaps lie there); the tail after it starts OS-arena aligned.
-    const uintptr_t tail = align_up(a->mem_start + 1, kOsArenaSize);
-    const size_t mapped = a->mapped();
-    if (addr(a) >= tail || tail <= a->base || (tail - a->base) / kSegmentSize >= mapped) continue;
-    const size_t keep = (tail - a->base) / kSegmentSize;
-    SHARD_ASSERT(a->slot_addr(keep) == tail && mapped == a->slot_count);
-    if (!a->claim_tail(keep)) continue;  // some slot of it is in use
-    // seq_cst, with the load of slot_readers below and the walkers' seq_cst
-    // increment and load of mapped_slots (HeapWalkScope): either a walker
-    // sees the smaller bound, or we see the walker and keep the tail.
-    a->mapped_slots.store(keep, std::memory_order_seq_cst);
-    if (slot_readers.load(std::memory_order_seq_cst) != 0) {
-      a->mapped_slots.store(mapped, std::memory_order_release);
-      a->unclaim(keep, mapped - keep);
-      continue;
+  // Tails in order of (length, address), largest first; one that a claim
+  // or a walker keeps is passed over for the next.
+  size_t below_len = SIZE_MAX;
+  uintptr_t below_addr = UINTPTR_MAX;
+  for (;;) {
+    Arena* best = nullptr;
+    size_t best_len = 0;
+    // acquire: as in overlaps.
+    for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
+      size_t keep;
+      if (!free_tail_of(a, &keep)) continue;
+      const size_t len = a->slot_count - keep;
+      const bool below = len < below_len || (len == below_len && addr(a) < below_addr);
+      if (below &&
+          (best == nullptr || len > best_len || (len == best_len && addr(a) > addr(best)))) {
+        best = a;
+        best_len = len;
+      }
     }
-    // The tail's slots stay claimed for good: nothing claims, purges or reads them again.
-    const size_t bytes = a->mem_end - tail;
-    source.release(ptr(tail), bytes);
-    // relaxed: statistics (as add_arena's).
-    total_bytes.fetch_sub(bytes, std::memory_order_relaxed);
-    overhead_bytes.fetch_sub(bytes - (mapped - keep) * (kSegmentSize - kSegmentHeaderSize),
-                             std::memory_order_relaxed);
-    any = true;
+    if (best == nullptr) return false;
+    if (give_back_tail(best)) return true;
+    below_len = best_len;
+    below_addr = addr(best);
   }
-  return any;
+}
+
+bool Domain::give_back_tail(Arena* a) {
+  size_t keep;
+  if (!free_tail_of(a, &keep)) return false;
+  const size_t mapped = a->mapped();
+  const uintptr_t tail = a->slot_addr(keep);
+  SHARD_ASSERT(tail % kOsArenaSize == 0 && mapped == a->slot_count);
+  if (!a->claim_tail(keep)) return false;  // some slot of it was claimed meanwhile
+  // seq_cst, with the load of slot_readers below and the walkers' seq_cst
+  // increment and load of mapped_slots (SlotReaderScope): either a walker
+  // sees the smaller bound, or we see the walker and keep the tail.
+  a->mapped_slots.store(keep, std::memory_order_seq_cst);
+  if (slot_readers.load(std::memory_order_seq_cst) != 0) {
+    a->mapped_slots.store(mapped, std::memory_order_release);
+    a->unclaim(keep, mapped - keep);
+    return false;
+  }
+  // The tail's slots stay claimed for good: nothing claims, purges or reads them again.
+  const size_t bytes = a->mem_end - tail;
+  source.release(ptr(tail), bytes);
+  // relaxed: statistics (as add_arena's).
+  total_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+  overhead_bytes.fetch_sub(bytes - (mapped - keep) * (kSegmentSize - kSegmentHeaderSize),
+                           std::memory_order_relaxed);
+  return true;
 }
 
 Segment* Domain::claim_segment(size_t slots, size_t align, size_t align_offset) {
@@ -252,18 +291,19 @@ Segment* Domain::claim_segment(size_t slots, size_t align, size_t align_offset) 
     if (attempt == 0) {
       sweep_abandoned();
     } else if (!grow(slots, align)) {
-      return nullptr;
+      // Once more: slots may have come free meanwhile (a give-back of another
+      // thread that a walker called off gives its tail's slots back).
+      return try_claim(slots, align, align_offset);
     }
   }
   return nullptr;
 }
 
 bool Domain::purge_sparse_huge(Segment* s) {
-  if (source.purge == nullptr) return false;
+  if (source.purge == nullptr || source.resident == nullptr) return false;
   const Page& page = s->pages()[0];
-  if (page.block_size > kSparseCheckMax) return purge_huge_span(s);
   const size_t dense = page.block_size >> kSparseShift;
-  if (dense <= kStaleMin || source.resident == nullptr) return false;
+  if (dense <= kStaleMin || page.block_size > kSparseCheckMax) return false;
   // relaxed: pacing only.
   if (sparse_candidates.fetch_add(1, std::memory_order_relaxed) % kSparseCheckEvery != 0)
     return false;
@@ -271,6 +311,11 @@ bool Domain::purge_sparse_huge(Segment* s) {
   // kStaleMin: not worth the faults yet.
   const size_t resident = source.resident(page.area, page.block_size, dense);
   if (resident >= dense || resident < kStaleMin) return false;
+  return purge_huge_span(s);
+}
+
+bool Domain::purge_big_huge(Segment* s) {
+  if (source.purge == nullptr || s->pages()[0].block_size <= kSparseCheckMax) return false;
   return purge_huge_span(s);
 }
 

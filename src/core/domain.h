@@ -40,7 +40,8 @@ inline constexpr unsigned kHugeReserveShift = 3;  // 1/8
 // Only every kSparseCheckEvery-th such free counts (mincore walks the whole
 // block: +27% time on malloc-large when every free did), and only blocks up
 // to kSparseCheckMax (the count and purge run inside the free's fork step).
-// A larger block is purged at its free without a count, in one call: left
+// A larger block is purged at its free without a count, in one call, before
+// the free's fork step (Domain::purge_big_huge): left
 // to the purge ticks, it went slot by slot, one call per 512 KiB, inside
 // some later malloc (a review: a freed 512 GiB table stalled a 300 KiB
 // malloc for 1.2 s; 40 TiB, minutes). One call costs what the block still
@@ -70,7 +71,7 @@ struct Domain {
   std::atomic<size_t> total_bytes{0};     // memory handed over or reserved
   std::atomic<size_t> overhead_bytes{0};  // metadata and lost edges (see region.h)
   // Walks that may read slot memory (core/heap_walk.h) in progress: a tail
-  // of free slots is unmapped only while none is (give_back_free_tails).
+  // of free slots is unmapped only while none is (give_back_tail).
   mutable std::atomic<uint32_t> slot_readers{0};
   std::atomic<uint64_t> purge_due_ms{0};  // when dirty slots get purged; 0: none pending
   std::atomic<uint64_t> sweep_due_ms{0};  // when abandoned heaps are next swept
@@ -156,14 +157,19 @@ struct Domain {
   // slot goes back dirty.
   void release_segment(Segment* s, bool purged = false);
   // A huge segment about to be released whose block the program touched
-  // sparsely (kStaleMin, kSparseShift), or whose block is larger than
-  // kSparseCheckMax: purges all of it but the header's OS page and returns
-  // true; false (nothing done) otherwise.
+  // sparsely (kStaleMin, kSparseShift): purges all of it but the header's
+  // OS page and returns true; false (nothing done) otherwise.
   // Keeping such a span resident for reuse would save few page faults, and
   // its stale pages would stay resident inside every block that reuses it:
   // a program replacing sparsely written buffers grew by a page per
   // replacement (docs/benchmarks.md, "Sparsely touched huge blocks").
   bool purge_sparse_huge(Segment* s);
+  // A huge segment about to be freed whose block is larger than
+  // kSparseCheckMax: purges all of it but the header's OS page (true), before
+  // the free's fork step (its madvise may take longer than a fork waits for
+  // a step: a review's fork mid-purge of a dense 4 GiB block left the child
+  // with the span claimed for good). False: not such a block, or refused.
+  bool purge_big_huge(Segment* s);
   // Purges all of huge segment s but the header's OS page; false when refused.
   bool purge_huge_span(Segment* s);
   // The arena check makes the header readable; the cookie tells a live
@@ -220,10 +226,14 @@ struct Domain {
   // Writes the header fields of the segment at slot `index` of `a`, just claimed.
   Segment* claimed(Arena* a, size_t index, size_t slots);
   bool grow(size_t slots, size_t align);
-  // When the source refused to grow: unmaps every arena's tail of free slots
-  // past its first OS arena's worth (which keeps the header and bitmaps).
-  // True when some address space went back. Protocol 4 of docs/protocols.md.
-  bool give_back_free_tails();
+  // When the source refused to grow: unmaps the largest arena tail of free
+  // slots past its arena's first OS arena's worth (which keeps the header
+  // and bitmaps). True when some address space went back. Protocol 4 of
+  // docs/protocols.md.
+  bool give_back_largest_free_tail();
+  bool give_back_tail(Arena* a);
+  // Whether a has a tail to give back, and where it starts (*keep: the slots that stay).
+  bool free_tail_of(const Arena* a, size_t* keep) const;
   void publish_arena(Arena* a);
   void add_meta_chunk(uintptr_t start, uintptr_t end);
 };

@@ -173,6 +173,10 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
     }
   }
   if (SHARD_UNLIKELY(page->in_full & Page::kHoldsSampled)) platform::sampled_block_freed(p);
+  // Outside the step (a fork does not wait this long): the block is being
+  // freed, so its contents no longer matter. (A double free racing with this
+  // one may purge a block that reused the span: it aborts at the CAS below.)
+  const bool purged = s->domain->purge_big_huge(s);
   Step step;  // no fork between winning the block and releasing its slots
   uintptr_t expected = 0;
   // acq_rel: the winner of this CAS alone releases the segment; a loser is a double free.
@@ -186,7 +190,7 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
     s->domain->source.guard(ptr(addr(s->slot_end()) - kSegmentSize + kOsPage),
                             kSegmentSize - kOsPage, false);
   }
-  s->domain->release_segment(s, s->domain->purge_sparse_huge(s));
+  s->domain->release_segment(s, purged || s->domain->purge_sparse_huge(s));
 }
 
 void push_notified(Heap* heap, Page* page) {

@@ -120,7 +120,7 @@ void read_slot(const Domain& d, const HeapList* heaps, const Arena& a, size_t in
 //   visitor.slot(arena, slot) for each claimed slot (a huge block: its span).
 // Every slot of every arena is in exactly one run or span.
 // A walk in progress, counted in d.slot_readers: no tail of free slots is
-// unmapped under it (Domain::give_back_free_tails, protocol 4).
+// unmapped under it (Domain::give_back_tail, protocol 4).
 class SlotReaderScope {
  public:
   explicit SlotReaderScope(const Domain& d) : d_(d) {
@@ -129,8 +129,14 @@ class SlotReaderScope {
     d_.slot_readers.fetch_add(1, std::memory_order_seq_cst);
   }
   ~SlotReaderScope() {
+    // Never below zero: a fork child resets the count (walks of threads it
+    // lacks), and a walk of its own cut by that fork (a handler that forked
+    // inside it) then ends at zero. relaxed: the CAS validates it.
+    uint32_t n = d_.slot_readers.load(std::memory_order_relaxed);
     // release: our reads of slot memory come before a giver that sees the count drop.
-    d_.slot_readers.fetch_sub(1, std::memory_order_release);
+    while (n != 0 && !d_.slot_readers.compare_exchange_weak(n, n - 1, std::memory_order_release,
+                                                            std::memory_order_relaxed)) {
+    }
   }
   SlotReaderScope(const SlotReaderScope&) = delete;
   SlotReaderScope& operator=(const SlotReaderScope&) = delete;
@@ -147,7 +153,8 @@ void walk_arenas(const Domain& d, const HeapList* heaps, RemoteLists remote, Vis
   for (const Arena* a = d.arenas.load(std::memory_order_acquire); a != nullptr; a = a->next, ++id) {
     // seq_cst: see SlotReaderScope. Slots past it were given back to the OS.
     const size_t slots = a->mapped_slots.load(std::memory_order_seq_cst);
-    const ArenaView arena{id, a->base, slots, a->mem_start, a->mem_end};
+    const uintptr_t mem_end = slots < a->slot_count ? a->slot_addr(slots) : a->mem_end;
+    const ArenaView arena{id, a->base, slots, a->mem_start, mem_end};
     visitor.arena(arena);
     size_t i = 0;
     while (i < slots) {

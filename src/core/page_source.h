@@ -48,7 +48,7 @@ struct PageSource {
   bool program_may_protect = false;
   // Unmaps [p, p+bytes) (whole OS arenas' worth, all of it free slots): the
   // address space goes back to the OS when it refused more (an address-space
-  // limit, Domain::give_back_free_tails). Null: never (regions, and
+  // limit, Domain::give_back_tail). Null: never (regions, and
   // first-class heaps, whose frees look arenas up by address).
   void (*release)(void* p, size_t bytes) = nullptr;
 };

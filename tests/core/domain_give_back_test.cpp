@@ -1,4 +1,4 @@
-// Domain::give_back_free_tails: when the source refuses to grow (an address-
+// Domain::give_back_tail: when the source refuses to grow (an address-
 // space limit), the free tails of arenas that earlier huge blocks grew go back
 // and the source is asked again (a review: malloc of 1000, 2000, then 3000
 // MiB in turn, nothing live, under a 4.5 GiB limit failed with ENOMEM). The
@@ -80,7 +80,9 @@ class GiveBack : public ::testing::Test {
   void TearDown() override { munmap(raw_, (kUnits + 1) * kOsArenaSize); }
 
   // A huge segment of `mib` MiB of slots, or null.
-  Segment* huge(size_t mib) { return d_.claim_segment(mib * (size_t{1} << 20) / kSegmentSize, 0, 0); }
+  Segment* huge(size_t mib) {
+    return d_.claim_segment(mib * (size_t{1} << 20) / kSegmentSize, 0, 0);
+  }
 
   void* raw_ = nullptr;
   Domain d_;
@@ -112,6 +114,27 @@ TEST_F(GiveBack, GrowingHugeBlocksFitUnderTheBudgetOnceFreeTailsGoBack) {
   }
   EXPECT_GE(small.size(), 200u);
   for (Segment* s : small) d_.release_segment(s);
+}
+
+// One tail at a time, the largest first, until the source maps the request;
+// and none for a request larger than all the domain has reserved (a failed
+// probe of 1 PiB gave every tail back, and the arenas' remaining 64 MiB
+// piled up as mappings of their own: 402 arenas after 400 rounds).
+TEST_F(GiveBack, OnlyTheLargestTailNeededAndNoneForARequestNothingCouldHold) {
+  g_os.budget = 11;
+  for (size_t mib : {size_t{100}, size_t{300}}) {  // arenas of 4 and 5 units (tails 3 and 4)
+    Segment* s = huge(mib);
+    ASSERT_NE(s, nullptr) << mib;
+    d_.release_segment(s);
+  }
+  ASSERT_EQ(g_os.in_use.load(), 9u);
+  EXPECT_EQ(huge(2048), nullptr);  // 33 units: more than the 9 reserved
+  EXPECT_EQ(g_os.given_back.load(), 0u);
+  // 350 MiB: 6 units; the 5-unit arena's tail (4) is enough to get them.
+  Segment* s = huge(350);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(g_os.given_back.load(), 4u);
+  d_.release_segment(s);
 }
 
 // Walks running while tails go back: a give-back that sees a walk keeps its

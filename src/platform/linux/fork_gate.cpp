@@ -98,6 +98,10 @@ void after_fork_in_child() {
   guarded_after_fork_in_child();
   // Remote-batch records of threads the child lacks.
   remote_batches_after_fork_in_child(tl_thread.remote_batch);
+  // Walks of threads the child lacks would keep every give-back of a free
+  // arena tail off for the child's life (a review: ENOMEM in a child forked
+  // while another thread read statistics). relaxed: single-threaded.
+  g_process_domain.slot_readers.store(0, std::memory_order_relaxed);
 }
 
 __attribute__((constructor)) void register_fork_handlers() {

@@ -35,7 +35,7 @@ inline constexpr core::PageSource kOsPageSource{&os_reserve,
                                                 /*program_may_protect=*/true};
 
 // The process heap's: also gives free arena tails back when the OS refuses
-// more address space (Domain::give_back_free_tails). Not first-class heaps':
+// more address space (Domain::give_back_tail). Not first-class heaps':
 // their frees find arenas by address (Domain::arena_of), unguarded by the
 // walkers' count.
 inline constexpr core::PageSource kProcessPageSource = [] {
