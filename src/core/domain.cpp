@@ -203,12 +203,11 @@ bool Domain::grow(size_t slots, size_t align) {
   // first, until the OS maps the request. They are never joined, so without
   // this a program whose huge blocks grow failed once their sizes summed past
   // the limit (a review: 1000, 2000, then 3000 MiB in turn, nothing live,
-  // under 4.5 GiB: ENOMEM). Not for a request larger than all the domain has
-  // reserved, which no give-back is likely to make room for: a failed probe
-  // (malloc of 1 PiB) gave every tail back, and each arena's remaining 64 MiB
+  // under 4.5 GiB: ENOMEM). Not when giving every tail back would not make
+  // room either (a probe for what the tails lack is refused too): a failed
+  // malloc of 1 PiB gave every tail back, and each arena's remaining 64 MiB
   // piled up as a mapping of its own (a review: 402 arenas after 400 rounds).
-  // relaxed: a statistic, only a bound here.
-  if (mem == nullptr && want <= total_bytes.load(std::memory_order_relaxed)) {
+  if (mem == nullptr && tails_could_make_room(want)) {
     while (mem == nullptr && give_back_largest_free_tail()) {
       mem = source.reserve(want, kOsArenaSize, &got);
     }
@@ -227,6 +226,25 @@ bool Domain::free_tail_of(const Arena* a, size_t* keep) const {
   return a->tail_looks_free(*keep);
 }
 
+bool Domain::tails_could_make_room(size_t want) {
+  if (source.release == nullptr) return false;
+  size_t tails = 0;
+  // acquire: as in overlaps.
+  for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
+    size_t keep;
+    if (free_tail_of(a, &keep)) tails += (a->slot_count - keep) * kSegmentSize;
+  }
+  if (tails == 0) return false;
+  if (tails >= want) return true;
+  // An address-space limit counts the total: what the tails lack must be
+  // mappable now. The probe is given back at once.
+  size_t got = 0;
+  void* probe = source.reserve(align_up(want - tails, kOsArenaSize), kOsArenaSize, &got);
+  if (probe == nullptr) return false;
+  source.release(probe, got);
+  return true;
+}
+
 bool Domain::give_back_largest_free_tail() {
   if (source.release == nullptr) return false;
   // Tails in order of (length, address), largest first; one that a claim
@@ -234,6 +252,9 @@ bool Domain::give_back_largest_free_tail() {
   size_t below_len = SIZE_MAX;
   uintptr_t below_addr = UINTPTR_MAX;
   for (;;) {
+    // relaxed: a hint; give_back_tail decides. A walk now would call off
+    // every give-back: none is claimed meanwhile (each claims a whole tail).
+    if (slot_readers.load(std::memory_order_relaxed) != 0) return false;
     Arena* best = nullptr;
     size_t best_len = 0;
     // acquire: as in overlaps.
@@ -258,10 +279,15 @@ bool Domain::give_back_largest_free_tail() {
 bool Domain::give_back_tail(Arena* a) {
   size_t keep;
   if (!free_tail_of(a, &keep)) return false;
-  const size_t mapped = a->mapped();
   const uintptr_t tail = a->slot_addr(keep);
-  SHARD_ASSERT(tail % kOsArenaSize == 0 && mapped == a->slot_count);
+  SHARD_ASSERT(tail % kOsArenaSize == 0);
   if (!a->claim_tail(keep)) return false;  // some slot of it was claimed meanwhile
+  // Read under our claim: another giver's claim of this tail is over (its
+  // unclaim, which our claim's acquire saw, came after it restored the
+  // bound), so the whole arena is mapped. (Read before the claim, it could
+  // be that giver's lowered bound: a review's race.)
+  const size_t mapped = a->slot_count;
+  SHARD_ASSERT(a->mapped() == mapped);
   // seq_cst, with the load of slot_readers below and the walkers' seq_cst
   // increment and load of mapped_slots (SlotReaderScope): either a walker
   // sees the smaller bound, or we see the walker and keep the tail.

@@ -231,6 +231,9 @@ struct Domain {
   // and bitmaps). True when some address space went back. Protocol 4 of
   // docs/protocols.md.
   bool give_back_largest_free_tail();
+  // Whether giving back every free tail could make room for a reservation of
+  // `want` bytes: the tails hold it, or what they lack can be mapped now.
+  bool tails_could_make_room(size_t want);
   bool give_back_tail(Arena* a);
   // Whether a has a tail to give back, and where it starts (*keep: the slots that stay).
   bool free_tail_of(const Arena* a, size_t* keep) const;

@@ -174,8 +174,9 @@ SHARD_NOINLINE void free_huge(Segment* s, void* p) {
   }
   if (SHARD_UNLIKELY(page->in_full & Page::kHoldsSampled)) platform::sampled_block_freed(p);
   // Outside the step (a fork does not wait this long): the block is being
-  // freed, so its contents no longer matter. (A double free racing with this
-  // one may purge a block that reused the span: it aborts at the CAS below.)
+  // freed, so its contents no longer matter. (A double free racing with
+  // this one may purge a block that reused the span meanwhile, and free it:
+  // the same as a double free after reuse, which nothing detects.)
   const bool purged = s->domain->purge_big_huge(s);
   Step step;  // no fork between winning the block and releasing its slots
   uintptr_t expected = 0;
