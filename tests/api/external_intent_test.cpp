@@ -19,6 +19,7 @@
 #include "shardalloc/heap.h"
 #include "shardalloc/region.h"
 #include "shardalloc/shardalloc.h"
+#include "support/address_space.h"
 #include "support/test_support.h"
 
 using namespace shardtest;
@@ -30,28 +31,6 @@ constexpr bool kSanitized = true;
 #else
 constexpr bool kSanitized = false;
 #endif
-
-// Bytes of every mapping of the process (/proc/self/maps).
-size_t mapped_bytes() {
-  FILE* f = std::fopen("/proc/self/maps", "r");
-  if (f == nullptr) return 0;
-  size_t total = 0;
-  char line[512];
-  while (std::fgets(line, sizeof line, f) != nullptr) {
-    unsigned long long start = 0, end = 0;
-    if (std::sscanf(line, "%llx-%llx", &start, &end) == 2) total += size_t(end - start);
-  }
-  std::fclose(f);
-  return total;
-}
-
-bool disjoint(std::vector<std::pair<uintptr_t, size_t>> blocks) {
-  std::sort(blocks.begin(), blocks.end());
-  for (size_t i = 1; i < blocks.size(); ++i)
-    if (blocks[i - 1].first + std::max<size_t>(blocks[i - 1].second, 1) > blocks[i].first)
-      return false;
-  return true;
-}
 
 // ---------------------------------------------------------------------------
 // mimalloc test/test-api.c, heaps

@@ -25,6 +25,7 @@
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/shardalloc.hpp"
 #include "shardalloc/stats.h"
+#include "support/address_space.h"
 #include "support/test_support.h"
 
 using namespace shardtest;
@@ -36,22 +37,6 @@ constexpr bool kSanitized = true;
 #else
 constexpr bool kSanitized = false;
 #endif
-
-// Bytes of every mapping of the process (/proc/self/maps). Under qemu-user
-// this lists the guest's mappings, while statm counts qemu's own memory too
-// (which grows with every fresh guest address range it has seen).
-size_t mapped_bytes() {
-  FILE* f = std::fopen("/proc/self/maps", "r");
-  if (f == nullptr) return 0;
-  size_t total = 0;
-  char line[512];
-  while (std::fgets(line, sizeof line, f) != nullptr) {
-    unsigned long long start = 0, end = 0;
-    if (std::sscanf(line, "%llx-%llx", &start, &end) == 2) total += size_t(end - start);
-  }
-  std::fclose(f);
-  return total;
-}
 
 struct Live {
   void* p;

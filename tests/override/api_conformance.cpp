@@ -33,9 +33,15 @@
 #include <thread>
 #include <vector>
 
+#include "support/opaque.h"
+
 #ifndef SHARDTEST_MODE
 #define SHARDTEST_MODE "unknown"
 #endif
+
+using shardtest::hide;
+using shardtest::is_aligned;
+using shardtest::opaque;
 
 namespace {
 
@@ -43,22 +49,6 @@ constexpr size_t KiB = size_t{1} << 10;
 constexpr size_t MiB = size_t{1} << 20;
 constexpr size_t kPtrdiffMax = size_t(PTRDIFF_MAX);
 constexpr size_t kPage = 4096;
-
-// Keeps the compiler from eliding an allocation / free pair or assuming
-// anything about a pointer.
-template <class T>
-inline T* opaque(T* p) {
-  asm volatile("" : "+r"(p) : : "memory");
-  return p;
-}
-
-// A size the compiler cannot see (no -Walloc-size-larger-than on purpose-made failures).
-inline size_t hide(size_t v) {
-  asm volatile("" : "+r"(v));
-  return v;
-}
-
-bool is_aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0; }
 
 unsigned char pat(size_t i, unsigned seed) {
   return static_cast<unsigned char>((i * 131 + (i >> 8) * 7 + seed * 29) ^ (seed >> 2));

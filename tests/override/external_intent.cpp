@@ -15,6 +15,8 @@
 #include <gtest/gtest.h>
 
 #include "shardalloc/stats.h"
+#include "support/address_space.h"
+#include "support/opaque.h"
 
 #include <algorithm>
 #include <atomic>
@@ -32,22 +34,16 @@
 #include <utility>
 #include <vector>
 
+using shardtest::disjoint;
+using shardtest::hide;
+using shardtest::is_aligned;
+using shardtest::opaque;
+
 namespace {
 
 constexpr size_t KiB = size_t{1} << 10;
 constexpr size_t MiB = size_t{1} << 20;
 
-template <class T>
-inline T* opaque(T* p) {
-  asm volatile("" : "+r"(p) : : "memory");
-  return p;
-}
-inline size_t hide(size_t v) {
-  asm volatile("" : "+r"(v));
-  return v;
-}
-
-bool is_aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0; }
 size_t usable(void* p) { return malloc_usable_size(p); }
 
 // A pattern that depends on the block (seed) and the offset, written at the
@@ -81,15 +77,6 @@ size_t marked(const void* p, size_t n, uint64_t seed) {
     if (bad == SIZE_MAX && b[i] != static_cast<unsigned char>(word(seed, i))) bad = i;
   });
   return bad;
-}
-
-// [p, p + n) of each block, sorted, must not overlap.
-bool disjoint(std::vector<std::pair<uintptr_t, size_t>> blocks) {
-  std::sort(blocks.begin(), blocks.end());
-  for (size_t i = 1; i < blocks.size(); ++i)
-    if (blocks[i - 1].first + std::max<size_t>(blocks[i - 1].second, 1) > blocks[i].first)
-      return false;
-  return true;
 }
 
 // ---------------------------------------------------------------------------

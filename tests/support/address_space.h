@@ -1,0 +1,39 @@
+// Address-space checks shared by tests: the bytes a process has mapped, and
+// whether blocks overlap. Hosted tests only (reads /proc).
+#pragma once
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <utility>
+#include <vector>
+
+namespace shardtest {
+
+// Bytes of every mapping of the process (/proc/self/maps). Under qemu-user
+// this lists the guest's mappings, while statm counts qemu's own memory too
+// (which grows with every fresh guest address range it has seen).
+inline size_t mapped_bytes() {
+  FILE* f = std::fopen("/proc/self/maps", "r");
+  if (f == nullptr) return 0;
+  size_t total = 0;
+  char line[512];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    unsigned long long start = 0, end = 0;
+    if (std::sscanf(line, "%llx-%llx", &start, &end) == 2) total += size_t(end - start);
+  }
+  std::fclose(f);
+  return total;
+}
+
+// [p, p + n) of each block (a zero-size block counts one byte), sorted:
+// true when no two overlap.
+inline bool disjoint(std::vector<std::pair<uintptr_t, size_t>> blocks) {
+  std::sort(blocks.begin(), blocks.end());
+  for (size_t i = 1; i < blocks.size(); ++i)
+    if (blocks[i - 1].first + std::max<size_t>(blocks[i - 1].second, 1) > blocks[i].first)
+      return false;
+  return true;
+}
+
+}  // namespace shardtest
