@@ -88,6 +88,8 @@ struct Heap {
   uint32_t slow_calls = 0;   // owner: paces periodic work in alloc_slow
   uint32_t pages_keyed = 0;  // owner: checked mode's page inits, mixed into their key seeds
   uint32_t dirty_pages = 0;  // owner: free pages of kept segments not purged yet (Page::free_since)
+  uint64_t retired_classes = 0;  // owner: classes whose only page is empty and retiring
+  uint32_t claim_clock = 0;      // owner: KiB of pages and huge blocks set up (wraps)
   uint32_t sealed_pages =
       0;  // owner: pages sealed since the last unseal_all (at least those still sealed)
   // Blocks other threads freed into this heap's pages, counted when the owner
@@ -205,8 +207,9 @@ struct Heap {
     page->set_local_free(b);
     if (SHARD_UNLIKELY(--page->used == 0 || page->in_full)) {
       // A nonzero in_full (full queue, or sampled blocks to report) always
-      // takes the slow step; an emptied page only when it does not stay.
-      return page->in_full != 0 || !stays_when_empty(page);
+      // takes the slow step; an emptied page when it does not stay or
+      // retires (retire_page).
+      return page->in_full != 0 || !stays_when_empty(page) || page->block_size > kSmallBlockMax;
     }
     return false;
   }
@@ -243,6 +246,24 @@ struct Heap {
   // aborts with a message on the first inconsistency. Returns the blocks checked.
   size_t check() const;
   void page_freed_slow(Page* page);
+  // An empty page of medium or large blocks that is its class's only page
+  // stays (a class used for one block at a time allocates on the fast
+  // path) until the heap has set up kRetireAfter times its size in other
+  // pages and huge blocks, then goes back to its segment unless used again,
+  // to be reused for those: a thread keeps no 256-512 KiB page per class it
+  // used once while it claims more memory (64 threads with blocks of up to
+  // 1 MiB: 715 -> 452 MB; docs/benchmarks.md). Counted in memory set up,
+  // not in calls, so that batches of many sizes (mixed-sizes) do not free
+  // and claim their pages again between batches.
+  static constexpr uint32_t kRetireAfter = 2;
+  void retire_page(Page* page);
+  // Owner, before it sets up `bytes` of a new page or huge block: advances
+  // claim_clock and frees the retired pages whose time is up.
+  void note_setup(size_t bytes) {
+    claim_clock += uint32_t(bytes >> 10);
+    if (retired_classes != 0) expire_retired();
+  }
+  void expire_retired();
   [[noreturn]] void report_bad_local_free(Page* page, void* p);
   // The block an interior pointer (aligned allocation) belongs to; aborts
   // when the page hands out no interior pointers.

@@ -154,6 +154,7 @@ void partial_add(Segment*& head, Segment* s) {
 Page* Heap::fresh_page(unsigned cls) {
   const size_t block = class_block_size(cls);
   const PageGeometry g = geometry_for_block(block);
+  note_setup(g.count == 1 ? kSegmentSize : size_t{1} << g.shift);
   Segment* s;
   if (g.count == 1) {
     s = claim_owned_segment(g);
@@ -222,6 +223,7 @@ void* Heap::alloc_huge(size_t size, size_t align) {
   // The inaccessible slot after the span (segment.h): one mapping change
   // here and one at free, nothing on any other path.
   const bool tail_guard = domain->source.guard != nullptr && size <= kHugeTailGuardMax;
+  note_setup(slots * kSegmentSize);
   Segment* s = claim_segment(slots + tail_guard, align, align_offset);
   if (s == nullptr) return nullptr;
   s->heap = nullptr;

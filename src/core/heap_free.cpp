@@ -1,5 +1,7 @@
 // Free slow paths: the owner's page bookkeeping and other threads' frees.
 // The thread-free / notify protocol is docs/protocols.md.
+#include <bit>
+
 #include "core/assert.h"
 #include "core/domain.h"
 #include "core/heap.h"
@@ -50,8 +52,31 @@ void Heap::page_freed_slow(Page* page) {
   if (SHARD_UNLIKELY(page->in_full & Page::kHoldsSampled))
     page->sampled_block_freed(page->local_free);
   if (page->in_full_queue()) move_out_of_full(page);
-  if (page->used != 0 || stays_when_empty(page)) return;
+  if (page->used != 0) return;
+  if (stays_when_empty(page)) {
+    if (page->block_size > kSmallBlockMax) retire_page(page);
+    return;
+  }
   free_page(page);
+}
+
+void Heap::retire_page(Page* page) {
+  static_assert(kClassCount <= 64, "retired_classes has a bit per class");
+  page->retired_at = claim_clock;
+  retired_classes |= uint64_t{1} << page->size_class;
+}
+
+void Heap::expire_retired() {
+  for (uint64_t classes = retired_classes; classes != 0; classes &= classes - 1) {
+    const unsigned cls = unsigned(std::countr_zero(classes));
+    Page* page = queues[cls].first;
+    // Used again, or no longer alone in its class: the ordinary paths decide.
+    const bool retiring = page != nullptr && page->used == 0 && stays_when_empty(page);
+    const uint32_t due = kRetireAfter * uint32_t((size_t{page->reserved} * page->block_size) >> 10);
+    if (retiring && claim_clock - page->retired_at < due) continue;  // (unsigned: wraps)
+    retired_classes &= ~(uint64_t{1} << cls);
+    if (retiring) free_page(page);
+  }
 }
 
 void Heap::free_page(Page* page) {

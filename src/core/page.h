@@ -60,6 +60,9 @@ struct alignas(kPageLine) Page {
   uint8_t sample_flags = 0;
   static constexpr unsigned kSampledKnown = 3;  // entries of sampled_at
   uint16_t sampled_at[kSampledKnown] = {};
+  // Owner: Heap::claim_clock when this page, empty and its class's only
+  // page, began to retire (Heap::retire_page).
+  uint32_t retired_at = 0;
   Page* next = nullptr;  // heap queue links
   Page* prev = nullptr;
 

@@ -1,0 +1,100 @@
+// Retired pages (Heap::retire_page): an empty page of medium or large blocks
+// that is its class's only page stays while the class is in use, and goes
+// back to its segment once the heap has set up twice its size in other
+// memory, so that a thread keeps no 512 KiB page per class it used once.
+// Counted with a first-class heap's own statistics (its own domain: nothing
+// else allocates there).
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "shardalloc/heap.h"
+#include "shardalloc/stats.h"
+
+namespace {
+
+constexpr size_t kKiB = 1024;
+constexpr size_t kLargeBlock = 64 * kKiB;  // a large class: one 512 KiB page per segment
+constexpr size_t kSegmentBytes = 512 * kKiB;
+
+// The segment (for a large class: the page) holding p.
+uintptr_t segment_of(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) & ~(kSegmentBytes - 1);
+}
+
+uint64_t segments(const shard_heap* h) {
+  shard_stats st{};
+  EXPECT_EQ(shard_heap_stats(h, &st), SHARD_OK);
+  return st.segments;
+}
+
+struct HeapGuard {
+  shard_heap* h = shard_heap_new();
+  ~HeapGuard() { shard_heap_destroy(h); }
+};
+
+}  // namespace
+
+TEST(PageRetire, AnEmptyLargePageGoesBackWhenTheHeapSetsUpMoreMemory) {
+  HeapGuard g;
+  ASSERT_NE(g.h, nullptr);
+  void* block = shard_heap_malloc(g.h, kLargeBlock);
+  ASSERT_NE(block, nullptr);
+  std::memset(block, 1, kLargeBlock);
+  const uint64_t with_page = segments(g.h);
+  shard_heap_free(g.h, block);
+  EXPECT_EQ(segments(g.h), with_page) << "the class's only page stays when it empties";
+  // A huge block of two slots (1 MiB set up: twice the page's blocks) frees
+  // the retired page first; its slot can then hold part of the huge span.
+  void* huge = shard_heap_malloc(g.h, 600 * kKiB);
+  ASSERT_NE(huge, nullptr);
+  std::memset(huge, 2, 600 * kKiB);
+  EXPECT_EQ(segments(g.h), with_page - 1 + 2) << "the large page's segment went back";
+  shard_heap_free(g.h, huge);
+}
+
+TEST(PageRetire, APageInUseOneBlockAtATimeStays) {
+  HeapGuard g;
+  ASSERT_NE(g.h, nullptr);
+  void* first = shard_heap_malloc(g.h, kLargeBlock);
+  ASSERT_NE(first, nullptr);
+  shard_heap_free(g.h, first);
+  shard_heap_free(g.h, shard_heap_malloc(g.h, 100));  // the small blocks' segment, set up once
+  const uint64_t before = segments(g.h);
+  for (int i = 0; i < 1000; ++i) {
+    void* p = shard_heap_malloc(g.h, kLargeBlock);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(segment_of(p), segment_of(first))
+        << "round " << i << ": the page was given up and set up again";
+    std::memset(p, i, 64);
+    // Small blocks in between set up no memory: the large page stays.
+    void* small = shard_heap_malloc(g.h, 100);
+    ASSERT_NE(small, nullptr);
+    shard_heap_free(g.h, p);
+    shard_heap_free(g.h, small);
+  }
+  EXPECT_EQ(segments(g.h), before);
+}
+
+TEST(PageRetire, ARetiredPageUsedAgainIsNotFreedUnderItsBlocks) {
+  // Retire, set up some memory (less than the due amount), use the page
+  // again, then set up much more: the page holds a live block and stays.
+  HeapGuard g;
+  ASSERT_NE(g.h, nullptr);
+  void* a = shard_heap_malloc(g.h, kLargeBlock);
+  ASSERT_NE(a, nullptr);
+  shard_heap_free(g.h, a);
+  void* live = shard_heap_malloc(g.h, kLargeBlock);
+  ASSERT_EQ(segment_of(live), segment_of(a));
+  std::memset(live, 0x5a, kLargeBlock);
+  void* huge[4];
+  for (void*& p : huge) {
+    p = shard_heap_malloc(g.h, 900 * kKiB);
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 3, 900 * kKiB);
+  }
+  for (size_t i = 0; i < kLargeBlock; ++i) ASSERT_EQ(static_cast<unsigned char*>(live)[i], 0x5a);
+  for (void* p : huge) shard_heap_free(g.h, p);
+  shard_heap_free(g.h, live);
+}
