@@ -60,6 +60,11 @@ void Heap::page_freed_slow(Page* page) {
   free_page(page);
 }
 
+// KiB the heap sets up before a retired page goes back: kRetireAfter pages' worth.
+static uint32_t retire_due(const Page* page) {
+  return Heap::kRetireAfter * uint32_t((size_t{page->reserved} * page->block_size) >> 10);
+}
+
 void Heap::retire_page(Page* page) {
   static_assert(kClassCount <= 64, "retired_classes has a bit per class");
   page->retired_at = claim_clock;
@@ -72,8 +77,7 @@ void Heap::expire_retired() {
     Page* page = queues[cls].first;
     // Used again, or no longer alone in its class: the ordinary paths decide.
     const bool retiring = page != nullptr && page->used == 0 && stays_when_empty(page);
-    const uint32_t due = kRetireAfter * uint32_t((size_t{page->reserved} * page->block_size) >> 10);
-    if (retiring && claim_clock - page->retired_at < due) continue;  // (unsigned: wraps)
+    if (retiring && claim_clock - page->retired_at < retire_due(page)) continue;  // (wraps)
     retired_classes &= ~(uint64_t{1} << cls);
     if (retiring) free_page(page);
   }
