@@ -22,6 +22,7 @@ WORKLOADS = [
     ("thread-churn", 0.05, 1.0, "short-lived threads in sequence; a long-lived thread frees their blocks after they exit"),
     ("pipeline", 0.06, 1.0, "producer/consumer, one message at a time through a bounded ring; every free remote"),
     ("mixed-sizes", 0.03, 1.0, "batches of log-uniform 16 B..128 KiB blocks freed reverse, in order or shuffled"),
+    ("wide-threads", 0.1, 0.5, "16*T threads at once, each replacing blocks of 16 B..1 MiB in a ring of 8"),
 ]
 WORKLOAD_NAMES = [w[0] for w in WORKLOADS]
 
