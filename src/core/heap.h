@@ -89,7 +89,9 @@ struct Heap {
   uint32_t pages_keyed = 0;  // owner: checked mode's page inits, mixed into their key seeds
   uint32_t dirty_pages = 0;  // owner: free pages of kept segments not purged yet (Page::free_since)
   uint64_t retired_classes = 0;  // owner: classes whose only page is empty and retiring
-  uint32_t claim_clock = 0;      // owner: KiB of pages and huge blocks set up (wraps)
+  uint32_t claim_clock = 0;      // owner: KiB of huge blocks set up (wraps)
+  uint64_t expired_classes = 0;  // owner: classes whose retired page went at the last huge setup
+  uint64_t kept_classes = 0;     // owner: classes whose empty page no longer retires
   uint32_t sealed_pages =
       0;  // owner: pages sealed since the last unseal_all (at least those still sealed)
   // Blocks other threads freed into this heap's pages, counted when the owner
@@ -208,7 +210,8 @@ struct Heap {
     if (SHARD_UNLIKELY(--page->used == 0 || page->in_full)) {
       // A nonzero in_full (full queue, or sampled blocks to report) always
       // takes the slow step; an emptied page when it does not stay or
-      // retires (retire_page).
+      // retires (retire_page: out of line, so that pages of small blocks,
+      // which empty often, pay one compare).
       return page->in_full != 0 || !stays_when_empty(page) || page->block_size > kSmallBlockMax;
     }
     return false;
@@ -248,19 +251,32 @@ struct Heap {
   void page_freed_slow(Page* page);
   // An empty page of medium or large blocks that is its class's only page
   // stays (a class used for one block at a time allocates on the fast
-  // path) until the heap has set up kRetireAfter times its size in other
-  // pages and huge blocks, then goes back to its segment unless used again,
-  // to be reused for those: a thread keeps no 256-512 KiB page per class it
-  // used once while it claims more memory (64 threads with blocks of up to
-  // 1 MiB: 715 -> 452 MB; docs/benchmarks.md). Counted in memory set up,
-  // not in calls, so that batches of many sizes (mixed-sizes) do not free
-  // and claim their pages again between batches.
+  // path) until the heap has set up kRetireAfter times its size in huge
+  // blocks, then goes back to its segment unless used again, for those to
+  // reuse: a thread keeps no 256-512 KiB page per class it used once while
+  // it claims huge blocks (64 threads with blocks of up to 1 MiB: 715 ->
+  // 452 MB; docs/benchmarks.md). Counted in huge blocks only: counted in
+  // slow paths, mixed-sizes freed and set up its pages again between
+  // batches (+12% instructions); counted in pages set up too, classes used
+  // in turn expired each other's pages at every allocation (8x).
   static constexpr uint32_t kRetireAfter = 2;
-  void retire_page(Page* page);
-  // Owner, before it sets up `bytes` of a new page or huge block: advances
-  // claim_clock and frees the retired pages whose time is up.
+  // A class whose page went and that needs a fresh page before the next
+  // huge block (a block of it and a huge block in turn: a page set up and
+  // given back at every turn, +22% instructions) keeps its empty page from
+  // then on (kept_classes), as every class did before retiring.
+  // Owner: page, empty and its class's only page, begins to retire.
+  void retire_page(Page* page) {
+    static_assert(kClassCount <= 64, "retired_classes has a bit per class");
+    const uint64_t bit = uint64_t{1} << page->size_class;
+    if (kept_classes & bit) return;
+    page->retired_at = claim_clock;
+    retired_classes |= bit;
+  }
+  // Owner, before it sets up a huge block of `bytes`: advances claim_clock
+  // and frees the retired pages whose time is up.
   void note_setup(size_t bytes) {
     claim_clock += uint32_t(bytes >> 10);
+    expired_classes = 0;  // those of the last setup were not needed again before this one
     if (retired_classes != 0) expire_retired();
   }
   void expire_retired();

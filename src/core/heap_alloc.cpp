@@ -154,7 +154,7 @@ void partial_add(Segment*& head, Segment* s) {
 Page* Heap::fresh_page(unsigned cls) {
   const size_t block = class_block_size(cls);
   const PageGeometry g = geometry_for_block(block);
-  note_setup(g.count == 1 ? kSegmentSize : size_t{1} << g.shift);
+  kept_classes |= expired_classes & (uint64_t{1} << cls);  // its page went too soon
   Segment* s;
   if (g.count == 1) {
     s = claim_owned_segment(g);

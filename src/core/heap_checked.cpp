@@ -282,6 +282,7 @@ void* Heap::alloc_huge_guarded(size_t size, size_t align) {
   size_t tail_offset = align_up(kSegmentSize - kOsPage + size, kOsPage);
   if (tail_offset % kSegmentSize == 0) tail_offset -= kOsPage;
   const size_t slots = (tail_offset + kHugeGuardGap + kSegmentSize - 1) / kSegmentSize;
+  note_setup(slots * kSegmentSize);
   Segment* s = claim_segment(slots, 0, 0);
   if (s == nullptr) return nullptr;
   s->heap = nullptr;

@@ -65,12 +65,6 @@ static uint32_t retire_due(const Page* page) {
   return Heap::kRetireAfter * uint32_t((size_t{page->reserved} * page->block_size) >> 10);
 }
 
-void Heap::retire_page(Page* page) {
-  static_assert(kClassCount <= 64, "retired_classes has a bit per class");
-  page->retired_at = claim_clock;
-  retired_classes |= uint64_t{1} << page->size_class;
-}
-
 void Heap::expire_retired() {
   for (uint64_t classes = retired_classes; classes != 0; classes &= classes - 1) {
     const unsigned cls = unsigned(std::countr_zero(classes));
@@ -79,7 +73,9 @@ void Heap::expire_retired() {
     const bool retiring = page != nullptr && page->used == 0 && stays_when_empty(page);
     if (retiring && claim_clock - page->retired_at < retire_due(page)) continue;  // (wraps)
     retired_classes &= ~(uint64_t{1} << cls);
-    if (retiring) free_page(page);
+    if (!retiring) continue;
+    expired_classes |= uint64_t{1} << cls;
+    free_page(page);
   }
 }
 

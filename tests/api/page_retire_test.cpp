@@ -126,3 +126,27 @@ TEST(PageRetire, AHeapTakenOverWithARetiredClassAndNoPageSetsUpMemory) {
     }).join();
   }
 }
+
+TEST(PageRetire, AClassUsedInTurnWithHugeBlocksKeepsItsPage) {
+  // A block of a large class and a huge block in turn: the huge block's
+  // setup retires the class's page, which the next turn sets up again. After
+  // one such turn the class keeps its page (no page given back and set up at
+  // every turn).
+  if (shardalloc::core::kChecked) GTEST_SKIP() << "checked builds hold a freed block in quarantine";
+  HeapGuard g;
+  ASSERT_NE(g.h, nullptr);
+  shard_heap_free(g.h, shard_heap_malloc(g.h, kLargeBlock));
+  const uint64_t with_page = segments(g.h);
+  for (int turn = 0; turn < 4; ++turn) {
+    void* block = shard_heap_malloc(g.h, kLargeBlock);
+    ASSERT_NE(block, nullptr);
+    std::memset(block, turn, kLargeBlock);
+    shard_heap_free(g.h, block);
+    void* huge = shard_heap_malloc(g.h, 600 * kKiB);
+    ASSERT_NE(huge, nullptr);
+    if (turn > 0) {
+      EXPECT_EQ(segments(g.h), with_page + 2) << "turn " << turn << ": the page went";
+    }
+    shard_heap_free(g.h, huge);
+  }
+}
