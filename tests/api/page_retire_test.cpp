@@ -31,6 +31,14 @@ uint64_t segments(const shard_heap* h) {
   return st.segments;
 }
 
+// Allocates and frees a large block (its page, empty, retires); returns where it was.
+void* free_a_large_block(shard_heap* h) {
+  void* p = shard_heap_malloc(h, kLargeBlock);
+  EXPECT_NE(p, nullptr);
+  shard_heap_free(h, p);
+  return p;
+}
+
 struct HeapGuard {
   shard_heap* h = shard_heap_new();
   ~HeapGuard() { shard_heap_destroy(h); }
@@ -60,9 +68,7 @@ TEST(PageRetire, AnEmptyLargePageGoesBackWhenTheHeapSetsUpMoreMemory) {
 TEST(PageRetire, APageInUseOneBlockAtATimeStays) {
   HeapGuard g;
   ASSERT_NE(g.h, nullptr);
-  void* first = shard_heap_malloc(g.h, kLargeBlock);
-  ASSERT_NE(first, nullptr);
-  shard_heap_free(g.h, first);
+  void* first = free_a_large_block(g.h);
   shard_heap_free(g.h, shard_heap_malloc(g.h, 100));  // the small blocks' segment, set up once
   const uint64_t before = segments(g.h);
   for (int i = 0; i < 1000; ++i) {
@@ -81,13 +87,11 @@ TEST(PageRetire, APageInUseOneBlockAtATimeStays) {
 }
 
 TEST(PageRetire, ARetiredPageUsedAgainIsNotFreedUnderItsBlocks) {
-  // Retire, set up some memory (less than the due amount), use the page
-  // again, then set up much more: the page holds a live block and stays.
+  // Retire a page, use it again, then set up huge blocks of many times its
+  // size: the page holds a live block and stays.
   HeapGuard g;
   ASSERT_NE(g.h, nullptr);
-  void* a = shard_heap_malloc(g.h, kLargeBlock);
-  ASSERT_NE(a, nullptr);
-  shard_heap_free(g.h, a);
+  void* a = free_a_large_block(g.h);
   void* live = shard_heap_malloc(g.h, kLargeBlock);
   ASSERT_EQ(segment_of(live), segment_of(a));
   std::memset(live, 0x5a, kLargeBlock);
@@ -135,7 +139,7 @@ TEST(PageRetire, AClassUsedInTurnWithHugeBlocksKeepsItsPage) {
   if (shardalloc::core::kChecked) GTEST_SKIP() << "checked builds hold a freed block in quarantine";
   HeapGuard g;
   ASSERT_NE(g.h, nullptr);
-  shard_heap_free(g.h, shard_heap_malloc(g.h, kLargeBlock));
+  free_a_large_block(g.h);
   const uint64_t with_page = segments(g.h);
   for (int turn = 0; turn < 4; ++turn) {
     void* block = shard_heap_malloc(g.h, kLargeBlock);
