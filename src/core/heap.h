@@ -212,7 +212,7 @@ struct Heap {
       // takes the slow step; an emptied page when it does not stay or
       // retires (retire_page: out of line, so that pages of small blocks,
       // which empty often, pay one compare).
-      return page->in_full != 0 || !stays_when_empty(page) || page->block_size > kSmallBlockMax;
+      return page->in_full != 0 || !stays_when_empty(page) || retires_when_empty(page);
     }
     return false;
   }
@@ -221,6 +221,10 @@ struct Heap {
   // path, nor claims and releases a page every time.
   SHARD_INLINE static bool stays_when_empty(const Page* page) {
     return !page->in_full_queue() && page->next == nullptr && page->prev == nullptr;
+  }
+  // ...and, for medium and large blocks, retires then (retire_page).
+  SHARD_INLINE static bool retires_when_empty(const Page* page) {
+    return page->block_size > kSmallBlockMax;
   }
 
   // Slow paths (heap_alloc.cpp, heap_free.cpp) -------------------------------
@@ -254,16 +258,16 @@ struct Heap {
   // path) until the heap has set up kRetireAfter times its size in huge
   // blocks, then goes back to its segment unless used again, for those to
   // reuse: a thread keeps no 256-512 KiB page per class it used once while
-  // it claims huge blocks (64 threads with blocks of up to 1 MiB: 715 ->
-  // 452 MB; docs/benchmarks.md). Counted in huge blocks only: counted in
+  // it claims huge blocks (64 threads with blocks of up to 1 MiB: 712 ->
+  // 466 MB; docs/benchmarks.md). Counted in huge blocks only: counted in
   // slow paths, mixed-sizes freed and set up its pages again between
   // batches (+12% instructions); counted in pages set up too, classes used
   // in turn expired each other's pages at every allocation (8x).
-  static constexpr uint32_t kRetireAfter = 2;
   // A class whose page went and that needs a fresh page before the next
   // huge block (a block of it and a huge block in turn: a page set up and
   // given back at every turn, +22% instructions) keeps its empty page from
   // then on (kept_classes), as every class did before retiring.
+  static constexpr uint32_t kRetireAfter = 2;
   // Owner: page, empty and its class's only page, begins to retire.
   void retire_page(Page* page) {
     static_assert(kClassCount <= 64, "retired_classes has a bit per class");

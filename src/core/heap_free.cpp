@@ -54,7 +54,7 @@ void Heap::page_freed_slow(Page* page) {
   if (page->in_full_queue()) move_out_of_full(page);
   if (page->used != 0) return;
   if (stays_when_empty(page)) {
-    if (page->block_size > kSmallBlockMax) retire_page(page);
+    if (retires_when_empty(page)) retire_page(page);
     return;
   }
   free_page(page);
