@@ -9,6 +9,7 @@
 #include "core/calloc_clear.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/realloc_growth.h"
 #include "platform/linux/call_guard.h"
 #include "platform/linux/guarded.h"
 #include "platform/linux/os_heaps.h"
@@ -263,7 +264,14 @@ inline void* process_realloc(void* p, size_t size) {
   // Shrinking by less than half keeps the block (checked builds always move
   // it: the new size gets its own record, the old block the quarantine).
   if (!core::kChecked && size <= usable && size >= usable / 2) return p;
-  void* q = process_malloc(size);
+  // A huge block that grows moves with room to grow again (core/realloc_growth.h).
+  const size_t want = core::kChecked ? size : core::realloc_move_size(size, usable);
+  const int saved_errno = errno;
+  void* q = process_malloc(want);
+  if (SHARD_UNLIKELY(q == nullptr) && want != size) {
+    errno = saved_errno;  // a realloc that succeeds leaves errno alone
+    q = process_malloc(size);
+  }
   if (q == nullptr) return nullptr;
   __builtin_memcpy(q, p, size < usable ? size : usable);
   process_free(p);

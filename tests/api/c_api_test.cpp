@@ -233,6 +233,49 @@ TEST(CApi, ReallocPreservesContentsAcrossSizeClasses) {
   shard_free(p);
 }
 
+// A huge block grown a little at a time (stress-ng's bigheap: 64 KiB a
+// call) moves with room to grow again (core/realloc_growth.h): a few dozen
+// copies on the way to 48 MiB, where moving to the exact size copied it at
+// every 512 KiB slot crossed (96 copies of up to 48 MiB). One word in every
+// 4 KiB carries its position, checked after every move.
+TEST(CApi, AHugeBlockGrownInSmallStepsMovesRarely) {
+  if (shard_is_checked()) GTEST_SKIP() << "checked builds move every realloc to the exact size";
+  constexpr size_t kStep = 64 * 1024;
+  constexpr size_t kWordEvery = 4096;
+  size_t cur = 256 * 1024;
+  auto* p = static_cast<unsigned char*>(shard_malloc(cur));
+  ASSERT_NE(p, nullptr);
+  auto stamp = [](unsigned char* b, size_t from, size_t to) {
+    for (size_t at = (from + kWordEvery - 1) / kWordEvery * kWordEvery; at + 8 <= to;
+         at += kWordEvery) {
+      const uint64_t v = at * 0x9e3779b97f4a7c15ULL;
+      std::memcpy(b + at, &v, 8);
+    }
+  };
+  stamp(p, 0, cur);
+  size_t moves = 0;
+  while (cur < 48 * MiB) {
+    const size_t next = cur + kStep;
+    auto* q = static_cast<unsigned char*>(shard_realloc(p, next));
+    ASSERT_NE(q, nullptr) << "realloc(" << cur << " -> " << next << ")";
+    ASSERT_GE(shard_usable_size(q), next);
+    if (q != p) {
+      ++moves;
+      for (size_t at = 0; at + 8 <= cur; at += kWordEvery) {
+        uint64_t v;
+        std::memcpy(&v, q + at, 8);
+        ASSERT_EQ(v, at * 0x9e3779b97f4a7c15ULL) << "word at " << at << " after a move to " << next;
+      }
+    }
+    stamp(q, cur, next);
+    p = q;
+    cur = next;
+  }
+  EXPECT_LE(moves, 40u) << "moves on the way to " << cur << " bytes (96 without room to grow)";
+  EXPECT_GE(moves, 1u);
+  shard_free(p);
+}
+
 // Failed realloc leaves the block alone.
 TEST(CApi, FailedReallocKeepsBlock) {
   for (size_t size : {size_t{100}, size_t{50000}, 2 * MiB}) {
