@@ -266,11 +266,18 @@ inline void* process_realloc(void* p, size_t size) {
   if (!core::kChecked && size <= usable && size >= usable / 2) return p;
   // A huge block that grows moves with room to grow again (core/realloc_growth.h).
   const size_t want = core::kChecked ? size : core::realloc_move_size(size, usable);
-  const int saved_errno = errno;
-  void* q = process_malloc(want);
-  if (SHARD_UNLIKELY(q == nullptr) && want != size) {
-    errno = saved_errno;  // a realloc that succeeds leaves errno alone
+  void* q;
+  if (want == size) {
     q = process_malloc(size);
+  } else {
+    const int saved_errno = errno;
+    q = process_malloc(want);
+    if (SHARD_LIKELY(q != nullptr)) {
+      core::release_room(q, size);
+    } else {
+      errno = saved_errno;  // a realloc that succeeds leaves errno alone
+      q = process_malloc(size);
+    }
   }
   if (q == nullptr) return nullptr;
   __builtin_memcpy(q, p, size < usable ? size : usable);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "shardalloc/shardalloc.h"
+#include "support/resident_pages.h"
 #include "support/test_support.h"
 
 using namespace shardtest;
@@ -274,6 +275,32 @@ TEST(CApi, AHugeBlockGrownInSmallStepsMovesRarely) {
   EXPECT_LE(moves, 40u) << "moves on the way to " << cur << " bytes (96 without room to grow)";
   EXPECT_GE(moves, 1u);
   shard_free(p);
+}
+
+// The room a moving realloc adds (core/realloc_growth.h) costs memory only
+// where the program writes it: placed on a span an earlier block wrote (the
+// most resident span is preferred), its pages go back (release_room).
+TEST(CApi, TheRoomOfAMovedBlockOnAWrittenSpanIsNotResident) {
+  if (shard_is_checked()) GTEST_SKIP() << "checked builds move every realloc to the exact size";
+  const size_t big = 64 * MiB;
+  void* earlier = shard_malloc(big);
+  ASSERT_NE(earlier, nullptr);
+  std::memset(earlier, 1, big);
+  shard_free(earlier);  // its span stays resident until the purge delay
+  const size_t size = 8 * MiB;
+  void* p = shard_malloc(size);
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 2, size);
+  const size_t grown = shard_usable_size(p) + 4096;
+  auto* q = static_cast<unsigned char*>(shard_realloc(p, grown));
+  ASSERT_NE(q, nullptr);
+  const size_t usable = shard_usable_size(q);
+  ASSERT_GE(usable, grown + 512 * 1024) << "the block moved without room";
+  EXPECT_EQ(q[size - 1], 2);
+  const size_t room_pages = (usable - grown) / kOsPage;
+  EXPECT_LE(resident_pages(q + grown, usable - grown), room_pages / 8)
+      << "of " << room_pages << " pages of room";
+  shard_free(q);
 }
 
 // Failed realloc leaves the block alone.
