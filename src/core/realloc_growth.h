@@ -1,4 +1,5 @@
-// How many bytes realloc asks for when a block must move to grow.
+// How many bytes realloc asks for when a block must move to grow, and how
+// the room it adds is kept from costing memory the program never writes.
 #pragma once
 #include <cstddef>
 

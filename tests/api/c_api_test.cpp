@@ -246,10 +246,11 @@ TEST(CApi, AHugeBlockGrownInSmallStepsMovesRarely) {
   size_t cur = 256 * 1024;
   auto* p = static_cast<unsigned char*>(shard_malloc(cur));
   ASSERT_NE(p, nullptr);
-  auto stamp = [](unsigned char* b, size_t from, size_t to) {
+  auto word_at = [](size_t at) { return uint64_t{at} * 0x9e3779b97f4a7c15ULL; };
+  auto stamp = [&](unsigned char* b, size_t from, size_t to) {
     for (size_t at = (from + kWordEvery - 1) / kWordEvery * kWordEvery; at + 8 <= to;
          at += kWordEvery) {
-      const uint64_t v = at * 0x9e3779b97f4a7c15ULL;
+      const uint64_t v = word_at(at);
       std::memcpy(b + at, &v, 8);
     }
   };
@@ -265,7 +266,7 @@ TEST(CApi, AHugeBlockGrownInSmallStepsMovesRarely) {
       for (size_t at = 0; at + 8 <= cur; at += kWordEvery) {
         uint64_t v;
         std::memcpy(&v, q + at, 8);
-        ASSERT_EQ(v, at * 0x9e3779b97f4a7c15ULL) << "word at " << at << " after a move to " << next;
+        ASSERT_EQ(v, word_at(at)) << "word at " << at << " after a move to " << next;
       }
     }
     stamp(q, cur, next);
