@@ -259,11 +259,14 @@ inline void* process_realloc(void* p, size_t size) {
     process_free(p);
     return nullptr;
   }
-  const size_t usable =
-      !core::kChecked && platform::os_owns(p) ? realloc_live_usable(p) : process_usable_size(p);
+  const bool in_segment = !core::kChecked && platform::os_owns(p);
+  const size_t usable = in_segment ? realloc_live_usable(p) : process_usable_size(p);
   // Shrinking by less than half keeps the block (checked builds always move
   // it: the new size gets its own record, the old block the quarantine).
-  if (!core::kChecked && size <= usable && size >= usable / 2) return p;
+  if (!core::kChecked && size <= usable && size >= usable / 2) {
+    if (in_segment && usable > core::kLargeBlockMax) core::note_huge_written(p, size);
+    return p;
+  }
   // A huge block that grows moves with room to grow again (core/realloc_growth.h).
   const size_t want = core::kChecked ? size : core::realloc_move_size(size, usable);
   void* q;

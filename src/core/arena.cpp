@@ -4,6 +4,7 @@
 #include <new>
 
 #include "core/bits.h"
+#include "core/segment.h"
 #include "core/step.h"
 
 namespace shardalloc::core {
@@ -25,7 +26,7 @@ uint64_t word_mask(size_t w, size_t index, size_t count) {
 
 size_t Arena::header_bytes(size_t slot_count) {
   const size_t words = (slot_count + kBitsPerWord - 1) / kBitsPerWord;
-  return align_up(sizeof(Arena), 8) + 3 * words * sizeof(uint64_t);
+  return align_up(sizeof(Arena), 8) + 3 * words * sizeof(uint64_t) + align_up(slot_count, 8);
 }
 
 Arena* Arena::create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_start,
@@ -44,6 +45,8 @@ Arena* Arena::create(void* at, uintptr_t base, size_t slot_count, uintptr_t mem_
   a->claimed = words;
   a->dirty = words + a->word_count;
   a->aged = words + 2 * a->word_count;
+  a->resident = ptr<std::atomic<uint8_t>>(addr(words + 3 * a->word_count));
+  for (size_t i = 0; i < slot_count; ++i) new (&a->resident[i]) std::atomic<uint8_t>(0);
   for (size_t w = 0; w < a->word_count; ++w) {
     // Bits past slot_count are permanently claimed so searches never hand them out.
     const uint64_t tail =
@@ -145,55 +148,111 @@ size_t Arena::claim(size_t count, size_t align, size_t align_offset) {
   return SIZE_MAX;
 }
 
-size_t Arena::claim_dirty_slot() {
-  for (size_t w = 0; w < word_count; ++w) {
-    // relaxed: hints; try_claim_range decides with CAS.
-    uint64_t free_dirty =
-        dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);
-    while (free_dirty != 0) {
-      const size_t i = w * kBitsPerWord + size_t(std::countr_zero(free_dirty));
-      if (i >= slot_count) break;
-      if (try_claim_range(i, 1)) return i;
-      free_dirty &= free_dirty - 1;
-    }
-  }
-  return SIZE_MAX;
+namespace {
+
+// The units of slot k of a span whose first `written` bytes were written.
+unsigned units_written(size_t written, size_t k) {
+  const size_t at = k * kSegmentSize;
+  if (written <= at) return 0;
+  const size_t bytes = written - at < kSegmentSize ? written - at : kSegmentSize;
+  return unsigned((bytes + kResidentUnit - 1) / kResidentUnit);
 }
 
-Arena::Fit Arena::find_reusing(size_t count) const {
+}  // namespace
+
+SpanNeed SpanNeed::of(size_t count, size_t written) {
+  SpanNeed n;
+  n.count = count;
+  n.full = written / kSegmentSize < count ? written / kSegmentSize : count;
+  if (count - n.full > 2) n.full = count - 2;  // counted whole: a hint that asks a little more
+  for (size_t k = 0; k < 2 && k < n.tail_count(); ++k) {
+    n.tail[k] = uint8_t(units_written(written, n.full + k));
+  }
+  return n;
+}
+
+namespace {
+
+// The bit of slot i in a bitmap, read without ordering: the claim decides.
+uint64_t slot_bit(const std::atomic<uint64_t>* bits, size_t i) {
+  return (bits[i / kBitsPerWord].load(std::memory_order_relaxed) >> (i % kBitsPerWord)) & 1;
+}
+
+}  // namespace
+
+// full_resident: the resident units of the window's first need.full slots.
+int64_t Arena::window_score(size_t start, size_t full_resident, const SpanNeed& need) const {
+  int64_t score = int64_t(full_resident);
+  for (size_t k = 0; k < need.tail_count(); ++k) {
+    const int64_t r = resident_units(start + need.full + k);
+    const int64_t t = need.tail[k];
+    score += r <= t ? r : t - (r - t);  // covered, less the excess left unused
+  }
+  return score;
+}
+
+Arena::Fit Arena::find_dirty_slot(const SpanNeed& need) const {
   Fit best;
+  if (need.count != 1) return best;
+  for (size_t w = 0; w < word_count; ++w) {
+    // relaxed: hints; claim_fit decides with CAS.
+    uint64_t free_dirty =
+        dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);
+    for (; free_dirty != 0; free_dirty &= free_dirty - 1) {
+      const size_t i = w * kBitsPerWord + size_t(std::countr_zero(free_dirty));
+      if (i >= slot_count) break;
+      const Fit here{i, window_score(i, need.full != 0 ? resident_units(i) : 0, need), 0};
+      if (best.index == SIZE_MAX || here.score > best.score) best = here;
+      if (best.score == need.total()) return best;  // resident as far as it will be written
+    }
+  }
+  return best;
+}
+
+Arena::Fit Arena::find_reusing(const SpanNeed& need) const {
+  Fit best;
+  const size_t count = need.count;
   if (count == 0 || count > slot_count) return best;
-  // The bit of slot i in a bitmap, read without ordering: the claim decides.
-  auto bit = [](const std::atomic<uint64_t>* bits, size_t i) {
-    return (bits[i / kBitsPerWord].load(std::memory_order_relaxed) >> (i % kBitsPerWord)) & 1;
-  };
   size_t i = 0;
   while (i < slot_count) {
     i = next_clear_slot(*this, i);
     if (i + count > slot_count) break;
     // The free run [i, end).
     size_t end = i;
-    while (end < slot_count && !bit(claimed, end)) ++end;
+    while (end < slot_count && !slot_bit(claimed, end)) ++end;
     const size_t run = end - i;
     if (run >= count) {
-      // Slide a window of `count` slots over the run, counting dirty slots.
-      size_t dirty = 0;
-      for (size_t k = i; k < i + count; ++k) dirty += bit(this->dirty, k);
-      Fit here{i, dirty, run};
-      for (size_t start = i + 1; start + count <= end; ++start) {
-        dirty += bit(this->dirty, start + count - 1);
-        dirty -= bit(this->dirty, start - 1);
-        if (dirty > here.dirty) here = Fit{start, dirty, run};
+      // Slide a window of `count` slots over the run, summing the resident
+      // units of its wholly written part.
+      size_t full_resident = 0;
+      for (size_t k = i; k < i + need.full; ++k) full_resident += resident_units(k);
+      for (size_t start = i; start + count <= end; ++start) {
+        if (start > i && need.full != 0) {
+          full_resident += resident_units(start + need.full - 1);
+          full_resident -= resident_units(start - 1);
+        }
+        const Fit here{start, window_score(start, full_resident, need), run};
+        if (here.better_than(best)) best = here;
       }
-      if (here.better_than(best)) best = here;
-      if (best.dirty == count && best.run == count) break;  // an exact, resident fit
+      if (best.score == need.total() && best.run == count) break;  // an exact, resident fit
     }
     i = end;
   }
   return best;
 }
 
-void Arena::release(size_t index, size_t count, bool first_only) {
+void Arena::release(size_t index, size_t count, bool first_only, size_t written) {
+  // The resident hint first, while we hold every slot (nobody else writes
+  // their bits or hints): a slot that stays dirty keeps an earlier tenant's
+  // larger extent; first_only leaves the first OS page of the first slot.
+  for (size_t k = 0; k < count; ++k) {
+    const size_t i = index + k;
+    const unsigned now = units_written(first_only ? kOsPage : written, k);
+    // (first_only: the caller's purge took an earlier tenant's pages too.)
+    const unsigned before = !first_only && slot_bit(dirty, i) ? resident_units(i) : 0;
+    // relaxed: a hint; read again only as one.
+    resident[i].store(uint8_t(now > before ? now : before), std::memory_order_relaxed);
+  }
   for (size_t w = index / kBitsPerWord; w * kBitsPerWord < index + count; ++w) {
     const uint64_t mask = word_mask(w, index, count);
     const uint64_t first = w == index / kBitsPerWord ? uint64_t{1} << (index % kBitsPerWord) : 0;
@@ -231,6 +290,7 @@ size_t Arena::purge_tick(bool (*purge)(void* p, size_t bytes), bool all, size_t*
         // relaxed: we own the slot now; nobody else touches its bits until we release it.
         dirty[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
         aged[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
+        resident[index].store(0, std::memory_order_relaxed);
         ++*purged;
       }
       clear_bits(claimed, index, 1);

@@ -13,6 +13,23 @@
 
 namespace shardalloc::core {
 
+// The grain of Arena::resident: a slot in 64 parts (8 KiB).
+inline constexpr size_t kResidentUnit = kSegmentSize / 64;
+static_assert(kSegmentSize / kResidentUnit <= UINT8_MAX, "a slot's units fit a byte");
+
+// What a claim of `count` slots writes: its first `full` slots whole, then
+// the units of at most two more (a huge block's last, partly written slot;
+// the tail guard slot after it, unwritten).
+struct SpanNeed {
+  size_t count = 0;
+  size_t full = 0;
+  uint8_t tail[2] = {0, 0};
+  // A claim of `count` slots whose tenant writes the first `written` bytes.
+  static SpanNeed of(size_t count, size_t written);
+  size_t tail_count() const { return count - full; }
+  int64_t total() const { return int64_t(full) * 64 + tail[0] + tail[1]; }
+};
+
 struct Arena {
   Arena* next;     // domain's list; immutable once the arena is published
   uintptr_t base;  // address of slot 0 (segment aligned)
@@ -23,6 +40,11 @@ struct Arena {
   std::atomic<uint64_t>* claimed;  // bit i: slot i is in use
   std::atomic<uint64_t>* dirty;    // bit i: slot i was used and not purged since
   std::atomic<uint64_t>* aged;  // bit i: slot i was already free and dirty at the last purge tick
+  // Slot i's first resident[i] units of kResidentUnit may still be resident
+  // (a hint for placement; docs/protocols.md 4): set by a release to the
+  // extent its tenant wrote, or kept at an earlier tenant's larger one (a
+  // dirty slot keeps every page any tenant touched), zeroed by a purge.
+  std::atomic<uint8_t>* resident;
   // Reserved for a huge block (Domain::grow): one-slot segments come here
   // only when no other arena has a free slot (Domain::try_claim).
   bool for_huge;
@@ -57,36 +79,43 @@ struct Arena {
   // on an `align`-aligned address (align > kSegmentSize; else no constraint).
   // Returns the first slot's index or SIZE_MAX.
   size_t claim(size_t count, size_t align, size_t align_offset);
-  // Claims one free slot that is dirty (used and not purged since: its
-  // pages may still be resident), the lowest first. SIZE_MAX when none.
-  size_t claim_dirty_slot();
-
-  // Where claim_reusing would put a run of `count` slots (no alignment): the
-  // free window with the most dirty slots (their pages are still resident,
-  // so the caller's writes do not fault), ties to the one in the shortest
-  // free run (best fit), then the lowest. SIZE_MAX when no run is free.
-  // A hint read without ordering; claim_reusing decides with CAS.
+  // Where a claim of `need.count` slots (no alignment) reuses the most of
+  // what freed spans left resident: the free window whose resident units
+  // cover the most of what the claimant writes, less what they leave
+  // resident and unused beside it (an earlier, larger tenant's pages stay
+  // for the new tenant's life); ties to the shortest free run (best fit),
+  // then the lowest. SIZE_MAX when no run is free. A hint read without
+  // ordering; claim_fit decides with CAS.
   struct Fit {
     size_t index = SIZE_MAX;
-    size_t dirty = 0;  // dirty slots in the window
-    size_t run = 0;    // length of the free run holding it
+    int64_t score = 0;  // units covered minus units left unused in the window
+    size_t run = 0;     // length of the free run holding it
     bool better_than(const Fit& o) const {
       if (index == SIZE_MAX) return false;
       if (o.index == SIZE_MAX) return true;
-      return dirty != o.dirty ? dirty > o.dirty : run < o.run;
+      return score != o.score ? score > o.score : run < o.run;
     }
   };
-  Fit find_reusing(size_t count) const;
-  // Claims the run find_reusing picked (count > 1, no alignment: huge blocks
-  // reuse freed spans before the purge gives them back). Returns the first
-  // slot's index or SIZE_MAX when that run was taken meanwhile.
+  Fit find_reusing(const SpanNeed& need) const;
+  // The same for one slot (need.count == 1) among free dirty slots only (a
+  // one-slot claim takes a dirty slot before any fresh one), the lowest of
+  // the best; run is left 0.
+  Fit find_dirty_slot(const SpanNeed& need) const;
+  // Claims the run find_reusing picked. Returns the first slot's index or
+  // SIZE_MAX when that run was taken meanwhile.
   size_t claim_fit(const Fit& fit, size_t count) {
     return fit.index != SIZE_MAX && try_claim_range(fit.index, count) ? fit.index : SIZE_MAX;
   }
   // Gives slots [index, index + count) back, dirty; with first_only, only
-  // the first is (the caller purged the others while it held them: they
-  // read as zero again).
-  void release(size_t index, size_t count, bool first_only = false);
+  // the first is (the caller purged all but its first OS page while it held
+  // them: they read as zero again). `written`: bytes from the first slot's
+  // start its tenant may have made resident (the resident hint).
+  void release(size_t index, size_t count, bool first_only = false, size_t written = SIZE_MAX);
+  // The resident hint of slot index, in kResidentUnit (tests, walks).
+  unsigned resident_units(size_t index) const {
+    // relaxed: a hint.
+    return resident[index].load(std::memory_order_relaxed);
+  }
   // For slots the caller has claimed: true when none was used since it was
   // fresh or purged.
   bool range_is_clean(size_t index, size_t count) const;
@@ -105,6 +134,7 @@ struct Arena {
   bool try_claim_range(size_t index, size_t count);
   void clear_bits(std::atomic<uint64_t>* bits, size_t index, size_t count);
   bool range_looks_free(size_t index, size_t count) const;
+  int64_t window_score(size_t start, size_t full_resident, const SpanNeed& need) const;
 };
 
 }  // namespace shardalloc::core

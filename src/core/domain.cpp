@@ -117,39 +117,34 @@ bool Domain::overlaps(uintptr_t start, uintptr_t end) const {
   return false;
 }
 
-Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset) {
-  if (slots > 1 && align <= kSegmentSize) {
-    // A huge block: reuse the freed span that is most resident (tried twice,
-    // then first fit if other threads keep taking the pick).
+Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset, size_t written) {
+  if (align <= kSegmentSize) {
+    // Reuse what freed spans left resident, where it best matches what the
+    // claimant writes (Arena::find_reusing): a huge block of several slots
+    // among all free runs; one slot among freed slots only, before a fresh
+    // one (the list runs newest arena first, and first fit there would touch
+    // a new arena's untouched slots while an older one's freed slots wait
+    // for the purge: peak RSS then counts both). Tried twice, then first fit
+    // if other threads keep taking the pick.
+    const SpanNeed need = SpanNeed::of(slots, written);
     for (int attempt = 0; attempt < 2; ++attempt) {
       Arena* best_arena = nullptr;
       Arena::Fit best;
       // acquire: as in overlaps.
       for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
-        const Arena::Fit fit = a->find_reusing(slots);
+        const Arena::Fit fit = slots == 1 ? a->find_dirty_slot(need) : a->find_reusing(need);
         if (fit.better_than(best)) {
           best = fit;
           best_arena = a;
         }
       }
-      if (best_arena == nullptr) return nullptr;
+      if (best_arena == nullptr) break;
       const size_t index = best_arena->claim_fit(best, slots);
       if (index != SIZE_MAX) {
         // relaxed: only paces the purge (purge_arenas).
-        huge_demand_slots.fetch_add(slots, std::memory_order_relaxed);
+        if (slots > 1) huge_demand_slots.fetch_add(slots, std::memory_order_relaxed);
         return claimed(best_arena, index, slots);
       }
-    }
-  }
-  if (slots == 1 && align <= kSegmentSize) {
-    // A freed slot whose pages may still be resident, in any arena, before a
-    // fresh one: the list runs newest arena first, and first fit there would
-    // touch a new arena's untouched slots while an older one's freed slots
-    // wait for the purge (peak RSS then counts both).
-    // acquire: as in overlaps.
-    for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
-      const size_t index = a->claim_dirty_slot();
-      if (index != SIZE_MAX) return claimed(a, index, 1);
     }
   }
   // One-slot segments go to arenas reserved for huge blocks last: first
@@ -307,19 +302,19 @@ bool Domain::give_back_tail(Arena* a) {
   return true;
 }
 
-Segment* Domain::claim_segment(size_t slots, size_t align, size_t align_offset) {
+Segment* Domain::claim_segment(size_t slots, size_t align, size_t align_offset, size_t written) {
   // A step: no fork between the claim of a run's first bitmap word and its
   // last (or the undo of a partial claim), nor between a new arena's mapping
   // and its publication.
   Step step;
   for (int attempt = 0; attempt < 8; ++attempt) {
-    if (Segment* s = try_claim(slots, align, align_offset)) return s;
+    if (Segment* s = try_claim(slots, align, align_offset, written)) return s;
     if (attempt == 0) {
       sweep_abandoned();
     } else if (!grow(slots, align)) {
       // Once more: slots may have come free meanwhile (a give-back of another
       // thread that a walker called off gives its tail's slots back).
-      return try_claim(slots, align, align_offset);
+      return try_claim(slots, align, align_offset, written);
     }
   }
   return nullptr;
@@ -375,7 +370,8 @@ void Domain::release_segment(Segment* s, bool purged) {
     overhead_bytes.fetch_sub(size_t(huge_overhead(s)), std::memory_order_relaxed);
   }
   segments_claimed.fetch_sub(slots, std::memory_order_relaxed);
-  a->release(a->slot_index(addr(s)), slots, purged);
+  const size_t written = s->kind == SegmentKind::kHuge ? s->huge_written : SIZE_MAX;
+  a->release(a->slot_index(addr(s)), slots, purged, written);
   if (source.purge == nullptr) return;
   if (source.now_ms == nullptr || purge_delay_ms == 0) {
     purge_dirty();

@@ -151,7 +151,10 @@ struct Domain {
   // it is still resident from a freed span (Arena::find_reusing), so a
   // program that replaces large buffers reuses their pages without faults
   // until the purge delay gives them back.
-  Segment* claim_segment(size_t slots, size_t align, size_t align_offset);
+  // `written`: bytes from the span's start its tenant will write (the
+  // resident hint placement matches against, Arena::resident), or all.
+  Segment* claim_segment(size_t slots, size_t align, size_t align_offset,
+                         size_t written = SIZE_MAX);
   // `purged`: the caller purged every slot of s but the first OS page (a
   // sparsely touched huge block, Domain::purge_sparse_huge): only the first
   // slot goes back dirty.
@@ -218,7 +221,7 @@ struct Domain {
   // One purge tick over every arena (all: every dirty slot, not only those
   // past their delay); counts purged_bytes. Returns the slots left dirty.
   size_t purge_arenas(bool all);
-  Segment* try_claim(size_t slots, size_t align, size_t align_offset);
+  Segment* try_claim(size_t slots, size_t align, size_t align_offset, size_t written);
   // Owner: owned = 0, then claims h again while pages wait on its notified stack.
   void give_up(Heap* h);
   // Just claimed by acquire_heap: counts the adoption, unseals h's pages.

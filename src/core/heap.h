@@ -392,7 +392,8 @@ struct Heap {
   void purge_free_pages(bool all);
   void purge_page(Segment* s, Page* page);
   Segment* claim_owned_segment(const PageGeometry& g);
-  Segment* claim_segment(size_t slots, size_t align, size_t align_offset);
+  Segment* claim_segment(size_t slots, size_t align, size_t align_offset,
+                         size_t written = SIZE_MAX);
   template <bool kSampling>
   Page* find_page(unsigned cls);
   Page* fresh_page(unsigned cls);

@@ -90,12 +90,12 @@ Page* Heap::find_page(unsigned cls) {
   return nullptr;
 }
 
-Segment* Heap::claim_segment(size_t slots, size_t align, size_t align_offset) {
-  Segment* s = domain->claim_segment(slots, align, align_offset);
+Segment* Heap::claim_segment(size_t slots, size_t align, size_t align_offset, size_t written) {
+  Segment* s = domain->claim_segment(slots, align, align_offset, written);
   if (s != nullptr) return s;
   // Out of slots: give back the empty pages this heap keeps for reuse, then retry.
   collect_all();
-  return domain->claim_segment(slots, align, align_offset);
+  return domain->claim_segment(slots, align, align_offset, written);
 }
 
 Segment* Heap::claim_owned_segment(const PageGeometry& g) {
@@ -224,8 +224,9 @@ void* Heap::alloc_huge(size_t size, size_t align) {
   // here and one at free, nothing on any other path.
   const bool tail_guard = domain->source.guard != nullptr && size <= kHugeTailGuardMax;
   note_setup(slots * kSegmentSize);
-  Segment* s = claim_segment(slots + tail_guard, align, align_offset);
+  Segment* s = claim_segment(slots + tail_guard, align, align_offset, offset + size);
   if (s == nullptr) return nullptr;
+  s->huge_written = offset + size;
   s->heap = nullptr;
   s->kind = SegmentKind::kHuge;
   s->page_shift = 63;

@@ -292,7 +292,8 @@ void* Heap::alloc_huge_guarded(size_t size, size_t align) {
   s->page_count = 1;
   s->used_pages = 1;
   s->in_partial_list = 0;
-  s->tail_guard = 0;  // its own gaps (release_huge_guards)
+  s->tail_guard = 0;              // its own gaps (release_huge_guards)
+  s->huge_written = tail_offset;  // the block ends at the tail gap
   const uintptr_t tail = addr(s) + tail_offset;
   const uintptr_t block = align_down(tail - size, a);
   const uintptr_t front = addr(s) + kOsPage;

@@ -1,5 +1,6 @@
-// How many bytes realloc asks for when a block must move to grow, and how
-// the room it adds is kept from costing memory the program never writes.
+// How many bytes realloc asks for when a block must move to grow, how the
+// room it adds is kept from costing memory the program never writes, and
+// what a block kept in place tells placement.
 #pragma once
 #include <cstddef>
 
@@ -48,6 +49,15 @@ inline void release_room(void* q, size_t size) {
   const uintptr_t end = addr(s->slot_end());
   if (d->source.purge == nullptr || start >= end || end - start < kRoomPurgeMin) return;
   d->source.purge(ptr(start), end - start);  // refused (locked pages): they stay, as before
+}
+
+// realloc kept p, a huge block, for `size` bytes: the extent its slots'
+// resident hint will record at release (Segment::huge_written) covers them.
+inline void note_huge_written(void* p, size_t size) {
+  Segment* s = segment_of(p);
+  if (s->kind != SegmentKind::kHuge) return;
+  const size_t end = addr(p) + size - addr(s);
+  if (end > s->huge_written) s->huge_written = end;
 }
 
 }  // namespace shardalloc::core

@@ -88,7 +88,14 @@ struct Segment {
   // first cache line with heap, so that a free reads one line of the
   // segment header (a line every segment has at the same L1 set).
   uint16_t page_table[kSmallPagesPerSegment];
-  Segment* next_partial;  // heap's list of small segments with a free page (owner)
+  union {
+    Segment* next_partial;  // paged: heap's list of small segments with a free page (owner)
+    // Huge: bytes from the segment's start up to the end of what the
+    // program asked for (alloc_huge; raised by a realloc that keeps the
+    // block: note_huge_written). At release, the extent its slots' resident
+    // hint records (Arena::resident): pages past it were never written.
+    size_t huge_written;
+  };
   Segment* prev_partial;
   // The page headers: kSmallPagesPerSegment Pages at one of kPageColors
   // offsets in here, by the slot's address (page_color). At one fixed offset

@@ -107,9 +107,9 @@ TEST(Arena, ReusingFitPrefersTheMostResidentWindowThenTheShortestRun) {
   t.arena->release(10, 4);                  // a dirty run of 4 at 10..13
   t.arena->release(20, 5);                  // a dirty run of 5 at 20..24
   // First fit would take the first run of 4 or more (2); best fit takes the exact one.
-  Arena::Fit fit = t.arena->find_reusing(4);
+  Arena::Fit fit = t.arena->find_reusing(SpanNeed::of(4, SIZE_MAX));
   EXPECT_EQ(fit.index, 10u);
-  EXPECT_EQ(fit.dirty, 4u);
+  EXPECT_EQ(fit.score, 64 * 4);
   EXPECT_EQ(fit.run, 4u);
   ASSERT_EQ(t.arena->claim_fit(fit, 4), 10u);
   for (size_t i = 10; i < 14; ++i) EXPECT_TRUE(t.arena->is_claimed(i));
@@ -117,30 +117,30 @@ TEST(Arena, ReusingFitPrefersTheMostResidentWindowThenTheShortestRun) {
   // A taken pick is not claimed twice.
   EXPECT_EQ(t.arena->claim_fit(fit, 4), SIZE_MAX);
   // 5 dirty slots: the run at 20 (exactly 5) beats the one at 2 (6).
-  fit = t.arena->find_reusing(5);
+  fit = t.arena->find_reusing(SpanNeed::of(5, SIZE_MAX));
   EXPECT_EQ(fit.index, 20u);
-  EXPECT_EQ(fit.dirty, 5u);
+  EXPECT_EQ(fit.score, 64 * 5);
   // 8 slots: no free run but the clean tail 40..63 is that long.
-  fit = t.arena->find_reusing(8);
+  fit = t.arena->find_reusing(SpanNeed::of(8, SIZE_MAX));
   EXPECT_EQ(fit.index, 40u);
-  EXPECT_EQ(fit.dirty, 0u);
+  EXPECT_EQ(fit.score, 64 * 0);
   EXPECT_EQ(fit.run, 24u);
   // A dirty run next to clean slots: the window covers all of the dirty part.
   t.arena->release(30, 10);  // 30..39 dirty, run 30..63 free
-  fit = t.arena->find_reusing(12);
+  fit = t.arena->find_reusing(SpanNeed::of(12, SIZE_MAX));
   EXPECT_EQ(fit.index, 30u);
-  EXPECT_EQ(fit.dirty, 10u);
+  EXPECT_EQ(fit.score, 64 * 10);
   // A window that slides to take in the dirty slots at the end of a run.
   ASSERT_EQ(t.arena->claim(34, 0, 0), 30u);  // first fit: 30..63
   t.arena->release(50, 14);                  // 50..63 dirty; 30..49 claimed
   ASSERT_TRUE(t.arena->claim(20, 0, 0) == SIZE_MAX);
   t.arena->release(44, 6);  // 44..49 dirty too: run 44..63, all dirty
-  fit = t.arena->find_reusing(16);
-  EXPECT_EQ(fit.dirty, 16u);
+  fit = t.arena->find_reusing(SpanNeed::of(16, SIZE_MAX));
+  EXPECT_EQ(fit.score, 64 * 16);
   EXPECT_EQ(fit.run, 20u);
   EXPECT_EQ(fit.index, 44u);
-  EXPECT_EQ(t.arena->find_reusing(65).index, SIZE_MAX);
-  EXPECT_EQ(t.arena->find_reusing(0).index, SIZE_MAX);
+  EXPECT_EQ(t.arena->find_reusing(SpanNeed::of(65, SIZE_MAX)).index, SIZE_MAX);
+  EXPECT_EQ(t.arena->find_reusing(SpanNeed::of(0, SIZE_MAX)).index, SIZE_MAX);
 }
 
 // A tick with a reserve keeps that many aged slots resident (the lowest);
@@ -181,7 +181,7 @@ TEST(Arena, ConcurrentReusingClaimsNeverOverlap) {
     threads.emplace_back([&, tid] {
       for (int round = 0; round < 2000; ++round) {
         const size_t n = 2 + (round + tid) % 7;
-        const size_t idx = t.arena->claim_fit(t.arena->find_reusing(n), n);
+        const size_t idx = t.arena->claim_fit(t.arena->find_reusing(SpanNeed::of(n, SIZE_MAX)), n);
         if (idx == SIZE_MAX) continue;
         ++claims;
         for (size_t i = idx; i < idx + n; ++i) {
@@ -224,16 +224,87 @@ TEST(Arena, ConcurrentClaimsNeverOverlap) {
   EXPECT_FALSE(bad.load());
 }
 
+// A one-slot claim of a dirty slot (Domain::try_claim's first choice).
+size_t claim_dirty(Arena* a, size_t written = SIZE_MAX) {
+  return a->claim_fit(a->find_dirty_slot(SpanNeed::of(1, written)), 1);
+}
+
 TEST(Arena, ClaimDirtySlotTakesFreedSlotsOnly) {
   TestArena t(130);
-  EXPECT_EQ(t.arena->claim_dirty_slot(), SIZE_MAX);  // fresh: nothing dirty
+  EXPECT_EQ(claim_dirty(t.arena), SIZE_MAX);  // fresh: nothing dirty
   ASSERT_EQ(t.arena->claim(100, 0, 0), 0u);
   t.arena->release(70, 1);
   t.arena->release(90, 1);
-  EXPECT_EQ(t.arena->claim_dirty_slot(), 70u);  // the lowest freed slot, not fresh 100
-  EXPECT_EQ(t.arena->claim_dirty_slot(), 90u);
-  EXPECT_EQ(t.arena->claim_dirty_slot(), SIZE_MAX);
+  EXPECT_EQ(claim_dirty(t.arena), 70u);  // the lowest freed slot, not fresh 100
+  EXPECT_EQ(claim_dirty(t.arena), 90u);
+  EXPECT_EQ(claim_dirty(t.arena), SIZE_MAX);
   EXPECT_EQ(t.arena->claim(1, 0, 0), 100u);
+}
+
+// The resident hint: a release records what its tenant wrote, a dirty slot
+// keeps an earlier tenant's larger extent, a purge clears it, and a
+// first_only release leaves the first OS page only.
+TEST(Arena, ResidentHintKeepsTheLargestTenantUntilThePurge) {
+  TestArena t(8);
+  ASSERT_EQ(t.arena->claim(3, 0, 0), 0u);
+  t.arena->release(0, 3, false, 2 * kSegmentSize + 100 * 1024);  // two slots whole, 100 KiB
+  EXPECT_EQ(t.arena->resident_units(0), 64u);
+  EXPECT_EQ(t.arena->resident_units(1), 64u);
+  EXPECT_EQ(t.arena->resident_units(2), 13u);  // 100 KiB in 8 KiB units, rounded up
+  ASSERT_EQ(t.arena->claim(1, 0, 0), 0u);
+  ASSERT_EQ(t.arena->claim(1, 0, 0), 1u);
+  ASSERT_EQ(t.arena->claim(1, 0, 0), 2u);
+  t.arena->release(2, 1, false, 300 * 1024);
+  EXPECT_EQ(t.arena->resident_units(2), 38u);  // larger than before
+  ASSERT_EQ(t.arena->claim(1, 0, 0), 2u);
+  t.arena->release(2, 1, false, 50 * 1024);
+  EXPECT_EQ(t.arena->resident_units(2), 38u);  // the earlier tenant's pages stay
+  size_t purged = 0;
+  t.arena->purge_tick(nullptr, true, &purged);
+  EXPECT_EQ(purged, 1u);
+  EXPECT_EQ(t.arena->resident_units(2), 0u);
+  ASSERT_EQ(t.arena->claim(1, 0, 0), 2u);
+  t.arena->release(2, 1, false, 50 * 1024);
+  EXPECT_EQ(t.arena->resident_units(2), 7u);  // purged in between: the new tenant's only
+  t.arena->release(0, 2, true);               // the caller purged all but the first OS page
+  EXPECT_EQ(t.arena->resident_units(0), 1u);
+  EXPECT_EQ(t.arena->resident_units(1), 0u);
+}
+
+// A one-slot claim of n units takes the freed slot that covers the most of
+// them less what it would leave unused: below n, the most resident; above,
+// the closest.
+TEST(Arena, DirtySlotsAreMatchedToWhatTheClaimWrites) {
+  TestArena t(8);
+  ASSERT_EQ(t.arena->claim(8, 0, 0), 0u);
+  t.arena->release(1, 1);                    // 64 units
+  t.arena->release(3, 1, false, 20 * 8192);  // 20
+  t.arena->release(5, 1, false, 10 * 8192);  // 10
+  // 12 units: 10 resident (2 to fault) beats 20 (8 left unused) and 64 (52).
+  EXPECT_EQ(t.arena->find_dirty_slot(SpanNeed::of(1, 12 * 8192)).index, 5u);
+  // 18 units: 20 resident leaves 2 unused, less than the 8 that 10 would fault.
+  EXPECT_EQ(t.arena->find_dirty_slot(SpanNeed::of(1, 18 * 8192)).index, 3u);
+  // A paged segment writes its whole slot: the one resident whole.
+  EXPECT_EQ(t.arena->find_dirty_slot(SpanNeed::of(1, SIZE_MAX)).index, 1u);
+  EXPECT_EQ(claim_dirty(t.arena, 20 * 8192), 3u);  // exact
+}
+
+// A huge block over two slots, its second partly written: the freed span
+// whose second slot holds about what it writes wins over a wholly resident
+// one, whose second slot's pages would stay unused under the block.
+TEST(Arena, ReusingFitMatchesTheLastSlotsExtent) {
+  TestArena t(16);
+  ASSERT_EQ(t.arena->claim(16, 0, 0), 0u);
+  t.arena->release(2, 2);                                           // 64, 64
+  t.arena->release(8, 2, false, kSegmentSize + 12 * 8192);          // 64, 12
+  const SpanNeed need = SpanNeed::of(2, kSegmentSize + 11 * 8192);  // 64, 11
+  EXPECT_EQ(need.full, 1u);
+  EXPECT_EQ(need.tail[0], 11u);
+  const Arena::Fit fit = t.arena->find_reusing(need);
+  EXPECT_EQ(fit.index, 8u);
+  EXPECT_EQ(fit.score, 64 + 11 - 1);
+  // Written whole, the wholly resident span is exact.
+  EXPECT_EQ(t.arena->find_reusing(SpanNeed::of(2, SIZE_MAX)).index, 2u);
 }
 
 // Review of release(first_only): across three bitmap words, only the first
