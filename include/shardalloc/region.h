@@ -17,7 +17,8 @@
  *   total_bytes     = sum of the sizes passed to init and add_memory.
  *   used_bytes      = sum of the `size` arguments of live allocations.
  *   available_bytes = total_bytes - used_bytes - overhead, where overhead is
- *                     metadata (this header, arena bitmaps, heap records,
+ *                     metadata (this header, arena bitmaps and a byte per
+ *                     slot, heap records,
  *                     segment headers of segments in use, edges lost to
  *                     alignment) plus the rounding of live blocks up to their
  *                     size class. A huge block over n slots (512 KiB

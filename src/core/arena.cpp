@@ -180,29 +180,35 @@ uint64_t slot_bit(const std::atomic<uint64_t>* bits, size_t i) {
 
 }  // namespace
 
-// full_resident: the resident units of the window's first need.full slots.
-int64_t Arena::window_score(size_t start, size_t full_resident, const SpanNeed& need) const {
-  int64_t score = int64_t(full_resident);
+// The window of need.count slots at start; full_resident: the resident
+// units of its first need.full slots.
+Arena::Fit Arena::window_fit(size_t start, size_t full_resident, const SpanNeed& need,
+                             size_t run) const {
+  Fit fit{start, full_resident != 0, int64_t(full_resident), run};
   for (size_t k = 0; k < need.tail_count(); ++k) {
     const int64_t r = resident_units(start + need.full + k);
     const int64_t t = need.tail[k];
-    score += r <= t ? r : t - (r - t);  // covered, less the excess left unused
+    fit.covers = fit.covers || (r != 0 && t != 0);
+    fit.score += r <= t ? r : t - (r - t);  // covered, less the excess left unused
   }
-  return score;
+  return fit;
 }
 
-Arena::Fit Arena::find_dirty_slot(const SpanNeed& need) const {
+Arena::Fit Arena::find_dirty_slot(const SpanNeed& need, size_t* budget) const {
   Fit best;
   if (need.count != 1) return best;
-  for (size_t w = 0; w < word_count; ++w) {
+  for (size_t w = 0; w < word_count && *budget != 0; ++w) {
     // relaxed: hints; claim_fit decides with CAS.
     uint64_t free_dirty =
         dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);
-    for (; free_dirty != 0; free_dirty &= free_dirty - 1) {
+    for (; free_dirty != 0 && *budget != 0; free_dirty &= free_dirty - 1) {
       const size_t i = w * kBitsPerWord + size_t(std::countr_zero(free_dirty));
       if (i >= slot_count) break;
-      const Fit here{i, window_score(i, need.full != 0 ? resident_units(i) : 0, need), 0};
-      if (best.index == SIZE_MAX || here.score > best.score) best = here;
+      --*budget;
+      // A dirty slot is reused before a fresh one, whatever it covers.
+      Fit here = window_fit(i, need.full != 0 ? resident_units(i) : 0, need, 0);
+      here.covers = true;
+      if (here.better_than(best)) best = here;
       if (best.score == need.total()) return best;  // resident as far as it will be written
     }
   }
@@ -231,7 +237,7 @@ Arena::Fit Arena::find_reusing(const SpanNeed& need) const {
           full_resident += resident_units(start + need.full - 1);
           full_resident -= resident_units(start - 1);
         }
-        const Fit here{start, window_score(start, full_resident, need), run};
+        const Fit here = window_fit(start, full_resident, need, run);
         if (here.better_than(best)) best = here;
       }
       if (best.score == need.total() && best.run == count) break;  // an exact, resident fit

@@ -80,27 +80,33 @@ struct Arena {
   // Returns the first slot's index or SIZE_MAX.
   size_t claim(size_t count, size_t align, size_t align_offset);
   // Where a claim of `need.count` slots (no alignment) reuses the most of
-  // what freed spans left resident: the free window whose resident units
-  // cover the most of what the claimant writes, less what they leave
-  // resident and unused beside it (an earlier, larger tenant's pages stay
-  // for the new tenant's life); ties to the shortest free run (best fit),
-  // then the lowest. SIZE_MAX when no run is free. A hint read without
-  // ordering; claim_fit decides with CAS.
+  // what freed spans left resident: a window that covers some of what the
+  // claimant writes before one that covers none (reuse before fresh
+  // memory: a resident span passed over stays resident until the purge,
+  // and peak RSS counts both), then the one whose resident units cover the
+  // most of it, less what they leave resident and unused beside it (an
+  // earlier, larger tenant's pages stay for the new tenant's life); ties to
+  // the shortest free run (best fit), then the lowest. SIZE_MAX when no run
+  // is free. A hint read without ordering; claim_fit decides with CAS.
   struct Fit {
     size_t index = SIZE_MAX;
-    int64_t score = 0;  // units covered minus units left unused in the window
-    size_t run = 0;     // length of the free run holding it
+    bool covers = false;  // some resident unit is one the claimant writes
+    int64_t score = 0;    // units covered minus units left unused in the window
+    size_t run = 0;       // length of the free run holding it
     bool better_than(const Fit& o) const {
       if (index == SIZE_MAX) return false;
       if (o.index == SIZE_MAX) return true;
+      if (covers != o.covers) return covers;
       return score != o.score ? score > o.score : run < o.run;
     }
   };
   Fit find_reusing(const SpanNeed& need) const;
   // The same for one slot (need.count == 1) among free dirty slots only (a
-  // one-slot claim takes a dirty slot before any fresh one), the lowest of
-  // the best; run is left 0.
-  Fit find_dirty_slot(const SpanNeed& need) const;
+  // one-slot claim takes a dirty slot before any fresh one): the best of the
+  // lowest *budget of them (counted down: a claim scores a bounded number of
+  // slots, however many are free and dirty), the lowest of equals; run is
+  // left 0.
+  Fit find_dirty_slot(const SpanNeed& need, size_t* budget) const;
   // Claims the run find_reusing picked. Returns the first slot's index or
   // SIZE_MAX when that run was taken meanwhile.
   size_t claim_fit(const Fit& fit, size_t count) {
@@ -134,7 +140,7 @@ struct Arena {
   bool try_claim_range(size_t index, size_t count);
   void clear_bits(std::atomic<uint64_t>* bits, size_t index, size_t count);
   bool range_looks_free(size_t index, size_t count) const;
-  int64_t window_score(size_t start, size_t full_resident, const SpanNeed& need) const;
+  Fit window_fit(size_t start, size_t full_resident, const SpanNeed& need, size_t run) const;
 };
 
 }  // namespace shardalloc::core

@@ -130,13 +130,18 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset, size
     for (int attempt = 0; attempt < 2; ++attempt) {
       Arena* best_arena = nullptr;
       Arena::Fit best;
+      // One-slot claims are frequent (every paged segment): they score a
+      // bounded number of freed slots, however many there are.
+      size_t budget = kDirtySlotsScored;
       // acquire: as in overlaps.
       for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
-        const Arena::Fit fit = slots == 1 ? a->find_dirty_slot(need) : a->find_reusing(need);
+        const Arena::Fit fit =
+            slots == 1 ? a->find_dirty_slot(need, &budget) : a->find_reusing(need);
         if (fit.better_than(best)) {
           best = fit;
           best_arena = a;
         }
+        if (best.score == need.total() || budget == 0) break;  // exact, or scored enough
       }
       if (best_arena == nullptr) break;
       const size_t index = best_arena->claim_fit(best, slots);

@@ -29,6 +29,11 @@ inline constexpr size_t kDefaultCallocPopulateMax = size_t{1} << 20;
 // without page faults), but at most this fraction (a shift) of the slots in
 // use; what stays is purged at a later tick once that demand stops.
 inline constexpr unsigned kHugeReserveShift = 3;  // 1/8
+// A one-slot claim scores at most this many free dirty slots (the lowest,
+// newest arena first) for the one whose resident extent best matches it
+// (Arena::find_dirty_slot): a review measured 31 us per claim with 16,000
+// freed slots scored, against 0.1 us for the first one.
+inline constexpr size_t kDirtySlotsScored = 32;
 // A freed huge block with at least kStaleMin bytes resident, but less than
 // 1 / 2^kSparseShift of its pages, is purged at once
 // (Domain::purge_sparse_huge). A span reused while resident keeps every page

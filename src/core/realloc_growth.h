@@ -43,7 +43,11 @@ inline size_t realloc_move_size(size_t size, size_t usable) {
 inline constexpr size_t kRoomPurgeMin = 64 * 1024;
 inline void release_room(void* q, size_t size) {
   Segment* s = segment_of(q);
-  if (s->kind != SegmentKind::kHuge || s->zeroed) return;
+  if (s->kind != SegmentKind::kHuge) return;
+  // The room is not written yet (note_huge_written raises this when it is):
+  // the slots' resident hint at release (Arena::resident) leaves it out.
+  s->huge_written = addr(q) + size - addr(s);
+  if (s->zeroed) return;
   const Domain* d = s->domain;
   const uintptr_t start = align_up(addr(q) + size, kOsPage);
   const uintptr_t end = addr(s->slot_end());
