@@ -215,6 +215,40 @@ Arena::Fit Arena::find_dirty_slot(const SpanNeed& need, size_t* budget) const {
   return best;
 }
 
+namespace {
+
+// The first slot in [i, limit) whose bit in `bits` reads set, or limit
+// (relaxed loads: hints).
+size_t next_set_slot(const std::atomic<uint64_t>* bits, size_t i, size_t limit) {
+  while (i < limit) {
+    const uint64_t set = bits[i / kBitsPerWord].load(std::memory_order_relaxed) &
+                         (~uint64_t{0} << (i % kBitsPerWord));
+    if (set != 0) {
+      const size_t found = (i / kBitsPerWord) * kBitsPerWord + size_t(std::countr_zero(set));
+      return found < limit ? found : limit;
+    }
+    i = (i / kBitsPerWord + 1) * kBitsPerWord;
+  }
+  return limit;
+}
+
+// The last slot in [from, end) whose bit in `bits` reads set, or end.
+size_t last_set_slot(const std::atomic<uint64_t>* bits, size_t from, size_t end) {
+  for (size_t i = end; i > from;) {
+    const size_t w = (i - 1) / kBitsPerWord;
+    const size_t base = w * kBitsPerWord;
+    uint64_t set = bits[w].load(std::memory_order_relaxed);
+    const size_t top = i - base;  // bits [0, top) of this word are below i
+    if (top < kBitsPerWord) set &= (uint64_t{1} << top) - 1;
+    if (from > base) set &= ~uint64_t{0} << (from - base);
+    if (set != 0) return base + kBitsPerWord - 1 - size_t(std::countl_zero(set));
+    i = base;
+  }
+  return end;
+}
+
+}  // namespace
+
 Arena::Fit Arena::find_reusing(const SpanNeed& need) const {
   Fit best;
   const size_t count = need.count;
@@ -223,22 +257,39 @@ Arena::Fit Arena::find_reusing(const SpanNeed& need) const {
   while (i < slot_count) {
     i = next_clear_slot(*this, i);
     if (i + count > slot_count) break;
-    // The free run [i, end).
-    size_t end = i;
-    while (end < slot_count && !slot_bit(claimed, end)) ++end;
+    // The free run [i, end) (bits past slot_count read claimed).
+    const size_t end = next_set_slot(claimed, i, slot_count);
     const size_t run = end - i;
     if (run >= count) {
-      // Slide a window of `count` slots over the run, summing the resident
-      // units of its wholly written part.
+      // Its first window, every window that holds a dirty slot, and the
+      // first after them (the others hold nothing resident either: they
+      // tie with one of those, which comes first).
       size_t full_resident = 0;
       for (size_t k = i; k < i + need.full; ++k) full_resident += resident_units(k);
-      for (size_t start = i; start + count <= end; ++start) {
-        if (start > i && need.full != 0) {
-          full_resident += resident_units(start + need.full - 1);
-          full_resident -= resident_units(start - 1);
+      const Fit first = window_fit(i, full_resident, need, run);
+      if (first.better_than(best)) best = first;
+      const size_t dirty_first = next_set_slot(dirty, i, end);
+      if (dirty_first != end) {
+        const size_t dirty_last = last_set_slot(dirty, dirty_first, end);
+        const size_t lo = dirty_first >= i + count ? dirty_first - count + 1 : i + 1;
+        const size_t hi = dirty_last + count <= end ? dirty_last : end - count;
+        // Slide from lo, summing the resident units of the wholly written part.
+        full_resident = 0;
+        for (size_t k = lo; k < lo + need.full; ++k) full_resident += resident_units(k);
+        for (size_t start = lo; start <= hi; ++start) {
+          if (start > lo && need.full != 0) {
+            full_resident += resident_units(start + need.full - 1);
+            full_resident -= resident_units(start - 1);
+          }
+          const Fit here = window_fit(start, full_resident, need, run);
+          if (here.better_than(best)) best = here;
         }
-        const Fit here = window_fit(start, full_resident, need, run);
-        if (here.better_than(best)) best = here;
+        // The first window after the dirty part, which holds nothing resident
+        // (it beats windows whose resident units the claimant does not write).
+        if (dirty_last + 1 + count <= end) {
+          const Fit after{dirty_last + 1, false, 0, run};
+          if (after.better_than(best)) best = after;
+        }
       }
       if (best.score == need.total() && best.run == count) break;  // an exact, resident fit
     }
@@ -255,7 +306,7 @@ void Arena::release(size_t index, size_t count, bool first_only, size_t written)
     const size_t i = index + k;
     const unsigned now = units_written(first_only ? kOsPage : written, k);
     // (first_only: the caller's purge took an earlier tenant's pages too.)
-    const unsigned before = !first_only && slot_bit(dirty, i) ? resident_units(i) : 0;
+    const unsigned before = !first_only && now < 64 && slot_bit(dirty, i) ? resident_units(i) : 0;
     // relaxed: a hint; read again only as one.
     resident[i].store(uint8_t(now > before ? now : before), std::memory_order_relaxed);
   }

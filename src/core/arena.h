@@ -117,6 +117,12 @@ struct Arena {
   // them: they read as zero again). `written`: bytes from the first slot's
   // start its tenant may have made resident (the resident hint).
   void release(size_t index, size_t count, bool first_only = false, size_t written = SIZE_MAX);
+  // The holder of claimed slot `index` purged its pages from unit `units` on.
+  void cap_resident(size_t index, unsigned units) {
+    // relaxed: a hint; only the holder writes it (as release does).
+    if (resident_units(index) > units)
+      resident[index].store(uint8_t(units), std::memory_order_relaxed);
+  }
   // The resident hint of slot index, in kResidentUnit (tests, walks).
   unsigned resident_units(size_t index) const {
     // relaxed: a hint.

@@ -141,7 +141,11 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset, size
           best = fit;
           best_arena = a;
         }
-        if (best.score == need.total() || budget == 0) break;  // exact, or scored enough
+        // Scored enough, or an exact fit (of a run of exactly its length: a
+        // longer run in a later arena may still hold one, best fit).
+        const bool exact = best.index != SIZE_MAX && best.score == need.total() &&
+                           (slots == 1 || best.run == slots);
+        if (exact || budget == 0) break;
       }
       if (best_arena == nullptr) break;
       const size_t index = best_arena->claim_fit(best, slots);

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 
+#include "core/arena.h"
 #include "core/bits.h"
 #include "core/config.h"
 #include "core/domain.h"
@@ -52,7 +53,13 @@ inline void release_room(void* q, size_t size) {
   const uintptr_t start = align_up(addr(q) + size, kOsPage);
   const uintptr_t end = addr(s->slot_end());
   if (d->source.purge == nullptr || start >= end || end - start < kRoomPurgeMin) return;
-  d->source.purge(ptr(start), end - start);  // refused (locked pages): they stay, as before
+  if (!d->source.purge(ptr(start), end - start)) return;  // refused (locked pages): they stay
+  // An earlier tenant's extent, which the slots' hint keeps, went too.
+  for (uintptr_t slot = align_down(start, kSegmentSize); slot < end; slot += kSegmentSize) {
+    const size_t kept = slot < start ? start - slot : 0;
+    s->arena->cap_resident(s->arena->slot_index(slot),
+                           unsigned((kept + kResidentUnit - 1) / kResidentUnit));
+  }
 }
 
 // realloc kept p, a huge block, for `size` bytes: the extent its slots'

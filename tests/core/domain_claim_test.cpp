@@ -112,3 +112,32 @@ TEST(DomainClaim, MetaAllocBeyondWhatASlotHoldsClaimsNoSlot) {
   EXPECT_EQ(d.overhead_bytes.load(), overhead);
   EXPECT_NE(d.meta_alloc(Domain::kMetaAllocMax), nullptr);
 }
+
+// Review of the resident hint: a huge block whose whole span is resident in
+// two arenas goes to the freed run of exactly its length (in the older
+// arena), not to the newer arena's freed slots at the head of a long run of
+// fresh ones (that would cut the run later huge blocks need).
+TEST(DomainClaim, AnExactResidentFitTakesTheRunOfItsLengthInAnyArena) {
+  Memory older, newer;
+  Domain d;
+  d.ensure_secret(0x5eed);
+  ASSERT_TRUE(d.add_memory(older.p, kArenaBytes));
+  std::vector<Segment*> in_older;
+  while (Segment* s = d.claim_segment(1, 0, 0)) in_older.push_back(s);
+  ASSERT_GE(in_older.size(), 5u);
+  ASSERT_TRUE(d.add_memory(newer.p, kArenaBytes));  // the list's head from now on
+  Segment* a = d.claim_segment(1, 0, 0);
+  Segment* b = d.claim_segment(1, 0, 0);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_EQ(addr(b), addr(a) + kSegmentSize);
+  d.release_segment(a);
+  d.release_segment(b);  // two resident slots, then the newer arena's fresh ones
+  d.release_segment(in_older[2]);
+  d.release_segment(in_older[3]);  // a run of exactly two resident slots
+  Segment* two = d.claim_segment(2, 0, 0);
+  EXPECT_EQ(two, in_older[2]);
+  d.release_segment(two);
+  for (size_t i = 0; i < in_older.size(); ++i)
+    if (i != 2 && i != 3) d.release_segment(in_older[i]);
+}
