@@ -20,17 +20,25 @@ struct Memory {
   void* p;
 };
 
-}  // namespace
-
-TEST(DomainClaim, FreedSlotOfAnOlderArenaBeforeAFreshSlotOfTheNewest) {
+// A domain whose older arena is claimed whole, one slot at a time, and whose
+// newer arena (the list's head) is empty.
+class DomainClaimTwoArenas : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    d.ensure_secret(0x5eed);
+    ASSERT_TRUE(d.add_memory(older.p, kArenaBytes));
+    while (Segment* s = d.claim_segment(1, 0, 0)) in_older.push_back(s);
+    ASSERT_GE(in_older.size(), 5u);
+    ASSERT_TRUE(d.add_memory(newer.p, kArenaBytes));  // the list's head from now on
+  }
   Memory older, newer;
   Domain d;
-  d.ensure_secret(0x5eed);
-  ASSERT_TRUE(d.add_memory(older.p, kArenaBytes));
   std::vector<Segment*> in_older;
-  while (Segment* s = d.claim_segment(1, 0, 0)) in_older.push_back(s);
-  ASSERT_GE(in_older.size(), 4u);
-  ASSERT_TRUE(d.add_memory(newer.p, kArenaBytes));  // the list's head from now on
+};
+
+}  // namespace
+
+TEST_F(DomainClaimTwoArenas, FreedSlotOfAnOlderArenaBeforeAFreshSlotOfTheNewest) {
   Segment* fresh = d.claim_segment(1, 0, 0);
   ASSERT_NE(fresh, nullptr);
   EXPECT_EQ(d.arena_of(addr(fresh)), d.arena_of(addr(newer.p) + kSegmentSize));
@@ -117,15 +125,7 @@ TEST(DomainClaim, MetaAllocBeyondWhatASlotHoldsClaimsNoSlot) {
 // two arenas goes to the freed run of exactly its length (in the older
 // arena), not to the newer arena's freed slots at the head of a long run of
 // fresh ones (that would cut the run later huge blocks need).
-TEST(DomainClaim, AnExactResidentFitTakesTheRunOfItsLengthInAnyArena) {
-  Memory older, newer;
-  Domain d;
-  d.ensure_secret(0x5eed);
-  ASSERT_TRUE(d.add_memory(older.p, kArenaBytes));
-  std::vector<Segment*> in_older;
-  while (Segment* s = d.claim_segment(1, 0, 0)) in_older.push_back(s);
-  ASSERT_GE(in_older.size(), 5u);
-  ASSERT_TRUE(d.add_memory(newer.p, kArenaBytes));  // the list's head from now on
+TEST_F(DomainClaimTwoArenas, AnExactResidentFitTakesTheRunOfItsLengthInAnyArena) {
   Segment* a = d.claim_segment(1, 0, 0);
   Segment* b = d.claim_segment(1, 0, 0);
   ASSERT_NE(a, nullptr);
