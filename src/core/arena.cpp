@@ -184,11 +184,12 @@ uint64_t slot_bit(const std::atomic<uint64_t>* bits, size_t i) {
 // units of its first need.full slots.
 Arena::Fit Arena::window_fit(size_t start, size_t full_resident, const SpanNeed& need,
                              size_t run) const {
-  Fit fit{start, full_resident != 0, int64_t(full_resident), run};
+  Fit fit{start, full_resident != 0, int64_t(full_resident), run, int64_t(full_resident)};
   for (size_t k = 0; k < need.tail_count(); ++k) {
     const int64_t r = resident_units(start + need.full + k);
     const int64_t t = need.tail[k];
     fit.covers = fit.covers || (r != 0 && t != 0);
+    fit.covered += r <= t ? r : t;
     fit.score += r <= t ? r : t - (r - t);  // covered, less the excess left unused
   }
   return fit;
@@ -261,13 +262,11 @@ Arena::Fit Arena::find_reusing(const SpanNeed& need) const {
     const size_t end = next_set_slot(claimed, i, slot_count);
     const size_t run = end - i;
     if (run >= count) {
-      // Its first window, every window that holds a dirty slot, and the
-      // first after them (the others hold nothing resident either: they
-      // tie with one of those, which comes first).
+      // The lowest window that covers the most: the first, or one that
+      // holds a dirty slot (the others hold nothing resident).
       size_t full_resident = 0;
       for (size_t k = i; k < i + need.full; ++k) full_resident += resident_units(k);
-      const Fit first = window_fit(i, full_resident, need, run);
-      if (first.better_than(best)) best = first;
+      Fit in_run = window_fit(i, full_resident, need, run);
       const size_t dirty_first = next_set_slot(dirty, i, end);
       if (dirty_first != end) {
         const size_t dirty_last = last_set_slot(dirty, dirty_first, end);
@@ -282,15 +281,10 @@ Arena::Fit Arena::find_reusing(const SpanNeed& need) const {
             full_resident -= resident_units(start - 1);
           }
           const Fit here = window_fit(start, full_resident, need, run);
-          if (here.better_than(best)) best = here;
-        }
-        // The first window after the dirty part, which holds nothing resident
-        // (it beats windows whose resident units the claimant does not write).
-        if (dirty_last + 1 + count <= end) {
-          const Fit after{dirty_last + 1, false, 0, run};
-          if (after.better_than(best)) best = after;
+          if (here.covered > in_run.covered) in_run = here;
         }
       }
+      if (in_run.better_than(best)) best = in_run;
       if (best.score == need.total() && best.run == count) break;  // an exact, resident fit
     }
     i = end;

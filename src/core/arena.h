@@ -80,19 +80,24 @@ struct Arena {
   // Returns the first slot's index or SIZE_MAX.
   size_t claim(size_t count, size_t align, size_t align_offset);
   // Where a claim of `need.count` slots (no alignment) reuses the most of
-  // what freed spans left resident: a window that covers some of what the
-  // claimant writes before one that covers none (reuse before fresh
-  // memory: a resident span passed over stays resident until the purge,
-  // and peak RSS counts both), then the one whose resident units cover the
-  // most of it, less what they leave resident and unused beside it (an
-  // earlier, larger tenant's pages stay for the new tenant's life); ties to
-  // the shortest free run (best fit), then the lowest. SIZE_MAX when no run
-  // is free. A hint read without ordering; claim_fit decides with CAS.
+  // what freed spans left resident. In each free run, the lowest window
+  // that covers the most of what the claimant writes (a window further in
+  // would cut the run in two: sort -S 200M, a freed 200 MiB buffer then
+  // 40 MiB ones, took the one that ended where the buffer had, and the fifth
+  // no longer fit: +39 MB peak RSS). Across runs, a window that covers some
+  // of it before one that covers none (reuse before fresh memory: a
+  // resident span passed over stays resident until the purge, and peak RSS
+  // counts both), then the units covered less those left resident and
+  // unused beside the block (an earlier, larger tenant's pages stay for the
+  // new tenant's life), then the shortest run (best fit), then the lowest.
+  // SIZE_MAX when no run is free. A hint read without ordering; claim_fit
+  // decides with CAS.
   struct Fit {
     size_t index = SIZE_MAX;
     bool covers = false;  // some resident unit is one the claimant writes
     int64_t score = 0;    // units covered minus units left unused in the window
     size_t run = 0;       // length of the free run holding it
+    int64_t covered = 0;  // units the claimant writes that are resident
     bool better_than(const Fit& o) const {
       if (index == SIZE_MAX) return false;
       if (o.index == SIZE_MAX) return true;

@@ -379,8 +379,9 @@ TEST(Arena, RefusedPurgeLeavesTheSlotDirty) {
 }
 
 // find_reusing skips windows that hold no dirty slot: against every window
-// of every free run scored in order (the definition), over random arenas of
-// claims, releases with random written extents, and purges.
+// of every free run scored in order (the definition: in a run, the lowest
+// window covering the most; across runs, Fit::better_than), over random
+// arenas of claims, releases with random written extents, and purges.
 TEST(Arena, ReusingFitEqualsAnExhaustiveSearch) {
   std::mt19937_64 rng(13);
   for (int round = 0; round < 300; ++round) {
@@ -407,16 +408,19 @@ TEST(Arena, ReusingFitEqualsAnExhaustiveSearch) {
         }
         size_t end = i;
         while (end < n && !a->is_claimed(end)) ++end;
+        Arena::Fit in_run;  // the lowest window covering the most
         for (size_t s = i; s + count <= end; ++s) {
           Arena::Fit here{s, false, 0, end - i};
           for (size_t k = 0; k < count; ++k) {
             const int64_t r = a->resident_units(s + k);
             const int64_t w = k < need.full ? 64 : need.tail[k - need.full];
             here.covers = here.covers || (r != 0 && w != 0);
+            here.covered += r <= w ? r : w;
             here.score += r <= w ? r : w - (r - w);
           }
-          if (here.better_than(want)) want = here;
+          if (in_run.index == SIZE_MAX || here.covered > in_run.covered) in_run = here;
         }
+        if (in_run.better_than(want)) want = in_run;
         i = end;
       }
       const Arena::Fit got = a->find_reusing(need);
@@ -424,5 +428,21 @@ TEST(Arena, ReusingFitEqualsAnExhaustiveSearch) {
       ASSERT_EQ(got.score, want.score);
       ASSERT_EQ(got.covers, want.covers);
     }
+  }
+}
+
+// sort -S 200M: a freed 200 MiB buffer (400 slots written whole, one unit
+// of the next), then blocks of 80 slots and a unit. A window at the end of
+// the freed span covers exactly what such a block writes, but takes it from
+// the middle of the free run: the blocks pack from the span's start
+// instead, so that five of them fit where the buffer was.
+TEST(Arena, AFreedSpanIsReusedFromItsStart) {
+  TestArena t(511);
+  ASSERT_EQ(t.arena->claim(401, 0, 0), 0u);
+  t.arena->release(0, 401, false, 400 * kSegmentSize + 16);
+  const SpanNeed need = SpanNeed::of(81, 80 * kSegmentSize + 16);
+  for (size_t block = 0; block < 5; ++block) {
+    const size_t at = t.arena->claim_fit(t.arena->find_reusing(need), 81);
+    EXPECT_EQ(at, block * 81) << block;
   }
 }
