@@ -184,11 +184,10 @@ uint64_t slot_bit(const std::atomic<uint64_t>* bits, size_t i) {
 // units of its first need.full slots.
 Arena::Fit Arena::window_fit(size_t start, size_t full_resident, const SpanNeed& need,
                              size_t run) const {
-  Fit fit{start, full_resident != 0, int64_t(full_resident), run, int64_t(full_resident)};
+  Fit fit{start, int64_t(full_resident), run, int64_t(full_resident)};
   for (size_t k = 0; k < need.tail_count(); ++k) {
     const int64_t r = resident_units(start + need.full + k);
     const int64_t t = need.tail[k];
-    fit.covers = fit.covers || (r != 0 && t != 0);
     fit.covered += r <= t ? r : t;
     fit.score += r <= t ? r : t - (r - t);  // covered, less the excess left unused
   }
@@ -206,10 +205,8 @@ Arena::Fit Arena::find_dirty_slot(const SpanNeed& need, size_t* budget) const {
       const size_t i = w * kBitsPerWord + size_t(std::countr_zero(free_dirty));
       if (i >= slot_count) break;
       --*budget;
-      // A dirty slot is reused before a fresh one, whatever it covers.
-      Fit here = window_fit(i, need.full != 0 ? resident_units(i) : 0, need, 0);
-      here.covers = true;
-      if (here.better_than(best)) best = here;
+      const Fit here = window_fit(i, need.full != 0 ? resident_units(i) : 0, need, 0);
+      if (here.better_slot_than(best)) best = here;
       if (best.score == need.total()) return best;  // resident as far as it will be written
     }
   }
@@ -274,7 +271,9 @@ Arena::Fit Arena::find_reusing(const SpanNeed& need) const {
         const size_t hi = dirty_last + count <= end ? dirty_last : end - count;
         // Slide from lo, summing the resident units of the wholly written part.
         full_resident = 0;
-        for (size_t k = lo; k < lo + need.full; ++k) full_resident += resident_units(k);
+        if (lo <= hi) {
+          for (size_t k = lo; k < lo + need.full; ++k) full_resident += resident_units(k);
+        }
         for (size_t start = lo; start <= hi; ++start) {
           if (start > lo && need.full != 0) {
             full_resident += resident_units(start + need.full - 1);
@@ -339,9 +338,9 @@ size_t Arena::purge_tick(bool (*purge)(void* p, size_t bytes), bool all, size_t*
       // A refused purge (locked pages) leaves the slot dirty: it may keep its contents.
       if (purge == nullptr || purge(ptr(slot_addr(index)), kSegmentSize)) {
         // relaxed: we own the slot now; nobody else touches its bits until we release it.
+        resident[index].store(0, std::memory_order_relaxed);  // first: no clean slot reads resident
         dirty[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
         aged[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
-        resident[index].store(0, std::memory_order_relaxed);
         ++*purged;
       }
       clear_bits(claimed, index, 1);

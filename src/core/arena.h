@@ -80,34 +80,39 @@ struct Arena {
   // Returns the first slot's index or SIZE_MAX.
   size_t claim(size_t count, size_t align, size_t align_offset);
   // Where a claim of `need.count` slots (no alignment) reuses the most of
-  // what freed spans left resident. In each free run, the lowest window
-  // that covers the most of what the claimant writes (a window further in
-  // would cut the run in two: sort -S 200M, a freed 200 MiB buffer then
-  // 40 MiB ones, took the one that ended where the buffer had, and the fifth
-  // no longer fit: +39 MB peak RSS). Across runs, a window that covers some
-  // of it before one that covers none (reuse before fresh memory: a
+  // what freed spans left resident: the window whose resident units cover
+  // the most of what the claimant writes (reuse before fresh memory: a
   // resident span passed over stays resident until the purge, and peak RSS
-  // counts both), then the units covered less those left resident and
-  // unused beside the block (an earlier, larger tenant's pages stay for the
-  // new tenant's life), then the shortest run (best fit), then the lowest.
-  // SIZE_MAX when no run is free. A hint read without ordering; claim_fit
-  // decides with CAS.
+  // counts both); in a run, the lowest such window (one further in would
+  // cut the run in two: sort -S 200M, a freed 200 MiB buffer then 40 MiB
+  // ones, took the window that ended where the buffer had, and the fifth
+  // no longer fit: +39 MB peak RSS); between runs of equal cover, the units
+  // covered less those left resident and unused beside the block (an
+  // earlier, larger tenant's pages stay for the new tenant's life), then
+  // the shortest run (best fit), then the lowest. SIZE_MAX when no run is
+  // free. A hint read without ordering; claim_fit decides with CAS.
   struct Fit {
     size_t index = SIZE_MAX;
-    bool covers = false;  // some resident unit is one the claimant writes
     int64_t score = 0;    // units covered minus units left unused in the window
     size_t run = 0;       // length of the free run holding it
     int64_t covered = 0;  // units the claimant writes that are resident
+    // Between huge-block windows (find_reusing, and across arenas).
     bool better_than(const Fit& o) const {
       if (index == SIZE_MAX) return false;
       if (o.index == SIZE_MAX) return true;
-      if (covers != o.covers) return covers;
+      if (covered != o.covered) return covered > o.covered;
       return score != o.score ? score > o.score : run < o.run;
+    }
+    // Between freed slots for a one-slot claim (no run to cut): the score.
+    bool better_slot_than(const Fit& o) const {
+      if (index == SIZE_MAX) return false;
+      return o.index == SIZE_MAX || score > o.score;
     }
   };
   Fit find_reusing(const SpanNeed& need) const;
-  // The same for one slot (need.count == 1) among free dirty slots only (a
-  // one-slot claim takes a dirty slot before any fresh one): the best of the
+  // One slot (need.count == 1) among free dirty slots only (a one-slot
+  // claim takes a dirty slot before any fresh one): the best score
+  // (better_slot_than: the units covered less those left unused) of the
   // lowest *budget of them (counted down: a claim scores a bounded number of
   // slots, however many are free and dirty), the lowest of equals; run is
   // left 0.

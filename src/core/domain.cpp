@@ -137,7 +137,7 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset, size
       for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
         const Arena::Fit fit =
             slots == 1 ? a->find_dirty_slot(need, &budget) : a->find_reusing(need);
-        if (fit.better_than(best)) {
+        if (slots == 1 ? fit.better_slot_than(best) : fit.better_than(best)) {
           best = fit;
           best_arena = a;
         }
