@@ -154,8 +154,7 @@ namespace {
 unsigned units_written(size_t written, size_t k) {
   const size_t at = k * kSegmentSize;
   if (written <= at) return 0;
-  const size_t bytes = written - at < kSegmentSize ? written - at : kSegmentSize;
-  return unsigned((bytes + kResidentUnit - 1) / kResidentUnit);
+  return resident_units_of(written - at < kSegmentSize ? written - at : kSegmentSize);
 }
 
 }  // namespace
@@ -179,6 +178,12 @@ uint64_t slot_bit(const std::atomic<uint64_t>* bits, size_t i) {
 }
 
 }  // namespace
+
+size_t Arena::resident_sum(size_t index, size_t count) const {
+  size_t sum = 0;
+  for (size_t k = index; k < index + count; ++k) sum += resident_units(k);
+  return sum;
+}
 
 // The window of need.count slots at start; full_resident: the resident
 // units of its first need.full slots.
@@ -261,19 +266,14 @@ Arena::Fit Arena::find_reusing(const SpanNeed& need) const {
     if (run >= count) {
       // The lowest window that covers the most: the first, or one that
       // holds a dirty slot (the others hold nothing resident).
-      size_t full_resident = 0;
-      for (size_t k = i; k < i + need.full; ++k) full_resident += resident_units(k);
-      Fit in_run = window_fit(i, full_resident, need, run);
+      Fit in_run = window_fit(i, resident_sum(i, need.full), need, run);
       const size_t dirty_first = next_set_slot(dirty, i, end);
       if (dirty_first != end) {
         const size_t dirty_last = last_set_slot(dirty, dirty_first, end);
         const size_t lo = dirty_first >= i + count ? dirty_first - count + 1 : i + 1;
         const size_t hi = dirty_last + count <= end ? dirty_last : end - count;
         // Slide from lo, summing the resident units of the wholly written part.
-        full_resident = 0;
-        if (lo <= hi) {
-          for (size_t k = lo; k < lo + need.full; ++k) full_resident += resident_units(k);
-        }
+        size_t full_resident = lo <= hi ? resident_sum(lo, need.full) : 0;
         for (size_t start = lo; start <= hi; ++start) {
           if (start > lo && need.full != 0) {
             full_resident += resident_units(start + need.full - 1);
@@ -299,7 +299,8 @@ void Arena::release(size_t index, size_t count, bool first_only, size_t written)
     const size_t i = index + k;
     const unsigned now = units_written(first_only ? kOsPage : written, k);
     // (first_only: the caller's purge took an earlier tenant's pages too.)
-    const unsigned before = !first_only && now < 64 && slot_bit(dirty, i) ? resident_units(i) : 0;
+    const unsigned before =
+        !first_only && now < kUnitsPerSlot && slot_bit(dirty, i) ? resident_units(i) : 0;
     // relaxed: a hint; read again only as one.
     resident[i].store(uint8_t(now > before ? now : before), std::memory_order_relaxed);
   }

@@ -14,8 +14,13 @@
 namespace shardalloc::core {
 
 // The grain of Arena::resident: a slot in 64 parts (8 KiB).
-inline constexpr size_t kResidentUnit = kSegmentSize / 64;
-static_assert(kSegmentSize / kResidentUnit <= UINT8_MAX, "a slot's units fit a byte");
+inline constexpr unsigned kUnitsPerSlot = 64;
+inline constexpr size_t kResidentUnit = kSegmentSize / kUnitsPerSlot;
+static_assert(kUnitsPerSlot <= UINT8_MAX, "a slot's units fit a byte");
+// The units that hold `bytes` (at most a slot's), rounded up.
+constexpr unsigned resident_units_of(size_t bytes) {
+  return unsigned((bytes + kResidentUnit - 1) / kResidentUnit);
+}
 
 // What a claim of `count` slots writes: its first `full` slots whole, then
 // the units of at most two more (a huge block's last, partly written slot;
@@ -27,7 +32,7 @@ struct SpanNeed {
   // A claim of `count` slots whose tenant writes the first `written` bytes.
   static SpanNeed of(size_t count, size_t written);
   size_t tail_count() const { return count - full; }
-  int64_t total() const { return int64_t(full) * 64 + tail[0] + tail[1]; }
+  int64_t total() const { return int64_t(full) * kUnitsPerSlot + tail[0] + tail[1]; }
 };
 
 struct Arena {
@@ -157,6 +162,7 @@ struct Arena {
   void clear_bits(std::atomic<uint64_t>* bits, size_t index, size_t count);
   bool range_looks_free(size_t index, size_t count) const;
   Fit window_fit(size_t start, size_t full_resident, const SpanNeed& need, size_t run) const;
+  size_t resident_sum(size_t index, size_t count) const;
 };
 
 }  // namespace shardalloc::core

@@ -57,8 +57,7 @@ inline void release_room(void* q, size_t size) {
   // An earlier tenant's extent, which the slots' hint keeps, went too.
   for (uintptr_t slot = align_down(start, kSegmentSize); slot < end; slot += kSegmentSize) {
     const size_t kept = slot < start ? start - slot : 0;
-    s->arena->cap_resident(s->arena->slot_index(slot),
-                           unsigned((kept + kResidentUnit - 1) / kResidentUnit));
+    s->arena->cap_resident(s->arena->slot_index(slot), resident_units_of(kept));
   }
 }
 
