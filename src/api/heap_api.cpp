@@ -11,6 +11,7 @@
 #include "core/first_class.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/realloc_growth.h"
 
 using namespace shardalloc;
 
@@ -101,8 +102,12 @@ SHARD_EXPORT void* shard_heap_realloc(shard_heap* h, void* p, size_t size) {
     return nullptr;
   }
   const size_t usable = core::usable_size(p);
-  // Shrinking by less than half keeps the block.
-  if (size <= usable && size >= usable / 2) return p;
+  // Shrinking by less than half keeps the block (a huge block's resident
+  // hint then covers what it may hold now: core/realloc_growth.h).
+  if (size <= usable && size >= usable / 2) {
+    if (usable > core::kLargeBlockMax) core::note_huge_written(p, size);
+    return p;
+  }
   void* q = heap_alloc(h, size, 0);
   if (q == nullptr) return nullptr;
   __builtin_memcpy(q, p, size < usable ? size : usable);

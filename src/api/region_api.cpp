@@ -201,7 +201,7 @@ SHARD_NOINLINE shard_status dealloc_page_freed(core::Heap* h, core::Page* page) 
 // (align <= kMinAlign, h the caller's heap), in a call; leaves it.
 SHARD_NOINLINE shard_status alloc_queued(shard_region* r, core::Heap* h, size_t size, void** out) {
   shard_status status = SHARD_OK;
-  core::Page* page = h->queues[core::size_class_of(size)].first;
+  core::Page* page = h->queues[core::queued_class_of(size)].first;
   core::Block* b = page != nullptr ? page->pop_free() : nullptr;
   if (b != nullptr) {
     account(h, int64_t(size), int64_t(page->block_size));

@@ -128,7 +128,7 @@ struct Heap {
   // kDirectSizeMax < size <= kLargeBlockMax: a block of the first page of
   // the size's class queue, or null.
   SHARD_INLINE Block* alloc_queued_fast(size_t size) {
-    Page* page = queues[size_class_of(size)].first;
+    Page* page = queues[queued_class_of(size)].first;
     return page != nullptr ? page->pop_free() : nullptr;
   }
   SHARD_INLINE void* alloc_small(size_t size) {

@@ -57,4 +57,40 @@ inline constexpr DirectClassTable kDirectClass{};
 
 constexpr size_t direct_slot_of(size_t size) { return (size + kWordSize - 1) / kWordSize; }
 
+// O(1) class lookup above the direct sizes, for the queued fast path: past
+// kDirectSizeMax every class boundary is a multiple of 256 bytes (four
+// classes per doubling from 1 KiB up), so (size - 1) / 256 picks the class
+// in one byte load, where size_class_of takes a bit scan and four shifts.
+inline constexpr unsigned kQueuedClassShift = 8;
+struct QueuedClassTable {
+  uint8_t cls[kLargeBlockMax >> kQueuedClassShift];
+  constexpr QueuedClassTable() : cls{} {
+    // Entry i serves sizes (i * 256, (i + 1) * 256]: the class of the largest.
+    for (size_t i = 0; i < sizeof(cls); ++i)
+      cls[i] = uint8_t(size_class_of((i + 1) << kQueuedClassShift));
+  }
+};
+inline constexpr QueuedClassTable kQueuedClass{};
+
+// kDirectSizeMax < size <= kLargeBlockMax.
+constexpr unsigned queued_class_of(size_t size) {
+  return kQueuedClass.cls[(size - 1) >> kQueuedClassShift];
+}
+
+// Every class past the direct sizes starts and ends on a 256-byte boundary,
+// so the table agrees with size_class_of at both ends of each class
+// (tests/core/size_class_test.cpp checks every size).
+constexpr bool queued_classes_exact() {
+  for (unsigned c = size_class_of(kDirectSizeMax) + 1; c <= kLastClass; ++c) {
+    const size_t first = class_block_size(c - 1) + 1;
+    const size_t last = class_block_size(c);
+    if (last % (size_t{1} << kQueuedClassShift) != 0) return false;
+    if (queued_class_of(first) != c || queued_class_of(last) != c) return false;
+  }
+  return true;
+}
+static_assert(class_block_size(size_class_of(kDirectSizeMax)) == kDirectSizeMax &&
+                  queued_classes_exact(),
+              "the queued class table is exact past kDirectSizeMax");
+
 }  // namespace shardalloc::core

@@ -44,13 +44,28 @@ size_t pick_size(uint64_t r, size_t i) {
 constexpr int kThreads = 4;
 constexpr size_t kBlocksPerThread = 3000;
 
-// Each of kThreads threads allocates with `alloc` and exits; returns the blocks.
+// Holds a thread, at the end of its scope (an early return included), until
+// all kThreads threads have reached theirs.
+struct WaitForAll {
+  std::atomic<int>& arrived;
+  ~WaitForAll() {
+    arrived.fetch_add(1);
+    while (arrived.load() < kThreads) std::this_thread::yield();
+  }
+};
+
+// Each of kThreads threads allocates with `alloc` and exits; returns the
+// blocks. No thread exits before all have allocated: a thread that started
+// after another had exited (a loaded machine runs them one after the other)
+// would adopt the heap that one abandoned.
 template <class Alloc>
 std::vector<Block> allocate_and_exit(Alloc alloc) {
   std::vector<std::vector<Block>> per(kThreads);
   std::vector<std::thread> ts;
+  std::atomic<int> arrived{0};
   for (int t = 0; t < kThreads; ++t) {
     ts.emplace_back([&, t] {
+      const WaitForAll wait{arrived};
       uint64_t r = mix64(uint64_t(t) + 17);
       for (size_t i = 0; i < kBlocksPerThread; ++i) {
         r = mix64(r);

@@ -10,6 +10,9 @@
 #include <cstring>
 #include <thread>
 
+#include "core/checked.h"
+#include "core/segment.h"
+#include "shardalloc/heap.h"
 #include "shardalloc/region.h"
 #include "shardalloc/shardalloc.h"
 #include "support/test_support.h"
@@ -124,4 +127,32 @@ TEST(HugeReuse, ReplacedBuffersAreWritableAndTheMemoryGoesBack) {
               peak / kMiB, now / kMiB);
   EXPECT_GT(peak, before + 64 * kMiB);
   EXPECT_LT(now, before + 32 * kMiB) << "peak " << peak / kMiB << " MiB";
+}
+
+// A realloc that keeps a huge block for more bytes than it was allocated
+// with raises the extent its slots' resident hint records at release
+// (Segment::huge_written): the program may write all of them now.
+TEST(HugeReuse, AReallocThatKeepsAHugeBlockCoversItsNewSize) {
+  constexpr size_t kFirst = 200 * 1024;
+  constexpr size_t kGrown = 400 * 1024;  // within the first slot's usable bytes
+  auto written_end = [](void* p) {
+    const auto* s = shardalloc::core::segment_of(p);
+    return reinterpret_cast<uintptr_t>(s) + s->huge_written;
+  };
+  shard_heap* h = shard_heap_new();
+  ASSERT_NE(h, nullptr);
+  void* a = shard_heap_malloc(h, kFirst);
+  ASSERT_NE(a, nullptr);
+  EXPECT_GE(written_end(a), reinterpret_cast<uintptr_t>(a) + kFirst);
+  ASSERT_EQ(shard_heap_realloc(h, a, kGrown), a) << "kept in place";
+  EXPECT_GE(written_end(a), reinterpret_cast<uintptr_t>(a) + kGrown);
+  shard_heap_free(h, a);
+  shard_heap_destroy(h);
+
+  if (shardalloc::core::kChecked) return;  // checked realloc always moves
+  void* b = shard_malloc(kFirst);
+  ASSERT_NE(b, nullptr);
+  ASSERT_EQ(shard_realloc(b, kGrown), b) << "kept in place";
+  EXPECT_GE(written_end(b), reinterpret_cast<uintptr_t>(b) + kGrown);
+  shard_free(b);
 }

@@ -52,6 +52,12 @@ TEST(SizeClass, DirectTableAgreesWithTheFormula) {
   }
 }
 
+TEST(SizeClass, QueuedTableAgreesWithTheFormula) {
+  for (size_t size = kDirectSizeMax + 1; size <= kLargeBlockMax; ++size) {
+    ASSERT_EQ(queued_class_of(size), size_class_of(size)) << size;
+  }
+}
+
 TEST(SizeClass, PowersOfTwoAreExactClasses) {
   for (size_t p = kMinAlign; p <= kLargeBlockMax; p <<= 1)
     EXPECT_EQ(class_block_size(size_class_of(p)), p);
