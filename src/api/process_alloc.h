@@ -151,6 +151,19 @@ SHARD_NOINLINE inline void process_free_checked(void* p, core::AllocKind kind, s
 // signal handler's free (h is g_process_busy, which leaves the batch alone),
 // take free_remote, which touches only lock-free shared state (and
 // free_foreign guards the heap cache), so it needs no call.
+// The part of process_free_remote that calls out, in a call; leaves it.
+SHARD_NOINLINE inline void process_free_remote_unbatched(core::Heap* h, core::Segment* s,
+                                                         void* p) {
+  core::RemoteBatch* batch = platform::tl_thread.remote_batch;
+  if (SHARD_UNLIKELY(batch == nullptr)) batch = platform::first_remote_batch();
+  if (SHARD_LIKELY(batch != &platform::g_no_remote_batch)) {
+    core::free_remote_batched(s, p, *batch);
+  } else {
+    core::free_remote(&platform::g_process_domain, s, p);
+  }
+  platform::leave_call_to(h);
+}
+
 SHARD_NOINLINE inline void process_free_remote(core::Heap* h, core::Segment* s, void* p) {
   core::Domain* d = &platform::g_process_domain;
   if (h == &platform::g_process_busy || s->cookie != d->cookie_of(s) ||
@@ -158,14 +171,14 @@ SHARD_NOINLINE inline void process_free_remote(core::Heap* h, core::Segment* s, 
     return core::free_remote(d, s, p);
   }
   platform::enter_call();
+  // The common case calls nothing, so it needs no stack frame: a block that
+  // joins its class's chain. (g_no_remote_batch's chains hold no page and
+  // have no room: append takes nothing there.)
   core::RemoteBatch* batch = platform::tl_thread.remote_batch;
-  if (SHARD_UNLIKELY(batch == nullptr)) batch = platform::first_remote_batch();
-  if (SHARD_LIKELY(batch != &platform::g_no_remote_batch)) {
-    if (!core::append_remote_batched(s, p, *batch)) core::free_remote_batched(s, p, *batch);
-  } else {
-    core::free_remote(d, s, p);
+  if (SHARD_LIKELY(batch != nullptr) && core::append_remote_batched(s, p, *batch)) {
+    return platform::leave_call_to(h);
   }
-  platform::leave_call_to(h);
+  return process_free_remote_unbatched(h, s, p);
 }
 
 SHARD_INLINE void process_free(void* p) {
