@@ -152,8 +152,7 @@ SHARD_NOINLINE inline void process_free_checked(void* p, core::AllocKind kind, s
 // take free_remote, which touches only lock-free shared state (and
 // free_foreign guards the heap cache), so it needs no call.
 // The part of process_free_remote that calls out, in a call; leaves it.
-SHARD_NOINLINE inline void process_free_remote_unbatched(core::Heap* h, core::Segment* s,
-                                                         void* p) {
+SHARD_NOINLINE inline void process_free_remote_unbatched(core::Heap* h, core::Segment* s, void* p) {
   core::RemoteBatch* batch = platform::tl_thread.remote_batch;
   if (SHARD_UNLIKELY(batch == nullptr)) batch = platform::first_remote_batch();
   if (SHARD_LIKELY(batch != &platform::g_no_remote_batch)) {
