@@ -111,6 +111,21 @@ SHARD_INLINE void* process_malloc(size_t size) {
   return process_alloc_in_call(h, size, 0);
 }
 
+// malloc's fast path alone: a block popped from the page of a direct size
+// (ordinary builds), or null, the call left either way. For entry points
+// that have a general path of their own (calloc, operator new): they
+// tail-call it, so that their fast path calls nothing and needs no stack
+// frame. (A signal handler that interrupted a call pops nothing:
+// g_process_busy's pages are empty.)
+SHARD_INLINE core::Block* process_malloc_popped(size_t size) {
+  if (core::kChecked || size > core::kDirectSizeMax) return nullptr;
+  core::Heap* h = platform::process_heap();
+  platform::enter_call();
+  core::Block* b = h->alloc_small_fast(size);
+  platform::leave_call_to(h);
+  return b;
+}
+
 // free of null (a no-op) or of a pointer outside our arenas (checked builds:
 // maybe a zero-size block).
 SHARD_NOINLINE inline void process_free_unowned(void* p) {
@@ -216,9 +231,8 @@ inline void* process_malloc_aligned(size_t size, size_t align) {
   return process_alloc_general(size, align);
 }
 
-inline void* process_calloc(size_t count, size_t size) {
-  size_t total;
-  if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
+// calloc of `total` bytes but a direct size's popped block.
+SHARD_NOINLINE inline void* process_calloc_general(size_t total) {
   void* p = process_malloc(total);
   if (p == nullptr || (core::kChecked && total == 0)) return p;
   // (A guarded sample is not in an arena: calloc_clear cannot look at it.)
@@ -228,6 +242,14 @@ inline void* process_calloc(size_t count, size_t size) {
     __builtin_memset(p, 0, total);
   }
   return p;
+}
+
+inline void* process_calloc(size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) return fail_nomem();
+  // A block of a small page: always cleared (calloc_clear's first case).
+  if (core::Block* b = process_malloc_popped(total)) return __builtin_memset(b, 0, total);
+  return process_calloc_general(total);
 }
 
 inline size_t process_usable_size(const void* p) {

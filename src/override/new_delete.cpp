@@ -86,10 +86,16 @@ void* try_alloc(size_t size, size_t align) {
   }
 }
 
-inline void* new_impl(size_t size) {
+// The throwing forms but for a direct size's popped block.
+[[gnu::noinline]] void* new_general(size_t size) {
   void* p = api::process_malloc(size);
   if (__builtin_expect(p != nullptr, 1)) return p;
   return new_retry(size, 0);
+}
+
+inline void* new_impl(size_t size) {
+  if (void* p = api::process_malloc_popped(size)) return p;
+  return new_general(size);
 }
 
 // The runtime's own nothrow operator new of the same form (RTLD_NEXT: the
