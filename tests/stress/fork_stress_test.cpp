@@ -12,11 +12,14 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -273,6 +276,68 @@ TEST(ForkStress, F12_AChildOfUnderscoreForkForksAgain) {
   stop.store(true);
   worker.join();
   EXPECT_EQ(slow, 0u) << "children whose fork waited for steps of vanished threads (or hung)";
+}
+
+// F13: a signal handler forks, again and again, while its own thread is in
+// and out of steps (a huge block's claim and free are steps). A fork waits
+// for steps of other threads, never for its own thread's: a signal that
+// landed between a step's count and its depth update made the fork wait
+// its full 200 ms for the step it had interrupted, and with a timer faster
+// than that a signal was always pending when the handler returned, so the
+// thread never got past that instruction (a review: every run stalled after
+// 25-117 forks).
+namespace f13 {
+std::atomic<uint64_t> g_progress{0};
+uint64_t g_progress_at_fork = UINT64_MAX;
+int g_stalled_forks = 0;  // in a row, each over 150 ms with no progress between
+
+uint64_t now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
+
+void fork_in_handler(int) {
+  const int saved = errno;
+  const uint64_t start = now_ms();
+  const pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  const uint64_t progress = g_progress.load(std::memory_order_relaxed);
+  const bool stalled = now_ms() - start > 150 && progress == g_progress_at_fork;
+  g_stalled_forks = stalled ? g_stalled_forks + 1 : 0;
+  g_progress_at_fork = progress;
+  while (waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+  if (g_stalled_forks >= 10) _exit(2);  // 1.5 s and more without one step of the loop
+  errno = saved;
+}
+}  // namespace f13
+
+TEST(ForkStress, F13_AForkInAHandlerDoesNotWaitForItsOwnThreadsStep) {
+  if (std::getenv("SHARDALLOC_UNDER_QEMU") != nullptr)
+    GTEST_SKIP() << "a fork every 3 ms under qemu-user";
+  const pid_t pid = fork();  // the timer and its children stay out of the test process
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    struct sigaction sa {};
+    sa.sa_handler = &f13::fork_in_handler;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGALRM, &sa, nullptr);
+    const itimerval every_3ms{{0, 3000}, {0, 3000}};
+    setitimer(ITIMER_REAL, &every_3ms, nullptr);
+    const uint64_t end = f13::now_ms() + 2000;
+    while (f13::now_ms() < end) {
+      void* volatile p = shard_malloc(300 * KiB);  // a huge block: claim and free are steps
+      static_cast<char*>(p)[0] = 1;
+      shard_free(p);
+      f13::g_progress.fetch_add(1, std::memory_order_relaxed);
+    }
+    const itimerval off{};
+    setitimer(ITIMER_REAL, &off, nullptr);
+    _exit(0);
+  }
+  EXPECT_EQ(wait_with_limit(pid, std::chrono::seconds(60)), 0)
+      << "2: forks from the handler stalled its thread (-1: the child hung)";
 }
 
 }  // namespace

@@ -31,6 +31,17 @@ namespace {
 constinit std::atomic<uint64_t> g_steps{0};
 // Nesting of the calling thread's steps (only the outermost one counts).
 constinit thread_local uint32_t tl_step_depth = 0;
+// How many of the count's units may be this thread's: raised before its
+// outermost step counts itself, lowered after it has taken the count back,
+// so never below what the count holds of this thread (a signal handler can
+// interrupt between the two writes of either end; several when handlers
+// that interrupted those writes run steps of their own). A fork from a
+// handler waits for the count to fall to this: at worst one step of
+// another thread fewer than it could (the docs' "step begun after the
+// read"), never for its own thread's interrupted step, which would not end
+// before the handler returns (a review's program forked from a 3 ms timer
+// and waited 200 ms at every fork from then on).
+constinit thread_local uint32_t tl_steps_maybe_counted = 0;
 
 // A fork waits at most this long for the steps in flight: a fork from a
 // signal handler that interrupted a step of its own thread would otherwise
@@ -72,8 +83,8 @@ void prepare_fork() {
   if (g_steps_pid.exchange(self, std::memory_order_relaxed) != self) {
     g_steps.store(0, std::memory_order_relaxed);  // stale: counted in another process
   }
-  // The forking thread's own outermost step, when a signal handler forks in it.
-  const uint64_t own = tl_step_depth > 0 ? 1 : 0;
+  // The forking thread's own outermost step(s), when a signal handler forks in one.
+  const uint64_t own = tl_steps_maybe_counted;
   const uint64_t deadline = now_ns() + kForkWaitLimitNs;
   // fetch_add(0), an RMW: reads the latest count in the word's order;
   // acquire pairs with leave_step's release, so the writes of every step we
@@ -117,6 +128,8 @@ __attribute__((constructor)) void register_fork_handlers() {
 // the depth at zero and counts itself: no step ever runs uncounted.
 void enter_step() {
   if (tl_step_depth == 0) {
+    ++tl_steps_maybe_counted;  // before the count: see tl_steps_maybe_counted
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // a handler sees the two in this order
     // relaxed: the count only tells a fork to wait; the step's own protocol orders its writes.
     g_steps.fetch_add(1, std::memory_order_relaxed);
   }
@@ -139,6 +152,8 @@ void leave_step() {
   while (n != 0 && !g_steps.compare_exchange_weak(n, n - 1, std::memory_order_release,
                                                   std::memory_order_relaxed)) {
   }
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // a handler sees the two in this order
+  --tl_steps_maybe_counted;  // after the count: see tl_steps_maybe_counted
 }
 
 }  // namespace shardalloc::platform
