@@ -389,7 +389,7 @@ void Domain::release_segment(Segment* s, bool purged) {
   // relaxed: the deadline only decides when to purge; the arena bitmaps
   // (protocol 4) make the purge itself safe.
   uint64_t none = 0;
-  purge_due_ms.compare_exchange_strong(none, source.now_ms() + purge_delay_ms,
+  purge_due_ms.compare_exchange_strong(none, purge_deadline(source.now_ms()),
                                        std::memory_order_relaxed);
   run_due_maintenance();
 }
@@ -410,7 +410,7 @@ void Domain::run_due_maintenance() {
   if (!purge_due_ms.compare_exchange_strong(due, 0, std::memory_order_relaxed)) return;
   if (purge_arenas(false) != 0) {
     uint64_t none = 0;
-    purge_due_ms.compare_exchange_strong(none, now + purge_delay_ms, std::memory_order_relaxed);
+    purge_due_ms.compare_exchange_strong(none, purge_deadline(now), std::memory_order_relaxed);
   }
 }
 

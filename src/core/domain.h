@@ -81,6 +81,13 @@ struct Domain {
   std::atomic<uint64_t> purge_due_ms{0};  // when dirty slots get purged; 0: none pending
   std::atomic<uint64_t> sweep_due_ms{0};  // when abandoned heaps are next swept
   uint64_t purge_delay_ms = kDefaultPurgeDelayMs;
+  // The purge deadline purge_delay_ms after `now`; a delay too large for
+  // the clock means never (it wrapped to a deadline already past: a review
+  // set the delay to 2^64 - 1 and every freed slot was purged at once).
+  uint64_t purge_deadline(uint64_t now) const {
+    uint64_t due;
+    return __builtin_add_overflow(now, purge_delay_ms, &due) ? UINT64_MAX : due;
+  }
   // calloc makes a zeroed huge block's pages resident at once (source.populate)
   // when the block holds at most this many bytes (core/calloc_clear.h).
   size_t calloc_populate_max = kDefaultCallocPopulateMax;

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/checked.h"
 #include "shardalloc/heap.h"
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/shardalloc.hpp"
@@ -181,6 +182,34 @@ TEST(FirstClassHeap, ReallocKeepsContentsAcrossEveryKind) {
   EXPECT_EQ(check_with_base(p, size, base), SIZE_MAX);
   // realloc(p, 0) frees p and returns NULL.
   EXPECT_EQ(shard_heap_realloc(h, p, 0), nullptr);
+  EXPECT_EQ(used(h), 0u);
+  shard_heap_destroy(h);
+}
+
+// A realloc that shrinks a block by less than half keeps it in ordinary
+// builds; checked builds move it, as shard_realloc does, so that its usable
+// size is the new size and the bytes past it are checked at free (a review:
+// a first-class heap kept the block and its old size record).
+TEST(FirstClassHeap, AShrinkingReallocKeepsTheBlockButInCheckedBuilds) {
+  shard_heap* h = shard_heap_new();
+  ASSERT_NE(h, nullptr);
+  for (const size_t first : {size_t{1000}, size_t{700000}}) {
+    void* p = shard_heap_malloc(h, first);
+    ASSERT_NE(p, nullptr);
+    const size_t smaller = shard_usable_size(p) * 6 / 10;  // over half of what p holds
+    ASSERT_LE(smaller, first);
+    fill_with_base(p, first, 0xabc);
+    void* q = shard_heap_realloc(h, p, smaller);
+    ASSERT_NE(q, nullptr);
+    EXPECT_EQ(check_with_base(q, smaller & ~size_t{7}, 0xabc), SIZE_MAX) << first;
+    if (shardalloc::core::kChecked) {
+      EXPECT_NE(q, p) << first;
+      EXPECT_EQ(shard_usable_size(q), smaller) << first;
+    } else {
+      EXPECT_EQ(q, p) << first;
+    }
+    shard_heap_free(h, q);
+  }
   EXPECT_EQ(used(h), 0u);
   shard_heap_destroy(h);
 }

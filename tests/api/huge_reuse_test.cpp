@@ -133,6 +133,7 @@ TEST(HugeReuse, ReplacedBuffersAreWritableAndTheMemoryGoesBack) {
 // with raises the extent its slots' resident hint records at release
 // (Segment::huge_written): the program may write all of them now.
 TEST(HugeReuse, AReallocThatKeepsAHugeBlockCoversItsNewSize) {
+  if (shardalloc::core::kChecked) GTEST_SKIP() << "checked builds' realloc always moves the block";
   constexpr size_t kFirst = 200 * 1024;
   constexpr size_t kGrown = 400 * 1024;  // within the first slot's usable bytes
   auto written_end = [](void* p) {
@@ -149,7 +150,6 @@ TEST(HugeReuse, AReallocThatKeepsAHugeBlockCoversItsNewSize) {
   shard_heap_free(h, a);
   shard_heap_destroy(h);
 
-  if (shardalloc::core::kChecked) return;  // checked realloc always moves
   void* b = shard_malloc(kFirst);
   ASSERT_NE(b, nullptr);
   ASSERT_EQ(shard_realloc(b, kGrown), b) << "kept in place";

@@ -4,12 +4,16 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <thread>
 #include <vector>
 
+#include "core/domain.h"
+#include "platform/linux/process_heap.h"
 #include "shardalloc/shardalloc.h"
+#include "shardalloc/stats.h"
 #include "support/test_support.h"
 
 namespace {
@@ -52,4 +56,34 @@ TEST(Purge, RssFallsAfterAPeak) {
   std::printf("[ Purge ] RSS before %zu MiB, peak %zu MiB, after %zu MiB\n", before / kMiB,
               peak / kMiB, now / kMiB);
   EXPECT_LT(now, before + 64 * kMiB) << "peak " << peak / kMiB << " MiB";
+}
+
+// A purge delay too large for the clock means never: its deadline saturates.
+// (A review set SHARDALLOC_PURGE_DELAY_MS to 2^64 - 1: now + delay wrapped
+// to a deadline already past, and every freed slot was purged at once.)
+TEST(Purge, ADelayTooLargeForTheClockMeansNever) {
+  constexpr size_t kBlock = size_t{3} << 20;
+  auto& domain = shardalloc::platform::g_process_domain;
+  const uint64_t delay = domain.purge_delay_ms;
+  domain.purge_delay_ms = UINT64_MAX;
+  EXPECT_EQ(domain.purge_deadline(12345), UINT64_MAX);
+  shard_stats before;
+  shard_stats_get(&before);
+  void* blocks[8];
+  for (void*& b : blocks) {
+    b = shard_malloc(kBlock);
+    ASSERT_NE(b, nullptr);
+    std::memset(b, 1, kBlock);
+  }
+  for (void* b : blocks) shard_free(b);
+  for (int round = 0; round < 4; ++round) {  // each release looks at the deadline
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    shard_free(shard_malloc(200000));
+  }
+  shard_stats after;
+  shard_stats_get(&after);
+  EXPECT_EQ(after.purged_bytes, before.purged_bytes);
+  domain.purge_delay_ms = 100;
+  EXPECT_EQ(domain.purge_deadline(12345), 12445u);
+  domain.purge_delay_ms = delay;
 }

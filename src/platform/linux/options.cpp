@@ -23,8 +23,12 @@ bool flag(const char* name) {
 bool number(const char* name, uint64_t* out) {
   const char* v = getenv(name);
   if (v == nullptr || *v < '0' || *v > '9') return false;
+  // A value past 2^64 - 1 reads as 2^64 - 1 (it wrapped: a huge purge delay became a short one).
   uint64_t n = 0;
-  for (; *v >= '0' && *v <= '9'; ++v) n = n * 10 + uint64_t(*v - '0');
+  for (; *v >= '0' && *v <= '9'; ++v) {
+    if (__builtin_mul_overflow(n, 10, &n) || __builtin_add_overflow(n, uint64_t(*v - '0'), &n))
+      n = UINT64_MAX;
+  }
   *out = n;
   return true;
 }
