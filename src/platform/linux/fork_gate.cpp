@@ -36,11 +36,12 @@ constinit thread_local uint32_t tl_step_depth = 0;
 // so never below what the count holds of this thread (a signal handler can
 // interrupt between the two writes of either end; several when handlers
 // that interrupted those writes run steps of their own). A fork from a
-// handler waits for the count to fall to this: at worst one step of
-// another thread fewer than it could (the docs' "step begun after the
-// read"), never for its own thread's interrupted step, which would not end
-// before the handler returns (a review's program forked from a 3 ms timer
-// and waited 200 ms at every fork from then on).
+// handler waits for the count to fall to this: never for its own thread's
+// interrupted step, which would not end before the handler returns (a
+// review's program forked from a 3 ms timer and waited 200 ms at every fork
+// from then on), at the price of one step of another thread it may not wait
+// for per nested level caught in such a gap (a second review, with gdb:
+// two levels, two steps): such a step is cut as one begun after the read.
 constinit thread_local uint32_t tl_steps_maybe_counted = 0;
 
 // A fork waits at most this long for the steps in flight: a fork from a
