@@ -47,10 +47,10 @@ void quiesce_domain(core::Domain* d);
 // Fork safety (docs/protocols.md, "fork"): a *step* is a stretch of a
 // protocol that leaves shared state inconsistent until it ends (a pin held,
 // a page marked notified but not yet pushed, slots claimed but not yet a
-// segment, a heap claimed by a sweeper). fork() never copies a process in
-// which another thread is inside a step: enter_step waits while a fork is
-// being prepared, and the fork waits for the steps in flight. Steps nest;
-// they are short and never wait for another thread's step. Bare: no fork, no-ops.
+// segment, a heap claimed by a sweeper). A fork waits, for at most 200 ms,
+// until no other thread is inside a step (what a step it cuts leaves the
+// child: protocols.md 8); a step never waits. Steps nest; they are short
+// and never wait for another thread's step. Bare: no fork, no-ops.
 void enter_step();
 void leave_step();
 // How many forks made this process from the first one: the child of a fork
