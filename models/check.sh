@@ -133,6 +133,7 @@ if [ $mutants = 1 ]; then
   verify fork-no-wait fail fork.pml -DMUTANT_FORK_NO_WAIT
   verify step-counted-late fail fork.pml -DMUTANT_COUNT_AFTER_ENTRY
   verify step-uncounted-early fail fork.pml -DMUTANT_UNCOUNT_EARLY
+  verify step-no-recheck fail fork.pml -DMUTANT_NO_RECHECK
   verify add-memory-no-scan fail add_memory.pml -DMUTANT_NO_SCAN
   verify add-memory-arenas-first fail add_memory.pml -DMUTANT_ARENAS_FIRST
   verify add-memory-give-back-early fail add_memory.pml -DMUTANT_GIVE_BACK_EARLY

@@ -51,8 +51,10 @@ void quiesce_domain(core::Domain* d);
 // until no other thread is inside a step (what a step it cuts leaves the
 // child: protocols.md 8); a step never waits. Steps nest; they are short
 // and never wait for another thread's step. Bare: no fork, no-ops.
-void enter_step();
-void leave_step();
+// enter_step returns what leave_step must be given back (which count the
+// step took; 0 for a nested step, which takes none).
+uint32_t enter_step();
+void leave_step(uint32_t token);
 // How many forks made this process from the first one: the child of a fork
 // sees one more than its parent did (Linux: counted in the atfork child
 // handler; bare: no fork, 0). State whose owners may be threads the child

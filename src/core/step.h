@@ -6,10 +6,13 @@
 namespace shardalloc::core {
 
 struct Step {
-  Step() { platform::enter_step(); }
-  ~Step() { platform::leave_step(); }
+  Step() : token_(platform::enter_step()) {}
+  ~Step() { platform::leave_step(token_); }
   Step(const Step&) = delete;
   Step& operator=(const Step&) = delete;
+
+ private:
+  const uint32_t token_;  // which count the step took: per step, not per thread (handlers nest)
 };
 
 }  // namespace shardalloc::core

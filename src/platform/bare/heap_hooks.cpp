@@ -22,8 +22,8 @@ void* sampled_alloc(core::Heap*, void* block, size_t, size_t, size_t, bool* trac
 bool sampled_block_freed(void*) { return false; }
 
 // A kernel does not fork: steps need no gate.
-void enter_step() {}
-void leave_step() {}
+uint32_t enter_step() { return 0; }
+void leave_step(uint32_t) {}
 uint32_t fork_generation() { return 0; }
 
 }  // namespace shardalloc::platform

@@ -2,13 +2,16 @@
 // "8. The fork gate"): a fork waits for the protocol steps other threads
 // are in, so that the child inherits none half done.
 //
-// One word counts the threads inside a step. A step adds itself and goes on:
-// it never waits, so a thread that holds a lock of its own (or of libc's)
-// while it allocates can never hold up a fork that needs that lock. The
-// fork's prepare handler waits until the count reads zero, for at most
-// kForkWaitLimit; a step that begins after that read (in the short time
-// before the fork system call) may still be cut, and the child repairs what
-// such a step would leave blocking (pins: core::repair_after_fork).
+// Two words count the threads inside a step, one per epoch. A step counts
+// itself in the current epoch's word and goes on: it never waits, so a
+// thread that holds a lock of its own (or of libc's) while it allocates can
+// never hold up a fork that needs that lock. The fork's prepare handler
+// moves new steps to the other epoch and waits, for at most
+// kForkWaitLimit, until the old epoch's word reads zero: it waits for the
+// steps under way, not for a moment when no thread is in any (a stream of
+// steps from two threads starved it: every fork waited 200 ms). A step that
+// begins after the flip may still be cut, and the child repairs what such
+// a step would leave blocking (pins: core::repair_after_fork).
 #include <pthread.h>
 #include <sched.h>
 #include <time.h>
@@ -27,8 +30,10 @@
 namespace shardalloc::platform {
 namespace {
 
-// Threads inside a step.
-constinit std::atomic<uint64_t> g_steps{0};
+// The epoch new steps count themselves in (0 or 1); a fork flips it.
+constinit std::atomic<uint32_t> g_epoch{0};
+// Threads inside a step, by the epoch they counted themselves in.
+constinit std::atomic<uint64_t> g_steps[2] = {0, 0};
 // Nesting of the calling thread's steps (only the outermost one counts).
 constinit thread_local uint32_t tl_step_depth = 0;
 // How many of the count's units may be this thread's: raised before its
@@ -42,7 +47,7 @@ constinit thread_local uint32_t tl_step_depth = 0;
 // from then on), at the price of one step of another thread it may not wait
 // for per nested level caught in such a gap (a second review, with gdb:
 // two levels, two steps): such a step is cut as one begun after the read.
-constinit thread_local uint32_t tl_steps_maybe_counted = 0;
+constinit thread_local uint32_t tl_steps_maybe_counted[2] = {0, 0};  // by epoch
 
 // A fork waits at most this long for the steps in flight: a fork from a
 // signal handler that interrupted a step of its own thread would otherwise
@@ -78,27 +83,56 @@ void count_fork(pid_t self) {
   }
 }
 
+// Takes a unit of epoch e's count back, never below zero (see after_fork_in_child).
+void uncount(uint32_t e) {
+  // relaxed load: the CAS decides.
+  uint64_t n = g_steps[e].load(std::memory_order_relaxed);
+  // release: the step's writes happen-before a fork's acquire read that sees it gone.
+  while (n != 0 && !g_steps[e].compare_exchange_weak(n, n - 1, std::memory_order_release,
+                                                     std::memory_order_relaxed)) {
+  }
+}
+
+// Waits until epoch e's count falls to what the forking thread itself may
+// hold there (a signal handler that forks inside a step of its thread), or
+// the deadline passes.
+void wait_for_epoch(uint32_t e, uint64_t deadline) {
+  const uint64_t own = tl_steps_maybe_counted[e];
+  // fetch_add(0), an RMW: reads the latest count in the word's order;
+  // acquire pairs with uncount's release, so the writes of every step we
+  // waited for are in the memory fork copies; seq_cst: after the flip (enter_step).
+  while (g_steps[e].fetch_add(0, std::memory_order_seq_cst) > own && now_ns() < deadline)
+    sched_yield();
+}
+
 void prepare_fork() {
   const pid_t self = getpid();
   // relaxed: a fork and a _Fork child's first fork are the only writers that matter here.
   if (g_steps_pid.exchange(self, std::memory_order_relaxed) != self) {
-    g_steps.store(0, std::memory_order_relaxed);  // stale: counted in another process
+    g_steps[0].store(0, std::memory_order_relaxed);  // stale: counted in another process
+    g_steps[1].store(0, std::memory_order_relaxed);
   }
-  // The forking thread's own outermost step(s), when a signal handler forks in one.
-  const uint64_t own = tl_steps_maybe_counted;
   const uint64_t deadline = now_ns() + kForkWaitLimitNs;
-  // fetch_add(0), an RMW: reads the latest count in the word's order;
-  // acquire pairs with leave_step's release, so the writes of every step we
-  // waited for are in the memory fork copies.
-  while (g_steps.fetch_add(0, std::memory_order_acquire) > own && now_ns() < deadline)
-    sched_yield();
+  // relaxed: only prepare handlers write the epoch, and glibc runs them one
+  // fork at a time (its atfork lock).
+  const uint32_t old = g_epoch.load(std::memory_order_relaxed);
+  // First what an earlier fork that ran out of time left in the other
+  // epoch: steps that read the epoch before that fork's flip count again in
+  // this one, so nothing new arrives there.
+  wait_for_epoch(old ^ 1, deadline);
+  // seq_cst, with the count and the second epoch read of enter_step
+  // (Dekker's pattern): a step either counted before this flip, and the
+  // wait below sees it, or reads the new epoch and counts again there.
+  g_epoch.store(old ^ 1, std::memory_order_seq_cst);
+  wait_for_epoch(old, deadline);
 }
 
 void after_fork_in_child() {
   // Only this thread runs here; a step of its own that is still open (a
   // handler forked inside it) finds the count at zero and leaves it there
   // (leave_step never goes below zero). relaxed: single-threaded.
-  g_steps.store(0, std::memory_order_relaxed);
+  g_steps[0].store(0, std::memory_order_relaxed);
+  g_steps[1].store(0, std::memory_order_relaxed);
   g_steps_pid.store(getpid(), std::memory_order_relaxed);
   count_fork(getpid());
   // Threads that gave a first-class heap back are gone with their pins (this
@@ -126,15 +160,30 @@ __attribute__((constructor)) void register_fork_handlers() {
 }  // namespace
 
 // A signal handler that runs between the count and the depth update finds
-// the depth at zero and counts itself: no step ever runs uncounted.
-void enter_step() {
-  if (tl_step_depth == 0) {
-    ++tl_steps_maybe_counted;  // before the count: see tl_steps_maybe_counted
-    std::atomic_signal_fence(std::memory_order_seq_cst);  // a handler sees the two in this order
-    // relaxed: the count only tells a fork to wait; the step's own protocol orders its writes.
-    g_steps.fetch_add(1, std::memory_order_relaxed);
+// the depth at zero and counts itself: no step ever runs uncounted. The
+// token is 1 + the epoch counted in (0: nested, counted nothing).
+uint32_t enter_step() {
+  if (tl_step_depth != 0) {
+    ++tl_step_depth;
+    return 0;
   }
-  ++tl_step_depth;
+  for (;;) {
+    // seq_cst, this load, the count and the second load: against
+    // prepare_fork's flip and read (Dekker's pattern).
+    const uint32_t e = g_epoch.load(std::memory_order_seq_cst);
+    ++tl_steps_maybe_counted[e];  // before the count: see tl_steps_maybe_counted
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // a handler sees the two in this order
+    g_steps[e].fetch_add(1, std::memory_order_seq_cst);
+    if (g_epoch.load(std::memory_order_seq_cst) == e) {
+      ++tl_step_depth;
+      return e + 1;
+    }
+    // A fork flipped the epoch meanwhile and may have read e's count
+    // before this unit: count again in the new epoch.
+    uncount(e);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    --tl_steps_maybe_counted[e];
+  }
 }
 
 uint32_t fork_generation() {
@@ -145,16 +194,12 @@ uint32_t fork_generation() {
   return uint32_t(g_fork_generation.load(std::memory_order_relaxed));
 }
 
-void leave_step() {
-  if (--tl_step_depth != 0) return;
-  // relaxed load: the CAS decides. Never below zero (see after_fork_in_child).
-  uint64_t n = g_steps.load(std::memory_order_relaxed);
-  // release: the step's writes happen-before a fork's acquire read that sees it gone.
-  while (n != 0 && !g_steps.compare_exchange_weak(n, n - 1, std::memory_order_release,
-                                                  std::memory_order_relaxed)) {
-  }
+void leave_step(uint32_t token) {
+  --tl_step_depth;
+  if (token == 0) return;  // nested: the outermost step takes the count back
+  uncount(token - 1);
   std::atomic_signal_fence(std::memory_order_seq_cst);  // a handler sees the two in this order
-  --tl_steps_maybe_counted;  // after the count: see tl_steps_maybe_counted
+  --tl_steps_maybe_counted[token - 1];  // after the count: see tl_steps_maybe_counted
 }
 
 }  // namespace shardalloc::platform

@@ -109,7 +109,7 @@ class TableLock {
   TableLock() {
     if (tl_in_profiler || g_table_lost) return;
     tl_in_profiler = true;
-    enter_step();
+    step_ = enter_step();
     // acquire: the previous holder's table writes happen-before ours.
     while (g_table.locked.exchange(true, std::memory_order_acquire)) sched_yield();
     ok_ = true;
@@ -118,7 +118,7 @@ class TableLock {
     if (!ok_) return;
     g_table.locked.store(false,
                          std::memory_order_release);  // release: our writes to the next holder
-    leave_step();
+    leave_step(step_);
     tl_in_profiler = false;
   }
   bool ok() const { return ok_; }
@@ -127,6 +127,7 @@ class TableLock {
 
  private:
   bool ok_ = false;
+  uint32_t step_ = 0;  // enter_step's token
 };
 
 // A sample's estimated bytes, rounded: the same integer is added when it is
