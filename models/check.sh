@@ -114,6 +114,7 @@ else
   verify fork-gate pass fork.pml -DNT=3 -DSTEPS=2 -DFORKS=2
 fi
 verify add-memory pass add_memory.pml
+verify fork-gate-concurrent pass fork_concurrent.pml -DNT=3 -DSTEPS=2
 
 if [ $mutants = 1 ]; then
   # Each breaks one rule of docs/protocols.md; the assertion that catches it is printed.
@@ -134,6 +135,7 @@ if [ $mutants = 1 ]; then
   verify step-counted-late fail fork.pml -DMUTANT_COUNT_AFTER_ENTRY
   verify step-uncounted-early fail fork.pml -DMUTANT_UNCOUNT_EARLY
   verify step-no-recheck fail fork.pml -DMUTANT_NO_RECHECK
+  verify prepares-overlap fail fork_concurrent.pml -DMUTANT_NO_PREPARE_LOCK
   verify add-memory-no-scan fail add_memory.pml -DMUTANT_NO_SCAN
   verify add-memory-arenas-first fail add_memory.pml -DMUTANT_ARENAS_FIRST
   verify add-memory-give-back-early fail add_memory.pml -DMUTANT_GIVE_BACK_EARLY

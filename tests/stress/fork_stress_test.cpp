@@ -362,21 +362,30 @@ TEST(ForkStress, F14_StepsOfOtherThreadsDoNotStarveTheFork) {
     });
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Two threads fork at once too: glibc runs their prepare handlers at the
+  // same time (a review: a step that entered before one fork's flip was cut
+  // when the other fork's flip came between its read and its own flip).
   constexpr int kForks = 20;
-  int slow = 0;
-  for (int i = 0; i < kForks; ++i) {
-    const auto start = Clock::now();
-    const pid_t pid = fork();
-    if (pid == 0) _exit(0);
-    const auto took = Clock::now() - start;
-    ASSERT_GE(pid, 0);
-    EXPECT_EQ(wait_with_limit(pid, std::chrono::seconds(10)), 0);
-    if (took > std::chrono::milliseconds(150)) ++slow;
-  }
+  std::atomic<int> slow{0};
+  std::atomic<int> failed{0};
+  auto forker = [&] {
+    for (int i = 0; i < kForks; ++i) {
+      const auto start = Clock::now();
+      const pid_t pid = fork();
+      if (pid == 0) _exit(0);
+      const auto took = Clock::now() - start;
+      if (pid < 0 || wait_with_limit(pid, std::chrono::seconds(10)) != 0) ++failed;
+      if (took > std::chrono::milliseconds(150)) ++slow;
+    }
+  };
+  std::thread second(forker);
+  forker();
+  second.join();
   stop.store(true);
   for (auto& w : workers) w.join();
+  EXPECT_EQ(failed.load(), 0);
   // A loaded machine may stretch a fork or two; the starved gate took 200 ms at every one.
-  EXPECT_LE(slow, 3) << "forks that waited the gate's full bound";
+  EXPECT_LE(slow.load(), 4) << "forks (of " << 2 * kForks << ") that waited the gate's full bound";
 }
 
 }  // namespace

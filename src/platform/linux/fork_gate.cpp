@@ -83,6 +83,30 @@ void count_fork(pid_t self) {
   }
 }
 
+// The process whose thread runs a prepare handler (0: none). glibc 2.36
+// runs the prepare handlers of concurrent forks at the same time (it drops
+// its atfork lock around each call: a review counted two at once); each
+// must flip the epoch it read, so they take turns here. A pid, not a flag:
+// a child of _Fork() (no handlers ran) may inherit it held by a thread of
+// its parent, and takes it over.
+constinit std::atomic<pid_t> g_prepare_owner{0};
+// This thread runs a prepare handler: a signal handler that forks inside it
+// (which glibc does not support either) does not wait for it.
+constinit thread_local bool tl_preparing = false;
+
+void lock_prepare(pid_t self) {
+  for (;;) {
+    // relaxed load: the CAS decides.
+    pid_t owner = g_prepare_owner.load(std::memory_order_relaxed);
+    // acquire: the previous prepare's flip and counts are seen.
+    if (owner != self && g_prepare_owner.compare_exchange_weak(
+                             owner, self, std::memory_order_acquire, std::memory_order_relaxed)) {
+      return;
+    }
+    if (owner == self) sched_yield();  // another thread of this process prepares a fork
+  }
+}
+
 // Takes a unit of epoch e's count back, never below zero (see after_fork_in_child).
 void uncount(uint32_t e) {
   // relaxed load: the CAS decides.
@@ -107,24 +131,34 @@ void wait_for_epoch(uint32_t e, uint64_t deadline) {
 
 void prepare_fork() {
   const pid_t self = getpid();
-  // relaxed: a fork and a _Fork child's first fork are the only writers that matter here.
+  const bool nested = tl_preparing;
+  if (!nested) {
+    lock_prepare(self);
+    tl_preparing = true;
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // set before the work it guards
+  }
+  // relaxed: under the prepare lock; a _Fork child's first fork finds another pid.
   if (g_steps_pid.exchange(self, std::memory_order_relaxed) != self) {
     g_steps[0].store(0, std::memory_order_relaxed);  // stale: counted in another process
     g_steps[1].store(0, std::memory_order_relaxed);
   }
-  const uint64_t deadline = now_ns() + kForkWaitLimitNs;
-  // relaxed: only prepare handlers write the epoch, and glibc runs them one
-  // fork at a time (its atfork lock).
+  // relaxed: only prepare handlers write the epoch, one at a time (the lock).
   const uint32_t old = g_epoch.load(std::memory_order_relaxed);
   // First what an earlier fork that ran out of time left in the other
   // epoch: steps that read the epoch before that fork's flip count again in
-  // this one, so nothing new arrives there.
-  wait_for_epoch(old ^ 1, deadline);
+  // this one, so nothing new arrives there. Each wait has a bound of its
+  // own: a unit stuck there must not take the old epoch's wait away.
+  wait_for_epoch(old ^ 1, now_ns() + kForkWaitLimitNs);
   // seq_cst, with the count and the second epoch read of enter_step
   // (Dekker's pattern): a step either counted before this flip, and the
   // wait below sees it, or reads the new epoch and counts again there.
   g_epoch.store(old ^ 1, std::memory_order_seq_cst);
-  wait_for_epoch(old, deadline);
+  wait_for_epoch(old, now_ns() + kForkWaitLimitNs);
+  if (!nested) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    tl_preparing = false;
+    g_prepare_owner.store(0, std::memory_order_release);  // release: our flip to the next prepare
+  }
 }
 
 void after_fork_in_child() {
@@ -134,6 +168,8 @@ void after_fork_in_child() {
   g_steps[0].store(0, std::memory_order_relaxed);
   g_steps[1].store(0, std::memory_order_relaxed);
   g_steps_pid.store(getpid(), std::memory_order_relaxed);
+  // A prepare of a thread the child lacks (ours ended before the fork).
+  g_prepare_owner.store(0, std::memory_order_relaxed);
   count_fork(getpid());
   // Threads that gave a first-class heap back are gone with their pins (this
   // thread holds none: give_back blocks asynchronous signals).
