@@ -102,14 +102,7 @@ SHARD_EXPORT void* shard_heap_realloc(shard_heap* h, void* p, size_t size) {
     return nullptr;
   }
   const size_t usable = core::usable_size(p);
-  // Shrinking by less than half keeps the block (a huge block's resident
-  // hint then covers what it may hold now: core/realloc_growth.h). Checked
-  // builds always move it, as shard_realloc does: the new size gets its own
-  // record, so the bytes past it are checked at free.
-  if (!core::kChecked && size <= usable && size >= usable / 2) {
-    if (usable > core::kLargeBlockMax) core::note_huge_written(p, size);
-    return p;
-  }
+  if (core::realloc_keeps(p, size, usable, true)) return p;
   void* q = heap_alloc(h, size, 0);
   if (q == nullptr) return nullptr;
   __builtin_memcpy(q, p, size < usable ? size : usable);

@@ -160,12 +160,6 @@ SHARD_NOINLINE inline void process_free_checked(void* p, core::AllocKind kind, s
   platform::leave_call();
 }
 
-// A free of another heap's block, of a huge block or of a first-class heap's
-// block. A block of another heap of the process domain goes through the
-// thread's remote batch (core/remote_batch.h), in a call. The rest, and a
-// signal handler's free (h is g_process_busy, which leaves the batch alone),
-// take free_remote, which touches only lock-free shared state (and
-// free_foreign guards the heap cache), so it needs no call.
 // The part of process_free_remote that calls out, in a call; leaves it.
 SHARD_NOINLINE inline void process_free_remote_unbatched(core::Heap* h, core::Segment* s, void* p) {
   core::RemoteBatch* batch = platform::tl_thread.remote_batch;
@@ -178,6 +172,12 @@ SHARD_NOINLINE inline void process_free_remote_unbatched(core::Heap* h, core::Se
   platform::leave_call_to(h);
 }
 
+// A free of another heap's block, of a huge block or of a first-class heap's
+// block. A block of another heap of the process domain goes through the
+// thread's remote batch (core/remote_batch.h), in a call. The rest, and a
+// signal handler's free (h is g_process_busy, which leaves the batch alone),
+// take free_remote, which touches only lock-free shared state (and
+// free_foreign guards the heap cache), so it needs no call.
 SHARD_NOINLINE inline void process_free_remote(core::Heap* h, core::Segment* s, void* p) {
   core::Domain* d = &platform::g_process_domain;
   if (h == &platform::g_process_busy || s->cookie != d->cookie_of(s) ||
@@ -295,12 +295,7 @@ inline void* process_realloc(void* p, size_t size) {
   }
   const bool in_segment = !core::kChecked && platform::os_owns(p);
   const size_t usable = in_segment ? realloc_live_usable(p) : process_usable_size(p);
-  // Shrinking by less than half keeps the block (checked builds always move
-  // it: the new size gets its own record, the old block the quarantine).
-  if (!core::kChecked && size <= usable && size >= usable / 2) {
-    if (in_segment && usable > core::kLargeBlockMax) core::note_huge_written(p, size);
-    return p;
-  }
+  if (core::realloc_keeps(p, size, usable, in_segment)) return p;
   // A huge block that grows moves with room to grow again (core/realloc_growth.h).
   const size_t want = core::kChecked ? size : core::realloc_move_size(size, usable);
   void* q;

@@ -48,8 +48,8 @@ void quiesce_domain(core::Domain* d);
 // protocol that leaves shared state inconsistent until it ends (a pin held,
 // a page marked notified but not yet pushed, slots claimed but not yet a
 // segment, a heap claimed by a sweeper). A fork waits, for at most 200 ms,
-// until no other thread is inside a step (what a step it cuts leaves the
-// child: protocols.md 8); a step never waits. Steps nest; they are short
+// for the steps other threads were inside when it began (what a step it
+// cuts leaves the child: protocols.md 8); a step never waits. Steps nest; they are short
 // and never wait for another thread's step. Bare: no fork, no-ops.
 // enter_step returns what leave_step must be given back (which count the
 // step took; 0 for a nested step, which takes none).

@@ -70,4 +70,16 @@ inline void note_huge_written(void* p, size_t size) {
   if (end > s->huge_written) s->huge_written = end;
 }
 
+// realloc's rule for keeping p, a block of `usable` bytes, for `size` bytes:
+// shrinking by less than half keeps it, and a kept huge block's resident
+// hint then covers `size` (note_huge_written; `in_arena`: p is in a segment,
+// not a guarded sample). Checked builds always move the block: the new size
+// gets its own record, so the bytes past it are checked at free, and the
+// old block goes to the quarantine.
+inline bool realloc_keeps(void* p, size_t size, size_t usable, bool in_arena) {
+  if (kChecked || size > usable || size < usable / 2) return false;
+  if (in_arena && usable > kLargeBlockMax) note_huge_written(p, size);
+  return true;
+}
+
 }  // namespace shardalloc::core

@@ -107,6 +107,14 @@ void lock_prepare(pid_t self) {
   }
 }
 
+// Both counts at zero: they were another process's (a _Fork child's first
+// fork, and every fork's child).
+void clear_counts() {
+  // relaxed: under the prepare lock, or in the child, single-threaded.
+  g_steps[0].store(0, std::memory_order_relaxed);
+  g_steps[1].store(0, std::memory_order_relaxed);
+}
+
 // Takes a unit of epoch e's count back, never below zero (see after_fork_in_child).
 void uncount(uint32_t e) {
   // relaxed load: the CAS decides.
@@ -138,10 +146,7 @@ void prepare_fork() {
     std::atomic_signal_fence(std::memory_order_seq_cst);  // set before the work it guards
   }
   // relaxed: under the prepare lock; a _Fork child's first fork finds another pid.
-  if (g_steps_pid.exchange(self, std::memory_order_relaxed) != self) {
-    g_steps[0].store(0, std::memory_order_relaxed);  // stale: counted in another process
-    g_steps[1].store(0, std::memory_order_relaxed);
-  }
+  if (g_steps_pid.exchange(self, std::memory_order_relaxed) != self) clear_counts();
   // relaxed: only prepare handlers write the epoch, one at a time (the lock).
   const uint32_t old = g_epoch.load(std::memory_order_relaxed);
   // First what an earlier fork that ran out of time left in the other
@@ -165,8 +170,7 @@ void after_fork_in_child() {
   // Only this thread runs here; a step of its own that is still open (a
   // handler forked inside it) finds the count at zero and leaves it there
   // (leave_step never goes below zero). relaxed: single-threaded.
-  g_steps[0].store(0, std::memory_order_relaxed);
-  g_steps[1].store(0, std::memory_order_relaxed);
+  clear_counts();
   g_steps_pid.store(getpid(), std::memory_order_relaxed);
   // A prepare of a thread the child lacks (ours ended before the fork).
   g_prepare_owner.store(0, std::memory_order_relaxed);
