@@ -334,17 +334,7 @@ size_t Arena::purge_tick(bool (*purge)(void* p, size_t bytes), bool all, size_t*
         --*keep;
         continue;
       }
-      Step step;  // no fork leaves the slot claimed for good
-      if (!try_claim_range(index, 1)) continue;
-      // A refused purge (locked pages) leaves the slot dirty: it may keep its contents.
-      if (purge == nullptr || purge(ptr(slot_addr(index)), kSegmentSize)) {
-        // relaxed: we own the slot now; nobody else touches its bits until we release it.
-        resident[index].store(0, std::memory_order_relaxed);  // first: no clean slot reads resident
-        dirty[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
-        aged[w].fetch_and(~(uint64_t{1} << bit), std::memory_order_relaxed);
-        ++*purged;
-      }
-      clear_bits(claimed, index, 1);
+      if (purge_slot(index, purge)) ++*purged;
     }
     // What is free and dirty now gets purged at the next tick if it stays so.
     const uint64_t still =
@@ -353,6 +343,39 @@ size_t Arena::purge_tick(bool (*purge)(void* p, size_t bytes), bool all, size_t*
     left += size_t(std::popcount(still));
   }
   return left;
+}
+
+void Arena::purge_resident(bool (*purge)(void* p, size_t bytes), int64_t* units,
+                           size_t* purged) {
+  for (size_t w = 0; w < word_count && *units > 0; ++w) {
+    // relaxed: candidates only; each is re-checked by claiming it.
+    uint64_t candidates =
+        dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);
+    while (candidates != 0 && *units > 0) {
+      const size_t index = w * kBitsPerWord + size_t(std::countr_zero(candidates));
+      candidates &= candidates - 1;
+      const unsigned held = resident_units(index);  // before the purge zeroes it
+      if (!purge_slot(index, purge)) continue;
+      ++*purged;
+      *units -= held > 0 ? held : 1;
+    }
+  }
+}
+
+bool Arena::purge_slot(size_t index, bool (*purge)(void* p, size_t bytes)) {
+  Step step;  // no fork leaves the slot claimed for good
+  if (!try_claim_range(index, 1)) return false;
+  const bool done = purge == nullptr || purge(ptr(slot_addr(index)), kSegmentSize);
+  if (done) {
+    const size_t w = index / kBitsPerWord;
+    const uint64_t bit = uint64_t{1} << (index % kBitsPerWord);
+    // relaxed: we own the slot now; nobody else touches its bits until we release it.
+    resident[index].store(0, std::memory_order_relaxed);  // first: no clean slot reads resident
+    dirty[w].fetch_and(~bit, std::memory_order_relaxed);
+    aged[w].fetch_and(~bit, std::memory_order_relaxed);
+  }
+  clear_bits(claimed, index, 1);
+  return done;
 }
 
 }  // namespace shardalloc::core

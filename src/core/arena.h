@@ -156,8 +156,15 @@ struct Arena {
   // dirty slots left for a later tick.
   size_t purge_tick(bool (*purge)(void* p, size_t bytes), bool all, size_t* purged,
                     size_t* keep = nullptr);
+  // Purges free dirty slots, the lowest first, until their resident hints
+  // sum to *units (counted down) or none is left (Domain::offset_growth).
+  void purge_resident(bool (*purge)(void* p, size_t bytes), int64_t* units, size_t* purged);
 
  private:
+  // Claims free slot `index`, purges it and gives it back clean. False when
+  // it was claimed meanwhile, or the purge was refused (locked pages: it
+  // stays dirty, as it may keep its contents).
+  bool purge_slot(size_t index, bool (*purge)(void* p, size_t bytes));
   bool try_claim_range(size_t index, size_t count);
   void clear_bits(std::atomic<uint64_t>* bits, size_t index, size_t count);
   bool range_looks_free(size_t index, size_t count) const;

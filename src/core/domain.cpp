@@ -150,8 +150,11 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset, size
       if (best_arena == nullptr) break;
       const size_t index = best_arena->claim_fit(best, slots);
       if (index != SIZE_MAX) {
-        // relaxed: only paces the purge (purge_arenas).
-        if (slots > 1) huge_demand_slots.fetch_add(slots, std::memory_order_relaxed);
+        if (slots > 1) {
+          // relaxed: only paces the purge (purge_arenas).
+          huge_demand_slots.fetch_add(slots, std::memory_order_relaxed);
+          offset_growth(need.total() - best.covered);
+        }
         return claimed(best_arena, index, slots);
       }
     }
@@ -427,6 +430,26 @@ size_t Domain::purge_arenas(bool all) {
   }
   purged_bytes.fetch_add(purged * kSegmentSize, std::memory_order_relaxed);  // relaxed: a statistic
   return left;
+}
+
+void Domain::offset_growth(int64_t units) {
+  if (source.purge == nullptr || source.now_ms == nullptr) return;
+  if (units * int64_t(kResidentUnit) < int64_t(kGrowthPurgeMin)) return;
+  // At most one offset that purges per purge delay; a delay too large for
+  // the clock means never, for this purge too. (relaxed: the deadline only
+  // paces the work; each slot is claimed while it is purged. Two threads
+  // past it at once both purge: a bounded excess.)
+  const uint64_t now = source.now_ms();
+  const uint64_t next = purge_deadline(now);
+  if (next == UINT64_MAX || now < growth_offset_due_ms.load(std::memory_order_relaxed)) return;
+  size_t purged = 0;
+  // acquire: as in overlaps.
+  for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr && units > 0; a = a->next) {
+    a->purge_resident(source.purge, &units, &purged);
+  }
+  if (purged == 0) return;
+  growth_offset_due_ms.store(next, std::memory_order_relaxed);
+  purged_bytes.fetch_add(purged * kSegmentSize, std::memory_order_relaxed);  // relaxed: a statistic
 }
 
 void* Domain::meta_alloc(size_t bytes) {

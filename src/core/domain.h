@@ -56,6 +56,17 @@ inline constexpr size_t kStaleMin = size_t{1} << 20;
 inline constexpr unsigned kSparseShift = 3;  // 1/8
 inline constexpr unsigned kSparseCheckEvery = 8;
 inline constexpr size_t kSparseCheckMax = size_t{1} << 30;
+// A huge claim that must write at least this many bytes that no freed span
+// left resident grows the footprint by them, while free dirty slots may
+// still hold as many resident, waiting for their purge tick: it purges those
+// at once, up to what it grows by (Domain::offset_growth), at most once per
+// purge delay. ImageMagick freed 12 and 18 MB blocks, then took 27 MB ones
+// that fit neither span: both stayed resident beside the new blocks until
+// their tick (peak RSS 1.34x glibc's, which unmaps at free). At every claim
+// a program replacing huge blocks without pause (malloc-large) purged the
+// spans it was about to reuse, and its next claims faulted them in and
+// purged more: 3.5x the time. A block that reuses a span grows nothing.
+inline constexpr size_t kGrowthPurgeMin = size_t{1} << 20;
 // The least an OS arena reserved for a huge block spans (see Domain::grow).
 inline constexpr size_t kHugeArenaSize = 4 * kOsArenaSize;  // 256 MiB
 // Abandoned heaps are swept at most this often (see Domain::run_due_maintenance).
@@ -79,6 +90,7 @@ struct Domain {
   // of free slots is unmapped only while none is (give_back_tail).
   mutable std::atomic<uint32_t> slot_readers{0};
   std::atomic<uint64_t> purge_due_ms{0};  // when dirty slots get purged; 0: none pending
+  std::atomic<uint64_t> growth_offset_due_ms{0};  // the next offset_growth allowed
   std::atomic<uint64_t> sweep_due_ms{0};  // when abandoned heaps are next swept
   uint64_t purge_delay_ms = kDefaultPurgeDelayMs;
   // The purge deadline purge_delay_ms after `now`; a delay too large for
@@ -233,6 +245,9 @@ struct Domain {
   // One purge tick over every arena (all: every dirty slot, not only those
   // past their delay); counts purged_bytes. Returns the slots left dirty.
   size_t purge_arenas(bool all);
+  // A huge claim writes `units` units no freed span held resident: purges
+  // free dirty slots whose resident hints sum to as many (kGrowthPurgeMin).
+  void offset_growth(int64_t units);
   Segment* try_claim(size_t slots, size_t align, size_t align_offset, size_t written);
   // Owner: owned = 0, then claims h again while pages wait on its notified stack.
   void give_up(Heap* h);

@@ -360,6 +360,52 @@ TEST(Arena, ReleaseFirstOnlyAcrossWordsKeepsOnlyTheFirstDirty) {
   EXPECT_FALSE(t.arena->range_is_clean(159, 2));
 }
 
+// A huge claim that grows the footprint purges free dirty slots, the lowest
+// first, until their resident hints cover what it grows by (purge_resident):
+// claimed and clean slots are passed over, and a slot counts its hint.
+TEST(Arena, PurgeResidentCountsResidentUnitsLowestFirst) {
+  TestArena t(64);
+  ASSERT_EQ(t.arena->claim(12, 0, 0), 0u);
+  t.arena->release(0, 2, false, kResidentUnit);  // slot 0: one unit; slot 1: none written
+  t.arena->release(4, 4);                        // slots 4-7: whole
+  t.arena->release(10, 2);                       // slots 10-11: whole
+  static std::atomic<int> calls;
+  calls = 0;
+  auto count = [](void*, size_t bytes) {
+    EXPECT_EQ(bytes, kSegmentSize);
+    ++calls;
+    return true;
+  };
+  size_t purged = 0;
+  // 1 (slot 0) + 1 (slot 1, counted as one) + 64 (slot 4) + 1 unit of slot 5.
+  int64_t units = 2 + kUnitsPerSlot + 1;
+  t.arena->purge_resident(count, &units, &purged);
+  EXPECT_EQ(purged, 4u);
+  EXPECT_EQ(calls.load(), 4);
+  EXPECT_LE(units, 0);
+  for (size_t i : {0u, 1u, 4u, 5u}) {
+    EXPECT_TRUE(t.arena->range_is_clean(i, 1)) << i;
+    EXPECT_EQ(t.arena->resident_units(i), 0u) << i;
+    EXPECT_FALSE(t.arena->is_claimed(i)) << i;
+  }
+  EXPECT_FALSE(t.arena->range_is_clean(6, 1));
+  EXPECT_EQ(t.arena->resident_units(6), kUnitsPerSlot);
+  // Claimed slots stay as they are; a budget larger than what is dirty purges it all.
+  ASSERT_EQ(t.arena->claim(2, 0, 0), 0u);
+  units = 1000;
+  t.arena->purge_resident(count, &units, &purged);
+  EXPECT_EQ(purged, 8u);  // slots 6, 7, 10 and 11
+  EXPECT_EQ(units, 1000 - 4 * int64_t(kUnitsPerSlot));
+  for (size_t i = 0; i < 64; ++i) EXPECT_TRUE(t.arena->range_is_clean(i, 1)) << i;
+  // A refused purge leaves the slot dirty and counts nothing.
+  t.arena->release(0, 2);
+  auto refuse = [](void*, size_t) { return false; };
+  units = 1000;
+  t.arena->purge_resident(refuse, &units, &purged);
+  EXPECT_EQ(units, 1000);
+  EXPECT_FALSE(t.arena->range_is_clean(0, 1));
+}
+
 // A purge the source refuses (Linux: madvise on locked pages) leaves the slot
 // dirty: its memory may keep its contents, so a later claim must not read it
 // as clean (calloc would skip its memset). Before, the bits were cleared
