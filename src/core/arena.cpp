@@ -345,9 +345,8 @@ size_t Arena::purge_tick(bool (*purge)(void* p, size_t bytes), bool all, size_t*
   return left;
 }
 
-void Arena::purge_resident(bool (*purge)(void* p, size_t bytes), int64_t* units,
-                           size_t* purged) {
-  for (size_t w = 0; w < word_count && *units > 0; ++w) {
+void Arena::purge_resident(bool (*purge)(void* p, size_t bytes), int64_t* units, size_t* purged) {
+  for (size_t w = 0; w<word_count&& * units> 0; ++w) {
     // relaxed: candidates only; each is re-checked by claiming it.
     uint64_t candidates =
         dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);

@@ -89,9 +89,9 @@ struct Domain {
   // Walks that may read slot memory (core/heap_walk.h) in progress: a tail
   // of free slots is unmapped only while none is (give_back_tail).
   mutable std::atomic<uint32_t> slot_readers{0};
-  std::atomic<uint64_t> purge_due_ms{0};  // when dirty slots get purged; 0: none pending
+  std::atomic<uint64_t> purge_due_ms{0};          // when dirty slots get purged; 0: none pending
   std::atomic<uint64_t> growth_offset_due_ms{0};  // the next offset_growth allowed
-  std::atomic<uint64_t> sweep_due_ms{0};  // when abandoned heaps are next swept
+  std::atomic<uint64_t> sweep_due_ms{0};          // when abandoned heaps are next swept
   uint64_t purge_delay_ms = kDefaultPurgeDelayMs;
   // The purge deadline purge_delay_ms after `now`; a delay too large for
   // the clock means never (it wrapped to a deadline already past: a review

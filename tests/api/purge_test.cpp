@@ -12,8 +12,8 @@
 
 #include "core/domain.h"
 #include "core/segment.h"
-#include "shardalloc/heap.h"
 #include "platform/linux/process_heap.h"
+#include "shardalloc/heap.h"
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"
 #include "support/test_support.h"
@@ -112,7 +112,8 @@ TEST(Purge, AHugeBlockThatFitsNoFreedSpanGivesThemBack) {
   void* left = touched(4 * kMiB);
   ASSERT_NE(left, nullptr);
   using shardalloc::core::Segment;
-  auto& domain = *reinterpret_cast<Segment*>(uintptr_t(left) & ~(shardalloc::core::kSegmentSize - 1))->domain;
+  auto& domain =
+      *reinterpret_cast<Segment*>(uintptr_t(left) & ~(shardalloc::core::kSegmentSize - 1))->domain;
   domain.purge_delay_ms = 60000;  // no purge tick during the test
   void* small = touched(12 * kMiB);
   void* mid = touched(4 * kMiB);
