@@ -80,9 +80,10 @@ struct MetaChunk {
 
 struct Domain {
   PageSource source{};
-  std::atomic<uintptr_t> secret{0};     // set once before the first segment is claimed
-  std::atomic<Arena*> arenas{nullptr};  // push-only list
-  std::atomic<Heap*> heaps{nullptr};    // push-only list of every heap ever made
+  std::atomic<uintptr_t> secret{0};         // set once before the first segment is claimed
+  std::atomic<Arena*> arenas{nullptr};      // push-only list
+  std::atomic<Heap*> heaps{nullptr};        // push-only list of every heap ever made
+  std::atomic<Heap*> borrow_heap{nullptr};  // alloc_borrowed's heap, once made
   std::atomic<MetaChunk*> meta{nullptr};
   std::atomic<size_t> total_bytes{0};     // memory handed over or reserved
   std::atomic<size_t> overhead_bytes{0};  // metadata and lost edges (see region.h)
@@ -253,6 +254,11 @@ struct Domain {
   void give_up(Heap* h);
   // Just claimed by acquire_heap: counts the adoption, unseals h's pages.
   Heap* adopt(Heap* h);
+  // A new heap record, owned by the caller and published; null if no memory.
+  Heap* make_heap(bool for_borrowing);
+  // Owns the heap alloc_borrowed allocates from: the domain's borrow heap
+  // (made at the first borrow), else (another borrower holds it) any heap.
+  Heap* acquire_borrow_heap();
   // Writes the header fields of the segment at slot `index` of `a`, just claimed.
   Segment* claimed(Arena* a, size_t index, size_t slots);
   bool grow(size_t slots, size_t align);

@@ -79,6 +79,9 @@ struct Heap {
   // The domain samples allocations (copied from domain->sample_allocations
   // at init; next to placeholder so that alloc_slow tests both at once).
   bool sampling = false;
+  // Kept for alloc_borrowed: no thread adopts it (Domain::acquire_heap), so
+  // its pages hold only borrowed blocks. Immutable once published.
+  bool for_borrowing = false;
   std::atomic<uint32_t> owned{0};
   std::atomic<uint32_t> segment_count{0};  // owner writes; sweepers read as a hint
   std::atomic<Page*> notified{nullptr};    // pages freed into while full (MPSC stack)

@@ -183,7 +183,7 @@ void after_fork_in_child() {
   // A guarded pool reservation of such a thread.
   guarded_after_fork_in_child();
   // Remote-batch records of threads the child lacks.
-  remote_batches_after_fork_in_child(tl_thread.remote_batch);
+  remote_batches_after_fork_in_child(reinterpret_cast<uintptr_t>(&tl_thread));
   // Walks of threads the child lacks would keep every give-back of a free
   // arena tail off for the child's life (a review: ENOMEM in a child forked
   // while another thread read statistics). relaxed: single-threaded.

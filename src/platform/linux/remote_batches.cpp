@@ -14,21 +14,22 @@ constexpr unsigned kRecords = 256;
 
 struct alignas(64) Record {
   core::RemoteBatch batch;
-  std::atomic<uint32_t> claimed{0};
+  std::atomic<uintptr_t> owner{0};  // 0: free; else the holder's tag
 };
 
 constinit Record g_records[kRecords];
 
 }  // namespace
 
-core::RemoteBatch* claim_remote_batch() {
+core::RemoteBatch* claim_remote_batch(uintptr_t owner) {
+  SHARD_ASSERT(owner != 0);
   for (Record& r : g_records) {
-    uint32_t free = 0;
+    uintptr_t free = 0;
     // acquire: the previous holder's release (below) ordered its pushes, which
     // emptied the batch, before the record became free.
-    if (r.claimed.load(std::memory_order_relaxed) == 0 &&
-        r.claimed.compare_exchange_strong(free, 1, std::memory_order_acquire,
-                                          std::memory_order_relaxed)) {
+    if (r.owner.load(std::memory_order_relaxed) == 0 &&
+        r.owner.compare_exchange_strong(free, owner, std::memory_order_acquire,
+                                        std::memory_order_relaxed)) {
       return &r.batch;
     }
   }
@@ -39,14 +40,15 @@ void release_remote_batch(core::RemoteBatch* batch) {
   Record* r = reinterpret_cast<Record*>(batch);  // batch is a Record's first member
   SHARD_ASSERT(r >= g_records && r < g_records + kRecords);
   // release: the batch is empty for the next thread to claim the record.
-  r->claimed.store(0, std::memory_order_release);
+  r->owner.store(0, std::memory_order_release);
 }
 
-void remote_batches_after_fork_in_child(const core::RemoteBatch* keep) {
+void remote_batches_after_fork_in_child(uintptr_t owner) {
   for (Record& r : g_records) {
-    if (&r.batch == keep) continue;
+    // relaxed: only this thread runs.
+    if (r.owner.load(std::memory_order_relaxed) == owner) continue;
     r.batch = core::RemoteBatch{};
-    r.claimed.store(0, std::memory_order_relaxed);  // relaxed: only this thread runs
+    r.owner.store(0, std::memory_order_relaxed);
   }
 }
 

@@ -211,7 +211,7 @@ SHARD_NOINLINE core::Heap* first_class_miss(core::Domain* d) {
 constinit core::RemoteBatch g_no_remote_batch{};
 
 core::RemoteBatch* first_remote_batch() {
-  core::RemoteBatch* batch = claim_remote_batch();
+  core::RemoteBatch* batch = claim_remote_batch(reinterpret_cast<uintptr_t>(&tl_thread));
   if (batch == nullptr) batch = &g_no_remote_batch;  // not claimed again by this thread
   register_thread_exit();
   tl_thread.remote_batch = batch;
