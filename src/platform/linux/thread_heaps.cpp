@@ -35,6 +35,7 @@ constinit thread_local ThreadHeaps tl_heaps{};
 namespace {
 
 pthread_key_t g_exit_key;
+bool g_exit_key_made = false;  // written once under g_exit_key_once
 pthread_once_t g_exit_key_once = PTHREAD_ONCE_INIT;
 
 // True when slot i holds a heap of a domain incarnation that is over.
@@ -113,7 +114,10 @@ void on_thread_exit(void*) {
   if (!h->placeholder) g_process_domain.release_heap(h);
 }
 
-void create_exit_key() { pthread_key_create(&g_exit_key, &on_thread_exit); }
+// Every key taken (PTHREAD_KEYS_MAX): threads then keep their heaps when
+// they exit (a leak, as with no exit hook), rather than setting a key that
+// is not ours (g_exit_key would read 0: another library's key).
+void create_exit_key() { g_exit_key_made = pthread_key_create(&g_exit_key, &on_thread_exit) == 0; }
 
 void register_thread_exit() {
   ThreadHeaps& t = tl_heaps;
@@ -121,7 +125,7 @@ void register_thread_exit() {
   pthread_once(&g_exit_key_once, &create_exit_key);
   // Any non-null value makes the destructor run (once: after it the thread
   // acquires no heap, see on_thread_exit).
-  pthread_setspecific(g_exit_key, &t);
+  if (g_exit_key_made) pthread_setspecific(g_exit_key, &t);
   t.exit_registered = true;
 }
 
