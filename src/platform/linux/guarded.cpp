@@ -167,9 +167,14 @@ uintptr_t pool() {
   uintptr_t p = g_pool.load(std::memory_order_acquire);
   if (p != 0) return p;
   uint32_t expected = 0;
+  // Raised before the CAS: a signal handler's fork right after a winning CAS
+  // must find it (guarded_after_fork_in_child would give the reservation up
+  // while this thread goes on mapping: two pools in the child; a review).
+  tl_reserving = true;
   // acquire/relaxed: the winner maps; losers wait for its release store of g_pool.
   if (!g_reserving.compare_exchange_strong(expected, 1, std::memory_order_acquire,
                                            std::memory_order_relaxed)) {
+    tl_reserving = false;
     while ((p = g_pool.load(std::memory_order_acquire)) == 0) {
       // relaxed: the winner gave up (mapping failed), or a fork child gave up
       // its parent's reservation (guarded_after_fork_in_child): not waited for.
@@ -182,7 +187,6 @@ uintptr_t pool() {
   // guarded_after_fork_in_child undoes (review: the child's first guarded
   // sample spun for ever).
   core::Step step;
-  tl_reserving = true;
   void* m =
       mmap(nullptr, kPoolBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED) {
