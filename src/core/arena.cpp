@@ -334,7 +334,7 @@ size_t Arena::purge_tick(bool (*purge)(void* p, size_t bytes), bool all, size_t*
         --*keep;
         continue;
       }
-      if (purge_slot(index, purge)) ++*purged;
+      if (purge_slot(index, purge) == SlotPurge::kPurged) ++*purged;
     }
     // What is free and dirty now gets purged at the next tick if it stays so.
     const uint64_t still =
@@ -345,25 +345,28 @@ size_t Arena::purge_tick(bool (*purge)(void* p, size_t bytes), bool all, size_t*
   return left;
 }
 
-void Arena::purge_resident(bool (*purge)(void* p, size_t bytes), int64_t* units, size_t* purged) {
-  for (size_t w = 0; w<word_count&& * units> 0; ++w) {
+void Arena::purge_resident(bool (*purge)(void* p, size_t bytes), int64_t* units, size_t* purged,
+                           size_t* refused) {
+  for (size_t w = 0; w < word_count; ++w) {
     // relaxed: candidates only; each is re-checked by claiming it.
     uint64_t candidates =
         dirty[w].load(std::memory_order_relaxed) & ~claimed[w].load(std::memory_order_relaxed);
-    while (candidates != 0 && *units > 0) {
+    while (candidates != 0) {
+      if (*units <= 0) return;
       const size_t index = w * kBitsPerWord + size_t(std::countr_zero(candidates));
       candidates &= candidates - 1;
       const unsigned held = resident_units(index);  // before the purge zeroes it
-      if (!purge_slot(index, purge)) continue;
-      ++*purged;
+      const SlotPurge outcome = purge_slot(index, purge);
+      if (outcome == SlotPurge::kTaken) continue;
+      ++*(outcome == SlotPurge::kPurged ? purged : refused);
       *units -= held > 0 ? held : 1;
     }
   }
 }
 
-bool Arena::purge_slot(size_t index, bool (*purge)(void* p, size_t bytes)) {
+Arena::SlotPurge Arena::purge_slot(size_t index, bool (*purge)(void* p, size_t bytes)) {
   Step step;  // no fork leaves the slot claimed for good
-  if (!try_claim_range(index, 1)) return false;
+  if (!try_claim_range(index, 1)) return SlotPurge::kTaken;
   const bool done = purge == nullptr || purge(ptr(slot_addr(index)), kSegmentSize);
   if (done) {
     const size_t w = index / kBitsPerWord;
@@ -374,7 +377,7 @@ bool Arena::purge_slot(size_t index, bool (*purge)(void* p, size_t bytes)) {
     aged[w].fetch_and(~bit, std::memory_order_relaxed);
   }
   clear_bits(claimed, index, 1);
-  return done;
+  return done ? SlotPurge::kPurged : SlotPurge::kRefused;
 }
 
 }  // namespace shardalloc::core

@@ -158,13 +158,17 @@ struct Arena {
                     size_t* keep = nullptr);
   // Purges free dirty slots, the lowest first, until their resident hints
   // sum to *units (counted down) or none is left (Domain::offset_growth).
-  void purge_resident(bool (*purge)(void* p, size_t bytes), int64_t* units, size_t* purged);
+  // A slot whose purge is refused counts as purged (locked pages stay
+  // resident whatever we do: the scan stays bounded) in *refused.
+  void purge_resident(bool (*purge)(void* p, size_t bytes), int64_t* units, size_t* purged,
+                      size_t* refused);
 
  private:
-  // Claims free slot `index`, purges it and gives it back clean. False when
-  // it was claimed meanwhile, or the purge was refused (locked pages: it
+  enum class SlotPurge { kTaken, kRefused, kPurged };
+  // Claims free slot `index`, purges it and gives it back clean. kTaken:
+  // claimed meanwhile; kRefused: the purge was refused (locked pages: it
   // stays dirty, as it may keep its contents).
-  bool purge_slot(size_t index, bool (*purge)(void* p, size_t bytes));
+  SlotPurge purge_slot(size_t index, bool (*purge)(void* p, size_t bytes));
   bool try_claim_range(size_t index, size_t count);
   void clear_bits(std::atomic<uint64_t>* bits, size_t index, size_t count);
   bool range_looks_free(size_t index, size_t count) const;

@@ -435,19 +435,23 @@ size_t Domain::purge_arenas(bool all) {
 void Domain::offset_growth(int64_t units) {
   if (source.purge == nullptr || source.now_ms == nullptr) return;
   if (units * int64_t(kResidentUnit) < int64_t(kGrowthPurgeMin)) return;
-  // At most one offset that purges per purge delay; a delay too large for
-  // the clock means never, for this purge too. (relaxed: the deadline only
-  // paces the work; each slot is claimed while it is purged. Two threads
-  // past it at once both purge: a bounded excess.)
+  // At most one offset that finds a free dirty slot per purge delay (one
+  // that finds none waits for nothing: the next claim may find one); a
+  // delay too large for the clock means never, for this purge too.
+  // (relaxed: the deadline only paces the work; each slot is claimed while
+  // it is purged. Two threads past it at once both purge: a bounded excess.)
   const uint64_t now = source.now_ms();
   const uint64_t next = purge_deadline(now);
   if (next == UINT64_MAX || now < growth_offset_due_ms.load(std::memory_order_relaxed)) return;
-  size_t purged = 0;
+  size_t purged = 0, refused = 0;
   // acquire: as in overlaps.
   for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr && units > 0; a = a->next) {
-    a->purge_resident(source.purge, &units, &purged);
+    a->purge_resident(source.purge, &units, &purged, &refused);
   }
-  if (purged == 0) return;
+  // Refused purges (locked pages) pace it too: unpaced, every claim that
+  // grew tried every free dirty slot (a review: 906 refused madvise calls
+  // per 3 MiB malloc after mlockall, 2 ms each malloc).
+  if (purged + refused == 0) return;
   growth_offset_due_ms.store(next, std::memory_order_relaxed);
   purged_bytes.fetch_add(purged * kSegmentSize, std::memory_order_relaxed);  // relaxed: a statistic
 }

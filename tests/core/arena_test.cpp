@@ -376,10 +376,10 @@ TEST(Arena, PurgeResidentCountsResidentUnitsLowestFirst) {
     ++calls;
     return true;
   };
-  size_t purged = 0;
+  size_t purged = 0, refused = 0;
   // 1 (slot 0) + 1 (slot 1, counted as one) + 64 (slot 4) + 1 unit of slot 5.
   int64_t units = 2 + kUnitsPerSlot + 1;
-  t.arena->purge_resident(count, &units, &purged);
+  t.arena->purge_resident(count, &units, &purged, &refused);
   EXPECT_EQ(purged, 4u);
   EXPECT_EQ(calls.load(), 4);
   EXPECT_LE(units, 0);
@@ -393,17 +393,22 @@ TEST(Arena, PurgeResidentCountsResidentUnitsLowestFirst) {
   // Claimed slots stay as they are; a budget larger than what is dirty purges it all.
   ASSERT_EQ(t.arena->claim(2, 0, 0), 0u);
   units = 1000;
-  t.arena->purge_resident(count, &units, &purged);
+  t.arena->purge_resident(count, &units, &purged, &refused);
   EXPECT_EQ(purged, 8u);  // slots 6, 7, 10 and 11
   EXPECT_EQ(units, 1000 - 4 * int64_t(kUnitsPerSlot));
   for (size_t i = 0; i < 64; ++i) EXPECT_TRUE(t.arena->range_is_clean(i, 1)) << i;
-  // A refused purge leaves the slot dirty and counts nothing.
+  EXPECT_EQ(refused, 0u);
+  // A refused purge (locked pages) leaves the slot dirty and counts as
+  // refused, its units spent: the scan stays bounded by what was asked.
   t.arena->release(0, 2);
   auto refuse = [](void*, size_t) { return false; };
-  units = 1000;
-  t.arena->purge_resident(refuse, &units, &purged);
-  EXPECT_EQ(units, 1000);
+  units = kUnitsPerSlot;
+  t.arena->purge_resident(refuse, &units, &purged, &refused);
+  EXPECT_EQ(units, 0);
+  EXPECT_EQ(refused, 1u);
+  EXPECT_EQ(purged, 8u);
   EXPECT_FALSE(t.arena->range_is_clean(0, 1));
+  EXPECT_FALSE(t.arena->range_is_clean(1, 1));
 }
 
 // A purge the source refuses (Linux: madvise on locked pages) leaves the slot
