@@ -117,7 +117,8 @@ bool Domain::overlaps(uintptr_t start, uintptr_t end) const {
   return false;
 }
 
-Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset, size_t written) {
+Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset, size_t written,
+                           int64_t* grown) {
   if (align <= kSegmentSize) {
     // Reuse what freed spans left resident, where it best matches what the
     // claimant writes (Arena::find_reusing): a huge block of several slots
@@ -153,7 +154,7 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset, size
         if (slots > 1) {
           // relaxed: only paces the purge (purge_arenas).
           huge_demand_slots.fetch_add(slots, std::memory_order_relaxed);
-          offset_growth(need.total() - best.covered);
+          *grown = need.total() - best.covered;
         }
         return claimed(best_arena, index, slots);
       }
@@ -315,18 +316,29 @@ bool Domain::give_back_tail(Arena* a) {
 }
 
 Segment* Domain::claim_segment(size_t slots, size_t align, size_t align_offset, size_t written) {
+  int64_t grown = 0;
+  Segment* s = claim_in_step(slots, align, align_offset, written, &grown);
+  // After the claim's step: a fork waits for one slot's purge at a time
+  // (each its own step), not for the whole offset (a review: a fork that
+  // began at the first of 99 purges waited for all of them).
+  if (s != nullptr) offset_growth(grown);
+  return s;
+}
+
+Segment* Domain::claim_in_step(size_t slots, size_t align, size_t align_offset, size_t written,
+                               int64_t* grown) {
   // A step: no fork between the claim of a run's first bitmap word and its
   // last (or the undo of a partial claim), nor between a new arena's mapping
   // and its publication.
   Step step;
   for (int attempt = 0; attempt < 8; ++attempt) {
-    if (Segment* s = try_claim(slots, align, align_offset, written)) return s;
+    if (Segment* s = try_claim(slots, align, align_offset, written, grown)) return s;
     if (attempt == 0) {
       sweep_abandoned();
     } else if (!grow(slots, align)) {
       // Once more: slots may have come free meanwhile (a give-back of another
       // thread that a walker called off gives its tail's slots back).
-      return try_claim(slots, align, align_offset, written);
+      return try_claim(slots, align, align_offset, written, grown);
     }
   }
   return nullptr;

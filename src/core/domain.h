@@ -249,7 +249,12 @@ struct Domain {
   // A huge claim writes `units` units no freed span held resident: purges
   // free dirty slots whose resident hints sum to as many (kGrowthPurgeMin).
   void offset_growth(int64_t units);
-  Segment* try_claim(size_t slots, size_t align, size_t align_offset, size_t written);
+  // *grown: the units a huge claim writes that no freed span held resident.
+  Segment* try_claim(size_t slots, size_t align, size_t align_offset, size_t written,
+                     int64_t* grown);
+  // claim_segment's claim, in one fork step.
+  Segment* claim_in_step(size_t slots, size_t align, size_t align_offset, size_t written,
+                         int64_t* grown);
   // Owner: owned = 0, then claims h again while pages wait on its notified stack.
   void give_up(Heap* h);
   // Just claimed by acquire_heap: counts the adoption, unseals h's pages.
