@@ -92,7 +92,9 @@ typedef struct shard_stats {
   uint64_t arenas;
   uint64_t heaps;           /* heap records (one per thread that allocated, reused) */
   uint64_t heaps_owned;     /* owned by a live thread */
-  uint64_t heaps_abandoned; /* given up by an exited thread, waiting for adoption */
+  uint64_t heaps_abandoned; /* given up by an exited thread, waiting for adoption; also the
+                               heap that allocations of signal handlers and late destructors
+                               borrow, once one was made (never adopted) */
   /* Counters since the page source was set up: */
   uint64_t remote_frees;  /* blocks freed by a thread other than their heap's owner, counted
                              when the owner collects them (huge blocks not included) */
