@@ -23,6 +23,14 @@ struct TestArena {
   Arena* arena;
 };
 
+// A page source's purge that counts its calls, each of one slot.
+std::atomic<int> g_purge_calls{0};
+bool count_purge(void*, size_t bytes) {
+  EXPECT_EQ(bytes, kSegmentSize);
+  ++g_purge_calls;
+  return true;
+}
+
 }  // namespace
 
 TEST(Arena, ClaimsEverySlotOnceThenFails) {
@@ -73,13 +81,8 @@ TEST(Arena, PurgeTicksPurgeOnlySlotsFreeForAWholeTick) {
   for (int i = 0; i < 10; ++i) ASSERT_NE(t.arena->claim(1, 0, 0), SIZE_MAX);
   t.arena->release(3, 1);
   t.arena->release(5, 2);
-  static std::atomic<int> calls;
-  calls = 0;
-  auto count = [](void*, size_t bytes) {
-    EXPECT_EQ(bytes, kSegmentSize);
-    ++calls;
-    return true;
-  };
+  g_purge_calls = 0;
+  auto count = count_purge;
   size_t purged = 0;
   // First tick: the slots only just became free; they age.
   EXPECT_EQ(t.arena->purge_tick(count, false, &purged), 3u);
@@ -91,7 +94,7 @@ TEST(Arena, PurgeTicksPurgeOnlySlotsFreeForAWholeTick) {
   EXPECT_EQ(purged, 2u);  // slots 5 and 6
   EXPECT_EQ(t.arena->purge_tick(count, false, &purged), 0u);
   EXPECT_EQ(purged, 3u);
-  EXPECT_EQ(calls.load(), 3);
+  EXPECT_EQ(g_purge_calls.load(), 3);
   EXPECT_FALSE(t.arena->is_claimed(3));
   // Forced purge takes every free dirty slot at once.
   t.arena->release(7, 1);
@@ -150,12 +153,8 @@ TEST(Arena, PurgeTickKeepsTheReserveForALaterTick) {
   TestArena t(64);
   ASSERT_EQ(t.arena->claim(10, 0, 0), 0u);
   t.arena->release(0, 10);
-  static std::atomic<int> calls;
-  calls = 0;
-  auto count = [](void*, size_t) {
-    ++calls;
-    return true;
-  };
+  g_purge_calls = 0;
+  auto count = count_purge;
   size_t purged = 0;
   EXPECT_EQ(t.arena->purge_tick(count, false, &purged), 10u);  // they age
   size_t keep = 4;
@@ -167,7 +166,7 @@ TEST(Arena, PurgeTickKeepsTheReserveForALaterTick) {
   keep = 0;
   EXPECT_EQ(t.arena->purge_tick(count, false, &purged, &keep), 0u);
   EXPECT_EQ(purged, 10u);
-  EXPECT_EQ(calls.load(), 10);
+  EXPECT_EQ(g_purge_calls.load(), 10);
 }
 
 // Threads racing for the same best fit: the claim decides, runs never overlap.
@@ -369,19 +368,14 @@ TEST(Arena, PurgeResidentCountsResidentUnitsLowestFirst) {
   t.arena->release(0, 2, false, kResidentUnit);  // slot 0: one unit; slot 1: none written
   t.arena->release(4, 4);                        // slots 4-7: whole
   t.arena->release(10, 2);                       // slots 10-11: whole
-  static std::atomic<int> calls;
-  calls = 0;
-  auto count = [](void*, size_t bytes) {
-    EXPECT_EQ(bytes, kSegmentSize);
-    ++calls;
-    return true;
-  };
+  g_purge_calls = 0;
+  auto count = count_purge;
   size_t purged = 0, refused = 0;
   // 1 (slot 0) + 1 (slot 1, counted as one) + 64 (slot 4) + 1 unit of slot 5.
   int64_t units = 2 + kUnitsPerSlot + 1;
   t.arena->purge_resident(count, &units, &purged, &refused);
   EXPECT_EQ(purged, 4u);
-  EXPECT_EQ(calls.load(), 4);
+  EXPECT_EQ(g_purge_calls.load(), 4);
   EXPECT_LE(units, 0);
   for (size_t i : {0u, 1u, 4u, 5u}) {
     EXPECT_TRUE(t.arena->range_is_clean(i, 1)) << i;
