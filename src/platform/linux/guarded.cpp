@@ -166,6 +166,9 @@ uintptr_t pool() {
   // acquire: pairs with the release store below (the handler is installed first).
   uintptr_t p = g_pool.load(std::memory_order_acquire);
   if (p != 0) return p;
+  // A signal handler on the thread that is reserving: it cannot wait for
+  // itself (the sample becomes an ordinary allocation).
+  if (tl_reserving) return 0;
   uint32_t expected = 0;
   // Raised before the CAS: a signal handler's fork right after a winning CAS
   // must find it (guarded_after_fork_in_child would give the reservation up
