@@ -158,8 +158,9 @@ struct Arena {
                     size_t* keep = nullptr);
   // Purges free dirty slots, the lowest first, until their resident hints
   // sum to *units (counted down) or none is left (Domain::offset_growth).
-  // A slot whose purge is refused counts as purged (locked pages stay
-  // resident whatever we do: the scan stays bounded) in *refused.
+  // A slot whose purge is refused (locked pages stay resident whatever we
+  // do) spends its units too, so the scan stays bounded, and is counted in
+  // *refused.
   void purge_resident(bool (*purge)(void* p, size_t bytes), int64_t* units, size_t* purged,
                       size_t* refused);
 

@@ -208,8 +208,8 @@ struct Domain {
   }
 
   // Heaps ----------------------------------------------------------------------
-  Heap* acquire_heap();  // adopts an abandoned heap (the one with most segments) or makes one; null
-                         // if no memory
+  Heap* acquire_heap();  // adopts an abandoned heap (the one with most segments; never the borrow
+                         // heap) or makes one; null if no memory
   // Collects h and abandons it; a sweeper's release also purges pages that
   // have been free for the purge delay (Heap::purge_free_pages).
   void release_heap(Heap* h, bool sweeping = false);

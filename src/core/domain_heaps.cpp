@@ -80,8 +80,8 @@ Heap* Domain::acquire_borrow_heap() {
   h = make_heap(true);
   if (h == nullptr) return nullptr;
   // release: publishes the record (already on the list) to later borrowers.
-  // Two first borrows at once: the loser's heap stays borrow-only, unused
-  // but for sweeps (one heap record, once per domain at most).
+  // First borrows at once: each loser's heap stays borrow-only, unused but
+  // for sweeps (a heap record per loser, only at the domain's first borrows).
   Heap* none = nullptr;
   borrow_heap.compare_exchange_strong(none, h, std::memory_order_release,
                                       std::memory_order_relaxed);

@@ -111,9 +111,7 @@ TEST(Purge, AHugeBlockThatFitsNoFreedSpanGivesThemBack) {
   // Freed spans of 12 and 18 MiB between live blocks: neither can grow.
   void* left = touched(4 * kMiB);
   ASSERT_NE(left, nullptr);
-  using shardalloc::core::Segment;
-  auto& domain =
-      *reinterpret_cast<Segment*>(uintptr_t(left) & ~(shardalloc::core::kSegmentSize - 1))->domain;
+  auto& domain = *shardalloc::core::segment_of(left)->domain;
   domain.purge_delay_ms = 60000;  // no purge tick during the test
   void* small = touched(12 * kMiB);
   void* mid = touched(4 * kMiB);

@@ -2,9 +2,10 @@
 //
 // Domain::alloc_borrowed (the allocation of a signal handler that interrupted
 // a call, or of a thread's late destructor after its heap was given back)
-// acquires a heap with acquire_heap, which adopts the abandoned heap with the
-// most segments and unseals all its pages, allocates one block and gives the
-// heap back with a plain `owned = 0`: no seal, no look at `notified`. The
+// acquired a heap with acquire_heap, which adopts the abandoned heap with the
+// most segments and unseals all its pages (now: the domain's borrow heap),
+// allocated one block and gave the heap back with a plain `owned = 0`: no
+// seal, no look at `notified`. The
 // abandoned heap's pages are then plain pages of a heap nobody owns: frees
 // into them no longer count down, the free of a page's last block no longer
 // gives the page back, and the memory stays until a sweep or an adoption
@@ -73,7 +74,8 @@ TEST(SealedPagesReview, ABorrowedHeapStaysSealed) {
   const uint64_t held = shardtest::abandoned_segments(shardtest::process_snapshot());
   ASSERT_GE(held, 4u);
 
-  // B exits: its late destructor borrows a heap (A's: the one with most segments).
+  // B exits: its late destructor borrows a heap (the borrow heap; before it
+  // existed, A's: the one with most segments).
   stage.store(2);
   b.join();
   ASSERT_EQ(g_late_allocs.load(), 1);
