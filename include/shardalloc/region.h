@@ -11,7 +11,11 @@
  * later thread adopts it, so no memory is lost. In a kernel (the freestanding
  * library) it is CPUs rather than threads that get heaps: see
  * shard_set_cpu_hook at the end of this header for what the kernel must
- * guarantee.
+ * guarantee. Hosted, a thread keeps its heaps of the 8 regions (and
+ * first-class heaps) it used last at hand; a call into a ninth gives the
+ * least recently used one back and takes it again later, at a cost in
+ * proportion to that heap's pages (docs/heaps.md): a thread that goes round
+ * more than 8 regions pays it at every switch.
  *
  * Accounting (exact whenever no call is in flight):
  *   total_bytes     = sum of the sizes passed to init and add_memory.
@@ -75,6 +79,18 @@ shard_status shard_region_dealloc(shard_region* r, void* ptr, size_t size, size_
 size_t shard_region_total_bytes(const shard_region* r);
 size_t shard_region_used_bytes(const shard_region* r);
 size_t shard_region_available_bytes(const shard_region* r);
+/* Gives back to r what the calling thread's (in a kernel: CPU's) heap there
+ * keeps: the empty pages it holds for reuse, and every page whose blocks
+ * other threads freed. Only a heap's owner can take remote frees back into
+ * its pages, so a thread whose blocks others free while it allocates nothing
+ * holds them: used_bytes reads 0 while another thread gets SHARD_NO_MEMORY.
+ * A thread that runs out asks every other heap of r to give back; each does
+ * at its next allocation that needs a new page. An idle CPU does at this
+ * call: a kernel makes it from its idle loop, or from an interrupt it sends
+ * every CPU when an allocation fails. SHARD_OK; SHARD_INVALID_PARAM for a
+ * NULL r; a call from a signal handler that interrupted a call into r (or
+ * one with no heap to be had) gives nothing back and returns SHARD_OK. */
+shard_status shard_region_collect(shard_region* r);
 /* Checks the calling thread's (in a kernel: CPU's) heap in r the way
  * shard_check_heap does; returns the blocks it looked at, 0 for a NULL r,
  * when no heap can be had, and where shard_check_heap returns 0. On an inconsistency it reports

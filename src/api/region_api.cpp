@@ -319,6 +319,15 @@ SHARD_EXPORT size_t shard_region_available_bytes(const shard_region* r) {
   return taken < total ? total - taken : 0;
 }
 
+SHARD_EXPORT shard_status shard_region_collect(shard_region* r) {
+  if (r == nullptr) return SHARD_INVALID_PARAM;
+  if (platform::in_call()) return SHARD_OK;  // the interrupted call owns the heap's lists
+  platform::CallScope call;
+  core::Heap* h = platform::current_heap(&r->domain);
+  if (h != nullptr) h->collect_all();
+  return SHARD_OK;
+}
+
 SHARD_EXPORT size_t shard_region_check_heap(shard_region* r) {
   if (r == nullptr) return 0;
   if (platform::in_call()) return 0;  // as shard_check_heap

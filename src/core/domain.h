@@ -93,6 +93,12 @@ struct Domain {
   std::atomic<uint64_t> purge_due_ms{0};          // when dirty slots get purged; 0: none pending
   std::atomic<uint64_t> growth_offset_due_ms{0};  // the next offset_growth allowed
   std::atomic<uint64_t> sweep_due_ms{0};          // when abandoned heaps are next swept
+  // Bumped by a heap that found no memory even after giving back its own:
+  // every other owner gives back what it keeps at its next allocation slow
+  // path (Heap::answer_collect_request). Only the owner can free its pages,
+  // so memory other threads freed into an idle owner's pages stays there
+  // until it allocates again or calls shard_region_collect.
+  std::atomic<uint32_t> collect_requests{0};
   uint64_t purge_delay_ms = kDefaultPurgeDelayMs;
   // The purge deadline purge_delay_ms after `now`; a delay too large for
   // the clock means never (it wrapped to a deadline already past: a review

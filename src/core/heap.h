@@ -88,7 +88,8 @@ struct Heap {
   // Region accounting: owner writes (relaxed store), anyone reads.
   std::atomic<int64_t> used_bytes{0};
   std::atomic<int64_t> block_bytes{0};
-  uint32_t slow_calls = 0;   // owner: paces periodic work in alloc_slow
+  uint32_t slow_calls = 0;             // owner: paces periodic work in alloc_slow
+  uint32_t collect_requests_seen = 0;  // owner: Domain::collect_requests when last answered
   uint32_t pages_keyed = 0;  // owner: checked mode's page inits, mixed into their key seeds
   uint32_t dirty_pages = 0;  // owner: free pages of kept segments not purged yet (Page::free_since)
   uint64_t retired_classes = 0;  // owner: classes whose only page is empty and retiring
@@ -298,6 +299,9 @@ struct Heap {
   // Owner: collects every page, returns empty pages and segments. Used at
   // abandon and by sweepers of abandoned heaps.
   void collect_all();
+  // Owner, on allocation slow paths: another heap of the domain ran out of
+  // memory since this one last looked (Domain::collect_requests): collect_all.
+  void answer_collect_request();
   // Owner: takes the pages remote threads reported (moves them out of full).
   void drain_notified();
   // Owner: the whole notified stack (last pushed first); null when none waits.

@@ -24,6 +24,15 @@ uintptr_t Heap::key_seed(const Page* page) {
          ++pages_keyed;  // relaxed: written once before any segment exists
 }
 
+void Heap::answer_collect_request() {
+  // relaxed: a request only asks for work that is safe at any time; a
+  // request seen one slow path late costs that much delay.
+  const uint32_t asked = domain->collect_requests.load(std::memory_order_relaxed);
+  if (SHARD_LIKELY(asked == collect_requests_seen)) return;
+  collect_requests_seen = asked;
+  collect_all();
+}
+
 void* Heap::alloc_slow(size_t size) {
   // (One test for both: placeholder and sampling are adjacent bytes.)
   if (SHARD_UNLIKELY(placeholder | sampling)) {
@@ -32,6 +41,7 @@ void* Heap::alloc_slow(size_t size) {
     return real != nullptr && !real->placeholder ? real->alloc_block(size) : nullptr;
   }
   drain_notified();
+  answer_collect_request();
   if ((++slow_calls & 63) == 0) domain->run_due_maintenance();
   if (size > kLargeBlockMax) return alloc_huge(size, 0);
   const unsigned cls = size_class_of(size);
@@ -44,6 +54,7 @@ void* Heap::alloc_slow(size_t size) {
 // alloc_slow while the domain samples its allocations (heap_sample.cpp).
 SHARD_NOINLINE void* Heap::alloc_slow_sampled(size_t size) {
   drain_notified();
+  answer_collect_request();
   if ((++slow_calls & 63) == 0) domain->run_due_maintenance();
   if (size > kLargeBlockMax) {
     void* p = alloc_huge(size, 0);
@@ -95,7 +106,14 @@ Segment* Heap::claim_segment(size_t slots, size_t align, size_t align_offset, si
   if (s != nullptr) return s;
   // Out of slots: give back the empty pages this heap keeps for reuse, then retry.
   collect_all();
-  return domain->claim_segment(slots, align, align_offset, written);
+  s = domain->claim_segment(slots, align, align_offset, written);
+  if (s == nullptr) {
+    // Still none: the other heaps may keep pages that their own threads or
+    // others freed; each gives them back at its next slow path. relaxed:
+    // see answer_collect_request.
+    collect_requests_seen = domain->collect_requests.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
+  return s;
 }
 
 Segment* Heap::claim_owned_segment(const PageGeometry& g) {

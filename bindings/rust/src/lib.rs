@@ -210,6 +210,7 @@ pub mod ffi {
         pub fn shard_region_used_bytes(r: *const shard_region) -> usize;
         pub fn shard_region_available_bytes(r: *const shard_region) -> usize;
         pub fn shard_region_check_heap(r: *mut shard_region) -> usize;
+        pub fn shard_region_collect(r: *mut shard_region) -> shard_status;
 
         pub fn shard_heap_new_in_region(r: *mut shard_region, bytes: usize) -> *mut shard_heap;
         pub fn shard_heap_destroy(h: *mut shard_heap);
@@ -392,6 +393,16 @@ impl Region {
     pub fn check_heap(&self) -> usize {
         // SAFETY: valid region.
         unsafe { ffi::shard_region_check_heap(self.raw.as_ptr()) }
+    }
+
+    /// Gives back to the region what the calling thread's (in a kernel:
+    /// CPU's) heap keeps: its empty pages and the pages other threads freed
+    /// its blocks into (region.h, `shard_region_collect`). For an idle CPU.
+    pub fn collect(&self) {
+        // SAFETY: valid region; the call only returns SHARD_OK for one.
+        unsafe {
+            ffi::shard_region_collect(self.raw.as_ptr());
+        }
     }
 
     /// The region's statistics (hosted library only).
