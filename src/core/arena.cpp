@@ -66,12 +66,14 @@ bool Arena::is_claimed(size_t index) const {
          1;
 }
 
-bool Arena::range_is_clean(size_t index, size_t count) const {
+size_t Arena::clean_count(size_t index, size_t count) const {
+  size_t dirty_slots = 0;
   for (size_t w = index / kBitsPerWord; w * kBitsPerWord < index + count; ++w) {
     // relaxed: we own the slots; their dirty bits change only by our own release.
-    if (dirty[w].load(std::memory_order_relaxed) & word_mask(w, index, count)) return false;
+    dirty_slots += size_t(
+        std::popcount(dirty[w].load(std::memory_order_relaxed) & word_mask(w, index, count)));
   }
-  return true;
+  return count - dirty_slots;
 }
 
 bool Arena::range_looks_free(size_t index, size_t count) const {

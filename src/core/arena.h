@@ -145,7 +145,11 @@ struct Arena {
   }
   // For slots the caller has claimed: true when none was used since it was
   // fresh or purged.
-  bool range_is_clean(size_t index, size_t count) const;
+  bool range_is_clean(size_t index, size_t count) const {
+    return clean_count(index, count) == count;
+  }
+  // For slots the caller has claimed: how many were not used since they were fresh or purged.
+  size_t clean_count(size_t index, size_t count) const;
   bool is_claimed(size_t index) const;
 
   // One purge tick: purges the free dirty slots that were already free and

@@ -184,7 +184,9 @@ Segment* Domain::claimed(Arena* a, size_t index, size_t slots) {
   s->arena = a;
   s->span_slots = slots;
   s->tail_guard = 0;
-  s->zeroed = source.fresh_is_zero && a->range_is_clean(index, slots);
+  const size_t fresh = a->clean_count(index, slots);
+  s->zeroed = source.fresh_is_zero && fresh == slots;
+  purge_pacing.note_fresh_claim(fresh);
   // relaxed: statistics.
   const size_t now = segments_claimed.fetch_add(slots, std::memory_order_relaxed) + slots;
   size_t peak = peak_segments.load(std::memory_order_relaxed);
@@ -423,7 +425,11 @@ void Domain::run_due_maintenance() {
   if (due == 0 || now < due) return;
   // One thread wins the deadline and runs the tick; the others go on.
   if (!purge_due_ms.compare_exchange_strong(due, 0, std::memory_order_relaxed)) return;
-  if (purge_arenas(false) != 0) {
+  size_t purged = 0;
+  const size_t left = purge_arenas(false, &purged);
+  purge_pacing.after_tick(purged, now,
+                          purge_delay_ms);  // before the re-arm: it sets the next deadline's delay
+  if (left != 0) {
     uint64_t none = 0;
     purge_due_ms.compare_exchange_strong(none, purge_deadline(now), std::memory_order_relaxed);
   }
@@ -431,7 +437,7 @@ void Domain::run_due_maintenance() {
 
 void Domain::purge_dirty() { purge_arenas(true); }
 
-size_t Domain::purge_arenas(bool all) {
+size_t Domain::purge_arenas(bool all, size_t* purged_slots) {
   size_t purged = 0, left = 0;
   // relaxed: pacing counters; the arena bitmaps (protocol 4) make the purge safe.
   const size_t demand = huge_demand_slots.exchange(0, std::memory_order_relaxed);
@@ -441,6 +447,7 @@ size_t Domain::purge_arenas(bool all) {
     left += a->purge_tick(source.purge, all, &purged, &keep);
   }
   purged_bytes.fetch_add(purged * kSegmentSize, std::memory_order_relaxed);  // relaxed: a statistic
+  if (purged_slots != nullptr) *purged_slots = purged;
   return left;
 }
 

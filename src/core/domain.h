@@ -9,6 +9,7 @@
 
 #include "core/arena.h"
 #include "core/page_source.h"
+#include "core/purge_pacing.h"
 #include "core/segment.h"
 
 namespace shardalloc::core {
@@ -17,7 +18,8 @@ struct Heap;
 struct DomainLife;
 
 // Released slots are purged (their pages given back to the OS) once they have
-// stayed free for one to two delays (see Arena::purge_tick).
+// stayed free for one to two delays (see Arena::purge_tick); the delay
+// stretches while the program claims back what was purged (PurgePacing).
 inline constexpr uint64_t kDefaultPurgeDelayMs = 100;
 // Zeroed huge blocks up to this size get their pages at once on calloc
 // (core/calloc_clear.h): above it a sparse table's untouched pages would cost
@@ -99,13 +101,16 @@ struct Domain {
   // so memory other threads freed into an idle owner's pages stays there
   // until it allocates again or calls shard_region_collect.
   std::atomic<uint32_t> collect_requests{0};
-  uint64_t purge_delay_ms = kDefaultPurgeDelayMs;
-  // The purge deadline purge_delay_ms after `now`; a delay too large for
+  uint64_t purge_delay_ms = kDefaultPurgeDelayMs;  // configured; 0: purge at release
+  PurgePacing purge_pacing{};
+  // The delay now: the configured one, stretched by the pacing.
+  uint64_t purge_delay() const { return purge_pacing.delay(purge_delay_ms); }
+  // The purge deadline purge_delay() after `now`; a delay too large for
   // the clock means never (it wrapped to a deadline already past: a review
   // set the delay to 2^64 - 1 and every freed slot was purged at once).
   uint64_t purge_deadline(uint64_t now) const {
     uint64_t due;
-    return __builtin_add_overflow(now, purge_delay_ms, &due) ? UINT64_MAX : due;
+    return __builtin_add_overflow(now, purge_delay(), &due) ? UINT64_MAX : due;
   }
   // calloc makes a zeroed huge block's pages resident at once (source.populate)
   // when the block holds at most this many bytes (core/calloc_clear.h).
@@ -250,8 +255,9 @@ struct Domain {
 
  private:
   // One purge tick over every arena (all: every dirty slot, not only those
-  // past their delay); counts purged_bytes. Returns the slots left dirty.
-  size_t purge_arenas(bool all);
+  // past their delay); counts purged_bytes. Returns the slots left dirty;
+  // *purged_slots: the slots it purged.
+  size_t purge_arenas(bool all, size_t* purged_slots = nullptr);
   // A huge claim writes `units` units no freed span held resident: purges
   // free dirty slots whose resident hints sum to as many (kGrowthPurgeMin).
   void offset_growth(int64_t units);

@@ -4,6 +4,7 @@
 #include "core/domain.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/span_trim.h"
 
 namespace shardalloc::core {
 namespace {
@@ -245,6 +246,7 @@ void* Heap::alloc_huge(size_t size, size_t align) {
   Segment* s = claim_segment(slots + tail_guard, align, align_offset, offset + size);
   if (s == nullptr) return nullptr;
   s->huge_written = offset + size;
+  trim_reused_span(s, slots, offset + size);
   s->heap = nullptr;
   s->kind = SegmentKind::kHuge;
   s->page_shift = 63;

@@ -144,7 +144,7 @@ void Heap::purge_free_pages(bool all) {
         Page* page = &s->pages()[i];
         if (page->in_use || page->free_since == 0) continue;
         if (all || (page->free_since != Page::kFreeUnstamped &&
-                    now - page->free_since >= domain->purge_delay_ms)) {
+                    now - page->free_since >= domain->purge_delay())) {
           purge_page(s, page);
         } else if (page->free_since == Page::kFreeUnstamped) {
           page->free_since = stamp;  // free at least since now

@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/domain.h"
 #include "core/segment.h"
+#include "core/span_trim.h"
 
 namespace shardalloc::core {
 
@@ -53,12 +54,8 @@ inline void release_room(void* q, size_t size) {
   const uintptr_t start = align_up(addr(q) + size, kOsPage);
   const uintptr_t end = addr(s->slot_end());
   if (d->source.purge == nullptr || start >= end || end - start < kRoomPurgeMin) return;
-  if (!d->source.purge(ptr(start), end - start)) return;  // refused (locked pages): they stay
-  // An earlier tenant's extent, which the slots' hint keeps, went too.
-  for (uintptr_t slot = align_down(start, kSegmentSize); slot < end; slot += kSegmentSize) {
-    const size_t kept = slot < start ? start - slot : 0;
-    s->arena->cap_resident(s->arena->slot_index(slot), resident_units_of(kept));
-  }
+  // An earlier tenant's extent, which the slots' hint keeps, goes too.
+  purge_span_from(s, start, end);
 }
 
 // realloc kept p, a huge block, for `size` bytes: the extent its slots'
