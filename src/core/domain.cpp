@@ -437,6 +437,20 @@ void Domain::run_due_maintenance() {
 
 void Domain::purge_dirty() { purge_arenas(true); }
 
+uint32_t Domain::request_collect() {
+  // relaxed: a request only asks for work that is safe at any time
+  // (Heap::answer_collect_request), and the deadline only paces requests.
+  if (source.now_ms != nullptr) {
+    const uint64_t now = source.now_ms();
+    uint64_t due = collect_request_due_ms.load(std::memory_order_relaxed);
+    if (now < due || !collect_request_due_ms.compare_exchange_strong(
+                         due, now + kCollectRequestIntervalMs, std::memory_order_relaxed)) {
+      return collect_requests.load(std::memory_order_relaxed);
+    }
+  }
+  return collect_requests.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
 size_t Domain::purge_arenas(bool all, size_t* purged_slots) {
   size_t purged = 0, left = 0;
   // relaxed: pacing counters; the arena bitmaps (protocol 4) make the purge safe.

@@ -73,6 +73,11 @@ inline constexpr size_t kGrowthPurgeMin = size_t{1} << 20;
 inline constexpr size_t kHugeArenaSize = 4 * kOsArenaSize;  // 256 MiB
 // Abandoned heaps are swept at most this often (see Domain::run_due_maintenance).
 inline constexpr uint64_t kSweepIntervalMs = 200;
+// At most one collect request (Domain::request_collect) per this many ms
+// where the source has a clock: a thread that retries a failing malloc in a
+// loop (a program probing for the largest block under an address-space
+// limit) would otherwise have every other heap collect at every slow path.
+inline constexpr uint64_t kCollectRequestIntervalMs = 10;
 
 // A bump area for metadata (heap records), claimed by CAS on `top`.
 struct MetaChunk {
@@ -101,7 +106,8 @@ struct Domain {
   // so memory other threads freed into an idle owner's pages stays there
   // until it allocates again or calls shard_region_collect.
   std::atomic<uint32_t> collect_requests{0};
-  uint64_t purge_delay_ms = kDefaultPurgeDelayMs;  // configured; 0: purge at release
+  std::atomic<uint64_t> collect_request_due_ms{0};  // the next request allowed (with a clock)
+  uint64_t purge_delay_ms = kDefaultPurgeDelayMs;   // configured; 0: purge at release
   PurgePacing purge_pacing{};
   // The delay now: the configured one, stretched by the pacing.
   uint64_t purge_delay() const { return purge_pacing.delay(purge_delay_ms); }
@@ -252,6 +258,11 @@ struct Domain {
   // blocks freed into them after their thread exited go back to the arena
   // even when no new thread adopts them. Cheap when nothing is due.
   void run_due_maintenance();
+  // A heap found no memory even after its own collect_all: asks every other
+  // owner to give back what it keeps (collect_requests), at most once per
+  // kCollectRequestIntervalMs with a clock. Returns the request count the
+  // caller has answered.
+  uint32_t request_collect();
 
  private:
   // One purge tick over every arena (all: every dirty slot, not only those

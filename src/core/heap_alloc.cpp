@@ -108,12 +108,9 @@ Segment* Heap::claim_segment(size_t slots, size_t align, size_t align_offset, si
   // Out of slots: give back the empty pages this heap keeps for reuse, then retry.
   collect_all();
   s = domain->claim_segment(slots, align, align_offset, written);
-  if (s == nullptr) {
-    // Still none: the other heaps may keep pages that their own threads or
-    // others freed; each gives them back at its next slow path. relaxed:
-    // see answer_collect_request.
-    collect_requests_seen = domain->collect_requests.fetch_add(1, std::memory_order_relaxed) + 1;
-  }
+  // Still none: the other heaps may keep pages that their own threads or
+  // others freed; each gives them back at its next slow path.
+  if (s == nullptr) collect_requests_seen = domain->request_collect();
   return s;
 }
 
