@@ -151,6 +151,12 @@ struct Arena {
   // For slots the caller has claimed: how many were not used since they were fresh or purged.
   size_t clean_count(size_t index, size_t count) const;
   bool is_claimed(size_t index) const;
+  // Whether slot `index` was already free and dirty at the last purge tick
+  // (a hint: the tick and this read race; claims do not clear the bit).
+  bool was_aged(size_t index) const {
+    // relaxed: a hint for trim_reused_span.
+    return (aged[index / 64].load(std::memory_order_relaxed) >> (index % 64)) & 1;
+  }
 
   // One purge tick: purges the free dirty slots that were already free and
   // dirty at the previous tick (so each stayed free for a whole delay), or

@@ -186,7 +186,9 @@ Segment* Domain::claimed(Arena* a, size_t index, size_t slots) {
   s->tail_guard = 0;
   const size_t fresh = a->clean_count(index, slots);
   s->zeroed = source.fresh_is_zero && fresh == slots;
-  purge_pacing.note_fresh_claim(fresh);
+  if (fresh != 0 && purge_pacing.reviewing() && source.now_ms != nullptr) {
+    purge_pacing.note_fresh_claim(fresh, source.now_ms(), purge_delay_ms);
+  }
   // relaxed: statistics.
   const size_t now = segments_claimed.fetch_add(slots, std::memory_order_relaxed) + slots;
   size_t peak = peak_segments.load(std::memory_order_relaxed);

@@ -4,8 +4,14 @@ namespace shardalloc::core {
 
 // relaxed throughout: see the header (pacing only).
 
-void PurgePacing::note_fresh_claim(size_t fresh) {
-  if (fresh == 0 || !reviewing()) return;
+uint64_t PurgePacing::review_end(uint64_t base) const {
+  const uint64_t start = review_start_ms.load(std::memory_order_relaxed);
+  const uint64_t horizon = base > UINT64_MAX / kReviewDelays ? UINT64_MAX : base * kReviewDelays;
+  return start > UINT64_MAX - horizon ? UINT64_MAX : start + horizon;
+}
+
+void PurgePacing::note_fresh_claim(size_t fresh, uint64_t now, uint64_t base) {
+  if (fresh == 0 || !reviewing() || now >= review_end(base)) return;
   const size_t back = reclaimed.fetch_add(fresh, std::memory_order_relaxed) + fresh;
   if (back * 2 < purged.load(std::memory_order_relaxed)) return;
   end_review();  // claimed back half of it: purged too early
@@ -14,9 +20,7 @@ void PurgePacing::note_fresh_claim(size_t fresh) {
 
 void PurgePacing::after_tick(size_t slots, uint64_t now, uint64_t base) {
   if (reviewing()) {
-    const uint64_t start = review_start_ms.load(std::memory_order_relaxed);
-    const uint64_t horizon = base > UINT64_MAX / kReviewDelays ? UINT64_MAX : base * kReviewDelays;
-    if (now >= start && now - start >= horizon) {
+    if (now >= review_end(base)) {
       const size_t back = reclaimed.load(std::memory_order_relaxed);
       const bool left_alone = back * 4 < purged.load(std::memory_order_relaxed);
       end_review();

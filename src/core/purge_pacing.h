@@ -12,11 +12,14 @@
 // the short delay, and its memory goes back soon.
 //
 // A review starts at the first tick that purges: it sums the slots the
-// ticks purge and the fresh slots claimed meanwhile. Once the claims reach
-// half the purged slots the delay doubles (up to 2^kMaxShift times the
-// configured one) and a new review starts; a tick at least kReviewDelays
-// delays into a review in which under a quarter came back halves it, and
-// any tick that late ends the review.
+// ticks purge and the fresh slots (never used, or purged) claimed in the
+// next kReviewDelays configured delays. Once the claims reach half the
+// purged slots the delay doubles (up to 2^kMaxShift times the configured
+// one) and a new review starts; the first tick after those delays ends the
+// review, and halves the delay if under a quarter came back. (Claims after
+// them count for nothing: ticks stop while nothing is dirty, so a review
+// may stay open long after; a review found a program that grew an hour
+// later doubling the delay.)
 //
 // Every field is a relaxed atomic: the pacing decides only when memory is
 // purged; the arena bitmaps (docs/protocols.md 4) make each purge safe.
@@ -47,12 +50,14 @@ struct PurgePacing {
   // Whether a claim of fresh slots could count: cheap, so that claims
   // count only when a review is open.
   bool reviewing() const { return purged.load(std::memory_order_relaxed) != 0; }
-  // A claim took `fresh` slots that were never used or were purged.
-  void note_fresh_claim(size_t fresh);
+  // A claim took `fresh` slots that were never used or were purged, at `now`.
+  void note_fresh_claim(size_t fresh, uint64_t now, uint64_t base);
   // A purge tick ran at `now` and purged `slots` slots (base: the configured delay).
   void after_tick(size_t slots, uint64_t now, uint64_t base);
 
  private:
+  // The end of the review's window: kReviewDelays configured delays (saturating).
+  uint64_t review_end(uint64_t base) const;
   void end_review();
   void step(int by);
 };
