@@ -30,15 +30,19 @@
  * that is not a live block of h, given to shard_heap_free or
  * shard_heap_realloc, stops the program: one line on stderr
  * ("shardalloc: fatal: free of a pointer that is not allocated (pointer 0x...)"),
- * then abort() (in a kernel: the fatal hook of region.h). A block freed twice
- * in a row stops it as "double free detected".
+ * then abort() (in a kernel: the fatal hook of region.h); shard_heap_realloc
+ * says "realloc of a pointer that is not allocated", or "realloc of a freed
+ * block (use after free)" for a block on top of its page's free lists. A
+ * block freed twice in a row stops it as "double free detected". (Pages keep
+ * no per-block state: some stale pointers are not caught, docs/heaps.md.)
  *
  * Blocks and the process heap's functions: a block of an OS heap may also be
  * freed with shard_free (or free() under the malloc override); it goes back
  * to its heap. shard_usable_size works on it; shard_realloc moves it into the
- * process heap. Blocks of a region-bound heap are freed only by
- * shard_heap_free (or destroy): shard_free stops ("not allocated") and
- * shard_region_dealloc returns SHARD_NOT_ALLOCATED for them. */
+ * process heap, always (also when the new size fits). Blocks of a
+ * region-bound heap are freed only by shard_heap_free (or destroy):
+ * shard_free stops ("not allocated") and shard_region_dealloc returns
+ * SHARD_NOT_ALLOCATED for them. */
 #ifndef SHARDALLOC_HEAP_H
 #define SHARDALLOC_HEAP_H
 

@@ -60,11 +60,13 @@ typedef enum shard_status {
 #define SHARD_CPU_COUNT_MAX 32763u
 
 /* Turns [start, start+size) into a region allocator; *out receives it.
- * Any start and size are accepted; memory is aligned internally. A region
- * lives for the rest of the program: there is no destroy, its memory (all
- * that init and add_memory were given) must stay mapped and must not be used
- * for anything else, a new region included: threads (in a kernel: CPU
- * tables) keep heaps in it, found by its address. */
+ * Any start and size are accepted; memory is aligned internally (a range
+ * that ends exactly at the top of the address space, 2^64, leaves its last
+ * byte unused: the end is kept as an address; one that wraps past 2^64 is
+ * SHARD_INVALID_PARAM). A region lives for the rest of the program: there is
+ * no destroy, its memory (all that init and add_memory were given) must stay
+ * mapped and must not be used for anything else, a new region included:
+ * threads (in a kernel: CPU tables) keep heaps in it, found by its address. */
 shard_status shard_region_init(shard_region** out, void* start, size_t size);
 /* Hands more memory over. May be called at any time, from any thread, also
  * by several at once (of two calls given overlapping ranges at the same
@@ -73,8 +75,11 @@ shard_status shard_region_init(shard_region** out, void* start, size_t size);
 shard_status shard_region_add_memory(shard_region* r, void* start, size_t size);
 /* size 0 allocates a minimal block. align: a power of two (0 is taken as 1). */
 shard_status shard_region_alloc(shard_region* r, size_t size, size_t align, void** out);
-/* size and align as given to alloc. An unknown ptr gives SHARD_NOT_ALLOCATED and changes nothing.
- */
+/* size and align as given to alloc. An unknown ptr gives SHARD_NOT_ALLOCATED
+ * and changes nothing, but for a block start of a page in use that sits on a
+ * free list (freed earlier and not on top of it, or below the page's capacity
+ * and never handed out): pages keep no per-block state, so that one is freed
+ * again (docs/hostile-input.md R24, R24b). */
 shard_status shard_region_dealloc(shard_region* r, void* ptr, size_t size, size_t align);
 size_t shard_region_total_bytes(const shard_region* r);
 size_t shard_region_used_bytes(const shard_region* r);

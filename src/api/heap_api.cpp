@@ -101,7 +101,10 @@ SHARD_EXPORT void* shard_heap_realloc(shard_heap* h, void* p, size_t size) {
     heap_free(fch, p);
     return nullptr;
   }
-  const size_t usable = core::usable_size(p);
+  // p must be a live block before it is kept or copied (heaps.md); checked
+  // builds then read the size asked for, as usable_size does.
+  const size_t live_usable = core::usable_of_live_block(p);
+  const size_t usable = core::kChecked ? core::usable_size(p) : live_usable;
   if (core::realloc_keeps(p, size, usable, true)) return p;
   void* q = heap_alloc(h, size, 0);
   if (q == nullptr) return nullptr;

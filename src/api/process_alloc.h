@@ -262,6 +262,11 @@ inline size_t process_usable_size(const void* p) {
   return core::usable_size(p);
 }
 
+// s is a segment of the process domain (not of a first-class heap).
+SHARD_INLINE bool in_process_domain(const core::Segment* s) {
+  return s->cookie == platform::g_process_domain.cookie_of(s);
+}
+
 // realloc in ordinary builds (checked builds check more, in usable_size):
 // p must look live, as free would find it. A huge block already freed whose
 // slots are not in use again, or a block on top of its page's local or
@@ -270,11 +275,11 @@ inline size_t process_usable_size(const void* p) {
 // Returns the bytes usable at p, read off the page the check found.
 inline size_t realloc_live_usable(void* p) {
   core::Segment* s = core::segment_of(p);
-  if (s->cookie != platform::g_process_domain.cookie_of(s)) {
+  if (!in_process_domain(s)) {
     if (!platform::os_heap_owns(s, p)) {
       platform::fatal("realloc of a pointer that is not allocated", p);
     }
-    return core::usable_size(p);  // a first-class heap's block: its own free checks it
+    return core::usable_of_live_block(p);  // a first-class heap's block: free's checks too
   }
   const core::Page* page = s->page_of(p);
   // relaxed: comparisons only, as in free's own checks.
@@ -295,7 +300,10 @@ inline void* process_realloc(void* p, size_t size) {
   }
   const bool in_segment = !core::kChecked && platform::os_owns(p);
   const size_t usable = in_segment ? realloc_live_usable(p) : process_usable_size(p);
-  if (core::realloc_keeps(p, size, usable, in_segment)) return p;
+  // An OS heap's block always moves into the process heap (heap.h), even
+  // when it fits: kept, it would go with its heap's destroy.
+  const bool moves_out = in_segment && !in_process_domain(core::segment_of(p));
+  if (!moves_out && core::realloc_keeps(p, size, usable, in_segment)) return p;
   // A huge block that grows moves with room to grow again (core/realloc_growth.h).
   const size_t want = core::kChecked ? size : core::realloc_move_size(size, usable);
   void* q;

@@ -56,8 +56,13 @@ void Domain::add_meta_chunk(uintptr_t start, uintptr_t end) {
 
 bool Domain::plan_arena(void* start_ptr, size_t size, size_t reserve_bytes, ArenaPlan* plan) {
   const uintptr_t start = addr(start_ptr);
-  if (size == 0 || start + size < start) return false;
-  const uintptr_t end = start + size;
+  if (size == 0) return false;
+  // The inclusive last byte: a range that ends exactly at 2^64 does not wrap.
+  const uintptr_t last_byte = start + (size - 1);
+  if (last_byte < start) return false;
+  // An arena's end (Arena::mem_end, compared as p < end) must be an address:
+  // a range that ends at 2^64 gives up its last byte (region.h).
+  const uintptr_t end = last_byte + 1 != 0 ? last_byte + 1 : last_byte;
   uintptr_t first = align_up(start, kSegmentSize);
   if (first < start) return false;  // within a slot of the address space's end: align_up wrapped
   const uintptr_t last = align_down(end, kSegmentSize);

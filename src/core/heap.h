@@ -290,7 +290,7 @@ struct Heap {
   void expire_retired();
   [[noreturn]] void report_bad_local_free(Page* page, void* p);
   // The block an interior pointer (aligned allocation) belongs to; aborts
-  // when the page hands out no interior pointers.
+  // when no aligned allocation of it could have returned p (aligned_block_of).
   static Block* interior_block(Page* page, void* p);
   SHARD_NOINLINE void free_local_unusual(Page* page, void* p);
 
@@ -421,5 +421,16 @@ SHARD_INLINE void free_block(Heap* current, void* p) {
 
 // Bytes usable at p (p inside a live block of a segment), canary excluded.
 size_t usable_size(const void* p);
+
+// The block of page that holds p, when p (not a block start) is a pointer
+// an aligned allocation of that block could have returned; else null.
+Block* aligned_block_of(const Page* page, const void* p);
+
+// realloc's check (p in a live segment): p must be a live block as free would
+// find it, a block start or aligned pointer of a block handed out, not on
+// top of its page's local or remote free list (nor a freed huge block), else
+// the program stops: "realloc of a pointer that is not allocated" or
+// "realloc of a freed block (use after free)". Returns the bytes usable at p.
+size_t usable_of_live_block(void* p);
 
 }  // namespace shardalloc::core

@@ -263,7 +263,7 @@ void* Heap::alloc_huge(size_t size, size_t align) {
   Page* page = &s->pages()[0];
   const size_t usable = span_end - addr(block);
   page->init(block, usable, usable, 0, key_seed(page));
-  page->capacity = 1;
+  page->set_capacity(1);
   page->used = 1;
   // relaxed: statistics; taken back in Domain::release_segment.
   domain->overhead_bytes.fetch_add(size_t(Domain::huge_overhead(s)), std::memory_order_relaxed);

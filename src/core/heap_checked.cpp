@@ -303,7 +303,7 @@ void* Heap::alloc_huge_guarded(size_t size, size_t align) {
   protect_but_slot_starts(domain, tail, addr(s->slot_end()));
   Page* page = &s->pages()[0];
   page->init(ptr<uint8_t>(block), tail - block, tail - block, 0, key_seed(page));
-  page->capacity = 1;
+  page->set_capacity(1);
   page->used = 1;
   // relaxed: statistics; taken back in Domain::release_segment.
   domain->overhead_bytes.fetch_add(size_t(Domain::huge_overhead(s)), std::memory_order_relaxed);

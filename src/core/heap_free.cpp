@@ -32,12 +32,48 @@ void Heap::report_bad_local_free(Page* page, void* p) {
   platform::fatal("free of a pointer that is not allocated", p);
 }
 
-Block* Heap::interior_block(Page* page, void* p) {
-  if (!page->has_interior.load(std::memory_order_relaxed) || !page->contains(p)) {
-    platform::fatal("free of a pointer that is not allocated", p);
-  }
+Block* aligned_block_of(const Page* page, const void* p) {
+  if (!page->has_interior.load(std::memory_order_relaxed) || !page->contains(p)) return nullptr;
   const size_t index = (addr(p) - addr(page->area)) / page->block_size;
-  return ptr<Block>(addr(page->area) + index * page->block_size);
+  Block* b = ptr<Block>(addr(page->area) + index * page->block_size);
+  // Heap::alloc_aligned_body returns align_up(b, align) for a b not aligned
+  // so: 0 < offset < align, p a multiple of align, and the block holds
+  // size + align - kMinAlign bytes (size >= 1). Some align gives p exactly
+  // when p's own alignment (its lowest set bit) exceeds the offset and the
+  // smallest such align, the power of two above the offset, fits the block.
+  const uintptr_t offset = addr(p) - addr(b);
+  const uintptr_t own_align = addr(p) & (0 - addr(p));
+  if (offset == 0 || offset >= own_align) return nullptr;
+  if (std::bit_ceil(offset + 1) - kMinAlign >= page->block_size) return nullptr;
+  return b;
+}
+
+Block* Heap::interior_block(Page* page, void* p) {
+  Block* b = aligned_block_of(page, p);
+  if (b == nullptr) platform::fatal("free of a pointer that is not allocated", p);
+  return b;
+}
+
+size_t usable_of_live_block(void* p) {
+  Segment* s = segment_of(p);
+  const Page* page = s->page_of(p);
+  // relaxed: comparisons only, as in free's own checks.
+  const ThreadFreeWord tf = page->load_thread_free(std::memory_order_relaxed);
+  if (s->kind == SegmentKind::kHuge) {
+    if (p != page->area) platform::fatal("realloc of a pointer that is not allocated", p);
+    // A huge block's thread_free is 0 while it is live; free_huge sets it to 1.
+    if (tf.raw() != 0) platform::fatal("realloc of a freed block (use after free)", p);
+    return page->usable_from(p);
+  }
+  const Block* b = static_cast<const Block*>(p);
+  if (page->in_use && !page->is_block_start(p)) b = aligned_block_of(page, p);
+  if (!page->in_use || b == nullptr || !page->is_handed_block(b)) {
+    platform::fatal("realloc of a pointer that is not allocated", p);
+  }
+  if (b == page->peek_local_free() || b == tf.any_head(page)) {
+    platform::fatal("realloc of a freed block (use after free)", p);
+  }
+  return page->usable_from(p);
 }
 
 void Heap::free_local_unusual(Page* page, void* p) {
@@ -342,12 +378,16 @@ SHARD_INLINE void push_remote_block(Segment* s, Page* page, Block* b, const void
 }
 
 // The block p names on a page of a segment the caller does not own: our
-// pointers are block starts (checked without a division), or interior only
-// on pages that hand out aligned blocks; those round down to their block.
+// pointers are block starts handed out (checked without a division), or
+// interior only on pages that hand out aligned blocks; those round down to
+// their block, which must have been handed out too.
 SHARD_INLINE Block* remote_block_of(Page* page, void* p) {
   if (!page->in_use) platform::fatal("free of a pointer that is not allocated", p);
-  Block* b = static_cast<Block*>(p);
-  if (SHARD_UNLIKELY(!page->is_block_start(p))) b = Heap::interior_block(page, p);
+  if (SHARD_LIKELY(page->is_handed_block(p))) return static_cast<Block*>(p);
+  Block* b = page->is_block_start(p) ? nullptr : Heap::interior_block(page, p);
+  if (b == nullptr || !page->is_handed_block(b)) {
+    platform::fatal("free of a pointer that is not allocated", p);
+  }
   return b;
 }
 

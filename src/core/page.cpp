@@ -14,7 +14,7 @@ void Page::init(uint8_t* area_start, size_t area_bytes, size_t block_bytes, unsi
   // the block pointers (a release on the heap's side) orders this store.
   thread_free.store(0, std::memory_order_relaxed);
   used = 0;
-  capacity = 0;
+  set_capacity(0);
   reserved = uint32_t(area_bytes / block_bytes);
   SHARD_ASSERT(reserved >= 1 && (cls == 0 || block_bytes % kMinAlign == 0));  // cls 0: huge
   free_since = 0;
@@ -171,7 +171,7 @@ void Page::extend() {
     head = b;
   }
   free = head;
-  capacity += uint32_t(count);
+  set_capacity(capacity + uint32_t(count));
 }
 
 }  // namespace shardalloc::core

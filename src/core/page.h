@@ -39,7 +39,6 @@ struct alignas(kPageLine) Page {
   // ---- The allocating owner's line -----------------------------------------
   Block* free = nullptr;  // allocation pops here
   uint32_t used = 0;
-  uint32_t capacity = 0;
   // Owner: a free page (not in use) of a segment the heap keeps, whose memory
   // is still resident: kFreeUnstamped, or the time (ms) a sweep first found
   // it free (Heap::purge_free_pages). 0: in use, purged, or nothing to purge
@@ -82,6 +81,12 @@ struct alignas(kPageLine) Page {
   // page lives; read by any thread freeing into the page. Relaxed suffices: a
   // thread holding an interior pointer received it after the flag was set.
   std::atomic<uint8_t> has_interior{0};
+  // Blocks handed out at least once: [area, area + capacity blocks). Owner
+  // writes it (relaxed atomic stores: plain moves); any freer reads it
+  // (is_handed_block), so it lives on this line, not the allocating owner's.
+  // It only grows while the page is in use (extend; init, of a page not in
+  // use, resets it).
+  uint32_t capacity = 0;
   Page* next_notified = nullptr;  // link in the heap's notified stack
   // Checked mode: the secrets of this page's links and canaries. Set by the
   // owner in init, before any block of the page is handed out; read by any
@@ -155,8 +160,16 @@ struct alignas(kPageLine) Page {
     else
       return ptr<const Block>(keys.decode(addr(b->next)));
   }
-  // A block start among the blocks ever handed out: [area, area + capacity blocks).
-  bool is_handed_block(const void* b) const { return exact_block_index(b) < capacity; }
+  // A block start among the blocks ever handed out: [area, area + capacity
+  // blocks); one compare, as is_block_start. relaxed: a thread that received
+  // block b from the owner received it after the extend that counted it, and
+  // capacity only grows while the page is in use, so it reads that value or
+  // a larger one; a pointer to a slot never handed out fails with any value read.
+  SHARD_INLINE bool is_handed_block(const void* b) const {
+    return exact_block_index(b) < __atomic_load_n(&capacity, __ATOMIC_RELAXED);
+  }
+  // Owner: sets capacity (a relaxed store: freers read it, is_handed_block).
+  void set_capacity(uint32_t n) { __atomic_store_n(&capacity, n, __ATOMIC_RELAXED); }
   [[noreturn]] void report_damaged_link(const Block* b) const;
 
   // Checked mode: the trailer of block b, its size record then its canary
@@ -191,25 +204,27 @@ struct alignas(kPageLine) Page {
   // failed check is a pointer we never handed out, or a double free caught
   // with the freed block on top of a free list.
   //
-  // The owner's fast view (the local free paths): b is a block start, on top
+  // The owner's fast view (the local free paths): b is a block start handed
+  // out (is_handed_block: a slot past capacity was never allocated), on top
   // of neither thread_free nor local_free (the last blocks freed), and the
   // page holds live blocks. (The relaxed load comes first so that
   // local_free, compared after it, need not be loaded again by a push. An
   // owner that allocates never has a sealed page: the plain head is the head.)
   SHARD_INLINE bool owner_may_free(const Block* b) const {
     // relaxed: only compared; a racing free of the same block is the caller's bug.
-    return is_block_start(b) && b != load_thread_free(std::memory_order_relaxed).head() &&
-           b != local_free && used != 0;
+    // (capacity read plainly: the owner is its only writer.)
+    return exact_block_index(b) < capacity &&
+           b != load_thread_free(std::memory_order_relaxed).head() && b != local_free && used != 0;
   }
-  // Any thread's view: the page is in use and b is one of its block starts,
-  // not on top of thread_free (in either encoding) nor of local_free (which
+  // Any thread's view: the page is in use and b is one of its block starts
+  // handed out, not on top of thread_free (in either encoding) nor of local_free (which
   // the owner stores with relaxed atomics for this read: a free by another
   // thread right after the owner's own free of b is told apart too);
   // `owner` adds the owner's free list (the region API reports every double
   // free it can see) and that the page holds live blocks.
   bool may_free(const Block* b, bool owner) const {
     // relaxed: only compared; a racing free of the same block is the caller's bug.
-    if (!in_use || !is_block_start(b) || b == remote_head(std::memory_order_relaxed)) return false;
+    if (!in_use || !is_handed_block(b) || b == remote_head(std::memory_order_relaxed)) return false;
     if (b == peek_local_free()) return false;
     return !owner || (b != free && used != 0);
   }

@@ -62,9 +62,9 @@ struct RemoteBatch {
 // foreign), but a block up to kRemoteBatchBlockMax waits in the chain of its
 // class; a block of another page of that class pushes the chain first.
 void free_remote_batched(Segment* s, void* p, RemoteBatch& batch);
-// The common case of free_remote_batched, inline: p is a block start of the
-// page its class's chain holds, not on top of it, and the chain has room:
-// links it in and returns true; else does nothing and returns false.
+// The common case of free_remote_batched, inline: p is a block start, handed
+// out, of the page its class's chain holds, not on top of it, and the chain
+// has room: links it in and returns true; else does nothing and returns false.
 SHARD_INLINE bool append_remote_batched(Segment* s, void* p, RemoteBatch& batch) {
   if constexpr (kChecked) return false;
   Page* page = s->page_of(p);
@@ -74,7 +74,7 @@ SHARD_INLINE bool append_remote_batched(Segment* s, void* p, RemoteBatch& batch)
   Block* b = static_cast<Block*>(p);
   // (A chain's page is in use: it holds blocks of the chain.)
   if (page != chain.page || b == chain.head || chain.count >= chain.limit ||
-      !page->is_block_start(p)) {
+      !page->is_handed_block(p)) {
     return false;
   }
   chain.link(page, b);

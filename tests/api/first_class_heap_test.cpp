@@ -657,6 +657,54 @@ TEST(FirstClassHeap, ShardFreeReturnsABlockToItsHeap) {
   shard_free(q);  // a process-heap block, alive after the heap is gone
 }
 
+// A review: shard_realloc kept an OS heap's block that fit (shrinking by less
+// than half, or the same size), so it stayed in the heap and went with its
+// destroy. heap.h: shard_realloc moves it into the process heap, always.
+TEST(FirstClassHeap, ShardReallocMovesABlockThatFitsOutOfItsHeap) {
+  for (const size_t size : {size_t{100}, size_t{20000}, size_t{700000}}) {
+    shard_heap* h = shard_heap_new();
+    ASSERT_NE(h, nullptr);
+    auto* p = static_cast<char*>(shard_heap_malloc(h, size));
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0x5a, size);
+    const size_t fits = size * 9 / 10;
+    auto* q = static_cast<char*>(shard_realloc(p, fits));
+    ASSERT_NE(q, nullptr) << size;
+    EXPECT_NE(q, p) << size;
+    EXPECT_EQ(used(h), 0u) << size;
+    shard_heap_destroy(h);
+    // q is a process-heap block: readable after the heap's memory is gone.
+    EXPECT_TRUE(std::all_of(q, q + fits, [](char c) { return c == 0x5a; })) << size;
+    shard_free(q);
+  }
+}
+
+// A review: a pointer to a block slot of a live page that the heap never
+// handed out was freed as if live: used_bytes dropped and the slot went out
+// twice. A slot past the page's capacity (extend builds 4 KiB of blocks at a
+// time: 64 of 64 bytes; slot 100 never was) is "not allocated" now, freed
+// from the thread that owns the page or from another (the remote path).
+// (A slot below capacity, on a free list, is a limit: hostile-input.md C18b.)
+TEST(FirstClassHeap, FreeOfASlotNeverHandedOutIsNotAccepted) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (const bool remote : {false, true}) {
+    EXPECT_EXIT(
+        {
+          shard_heap* h = shard_heap_new();
+          char* a = static_cast<char*>(shard_heap_malloc(h, 64));
+          char* volatile never = a + 64 * 100;
+          if (remote) {
+            std::thread([&] { shard_heap_free(h, never); }).join();
+          } else {
+            shard_heap_free(h, never);
+          }
+        },
+        ::testing::KilledBySignal(SIGABRT),
+        "shardalloc: fatal: free of a pointer that is not allocated")
+        << (remote ? "another thread" : "the owner");
+  }
+}
+
 // ---------------------------------------------------------------------------
 // heaps bound to a region
 
@@ -939,6 +987,81 @@ void destroy_twice() {
   shard_heap_destroy(h);
 }
 
+// A review: an interior pointer of a padded aligned block (its page hands
+// out interior pointers) freed the enclosing block; a later aligned malloc
+// then handed out the block the program still held.
+void free_interior_of_aligned_block(bool remote) {
+  shard_heap* h = shard_heap_new();
+  char* a = static_cast<char*>(shard_heap_malloc_aligned(h, 100, 256));
+  char* b = static_cast<char*>(shard_heap_malloc_aligned(h, 100, 256));
+  if (a == nullptr || b == nullptr) return;
+  char* volatile interior = b + 40;
+  if (remote) {
+    std::thread([&] { shard_heap_free(h, interior); }).join();
+  } else {
+    shard_heap_free(h, interior);
+  }
+}
+
+// A review: shard_heap_realloc returned an interior or a freed pointer as a
+// live block when the new size fit it (heaps.md: realloc of an interior
+// pointer stops; the process heap's realloc stops a freed block, C23).
+void realloc_interior_that_fits() {
+  shard_heap* h = shard_heap_new();
+  char* volatile p = static_cast<char*>(shard_heap_malloc(h, 100));
+  shard_heap_realloc(h, p + 16, 60);
+}
+void realloc_freed_block(bool remote) {
+  shard_heap* h = shard_heap_new();
+  void* volatile keep = shard_heap_malloc(h, 100);
+  void* volatile p = shard_heap_malloc(h, 100);
+  if (remote) {
+    std::thread([&] { shard_heap_free(h, p); }).join();
+  } else {
+    shard_heap_free(h, p);
+  }
+  shard_heap_realloc(h, p, 100);
+  (void)keep;
+}
+// The same through shard_realloc, which moves the block into the process heap.
+void shard_realloc_interior_of_heap_block() {
+  shard_heap* h = shard_heap_new();
+  char* volatile p = static_cast<char*>(shard_heap_malloc(h, 100));
+  shard_realloc(p + 16, 60);
+}
+void shard_realloc_freed_heap_block() {
+  shard_heap* h = shard_heap_new();
+  void* volatile keep = shard_heap_malloc(h, 100);
+  void* volatile p = shard_heap_malloc(h, 100);
+  shard_heap_free(h, p);
+  shard_realloc(p, 100);
+  (void)keep;
+}
+
+TEST_F(FirstClassHeapDeath, FreeOfInteriorPointerOfAlignedBlock) {
+  EXPECT_FATAL(free_interior_of_aligned_block(false), "free of a pointer that is not allocated");
+  EXPECT_FATAL(free_interior_of_aligned_block(true), "free of a pointer that is not allocated");
+}
+TEST_F(FirstClassHeapDeath, ReallocOfInteriorPointer) {
+  EXPECT_FATAL(realloc_interior_that_fits(), "realloc of a pointer that is not allocated");
+  if (!shardalloc::core::kChecked) {
+    EXPECT_FATAL(shard_realloc_interior_of_heap_block(),
+                 "realloc of a pointer that is not allocated");
+  } else {  // checked builds move every block; the free of p stops
+    EXPECT_DEATH(shard_realloc_interior_of_heap_block(), "shardalloc: fatal: .*not allocated");
+  }
+}
+TEST_F(FirstClassHeapDeath, ReallocOfFreedBlock) {
+  // Checked builds: shard_realloc moves every block and the free of p stops.
+  if (shardalloc::core::kChecked) {
+    EXPECT_FATAL(realloc_freed_block(false), "realloc of a freed block \\(use after free\\)");
+    EXPECT_DEATH(shard_realloc_freed_heap_block(), "shardalloc: fatal: ");
+    return;
+  }
+  EXPECT_FATAL(realloc_freed_block(false), "realloc of a freed block \\(use after free\\)");
+  EXPECT_FATAL(realloc_freed_block(true), "realloc of a freed block \\(use after free\\)");
+  EXPECT_FATAL(shard_realloc_freed_heap_block(), "realloc of a freed block \\(use after free\\)");
+}
 TEST_F(FirstClassHeapDeath, FreeOfStackPointer) {
   EXPECT_FATAL(free_stack_pointer_into_heap(), "free of a pointer that is not allocated");
 }

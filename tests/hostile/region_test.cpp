@@ -388,6 +388,24 @@ TEST(Region, R20_DeallocInteriorPointerIsNotAllocated) {
   EXPECT_EQ(shard_region_dealloc(r, huge, 3 * MiB, 8), SHARD_OK);
 }
 
+// A review: dealloc of a block slot of a live page past the page's capacity
+// (never handed out: extend builds 4 KiB of 64-byte blocks at a time, slot
+// 100 never was) returned SHARD_OK, lowered used_bytes and the slot went out
+// twice. From the thread that owns the page and from another one.
+TEST(Region, R20b_DeallocOfSlotNeverHandedOutIsNotAllocated) {
+  shard_region* r = fresh(16 * MiB);
+  char* a = nullptr;
+  ASSERT_EQ(shard_region_alloc(r, 64, 16, reinterpret_cast<void**>(&a)), SHARD_OK);
+  char* never = a + 64 * 100;
+  const RegionStats before = stats(r);
+  EXPECT_EQ(shard_region_dealloc(r, never, 64, 16), SHARD_NOT_ALLOCATED) << "owner";
+  shard_status remote = SHARD_OK;
+  std::thread([&] { remote = shard_region_dealloc(r, never, 64, 16); }).join();
+  EXPECT_EQ(remote, SHARD_NOT_ALLOCATED) << "another thread";
+  EXPECT_EQ(stats(r), before);
+  EXPECT_EQ(shard_region_dealloc(r, a, 64, 16), SHARD_OK);
+}
+
 // BUG at the time of writing: on a page that served an aligned allocation
 // (has_interior), any pointer into a live block passes owns_live_block, so
 // dealloc of a pointer never handed out returns SHARD_OK, frees the block and
@@ -486,6 +504,21 @@ TEST(Region, R24_DeallocTwiceNotInARowIsNotDetected) {
   EXPECT_EQ(shard_region_dealloc(r, a, 100, 8), SHARD_OK) << "not detected";
   EXPECT_EQ(shard_region_used_bytes(r), 0u) << "100 bytes still live, used says 0";
   // The region is now corrupt (a -> b -> a on the free list); it is abandoned here.
+}
+
+TEST(Region, R24b_DeallocOfSlotBelowCapacityIsNotDetected) {
+  shard_region* r = fresh(16 * MiB);
+  char* a = nullptr;
+  ASSERT_EQ(shard_region_alloc(r, 64, 16, reinterpret_cast<void**>(&a)), SHARD_OK);
+  // Slot 40 is on the free list extend built (64 blocks of 64 bytes), never handed out.
+  if (checked()) {  // the canary says free: refused, nothing changes
+    EXPECT_EQ(shard_region_dealloc(r, a + 64 * 40, 64, 16), SHARD_NOT_ALLOCATED);
+    EXPECT_EQ(shard_region_used_bytes(r), 64u);
+    return;
+  }
+  EXPECT_EQ(shard_region_dealloc(r, a + 64 * 40, 64, 16), SHARD_OK) << "not detected";
+  EXPECT_EQ(shard_region_used_bytes(r), 0u) << "64 bytes still live, used says 0";
+  // The slot is on the free list twice now; the region is abandoned here.
 }
 
 TEST(Region, R25_DeallocSizeLargerThanBlockIsInvalid) {
