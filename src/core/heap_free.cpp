@@ -378,9 +378,9 @@ SHARD_INLINE void push_remote_block(Segment* s, Page* page, Block* b, const void
 }
 
 // The block p names on a page of a segment the caller does not own: our
-// pointers are block starts handed out (checked without a division), or
+// pointers are block starts below capacity (checked without a division), or
 // interior only on pages that hand out aligned blocks; those round down to
-// their block, which must have been handed out too.
+// their block, which must be below capacity too.
 SHARD_INLINE Block* remote_block_of(Page* page, void* p) {
   if (!page->in_use) platform::fatal("free of a pointer that is not allocated", p);
   if (SHARD_LIKELY(page->is_handed_block(p))) return static_cast<Block*>(p);

@@ -81,8 +81,9 @@ struct alignas(kPageLine) Page {
   // page lives; read by any thread freeing into the page. Relaxed suffices: a
   // thread holding an interior pointer received it after the flag was set.
   std::atomic<uint8_t> has_interior{0};
-  // Blocks handed out at least once: [area, area + capacity blocks). Owner
-  // writes it (relaxed atomic stores: plain moves); any freer reads it
+  // Blocks extend has built, handed out or on a free list: [area, area +
+  // capacity blocks); no slot past them was ever handed out. Owner writes it
+  // (relaxed atomic stores: plain moves); any freer reads it
   // (is_handed_block), so it lives on this line, not the allocating owner's.
   // It only grows while the page is in use (extend; init, of a page not in
   // use, resets it).
@@ -160,8 +161,8 @@ struct alignas(kPageLine) Page {
     else
       return ptr<const Block>(keys.decode(addr(b->next)));
   }
-  // A block start among the blocks ever handed out: [area, area + capacity
-  // blocks); one compare, as is_block_start. relaxed: a thread that received
+  // A block start below capacity (past it, no slot was ever handed out); one
+  // compare, as is_block_start. relaxed: a thread that received
   // block b from the owner received it after the extend that counted it, and
   // capacity only grows while the page is in use, so it reads that value or
   // a larger one; a pointer to a slot never handed out fails with any value read.
@@ -204,10 +205,10 @@ struct alignas(kPageLine) Page {
   // failed check is a pointer we never handed out, or a double free caught
   // with the freed block on top of a free list.
   //
-  // The owner's fast view (the local free paths): b is a block start handed
-  // out (is_handed_block: a slot past capacity was never allocated), on top
-  // of neither thread_free nor local_free (the last blocks freed), and the
-  // page holds live blocks. (The relaxed load comes first so that
+  // The owner's fast view (the local free paths): b is a block start below
+  // capacity (a slot past it was never handed out), on top of neither
+  // thread_free nor local_free (the last blocks freed), and the page holds
+  // live blocks. (The relaxed load comes first so that
   // local_free, compared after it, need not be loaded again by a push. An
   // owner that allocates never has a sealed page: the plain head is the head.)
   SHARD_INLINE bool owner_may_free(const Block* b) const {
@@ -217,7 +218,7 @@ struct alignas(kPageLine) Page {
            b != load_thread_free(std::memory_order_relaxed).head() && b != local_free && used != 0;
   }
   // Any thread's view: the page is in use and b is one of its block starts
-  // handed out, not on top of thread_free (in either encoding) nor of local_free (which
+  // below capacity, not on top of thread_free (in either encoding) nor of local_free (which
   // the owner stores with relaxed atomics for this read: a free by another
   // thread right after the owner's own free of b is told apart too);
   // `owner` adds the owner's free list (the region API reports every double

@@ -62,8 +62,8 @@ struct RemoteBatch {
 // foreign), but a block up to kRemoteBatchBlockMax waits in the chain of its
 // class; a block of another page of that class pushes the chain first.
 void free_remote_batched(Segment* s, void* p, RemoteBatch& batch);
-// The common case of free_remote_batched, inline: p is a block start, handed
-// out, of the page its class's chain holds, not on top of it, and the chain
+// The common case of free_remote_batched, inline: p is a block start, below
+// capacity, of the page its class's chain holds, not on top of it, and the chain
 // has room: links it in and returns true; else does nothing and returns false.
 SHARD_INLINE bool append_remote_batched(Segment* s, void* p, RemoteBatch& batch) {
   if constexpr (kChecked) return false;
