@@ -304,8 +304,17 @@ inline void* process_realloc(void* p, size_t size) {
   // when it fits: kept, it would go with its heap's destroy.
   const bool moves_out = in_segment && !in_process_domain(core::segment_of(p));
   if (!moves_out && core::realloc_keeps(p, size, usable, in_segment)) return p;
+  if constexpr (core::kChecked) {
+    // A huge block grows in place into the room its last move left (below):
+    // moved to the exact size at every call, a block grown a few bytes a call
+    // was copied whole at every call (PHP's `$s .= "x"` never finished).
+    if (!moves_out && size > usable && platform::os_owns(p) &&
+        core::resize_huge_in_place(p, size)) {
+      return p;
+    }
+  }
   // A huge block that grows moves with room to grow again (core/realloc_growth.h).
-  const size_t want = core::kChecked ? size : core::realloc_move_size(size, usable);
+  const size_t want = core::realloc_move_size(size, usable);
   void* q;
   if (want == size) {
     q = process_malloc(size);
@@ -313,7 +322,14 @@ inline void* process_realloc(void* p, size_t size) {
     const int saved_errno = errno;
     q = process_malloc(want);
     if (SHARD_LIKELY(q != nullptr)) {
-      core::release_room(q, size);
+      // Checked builds: the block's size is `size`, its room slack filled
+      // with the pattern (checked at free, and where a later realloc grows
+      // into it); the room is written, so none of it goes back.
+      if constexpr (core::kChecked) {
+        core::resize_huge_in_place(q, size);
+      } else {
+        core::release_room(q, size);
+      }
     } else {
       errno = saved_errno;  // a realloc that succeeds leaves errno alone
       q = process_malloc(size);

@@ -43,6 +43,13 @@ size_t requested_size(const void* p);
 // Checked mode: the size record and slack of live block b are intact.
 bool live_block_intact(const Page* page, const Block* b);
 void set_alloc_kind(void* p, AllocKind kind);
+// Checked mode: gives live huge block p (the pointer malloc returned) the
+// size `size` if its block holds that many bytes, and false if not. Its size
+// record then says `size`, the bytes it gains must still hold the slack
+// pattern (else an overflow is reported), and the bytes it loses get it.
+// realloc grows a block in place into the room its last move left
+// (core/realloc_growth.h), and gives a block just moved with room its size.
+bool resize_huge_in_place(void* p, size_t size);
 // Checked mode: makes a huge block's span accessible again before its release.
 void release_huge_guards(Segment* s);
 // Checked mode: huge blocks of OS memory with an alignment up to this sit

@@ -247,6 +247,40 @@ size_t requested_size(const void* p) {
   return size - (addr(p) - user);
 }
 
+bool resize_huge_in_place(void* p, size_t size) {
+  Segment* s = segment_of(p);
+  if (s->kind != SegmentKind::kHuge) return false;
+  const Page* page = s->page_of(p);
+  if (p != page->area) return false;  // not the block start: the move's free reports it
+  const Block* b = static_cast<const Block*>(p);
+  uint64_t* record = page->record_of(b);
+  // relaxed: the caller owns p; a free racing with its realloc is a bug the
+  // free's own exchange of the canary catches.
+  if (__atomic_load_n(&record[1], __ATOMIC_RELAXED) != page->keys.canary_live(addr(b))) {
+    platform::fatal("realloc of a freed block (use after free)", p);
+  }
+  const uint64_t rec = record_word(page, b);
+  const size_t old_size = SizeRecord::size_of(rec, true);
+  const size_t block_bytes = data_end(page, b) - addr(p);
+  if (old_size > block_bytes) {
+    platform::fatal(
+        "heap corruption: the size record after the block was overwritten (buffer overflow), block",
+        p);
+  }
+  if (size > block_bytes) return false;
+  // Only the bytes the block gains are checked here (they held slack): the
+  // rest of the slack is checked at free, so a block grown a few bytes a
+  // call costs a few bytes a call, not its room.
+  if (size > old_size &&
+      !holds_pattern(addr(p) + old_size, addr(p) + size, page->keys.slack_word())) {
+    platform::fatal(
+        "heap corruption: the bytes after the block were overwritten (buffer overflow), block", p);
+  }
+  if (size < old_size) fill_pattern(addr(p) + size, addr(p) + old_size, page->keys.slack_word());
+  record[0] = SizeRecord::pack(size, 0, SizeRecord::kind_of(rec)) ^ page->keys.record_key(addr(b));
+  return true;
+}
+
 void set_alloc_kind(void* p, AllocKind kind) {
   Segment* s = segment_of(p);
   const Page* page = s->page_of(p);

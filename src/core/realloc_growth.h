@@ -24,9 +24,9 @@ namespace shardalloc::core {
 // the purge. A request that outgrows the room (the caller grows
 // geometrically itself) gets what it asked for. Callers retry with `size`
 // when the larger request fails, and give the room's pages back
-// (release_room). Used by the process heap's realloc (malloc override,
-// shard_realloc); a first-class heap's realloc, whose region may be small,
-// moves to `size`.
+// (release_room; checked builds fill it with the slack pattern instead).
+// Used by the process heap's realloc (malloc override, shard_realloc); a
+// first-class heap's realloc, whose region may be small, moves to `size`.
 inline size_t realloc_move_size(size_t size, size_t usable) {
   if (size <= usable || usable <= kLargeBlockMax) return size;
   const size_t room = usable / 8 > 2 * kSegmentSize ? usable / 8 : 2 * kSegmentSize;
@@ -70,9 +70,12 @@ inline void note_huge_written(void* p, size_t size) {
 // realloc's rule for keeping p, a block of `usable` bytes, for `size` bytes:
 // shrinking by less than half keeps it, and a kept huge block's resident
 // hint then covers `size` (note_huge_written; `in_arena`: p is in a segment,
-// not a guarded sample). Checked builds always move the block: the new size
-// gets its own record, so the bytes past it are checked at free, and the
-// old block goes to the quarantine.
+// not a guarded sample). Checked builds keep no block here: a shrink moves
+// the block (the old one goes to the quarantine, so that a stale pointer
+// faults or is caught by its poison), and only a huge block that grows
+// within the room its last move left stays, its size record rewritten
+// (resize_huge_in_place), so that the bytes past the new size are still
+// checked at free.
 inline bool realloc_keeps(void* p, size_t size, size_t usable, bool in_arena) {
   if (kChecked || size > usable || size < usable / 2) return false;
   if (in_arena && usable > kLargeBlockMax) note_huge_written(p, size);

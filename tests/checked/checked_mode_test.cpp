@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -372,6 +373,119 @@ TEST(CheckedMode, CheckHeapPassesWhileAThreadWithAHeapFreesItsBlocks) {
     while (!done.load()) shard_check_heap();
     freer.join();
   }
+}
+
+// ---- realloc of huge blocks ---------------------------------------------------
+
+// A huge block grown a few bytes a call (PHP's `$s .= "x"`) grows in place
+// into the room its last move left (core/realloc_growth.h). It was moved to
+// the exact size at every call: copied whole onto new pages, its old copy
+// quarantined (20,000 moves here; 100,000 calls of 9 bytes took 96 s). Every
+// byte carries its position, checked at every move; the usable size stays the
+// size asked for, and the free checks the slack past it.
+TEST(CheckedMode, AHugeBlockGrownInSmallStepsMovesRarely) {
+  constexpr size_t kStep = 9;
+  constexpr int kSteps = 20000;
+  auto byte_at = [](size_t i) { return static_cast<unsigned char>(i * 131 + (i >> 12)); };
+  size_t size = 128 * KiB - 100;  // a page block, huge after a few steps
+  auto* p = static_cast<unsigned char*>(shard_malloc(size));
+  ASSERT_NE(p, nullptr);
+  for (size_t i = 0; i < size; ++i) p[i] = byte_at(i);
+  int moves = 0;
+  for (int step = 0; step < kSteps; ++step) {
+    const size_t grown = size + kStep;
+    auto* q = static_cast<unsigned char*>(shard_realloc(p, grown));
+    ASSERT_NE(q, nullptr);
+    ASSERT_EQ(shard_usable_size(q), grown);
+    if (q != p) {
+      ++moves;
+      ASSERT_LT(moves, 100) << "moves in " << step + 1 << " calls";
+      size_t wrong = 0;
+      for (size_t i = 0; i < size; ++i) wrong += q[i] != byte_at(i);
+      ASSERT_EQ(wrong, 0u) << "bytes changed by the move to " << grown;
+    }
+    for (size_t i = size; i < grown; ++i) q[i] = byte_at(i);
+    p = q;
+    size = grown;
+  }
+  EXPECT_GE(moves, 1);
+  size_t wrong = 0;
+  for (size_t i = 0; i < size; ++i) wrong += p[i] != byte_at(i);
+  EXPECT_EQ(wrong, 0u);
+  (void)shard_check_heap();
+  shard_free(p);
+}
+
+// A huge block of `*size` bytes that a realloc moved (with room) and the
+// next one kept in place.
+unsigned char* grown_in_place(size_t* size) {
+  size_t cur = 256 * KiB;
+  auto* p = static_cast<unsigned char*>(shard_malloc(cur));
+  bool moved = false;
+  for (int call = 0; call < 100; ++call) {
+    auto* q = static_cast<unsigned char*>(shard_realloc(p, cur + 9));
+    cur += 9;
+    moved = moved || q != p;
+    if (moved && q == p) {
+      *size = cur;
+      return q;
+    }
+    p = q;
+  }
+  std::abort();  // never kept
+}
+
+// The block a growing realloc moved away from goes to the quarantine
+// (inaccessible, a huge block), with or without room to grow.
+TEST(CheckedMode, AHugeBlockMovedByReallocIsQuarantined) {
+  auto* p = static_cast<unsigned char*>(shard_malloc(256 * KiB));
+  ASSERT_NE(p, nullptr);
+  auto* q = static_cast<unsigned char*>(shard_realloc(p, 256 * KiB + 4096));
+  ASSERT_NE(q, p) << "a block of the exact size has no room";
+  EXPECT_FALSE(readable(p + 8192));
+  size_t size = 0;
+  unsigned char* kept = grown_in_place(&size);
+  auto* shrunk = static_cast<unsigned char*>(shard_realloc(kept, size / 2));
+  EXPECT_NE(shrunk, kept) << "a shrink moves the block";
+  EXPECT_FALSE(readable(kept + 8192));
+  shard_free(q);
+  shard_free(shrunk);
+}
+
+// A block kept in place has the new size: one byte past it is caught at free.
+TEST(CheckedModeDeath, OverflowOfAHugeBlockGrownInPlaceIsCaughtAtFree) {
+  EXPECT_SHARD_ABORT(
+      {
+        size_t size = 0;
+        unsigned char* p = grown_in_place(&size);
+        p[size] ^= 0xff;
+        shard_free(p);
+      },
+      kOverflow);
+}
+
+// An overflow into the room is caught by the realloc that would grow over it.
+TEST(CheckedModeDeath, OverflowIntoTheRoomIsCaughtByTheReallocThatGrowsOverIt) {
+  EXPECT_SHARD_ABORT(
+      {
+        size_t size = 0;
+        unsigned char* p = grown_in_place(&size);
+        p[size + 3] ^= 0xff;
+        touch(shard_realloc(p, size + 100));
+      },
+      kOverflow);
+}
+
+// realloc of a quarantined huge block stops before it copies anything (its
+// canary, in the header's page, says quarantined).
+TEST(CheckedModeDeath, ReallocOfAFreedHugeBlockIsCaught) {
+  EXPECT_SHARD_ABORT(
+      {
+        void* p = shard_malloc(300 * KiB);
+        shard_free(p);
+        touch(shard_realloc(touch(p), 400 * KiB));
+      },
+      CHECKED_FATAL("realloc of a freed block \\(use after free\\)"));
 }
 
 // ---- region API ------------------------------------------------------------
