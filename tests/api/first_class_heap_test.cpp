@@ -685,7 +685,9 @@ TEST(FirstClassHeap, ShardReallocMovesABlockThatFitsOutOfItsHeap) {
 // time: 64 of 64 bytes; slot 100 never was) is "not allocated" now, freed
 // from the thread that owns the page or from another (the remote path).
 // (A slot below capacity, on a free list, is a limit: hostile-input.md C18b.)
-TEST(FirstClassHeap, FreeOfASlotNeverHandedOutIsNotAccepted) {
+// A death test by name too: cross-test (qemu-user) skips tests named *Death*,
+// whose re-executed child qemu cannot start.
+TEST(FirstClassHeapFreeDeath, ASlotNeverHandedOutIsNotAccepted) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   for (const bool remote : {false, true}) {
     EXPECT_EXIT(
