@@ -181,6 +181,8 @@ uint64_t slot_bit(const std::atomic<uint64_t>* bits, size_t i) {
 
 }  // namespace
 
+bool Arena::was_aged(size_t index) const { return slot_bit(aged, index) != 0; }
+
 size_t Arena::resident_sum(size_t index, size_t count) const {
   size_t sum = 0;
   for (size_t k = index; k < index + count; ++k) sum += resident_units(k);

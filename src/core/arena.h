@@ -153,10 +153,7 @@ struct Arena {
   bool is_claimed(size_t index) const;
   // Whether slot `index` was already free and dirty at the last purge tick
   // (a hint: the tick and this read race; claims do not clear the bit).
-  bool was_aged(size_t index) const {
-    // relaxed: a hint for trim_reused_span.
-    return (aged[index / 64].load(std::memory_order_relaxed) >> (index % 64)) & 1;
-  }
+  bool was_aged(size_t index) const;
 
   // One purge tick: purges the free dirty slots that were already free and
   // dirty at the previous tick (so each stayed free for a whole delay), or

@@ -434,8 +434,8 @@ void Domain::run_due_maintenance() {
   if (!purge_due_ms.compare_exchange_strong(due, 0, std::memory_order_relaxed)) return;
   size_t purged = 0;
   const size_t left = purge_arenas(false, &purged);
-  purge_pacing.after_tick(purged, now,
-                          purge_delay_ms);  // before the re-arm: it sets the next deadline's delay
+  // Before the re-arm: the pacing sets the next deadline's delay.
+  purge_pacing.after_tick(purged, now, purge_delay_ms);
   if (left != 0) {
     uint64_t none = 0;
     purge_due_ms.compare_exchange_strong(none, purge_deadline(now), std::memory_order_relaxed);

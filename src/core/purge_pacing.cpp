@@ -19,13 +19,11 @@ void PurgePacing::note_fresh_claim(size_t fresh, uint64_t now, uint64_t base) {
 }
 
 void PurgePacing::after_tick(size_t slots, uint64_t now, uint64_t base) {
-  if (reviewing()) {
-    if (now >= review_end(base)) {
-      const size_t back = reclaimed.load(std::memory_order_relaxed);
-      const bool left_alone = back * 4 < purged.load(std::memory_order_relaxed);
-      end_review();
-      if (left_alone) step(-1);
-    }
+  if (reviewing() && now >= review_end(base)) {
+    const size_t back = reclaimed.load(std::memory_order_relaxed);
+    const bool left_alone = back * 4 < purged.load(std::memory_order_relaxed);
+    end_review();
+    if (left_alone) step(-1);
   }
   if (slots == 0) return;
   if (!reviewing()) review_start_ms.store(now, std::memory_order_relaxed);
