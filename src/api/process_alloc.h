@@ -268,27 +268,20 @@ SHARD_INLINE bool in_process_domain(const core::Segment* s) {
 }
 
 // realloc in ordinary builds (checked builds check more, in usable_size):
-// p must look live, as free would find it. A huge block already freed whose
-// slots are not in use again, or a block on top of its page's local or
-// remote free list, stops the program instead of being copied and freed
-// twice (docs/reliability.md, section 6). A few loads, on no fast path.
-// Returns the bytes usable at p, read off the page the check found.
+// p must be a live block as free would find it (core::usable_of_live_block):
+// a block start or an aligned allocation's pointer of a block handed out,
+// not on top of its page's local or remote free list, nor a huge block
+// already freed whose slots are not in use again; else the program stops
+// instead of copying, keeping or freeing it twice (docs/reliability.md,
+// section 6; an interior pointer whose new size fits was returned as it
+// was: hostile-input.md C25). A few loads, on no fast path. Returns the
+// bytes usable at p.
 inline size_t realloc_live_usable(void* p) {
   core::Segment* s = core::segment_of(p);
-  if (!in_process_domain(s)) {
-    if (!platform::os_heap_owns(s, p)) {
-      platform::fatal("realloc of a pointer that is not allocated", p);
-    }
-    return core::usable_of_live_block(p);  // a first-class heap's block: free's checks too
+  if (!in_process_domain(s) && !platform::os_heap_owns(s, p)) {
+    platform::fatal("realloc of a pointer that is not allocated", p);
   }
-  const core::Page* page = s->page_of(p);
-  // relaxed: comparisons only, as in free's own checks.
-  const uintptr_t tf = page->thread_free.load(std::memory_order_relaxed);
-  const bool freed = s->kind == core::SegmentKind::kHuge
-                         ? p == page->area && tf != 0
-                         : p == page->peek_local_free() || p == core::ThreadFreeWord(tf).head();
-  if (freed) platform::fatal("realloc of a freed block (use after free)", p);
-  return page->usable_from(p);
+  return core::usable_of_live_block(p);
 }
 
 // realloc(p, 0) frees p and returns NULL, as glibc does.
