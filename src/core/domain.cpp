@@ -123,7 +123,7 @@ bool Domain::overlaps(uintptr_t start, uintptr_t end) const {
 }
 
 Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset, size_t written,
-                           int64_t* grown) {
+                           int64_t* grown, bool* refused) {
   if (align <= kSegmentSize) {
     // Reuse what freed spans left resident, where it best matches what the
     // claimant writes (Arena::find_reusing): a huge block of several slots
@@ -161,7 +161,7 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset, size
           huge_demand_slots.fetch_add(slots, std::memory_order_relaxed);
           *grown = need.total() - best.covered;
         }
-        return claimed(best_arena, index, slots);
+        return claimed(best_arena, index, slots, refused);
       }
     }
   }
@@ -175,15 +175,22 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset, size
     for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
       if (slots == 1 && a->for_huge != (pass == 1)) continue;
       const size_t index = a->claim(slots, align, align_offset);
-      if (index != SIZE_MAX) return claimed(a, index, slots);
+      if (index != SIZE_MAX) return claimed(a, index, slots, refused);
     }
     if (slots != 1) break;
   }
   return nullptr;
 }
 
-Segment* Domain::claimed(Arena* a, size_t index, size_t slots) {
+Segment* Domain::claimed(Arena* a, size_t index, size_t slots, bool* refused) {
   auto* s = ptr<Segment>(a->slot_addr(index));
+  // Slots used before are committed already (commits are never undone):
+  // the source answers from its own record, without a call to the OS.
+  if (source.commit != nullptr && !source.commit(s, slots * kSegmentSize)) {
+    a->unclaim(index, slots);
+    *refused = true;
+    return nullptr;
+  }
   s->cookie = cookie_of(s);
   s->domain = this;
   s->arena = a;
@@ -230,7 +237,12 @@ bool Domain::grow(size_t slots, size_t align) {
     }
   }
   if (mem == nullptr) return false;
-  return add_memory(mem, got, slots > 1);
+  if (add_memory(mem, got, slots > 1)) return true;
+  // Refused (the header's commit) or too small: not published, so nothing
+  // can point into it. (Sources without release, first-class OS heaps',
+  // keep the address space.)
+  if (source.release != nullptr) source.release(mem, got);
+  return false;
 }
 
 bool Domain::free_tail_of(const Arena* a, size_t* keep) const {
@@ -340,14 +352,18 @@ Segment* Domain::claim_in_step(size_t slots, size_t align, size_t align_offset, 
   // last (or the undo of a partial claim), nor between a new arena's mapping
   // and its publication.
   Step step;
+  bool refused = false;
   for (int attempt = 0; attempt < 8; ++attempt) {
-    if (Segment* s = try_claim(slots, align, align_offset, written, grown)) return s;
+    if (Segment* s = try_claim(slots, align, align_offset, written, grown, &refused)) return s;
+    // The OS refused memory for the slots (a memory-lock or commit limit):
+    // another arena would be refused as well.
+    if (refused) return nullptr;
     if (attempt == 0) {
       sweep_abandoned();
     } else if (!grow(slots, align)) {
       // Once more: slots may have come free meanwhile (a give-back of another
       // thread that a walker called off gives its tail's slots back).
-      return try_claim(slots, align, align_offset, written, grown);
+      return try_claim(slots, align, align_offset, written, grown, &refused);
     }
   }
   return nullptr;

@@ -171,6 +171,11 @@ struct Domain {
   bool add_memory(void* start, size_t size, bool for_huge = false) {
     ArenaPlan plan;
     if (!plan_arena(start, size, 0, &plan)) return false;
+    // The arena header and metadata are written from here on.
+    if (source.commit != nullptr &&
+        !source.commit(ptr(plan.reserved), plan.meta_end - plan.reserved)) {
+      return false;
+    }
     add_arena(plan, for_huge);
     return true;
   }
@@ -221,7 +226,9 @@ struct Domain {
   // segment header from anything else (release_segment clears it before the
   // slot is released, and a slot that is not a segment's first never has one).
   bool is_live_segment(const Segment* s) const {
-    return arena_of(addr(s)) != nullptr && s->cookie == cookie_of(s);
+    return arena_of(addr(s)) != nullptr &&
+           (source.committed == nullptr || source.committed(s, sizeof(Segment))) &&
+           s->cookie == cookie_of(s);
   }
 
   // Heaps ----------------------------------------------------------------------
@@ -273,8 +280,9 @@ struct Domain {
   // free dirty slots whose resident hints sum to as many (kGrowthPurgeMin).
   void offset_growth(int64_t units);
   // *grown: the units a huge claim writes that no freed span held resident.
+  // *refused: the source refused to commit the slots claimed (given back).
   Segment* try_claim(size_t slots, size_t align, size_t align_offset, size_t written,
-                     int64_t* grown);
+                     int64_t* grown, bool* refused);
   // claim_segment's claim, in one fork step.
   Segment* claim_in_step(size_t slots, size_t align, size_t align_offset, size_t written,
                          int64_t* grown);
@@ -287,8 +295,10 @@ struct Domain {
   // Owns the heap alloc_borrowed allocates from: the domain's borrow heap
   // (made at the first borrow), else (another borrower holds it) any heap.
   Heap* acquire_borrow_heap();
-  // Writes the header fields of the segment at slot `index` of `a`, just claimed.
-  Segment* claimed(Arena* a, size_t index, size_t slots);
+  // Commits the slots [index, index + slots) of `a`, just claimed, and
+  // writes the header fields of their segment; null, with the claim given
+  // back and *refused set, when the source refuses the commit.
+  Segment* claimed(Arena* a, size_t index, size_t slots, bool* refused);
   bool grow(size_t slots, size_t align);
   // When the source refused to grow: unmaps the largest arena tail of free
   // slots past its arena's first OS arena's worth (which keeps the header

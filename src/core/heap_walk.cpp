@@ -230,6 +230,8 @@ void read_slot(const Domain& d, const HeapList* heaps, const Arena& a, size_t in
                RemoteLists remote, SlotView* out) {
   reset(index, out);
   const auto* s = ptr<const Segment>(a.slot_addr(index));
+  // Claimed, but its slots not committed yet: a claim being set up.
+  if (d.source.committed != nullptr && !d.source.committed(s, sizeof(Segment))) return;
   HeaderCopy h;
   copy_header(*s, &h);
   // Not a live header of this domain's arena a: metadata, or a claim being set up or released.

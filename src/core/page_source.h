@@ -51,6 +51,17 @@ struct PageSource {
   // limit, Domain::give_back_tail). Null: never (regions, and
   // first-class heaps, whose frees look arenas up by address).
   void (*release)(void* p, size_t bytes) = nullptr;
+  // Makes [p, p+bytes) of a reserved arena usable: reserve hands out
+  // address space only (inaccessible), and every byte the core writes was
+  // committed first: an arena's header and metadata when it is added, a
+  // span's slots when they are claimed. Commits are never undone (a tail
+  // given back goes whole). False: refused (the OS's memory-lock or
+  // commit limit), nothing written. Null: the memory is usable as it comes
+  // (regions).
+  bool (*commit)(void* p, size_t bytes) = nullptr;
+  // Whether [p, p+bytes) was committed, for readers that look at a slot
+  // without a claim on it (statistics walks, pointer checks). Null: always.
+  bool (*committed)(const void* p, size_t bytes) = nullptr;
 };
 
 }  // namespace shardalloc::core

@@ -123,6 +123,24 @@ TEST_F(CApiDeath, C11_FreeForeignMappingAborts) {
   EXPECT_SHARD_ABORT(free_foreign_mmap(), kNotAllocated);
 }
 
+// An OS arena is address space until claims reach it (docs/override.md,
+// "Memory a process locks"): a pointer into its untouched rest faults at the
+// header read, before any check can print. (The death test's child made
+// only this allocation: the arena's last 4 MiB were never claimed.)
+void free_into_uncommitted_arena() {
+  const auto p = reinterpret_cast<uintptr_t>(shard_malloc(100));
+  const uintptr_t arena = p & ~((uintptr_t{64} << 20) - 1);
+  shard_free(launder(reinterpret_cast<void*>(arena + (uintptr_t{63} << 20) + 64)));
+}
+TEST_F(CApiDeath, C11b_FreeIntoAnArenasUntouchedAddressSpaceFaults) {
+  // A sanitizer's own SIGSEGV handler reports the fault and exits non-zero.
+  auto faulted = [](int status) {
+    if (hostile::sanitized()) return WIFEXITED(status) && WEXITSTATUS(status) != 0;
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV;
+  };
+  EXPECT_EXIT(free_into_uncommitted_arena(), faulted, "");
+}
+
 void free_interior(size_t n, size_t offset) {
   char* p = static_cast<char*>(shard_malloc(launder(n)));
   shard_free(launder(p + offset));

@@ -13,12 +13,13 @@
 namespace shardalloc::platform {
 namespace {
 
-bool segment_in_os_arena(const void* s) { return os_owns(s); }
-
-// True when every byte of [p, p+bytes) lies in an OS arena, so it may be read.
+// True when every byte of [p, p+bytes) lies in an OS arena and was
+// committed, so it may be read.
 bool readable(const void* p, size_t bytes) {
-  return os_owns(p) && os_owns(static_cast<const char*>(p) + bytes - 1);
+  return os_owns(p) && os_owns(static_cast<const char*>(p) + bytes - 1) && os_committed(p, bytes);
 }
+
+bool segment_in_os_arena(const void* s) { return readable(s, sizeof(core::Segment)); }
 
 void release_os_arenas(core::FirstClassHeap* h) {
   // acquire: see the headers of published arenas. No other thread touches

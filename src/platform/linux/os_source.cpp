@@ -15,13 +15,26 @@
 namespace shardalloc::platform {
 
 uint8_t g_os_arena_map[kArenaMapEntries];
+uint16_t g_os_commit_map[kArenaMapEntries];
 
 namespace {
 
+// Address space only: nothing is readable or writable until os_commit. A
+// process that locks its memory (mlockall MCL_FUTURE) then has only what
+// the allocator committed made resident, not whole reservations; a strict
+// overcommit policy charges only that too.
 void* map_anonymous(size_t bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
+}
+
+uint16_t* commit_word(uintptr_t chunk) { return &g_os_commit_map[chunk >> core::kOsArenaShift]; }
+uint16_t commit_bit(uintptr_t chunk) {
+  return uint16_t(1u << ((chunk >> kCommitChunkShift) & (kChunksPerArena - 1)));
+}
+bool chunk_committed(uintptr_t chunk) {
+  // acquire: pairs with os_commit's release, after its mprotect returned.
+  return (__atomic_load_n(commit_word(chunk), __ATOMIC_ACQUIRE) & commit_bit(chunk)) != 0;
 }
 
 }  // namespace
@@ -79,6 +92,7 @@ void os_release(void* p, size_t bytes) {
     // none may be in flight (destroy's precondition). Cleared before munmap:
     // once the range is unmapped, a new arena may be mapped there and set it.
     __atomic_store_n(&g_os_arena_map[a >> core::kOsArenaShift], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&g_os_commit_map[a >> core::kOsArenaShift], 0, __ATOMIC_RELAXED);
   }
   munmap(p, bytes);
   if (options().verbose) {
@@ -118,6 +132,38 @@ void os_protect(void* p, size_t bytes, bool accessible) {
   }
   // A fresh inaccessible mapping in place: the old pages are dropped with it.
   mmap(p, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+}
+
+bool os_commit(void* p, size_t bytes) {
+  const uintptr_t end = core::align_up(core::addr(p) + bytes, kCommitChunk);
+  for (uintptr_t chunk = core::align_down(core::addr(p), kCommitChunk); chunk < end;) {
+    if (chunk_committed(chunk)) {
+      chunk += kCommitChunk;
+      continue;
+    }
+    // One call for a run of chunks not committed yet. Two threads may make
+    // the same chunk accessible: the second call changes nothing.
+    uintptr_t run_end = chunk + kCommitChunk;
+    while (run_end < end && !chunk_committed(run_end)) run_end += kCommitChunk;
+    {
+      const ErrnoKept kept;
+      if (mprotect(core::ptr(chunk), run_end - chunk, PROT_READ | PROT_WRITE) != 0) return false;
+    }
+    for (; chunk < run_end; chunk += kCommitChunk) {
+      // release: a reader that sees the bit may read the chunk.
+      __atomic_fetch_or(commit_word(chunk), commit_bit(chunk), __ATOMIC_RELEASE);
+    }
+  }
+  return true;
+}
+
+bool os_committed(const void* p, size_t bytes) {
+  const uintptr_t end = core::addr(p) + bytes;
+  for (uintptr_t chunk = core::align_down(core::addr(p), kCommitChunk); chunk < end;
+       chunk += kCommitChunk) {
+    if (!chunk_committed(chunk)) return false;
+  }
+  return true;
 }
 
 void os_guard(void* p, size_t bytes, bool on) {

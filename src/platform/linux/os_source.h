@@ -21,6 +21,10 @@ void os_populate(void* p, size_t bytes);
 // g_os_arena_map go first, so a later free of a stale pointer into it stops
 // as "not allocated" instead of reading unmapped memory.
 void os_release(void* p, size_t bytes);
+// Commits (PageSource::commit) in chunks of kCommitChunk, each made
+// readable and writable once (mprotect) and marked in g_os_commit_map.
+bool os_commit(void* p, size_t bytes);
+bool os_committed(const void* p, size_t bytes);
 
 // (guard: set by SHARDALLOC_HUGE_GUARDS=1, platform/linux/options.h.)
 // protect: checked builds only, its one user.
@@ -32,7 +36,10 @@ inline constexpr core::PageSource kOsPageSource{&os_reserve,
                                                 nullptr,
                                                 &os_resident,
                                                 &os_populate,
-                                                /*program_may_protect=*/true};
+                                                /*program_may_protect=*/true,
+                                                /*release=*/nullptr,
+                                                &os_commit,
+                                                &os_committed};
 
 // The process heap's: also gives free arena tails back when the OS refuses
 // more address space (Domain::give_back_tail). Not first-class heaps':
@@ -50,6 +57,15 @@ inline constexpr core::PageSource kProcessPageSource = [] {
 // 64 MiB-aligned arena starts there): os_owns(nullptr) is false.
 inline constexpr size_t kArenaMapEntries = (uintptr_t{1} << 47) >> core::kOsArenaShift;
 extern uint8_t g_os_arena_map[kArenaMapEntries];
+
+// One bit per kCommitChunk of each entry's kOsArenaSize: set once os_commit
+// has made the chunk readable and writable (never cleared but with the
+// arena's release).
+inline constexpr unsigned kCommitChunkShift = 22;  // 4 MiB
+inline constexpr size_t kCommitChunk = size_t{1} << kCommitChunkShift;
+inline constexpr size_t kChunksPerArena = core::kOsArenaSize / kCommitChunk;
+static_assert(kChunksPerArena <= 16, "an arena's chunks fit a g_os_commit_map entry");
+extern uint16_t g_os_commit_map[kArenaMapEntries];
 
 inline bool os_owns(const void* p) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(p) >> core::kOsArenaShift;
