@@ -119,7 +119,7 @@ struct Domain {
   uint64_t (*pacing_clock() const)() {
     return source.now_ms != nullptr ? source.now_ms : request_clock_ms;
   }
-  uint64_t purge_delay_ms = kDefaultPurgeDelayMs;   // configured; 0: purge at release
+  uint64_t purge_delay_ms = kDefaultPurgeDelayMs;  // configured; 0: purge at release
   PurgePacing purge_pacing{};
   // The delay now: the configured one, stretched by the pacing.
   uint64_t purge_delay() const { return purge_pacing.delay(purge_delay_ms); }

@@ -32,7 +32,7 @@ void Heap::answer_collect_request() {
   if (SHARD_LIKELY(asked == collect_requests_seen)) return;
   // At most one answer per kCollectRequestIntervalMs: a request left
   // unanswered here is answered at a later slow path.
-  if (uint64_t (*const clock)() = domain->pacing_clock()) {
+  if (uint64_t(*const clock)() = domain->pacing_clock()) {
     const uint64_t now = clock();
     if (collect_answered_ms != 0 && now - collect_answered_ms < kCollectRequestIntervalMs) return;
     collect_answered_ms = now != 0 ? now : 1;
