@@ -90,7 +90,9 @@ size_t shard_region_available_bytes(const shard_region* r);
  * its pages, so a thread whose blocks others free while it allocates nothing
  * holds them: used_bytes reads 0 while another thread gets SHARD_NO_MEMORY.
  * A thread that runs out asks every other heap of r to give back; each does
- * at its next allocation that needs a new page. An idle CPU does at this
+ * at its next allocation that needs a new page (hosted: at most once per
+ * 10 ms per heap, so that a thread retrying a failed allocation in a loop
+ * does not slow every other one down; a later slow path answers). An idle CPU does at this
  * call: a kernel makes it from its idle loop, or from an interrupt it sends
  * every CPU when an allocation fails. SHARD_OK; SHARD_INVALID_PARAM for a
  * NULL r; a call from a signal handler that interrupted a call into r (or

@@ -291,18 +291,19 @@ inline void* process_realloc(void* p, size_t size) {
     process_free(p);
     return nullptr;
   }
-  const bool in_segment = !core::kChecked && platform::os_owns(p);
+  const bool os_owned = platform::os_owns(p);
+  const bool in_segment = !core::kChecked && os_owned;
   const size_t usable = in_segment ? realloc_live_usable(p) : process_usable_size(p);
   // An OS heap's block always moves into the process heap (heap.h), even
-  // when it fits: kept, it would go with its heap's destroy.
-  const bool moves_out = in_segment && !in_process_domain(core::segment_of(p));
+  // when it fits: kept, it would go with its heap's destroy. (Checked builds
+  // too: their in-place growth below would keep it.)
+  const bool moves_out = os_owned && !in_process_domain(core::segment_of(p));
   if (!moves_out && core::realloc_keeps(p, size, usable, in_segment)) return p;
   if constexpr (core::kChecked) {
     // A huge block grows in place into the room its last move left (below):
     // moved to the exact size at every call, a block grown a few bytes a call
     // was copied whole at every call (PHP's `$s .= "x"` never finished).
-    if (!moves_out && size > usable && platform::os_owns(p) &&
-        core::resize_huge_in_place(p, size)) {
+    if (!moves_out && size > usable && os_owned && core::resize_huge_in_place(p, size)) {
       return p;
     }
   }

@@ -12,6 +12,7 @@
 #include "core/hooks.h"
 #include "core/step.h"
 #ifdef SHARDALLOC_PLATFORM_LINUX
+#include "platform/linux/os_source.h"
 #include "platform/linux/region_heaps.h"
 #endif
 
@@ -84,6 +85,9 @@ SHARD_EXPORT shard_status shard_region_init(shard_region** out, void* start, siz
     return SHARD_INVALID_PARAM;
   auto* r = new (core::ptr(plan.reserved)) shard_region{};
   r->domain.source = kRegionSource;
+#ifdef SHARDALLOC_PLATFORM_LINUX
+  r->domain.request_clock_ms = &platform::os_now_ms;  // paces collect requests (domain.h)
+#endif
   r->domain.ensure_secret(platform::entropy() ^ addr(r));
   r->domain.add_arena(plan);
   *out = r;

@@ -11,6 +11,9 @@
 #include "core/hooks.h"
 #include "core/step.h"
 #include "shardalloc/heap.h"
+#ifdef SHARDALLOC_PLATFORM_LINUX
+#include "platform/linux/os_source.h"
+#endif
 
 using namespace shardalloc;
 
@@ -51,6 +54,9 @@ SHARD_EXPORT shard_heap* shard_heap_new_in_region(shard_region* r, size_t bytes)
     return fail(platform::Failure::kNoMemory);
   }
   h->domain.source = kSpanSource;
+#ifdef SHARDALLOC_PLATFORM_LINUX
+  h->domain.request_clock_ms = &platform::os_now_ms;  // paces collect requests (domain.h)
+#endif
   h->domain.ensure_secret(platform::entropy() ^ core::addr(h));
   h->domain.add_arena(plan);
   h->span = span;

@@ -462,15 +462,7 @@ void Domain::purge_dirty() { purge_arenas(true); }
 
 uint32_t Domain::request_collect() {
   // relaxed: a request only asks for work that is safe at any time
-  // (Heap::answer_collect_request), and the deadline only paces requests.
-  if (source.now_ms != nullptr) {
-    const uint64_t now = source.now_ms();
-    uint64_t due = collect_request_due_ms.load(std::memory_order_relaxed);
-    if (now < due || !collect_request_due_ms.compare_exchange_strong(
-                         due, now + kCollectRequestIntervalMs, std::memory_order_relaxed)) {
-      return collect_requests.load(std::memory_order_relaxed);
-    }
-  }
+  // (Heap::answer_collect_request, which paces the answers).
   return collect_requests.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 

@@ -97,6 +97,7 @@ struct Heap {
   std::atomic<int64_t> block_bytes{0};
   uint32_t slow_calls = 0;             // owner: paces periodic work in alloc_slow
   uint32_t collect_requests_seen = 0;  // owner: Domain::collect_requests when last answered
+  uint64_t collect_answered_ms = 0;    // owner: when it last answered (with a pacing clock)
   uint32_t pages_keyed = 0;  // owner: checked mode's page inits, mixed into their key seeds
   uint32_t dirty_pages = 0;  // owner: free pages of kept segments not purged yet (Page::free_since)
   uint64_t retired_classes = 0;  // owner: classes whose only page is empty and retiring

@@ -30,6 +30,13 @@ void Heap::answer_collect_request() {
   // request seen one slow path late costs that much delay.
   const uint32_t asked = domain->collect_requests.load(std::memory_order_relaxed);
   if (SHARD_LIKELY(asked == collect_requests_seen)) return;
+  // At most one answer per kCollectRequestIntervalMs: a request left
+  // unanswered here is answered at a later slow path.
+  if (uint64_t(*const clock)() = domain->pacing_clock()) {
+    const uint64_t now = clock();
+    if (collect_answered_ms != 0 && now - collect_answered_ms < kCollectRequestIntervalMs) return;
+    collect_answered_ms = now != 0 ? now : 1;
+  }
   collect_requests_seen = asked;
   collect_all();
 }

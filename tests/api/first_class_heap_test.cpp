@@ -679,6 +679,28 @@ TEST(FirstClassHeap, ShardReallocMovesABlockThatFitsOutOfItsHeap) {
   }
 }
 
+// A review (checked builds): shard_realloc grew an OS heap's huge block in
+// place when the growth fit the block's slack (the in-place growth of
+// checked realloc), so it stayed in the heap and went with its destroy: the
+// program's pointer faulted. Every build moves it.
+TEST(FirstClassHeap, ShardReallocMovesAHugeBlockThatGrowsWithinItsSlackOutOfItsHeap) {
+  for (size_t size = 600001; size < 600001 + 16; ++size) {
+    shard_heap* h = shard_heap_new();
+    ASSERT_NE(h, nullptr);
+    auto* p = static_cast<char*>(shard_heap_malloc(h, size));
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0x5b, size);
+    auto* q = static_cast<char*>(shard_realloc(p, size + 1));
+    ASSERT_NE(q, nullptr) << size;
+    EXPECT_NE(q, p) << size;
+    EXPECT_EQ(used(h), 0u) << size;
+    shard_heap_destroy(h);
+    if (q == p) continue;  // its memory is gone: reading it would fault
+    EXPECT_TRUE(std::all_of(q, q + size, [](char c) { return c == 0x5b; })) << size;
+    shard_free(q);
+  }
+}
+
 // A review: a pointer to a block slot of a live page that the heap never
 // handed out was freed as if live: used_bytes dropped and the slot went out
 // twice. A slot past the page's capacity (extend builds 4 KiB of blocks at a
