@@ -18,6 +18,8 @@ namespace shardalloc::core {
 // (locked pages: they stay, and so do the hints).
 inline bool purge_span_from(Segment* s, uintptr_t start, uintptr_t end) {
   if (!s->domain->source.purge(ptr(start), end - start)) return false;
+  // relaxed: a statistic (shard_stats.purged_bytes counts every give-back).
+  s->domain->purged_bytes.fetch_add(end - start, std::memory_order_relaxed);
   for (uintptr_t slot = align_down(start, kSegmentSize); slot < end; slot += kSegmentSize) {
     const size_t kept = slot < start ? start - slot : 0;
     s->arena->cap_resident(s->arena->slot_index(slot), resident_units_of(kept));
