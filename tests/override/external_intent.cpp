@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -829,6 +830,652 @@ TEST(HugeReuse, FreeingABigSparseBlockGivesItBackAtOnce) {
     q[0] = char(k);
     std::free(q);
   }
+}
+
+// ---------------------------------------------------------------------------
+// gperftools src/tests (tcmalloc_large_unittest.cc, tcmalloc_unittest.cc,
+// realloc_unittest.cc, memalign_unittest.cc, thread_dealloc_unittest.cc,
+// large_heap_fragmentation_unittest.cc)
+
+// tcmalloc_large_unittest "malloc(0 - N)", "malloc(0 - 1048576 - N)" and
+// tcmalloc_unittest TestHugeAllocations, with jemalloc's overflow.c: every
+// size within 16383 bytes of SIZE_MAX and of SIZE_MAX - 1 MiB fails with
+// ENOMEM from malloc, calloc, realloc (which leaves its block as it was) and
+// posix_memalign (which leaves *out alone); sizes around SIZE_MAX / 2 may
+// succeed or fail, and a block returned is usable at 1024 points and at its
+// last byte.
+TEST(GperftoolsLarge, SizesNearSizeMaxFailAndLeaveTheBlockAlone) {
+  void* hold = opaque(std::malloc(4 * MiB));  // the original's p_small
+  ASSERT_NE(hold, nullptr);
+  auto* small = static_cast<unsigned char*>(opaque(std::malloc(24)));
+  ASSERT_NE(small, nullptr);
+  std::memset(small, 0x5a, 24);
+  size_t bad = 0, first_bad = 0;
+  auto fails = [&](size_t n) {
+    bool ok = true;
+    errno = 0;
+    ok = ok && opaque(std::malloc(hide(n))) == nullptr && errno == ENOMEM;
+    errno = 0;
+    ok = ok && opaque(std::calloc(1, hide(n))) == nullptr && errno == ENOMEM;
+    errno = 0;
+    ok = ok && std::realloc(small, hide(n)) == nullptr && errno == ENOMEM;
+    void* sentinel = &bad;
+    void* out = sentinel;
+    ok = ok && posix_memalign(&out, 64, hide(n)) == ENOMEM && out == sentinel;
+    if (!ok && bad++ == 0) first_bad = n;
+  };
+  for (size_t i = 1; i < 16384; ++i) fails(0 - i);
+  for (size_t i = 0; i < 16384; ++i) fails(0 - MiB - i);
+  EXPECT_EQ(bad, 0u) << "first size that did not fail with ENOMEM: " << first_bad;
+  EXPECT_TRUE(std::all_of(small, small + 24, [](unsigned char c) { return c == 0x5a; }));
+  const size_t half = (size_t{0} - 2) / 2 + 1;
+  for (size_t i = 0; i < 64; ++i) {
+    for (size_t n : {half - i, half + i}) {
+      errno = 0;
+      auto* p = static_cast<unsigned char*>(opaque(std::malloc(hide(n))));
+      if (p == nullptr) {
+        EXPECT_EQ(errno, ENOMEM) << n;
+        continue;
+      }
+      for (size_t k = 0; k < 1024; ++k) p[k * (n / 1024)] = static_cast<unsigned char>(k);
+      for (size_t k = 0; k < 1024; ++k)
+        ASSERT_EQ(p[k * (n / 1024)], static_cast<unsigned char>(k)) << n;
+      p[n - 1] = 'M';
+      EXPECT_EQ(p[n - 1], 'M');
+      std::free(p);
+    }
+  }
+  std::free(small);
+  std::free(hold);
+}
+
+// tcmalloc_unittest TestRealloc: reallocating a block a few bytes up or down
+// (1, 2, 4, ... 128 bytes, both ways, from 100, 1000, 10000 and 100000
+// bytes) does not move it. (Checked builds move on every realloc by
+// design: skipped there.)
+TEST(GperftoolsTcmalloc, ReallocBySmallDeltasStaysInPlace) {
+  auto* is_checked = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "shard_is_checked"));
+  ASSERT_NE(is_checked, nullptr) << "shardalloc is not loaded";
+  if (is_checked() != 0) GTEST_SKIP() << "checked builds move every realloc";
+  const int starts[] = {100, 1000, 10000, 100000};
+  const int deltas[] = {1, -2, 4, -8, 16, -32, 64, -128};
+  for (int s = 0; s < 4; ++s) {
+    void* p = opaque(std::malloc(size_t(starts[s])));
+    ASSERT_NE(p, nullptr);
+    for (int d = 0; d < (s + 1) * 2; ++d) {
+      void* q = std::realloc(p, size_t(starts[s] + deltas[d]));
+      ASSERT_NE(q, nullptr);
+      EXPECT_EQ(q, p) << starts[s] << " -> " << starts[s] + deltas[d];
+      p = q;
+    }
+    for (int d = 0; d < s * 2; ++d) {
+      void* q = std::realloc(p, size_t(starts[s] - deltas[d]));
+      ASSERT_NE(q, nullptr);
+      EXPECT_EQ(q, p) << starts[s] << " -> " << starts[s] - deltas[d];
+      p = q;
+    }
+    std::free(p);
+  }
+}
+
+// The sizes realloc_unittest.cc and memalign_unittest.cc walk: every size
+// below 100, then each power of two and its neighbours up to `limit`.
+std::vector<size_t> gperftools_sizes(size_t limit) {
+  std::vector<size_t> v;
+  for (size_t s = 0; s < 100; ++s) v.push_back(s);
+  for (size_t p = 128; p / 2 < limit; p *= 2) {
+    v.push_back(p - 1);
+    v.push_back(p);
+    v.push_back(p + 1);
+  }
+  return v;
+}
+void fill_seeded(void* p, size_t n, unsigned char seed) {
+  auto* b = static_cast<unsigned char*>(p);
+  for (size_t i = 0; i < n; ++i) b[i] = static_cast<unsigned char>(seed + i);
+}
+bool valid_seeded(const void* p, size_t n, unsigned char seed) {
+  auto* b = static_cast<const unsigned char*>(p);
+  for (size_t i = 0; i < n; ++i)
+    if (b[i] != static_cast<unsigned char>(seed + i)) return false;
+  return true;
+}
+
+// realloc_unittest.cc: realloc between every pair of those sizes up to
+// 100000 keeps every byte of the smaller size, and the result can be filled
+// to its new size; then 16384 blocks of 8192 bytes, all live, each grown to
+// 9000, keep a word deep inside.
+TEST(GperftoolsRealloc, EveryPairOfSizesKeepsEveryByte) {
+  const std::vector<size_t> sizes = gperftools_sizes(100000);
+  for (size_t from : sizes) {
+    for (size_t to : sizes) {
+      void* src = opaque(std::malloc(from));
+      ASSERT_NE(src, nullptr);
+      fill_seeded(src, from, 1);
+      void* dst = std::realloc(src, to);
+      if (to == 0) {
+        EXPECT_EQ(dst, nullptr);  // realloc(p, 0) frees (glibc)
+        continue;
+      }
+      ASSERT_NE(dst, nullptr) << from << " -> " << to;
+      ASSERT_TRUE(valid_seeded(dst, std::min(from, to), 1)) << from << " -> " << to;
+      fill_seeded(dst, to, 2);
+      ASSERT_TRUE(valid_seeded(dst, to, 2)) << from << " -> " << to;
+      std::free(dst);
+    }
+  }
+  constexpr int kEntries = 1 << 14;
+  std::vector<int*> p(kEntries);
+  for (int i = 0; i < kEntries; ++i) {
+    p[size_t(i)] = static_cast<int*>(opaque(std::malloc(8192)));
+    ASSERT_NE(p[size_t(i)], nullptr);
+    p[size_t(i)][1000] = i;
+  }
+  for (int i = 0; i < kEntries; ++i) {
+    auto* q = static_cast<int*>(std::realloc(p[size_t(i)], 9000));
+    ASSERT_NE(q, nullptr);
+    p[size_t(i)] = q;
+  }
+  long long sum = 0;
+  for (int i = 0; i < kEntries; ++i) {
+    sum += p[size_t(i)][1000];
+    std::free(p[size_t(i)]);
+  }
+  EXPECT_EQ(sum, (long long)kEntries / 2 * (kEntries - 1));
+}
+
+// memalign_unittest.cc: memalign at every power-of-two alignment below
+// 1 MiB (and posix_memalign from sizeof(void*) on) for every size of the
+// walk up to 1 MiB: aligned, and every byte of the size holds what was
+// written; then three blocks at once whose alignment exceeds their size
+// (1 MiB, 512 KiB and 2 MiB alignments of 512 KiB).
+TEST(GperftoolsMemalign, EveryAlignmentWithEverySizeOfTheWalk) {
+  const std::vector<size_t> sizes = gperftools_sizes(MiB);
+  for (size_t a = 1; a < MiB; a *= 2) {
+    for (size_t s : sizes) {
+      void* p = memalign(a, s);
+      ASSERT_NE(p, nullptr) << "memalign(" << a << ", " << s << ")";
+      ASSERT_TRUE(is_aligned(p, a)) << "memalign(" << a << ", " << s << ") = " << p;
+      fill_seeded(p, s, 'x');
+      ASSERT_TRUE(valid_seeded(p, s, 'x')) << a << " " << s;
+      std::free(p);
+      if (a >= sizeof(void*)) {
+        p = nullptr;
+        ASSERT_EQ(posix_memalign(&p, a, s), 0) << a << " " << s;
+        ASSERT_TRUE(is_aligned(p, a)) << "posix_memalign(" << a << ", " << s << ") = " << p;
+        fill_seeded(p, s, 'y');
+        ASSERT_TRUE(valid_seeded(p, s, 'y')) << a << " " << s;
+        std::free(p);
+      }
+    }
+  }
+  void* p1 = memalign(MiB, MiB / 2);
+  void* p2 = memalign(MiB / 2, MiB / 2);
+  void* p3 = memalign(2 * MiB, MiB / 2);
+  ASSERT_TRUE(p1 != nullptr && p2 != nullptr && p3 != nullptr);
+  EXPECT_TRUE(is_aligned(p1, MiB));
+  EXPECT_TRUE(is_aligned(p2, MiB / 2));
+  EXPECT_TRUE(is_aligned(p3, 2 * MiB));
+  fill_seeded(p1, MiB / 2, 'a');
+  fill_seeded(p2, MiB / 2, 'b');
+  fill_seeded(p3, MiB / 2, 'c');
+  EXPECT_TRUE(valid_seeded(p1, MiB / 2, 'a'));
+  EXPECT_TRUE(valid_seeded(p2, MiB / 2, 'b'));
+  EXPECT_TRUE(valid_seeded(p3, MiB / 2, 'c'));
+  std::free(p1);
+  std::free(p2);
+  std::free(p3);
+}
+
+using StatsGet = void (*)(shard_stats*);
+StatsGet stats_get_fn() {
+  return reinterpret_cast<StatsGet>(dlsym(RTLD_DEFAULT, "shard_stats_get"));
+}
+
+// thread_dealloc_unittest.cc: a thousand threads, one after the other, each
+// allocating and freeing 1024 blocks of 1 KiB, leave no heap behind: the
+// heaps the threads took are given back at their exit and reused, so the
+// number of heap records and of heaps owned stays where it was (tcmalloc:
+// one thread cache after the loop) and the segments do not pile up.
+void* kib_churn(void*) {
+  void* objs[1024];
+  for (void*& o : objs) o = std::malloc(1024);
+  for (void* o : objs) std::free(o);
+  return nullptr;
+}
+TEST(GperftoolsThreadDealloc, AThousandThreadsLeaveNoHeapsBehind) {
+  StatsGet stats_get = stats_get_fn();
+  ASSERT_NE(stats_get, nullptr) << "shardalloc is not loaded";
+  static shard_stats before, after;
+  stats_get(&before);
+  for (int i = 0; i < 1000; ++i) {
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, nullptr, kib_churn, nullptr), 0);
+    ASSERT_EQ(pthread_join(t, nullptr), 0);
+  }
+  stats_get(&after);
+  EXPECT_LE(after.heaps_owned, before.heaps_owned);
+  EXPECT_LE(after.heaps, before.heaps + 2);
+  EXPECT_LE(after.segments, before.segments + 8);
+}
+
+// large_heap_fragmentation_unittest.cc (gperftools issue 371): blocks from
+// 100 MiB to 500 MiB, each a step larger than the one before and freed
+// before the next is asked for, three passes, must not blow up the heap:
+// tcmalloc asserts that what it has taken from the system stays below
+// 1 GiB. Here: the address space shardalloc reserved (reserved_bytes) grows
+// by less than 1 GiB over the loop. (Steps of 200000 bytes, not 20000: the
+// same sizes ten times fewer calls.)
+TEST(GperftoolsLargeHeapFragmentation, GrowingHugeBlocksKeepTheReservationBounded) {
+  StatsGet stats_get = stats_get_fn();
+  ASSERT_NE(stats_get, nullptr) << "shardalloc is not loaded";
+  std::free(opaque(std::malloc(hide(550 * MiB))));  // one large span first, as the original
+  static shard_stats st;
+  stats_get(&st);
+  const uint64_t start = st.reserved_bytes;
+  uint64_t most = start;
+  for (int pass = 1; pass <= 3; ++pass) {
+    for (size_t size = 100 * MiB; size < 500 * MiB; size += 200000) {
+      char* p = static_cast<char*>(opaque(std::malloc(hide(size))));
+      ASSERT_NE(p, nullptr) << size;
+      p[0] = 1;
+      p[size - 1] = 1;
+      std::free(p);
+      stats_get(&st);
+      most = std::max(most, st.reserved_bytes);
+    }
+  }
+  EXPECT_LT(most - start, uint64_t{1} << 30)
+      << "reserved " << start / MiB << " MiB, then up to " << most / MiB
+      << " MiB for one live block of at most 500 MiB";
+}
+
+// The same loops under an address-space limit (ulimit -v), where what an
+// allocator keeps reserved turns into failures: in a child allowed what it
+// has plus `room`.
+long child_vm_kib() { return status_kib("VmSize"); }
+bool limit_address_space(size_t room) {
+  const long vm = child_vm_kib();
+  if (vm <= 0) return false;
+  rlimit lim{};
+  if (getrlimit(RLIMIT_AS, &lim) != 0) return false;
+  lim.rlim_cur = rlim_t(vm) * 1024 + room;
+  return setrlimit(RLIMIT_AS, &lim) == 0;
+}
+// large_heap_fragmentation_unittest.cc's sizes allowed 700 MiB more than the
+// process has: every block (at most 500 MiB, nothing else live) must be
+// served; exit code 20 + pass on the first NULL.
+int growing_blocks_under_limit_child() {
+  if (!limit_address_space(700 * MiB)) return 10;
+  for (int pass = 1; pass <= 3; ++pass) {
+    for (size_t size = 100 * MiB; size < 500 * MiB; size += 200000) {
+      char* p = static_cast<char*>(opaque(std::malloc(hide(size))));
+      if (p == nullptr) {
+        std::fprintf(stderr, "pass %d: malloc(%zu MiB) failed, VmSize %ld MiB\n", pass, size / MiB,
+                     child_vm_kib() / 1024);
+        return 20 + pass;
+      }
+      p[0] = 1;
+      p[size - 1] = 1;
+      std::free(p);
+    }
+  }
+  return 0;
+}
+// tcmalloc_unittest "Testing out of memory" and memalign_unittest's
+// posix_memalign loop ("make sure overflow is returned as ENOMEM"): blocks
+// growing 10 MiB at a time, each freed before the next, until one fails;
+// under a limit of what the process has plus 2 GiB. The failure is ENOMEM
+// (posix_memalign: returned), it comes near the limit (at 1.5 GiB or more;
+// glibc: 2040 MiB), and the heap works afterwards. Exit code 20 + entry:
+// that entry point failed too early; 30 + entry: wrong error.
+int out_of_memory_child() {
+  if (!limit_address_space(2048 * MiB)) return 10;
+  for (int entry = 0; entry < 2; ++entry) {
+    size_t last_ok = 0;
+    for (size_t s = 0;; s += 10 * MiB) {
+      void* p = nullptr;
+      int err = 0;
+      if (entry == 0) {
+        errno = 0;
+        p = opaque(std::malloc(hide(s)));
+        if (p == nullptr) err = errno;
+      } else {
+        err = posix_memalign(&p, 1024, hide(s));
+      }
+      if (err != 0 || p == nullptr) {
+        std::fprintf(stderr,
+                     "entry %d: %zu MiB failed (error %d), %zu MiB was served, VmSize %ld MiB\n",
+                     entry, s / MiB, err, last_ok / MiB, child_vm_kib() / 1024);
+        if (err != ENOMEM) return 30 + entry;
+        if (last_ok < 1536 * MiB) return 20 + entry;
+        break;
+      }
+      if (s != 0) {
+        static_cast<char*>(p)[0] = 1;
+        static_cast<char*>(p)[s - 1] = 1;
+      }
+      last_ok = s;
+      std::free(p);
+    }
+  }
+  void* q = opaque(std::malloc(100 * MiB));
+  void* r = opaque(std::malloc(100));
+  if (q == nullptr || r == nullptr) return 40;
+  std::free(q);
+  std::free(r);
+  return 0;
+}
+class GperftoolsAddressSpaceDeath : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+TEST_F(GperftoolsAddressSpaceDeath, GrowingHugeBlocksUnderALimitAreServed) {
+  EXPECT_EXIT(std::_Exit(growing_blocks_under_limit_child()), ::testing::ExitedWithCode(0), "");
+}
+TEST_F(GperftoolsAddressSpaceDeath, OutOfMemoryComesNearTheLimitWithENOMEM) {
+  EXPECT_EXIT(std::_Exit(out_of_memory_child()), ::testing::ExitedWithCode(0), "");
+}
+
+// ---------------------------------------------------------------------------
+// glibc malloc/tst-free-errno.c: free preserves errno (POSIX.1-2024), also
+// when a system call inside it fails because the process has as many
+// mappings as vm.max_map_count allows. Here, in a child: blocks of every
+// kind (small, medium, huge, a huge block over 1 GiB that is purged at its
+// free, aligned ones) are allocated, the process's mappings are then filled
+// up to the limit with single read-only pages of a file (which never merge),
+// and each block is freed with errno set to 1789: errno stays 1789. A malloc
+// at the limit may fail, with ENOMEM. Exit code 20 + k: free of block k
+// changed errno; 30: a malloc failed with another error.
+int free_errno_at_map_limit_child() {
+  const size_t sizes[] = {16, 1000, 40000, 200000, 5318153, 64 * MiB, 1100 * MiB};
+  constexpr int kBlocks = 7;
+  void* blocks[kBlocks + 2];
+  for (int k = 0; k < kBlocks; ++k) {
+    blocks[k] = opaque(std::malloc(sizes[k]));
+    if (blocks[k] == nullptr) return 10;
+    std::memset(blocks[k], 1, std::min(sizes[k], MiB));
+  }
+  blocks[kBlocks] = aligned_alloc(4 * MiB, 3 * MiB);
+  blocks[kBlocks + 1] = memalign(4096, 100);
+  if (blocks[kBlocks] == nullptr || blocks[kBlocks + 1] == nullptr) return 11;
+  char path[] = "/tmp/shardalloc-free-errno-XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) return 12;
+  unlink(path);
+  if (ftruncate(fd, 4096) != 0) return 13;
+  for (int i = 0; i < 70000; ++i)
+    if (mmap(nullptr, 4096, PROT_READ, MAP_PRIVATE, fd, 0) == MAP_FAILED) break;
+  for (int k = 0; k < kBlocks + 2; ++k) {
+    errno = 1789;
+    std::free(blocks[k]);
+    if (errno != 1789) return 20 + k;
+  }
+  for (size_t n : {size_t{24}, size_t{70000}, size_t{300000}, 8 * MiB, 300 * MiB}) {
+    errno = 1789;
+    void* p = opaque(std::malloc(n));
+    if (p == nullptr && errno != ENOMEM) return 30;
+    if (p != nullptr && errno != 1789) return 31;
+    errno = 1789;
+    std::free(p);
+    if (errno != 1789) return 32;
+  }
+  return 0;
+}
+class GlibcFreeErrnoDeath : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+TEST_F(GlibcFreeErrnoDeath, FreeKeepsErrnoAtTheMappingLimit) {
+  EXPECT_EXIT(std::_Exit(free_errno_at_map_limit_child()), ::testing::ExitedWithCode(0), "");
+}
+
+// ---------------------------------------------------------------------------
+// jemalloc test/integration/cpp/failing_new.cpp and sdallocx.c
+
+// test_failing_aligned_alloc_new_handler: operator new(16) at alignment
+// 2^62, which no allocation can satisfy, with a new-handler that lets one
+// retry run and then gives up: std::bad_alloc after exactly two handler
+// calls (not an unaligned block); the nothrow form: nullptr, two calls.
+unsigned g_once_calls = 0;
+void new_handler_once() {
+  if (++g_once_calls > 1) std::set_new_handler(nullptr);
+}
+TEST(JemallocFailingNew, ImpossibleAlignmentWithAHandlerThatGivesUp) {
+  const std::align_val_t huge_align{size_t{1} << 62};
+  g_once_calls = 0;
+  std::set_new_handler(new_handler_once);
+  bool threw = false;
+  try {
+    void* volatile p = ::operator new(16, huge_align);
+    ADD_FAILURE() << "got " << p;
+  } catch (const std::bad_alloc&) {
+    threw = true;
+  }
+  std::set_new_handler(nullptr);
+  EXPECT_TRUE(threw);
+  EXPECT_EQ(g_once_calls, 2u);
+  g_once_calls = 0;
+  std::set_new_handler(new_handler_once);
+  void* volatile p = ::operator new(16, huge_align, std::nothrow);
+  std::set_new_handler(nullptr);
+  EXPECT_EQ(p, nullptr);
+  EXPECT_EQ(g_once_calls, 2u);
+}
+
+// sdallocx.c test_alignment_and_size, on C++'s sized and aligned delete:
+// every alignment from 8 to 4 MiB, sizes from 1 to 3 * alignment in steps of
+// alignment / 4 - 1, three blocks at once from each aligned operator new
+// form, each given back by the sized aligned delete of its form with the
+// size asked for. Contents kept; the heap consistent afterwards.
+TEST(JemallocSdallocx, SizedAlignedDeleteOfEverySizeAndAlignment) {
+  for (size_t align = 8; align <= 4 * MiB; align <<= 1) {
+    const std::align_val_t al{align};
+    size_t total = 0;
+    for (size_t sz = 1; sz < 3 * align; sz += std::max<size_t>(align / 4 - 1, 1)) {
+      for (int form = 0; form < 3; ++form) {
+        void* ps[3] = {};
+        for (int i = 0; i < 3; ++i) {
+          ps[i] = form == 0   ? ::operator new(sz, al)
+                  : form == 1 ? ::operator new[](sz, al)
+                              : ::operator new(sz, al, std::nothrow);
+          ASSERT_NE(ps[i], nullptr);
+          ASSERT_TRUE(is_aligned(ps[i], align)) << align << " " << sz;
+          mark(ps[i], sz, sz * 3 + size_t(i));
+        }
+        for (int i = 0; i < 3; ++i) {
+          EXPECT_EQ(marked(ps[i], sz, sz * 3 + size_t(i)), SIZE_MAX) << align << " " << sz;
+          if (form == 1) {
+            ::operator delete[](ps[i], sz, al);
+          } else {
+            ::operator delete(ps[i], sz, al);
+          }
+        }
+      }
+      total += 3 * sz;
+      if (total >= 2 * 4 * MiB) break;  // as the original's MAXALIGN << 1
+    }
+  }
+  auto* check_heap = reinterpret_cast<size_t (*)()>(dlsym(RTLD_DEFAULT, "shard_check_heap"));
+  ASSERT_NE(check_heap, nullptr);
+  EXPECT_GT(check_heap(), 0u);
+}
+
+// ---------------------------------------------------------------------------
+// snmalloc src/test/func/multi_threadatexit and multi_atexit
+
+// multi_threadatexit: a thread whose first allocation is the one glibc's
+// __cxa_thread_atexit_impl makes to register a thread_local's destructor
+// (here 64 of them, each allocating and freeing as it runs at the thread's
+// exit), repeated over 200 threads: every destructor runs, and the
+// threads' heaps are given back (heaps owned as before).
+template <int N>
+struct TlsDtor {
+  int* counter = nullptr;
+  ~TlsDtor() {
+    std::free(opaque(std::malloc(size_t(N) * 8 + 1)));
+    if (counter != nullptr) ++*counter;
+  }
+};
+int g_tls_dtor_counts[64];
+template <int I>
+void touch_one_tls(int slot) {
+  static thread_local TlsDtor<I> d;
+  d.counter = &g_tls_dtor_counts[slot];
+}
+template <int... Is>
+void touch_tls(int slot, std::integer_sequence<int, Is...>) {
+  (touch_one_tls<Is>(slot), ...);
+}
+void* tls_first_thread(void* arg) {
+  const int slot = int(reinterpret_cast<uintptr_t>(arg));
+  touch_tls(slot, std::make_integer_sequence<int, 64>{});
+  return nullptr;
+}
+TEST(SnmallocMultiThreadAtexit, ThreadLocalDestructorsRegisteredBeforeAnyAllocation) {
+  StatsGet stats_get = stats_get_fn();
+  ASSERT_NE(stats_get, nullptr) << "shardalloc is not loaded";
+  static shard_stats before, after;
+  stats_get(&before);
+  for (int i = 0; i < 200; ++i) {
+    const int slot = i % 64;
+    g_tls_dtor_counts[slot] = 0;
+    pthread_t t;
+    ASSERT_EQ(
+        pthread_create(&t, nullptr, tls_first_thread, reinterpret_cast<void*>(uintptr_t(slot))), 0);
+    ASSERT_EQ(pthread_join(t, nullptr), 0);
+    ASSERT_EQ(g_tls_dtor_counts[slot], 64) << "thread " << i;
+  }
+  stats_get(&after);
+  EXPECT_LE(after.heaps_owned, before.heaps_owned);
+  EXPECT_LE(after.heaps, before.heaps + 2);
+}
+
+// multi_atexit: 8192 atexit handlers (glibc allocates their records 32 at a
+// time), each of which allocates and frees as it runs at exit: the process
+// exits normally, every handler having run.
+int g_atexit_ran = 0;
+void atexit_allocating() {
+  ++g_atexit_ran;
+  std::free(opaque(std::malloc(size_t(g_atexit_ran % 300) + 1)));
+  if (g_atexit_ran == 8192) {
+    // The last one to run (the first registered): report.
+    static const char ok[] = "all 8192 ran\n";
+    if (write(2, ok, sizeof ok - 1) < 0) std::_Exit(3);
+  }
+}
+class SnmallocAtexitDeath : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+TEST_F(SnmallocAtexitDeath, EightThousandAtexitHandlersThatAllocate) {
+  EXPECT_EXIT(
+      {
+        for (int i = 0; i < 8192; ++i)
+          if (std::atexit(atexit_allocating) != 0) std::_Exit(2);
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(0), "all 8192 ran");
+}
+
+// ---------------------------------------------------------------------------
+// rpmalloc test/main.c (test_alloc, test_realloc, test_superalign)
+
+// "Large reallocation test": a block of 253000 bytes reallocated to 151
+// becomes a small block (usable size 160 there): the huge span goes, the
+// usable size is far below a page.
+TEST(RpmallocRealloc, HugeBlockShrunkToATinySizeBecomesSmall) {
+  char* p = static_cast<char*>(opaque(std::malloc(253000)));
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 0x3c, 253000);
+  char* q = static_cast<char*>(std::realloc(p, 151));
+  ASSERT_NE(q, nullptr);
+  EXPECT_LT(usable(q), 4096u);
+  EXPECT_TRUE(std::all_of(q, q + 151, [](char c) { return c == 0x3c; }));
+  std::free(q);
+}
+
+// test_realloc's last loop: one block grown from 1 MiB to 3 MiB a byte at a
+// time (two million reallocs) keeps its contents and is copied rarely, not
+// at every page or slot it crosses.
+TEST(RpmallocRealloc, GrowingAByteAtATimeFromOneToThreeMiB) {
+  size_t size = MiB;
+  char* p = static_cast<char*>(opaque(std::malloc(size)));
+  ASSERT_NE(p, nullptr);
+  mark(p, size, 77);
+  int moves = 0;
+  while (size < 3 * MiB) {
+    ++size;
+    char* q = static_cast<char*>(std::realloc(p, size));
+    ASSERT_NE(q, nullptr) << size;
+    if (q != p) ++moves;
+    p = q;
+  }
+  EXPECT_EQ(marked(p, MiB, 77), SIZE_MAX);
+  EXPECT_LE(moves, 32) << "moves in 2 MiB of one-byte growth";
+  std::free(p);
+}
+
+// test_superalign: alignments of 2 to 32 KiB with sizes from 187 to 72436
+// bytes plus a growing offset, each written at both ends and freed at once.
+TEST(RpmallocSuperalign, PageAlignmentsWithOddSizes) {
+  const size_t aligns[] = {2048, 4096, 8192, 16384, 32768};
+  const size_t sizes[] = {187, 1057, 2436, 5234, 9235, 17984, 35783, 72436};
+  for (size_t pass = 0; pass < 2; ++pass) {
+    for (size_t loop = 0; loop < 1024; ++loop) {
+      for (size_t a : aligns) {
+        for (size_t s : sizes) {
+          const size_t n = s + loop + pass;
+          auto* p = static_cast<unsigned char*>(aligned_alloc(a, n));
+          ASSERT_NE(p, nullptr) << a << " " << n;
+          ASSERT_TRUE(is_aligned(p, a)) << a << " " << n;
+          p[0] = 1;
+          p[n - 1] = 1;
+          std::free(p);
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Bytes of [p, p + n) resident (mincore), p page-aligned down.
+size_t resident_bytes(const void* p, size_t n) {
+  const uintptr_t start = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{4095};
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + n;
+  std::vector<unsigned char> vec((end - start + 4095) / 4096);
+  if (mincore(reinterpret_cast<void*>(start), end - start, vec.data()) != 0) return SIZE_MAX;
+  size_t pages = 0;
+  for (unsigned char v : vec) pages += v & 1;
+  return pages * 4096;
+}
+// Found while porting tcmalloc_large_unittest's TryAllocMightFail (huge
+// blocks used sparsely, 1024 points each) to realloc: growing a sparse huge
+// block must not make it resident. A 512 MiB block with three bytes written,
+// grown to 768 MiB: the contents are kept, and few pages of the block's old
+// extent in its new place are resident (mincore, so that what earlier tests
+// left resident does not count; glibc moves the pages with mremap). This
+// tree copies the whole span with memcpy, which writes every page: 512 MiB
+// resident (a 2 GiB block: RSS + 2 GiB and 4 s; a 64 GiB one is OOM-killed).
+TEST(HugeReuse, GrowingASparseHugeBlockDoesNotMakeItResident) {
+  const size_t n = 512 * MiB, m = 768 * MiB;
+  char* p = static_cast<char*>(opaque(std::malloc(hide(n))));
+  ASSERT_NE(p, nullptr);
+  p[0] = 1;
+  p[n / 2] = 2;
+  p[n - 1] = 3;
+  char* q = static_cast<char*>(std::realloc(p, hide(m)));
+  ASSERT_NE(q, nullptr);
+  // Of the block's old extent in its new place (whatever span it reuses,
+  // bytes that read as the sparse original need no resident page).
+  const size_t resident = resident_bytes(q, n);
+  EXPECT_EQ(q[0], 1);
+  EXPECT_EQ(q[n / 2], 2);
+  EXPECT_EQ(q[n - 1], 3);
+  EXPECT_LT(resident, 64 * MiB) << resident / MiB << " MiB of the first " << n / MiB
+                                << " MiB of a sparse block grown to " << m / MiB
+                                << " MiB are resident (moved: " << (p != q) << ")";
+  std::free(q);
 }
 
 }  // namespace

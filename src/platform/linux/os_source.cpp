@@ -86,6 +86,7 @@ bool os_purge(void* p, size_t bytes) {
 }
 
 void os_release(void* p, size_t bytes) {
+  const ErrnoKept kept;  // munmap of an arena's middle fails at vm.max_map_count
   const uintptr_t start = core::addr(p);
   for (uintptr_t a = start; a < start + bytes; a += core::kOsArenaSize) {
     // relaxed: only frees of pointers into this arena read the entry, and
@@ -124,8 +125,14 @@ bool pages_are_4k() {
 
 }  // namespace
 
+// Both keep errno: they run inside free and malloc (checked builds'
+// quarantine of huge blocks; SHARDALLOC_HUGE_GUARDS), and fail with ENOMEM
+// when splitting a mapping would pass vm.max_map_count. The range then stays
+// accessible, as before (unguarded; a write to a quarantined block there
+// goes unnoticed).
 void os_protect(void* p, size_t bytes, bool accessible) {
   if (!pages_are_4k()) return;
+  const ErrnoKept kept;
   if (accessible) {
     mprotect(p, bytes, PROT_READ | PROT_WRITE);
     return;
@@ -168,6 +175,7 @@ bool os_committed(const void* p, size_t bytes) {
 
 void os_guard(void* p, size_t bytes, bool on) {
   if (!pages_are_4k()) return;
+  const ErrnoKept kept;
   mprotect(p, bytes, on ? PROT_NONE : PROT_READ | PROT_WRITE);
 }
 

@@ -1,6 +1,7 @@
 // Thread identity on Linux: each thread's heap per domain, cached in TLS, and
 // given back (abandoned) by a pthread key destructor when the thread exits.
-// No allocation: pthread keys below PTHREAD_KEYS_MAX use static storage.
+// No allocation: glibc keeps the values of keys 0-31 in static storage (keys
+// from 32 on: see register_thread_exit).
 //
 // Domains that can be destroyed (first-class heaps, core/first_class.h): a
 // cache entry keeps the domain's generation. An entry whose incarnation is
@@ -11,6 +12,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "core/domain_life.h"
 #include "core/hooks.h"
@@ -20,6 +22,11 @@
 #include "platform/linux/process_heap.h"
 #include "platform/linux/region_heaps.h"
 #include "platform/linux/remote_batches.h"
+
+// glibc's registration of a thread_local's destructor (weak: other C libraries).
+extern "C" int __cxa_thread_atexit_impl(void (*fn)(void*), void* obj, void* dso)
+    __attribute__((weak));
+extern "C" void* __dso_handle;  // this library's (crtbegin.o)
 
 namespace shardalloc::platform {
 
@@ -119,6 +126,10 @@ void on_thread_exit(void*) {
 // is not ours (g_exit_key would read 0: another library's key).
 void create_exit_key() { g_exit_key_made = pthread_key_create(&g_exit_key, &on_thread_exit) == 0; }
 
+// glibc: the values of keys 0-31 live in the thread descriptor; those of
+// later keys in blocks of 32 that pthread_setspecific callocs per thread.
+constexpr pthread_key_t kStaticKeys = 32;
+
 void register_thread_exit() {
   ThreadHeaps& t = tl_heaps;
   if (t.exit_registered) return;
@@ -127,6 +138,22 @@ void register_thread_exit() {
   // acquires no heap, see on_thread_exit).
   if (g_exit_key_made) pthread_setspecific(g_exit_key, &t);
   t.exit_registered = true;
+  // A program that made 32 keys before its first allocation leaves ours in a
+  // block that pthread_setspecific callocs. When the thread's first
+  // allocation is that calloc, made by the program's own pthread_setspecific
+  // on a key of the same block, ours (nested in it) callocs a block too, and
+  // the outer call then installs its block over ours: the registration is
+  // lost and the heap stays owned for good (snmalloc's multi_setspecific;
+  // 200 such threads kept 200 heaps and 400 segments). So there the exit is
+  // also registered as a thread_local destructor would be, which glibc
+  // lists without such a race (its calloc, nested here too, comes before it
+  // reads the list head). on_thread_exit runs twice then (thread_local
+  // destructors first), which does nothing the second time. Not for the
+  // main thread: those destructors run at exit(), before atexit handlers.
+  if (g_exit_key_made && g_exit_key >= kStaticKeys && __cxa_thread_atexit_impl != nullptr &&
+      getpid() != gettid()) {
+    __cxa_thread_atexit_impl(&on_thread_exit, &t, &__dso_handle);
+  }
 }
 
 core::Heap* acquire_process_heap() {
