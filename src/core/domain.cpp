@@ -156,12 +156,15 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset, size
       if (best_arena == nullptr) break;
       const size_t index = best_arena->claim_fit(best, slots);
       if (index != SIZE_MAX) {
-        if (slots > 1) {
+        Segment* s = claimed(best_arena, index, slots, refused);
+        // Not for a refused commit: a claim retried after it (claim_in_step)
+        // may take other slots, and offset_growth would purge for these.
+        if (s != nullptr && slots > 1) {
           // relaxed: only paces the purge (purge_arenas).
           huge_demand_slots.fetch_add(slots, std::memory_order_relaxed);
           *grown = need.total() - best.covered;
         }
-        return claimed(best_arena, index, slots, refused);
+        return s;
       }
     }
   }
