@@ -156,12 +156,15 @@ Segment* Domain::try_claim(size_t slots, size_t align, size_t align_offset, size
       if (best_arena == nullptr) break;
       const size_t index = best_arena->claim_fit(best, slots);
       if (index != SIZE_MAX) {
-        if (slots > 1) {
+        Segment* s = claimed(best_arena, index, slots, refused);
+        // Not for a refused commit: a claim retried after it (claim_in_step)
+        // may take other slots, and offset_growth would purge for these.
+        if (s != nullptr && slots > 1) {
           // relaxed: only paces the purge (purge_arenas).
           huge_demand_slots.fetch_add(slots, std::memory_order_relaxed);
           *grown = need.total() - best.covered;
         }
-        return claimed(best_arena, index, slots, refused);
+        return s;
       }
     }
   }
@@ -238,10 +241,21 @@ bool Domain::grow(size_t slots, size_t align) {
   }
   if (mem == nullptr) return false;
   if (add_memory(mem, got, slots > 1)) return true;
+  // Refused at the header's commit (only a committing source's add_memory
+  // fails for an OS-sized reservation): as claim_in_step does for a span,
+  // what free tails hold committed goes back first.
+  while (source.commit != nullptr && give_back_largest_free_tail(/*committed_only=*/true)) {
+    if (add_memory(mem, got, slots > 1)) return true;
+  }
   // Refused (the header's commit) or too small: not published, so nothing
-  // can point into it. (Sources without release, first-class OS heaps',
-  // keep the address space.)
-  if (source.release != nullptr) source.release(mem, got);
+  // can point into it, and it goes back whatever the source's `release`
+  // (first-class OS heaps have none: each refused growth kept its 256 MiB
+  // or more of address space, and its g_os_arena_map entries, for good).
+  if (source.unreserve != nullptr) {
+    source.unreserve(mem, got);
+  } else if (source.release != nullptr) {
+    source.release(mem, got);
+  }
   return false;
 }
 
@@ -274,7 +288,15 @@ bool Domain::tails_could_make_room(size_t want) {
   return true;
 }
 
-bool Domain::give_back_largest_free_tail() {
+bool Domain::tail_holds_commit(const Arena* a, size_t keep) const {
+  if (source.committed == nullptr) return true;
+  for (size_t i = keep; i < a->slot_count; ++i) {
+    if (source.committed(ptr(a->slot_addr(i)), 1)) return true;
+  }
+  return false;
+}
+
+bool Domain::give_back_largest_free_tail(bool committed_only) {
   if (source.release == nullptr) return false;
   // Tails in order of (length, address), largest first; one that a claim
   // or a walker keeps is passed over for the next.
@@ -290,6 +312,7 @@ bool Domain::give_back_largest_free_tail() {
     for (Arena* a = arenas.load(std::memory_order_acquire); a != nullptr; a = a->next) {
       size_t keep;
       if (!free_tail_of(a, &keep)) continue;
+      if (committed_only && !tail_holds_commit(a, keep)) continue;
       const size_t len = a->slot_count - keep;
       const bool below = len < below_len || (len == below_len && addr(a) < below_addr);
       if (below &&
@@ -356,8 +379,17 @@ Segment* Domain::claim_in_step(size_t slots, size_t align, size_t align_offset, 
   for (int attempt = 0; attempt < 8; ++attempt) {
     if (Segment* s = try_claim(slots, align, align_offset, written, grown, &refused)) return s;
     // The OS refused memory for the slots (a memory-lock or commit limit):
-    // another arena would be refused as well.
-    if (refused) return nullptr;
+    // another arena would be refused as well. But the limit counts what free
+    // arena tails hold committed (a purge drops pages, not the commit): those
+    // go back, the largest first, and the claim is tried again (a freed 1000
+    // MiB block, then a 1500 MiB one under a 2200 MiB RLIMIT_DATA: ENOMEM,
+    // nothing live; with read-write reservations the refused reserve gave
+    // the tail back and it succeeded).
+    if (refused) {
+      if (!give_back_largest_free_tail(/*committed_only=*/true)) return nullptr;
+      refused = false;
+      continue;
+    }
     if (attempt == 0) {
       sweep_abandoned();
     } else if (!grow(slots, align)) {

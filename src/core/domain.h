@@ -316,7 +316,11 @@ struct Domain {
   // slots past its arena's first OS arena's worth (which keeps the header
   // and bitmaps). True when some address space went back. Protocol 4 of
   // docs/protocols.md.
-  bool give_back_largest_free_tail();
+  // committed_only: only tails that hold committed slots (a refused
+  // commit: what the limit counts).
+  bool give_back_largest_free_tail(bool committed_only = false);
+  // Whether some slot of a's tail from slot `keep` on was committed.
+  bool tail_holds_commit(const Arena* a, size_t keep) const;
   // Whether giving back every free tail could make room for a reservation of
   // `want` bytes: the tails hold it, or what they lack can be mapped now.
   bool tails_could_make_room(size_t want);

@@ -62,6 +62,11 @@ struct PageSource {
   // Whether [p, p+bytes) was committed, for readers that look at a slot
   // without a claim on it (statistics walks, pointer checks). Null: always.
   bool (*committed)(const void* p, size_t bytes) = nullptr;
+  // Unmaps [p, p+bytes), a whole reservation `reserve` returned that was
+  // never published (add_memory refused it: its header's commit): nothing
+  // can point into it, so every source that reserves may give it back,
+  // first-class heaps' too (whose `release` is null). Null: kept.
+  void (*unreserve)(void* p, size_t bytes) = nullptr;
 };
 
 }  // namespace shardalloc::core

@@ -4,13 +4,17 @@
 // memory (mlockall) or runs under strict overcommit then pays for what the
 // allocator uses, not for whole 64 MiB reservations (a locked process held
 // 70 MB after three small allocations; docs/override.md).
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 
+#include "shardalloc/heap.h"
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"
 
@@ -83,6 +87,86 @@ TEST(OsCommit, StatisticsWalkTheArenasWithTheirUncommittedSlots) {
   const size_t n = shard_heap_snapshot(snapshot, sizeof snapshot);
   EXPECT_GT(n, 0u);
   shard_free(p);
+}
+
+// A field of /proc/self/status in kB ("VmSize:", "VmData:"), read without
+// allocating (the tests below run with allocations refused).
+long status_kb(const char* key) {
+  static char buf[8192];
+  const int fd = open("/proc/self/status", O_RDONLY);
+  if (fd < 0) return -1;
+  const ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  const char* at = std::strstr(buf, key);
+  return at == nullptr ? -1 : std::atol(at + std::strlen(key));
+}
+
+// RLIMIT_DATA counts what mprotect makes writable (private), not PROT_NONE
+// reservations: the commit limit of vm.overcommit_memory=2, in one process.
+void limit_data_to(size_t bytes) {
+  rlimit lim{};
+  getrlimit(RLIMIT_DATA, &lim);
+  lim.rlim_cur = bytes;
+  setrlimit(RLIMIT_DATA, &lim);
+}
+
+// A first-class OS heap whose growth is refused at the new arena's header
+// commit gives the reservation back: its source has no `release` (frees find
+// its arenas by address), and each refused malloc kept 512 MiB of address
+// space (and their g_os_arena_map entries) for good, past the heap's destroy.
+void first_class_refused_growth() {
+  shard_heap* h = shard_heap_new();
+  void* first = shard_heap_malloc(h, 100);
+  if (first == nullptr) std::_Exit(2);
+  limit_data_to(size_t(status_kb("VmData:")) * 1024);
+  const long before = status_kb("VmSize:");
+  for (int i = 0; i < 20; ++i) {
+    if (shard_heap_malloc(h, 100 * kMiB) != nullptr) std::_Exit(3);
+  }
+  const long grown_mib = (status_kb("VmSize:") - before) / 1024;
+  std::_Exit(grown_mib < 256 ? 0 : 1);
+}
+TEST(OsCommitDeath, AFirstClassHeapsRefusedGrowthGivesItsReservationBack) {
+  EXPECT_EXIT(first_class_refused_growth(), ::testing::ExitedWithCode(0), "");
+}
+
+// A commit limit counts what a freed block committed (a purge drops pages,
+// not the commit): a refused commit gives free arena tails back before it
+// fails. 1000 MiB freed, then 1500 MiB under 2200 MiB: ENOMEM, nothing live.
+void larger_block_after_a_free_under_a_commit_limit() {
+  void* warm = shard_malloc(100);
+  if (warm == nullptr) std::_Exit(2);
+  limit_data_to(size_t(status_kb("VmData:")) * 1024 + 2200 * kMiB);
+  void* a = shard_malloc(1000 * kMiB);
+  if (a == nullptr) std::_Exit(3);
+  std::memset(a, 1, 1000 * kMiB);
+  shard_free(a);
+  void* b = shard_malloc(1500 * kMiB);
+  std::_Exit(b != nullptr ? 0 : 1);
+}
+TEST(OsCommitDeath, ARefusedCommitGivesBackWhatFreeTailsCommitted) {
+  EXPECT_EXIT(larger_block_after_a_free_under_a_commit_limit(), ::testing::ExitedWithCode(0), "");
+}
+
+// The same when the limit refuses even the new arena's header: two freed
+// 500 MiB blocks (an arena each), then 800 MiB, which fits neither, with
+// 1 MiB of the limit left.
+void new_arena_after_frees_under_a_commit_limit() {
+  void* a = shard_malloc(500 * kMiB);
+  void* b = shard_malloc(500 * kMiB);
+  if (a == nullptr || b == nullptr) std::_Exit(2);
+  std::memset(a, 1, 500 * kMiB);
+  std::memset(b, 1, 500 * kMiB);
+  shard_free(a);
+  shard_free(b);
+  limit_data_to(size_t(status_kb("VmData:")) * 1024 + kMiB);
+  void* c = shard_malloc(800 * kMiB);
+  std::_Exit(c != nullptr ? 0 : 1);
+}
+TEST(OsCommitDeath, ARefusedArenaHeaderCommitGivesBackWhatFreeTailsCommitted) {
+  EXPECT_EXIT(new_arena_after_frees_under_a_commit_limit(), ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace

@@ -39,7 +39,8 @@ inline constexpr core::PageSource kOsPageSource{&os_reserve,
                                                 /*program_may_protect=*/true,
                                                 /*release=*/nullptr,
                                                 &os_commit,
-                                                &os_committed};
+                                                &os_committed,
+                                                &os_release};
 
 // The process heap's: also gives free arena tails back when the OS refuses
 // more address space (Domain::give_back_tail). Not first-class heaps':
