@@ -73,6 +73,37 @@ TEST(OsCommit, AHugeBlockCommitsItsSpanNotItsArena) {
   shard_free(p);
 }
 
+// Lines of /proc/self/maps: the process's mappings.
+size_t mapping_count() {
+  FILE* f = std::fopen("/proc/self/maps", "r");
+  if (f == nullptr) return 0;
+  size_t lines = 0;
+  for (int c; (c = std::fgetc(f)) != EOF;) lines += c == '\n';
+  std::fclose(f);
+  return lines;
+}
+
+// Blocks of a large alignment live side by side: each committed its own
+// island of chunks, two mappings apiece, until vm.max_map_count refused
+// mprotect, mmap and pthread_create alike (a review: ENOMEM at block 30702
+// of 16 MiB alignment). Commits are prefixes of each 64 MiB: two mappings
+// per 64 MiB at most.
+TEST(OsCommit, AlignedBlocksSideBySideCostFewMappings) {
+  constexpr size_t kBlocks = 256;
+  static void* blocks[kBlocks];
+  const size_t before = mapping_count();
+  for (void*& b : blocks) {
+    b = shard_malloc_aligned(600 * 1024, 16 * kMiB);
+    ASSERT_NE(b, nullptr);
+    *static_cast<char*>(b) = 1;
+  }
+  const size_t grown = mapping_count() - before;
+  // 256 blocks of 16 MiB steps span 64 OS arenas' worth: about 2 mappings
+  // per 64 MiB (a reservation's rest is one more), against 2 per block.
+  EXPECT_LT(grown, kBlocks) << grown << " mappings for " << kBlocks << " blocks";
+  for (void* b : blocks) shard_free(b);
+}
+
 TEST(OsCommit, StatisticsWalkTheArenasWithTheirUncommittedSlots) {
   // The walk reads a header only where the slot was committed (a claim
   // being set up is skipped): it must not fault on the reserved rest.

@@ -198,6 +198,8 @@ TEST(Purge, SlotsClaimedBackSoonAfterTheirPurgeMakeTheNextOnesWaitLonger) {
 // span it moved onto (release_room, through purge_span_from) was missing
 // (a review: RSS fell by 780 KiB, purged_bytes stayed).
 TEST(Purge, ReallocsRoomGivenBackCountsInPurgedBytes) {
+  // Checked builds fill the room with their slack pattern: none goes back.
+  if (shard_is_checked()) GTEST_SKIP() << "checked builds write the room";
   constexpr size_t kMiB = size_t{1} << 20;
   auto purged = [] {
     shard_stats s;

@@ -5,6 +5,7 @@
 
 #include <time.h>
 #include <atomic>
+#include <bit>
 #include <cerrno>
 
 #include "core/bits.h"
@@ -143,23 +144,31 @@ void os_protect(void* p, size_t bytes, bool accessible) {
 
 bool os_commit(void* p, size_t bytes) {
   const uintptr_t end = core::align_up(core::addr(p) + bytes, kCommitChunk);
-  for (uintptr_t chunk = core::align_down(core::addr(p), kCommitChunk); chunk < end;) {
-    if (chunk_committed(chunk)) {
-      chunk += kCommitChunk;
-      continue;
-    }
-    // One call for a run of chunks not committed yet. Two threads may make
-    // the same chunk accessible: the second call changes nothing.
-    uintptr_t run_end = chunk + kCommitChunk;
-    while (run_end < end && !chunk_committed(run_end)) run_end += kCommitChunk;
-    {
-      const ErrnoKept kept;
-      if (mprotect(core::ptr(chunk), run_end - chunk, PROT_READ | PROT_WRITE) != 0) return false;
-    }
-    for (; chunk < run_end; chunk += kCommitChunk) {
-      // release: a reader that sees the bit may read the chunk.
-      __atomic_fetch_or(commit_word(chunk), commit_bit(chunk), __ATOMIC_RELEASE);
-    }
+  // Slots used before are committed: answered from the bits alone.
+  uintptr_t missing = core::align_down(core::addr(p), kCommitChunk);
+  while (missing < end && chunk_committed(missing)) missing += kCommitChunk;
+  if (missing == end) return true;
+  // From the lowest chunk of missing's kOsArenaSize entry not committed yet:
+  // an entry's commits are a prefix, so it is at most one accessible mapping
+  // and one inaccessible one. (Committing only the range, blocks of 16 MiB
+  // alignment each left an accessible island, two mappings apiece, until
+  // vm.max_map_count (65530) failed mprotect, mmap and pthread_create; a
+  // review: ENOMEM at block 30702.) One call for the whole range: a refusal
+  // (a commit limit) within one inaccessible mapping changes nothing, where
+  // a call per entry left the entries before the refused one charged.
+  const uintptr_t entry = core::align_down(missing, core::kOsArenaSize);
+  // acquire: pairs with the release below, after an mprotect returned.
+  const uint16_t bits = __atomic_load_n(commit_word(entry), __ATOMIC_ACQUIRE);
+  uintptr_t from = entry + size_t(std::countr_one(bits)) * kCommitChunk;
+  if (from > missing) from = missing;
+  {
+    // Two threads may make the same chunks accessible: the second call changes nothing.
+    const ErrnoKept kept;
+    if (mprotect(core::ptr(from), end - from, PROT_READ | PROT_WRITE) != 0) return false;
+  }
+  for (uintptr_t chunk = from; chunk < end; chunk += kCommitChunk) {
+    // release: a reader that sees the bit may read the chunk.
+    __atomic_fetch_or(commit_word(chunk), commit_bit(chunk), __ATOMIC_RELEASE);
   }
   return true;
 }
