@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "shardalloc/shardalloc.h"
+#include "support/address_space.h"
 #include "support/test_support.h"
 
 using namespace shardtest;
@@ -28,15 +29,8 @@ namespace {
 int idle_owner_child() {
   std::vector<void*> blocks;
   blocks.reserve(size_t{1} << 16);
-  rlimit lim{};
-  if (getrlimit(RLIMIT_AS, &lim) != 0) return 10;
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  unsigned long pages = 0;
-  if (f == nullptr || std::fscanf(f, "%lu", &pages) != 1) return 11;
-  std::fclose(f);
   // Room for what the process has now plus 512 MiB.
-  lim.rlim_cur = rlim_t(pages) * 4096 + 512 * MiB;
-  if (setrlimit(RLIMIT_AS, &lim) != 0) return 12;
+  if (!shardtest::limit_address_space_to_now_plus(512 * MiB)) return 10;
   std::atomic<int> step{0};
   bool overflow = false;
   std::thread a([&] {

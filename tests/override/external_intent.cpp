@@ -598,15 +598,8 @@ void release_reserve() {
 int new_handler_retry_child(int form) {
   std::vector<void*> hog;
   hog.reserve(4096);
-  rlimit lim{};
-  if (getrlimit(RLIMIT_AS, &lim) != 0) return 10;
   // Room for what the process has now plus 256 MiB.
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  unsigned long pages = 0;
-  if (f == nullptr || std::fscanf(f, "%lu", &pages) != 1) return 11;
-  std::fclose(f);
-  lim.rlim_cur = rlim_t(pages) * 4096 + 256 * MiB;
-  if (setrlimit(RLIMIT_AS, &lim) != 0) return 12;
+  if (!shardtest::limit_address_space_to_now_plus(256 * MiB)) return 10;
   g_reserve = std::malloc(64 * MiB);
   if (g_reserve == nullptr) return 13;
   std::memset(g_reserve, 1, 64 * MiB);

@@ -61,19 +61,25 @@ void* first_call_is_setspecific(void*) {
   return nullptr;
 }
 
+// Starts and joins 200 threads running `body`, one at a time, between two
+// reads of the process's statistics.
+void run_200_threads(void* (*body)(void*), shard_stats* before, shard_stats* after) {
+  auto* stats_get = reinterpret_cast<StatsGet>(dlsym(RTLD_DEFAULT, "shard_stats_get"));
+  ASSERT_NE(stats_get, nullptr) << "shardalloc is not loaded";
+  stats_get(before);
+  for (int i = 0; i < 200; ++i) {
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, nullptr, body, nullptr), 0);
+    ASSERT_EQ(pthread_join(t, nullptr), 0);
+  }
+  stats_get(after);
+}
+
 TEST(SnmallocMultiSetspecific, ThreadsWhoseFirstAllocationIsInSetspecificGiveTheirHeapsBack) {
   ASSERT_TRUE(g_keys_ok);
   ASSERT_GE(g_early_key, 32u) << "the program's key is not in glibc's second-level block";
-  auto* stats_get = reinterpret_cast<StatsGet>(dlsym(RTLD_DEFAULT, "shard_stats_get"));
-  ASSERT_NE(stats_get, nullptr) << "shardalloc is not loaded";
   static shard_stats before, after;
-  stats_get(&before);
-  for (int i = 0; i < 200; ++i) {
-    pthread_t t;
-    ASSERT_EQ(pthread_create(&t, nullptr, first_call_is_setspecific, nullptr), 0);
-    ASSERT_EQ(pthread_join(t, nullptr), 0);
-  }
-  stats_get(&after);
+  ASSERT_NO_FATAL_FAILURE(run_200_threads(first_call_is_setspecific, &before, &after));
   EXPECT_LE(after.heaps_owned, before.heaps_owned)
       << "heaps still owned by exited threads: " << after.heaps_owned - before.heaps_owned;
   EXPECT_LE(after.heaps, before.heaps + 2);
@@ -88,16 +94,8 @@ void* first_call_is_malloc(void*) {
   return first_call_is_setspecific(nullptr);
 }
 TEST(SnmallocMultiSetspecific, ThreadsThatAllocateFirstGiveTheirHeapsBack) {
-  auto* stats_get = reinterpret_cast<StatsGet>(dlsym(RTLD_DEFAULT, "shard_stats_get"));
-  ASSERT_NE(stats_get, nullptr) << "shardalloc is not loaded";
   static shard_stats before, after;
-  stats_get(&before);
-  for (int i = 0; i < 200; ++i) {
-    pthread_t t;
-    ASSERT_EQ(pthread_create(&t, nullptr, first_call_is_malloc, nullptr), 0);
-    ASSERT_EQ(pthread_join(t, nullptr), 0);
-  }
-  stats_get(&after);
+  ASSERT_NO_FATAL_FAILURE(run_200_threads(first_call_is_malloc, &before, &after));
   EXPECT_LE(after.heaps_owned, before.heaps_owned);
   EXPECT_LE(after.heaps, before.heaps + 2);
 }

@@ -1,6 +1,7 @@
 // Address-space checks shared by tests: the bytes a process has mapped, and
 // whether blocks overlap. Hosted tests only (reads /proc).
 #pragma once
+#include <sys/resource.h>
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -9,6 +10,20 @@
 #include <vector>
 
 namespace shardtest {
+
+// Limits the process's address space (RLIMIT_AS) to what it maps now plus
+// `room` bytes: for children that must run out of memory. False on failure.
+inline bool limit_address_space_to_now_plus(size_t room) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_AS, &lim) != 0) return false;
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  unsigned long pages = 0;
+  const bool read = f != nullptr && std::fscanf(f, "%lu", &pages) == 1;
+  if (f != nullptr) std::fclose(f);
+  if (!read) return false;
+  lim.rlim_cur = rlim_t(pages) * 4096 + room;
+  return setrlimit(RLIMIT_AS, &lim) == 0;
+}
 
 // Bytes of every mapping of the process (/proc/self/maps). Under qemu-user
 // this lists the guest's mappings, while statm counts qemu's own memory too
