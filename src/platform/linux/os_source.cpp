@@ -50,6 +50,12 @@ void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
   if (aligned > start) munmap(raw, aligned - start);
   const uintptr_t tail = start + bytes + align - (aligned + bytes);
   if (tail > 0) munmap(core::ptr(aligned + bytes), tail);
+  // Past what g_os_arena_map covers (a kernel with a larger user address
+  // space than kUserAddressBits): refused, as if the OS had no room.
+  if ((aligned + bytes - 1) >> kUserAddressBits != 0) {
+    munmap(core::ptr(aligned), bytes);
+    return nullptr;
+  }
   for (uintptr_t a = aligned; a < aligned + bytes; a += core::kOsArenaSize) {
     // relaxed: the arena is published to other threads by the domain's release CAS;
     // a free of a pointer into it must have received that pointer after publication.

@@ -56,7 +56,16 @@ inline constexpr core::PageSource kProcessPageSource = [] {
 // an OS arena lies. Lets free() reject foreign pointers with one load.
 // Entry 0 stays zero (mmap never maps address 0, see vm.mmap_min_addr, so no
 // 64 MiB-aligned arena starts there): os_owns(nullptr) is false.
-inline constexpr size_t kArenaMapEntries = (uintptr_t{1} << 47) >> core::kOsArenaShift;
+// The user address space the maps cover: 48 bits on arm64, whose kernels
+// with 48-bit addresses place mmap results up to 2^48 (x86-64 and riscv64
+// map below 2^47 unless asked for more). os_reserve refuses a mapping past
+// it rather than index the maps out of bounds.
+#if defined(__aarch64__)
+inline constexpr unsigned kUserAddressBits = 48;
+#else
+inline constexpr unsigned kUserAddressBits = 47;
+#endif
+inline constexpr size_t kArenaMapEntries = (uintptr_t{1} << kUserAddressBits) >> core::kOsArenaShift;
 extern uint8_t g_os_arena_map[kArenaMapEntries];
 
 // One bit per kCommitChunk of each entry's kOsArenaSize: set once os_commit
