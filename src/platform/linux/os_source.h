@@ -65,7 +65,8 @@ inline constexpr unsigned kUserAddressBits = 48;
 #else
 inline constexpr unsigned kUserAddressBits = 47;
 #endif
-inline constexpr size_t kArenaMapEntries = (uintptr_t{1} << kUserAddressBits) >> core::kOsArenaShift;
+inline constexpr size_t kArenaMapEntries =
+    (uintptr_t{1} << kUserAddressBits) >> core::kOsArenaShift;
 extern uint8_t g_os_arena_map[kArenaMapEntries];
 
 // One bit per kCommitChunk of each entry's kOsArenaSize: set once os_commit
