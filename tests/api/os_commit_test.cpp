@@ -17,6 +17,7 @@
 #include "shardalloc/heap.h"
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"
+#include "support/test_support.h"
 
 namespace {
 
@@ -59,6 +60,11 @@ TEST(OsCommit, AnArenaIsAccessibleOnlyWhereClaimsReached) {
 }
 
 TEST(OsCommit, AHugeBlockCommitsItsSpanNotItsArena) {
+#ifdef SHARDTEST_SANITIZED
+  // The window past the block's first 64 MiB holds the sanitizer's own
+  // mappings too (ASan: 75 MB accessible there against our 40 MiB block).
+  GTEST_SKIP() << "a sanitizer maps next to the arenas";
+#endif
   constexpr size_t kBlock = 40 * kMiB;
   auto* p = static_cast<unsigned char*>(shard_malloc(kBlock));
   ASSERT_NE(p, nullptr);
