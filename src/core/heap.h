@@ -433,6 +433,11 @@ size_t usable_size(const void* p);
 // The block of page that holds p, when p (not a block start) is a pointer
 // an aligned allocation of that block could have returned; else null.
 Block* aligned_block_of(const Page* page, const void* p);
+// The block handed out that p names on page (in use): p itself, a block
+// start below capacity, or the block an aligned allocation of it could have
+// returned p for, if that block is below capacity; else null. What free and
+// realloc accept.
+Block* handed_block_of(const Page* page, const void* p);
 
 // realloc's check (p in a live segment): p must be a live block as free would
 // find it, a block start or aligned pointer of a block handed out, not on

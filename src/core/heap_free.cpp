@@ -48,6 +48,11 @@ Block* aligned_block_of(const Page* page, const void* p) {
   return b;
 }
 
+Block* handed_block_of(const Page* page, const void* p) {
+  Block* b = page->is_block_start(p) ? ptr<Block>(addr(p)) : aligned_block_of(page, p);
+  return b != nullptr && page->is_handed_block(b) ? b : nullptr;
+}
+
 Block* Heap::interior_block(Page* page, void* p) {
   Block* b = aligned_block_of(page, p);
   if (b == nullptr) platform::fatal("free of a pointer that is not allocated", p);
@@ -65,11 +70,8 @@ size_t usable_of_live_block(void* p) {
     if (tf.raw() != 0) platform::fatal("realloc of a freed block (use after free)", p);
     return page->usable_from(p);
   }
-  const Block* b = static_cast<const Block*>(p);
-  if (page->in_use && !page->is_block_start(p)) b = aligned_block_of(page, p);
-  if (!page->in_use || b == nullptr || !page->is_handed_block(b)) {
-    platform::fatal("realloc of a pointer that is not allocated", p);
-  }
+  const Block* b = page->in_use ? handed_block_of(page, p) : nullptr;
+  if (b == nullptr) platform::fatal("realloc of a pointer that is not allocated", p);
   if (b == page->peek_local_free() || b == tf.any_head(page)) {
     platform::fatal("realloc of a freed block (use after free)", p);
   }
@@ -384,10 +386,8 @@ SHARD_INLINE void push_remote_block(Segment* s, Page* page, Block* b, const void
 SHARD_INLINE Block* remote_block_of(Page* page, void* p) {
   if (!page->in_use) platform::fatal("free of a pointer that is not allocated", p);
   if (SHARD_LIKELY(page->is_handed_block(p))) return static_cast<Block*>(p);
-  Block* b = page->is_block_start(p) ? nullptr : Heap::interior_block(page, p);
-  if (b == nullptr || !page->is_handed_block(b)) {
-    platform::fatal("free of a pointer that is not allocated", p);
-  }
+  Block* b = handed_block_of(page, p);
+  if (b == nullptr) platform::fatal("free of a pointer that is not allocated", p);
   return b;
 }
 
