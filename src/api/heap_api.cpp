@@ -11,6 +11,7 @@
 #include "core/first_class.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/realloc_copy.h"
 #include "core/realloc_growth.h"
 
 using namespace shardalloc;
@@ -108,7 +109,7 @@ SHARD_EXPORT void* shard_heap_realloc(shard_heap* h, void* p, size_t size) {
   if (core::realloc_keeps(p, size, usable, true)) return p;
   void* q = heap_alloc(h, size, 0);
   if (q == nullptr) return nullptr;
-  __builtin_memcpy(q, p, size < usable ? size : usable);
+  core::copy_to_moved_block(q, p, size < usable ? size : usable);
   heap_free(fch, p);
   return q;
 }

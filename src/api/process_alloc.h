@@ -9,6 +9,7 @@
 #include "core/calloc_clear.h"
 #include "core/heap.h"
 #include "core/hooks.h"
+#include "core/realloc_copy.h"
 #include "core/realloc_growth.h"
 #include "platform/linux/call_guard.h"
 #include "platform/linux/guarded.h"
@@ -330,7 +331,7 @@ inline void* process_realloc(void* p, size_t size) {
     }
   }
   if (q == nullptr) return nullptr;
-  __builtin_memcpy(q, p, size < usable ? size : usable);
+  core::copy_to_moved_block(q, p, size < usable ? size : usable);
   process_free(p);
   return q;
 }

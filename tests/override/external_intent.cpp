@@ -1450,12 +1450,10 @@ size_t resident_bytes(const void* p, size_t n) {
 // block must not make it resident. A 512 MiB block with three bytes written,
 // grown to 768 MiB: the contents are kept, and few pages of the block's old
 // extent in its new place are resident (mincore, so that what earlier tests
-// left resident does not count; glibc moves the pages with mremap). This
-// tree copies the whole span with memcpy, which writes every page: 512 MiB
-// resident (a 2 GiB block: RSS + 2 GiB and 4 s; a 64 GiB one is OOM-killed).
-// Fails on this tree (known, not fixed: docs/reliability.md section 8): disabled
-// until realloc moves a huge block's pages instead of copying them.
-TEST(HugeReuse, DISABLED_GrowingASparseHugeBlockDoesNotMakeItResident) {
+// left resident does not count; glibc moves the pages with mremap). A copy
+// with memcpy wrote every page: 512 MiB resident (a 2 GiB block: RSS + 2 GiB
+// and 4 s; a 64 GiB one was OOM-killed). core/realloc_copy.h.
+TEST(HugeReuse, GrowingASparseHugeBlockDoesNotMakeItResident) {
   const size_t n = 512 * MiB, m = 768 * MiB;
   char* p = static_cast<char*>(opaque(std::malloc(hide(n))));
   ASSERT_NE(p, nullptr);
