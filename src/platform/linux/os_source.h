@@ -6,6 +6,7 @@
 #include "core/checked.h"
 #include "core/config.h"
 #include "core/page_source.h"
+#include "platform/linux/page_map.h"
 
 namespace shardalloc::platform {
 
@@ -40,7 +41,8 @@ inline constexpr core::PageSource kOsPageSource{&os_reserve,
                                                 /*release=*/nullptr,
                                                 &os_commit,
                                                 &os_committed,
-                                                &os_release};
+                                                &os_release,
+                                                &os_unpopulated};
 
 // The process heap's: also gives free arena tails back when the OS refuses
 // more address space (Domain::give_back_tail). Not first-class heaps':
