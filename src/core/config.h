@@ -44,6 +44,14 @@ inline constexpr size_t kPurgeGrain = 4096;
 // Arenas reserved from the OS: aligned to their size so ownership is one map lookup.
 inline constexpr unsigned kOsArenaShift = 26;  // 64 MiB
 inline constexpr size_t kOsArenaSize = size_t{1} << kOsArenaShift;
+// What of a wholly free arena stays when its tail goes back to the OS
+// (Domain::give_back_tail): its slots up to the first multiple of this after
+// its header. The OS source's commit chunk (platform/linux/os_source.h), so
+// the chunks that stay and those that go are whole in its maps.
+inline constexpr unsigned kArenaReleaseGrainShift = 22;  // 4 MiB
+inline constexpr size_t kArenaReleaseGrain = size_t{1} << kArenaReleaseGrainShift;
+static_assert(kArenaReleaseGrain % kSegmentSize == 0 && kOsArenaSize % kArenaReleaseGrain == 0,
+              "a grain is whole slots, and an OS arena whole grains");
 
 // Largest request the core serves: beyond it offsets no longer fit in ptrdiff_t.
 inline constexpr size_t kMaxRequest = (size_t{1} << 62);

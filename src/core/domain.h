@@ -313,7 +313,7 @@ struct Domain {
   Segment* claimed(Arena* a, size_t index, size_t slots, bool* refused);
   bool grow(size_t slots, size_t align);
   // When the source refused to grow: unmaps the largest arena tail of free
-  // slots past its arena's first OS arena's worth (which keeps the header
+  // slots past its arena's first kArenaReleaseGrain (which keeps the header
   // and bitmaps). True when some address space went back. Protocol 4 of
   // docs/protocols.md.
   // committed_only: only tails that hold committed slots (a refused

@@ -46,9 +46,11 @@ struct PageSource {
   // concurrent statistics walk reads no block memory (core/heap_walk.h). OS
   // memory: true. A kernel's regions: false.
   bool program_may_protect = false;
-  // Unmaps [p, p+bytes) (whole OS arenas' worth, all of it free slots): the
-  // address space goes back to the OS when it refused more (an address-space
-  // limit, Domain::give_back_tail). Null: never (regions, and
+  // Unmaps [p, p+bytes) (an arena's tail of free slots, from a
+  // kArenaReleaseGrain boundary to the arena's end; or a whole reservation,
+  // Domain::tails_could_make_room's probe): the address space goes back to
+  // the OS when it refused more (an address-space limit,
+  // Domain::give_back_tail). Null: never (regions, and
   // first-class heaps, whose frees look arenas up by address).
   void (*release)(void* p, size_t bytes) = nullptr;
   // Makes [p, p+bytes) of a reserved arena usable: reserve hands out

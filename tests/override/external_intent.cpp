@@ -1163,13 +1163,10 @@ class GperftoolsAddressSpaceDeath : public ::testing::Test {
  protected:
   void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
 };
-// Both fail on this tree (known, not fixed: docs/reliability.md section 8,
-// "growing blocks under ulimit -v"): disabled until the fix, so that CI
-// stays green; run them with --gtest_also_run_disabled_tests.
-TEST_F(GperftoolsAddressSpaceDeath, DISABLED_GrowingHugeBlocksUnderALimitAreServed) {
+TEST_F(GperftoolsAddressSpaceDeath, GrowingHugeBlocksUnderALimitAreServed) {
   EXPECT_EXIT(std::_Exit(growing_blocks_under_limit_child()), ::testing::ExitedWithCode(0), "");
 }
-TEST_F(GperftoolsAddressSpaceDeath, DISABLED_OutOfMemoryComesNearTheLimitWithENOMEM) {
+TEST_F(GperftoolsAddressSpaceDeath, OutOfMemoryComesNearTheLimitWithENOMEM) {
   EXPECT_EXIT(std::_Exit(out_of_memory_child()), ::testing::ExitedWithCode(0), "");
 }
 

@@ -15,7 +15,7 @@
 
 namespace shardalloc::platform {
 
-uint8_t g_os_arena_map[kArenaMapEntries];
+uint16_t g_os_arena_map[kArenaMapEntries];
 uint16_t g_os_commit_map[kArenaMapEntries];
 
 namespace {
@@ -30,12 +30,24 @@ void* map_anonymous(size_t bytes) {
 }
 
 uint16_t* commit_word(uintptr_t chunk) { return &g_os_commit_map[chunk >> core::kOsArenaShift]; }
-uint16_t commit_bit(uintptr_t chunk) {
-  return uint16_t(1u << ((chunk >> kCommitChunkShift) & (kChunksPerArena - 1)));
-}
 bool chunk_committed(uintptr_t chunk) {
   // acquire: pairs with os_commit's release, after its mprotect returned.
-  return (__atomic_load_n(commit_word(chunk), __ATOMIC_ACQUIRE) & commit_bit(chunk)) != 0;
+  return (__atomic_load_n(commit_word(chunk), __ATOMIC_ACQUIRE) & chunk_bit(chunk)) != 0;
+}
+
+// Calls f(entry index, bits of its chunks inside the range) for each map
+// entry that [start, end) (whole chunks) overlaps.
+template <class F>
+void for_each_entry(uintptr_t start, uintptr_t end, F f) {
+  for (uintptr_t from = start; from < end;) {
+    const uintptr_t entry_end = core::align_down(from, core::kOsArenaSize) + core::kOsArenaSize;
+    const uintptr_t to = end < entry_end ? end : entry_end;
+    const size_t first = (from >> kCommitChunkShift) & (kChunksPerArena - 1);
+    const size_t count = (to - from) >> kCommitChunkShift;
+    const uint16_t bits = uint16_t(((1u << count) - 1) << first);
+    f(from >> core::kOsArenaShift, bits);
+    from = to;
+  }
 }
 
 }  // namespace
@@ -56,11 +68,11 @@ void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
     munmap(core::ptr(aligned), bytes);
     return nullptr;
   }
-  for (uintptr_t a = aligned; a < aligned + bytes; a += core::kOsArenaSize) {
+  for_each_entry(aligned, aligned + bytes, [](uintptr_t entry, uint16_t chunks) {
     // relaxed: the arena is published to other threads by the domain's release CAS;
     // a free of a pointer into it must have received that pointer after publication.
-    __atomic_store_n(&g_os_arena_map[a >> core::kOsArenaShift], 1, __ATOMIC_RELAXED);
-  }
+    __atomic_fetch_or(&g_os_arena_map[entry], chunks, __ATOMIC_RELAXED);
+  });
   *out_bytes = bytes;
   if (options().verbose) {
     LineWriter()
@@ -95,13 +107,19 @@ bool os_purge(void* p, size_t bytes) {
 void os_release(void* p, size_t bytes) {
   const ErrnoKept kept;  // munmap of an arena's middle fails at vm.max_map_count
   const uintptr_t start = core::addr(p);
-  for (uintptr_t a = start; a < start + bytes; a += core::kOsArenaSize) {
-    // relaxed: only frees of pointers into this arena read the entry, and
-    // none may be in flight (destroy's precondition). Cleared before munmap:
-    // once the range is unmapped, a new arena may be mapped there and set it.
-    __atomic_store_n(&g_os_arena_map[a >> core::kOsArenaShift], 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&g_os_commit_map[a >> core::kOsArenaShift], 0, __ATOMIC_RELAXED);
-  }
+  // Cleared before munmap: once the range is unmapped, a new arena may be
+  // mapped there and set them. Only the range's chunks: the entry's others
+  // may stay ours (a tail's arena keeps its first chunk), and a claim there
+  // may commit meanwhile, hence fetch_and, not a store.
+  for_each_entry(start, start + bytes, [](uintptr_t entry, uint16_t chunks) {
+    // relaxed: only frees of pointers into these chunks read their bits, and
+    // none may be in flight (destroy's precondition; a tail's slots are free).
+    __atomic_fetch_and(&g_os_arena_map[entry], uint16_t(~chunks), __ATOMIC_RELAXED);
+    // relaxed: no reader looks at these chunks any more (walks stop at
+    // mapped_slots, claims never reach a given-back tail); os_commit's
+    // acquire loads pair with its own release stores, which this leaves alone.
+    __atomic_fetch_and(&g_os_commit_map[entry], uint16_t(~chunks), __ATOMIC_RELAXED);
+  });
   munmap(p, bytes);
   if (options().verbose) {
     LineWriter()
@@ -174,7 +192,7 @@ bool os_commit(void* p, size_t bytes) {
   }
   for (uintptr_t chunk = from; chunk < end; chunk += kCommitChunk) {
     // release: a reader that sees the bit may read the chunk.
-    __atomic_fetch_or(commit_word(chunk), commit_bit(chunk), __ATOMIC_RELEASE);
+    __atomic_fetch_or(commit_word(chunk), chunk_bit(chunk), __ATOMIC_RELEASE);
   }
   return true;
 }

@@ -18,9 +18,10 @@ void os_guard(void* p, size_t bytes, bool on);
 size_t os_resident(void* p, size_t bytes, size_t enough);
 void os_populate(void* p, size_t bytes);
 // Unmaps an arena os_reserve returned (destroy of a first-class heap), or an
-// arena's tail of free slots (PageSource::release): its entries in
-// g_os_arena_map go first, so a later free of a stale pointer into it stops
-// as "not allocated" instead of reading unmapped memory.
+// arena's tail of free slots from a chunk boundary (PageSource::release): its
+// chunks' bits in g_os_arena_map and g_os_commit_map go first, so a later
+// free of a stale pointer into it stops as "not allocated" instead of
+// reading unmapped memory. The entry's other chunks stay as they were.
 void os_release(void* p, size_t bytes);
 // Commits (PageSource::commit) in chunks of kCommitChunk, each made
 // readable and writable once (mprotect) and marked in g_os_commit_map.
@@ -54,14 +55,10 @@ inline constexpr core::PageSource kProcessPageSource = [] {
   return s;
 }();
 
-// One byte per kOsArenaSize of the 47-bit user address space: non-zero where
-// an OS arena lies. Lets free() reject foreign pointers with one load.
-// Entry 0 stays zero (mmap never maps address 0, see vm.mmap_min_addr, so no
-// 64 MiB-aligned arena starts there): os_owns(nullptr) is false.
-// The user address space the maps cover: 48 bits on arm64, whose kernels
-// with 48-bit addresses place mmap results up to 2^48 (x86-64 and riscv64
-// map below 2^47 unless asked for more). os_reserve refuses a mapping past
-// it rather than index the maps out of bounds.
+// The user address space the maps below cover: 48 bits on arm64, whose
+// kernels with 48-bit addresses place mmap results up to 2^48 (x86-64 and
+// riscv64 map below 2^47 unless asked for more). os_reserve refuses a
+// mapping past it rather than index the maps out of bounds.
 #if defined(__aarch64__)
 inline constexpr unsigned kUserAddressBits = 48;
 #else
@@ -69,20 +66,41 @@ inline constexpr unsigned kUserAddressBits = 47;
 #endif
 inline constexpr size_t kArenaMapEntries =
     (uintptr_t{1} << kUserAddressBits) >> core::kOsArenaShift;
-extern uint8_t g_os_arena_map[kArenaMapEntries];
 
-// One bit per kCommitChunk of each entry's kOsArenaSize: set once os_commit
-// has made the chunk readable and writable (never cleared but with the
-// arena's release).
-inline constexpr unsigned kCommitChunkShift = 22;  // 4 MiB
+// Both maps hold one bit per kCommitChunk, in an entry per kOsArenaSize.
+// The chunk is the core's release grain: a tail given back
+// (Domain::give_back_tail) is whole chunks, and so is what stays.
+inline constexpr unsigned kCommitChunkShift = core::kArenaReleaseGrainShift;  // 4 MiB
 inline constexpr size_t kCommitChunk = size_t{1} << kCommitChunkShift;
+static_assert(kCommitChunk == core::kArenaReleaseGrain, "released tails are whole chunks");
 inline constexpr size_t kChunksPerArena = core::kOsArenaSize / kCommitChunk;
-static_assert(kChunksPerArena <= 16, "an arena's chunks fit a g_os_commit_map entry");
+static_assert(kChunksPerArena <= 16, "an arena's chunks fit a uint16_t map entry");
+
+// Set where an OS arena's chunk is mapped: lets free() reject foreign
+// pointers with one load. Arenas are kOsArenaSize-aligned multiples of it, so
+// no two share an entry; a tail given back clears its chunks only, and the
+// rest of the entry (the arena's first chunk, its header) stays ours. A
+// foreign mapping the kernel places in the freed chunks (the program's, a
+// guarded sample) reads as not ours. Entry 0 stays zero (mmap never maps
+// address 0, see vm.mmap_min_addr, so no arena starts there): os_owns(nullptr)
+// is false.
+extern uint16_t g_os_arena_map[kArenaMapEntries];
+
+// Set once os_commit has made the chunk readable and writable; cleared only
+// with the chunk's release (os_release).
 extern uint16_t g_os_commit_map[kArenaMapEntries];
 
+// p's chunk's bit in a map entry.
+inline uint16_t chunk_bit(uintptr_t p) {
+  return uint16_t(1u << ((p >> kCommitChunkShift) & (kChunksPerArena - 1)));
+}
+
 inline bool os_owns(const void* p) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p) >> core::kOsArenaShift;
-  return a < kArenaMapEntries && __atomic_load_n(&g_os_arena_map[a], __ATOMIC_RELAXED) != 0;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t entry = a >> core::kOsArenaShift;
+  // relaxed: a pointer into an arena was received after the arena's publication (release).
+  return entry < kArenaMapEntries &&
+         (__atomic_load_n(&g_os_arena_map[entry], __ATOMIC_RELAXED) & chunk_bit(a)) != 0;
 }
 
 }  // namespace shardalloc::platform

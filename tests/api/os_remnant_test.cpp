@@ -1,0 +1,143 @@
+// What an OS arena keeps when its free tail goes back to the OS (an
+// address-space limit refused more; Domain::give_back_tail): its first 4 MiB
+// chunk (the header and 7 slots), not its first 64 MiB. g_os_arena_map marks
+// chunks, so the rest of the arena's 64 MiB entry reads as not ours: a
+// mapping the kernel places there is foreign, and a free of it stops as "not
+// allocated". (Each arena a growing block left behind kept 64 MiB for good:
+// 383 MiB served of 700 MiB allowed; docs/reliability.md section 8.)
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+#include "platform/linux/os_source.h"
+#include "shardalloc/shardalloc.h"
+#include "support/test_support.h"
+
+namespace {
+
+namespace platform = shardalloc::platform;
+
+constexpr size_t kMiB = size_t{1} << 20;
+constexpr size_t kChunk = platform::kCommitChunk;
+constexpr size_t kArena = size_t{64} * kMiB;
+
+char* at(void* base, size_t offset) { return static_cast<char*>(base) + offset; }
+
+// A readable (not PROT_NONE) anonymous mapping exactly at `where`, or null
+// when something is mapped there (MAP_FIXED_NOREPLACE; an older kernel that
+// takes it as a hint maps elsewhere: given back, null too).
+void* map_exactly_at(void* where, size_t bytes) {
+  void* p = mmap(where, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  if (p != where) {
+    munmap(p, bytes);
+    return nullptr;
+  }
+  return p;
+}
+
+TEST(OsRemnant, ATailGoesBackChunkByChunkAndTheFirstChunkStaysOurs) {
+  size_t got = 0;
+  void* arena = platform::os_reserve(kArena, kArena, &got);
+  ASSERT_NE(arena, nullptr);
+  ASSERT_EQ(got, kArena);
+  EXPECT_TRUE(platform::os_owns(arena));
+  EXPECT_TRUE(platform::os_owns(at(arena, kArena - 1)));
+  ASSERT_TRUE(platform::os_commit(arena, 2 * kChunk));
+
+  platform::os_release(at(arena, kChunk), kArena - kChunk);
+  EXPECT_TRUE(platform::os_owns(arena));
+  EXPECT_TRUE(platform::os_owns(at(arena, kChunk - 1)));
+  EXPECT_FALSE(platform::os_owns(at(arena, kChunk)));
+  EXPECT_FALSE(platform::os_owns(at(arena, kArena - 1)));
+  EXPECT_TRUE(platform::os_committed(arena, kChunk));
+  EXPECT_FALSE(platform::os_committed(at(arena, kChunk), 1));  // it was, before its release
+
+  // The released chunks are the OS's again: a foreign mapping fits there and
+  // is not ours; the first chunk keeps its contents.
+  at(arena, 0)[0] = 7;
+  void* foreign = map_exactly_at(at(arena, kChunk), kArena - kChunk);
+  ASSERT_NE(foreign, nullptr);
+  EXPECT_FALSE(platform::os_owns(foreign));
+  EXPECT_FALSE(platform::os_owns(at(foreign, kArena - kChunk - 1)));
+  EXPECT_EQ(at(arena, 0)[0], 7);
+  munmap(foreign, kArena - kChunk);
+
+  platform::os_release(arena, kChunk);
+  EXPECT_FALSE(platform::os_owns(arena));
+  EXPECT_FALSE(platform::os_committed(arena, 1));
+}
+
+// A commit in the first chunk of an entry whose other chunks went back
+// neither reports nor makes them accessible: a commit makes a prefix of its
+// entry's chunks accessible (one mprotect), up to the end of its range.
+TEST(OsRemnant, ACommitAfterAReleaseStaysInsideTheRemnant) {
+  size_t got = 0;
+  void* arena = platform::os_reserve(kArena, kArena, &got);
+  ASSERT_NE(arena, nullptr);
+  platform::os_release(at(arena, kChunk), kArena - kChunk);
+  // A foreign inaccessible mapping where the committed chunk was.
+  void* foreign = map_exactly_at(at(arena, kChunk), kChunk);
+  ASSERT_NE(foreign, nullptr);
+  ASSERT_EQ(mprotect(foreign, kChunk, PROT_NONE), 0);
+
+  ASSERT_TRUE(platform::os_commit(at(arena, kChunk - kMiB), kMiB));
+  EXPECT_TRUE(platform::os_committed(arena, kChunk));
+  EXPECT_FALSE(platform::os_committed(foreign, 1));
+  // Still inaccessible (/proc/self/maps lists the permissions).
+  bool still_none = false;
+  if (FILE* f = std::fopen("/proc/self/maps", "r")) {
+    char line[512];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      unsigned long long lo = 0, hi = 0;
+      char perms[8] = {};
+      if (std::sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3) continue;
+      const auto start = reinterpret_cast<uintptr_t>(foreign);
+      if (lo <= start && start < hi) still_none = perms[0] == '-' && perms[1] == '-';
+    }
+    std::fclose(f);
+  }
+  EXPECT_TRUE(still_none) << "the remnant's commit reached the foreign mapping";
+  munmap(foreign, kChunk);
+  platform::os_release(arena, kChunk);
+}
+
+// The process heap under an address-space limit: a freed 300 MiB block's
+// arena gives its tail back for a 400 MiB one, and keeps one chunk; the rest
+// of its first 64 MiB is free for the kernel to map, and a free of such a
+// foreign block is refused.
+void remnant_of_a_grown_arena() {
+  void* first = shard_malloc(300 * kMiB);
+  if (first == nullptr) std::_Exit(2);
+  void* arena = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(first) & ~(kArena - 1));
+  shard_free(first);
+  rlimit lim{};
+  if (getrlimit(RLIMIT_AS, &lim) != 0) std::_Exit(3);
+  // Room for no new arena of 448 MiB (mapped with 64 MiB more to align it)
+  // beside the freed one, but for one once its tail went back.
+  lim.rlim_cur = rlim_t(shardtest::proc_memory().vm + 260 * kMiB);
+  if (setrlimit(RLIMIT_AS, &lim) != 0) std::_Exit(4);
+  void* second = shard_malloc(400 * kMiB);
+  if (second == nullptr) std::_Exit(5);
+  shard_free(second);
+  char* foreign = static_cast<char*>(map_exactly_at(at(arena, kChunk), kArena - kChunk));
+  if (foreign == nullptr) std::_Exit(6);  // the arena kept more than its first chunk
+  foreign[0] = 1;
+  shard_free(foreign + kChunk);
+  std::_Exit(7);
+}
+TEST(OsRemnantDeath, AGrownArenaKeepsOneChunkAndAFreeInTheRestIsRefused) {
+#ifdef SHARDTEST_SANITIZED
+  GTEST_SKIP() << "an address-space limit leaves a sanitizer's shadow memory no room";
+#endif
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(remnant_of_a_grown_arena(), "not allocated");
+}
+
+}  // namespace
