@@ -1,6 +1,9 @@
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 
 #include "core/hooks.h"
@@ -10,7 +13,16 @@ namespace shardalloc::platform {
 unsigned long long entropy() {
   unsigned long long v = 0;
   // getrandom never allocates; fall back to the clock and an address (ASLR) if it fails.
-  if (getrandom(&v, sizeof v, GRND_NONBLOCK) != sizeof v) {
+  // The system call, not glibc's getrandom, which is a cancellation point:
+  // a thread's first allocation (its heap's acquisition asks for a secret)
+  // was one, and a pending cancellation unwound the thread out of the call
+  // with its in-call flag set (api/call_guard.h). errno kept: malloc that
+  // succeeds leaves it alone (ENOSYS on an old kernel, EAGAIN before the
+  // pool is ready).
+  const int saved_errno = errno;
+  const long got = syscall(SYS_getrandom, &v, sizeof v, GRND_NONBLOCK);
+  errno = saved_errno;
+  if (got != long{sizeof v}) {
     timespec ts{};
     clock_gettime(CLOCK_MONOTONIC, &ts);
     v = (uint64_t(ts.tv_nsec) << 20) ^ uint64_t(ts.tv_sec) ^ reinterpret_cast<uintptr_t>(&v);
