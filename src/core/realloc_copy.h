@@ -77,7 +77,8 @@ inline bool source_mostly_absent(const Domain* d, const unsigned char* p, size_t
 // Instead q's whole pages are purged (unless they are fresh, reading as
 // zero already) and only the pages whose source is not all zero are copied;
 // the source's holes are skipped unread where the source can tell
-// (PageSource::unpopulated: the kernel's page map), else read: a
+// (PageSource::unpopulated; Linux cannot: platform/linux/os_source.h,
+// kTrustPageMapHoles), else read: a
 // never-written page then maps the shared zero page, which costs no memory
 // but a fault (a 2 GiB hole: 1.2 s, against 0.03 s with the map). Mostly resident (the common,
 // dense case), or where q cannot be purged (locked pages, a region without purge): memcpy. Checked
