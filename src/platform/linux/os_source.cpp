@@ -217,6 +217,10 @@ size_t os_resident(void* p, size_t bytes, size_t enough) {
   // handler's free may run on a small alternate stack), and the count can
   // stop early. An error (cannot happen on our own mapped arenas) counts the
   // chunk as resident: the caller then keeps the memory, as before.
+  // errno kept: realloc's copy, calloc and free call this on success paths,
+  // and on a kernel whose pages are larger than 4 KiB (arm64 16 or 64 KiB)
+  // mincore refuses the 4 KiB-aligned start with EINVAL.
+  const ErrnoKept kept;
   constexpr size_t kChunkPages = 1024;
   unsigned char vec[kChunkPages];
   const uintptr_t start = core::align_down(core::addr(p), core::kOsPage);
