@@ -69,13 +69,6 @@ struct PageSource {
   // can point into it, so every source that reserves may give it back,
   // first-class heaps' too (whose `release` is null). Null: kept.
   void (*unreserve)(void* p, size_t bytes) = nullptr;
-  // Sets bit i of bits[i / 64] for each of the `pages` OS pages from p (page
-  // aligned) that was never populated: no page behind it, none swapped out,
-  // so it reads as zero and reading it would only fault in the zero page.
-  // Clears the others. False: the source cannot tell (nothing written).
-  // Lets realloc's copy of a sparse block skip its holes without reading
-  // them (core/realloc_copy.h). Null: cannot tell.
-  bool (*unpopulated)(const void* p, size_t pages, uint64_t* bits) = nullptr;
 };
 
 }  // namespace shardalloc::core

@@ -29,32 +29,12 @@ inline bool page_reads_zero(const unsigned char* p) {
   return true;
 }
 
-// Pages asked about per call of the source's unpopulated (a bitmap of 512
-// bytes on the stack).
-inline constexpr size_t kHoleMapPages = 4096;
-
-// Page i of the pages a query from `first` answered: a hole (never populated).
-inline bool is_hole(const uint64_t* holes, size_t i) { return (holes[i / 64] >> (i % 64)) & 1; }
-
 // Copies the n bytes (whole pages) at p to q, skipping the pages whose
-// source reads as zero: q's pages there already read as zero. Pages the
-// source knows were never populated are skipped unread (p page aligned:
-// each page of q then has one page of p behind it); the others are read.
-inline void copy_nonzero_pages(const Domain* d, unsigned char* q, const unsigned char* p,
-                               size_t n) {
-  const bool can_ask = d->source.unpopulated != nullptr && addr(p) % kOsPage == 0;
-  uint64_t holes[kHoleMapPages / 64];
-  bool known = false;
+// source reads as zero: q's pages there already read as zero.
+inline void copy_nonzero_pages(unsigned char* q, const unsigned char* p, size_t n) {
   size_t run = 0;  // the start of the run of non-zero pages being gathered
   for (size_t at = 0; at < n; at += kOsPage) {
-    const size_t page = at / kOsPage;
-    if (page % kHoleMapPages == 0) {
-      const size_t left = (n - at) / kOsPage;
-      known = can_ask &&
-              d->source.unpopulated(p + at, left < kHoleMapPages ? left : kHoleMapPages, holes);
-    }
-    const bool hole = known && is_hole(holes, page % kHoleMapPages);
-    if (!hole && !page_reads_zero(p + at)) continue;
+    if (!page_reads_zero(p + at)) continue;
     if (at > run) __builtin_memcpy(q + run, p + run, at - run);
     run = at + kOsPage;
   }
@@ -75,14 +55,17 @@ inline bool source_mostly_absent(const Domain* d, const unsigned char* p, size_t
 // write, and make resident, every page of q (glibc moves the pages with
 // mremap; here a 64 GiB sparse block grown was killed for want of memory).
 // Instead q's whole pages are purged (unless they are fresh, reading as
-// zero already) and only the pages whose source is not all zero are copied;
-// the source's holes are skipped unread where the source can tell
-// (PageSource::unpopulated; Linux cannot: platform/linux/os_source.h,
-// kTrustPageMapHoles), else read: a
-// never-written page then maps the shared zero page, which costs no memory
-// but a fault (a 2 GiB hole: 1.2 s, against 0.03 s with the map). Mostly resident (the common,
-// dense case), or where q cannot be purged (locked pages, a region without purge): memcpy. Checked
-// builds copy: their blocks' fresh bytes are not zero (the slack pattern).
+// zero already) and only the pages whose source is not all zero are copied.
+// Every page of the source is read: a never-written one maps the shared
+// zero page, which costs no memory but a fault (a 2 GiB block with 3 bytes
+// written: about 1 s). The kernel's page map could tell such holes without
+// a fault, but not that they read as zero: under a userfaultfd (CRIU's lazy
+// restore) a page absent from it holds the program's bytes until its first
+// touch brings them (a review: skipped unread, a moved 16 MiB block read as
+// zero; api.ReallocCopyReview.PagesAUserfaultfdSuppliesOnFirstTouchAreCopied).
+// Mostly resident (the common, dense case), or where q cannot be purged
+// (locked pages, a region without purge): memcpy. Checked builds copy:
+// their blocks' fresh bytes are not zero (the slack pattern).
 inline void copy_to_moved_block(void* q, const void* p, size_t n) {
   Segment* s = segment_of(q);
   const uintptr_t start = align_up(addr(q), kOsPage);
@@ -93,8 +76,8 @@ inline void copy_to_moved_block(void* q, const void* p, size_t n) {
       (s->zeroed || purge_span_from(s, start, end))) {
     const size_t head = start - addr(q);
     __builtin_memcpy(q, p, head);
-    copy_nonzero_pages(s->domain, ptr<unsigned char>(start),
-                       static_cast<const unsigned char*>(p) + head, end - start);
+    copy_nonzero_pages(ptr<unsigned char>(start), static_cast<const unsigned char*>(p) + head,
+                       end - start);
     __builtin_memcpy(ptr(end), static_cast<const unsigned char*>(p) + (end - addr(q)),
                      addr(q) + n - end);
     return;

@@ -1,7 +1,8 @@
-// A review of realloc's sparse copy (core/realloc_copy.h) and the page map
-// it consults (platform/linux/page_map.cpp): moments where a page the map
-// calls a hole holds the program's bytes, and where the copy's system calls
-// change what realloc promises (it is no cancellation point).
+// A review of realloc's sparse copy (core/realloc_copy.h): moments where a
+// page absent from the page tables holds the program's bytes (a copy that
+// skipped such pages unread, as the kernel's page map would allow, lost
+// them), and where the copy's system calls change what realloc promises
+// (it is no cancellation point).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/userfaultfd.h>
@@ -19,7 +20,6 @@
 #include <cstring>
 #include <thread>
 
-#include "platform/linux/page_map.h"
 #include "shardalloc/shardalloc.h"
 
 namespace {
@@ -183,25 +183,13 @@ void* first_malloc_with_cancel_pending(void* arg) {
   return nullptr;
 }
 
-void* page_map_with_cancel_pending(void* arg) {
-  auto* probe = static_cast<CancelProbe*>(arg);
-  pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, nullptr);
-  pthread_setcanceltype(PTHREAD_CANCEL_DEFERRED, nullptr);
-  pthread_cancel(pthread_self());
-  uint64_t bits[1];
-  shardalloc::platform::os_unpopulated(probe->block, 8, bits);
-  probe->returned.store(true);
-  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, nullptr);
-  return nullptr;
-}
-
 }  // namespace
 
 // POSIX lists no function of the malloc family among the cancellation
 // points, and none may be one: a thread whose cancellation is pending
-// must come back from realloc. The page map's open, pread and close are
-// cancellation points of glibc: the thread was cancelled inside realloc,
-// which neither returned its new block (leaked) nor freed the old one.
+// must come back from realloc. (A page map read with glibc's open, pread
+// and close, cancellation points, had the thread cancelled inside realloc,
+// which neither returned its new block, leaked, nor freed the old one.)
 TEST(ReallocCopyReview, ASparseMoveIsNoCancellationPoint) {
   SKIP_IN_CHECKED_MODE();
   CancelProbe probe;
@@ -220,21 +208,6 @@ TEST(ReallocCopyReview, ASparseMoveIsNoCancellationPoint) {
     EXPECT_EQ(static_cast<unsigned char*>(probe.result)[kBlock / 2], 9);
     shard_free(probe.result);
   }
-}
-
-// The same for the page map's reader itself (what realloc and any later
-// user of PageSource::unpopulated call).
-TEST(ReallocCopyReview, ThePageMapReaderIsNoCancellationPoint) {
-  void* m = mmap(nullptr, 8 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ASSERT_NE(m, MAP_FAILED);
-  CancelProbe probe;
-  probe.block = m;
-  pthread_t t;
-  ASSERT_EQ(pthread_create(&t, nullptr, page_map_with_cancel_pending, &probe), 0);
-  void* ret = nullptr;
-  ASSERT_EQ(pthread_join(t, &ret), 0);
-  EXPECT_TRUE(probe.returned.load()) << "the thread was cancelled inside os_unpopulated";
-  munmap(m, 8 * kPage);
 }
 
 // A thread's first allocation acquires its heap, which asks for a secret

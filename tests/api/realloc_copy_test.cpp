@@ -13,7 +13,6 @@
 #include <cstring>
 #include <vector>
 
-#include "platform/linux/page_map.h"
 #include "shardalloc/heap.h"
 #include "shardalloc/shardalloc.h"
 #include "support/resident_pages.h"
@@ -177,29 +176,4 @@ TEST(ReallocCopy, AFirstClassHeapsSparseBlockMovedKeepsItsBytesAndStaysSparse) {
   EXPECT_LT(resident_pages(q, kBlock), size_t{1200});
   EXPECT_EQ(first_wrong(q, kBlock), kBlock);
   shard_heap_destroy(h);
-}
-
-// The page map's answer (platform/linux/page_map.h): pages written or read
-// (the zero page behind them) are populated, the others are holes.
-TEST(PageMap, TellsThePagesNeverPopulated) {
-  constexpr size_t kPages = 200;  // more than one read of entries
-  void* m =
-      mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ASSERT_NE(m, MAP_FAILED);
-  madvise(m, kPages * kPage, MADV_NOHUGEPAGE);
-  auto* p = static_cast<volatile unsigned char*>(m);
-  p[3 * kPage] = 1;
-  p[150 * kPage + 7] = 1;
-  EXPECT_EQ(p[20 * kPage], 0);  // read: the zero page
-  uint64_t bits[(kPages + 63) / 64];
-  std::memset(bits, 0xa5, sizeof bits);  // every answer is written, set or cleared
-  if (!shardalloc::platform::os_unpopulated(m, kPages, bits)) {
-    munmap(m, kPages * kPage);
-    GTEST_SKIP() << "/proc/self/pagemap cannot be read here";
-  }
-  for (size_t i = 0; i < kPages; ++i) {
-    const bool hole = (bits[i / 64] >> (i % 64)) & 1;
-    EXPECT_EQ(hole, i != 3 && i != 20 && i != 150) << "page " << i;
-  }
-  munmap(m, kPages * kPage);
 }

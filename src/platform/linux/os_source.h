@@ -6,7 +6,6 @@
 #include "core/checked.h"
 #include "core/config.h"
 #include "core/page_source.h"
-#include "platform/linux/page_map.h"
 
 namespace shardalloc::platform {
 
@@ -28,18 +27,6 @@ void os_release(void* p, size_t bytes);
 bool os_commit(void* p, size_t bytes);
 bool os_committed(const void* p, size_t bytes);
 
-// Whether realloc's sparse copy may skip, unread, the pages the page map
-// shows neither present nor swapped out (PageSource::unpopulated). No: such
-// a page is not known to read as zero. Under a userfaultfd (CRIU's lazy
-// restore, criu restore --lazy-pages, whose daemon holds the descriptor;
-// far-memory runtimes) its first touch brings the program's bytes, and the
-// copy skipped them: the moved block read as zero there (a review,
-// api.ReallocCopyReview.PagesAUserfaultfdSuppliesOnFirstTouchAreCopied).
-// The page map tells no registration apart, and nothing else cheap does.
-// Read, a hole maps the shared zero page (a fault a page: a 2 GiB hole,
-// about 1.2 s) or brings what the userfaultfd supplies.
-inline constexpr bool kTrustPageMapHoles = false;
-
 // (guard: set by SHARDALLOC_HUGE_GUARDS=1, platform/linux/options.h.)
 // protect: checked builds only, its one user.
 inline constexpr core::PageSource kOsPageSource{&os_reserve,
@@ -54,8 +41,7 @@ inline constexpr core::PageSource kOsPageSource{&os_reserve,
                                                 /*release=*/nullptr,
                                                 &os_commit,
                                                 &os_committed,
-                                                &os_release,
-                                                kTrustPageMapHoles ? &os_unpopulated : nullptr};
+                                                &os_release};
 
 // The process heap's: also gives free arena tails back when the OS refuses
 // more address space (Domain::give_back_tail). Not first-class heaps':
