@@ -140,4 +140,31 @@ TEST(OsRemnantDeath, AGrownArenaKeepsOneChunkAndAFreeInTheRestIsRefused) {
   EXPECT_DEATH(remnant_of_a_grown_arena(), "not allocated");
 }
 
+// Near an address-space limit, an arena is mapped at its exact size and
+// moved to an aligned address (os_reserve's map_exact_aligned) when the
+// extra alignment an over-map takes is refused: 128 MiB aligned to 64 MiB
+// with 160 MiB of room (an over-map needs 192). Exit code 0: reserved,
+// aligned, and usable once committed.
+void exact_reservation_under_a_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_AS, &lim) != 0) std::_Exit(3);
+  lim.rlim_cur = rlim_t(shardtest::proc_memory().vm + 160 * kMiB);
+  if (setrlimit(RLIMIT_AS, &lim) != 0) std::_Exit(4);
+  size_t got = 0;
+  void* arena = platform::os_reserve(128 * kMiB, kArena, &got);
+  if (arena == nullptr) std::_Exit(5);
+  if (reinterpret_cast<uintptr_t>(arena) % kArena != 0 || got != 128 * kMiB) std::_Exit(6);
+  if (!platform::os_commit(arena, kChunk)) std::_Exit(7);
+  static_cast<char*>(arena)[kChunk - 1] = 1;
+  platform::os_release(arena, got);
+  std::_Exit(0);
+}
+TEST(OsRemnantDeath, AnArenaIsReservedAtItsExactSizeNearTheLimit) {
+#ifdef SHARDTEST_SANITIZED
+  GTEST_SKIP() << "an address-space limit leaves a sanitizer's shadow memory no room";
+#endif
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(exact_reservation_under_a_limit(), ::testing::ExitedWithCode(0), "");
+}
+
 }  // namespace

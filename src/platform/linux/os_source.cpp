@@ -52,16 +52,50 @@ void for_each_entry(uintptr_t start, uintptr_t end, F f) {
 
 }  // namespace
 
-void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
-  // Over-map by `align`, then trim both ends to the aligned middle.
-  if (bytes + align < bytes) return nullptr;
+namespace {
+
+// Over-maps by `align`, then trims both ends to the aligned middle. 0: refused.
+uintptr_t map_trimmed(size_t bytes, size_t align) {
   void* raw = map_anonymous(bytes + align);
-  if (raw == nullptr) return nullptr;
+  if (raw == nullptr) return 0;
   const uintptr_t start = core::addr(raw);
   const uintptr_t aligned = core::align_up(start, align);
   if (aligned > start) munmap(raw, aligned - start);
   const uintptr_t tail = start + bytes + align - (aligned + bytes);
   if (tail > 0) munmap(core::ptr(aligned + bytes), tail);
+  return aligned;
+}
+
+// Under an address-space limit (ulimit -v) the extra `align` of
+// map_trimmed can be what the OS refuses: the exact size is mapped where the
+// OS places it, then moved to the aligned address below it, which is free
+// in a top-down layout. MAP_FIXED_NOREPLACE: if another thread mapped
+// there meanwhile, refused rather than clobbered (kernels before 4.17 take
+// it as a hint: a mapping elsewhere is given back). 0: refused.
+uintptr_t map_exact_aligned(size_t bytes, size_t align) {
+  void* raw = map_anonymous(bytes);
+  if (raw == nullptr) return 0;
+  if (core::addr(raw) % align == 0) return core::addr(raw);
+  munmap(raw, bytes);
+  const uintptr_t below = core::align_down(core::addr(raw), align);
+  if (below == 0) return 0;
+  void* p = mmap(core::ptr(below), bytes, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+  if (p == MAP_FAILED) return 0;
+  if (core::addr(p) != below) {
+    munmap(p, bytes);
+    return 0;
+  }
+  return below;
+}
+
+}  // namespace
+
+void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
+  if (bytes + align < bytes) return nullptr;
+  uintptr_t aligned = map_trimmed(bytes, align);
+  if (aligned == 0) aligned = map_exact_aligned(bytes, align);
+  if (aligned == 0) return nullptr;
   // Past what g_os_arena_map covers (a kernel with a larger user address
   // space than kUserAddressBits): refused, as if the OS had no room.
   if ((aligned + bytes - 1) >> kUserAddressBits != 0) {
