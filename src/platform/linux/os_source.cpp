@@ -69,9 +69,16 @@ uintptr_t map_trimmed(size_t bytes, size_t align) {
 // Under an address-space limit (ulimit -v) the extra `align` of
 // map_trimmed can be what the OS refuses: the exact size is mapped where the
 // OS places it, then moved to the aligned address below it, which is free
-// in a top-down layout. MAP_FIXED_NOREPLACE: if another thread mapped
-// there meanwhile, refused rather than clobbered (kernels before 4.17 take
-// it as a hint: a mapping elsewhere is given back). 0: refused.
+// in a top-down layout. Asked for as a hint, which every kernel takes only
+// when the whole range is free (and the guard gaps beside it): if another
+// thread mapped there meanwhile, or anything lies between the aligned
+// address and the OS's placement (a thread's stack, a library, the guarded
+// pool, the program's own mapping; an arena's remnant, at the aligned
+// address itself), the mapping lands elsewhere and is given back (kept if
+// it happens to be aligned). Not MAP_FIXED_NOREPLACE: Linux 4.17 and 4.18
+// (before 7aa867dd8970, 4.19) refused it only for a mapping holding the
+// range's start, and replaced one that began further in (test
+// api.OsReserveOldKernel.*). 0: refused.
 uintptr_t map_exact_aligned(size_t bytes, size_t align) {
   void* raw = map_anonymous(bytes);
   if (raw == nullptr) return 0;
@@ -79,14 +86,14 @@ uintptr_t map_exact_aligned(size_t bytes, size_t align) {
   munmap(raw, bytes);
   const uintptr_t below = core::align_down(core::addr(raw), align);
   if (below == 0) return 0;
-  void* p = mmap(core::ptr(below), bytes, PROT_NONE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+  void* p = mmap(core::ptr(below), bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
   if (p == MAP_FAILED) return 0;
-  if (core::addr(p) != below) {
+  if (core::addr(p) % align != 0) {
     munmap(p, bytes);
     return 0;
   }
-  return below;
+  return core::addr(p);
 }
 
 }  // namespace
