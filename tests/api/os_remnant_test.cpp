@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -16,6 +18,7 @@
 
 #include "platform/linux/os_source.h"
 #include "shardalloc/shardalloc.h"
+#include "shardalloc/stats.h"
 #include "support/test_support.h"
 
 namespace {
@@ -138,6 +141,77 @@ TEST(OsRemnantDeath, AGrownArenaKeepsOneChunkAndAFreeInTheRestIsRefused) {
 #endif
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(remnant_of_a_grown_arena(), "not allocated");
+}
+
+// After a grown arena's tail went back, the program maps the rest of its
+// first 64 MiB inaccessible (PROT_NONE: any read of it by the allocator
+// faults). Statistics, a snapshot, a fork's child walking both, small and
+// huge allocations (the remnant's slots and their commits) never touch it;
+// then `how` is tried on a pointer into it and must stop as "not allocated"
+// (realloc: through its usable-size check).
+enum class Probe { kRealloc, kUsableSize };
+void walks_skip_a_foreign_mapping_in_the_remnant(Probe how) {
+  void* first = shard_malloc(300 * kMiB);
+  if (first == nullptr) std::_Exit(2);
+  void* arena = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(first) & ~(kArena - 1));
+  shard_free(first);
+  rlimit lim{};
+  if (getrlimit(RLIMIT_AS, &lim) != 0) std::_Exit(3);
+  lim.rlim_cur = rlim_t(shardtest::proc_memory().vm + 260 * kMiB);
+  if (setrlimit(RLIMIT_AS, &lim) != 0) std::_Exit(4);
+  void* second = shard_malloc(400 * kMiB);
+  if (second == nullptr) std::_Exit(5);
+  shard_free(second);
+  void* foreign = map_exactly_at(at(arena, kChunk), kArena - kChunk);
+  if (foreign == nullptr) std::_Exit(6);
+  if (mprotect(foreign, kArena - kChunk, PROT_NONE) != 0) std::_Exit(7);
+  // The remnant's slots: small blocks and a few 1-2 slot spans land there.
+  void* blocks[64];
+  for (size_t i = 0; i < 64; ++i) {
+    blocks[i] = shard_malloc(i % 4 == 0 ? 600 * 1024 : 64);
+    if (blocks[i] == nullptr) std::_Exit(8);
+  }
+  shard_stats st{};
+  shard_stats_get(&st);
+  static char snap[1 << 20];
+  if (shard_heap_snapshot(snap, sizeof snap) == 0) std::_Exit(9);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    shard_stats_get(&st);
+    shard_heap_snapshot(snap, sizeof snap);
+    void* p = shard_malloc(100);
+    shard_free(p);
+    std::_Exit(0);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+      WEXITSTATUS(status) != 0)
+    std::_Exit(10);
+  for (void* b : blocks) shard_free(b);
+  char* inside = static_cast<char*>(foreign) + kChunk;
+  switch (how) {
+    case Probe::kRealloc:
+      shard_realloc(inside, 64);
+      break;
+    case Probe::kUsableSize:
+      shard_usable_size(inside);
+      break;
+  }
+  std::_Exit(11);
+}
+TEST(OsRemnantDeath, WalksSkipAForeignMappingInTheRemnantAndReallocRefusesIt) {
+#ifdef SHARDTEST_SANITIZED
+  GTEST_SKIP() << "an address-space limit leaves a sanitizer's shadow memory no room";
+#endif
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(walks_skip_a_foreign_mapping_in_the_remnant(Probe::kRealloc), "not allocated");
+}
+TEST(OsRemnantDeath, WalksSkipAForeignMappingInTheRemnantAndUsableSizeRefusesIt) {
+#ifdef SHARDTEST_SANITIZED
+  GTEST_SKIP() << "an address-space limit leaves a sanitizer's shadow memory no room";
+#endif
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(walks_skip_a_foreign_mapping_in_the_remnant(Probe::kUsableSize), "not allocated");
 }
 
 // Near an address-space limit, an arena is mapped at its exact size and
