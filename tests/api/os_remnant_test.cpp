@@ -184,8 +184,7 @@ void walks_skip_a_foreign_mapping_in_the_remnant(Probe how) {
     std::_Exit(0);
   }
   int status = 0;
-  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-      WEXITSTATUS(status) != 0)
+  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
     std::_Exit(10);
   for (void* b : blocks) shard_free(b);
   char* inside = static_cast<char*>(foreign) + kChunk;

@@ -106,16 +106,15 @@ TEST(OsReserveOldKernel, TheMoveToTheAlignedAddressBelowReplacesNothing) {
   GTEST_SKIP() << "sanitizers intercept mmap themselves";
 #endif
   // 192 MiB of free address space, 64 MiB-aligned at b.
-  void* probe = raw_mmap(nullptr, 3 * kArena, PROT_NONE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* probe =
+      raw_mmap(nullptr, 3 * kArena, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   ASSERT_NE(probe, MAP_FAILED);
   const uintptr_t b = (reinterpret_cast<uintptr_t>(probe) + kArena - 1) & ~(kArena - 1);
   munmap(probe, 3 * kArena);
 
-  char* victim = static_cast<char*>(raw_mmap(reinterpret_cast<void*>(b + 8 * kMiB), 4 * kMiB,
-                                             PROT_READ | PROT_WRITE,
-                                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
-                                             0));
+  char* victim = static_cast<char*>(
+      raw_mmap(reinterpret_cast<void*>(b + 8 * kMiB), 4 * kMiB, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0));
   ASSERT_EQ(victim, reinterpret_cast<char*>(b + 8 * kMiB));
   std::memset(victim, 0x5a, 4 * kMiB);
 
@@ -144,7 +143,6 @@ TEST(OsReserveOldKernel, TheMoveToTheAlignedAddressBelowReplacesNothing) {
   }
   munmap(victim, 4 * kMiB);
 }
-
 
 // The entry below the exact mapping's place holds an older arena's remnant
 // (its first chunk, at the entry's start: the move would make the two

@@ -86,8 +86,8 @@ uintptr_t map_exact_aligned(size_t bytes, size_t align) {
   munmap(raw, bytes);
   const uintptr_t below = core::align_down(core::addr(raw), align);
   if (below == 0) return 0;
-  void* p = mmap(core::ptr(below), bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+  void* p =
+      mmap(core::ptr(below), bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return 0;
   if (core::addr(p) % align != 0) {
     munmap(p, bytes);
