@@ -19,6 +19,7 @@
 #include "platform/linux/os_source.h"
 #include "shardalloc/shardalloc.h"
 #include "shardalloc/stats.h"
+#include "support/address_space.h"
 #include "support/test_support.h"
 
 namespace {
@@ -94,21 +95,30 @@ TEST(OsRemnant, ACommitAfterAReleaseStaysInsideTheRemnant) {
   EXPECT_TRUE(platform::os_committed(arena, kChunk));
   EXPECT_FALSE(platform::os_committed(foreign, 1));
   // Still inaccessible (/proc/self/maps lists the permissions).
-  bool still_none = false;
-  if (FILE* f = std::fopen("/proc/self/maps", "r")) {
-    char line[512];
-    while (std::fgets(line, sizeof line, f) != nullptr) {
-      unsigned long long lo = 0, hi = 0;
-      char perms[8] = {};
-      if (std::sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3) continue;
-      const auto start = reinterpret_cast<uintptr_t>(foreign);
-      if (lo <= start && start < hi) still_none = perms[0] == '-' && perms[1] == '-';
-    }
-    std::fclose(f);
-  }
+  const std::string perms = shardtest::perms_at(foreign);
+  const bool still_none = perms.size() >= 2 && perms[0] == '-' && perms[1] == '-';
   EXPECT_TRUE(still_none) << "the remnant's commit reached the foreign mapping";
   munmap(foreign, kChunk);
   platform::os_release(arena, kChunk);
+}
+
+// In a child: a freed 300 MiB block's arena, whose tail went back for a 400
+// MiB block under an address-space limit (room for no new arena of 448 MiB
+// beside the freed one, but for one once its tail went back). Returns the
+// arena; exits 2-5 when a step fails.
+void* arena_grown_past_under_a_limit() {
+  void* first = shard_malloc(300 * kMiB);
+  if (first == nullptr) std::_Exit(2);
+  void* arena = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(first) & ~(kArena - 1));
+  shard_free(first);
+  rlimit lim{};
+  if (getrlimit(RLIMIT_AS, &lim) != 0) std::_Exit(3);
+  lim.rlim_cur = rlim_t(shardtest::proc_memory().vm + 260 * kMiB);
+  if (setrlimit(RLIMIT_AS, &lim) != 0) std::_Exit(4);
+  void* second = shard_malloc(400 * kMiB);
+  if (second == nullptr) std::_Exit(5);
+  shard_free(second);
+  return arena;
 }
 
 // The process heap under an address-space limit: a freed 300 MiB block's
@@ -116,19 +126,7 @@ TEST(OsRemnant, ACommitAfterAReleaseStaysInsideTheRemnant) {
 // of its first 64 MiB is free for the kernel to map, and a free of such a
 // foreign block is refused.
 void remnant_of_a_grown_arena() {
-  void* first = shard_malloc(300 * kMiB);
-  if (first == nullptr) std::_Exit(2);
-  void* arena = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(first) & ~(kArena - 1));
-  shard_free(first);
-  rlimit lim{};
-  if (getrlimit(RLIMIT_AS, &lim) != 0) std::_Exit(3);
-  // Room for no new arena of 448 MiB (mapped with 64 MiB more to align it)
-  // beside the freed one, but for one once its tail went back.
-  lim.rlim_cur = rlim_t(shardtest::proc_memory().vm + 260 * kMiB);
-  if (setrlimit(RLIMIT_AS, &lim) != 0) std::_Exit(4);
-  void* second = shard_malloc(400 * kMiB);
-  if (second == nullptr) std::_Exit(5);
-  shard_free(second);
+  void* arena = arena_grown_past_under_a_limit();
   char* foreign = static_cast<char*>(map_exactly_at(at(arena, kChunk), kArena - kChunk));
   if (foreign == nullptr) std::_Exit(6);  // the arena kept more than its first chunk
   foreign[0] = 1;
@@ -151,17 +149,7 @@ TEST(OsRemnantDeath, AGrownArenaKeepsOneChunkAndAFreeInTheRestIsRefused) {
 // (realloc: through its usable-size check).
 enum class Probe { kRealloc, kUsableSize };
 void walks_skip_a_foreign_mapping_in_the_remnant(Probe how) {
-  void* first = shard_malloc(300 * kMiB);
-  if (first == nullptr) std::_Exit(2);
-  void* arena = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(first) & ~(kArena - 1));
-  shard_free(first);
-  rlimit lim{};
-  if (getrlimit(RLIMIT_AS, &lim) != 0) std::_Exit(3);
-  lim.rlim_cur = rlim_t(shardtest::proc_memory().vm + 260 * kMiB);
-  if (setrlimit(RLIMIT_AS, &lim) != 0) std::_Exit(4);
-  void* second = shard_malloc(400 * kMiB);
-  if (second == nullptr) std::_Exit(5);
-  shard_free(second);
+  void* arena = arena_grown_past_under_a_limit();
   void* foreign = map_exactly_at(at(arena, kChunk), kArena - kChunk);
   if (foreign == nullptr) std::_Exit(6);
   if (mprotect(foreign, kArena - kChunk, PROT_NONE) != 0) std::_Exit(7);

@@ -30,6 +30,7 @@
 #include <cstring>
 
 #include "platform/linux/os_source.h"
+#include "support/address_space.h"
 #include "support/test_support.h"
 
 namespace {
@@ -81,26 +82,24 @@ extern "C" void* mmap(void* addr, size_t len, int prot, int flags, int fd, off_t
 
 namespace {
 
-// The permissions /proc/self/maps lists for the mapping holding p ("" if none).
-std::string perms_at(const void* p) {
-  std::string out;
-  if (FILE* f = std::fopen("/proc/self/maps", "r")) {
-    char line[512];
-    while (std::fgets(line, sizeof line, f) != nullptr) {
-      unsigned long long lo = 0, hi = 0;
-      char perms[8] = {};
-      if (std::sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3) continue;
-      const auto a = reinterpret_cast<uintptr_t>(p);
-      if (lo <= a && a < hi) out = perms;
-    }
-    std::fclose(f);
-  }
-  return out;
-}
+using shardtest::perms_at;
 
 // A mapping (the program's, here; an older arena's remnant alike) that
 // begins 8 MiB into the 64 MiB-aligned entry below the exact mapping's
 // place: os_reserve must not map over it, whatever it returns.
+// os_reserve of one 64 MiB arena on the emulated kernel: the over-map
+// (64 + 64 MiB) refused, the exact mapping placed at `place_at`. *got: the
+// bytes reserved.
+void* reserve_placed_at(uintptr_t place_at, size_t* got) {
+  g_refused_len.store(2 * kArena);
+  g_placed_len.store(kArena);
+  g_place_at.store(place_at);
+  g_armed.store(true);
+  void* arena = platform::os_reserve(kArena, kArena, got);
+  g_armed.store(false);
+  return arena;
+}
+
 TEST(OsReserveOldKernel, TheMoveToTheAlignedAddressBelowReplacesNothing) {
 #ifdef SHARDTEST_SANITIZED
   GTEST_SKIP() << "sanitizers intercept mmap themselves";
@@ -118,14 +117,9 @@ TEST(OsReserveOldKernel, TheMoveToTheAlignedAddressBelowReplacesNothing) {
   ASSERT_EQ(victim, reinterpret_cast<char*>(b + 8 * kMiB));
   std::memset(victim, 0x5a, 4 * kMiB);
 
-  // The over-map (64 + 64 MiB) refused; the exact 64 MiB placed at b + 16 MiB.
-  g_refused_len.store(2 * kArena);
-  g_placed_len.store(kArena);
-  g_place_at.store(b + 16 * kMiB);
-  g_armed.store(true);
+  // The exact 64 MiB placed at b + 16 MiB.
   size_t got = 0;
-  void* arena = platform::os_reserve(kArena, kArena, &got);
-  g_armed.store(false);
+  void* arena = reserve_placed_at(b + 16 * kMiB, &got);
 
   const auto start = reinterpret_cast<uintptr_t>(arena);
   const auto v = reinterpret_cast<uintptr_t>(victim);
@@ -166,14 +160,9 @@ TEST(OsReserveOldKernel, ARemnantInTheEntryBelowKeepsItsChunkAndBits) {
   ASSERT_EQ(platform::g_os_arena_map[entry], 1u);
   ASSERT_EQ(platform::g_os_commit_map[entry], 1u);
 
-  // The over-map refused; the exact mapping placed 8 MiB into the remnant's entry.
-  g_refused_len.store(2 * kArena);
-  g_placed_len.store(kArena);
-  g_place_at.store(e + 8 * kMiB);
-  g_armed.store(true);
+  // The exact mapping placed 8 MiB into the remnant's entry.
   size_t got2 = 0;
-  void* arena = platform::os_reserve(kArena, kArena, &got2);
-  g_armed.store(false);
+  void* arena = reserve_placed_at(e + 8 * kMiB, &got2);
 
   EXPECT_NE(arena, static_cast<void*>(old_arena)) << "two arenas share an entry";
   EXPECT_EQ(perms_at(old_arena).substr(0, 2), "rw") << "the remnant was replaced";

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -49,6 +50,24 @@ inline bool disjoint(std::vector<std::pair<uintptr_t, size_t>> blocks) {
     if (blocks[i - 1].first + std::max<size_t>(blocks[i - 1].second, 1) > blocks[i].first)
       return false;
   return true;
+}
+
+// The permissions /proc/self/maps lists for the mapping holding p ("rw-p",
+// "---p"; "" if none).
+inline std::string perms_at(const void* p) {
+  std::string out;
+  if (FILE* f = std::fopen("/proc/self/maps", "r")) {
+    char line[512];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      unsigned long long lo = 0, hi = 0;
+      char perms[8] = {};
+      if (std::sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3) continue;
+      const auto a = reinterpret_cast<uintptr_t>(p);
+      if (lo <= a && a < hi) out = perms;
+    }
+    std::fclose(f);
+  }
+  return out;
 }
 
 }  // namespace shardtest
