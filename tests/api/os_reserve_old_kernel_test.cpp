@@ -157,7 +157,7 @@ TEST(OsReserveOldKernel, ARemnantInTheEntryBelowKeepsItsChunkAndBits) {
   platform::os_release(old_arena + chunk, 2 * kArena - chunk);  // its tail went back
   const uintptr_t e = reinterpret_cast<uintptr_t>(old_arena);
   const size_t entry = e >> 26;
-  ASSERT_EQ(platform::g_os_arena_map[entry], 1u);
+  ASSERT_EQ(platform::arena_map_entry(entry), 1u);
   ASSERT_EQ(platform::g_os_commit_map[entry], 1u);
 
   // The exact mapping placed 8 MiB into the remnant's entry.
@@ -166,7 +166,7 @@ TEST(OsReserveOldKernel, ARemnantInTheEntryBelowKeepsItsChunkAndBits) {
 
   EXPECT_NE(arena, static_cast<void*>(old_arena)) << "two arenas share an entry";
   EXPECT_EQ(perms_at(old_arena).substr(0, 2), "rw") << "the remnant was replaced";
-  EXPECT_EQ(platform::g_os_arena_map[entry], 1u);
+  EXPECT_EQ(platform::arena_map_entry(entry), 1u);
   EXPECT_EQ(platform::g_os_commit_map[entry], 1u);
   if (perms_at(old_arena).substr(0, 2) == "rw") {
     EXPECT_EQ(old_arena[0], 42);

@@ -15,7 +15,7 @@
 
 namespace shardalloc::platform {
 
-uint16_t g_os_arena_map[kArenaMapEntries];
+uint64_t g_os_arena_map[kArenaMapWords];
 uint16_t g_os_commit_map[kArenaMapEntries];
 
 namespace {
@@ -112,7 +112,8 @@ void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
   for_each_entry(aligned, aligned + bytes, [](uintptr_t entry, uint16_t chunks) {
     // relaxed: the arena is published to other threads by the domain's release CAS;
     // a free of a pointer into it must have received that pointer after publication.
-    __atomic_fetch_or(&g_os_arena_map[entry], chunks, __ATOMIC_RELAXED);
+    __atomic_fetch_or(&g_os_arena_map[entry / kEntriesPerMapWord],
+                      uint64_t{chunks} << arena_map_shift(entry), __ATOMIC_RELAXED);
   });
   *out_bytes = bytes;
   if (options().verbose) {
@@ -155,7 +156,8 @@ void os_release(void* p, size_t bytes) {
   for_each_entry(start, start + bytes, [](uintptr_t entry, uint16_t chunks) {
     // relaxed: only frees of pointers into these chunks read their bits, and
     // none may be in flight (destroy's precondition; a tail's slots are free).
-    __atomic_fetch_and(&g_os_arena_map[entry], uint16_t(~chunks), __ATOMIC_RELAXED);
+    __atomic_fetch_and(&g_os_arena_map[entry / kEntriesPerMapWord],
+                       ~(uint64_t{chunks} << arena_map_shift(entry)), __ATOMIC_RELAXED);
     // relaxed: no reader looks at these chunks any more (walks stop at
     // mapped_slots, claims never reach a given-back tail); os_commit's
     // acquire loads pair with its own release stores, which this leaves alone.
