@@ -99,6 +99,15 @@ void give_back(ThreadHeaps& t, unsigned i) {
 }
 
 void on_thread_exit(void*) {
+  // Already in a call: the thread ends inside one, cut off by an asynchronous
+  // pthread_cancel or a pthread_exit from a signal handler that interrupted
+  // it, so its heaps, heap cache and remote batch may be half updated. Giving
+  // them back would hand that to the next adopter (a review's program: an
+  // exiting thread spun for ever in Page::take_sealed_list, checked builds
+  // reported use after free in other threads); they stay the dead thread's,
+  // a leak, as with no exit hook. (Also a second run of this destructor,
+  // which finds nothing left to give back.)
+  if (in_call()) return;
   // In a call: a signal handler's free meanwhile must not reorder the slots
   // behind the loop (it takes the interrupted path instead).
   CallScope call;
