@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -42,8 +43,10 @@ uint32_t next(uint32_t& s) {
 // thread itself while sealing its pages, walked half-linked lists (Release:
 // a join that never returned, spinning in Page::take_sealed_list, about one
 // run in two of 400 rounds; checked builds: "a freed block was written to"
-// in another thread, or a fault in Page::extend). glibc's malloc deadlocks
-// there instead (an arena lock held by the dead thread).
+// in another thread, or a fault in Page::extend). And a fork-atomic step
+// the dead thread was in was never left: every later fork waited 200 ms (the
+// gate's limit) per epoch holding one. glibc's malloc deadlocks there
+// instead (an arena lock held by the dead thread).
 
 std::atomic<bool> g_stop{false};
 std::atomic<uint64_t> g_bystander_ops{0};
@@ -90,8 +93,15 @@ void* bystander(void* arg) {
   return nullptr;
 }
 
+uint64_t now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
+
 void cancel_rounds(unsigned rounds) {
-  alarm(100);  // a hang fails the test as SIGALRM
+  alarm(100);                               // a hang fails the test as SIGALRM
+  uint64_t fastest_late_fork = UINT64_MAX;  // fork + child + wait, ms
   pthread_t b[2];
   for (uintptr_t i = 0; i < 2; ++i)
     pthread_create(&b[i], nullptr, bystander, reinterpret_cast<void*>(i + 1));
@@ -104,6 +114,7 @@ void cancel_rounds(unsigned rounds) {
     for (pthread_t t : v) pthread_cancel(t);
     for (pthread_t t : v) pthread_join(t, nullptr);
     if (r % 25 == 0) {  // a fork sees the dead threads' heaps too
+      const uint64_t start = now_ms();
       const pid_t child = fork();
       if (child == 0) {
         for (int i = 0; i < 10000; ++i) free(malloc(size_t(i % 3000 + 1)));
@@ -112,8 +123,13 @@ void cancel_rounds(unsigned rounds) {
       int status = 0;
       if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail("a child of fork failed");
+      if (r + 250 >= rounds) fastest_late_fork = std::min(fastest_late_fork, now_ms() - start);
     }
   }
+  // A step that a dead thread was in never ends: a fork waits 200 ms (its
+  // limit) for each epoch holding one. Before the fix every fork after the
+  // first few rounds took 200-450 ms; now a few ms.
+  if (fastest_late_fork >= 150) fail("every late fork waited for a dead thread's step");
   const uint64_t before = g_bystander_ops.load();
   usleep(100000);
   if (g_bystander_ops.load() == before) fail("the bystanders stopped");
