@@ -8,6 +8,7 @@
 //   override_adversarial_linked   linked against libshardalloc.so;
 //   override_adversarial_preload  a plain executable, run with LD_PRELOAD.
 #include <pthread.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -99,6 +100,23 @@ uint64_t now_ms() {
   return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
 }
 
+// Forks a child that allocates and exits; returns how long the parent's
+// fork() took, in ms (the fork gate's wait is in its prepare handler).
+uint64_t timed_fork() {
+  const uint64_t start = now_ms();
+  const pid_t child = fork();
+  if (child == 0) {
+    for (int i = 0; i < 10000; ++i) free(malloc(size_t(i % 3000 + 1)));
+    _exit(0);
+  }
+  const uint64_t forked = now_ms();
+  int status = 0;
+  if (child < 0 || waitpid(child, &status, 0) != child || !WIFEXITED(status) ||
+      WEXITSTATUS(status) != 0)
+    fail("a child of fork failed");
+  return forked - start;
+}
+
 void cancel_rounds(unsigned rounds) {
   alarm(100);                               // a hang fails the test as SIGALRM
   uint64_t fastest_late_fork = UINT64_MAX;  // the parent's fork() call, ms
@@ -114,17 +132,8 @@ void cancel_rounds(unsigned rounds) {
     for (pthread_t t : v) pthread_cancel(t);
     for (pthread_t t : v) pthread_join(t, nullptr);
     if (r % 25 == 0) {  // a fork sees the dead threads' heaps too
-      const uint64_t start = now_ms();
-      const pid_t child = fork();
-      const uint64_t forked = now_ms();  // the prepare handler's wait is in the parent's fork()
-      if (child == 0) {
-        for (int i = 0; i < 10000; ++i) free(malloc(size_t(i % 3000 + 1)));
-        _exit(0);
-      }
-      int status = 0;
-      if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail("a child of fork failed");
-      if (r + 250 >= rounds) fastest_late_fork = std::min(fastest_late_fork, forked - start);
+      const uint64_t ms = timed_fork();
+      if (r + 250 >= rounds) fastest_late_fork = std::min(fastest_late_fork, ms);
     }
   }
   // A step that a dead thread was in never ends: a fork waits 200 ms (its
@@ -143,6 +152,64 @@ TEST(AdversarialDeath, ThreadsCancelledAsynchronouslyInMallocLeaveOtherThreadsWo
   // Before the fix: about one run in two of 400 rounds failed in Release, and
   // nearly every run in checked builds; 1200 rounds take 10-15 s.
   EXPECT_EXIT(cancel_rounds(1200), ::testing::ExitedWithCode(0), "");
+}
+
+// ---- pthread_exit from a handler that interrupted malloc / free -----------------
+//
+// The same end by another road, and a faster reproducer: a signal handler
+// that calls pthread_exit (which POSIX does not list as async-signal-safe
+// either, but programs do it). Before the fix: Release hung about every
+// run (the exiting thread in Page::take_sealed_list), checked builds
+// reported "a freed block was written to" within a second.
+
+void exit_from_handler(int) { pthread_exit(nullptr); }
+
+void* interrupted_worker(void* arg) {
+  uint32_t s = uint32_t(reinterpret_cast<uintptr_t>(arg));
+  void* keep[64] = {};
+  for (;;) {
+    const uint32_t r = next(s);
+    const unsigned i = r % 64;
+    free(keep[i]);
+    size_t size = (r >> 6) % 5000 + 1;
+    if ((r & 0xff) == 3) size = 400000;
+    keep[i] = malloc(size);
+  }
+  return nullptr;
+}
+
+void handler_exit_rounds(unsigned rounds) {
+  alarm(100);
+  uint64_t fastest_late_fork = UINT64_MAX;  // the parent's fork() call, ms
+  struct sigaction sa {};
+  sa.sa_handler = exit_from_handler;
+  sigaction(SIGUSR1, &sa, nullptr);
+  pthread_t b[2];
+  for (uintptr_t i = 0; i < 2; ++i)
+    pthread_create(&b[i], nullptr, bystander, reinterpret_cast<void*>(i + 1));
+  for (unsigned r = 0; r < rounds; ++r) {
+    pthread_t v[3];
+    for (uintptr_t i = 0; i < 3; ++i)
+      pthread_create(&v[i], nullptr, interrupted_worker, reinterpret_cast<void*>(r * 3 + i));
+    usleep(200 + r % 7 * 100);
+    for (pthread_t t : v) pthread_kill(t, SIGUSR1);
+    for (pthread_t t : v) pthread_join(t, nullptr);
+    if (r % 25 == 0) {
+      const uint64_t ms = timed_fork();
+      if (r + 250 >= rounds) fastest_late_fork = std::min(fastest_late_fork, ms);
+    }
+  }
+  if (fastest_late_fork >= 150) fail("every late fork waited for a dead thread's step");
+  const uint64_t before = g_bystander_ops.load();
+  usleep(100000);
+  if (g_bystander_ops.load() == before) fail("the bystanders stopped");
+  g_stop.store(true);
+  for (pthread_t t : b) pthread_join(t, nullptr);
+  std::exit(0);
+}
+
+TEST(AdversarialDeath, ThreadsExitingFromAHandlerThatInterruptedMallocLeaveOtherThreadsWorking) {
+  EXPECT_EXIT(handler_exit_rounds(600), ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace
