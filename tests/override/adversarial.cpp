@@ -154,6 +154,18 @@ TEST(AdversarialDeath, ThreadsCancelledAsynchronouslyInMallocLeaveOtherThreadsWo
   EXPECT_EXIT(cancel_rounds(1200), ::testing::ExitedWithCode(0), "");
 }
 
+// With the heap profiler on (SHARDALLOC_PROFILE_RATE, read when the child
+// of EXPECT_EXIT, re-executed, loads the library), a thread cancelled while
+// it held the profiler's table lock left it held for good: before the fix
+// every thread that sampled waited for it, inside a fork step (2 of 2 runs
+// of 300 rounds: "the bystanders stopped", then a hang at exit; here, with
+// the other fixes in, every late fork waits for the waiter's step first).
+TEST(AdversarialDeath, ThreadsCancelledInsideTheHeapProfilerLeaveOtherThreadsWorking) {
+  setenv("SHARDALLOC_PROFILE_RATE", "8192", 1);
+  EXPECT_EXIT(cancel_rounds(400), ::testing::ExitedWithCode(0), "");
+  unsetenv("SHARDALLOC_PROFILE_RATE");
+}
+
 // ---- pthread_exit from a handler that interrupted malloc / free -----------------
 //
 // The same end by another road, and a faster reproducer: a signal handler

@@ -18,6 +18,7 @@
 #include "core/hooks.h"
 #include "core/step.h"
 #include "platform/linux/call_guard.h"
+#include "platform/linux/heap_profile.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
 #include "platform/linux/region_heaps.h"
@@ -111,7 +112,10 @@ void on_thread_exit(void*) {
   // such as a huge block's free) never ends: later forks must not wait for
   // it (a review's program: every fork waited 200-400 ms from then on).
   drop_steps_of_ending_thread();
-  if (in_call()) return;
+  if (in_call()) {
+    heap_profile_thread_ended_in_call();  // its table lock, maybe held
+    return;
+  }
   // In a call: a signal handler's free meanwhile must not reorder the slots
   // behind the loop (it takes the interrupted path instead).
   CallScope call;
