@@ -60,6 +60,11 @@ void leave_step(uint32_t token);
 // handler; bare: no fork, 0). State whose owners may be threads the child
 // lacks can tell a copy of it (core/range_claims.h).
 uint32_t fork_generation();
+// The calling thread ends inside a call, in a step that will never be left
+// (an asynchronous cancellation, a pthread_exit from a signal handler): takes
+// its count back where it is known, so that later forks do not wait for it
+// (Linux: each would wait its 200 ms limit; bare: no fork, a no-op).
+void drop_steps_of_ending_thread();
 
 // Allocation sampling (docs/profiling.md), called by the core only for a
 // domain with sample_allocations set (Linux: the process heap when the heap

@@ -25,5 +25,6 @@ bool sampled_block_freed(void*) { return false; }
 uint32_t enter_step() { return 0; }
 void leave_step(uint32_t) {}
 uint32_t fork_generation() { return 0; }
+void drop_steps_of_ending_thread() {}
 
 }  // namespace shardalloc::platform

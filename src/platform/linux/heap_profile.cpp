@@ -100,18 +100,29 @@ void* map_zeroed(size_t bytes) {
 // held). ok() is false when the calling thread is already in the profiler (a
 // signal handler that interrupted it): it must not wait for itself.
 // Set in a fork child whose parent had the lock held by another thread
-// (a step the fork gate may cut: docs/protocols.md section 8): the table may
-// be half updated and its holder is gone, so the child never uses it.
-bool g_table_lost = false;
+// (a step the fork gate may cut: docs/protocols.md section 8), and when a
+// thread ends inside the profiler (heap_profile_thread_ended_in_call): the
+// table may be half updated and its holder is gone, so it is never used
+// again, and a thread waiting for the lock stops waiting.
+std::atomic<bool> g_table_lost{false};
 
 class TableLock {
  public:
   TableLock() {
-    if (tl_in_profiler || g_table_lost) return;
+    // relaxed: a stale false only costs the wait below, which looks again.
+    if (tl_in_profiler || g_table_lost.load(std::memory_order_relaxed)) return;
     tl_in_profiler = true;
     step_ = enter_step();
     // acquire: the previous holder's table writes happen-before ours.
-    while (g_table.locked.exchange(true, std::memory_order_acquire)) sched_yield();
+    while (g_table.locked.exchange(true, std::memory_order_acquire)) {
+      // relaxed: the flag alone is the message (the holder will never release).
+      if (g_table_lost.load(std::memory_order_relaxed)) {
+        leave_step(step_);
+        tl_in_profiler = false;
+        return;
+      }
+      sched_yield();
+    }
     ok_ = true;
   }
   ~TableLock() {
@@ -541,7 +552,13 @@ bool heap_profile_on() { return g_on; }
 void heap_profile_after_fork_in_child() {
   // relaxed: only this thread runs. The lock is not ours (we are not inside
   // the profiler), so the thread that held it is gone.
-  if (!tl_in_profiler && g_table.locked.load(std::memory_order_relaxed)) g_table_lost = true;
+  if (!tl_in_profiler && g_table.locked.load(std::memory_order_relaxed))
+    g_table_lost.store(true, std::memory_order_relaxed);
+}
+
+void heap_profile_thread_ended_in_call() {
+  // relaxed: waiters poll it; the table is not read again after it.
+  if (tl_in_profiler) g_table_lost.store(true, std::memory_order_relaxed);
 }
 
 bool heap_profile_dumps(uint64_t growth_bytes, int signal) {

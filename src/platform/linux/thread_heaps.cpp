@@ -18,6 +18,7 @@
 #include "core/hooks.h"
 #include "core/step.h"
 #include "platform/linux/call_guard.h"
+#include "platform/linux/heap_profile.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
 #include "platform/linux/region_heaps.h"
@@ -99,6 +100,22 @@ void give_back(ThreadHeaps& t, unsigned i) {
 }
 
 void on_thread_exit(void*) {
+  // Already in a call: the thread ends inside one, cut off by an asynchronous
+  // pthread_cancel or a pthread_exit from a signal handler that interrupted
+  // it, so its heaps, heap cache and remote batch may be half updated. Giving
+  // them back would hand that to the next adopter (a review's program: an
+  // exiting thread spun for ever in Page::take_sealed_list, checked builds
+  // reported use after free in other threads); they stay the dead thread's,
+  // a leak, as with no exit hook. (Also a second run of this destructor,
+  // which finds nothing left to give back.)
+  // A step the thread ended in (in a call, or in a path that needs none,
+  // such as a huge block's free) never ends: later forks must not wait for
+  // it (a review's program: every fork waited 200-400 ms from then on).
+  drop_steps_of_ending_thread();
+  if (in_call()) {
+    heap_profile_thread_ended_in_call();  // its table lock, maybe held
+    return;
+  }
   // In a call: a signal handler's free meanwhile must not reorder the slots
   // behind the loop (it takes the interrupted path instead).
   CallScope call;
@@ -157,11 +174,15 @@ void register_thread_exit() {
 }
 
 core::Heap* acquire_process_heap() {
+  // Before the heap: a thread cancelled asynchronously inside acquire_heap
+  // (steps, an adoption) must still run on_thread_exit, which then finds it
+  // died in a call (a review's program: 180 of 300 threads cancelled early
+  // had no exit hook, and every later fork waited 200 ms for their steps).
+  register_thread_exit();
   g_process_domain.ensure_secret(entropy());
   core::Heap* h = g_process_domain.acquire_heap();
   if (h == nullptr) return nullptr;
   tl_thread.own_heap = h;  // in a call: leaving it makes h the fast paths' heap
-  register_thread_exit();
   return h;
 }
 
@@ -202,6 +223,7 @@ unsigned free_slot(ThreadHeaps& t) {
 
 // Acquires a heap in d and caches it in front.
 SHARD_NOINLINE core::Heap* acquire_cached_heap(ThreadHeaps& t, core::Domain* d) {
+  register_thread_exit();  // before the heap, as in acquire_process_heap
   core::Heap* h = d->acquire_heap();
   if (h == nullptr) return nullptr;
   const unsigned slot = free_slot(t);
@@ -209,7 +231,6 @@ SHARD_NOINLINE core::Heap* acquire_cached_heap(ThreadHeaps& t, core::Domain* d) 
   t.heap[slot] = h;
   t.life[slot] = d->life;
   t.generation[slot] = d->life != nullptr ? d->life->generation() : 0;
-  register_thread_exit();
   return move_to_front(t, slot);
 }
 
