@@ -7,6 +7,8 @@
 // Built twice, as api_conformance.cpp is (see CMakeLists.txt):
 //   override_adversarial_linked   linked against libshardalloc.so;
 //   override_adversarial_preload  a plain executable, run with LD_PRELOAD.
+#include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -21,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <string>
 
 namespace {
 
@@ -222,6 +225,140 @@ void handler_exit_rounds(unsigned rounds) {
 
 TEST(AdversarialDeath, ThreadsExitingFromAHandlerThatInterruptedMallocLeaveOtherThreadsWorking) {
   EXPECT_EXIT(handler_exit_rounds(600), ::testing::ExitedWithCode(0), "");
+}
+
+// ---- Deferred cancellation while the heap profiler writes a dump ---------------
+//
+// malloc is not a cancellation point (POSIX lets no function but those it
+// lists be one), but a growth dump (SHARDALLOC_PROFILE_GROWTH_MB) is written
+// from the sampling slow path, inside malloc, with open / write / close,
+// which are. An ordinary (deferred) pthread_cancel then acted inside malloc:
+// the thread unwound out of a call, so its exit destructor found it in one
+// and kept its heap (a death review: 21 of 100 cancelled threads, 22 heaps
+// owned at the end), and the caller saw malloc never return.
+
+std::atomic<bool> g_in_malloc_at_cancel{false};
+
+void note_cancel(void* in_malloc) {
+  if (*static_cast<volatile bool*>(in_malloc)) g_in_malloc_at_cancel.store(true);
+}
+
+void* deferred_cancel_worker(void*) {
+  volatile bool in_malloc = false;
+  pthread_cleanup_push(note_cancel, const_cast<bool*>(&in_malloc));
+  for (;;) {
+    in_malloc = true;
+    void* volatile p = malloc(4096);  // kept: the live estimate grows, dumps follow
+    in_malloc = false;
+    if (p == nullptr) fail("malloc failed");
+    std::memset(p, 1, 64);
+    pthread_testcancel();  // the one cancellation point of the loop
+  }
+  pthread_cleanup_pop(0);
+  return nullptr;
+}
+
+void deferred_cancel_rounds(unsigned rounds) {
+  alarm(100);
+  for (unsigned r = 0; r < rounds; ++r) {
+    pthread_t t;
+    pthread_create(&t, nullptr, deferred_cancel_worker, nullptr);
+    const timespec pause{0, long(r % 7) * 300000 + 2000000};
+    nanosleep(&pause, nullptr);
+    pthread_cancel(t);
+    pthread_join(t, nullptr);
+    if (g_in_malloc_at_cancel.load()) fail("a deferred cancellation acted inside malloc");
+  }
+  std::exit(0);
+}
+
+TEST(AdversarialDeath, DeferredCancellationNeverActsInsideMallocWhileItWritesAGrowthDump) {
+  char dir[] = "/tmp/shardalloc-adversarial-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/profile";
+  setenv("SHARDALLOC_PROFILE", path.c_str(), 1);
+  setenv("SHARDALLOC_PROFILE_GROWTH_MB", "1", 1);
+  EXPECT_EXIT(deferred_cancel_rounds(100), ::testing::ExitedWithCode(0), "");
+  unsetenv("SHARDALLOC_PROFILE_GROWTH_MB");
+  unsetenv("SHARDALLOC_PROFILE");
+  std::system((std::string("rm -rf ") + dir).c_str());
+}
+
+// ---- A thread that ends inside shard_profile_write ---------------------------
+//
+// shard_profile_write takes the profiler's table lock outside a call (its
+// snapshot), so a thread that ended there (pthread_exit from a signal
+// handler, or an asynchronous cancellation) was not in a call, and its exit
+// destructor did not give the table up: the lock stayed held, and every
+// thread that sampled spun for ever in heap_profile_record (a death review:
+// the samplers stopped within the first rounds, gdb showed all of them in
+// sched_yield under heap_profile_record). The writer here never allocates,
+// so it has no exit destructor at all: giving the table up there alone still
+// stopped the samplers (1 run in 4); waiters now also find the holder gone.
+// (The writer may also die inside dladdr, holding glibc's dl_load_lock: the
+// child ends with _Exit, as exit's _dl_fini would wait for that lock.)
+
+std::atomic<uint64_t> g_sampler_ops{0};
+
+void* sampler(void* arg) {
+  uint32_t s = uint32_t(reinterpret_cast<uintptr_t>(arg));
+  constexpr unsigned kSlots = 4096;
+  void* keep[kSlots] = {};
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    const uint32_t r = next(s);
+    free(keep[r % kSlots]);
+    keep[r % kSlots] = malloc((r >> 4) % 3000 + 1);
+    g_sampler_ops.fetch_add(1, std::memory_order_relaxed);
+  }
+  for (void* p : keep) free(p);
+  return nullptr;
+}
+
+using ProfileWrite = int (*)(int);
+ProfileWrite g_profile_write = nullptr;
+
+void* profile_writer(void*) {
+  // No allocation: a thread with no heap has had no exit destructor either.
+  const int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  for (;;) g_profile_write(fd);
+  return nullptr;
+}
+
+// Write alone: a stopped sampler holds no lock of stdio's, but we may not.
+void fail_quietly(const char* what) {
+  (void)!write(STDERR_FILENO, what, std::strlen(what));
+  std::_Exit(3);
+}
+
+void profile_writer_exit_rounds(unsigned rounds) {
+  alarm(100);
+  g_profile_write = reinterpret_cast<ProfileWrite>(dlsym(RTLD_DEFAULT, "shard_profile_write"));
+  if (g_profile_write == nullptr) fail("no shard_profile_write");
+  struct sigaction sa {};
+  sa.sa_handler = exit_from_handler;
+  sigaction(SIGUSR1, &sa, nullptr);
+  pthread_t b[2];
+  for (uintptr_t i = 0; i < 2; ++i)
+    pthread_create(&b[i], nullptr, sampler, reinterpret_cast<void*>(i + 1));
+  for (unsigned r = 0; r < rounds; ++r) {
+    pthread_t w;
+    pthread_create(&w, nullptr, profile_writer, nullptr);
+    usleep(1000 + r % 7 * 300);
+    pthread_kill(w, SIGUSR1);
+    pthread_join(w, nullptr);
+    const uint64_t before = g_sampler_ops.load();
+    usleep(20000);
+    if (g_sampler_ops.load() == before) fail_quietly("adversarial: the samplers stopped\n");
+  }
+  g_stop.store(true);
+  for (pthread_t t : b) pthread_join(t, nullptr);
+  std::_Exit(0);
+}
+
+TEST(AdversarialDeath, ThreadsExitingFromAHandlerInsideShardProfileWriteLeaveSamplersWorking) {
+  setenv("SHARDALLOC_PROFILE_RATE", "1024", 1);
+  EXPECT_EXIT(profile_writer_exit_rounds(200), ::testing::ExitedWithCode(0), "");
+  unsetenv("SHARDALLOC_PROFILE_RATE");
 }
 
 }  // namespace

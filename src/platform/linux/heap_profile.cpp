@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -45,7 +46,7 @@ struct Sample {
 
 // The table: one lock (samples are rare, and so are frees of sampled blocks).
 struct Table {
-  std::atomic<bool> locked{false};
+  std::atomic<pid_t> locked{0};  // the holder's thread id; 0: free
   Sample* samples = nullptr;  // kMaxSamples reserved, used from the front
   uint32_t high = 0;          // entries ever used
   uint32_t free_head = 0;     // first free entry + 1
@@ -106,6 +107,15 @@ void* map_zeroed(size_t bytes) {
 // again, and a thread waiting for the lock stops waiting.
 std::atomic<bool> g_table_lost{false};
 
+// The thread tid of this process is gone (tgkill's signal 0 checks, sends
+// nothing). errno kept: this runs inside malloc.
+bool holder_gone(pid_t tid) {
+  const int saved = errno;
+  const bool gone = tgkill(getpid(), tid, 0) != 0 && errno == ESRCH;
+  errno = saved;
+  return gone;
+}
+
 class TableLock {
  public:
   TableLock() {
@@ -113,8 +123,18 @@ class TableLock {
     if (tl_in_profiler || g_table_lost.load(std::memory_order_relaxed)) return;
     tl_in_profiler = true;
     step_ = enter_step();
+    const pid_t self = gettid();
+    pid_t holder = 0;
     // acquire: the previous holder's table writes happen-before ours.
-    while (g_table.locked.exchange(true, std::memory_order_acquire)) {
+    for (uint32_t spins = 1;
+         !g_table.locked.compare_exchange_weak(holder, self, std::memory_order_acquire,
+                                               std::memory_order_relaxed);
+         ++spins, holder = 0) {
+      // A holder that ended without its exit destructor giving the table up
+      // (a thread that never allocated has none, and one may end inside
+      // shard_profile_write, outside a call): the table is lost as well.
+      if (holder != 0 && spins % 256 == 0 && holder_gone(holder))
+        g_table_lost.store(true, std::memory_order_relaxed);
       // relaxed: the flag alone is the message (the holder will never release).
       if (g_table_lost.load(std::memory_order_relaxed)) {
         leave_step(step_);
@@ -127,7 +147,7 @@ class TableLock {
   }
   ~TableLock() {
     if (!ok_) return;
-    g_table.locked.store(false,
+    g_table.locked.store(0,
                          std::memory_order_release);  // release: our writes to the next holder
     leave_step(step_);
     tl_in_profiler = false;
@@ -380,6 +400,12 @@ void expand_path(const char* path, const char* suffix, char* out, size_t cap) {
 void dump_profile(const char* suffix) {
   if (g_path == nullptr || tl_dumping) return;
   tl_dumping = true;
+  // Dumps are written inside malloc (the sampling slow path, in a call), and
+  // open / write / close are cancellation points, which malloc must not be:
+  // a deferred pthread_cancel acted there, the thread ended in a call and
+  // kept its heap (test AdversarialDeath.DeferredCancellationNeverActs...).
+  int cancel_state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
   char path[4096];
   expand_path(g_path, suffix, path, sizeof path);
   const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -387,6 +413,7 @@ void dump_profile(const char* suffix) {
     heap_profile_write(fd);
     close(fd);
   }
+  pthread_setcancelstate(cancel_state, nullptr);
   tl_dumping = false;
 }
 
@@ -552,12 +579,13 @@ bool heap_profile_on() { return g_on; }
 void heap_profile_after_fork_in_child() {
   // relaxed: only this thread runs. The lock is not ours (we are not inside
   // the profiler), so the thread that held it is gone.
-  if (!tl_in_profiler && g_table.locked.load(std::memory_order_relaxed))
+  if (!tl_in_profiler && g_table.locked.load(std::memory_order_relaxed) != 0)
     g_table_lost.store(true, std::memory_order_relaxed);
 }
 
 void heap_profile_thread_ended_in_call() {
   // relaxed: waiters poll it; the table is not read again after it.
+  // (Also outside a call: shard_profile_write's snapshot takes the lock.)
   if (tl_in_profiler) g_table_lost.store(true, std::memory_order_relaxed);
 }
 

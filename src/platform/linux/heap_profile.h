@@ -17,9 +17,10 @@ bool heap_profile_on();
 // holder is gone) makes the table unusable in the child: samples and frees
 // are not recorded there, dumps are empty, instead of waiting for ever.
 void heap_profile_after_fork_in_child();
-// The calling thread ends inside a call (thread_heaps.cpp, on_thread_exit):
-// if it was inside the profiler, the table lock may stay held for good, and
-// the table is given up as in a fork child that lacks the lock's holder.
+// The calling thread ends (thread_heaps.cpp, on_thread_exit), maybe inside a
+// call, or inside shard_profile_write, which takes the lock outside one: if
+// it was inside the profiler, the table lock may stay held for good, and the
+// table is given up as in a fork child that lacks the lock's holder.
 void heap_profile_thread_ended_in_call();
 
 // Dumps while the program runs (docs/profiling.md, "Dumps while running"),

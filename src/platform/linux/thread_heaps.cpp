@@ -112,10 +112,10 @@ void on_thread_exit(void*) {
   // such as a huge block's free) never ends: later forks must not wait for
   // it (a review's program: every fork waited 200-400 ms from then on).
   drop_steps_of_ending_thread();
-  if (in_call()) {
-    heap_profile_thread_ended_in_call();  // its table lock, maybe held
-    return;
-  }
+  // Its table lock, maybe held: also outside a call (shard_profile_write's
+  // snapshot; test AdversarialDeath.ThreadsExitingFromAHandlerInsideShard...).
+  heap_profile_thread_ended_in_call();
+  if (in_call()) return;
   // In a call: a signal handler's free meanwhile must not reorder the slots
   // behind the loop (it takes the interrupted path instead).
   CallScope call;
