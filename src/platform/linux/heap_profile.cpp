@@ -47,9 +47,9 @@ struct Sample {
 // The table: one lock (samples are rare, and so are frees of sampled blocks).
 struct Table {
   std::atomic<pid_t> locked{0};  // the holder's thread id; 0: free
-  Sample* samples = nullptr;  // kMaxSamples reserved, used from the front
-  uint32_t high = 0;          // entries ever used
-  uint32_t free_head = 0;     // first free entry + 1
+  Sample* samples = nullptr;     // kMaxSamples reserved, used from the front
+  uint32_t high = 0;             // entries ever used
+  uint32_t free_head = 0;        // first free entry + 1
   uint32_t live = 0;
   uint32_t* index = nullptr;  // open addressing by block: entry + 1, 0 empty
   uint32_t index_bits = 0;
@@ -126,9 +126,8 @@ class TableLock {
     const pid_t self = gettid();
     pid_t holder = 0;
     // acquire: the previous holder's table writes happen-before ours.
-    for (uint32_t spins = 1;
-         !g_table.locked.compare_exchange_weak(holder, self, std::memory_order_acquire,
-                                               std::memory_order_relaxed);
+    for (uint32_t spins = 1; !g_table.locked.compare_exchange_weak(
+             holder, self, std::memory_order_acquire, std::memory_order_relaxed);
          ++spins, holder = 0) {
       // A holder that ended without its exit destructor giving the table up
       // (a thread that never allocated has none, and one may end inside
