@@ -346,9 +346,15 @@ void profile_writer_exit_rounds(unsigned rounds) {
     usleep(1000 + r % 7 * 300);
     pthread_kill(w, SIGUSR1);
     pthread_join(w, nullptr);
+    // Some progress within 2 s (a loaded machine may not run the samplers
+    // for tens of milliseconds; 20 ms failed under a parallel ctest).
     const uint64_t before = g_sampler_ops.load();
-    usleep(20000);
-    if (g_sampler_ops.load() == before) fail_quietly("adversarial: the samplers stopped\n");
+    bool moved = false;
+    for (int wait = 0; wait < 200 && !moved; ++wait) {
+      usleep(10000);
+      moved = g_sampler_ops.load() != before;
+    }
+    if (!moved) fail_quietly("adversarial: the samplers stopped\n");
   }
   g_stop.store(true);
   for (pthread_t t : b) pthread_join(t, nullptr);
