@@ -55,20 +55,24 @@ uint32_t next(uint32_t& s) {
 std::atomic<bool> g_stop{false};
 std::atomic<uint64_t> g_bystander_ops{0};
 
-void* cancelled_worker(void* arg) {
-  pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, nullptr);
-  uint32_t s = uint32_t(reinterpret_cast<uintptr_t>(arg));
+// Replaces 64 blocks of 1 to small_max bytes at random, and a huge block of
+// `huge` bytes now and then (when the low byte of the draw is huge_tag),
+// until the thread is ended from outside.
+[[noreturn]] void churn_until_ended(uint32_t s, size_t small_max, uint32_t huge_tag, size_t huge) {
   void* keep[64] = {};
   for (;;) {
     const uint32_t r = next(s);
     const unsigned i = r % 64;
     free(keep[i]);
-    size_t size = (r >> 6) % 4096 + 1;
-    if ((r & 0xff) == 0) size = 300000;  // a huge block now and then
+    const size_t size = (r & 0xff) == huge_tag ? huge : (r >> 6) % small_max + 1;
     keep[i] = malloc(size);
     if (keep[i] != nullptr) std::memset(keep[i], 1, size < 64 ? size : 64);
   }
-  return nullptr;
+}
+
+void* cancelled_worker(void* arg) {
+  pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, nullptr);
+  churn_until_ended(uint32_t(reinterpret_cast<uintptr_t>(arg)), 4096, 0, 300000);
 }
 
 // Allocates, fills and checks blocks: a block handed out twice, or a free
@@ -120,13 +124,47 @@ uint64_t timed_fork() {
   return forked - start;
 }
 
-void cancel_rounds(unsigned rounds) {
+// Fails with `what` unless `ops` moves within 2 s (a loaded machine may not
+// run the threads behind it for tens of milliseconds).
+void expect_progress(const std::atomic<uint64_t>& ops, const char* what,
+                     void (*failure)(const char*)) {
+  const uint64_t before = ops.load();
+  for (int wait = 0; wait < 200; ++wait) {
+    usleep(10000);
+    if (ops.load() != before) return;
+  }
+  failure(what);
+}
+
+// Rounds of three threads that `end_round(r)` starts and ends, beside two
+// bystanders, with a timed fork every 25 rounds; then the late forks must
+// not have waited for a dead thread's step (the gate's limit is 200 ms: a
+// step a dead thread was in never ends; before the fix every fork after the
+// first few rounds took 200-400 ms, now under 10 ms), and the bystanders
+// must still run.
+template <class EndRound>
+void rounds_beside_bystanders(unsigned rounds, EndRound end_round) {
   alarm(100);                               // a hang fails the test as SIGALRM
   uint64_t fastest_late_fork = UINT64_MAX;  // the parent's fork() call, ms
   pthread_t b[2];
   for (uintptr_t i = 0; i < 2; ++i)
     pthread_create(&b[i], nullptr, bystander, reinterpret_cast<void*>(i + 1));
   for (unsigned r = 0; r < rounds; ++r) {
+    end_round(r);
+    if (r % 25 == 0) {  // a fork sees the dead threads' heaps too
+      const uint64_t ms = timed_fork();
+      if (r + 250 >= rounds) fastest_late_fork = std::min(fastest_late_fork, ms);
+    }
+  }
+  if (fastest_late_fork >= 150) fail("every late fork waited for a dead thread's step");
+  expect_progress(g_bystander_ops, "the bystanders stopped", fail);
+  g_stop.store(true);
+  for (pthread_t t : b) pthread_join(t, nullptr);
+  std::exit(0);
+}
+
+void cancel_rounds(unsigned rounds) {
+  rounds_beside_bystanders(rounds, [](unsigned r) {
     pthread_t v[3];
     for (uintptr_t i = 0; i < 3; ++i)
       pthread_create(&v[i], nullptr, cancelled_worker, reinterpret_cast<void*>(r * 7 + i));
@@ -134,21 +172,7 @@ void cancel_rounds(unsigned rounds) {
     nanosleep(&pause, nullptr);
     for (pthread_t t : v) pthread_cancel(t);
     for (pthread_t t : v) pthread_join(t, nullptr);
-    if (r % 25 == 0) {  // a fork sees the dead threads' heaps too
-      const uint64_t ms = timed_fork();
-      if (r + 250 >= rounds) fastest_late_fork = std::min(fastest_late_fork, ms);
-    }
-  }
-  // A step that a dead thread was in never ends: a fork waits 200 ms (its
-  // limit) for each epoch holding one. Before the fix every fork after the
-  // first few rounds took 200-400 ms; now under 10 ms.
-  if (fastest_late_fork >= 150) fail("every late fork waited for a dead thread's step");
-  const uint64_t before = g_bystander_ops.load();
-  usleep(100000);
-  if (g_bystander_ops.load() == before) fail("the bystanders stopped");
-  g_stop.store(true);
-  for (pthread_t t : b) pthread_join(t, nullptr);
-  std::exit(0);
+  });
 }
 
 TEST(AdversarialDeath, ThreadsCancelledAsynchronouslyInMallocLeaveOtherThreadsWorking) {
@@ -180,47 +204,21 @@ TEST(AdversarialDeath, ThreadsCancelledInsideTheHeapProfilerLeaveOtherThreadsWor
 void exit_from_handler(int) { pthread_exit(nullptr); }
 
 void* interrupted_worker(void* arg) {
-  uint32_t s = uint32_t(reinterpret_cast<uintptr_t>(arg));
-  void* keep[64] = {};
-  for (;;) {
-    const uint32_t r = next(s);
-    const unsigned i = r % 64;
-    free(keep[i]);
-    size_t size = (r >> 6) % 5000 + 1;
-    if ((r & 0xff) == 3) size = 400000;
-    keep[i] = malloc(size);
-  }
-  return nullptr;
+  churn_until_ended(uint32_t(reinterpret_cast<uintptr_t>(arg)), 5000, 3, 400000);
 }
 
 void handler_exit_rounds(unsigned rounds) {
-  alarm(100);
-  uint64_t fastest_late_fork = UINT64_MAX;  // the parent's fork() call, ms
   struct sigaction sa {};
   sa.sa_handler = exit_from_handler;
   sigaction(SIGUSR1, &sa, nullptr);
-  pthread_t b[2];
-  for (uintptr_t i = 0; i < 2; ++i)
-    pthread_create(&b[i], nullptr, bystander, reinterpret_cast<void*>(i + 1));
-  for (unsigned r = 0; r < rounds; ++r) {
+  rounds_beside_bystanders(rounds, [](unsigned r) {
     pthread_t v[3];
     for (uintptr_t i = 0; i < 3; ++i)
       pthread_create(&v[i], nullptr, interrupted_worker, reinterpret_cast<void*>(r * 3 + i));
     usleep(200 + r % 7 * 100);
     for (pthread_t t : v) pthread_kill(t, SIGUSR1);
     for (pthread_t t : v) pthread_join(t, nullptr);
-    if (r % 25 == 0) {
-      const uint64_t ms = timed_fork();
-      if (r + 250 >= rounds) fastest_late_fork = std::min(fastest_late_fork, ms);
-    }
-  }
-  if (fastest_late_fork >= 150) fail("every late fork waited for a dead thread's step");
-  const uint64_t before = g_bystander_ops.load();
-  usleep(100000);
-  if (g_bystander_ops.load() == before) fail("the bystanders stopped");
-  g_stop.store(true);
-  for (pthread_t t : b) pthread_join(t, nullptr);
-  std::exit(0);
+  });
 }
 
 TEST(AdversarialDeath, ThreadsExitingFromAHandlerThatInterruptedMallocLeaveOtherThreadsWorking) {
@@ -346,15 +344,8 @@ void profile_writer_exit_rounds(unsigned rounds) {
     usleep(1000 + r % 7 * 300);
     pthread_kill(w, SIGUSR1);
     pthread_join(w, nullptr);
-    // Some progress within 2 s (a loaded machine may not run the samplers
-    // for tens of milliseconds; 20 ms failed under a parallel ctest).
-    const uint64_t before = g_sampler_ops.load();
-    bool moved = false;
-    for (int wait = 0; wait < 200 && !moved; ++wait) {
-      usleep(10000);
-      moved = g_sampler_ops.load() != before;
-    }
-    if (!moved) fail_quietly("adversarial: the samplers stopped\n");
+    // (A window of 20 ms failed under a parallel ctest on a loaded machine.)
+    expect_progress(g_sampler_ops, "adversarial: the samplers stopped\n", fail_quietly);
   }
   g_stop.store(true);
   for (pthread_t t : b) pthread_join(t, nullptr);
