@@ -33,7 +33,7 @@ namespace {
 namespace platform = shardalloc::platform;
 
 constexpr size_t kMiB = size_t{1} << 20;
-constexpr size_t kArena = size_t{64} * kMiB;
+[[maybe_unused]] constexpr size_t kArena = size_t{64} * kMiB;  // (unused with sanitizers)
 
 std::atomic<bool> g_armed{false};
 std::atomic<int> g_signals{0};

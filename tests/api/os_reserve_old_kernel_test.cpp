@@ -49,7 +49,7 @@ void* raw_mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
   return reinterpret_cast<void*>(syscall(SYS_mmap, addr, len, prot, flags, fd, off));
 }
 
-bool page_mapped(uintptr_t a) {
+[[maybe_unused]] bool page_mapped(uintptr_t a) {  // (unused with sanitizers)
   unsigned char v = 0;
   return mincore(reinterpret_cast<void*>(a & ~uintptr_t{4095}), 4096, &v) == 0 || errno != ENOMEM;
 }
