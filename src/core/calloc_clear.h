@@ -27,11 +27,16 @@ namespace shardalloc::core {
 // killed for want of memory), where the purge drops the few that are and
 // the rest stay untouched, as on fresh memory. Mostly resident: the memset
 // is cheaper than faulting the pages in again.
-inline bool calloc_clear_by_purge(const Domain* d, uintptr_t start, uintptr_t end) {
+// Whether fewer than half of the pages of [p, p + bytes) are resident, where
+// the source can tell and can purge (a region cannot: no).
+inline bool mostly_not_resident(const Domain* d, const void* p, size_t bytes) {
   if (d->source.purge == nullptr || d->source.resident == nullptr) return false;
-  const size_t half = (end - start) / 2;
-  if (d->source.resident(ptr(start), end - start, half) >= half) return false;
-  return d->source.purge(ptr(start), end - start);
+  const size_t half = bytes / 2;
+  return d->source.resident(const_cast<void*>(p), bytes, half) < half;
+}
+inline bool calloc_clear_by_purge(const Domain* d, uintptr_t start, uintptr_t end) {
+  return mostly_not_resident(d, ptr(start), end - start) &&
+         d->source.purge(ptr(start), end - start);
 }
 
 inline void calloc_clear(void* p, size_t bytes) {

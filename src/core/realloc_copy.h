@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/bits.h"
+#include "core/calloc_clear.h"
 #include "core/checked.h"
 #include "core/domain.h"
 #include "core/segment.h"
@@ -41,14 +42,6 @@ inline void copy_nonzero_pages(unsigned char* q, const unsigned char* p, size_t 
   if (n > run) __builtin_memcpy(q + run, p + run, n - run);
 }
 
-// Whether fewer than half of the pages of [p, p + bytes) are resident (the
-// source can tell: a region without it says no).
-inline bool source_mostly_absent(const Domain* d, const unsigned char* p, size_t bytes) {
-  if (d->source.resident == nullptr || d->source.purge == nullptr) return false;
-  const size_t half = bytes / 2;
-  return d->source.resident(const_cast<unsigned char*>(p), bytes, half) < half;
-}
-
 // realloc moved a block of n or more bytes at p to q, a huge block just
 // allocated: copies the first n. Where p's memory is mostly not resident
 // (a sparse table: a 512 MiB block with three bytes written), a memcpy would
@@ -71,8 +64,8 @@ inline void copy_to_moved_block(void* q, const void* p, size_t n) {
   const uintptr_t start = align_up(addr(q), kOsPage);
   const uintptr_t end = align_down(addr(q) + n, kOsPage);
   if (!kChecked && n >= kSparseCopyMin && s->kind == SegmentKind::kHuge && start < end &&
-      source_mostly_absent(s->domain, static_cast<const unsigned char*>(p) + (start - addr(q)),
-                           end - start) &&
+      mostly_not_resident(s->domain, static_cast<const unsigned char*>(p) + (start - addr(q)),
+                          end - start) &&
       (s->zeroed || purge_span_from(s, start, end))) {
     const size_t head = start - addr(q);
     __builtin_memcpy(q, p, head);

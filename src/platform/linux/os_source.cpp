@@ -50,10 +50,6 @@ void for_each_entry(uintptr_t start, uintptr_t end, F f) {
   }
 }
 
-}  // namespace
-
-namespace {
-
 // Over-maps by `align`, then trims both ends to the aligned middle. 0: refused.
 uintptr_t map_trimmed(size_t bytes, size_t align) {
   void* raw = map_anonymous(bytes + align);
