@@ -258,28 +258,31 @@ void* deferred_cancel_worker(void*) {
 
 void deferred_cancel_rounds(unsigned rounds) {
   alarm(100);
-  for (unsigned r = 0; r < rounds; ++r) {
+  // Made here, in the death test's child: a directory made in the test body
+  // would be made again by the re-executed child ("threadsafe" style), which
+  // never returns to remove it.
+  char dir[] = "/tmp/shardalloc-adversarial-XXXXXX";
+  if (mkdtemp(dir) == nullptr) fail("mkdtemp failed");
+  const std::string path = std::string(dir) + "/profile";
+  setenv("SHARDALLOC_PROFILE", path.c_str(), 1);
+  setenv("SHARDALLOC_PROFILE_GROWTH_MB", "1", 1);
+  bool cancelled_in_malloc = false;
+  for (unsigned r = 0; r < rounds && !cancelled_in_malloc; ++r) {
     pthread_t t;
     pthread_create(&t, nullptr, deferred_cancel_worker, nullptr);
     const timespec pause{0, long(r % 7) * 300000 + 2000000};
     nanosleep(&pause, nullptr);
     pthread_cancel(t);
     pthread_join(t, nullptr);
-    if (g_in_malloc_at_cancel.load()) fail("a deferred cancellation acted inside malloc");
+    cancelled_in_malloc = g_in_malloc_at_cancel.load();
   }
+  std::system((std::string("rm -rf ") + dir).c_str());
+  if (cancelled_in_malloc) fail("a deferred cancellation acted inside malloc");
   std::exit(0);
 }
 
 TEST(AdversarialDeath, DeferredCancellationNeverActsInsideMallocWhileItWritesAGrowthDump) {
-  char dir[] = "/tmp/shardalloc-adversarial-XXXXXX";
-  ASSERT_NE(mkdtemp(dir), nullptr);
-  const std::string path = std::string(dir) + "/profile";
-  setenv("SHARDALLOC_PROFILE", path.c_str(), 1);
-  setenv("SHARDALLOC_PROFILE_GROWTH_MB", "1", 1);
   EXPECT_EXIT(deferred_cancel_rounds(100), ::testing::ExitedWithCode(0), "");
-  unsetenv("SHARDALLOC_PROFILE_GROWTH_MB");
-  unsetenv("SHARDALLOC_PROFILE");
-  std::system((std::string("rm -rf ") + dir).c_str());
 }
 
 // ---- A thread that ends inside shard_profile_write ---------------------------
