@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <cstdlib>
 
 #include "platform/linux/guarded.h"
@@ -92,6 +93,8 @@ __attribute__((constructor(101))) void read_options() {
         .num(g_options.calloc_populate_max)
         .text(" huge_guards=")
         .num(g_options.huge_guards)
+        .text(" huge_pages=")
+        .num(huge_pages_wanted())
         .flush();
   }
 }
@@ -99,5 +102,16 @@ __attribute__((constructor(101))) void read_options() {
 }  // namespace
 
 const Options& options() { return g_options; }
+
+bool huge_pages_wanted() {
+  // relaxed: every thread reads the same environment; 0 means not read yet.
+  static std::atomic<int> wanted{0};
+  int w = wanted.load(std::memory_order_relaxed);
+  if (w == 0) {
+    w = flag("SHARDALLOC_HUGE_PAGES") ? 1 : 2;
+    wanted.store(w, std::memory_order_relaxed);
+  }
+  return w == 1;
+}
 
 }  // namespace shardalloc::platform

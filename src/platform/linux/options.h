@@ -37,4 +37,10 @@ struct Options {
 
 const Options& options();
 
+// SHARDALLOC_HUGE_PAGES=1: arenas are advised MADV_HUGEPAGE, else
+// MADV_NOHUGEPAGE (os_source.cpp). Read from the environment at the first
+// call, which is the first arena's reservation: that comes before
+// read_options, and every arena gets the same advice.
+bool huge_pages_wanted();
+
 }  // namespace shardalloc::platform

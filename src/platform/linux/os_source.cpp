@@ -20,6 +20,14 @@ uint16_t g_os_commit_map[kArenaMapEntries];
 
 namespace {
 
+// Keeps errno as it was for its scope: the advice calls run inside malloc,
+// free and calloc, which leave errno alone when they succeed, as they do
+// whether or not the kernel takes the advice.
+struct ErrnoKept {
+  int saved = errno;
+  ~ErrnoKept() { errno = saved; }
+};
+
 // Address space only: nothing is readable or writable until os_commit. A
 // process that locks its memory (mlockall MCL_FUTURE) then has only what
 // the allocator committed made resident, not whole reservations; a strict
@@ -92,9 +100,46 @@ uintptr_t map_exact_aligned(size_t bytes, size_t align) {
   return core::addr(p);
 }
 
+// The two maps are sparse lookup tables of 4 MiB each in .bss: a process
+// touches a few of their words. Where transparent huge pages are on for
+// every mapping (enabled = always), the first touch of a word made 2 MiB
+// resident. Advised before the first touch: a huge page already faulted in
+// stays (the kernel splits none on this advice).
+void advise_maps_no_huge_pages() {
+  static std::atomic<bool> advised{false};
+  // relaxed: the advice is idempotent; two threads may both give it.
+  if (advised.load(std::memory_order_relaxed)) return;
+  const ErrnoKept kept;
+  const size_t page = size_t(getpagesize());
+  const auto advise = [page](const void* table, size_t bytes) {
+    const uintptr_t from = core::align_up(core::addr(table), page);
+    const uintptr_t to = core::align_down(core::addr(table) + bytes, page);
+    if (to > from) madvise(core::ptr(from), to - from, MADV_NOHUGEPAGE);
+  };
+  advise(g_os_arena_map, sizeof g_os_arena_map);
+  advise(g_os_commit_map, sizeof g_os_commit_map);
+  advised.store(true, std::memory_order_relaxed);
+}
+
+// Transparent huge pages on an arena's mappings: none unless the program
+// asks (SHARDALLOC_HUGE_PAGES=1, then MADV_HUGEPAGE). Where they are on for
+// every mapping (enabled = always, the default of several distributions),
+// a fault in a 2 MiB range took a huge page whatever the program used of
+// it, and a purge of a segment or a page split it, for khugepaged to
+// collapse again: bench/run --quick's peak RSS geomean went from 0.97x
+// mimalloc's (madvise) to 1.34x, malloc-large from 14.5 to 467 MiB
+// (docs/benchmarks.md, "Transparent huge pages"). The advice is a flag of
+// the mapping: mprotect's splits keep it; a mapping made in place
+// (os_protect) needs it again.
+void advise_huge_pages(void* p, size_t bytes) {
+  const ErrnoKept kept;
+  madvise(p, bytes, huge_pages_wanted() ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+}
+
 }  // namespace
 
 void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
+  advise_maps_no_huge_pages();
   if (bytes + align < bytes) return nullptr;
   uintptr_t aligned = map_trimmed(bytes, align);
   if (aligned == 0) aligned = map_exact_aligned(bytes, align);
@@ -111,6 +156,7 @@ void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
     __atomic_fetch_or(&g_os_arena_map[entry / kEntriesPerMapWord],
                       uint64_t{chunks} << arena_map_shift(entry), __ATOMIC_RELAXED);
   });
+  advise_huge_pages(core::ptr(aligned), bytes);
   *out_bytes = bytes;
   if (options().verbose) {
     LineWriter()
@@ -122,18 +168,6 @@ void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
   }
   return core::ptr(aligned);
 }
-
-namespace {
-
-// Keeps errno as it was for its scope: the advice calls run inside malloc,
-// free and calloc, which leave errno alone when they succeed, as they do
-// whether or not the kernel takes the advice.
-struct ErrnoKept {
-  int saved = errno;
-  ~ErrnoKept() { errno = saved; }
-};
-
-}  // namespace
 
 // madvise fails (EINVAL) on locked pages (mlock, mlockall, mlock2
 // MLOCK_ONFAULT), which keep their contents: the caller must not count them clean.
@@ -202,7 +236,10 @@ void os_protect(void* p, size_t bytes, bool accessible) {
     return;
   }
   // A fresh inaccessible mapping in place: the old pages are dropped with it.
-  mmap(p, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  if (mmap(p, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) !=
+      MAP_FAILED) {
+    advise_huge_pages(p, bytes);
+  }
 }
 
 bool os_commit(void* p, size_t bytes) {
