@@ -24,51 +24,17 @@
 #include "core/checked.h"
 #include "platform/linux/os_source.h"
 #include "shardalloc/shardalloc.h"
+#include "support/address_space.h"
 #include "support/test_support.h"
 
 namespace {
 
 namespace platform = shardalloc::platform;
+using shardtest::advice_shows;
+using shardtest::has_flag;
+using shardtest::vm_flags_at;
 
 constexpr size_t kMiB = size_t{1} << 20;
-
-// The VmFlags of the mapping holding p, each flag between spaces
-// (" rd wr mr mw me nr nh "); "" when none holds p.
-std::string vm_flags_at(const void* p) {
-  std::string flags;
-  FILE* f = std::fopen("/proc/self/smaps", "r");
-  if (f == nullptr) return flags;
-  const auto a = reinterpret_cast<uintptr_t>(p);
-  bool inside = false;
-  char line[512];
-  while (std::fgets(line, sizeof line, f) != nullptr) {
-    unsigned long long lo = 0, hi = 0;
-    if (std::sscanf(line, "%llx-%llx ", &lo, &hi) == 2 && std::strchr(line, ' ') != nullptr &&
-        std::strncmp(line, "VmFlags:", 8) != 0) {
-      inside = lo <= a && a < hi;
-    } else if (inside && std::strncmp(line, "VmFlags:", 8) == 0) {
-      flags = std::string(line + 8);
-      while (!flags.empty() && (flags.back() == '\n' || flags.back() == ' ')) flags.pop_back();
-      flags += ' ';
-      break;
-    }
-  }
-  std::fclose(f);
-  return flags;
-}
-
-bool has_flag(const std::string& flags, const char* flag) {
-  return flags.find(std::string(" ") + flag + " ") != std::string::npos;
-}
-
-// Whether this kernel shows the advice: a mapping of our own, advised.
-bool advice_shows() {
-  void* p = mmap(nullptr, 4 * kMiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return false;
-  const bool shows = madvise(p, 4 * kMiB, MADV_NOHUGEPAGE) == 0 && has_flag(vm_flags_at(p), "nh");
-  munmap(p, 4 * kMiB);
-  return shows;
-}
 
 #define SKIP_UNLESS_ADVICE_SHOWS()                                                      \
   if (!advice_shows()) {                                                                \
@@ -123,16 +89,21 @@ TEST(OsHugePages, AMappingMadeInPlaceByProtectIsAdvisedAgain) {
   platform::os_release(arena, bytes);
 }
 
-TEST(OsHugePages, TheLookupMapsInBssAreAdvisedNoHugePages) {
+TEST(OsHugePages, TheLookupMapsInBssAreAdvisedNoHugePagesAtStart) {
   SKIP_UNLESS_ADVICE_SHOWS();
-  void* p = shard_malloc(16);  // an arena reserved: the maps advised before their first touch
-  ASSERT_NE(p, nullptr);
+  // No allocation first: a free() reads the maps before any arena exists
+  // (without the huge zero page, that read faults in a huge page), so they
+  // are advised at start-up as well as at the first reservation. (ctest
+  // runs each test alone: nothing of this library allocated before.)
   const char* maps = reinterpret_cast<const char*>(platform::g_os_arena_map);
   const char* commits = reinterpret_cast<const char*>(platform::g_os_commit_map);
-  // Inside each table, past the partial pages at its ends.
-  EXPECT_TRUE(has_flag(vm_flags_at(maps + sizeof platform::g_os_arena_map / 2), "nh"));
-  EXPECT_TRUE(has_flag(vm_flags_at(commits + sizeof platform::g_os_commit_map / 2), "nh"));
-  shard_free(p);
+  const size_t map_bytes = sizeof platform::g_os_arena_map;
+  const size_t commit_bytes = sizeof platform::g_os_commit_map;
+  // Both ends and the middle of each table, past the partial pages at its ends.
+  for (const char* p : {maps + 4096, maps + map_bytes / 2, maps + map_bytes - 4097, commits + 4096,
+                        commits + commit_bytes / 2, commits + commit_bytes - 4097}) {
+    EXPECT_TRUE(has_flag(vm_flags_at(p), "nh")) << static_cast<const void*>(p);
+  }
 }
 
 TEST(OsHugePages, TheZeroSizeBlocksRegionAndItsBitmapAreAdvisedNoHugePages) {

@@ -1,11 +1,13 @@
 // Address-space checks shared by tests: the bytes a process has mapped, and
 // whether blocks overlap. Hosted tests only (reads /proc).
 #pragma once
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -68,6 +70,62 @@ inline std::string perms_at(const void* p) {
     std::fclose(f);
   }
   return out;
+}
+
+// Each mapping of /proc/self/smaps: its range, its name ("" when
+// anonymous) and its VmFlags, each flag between spaces (" rd wr mr nh ").
+struct Mapping {
+  uintptr_t lo = 0, hi = 0;
+  std::string name, flags;
+};
+inline std::vector<Mapping> mappings() {
+  std::vector<Mapping> out;
+  FILE* f = std::fopen("/proc/self/smaps", "r");
+  if (f == nullptr) return out;
+  char line[512];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    unsigned long long lo = 0, hi = 0;
+    int name_at = 0;
+    if (std::strncmp(line, "VmFlags:", 8) == 0) {
+      if (out.empty()) continue;
+      std::string flags(line + 8);
+      while (!flags.empty() && (flags.back() == '\n' || flags.back() == ' ')) flags.pop_back();
+      out.back().flags = flags + ' ';
+    } else if (std::sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &lo, &hi, &name_at) == 2 &&
+               name_at > 0) {
+      std::string name(line + name_at);
+      while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+      out.push_back({uintptr_t(lo), uintptr_t(hi), name, ""});
+    }
+  }
+  std::fclose(f);
+  return out;
+}
+
+// The VmFlags of the mapping holding p; "" when none holds it.
+inline std::string vm_flags_at(const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  for (const Mapping& m : mappings()) {
+    if (m.lo <= a && a < m.hi) return m.flags;
+  }
+  return "";
+}
+
+inline bool has_flag(const std::string& flags, const char* flag) {
+  return flags.find(std::string(" ") + flag + " ") != std::string::npos;
+}
+
+// Whether this kernel shows transparent-huge-page advice in smaps: a
+// mapping of our own, advised MADV_NOHUGEPAGE, reads "nh" (not without THP,
+// nor under qemu-user, which takes the advice without passing it on).
+inline bool advice_shows() {
+  void* p =
+      mmap(nullptr, (size_t{4} << 20), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return false;
+  const bool shows =
+      madvise(p, (size_t{4} << 20), MADV_NOHUGEPAGE) == 0 && has_flag(vm_flags_at(p), "nh");
+  munmap(p, (size_t{4} << 20));
+  return shows;
 }
 
 }  // namespace shardtest

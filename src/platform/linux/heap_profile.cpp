@@ -91,10 +91,18 @@ std::atomic<uint16_t>& filter_of(uintptr_t block) {
   return g_filter[((block >> 4) * 0xD6E8FEB86659FD93ull) >> (64 - kFilterBits)];
 }
 
+// Sparse tables (the samples' table is 104 MiB of address space): no
+// transparent huge pages, which would make 2 MiB resident at a sample's
+// first touch where THP is "always" (a review: 3.4 -> 5.5 MiB peak RSS).
+// errno kept: a kernel without THP refuses the advice inside a malloc.
 void* map_zeroed(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? nullptr : p;
+  if (p == MAP_FAILED) return nullptr;
+  const int saved_errno = errno;
+  madvise(p, bytes, MADV_NOHUGEPAGE);
+  errno = saved_errno;
+  return p;
 }
 
 // Holds the table lock for a scope, inside a fork step (no fork copies it

@@ -103,23 +103,28 @@ uintptr_t map_exact_aligned(size_t bytes, size_t align) {
 // The two maps are sparse lookup tables of 4 MiB each in .bss: a process
 // touches a few of their words. Where transparent huge pages are on for
 // every mapping (enabled = always), the first touch of a word made 2 MiB
-// resident. Advised before the first touch: a huge page already faulted in
-// stays (the kernel splits none on this advice).
+// resident. Advised before the first write (here, before os_reserve's; and
+// at start-up, before a free's read: without the kernel's huge zero page
+// a read fault takes a huge page too). One range over both tables: two
+// calls left the page between them unadvised, two mappings more.
 void advise_maps_no_huge_pages() {
   static std::atomic<bool> advised{false};
   // relaxed: the advice is idempotent; two threads may both give it.
   if (advised.load(std::memory_order_relaxed)) return;
   const ErrnoKept kept;
-  const size_t page = size_t(getpagesize());
-  const auto advise = [page](const void* table, size_t bytes) {
-    const uintptr_t from = core::align_up(core::addr(table), page);
-    const uintptr_t to = core::align_down(core::addr(table) + bytes, page);
-    if (to > from) madvise(core::ptr(from), to - from, MADV_NOHUGEPAGE);
-  };
-  advise(g_os_arena_map, sizeof g_os_arena_map);
-  advise(g_os_commit_map, sizeof g_os_commit_map);
+  const uintptr_t page = uintptr_t(getpagesize());
+  const uintptr_t maps = core::addr(g_os_arena_map), commits = core::addr(g_os_commit_map);
+  const uintptr_t start = maps < commits ? maps : commits;
+  const uintptr_t end = maps + sizeof g_os_arena_map > commits + sizeof g_os_commit_map
+                            ? maps + sizeof g_os_arena_map
+                            : commits + sizeof g_os_commit_map;
+  const uintptr_t from = core::align_up(start, page), to = core::align_down(end, page);
+  if (to > from) madvise(core::ptr(from), to - from, MADV_NOHUGEPAGE);
   advised.store(true, std::memory_order_relaxed);
 }
+
+// Runs before main (a free() that reads the maps before any arena exists).
+__attribute__((constructor(101))) void advise_maps_at_start() { advise_maps_no_huge_pages(); }
 
 // Transparent huge pages on an arena's mappings: none unless the program
 // asks (SHARDALLOC_HUGE_PAGES=1, then MADV_HUGEPAGE). Where they are on for
