@@ -60,33 +60,38 @@ TEST(OsHugePages, SmallAndHugeBlocksLieInArenasAdvisedNoHugePages) {
   shard_free(small);
 }
 
+constexpr size_t kArena = 64 * kMiB;
+
+// An OS arena of kArena bytes with its first `chunks` chunks committed.
+char* committed_arena(size_t chunks) {
+  size_t got = 0;
+  void* arena = platform::os_reserve(kArena, kArena, &got);
+  if (arena == nullptr) return nullptr;
+  EXPECT_TRUE(has_flag(vm_flags_at(arena), "nh")) << "before the first commit";
+  if (!platform::os_commit(arena, chunks * platform::kCommitChunk)) return nullptr;
+  return static_cast<char*>(arena);
+}
+
 TEST(OsHugePages, AFreshArenaIsAdvisedBeforeItsFirstCommit) {
   SKIP_UNLESS_ADVICE_SHOWS();
-  size_t got = 0;
-  const size_t bytes = 64 * kMiB;
-  void* arena = platform::os_reserve(bytes, bytes, &got);
+  char* arena = committed_arena(1);
   ASSERT_NE(arena, nullptr);
-  EXPECT_TRUE(has_flag(vm_flags_at(arena), "nh"));
-  ASSERT_TRUE(platform::os_commit(arena, platform::kCommitChunk));
   // mprotect split the mapping: both parts keep the flag.
   EXPECT_TRUE(has_flag(vm_flags_at(arena), "nh"));
-  EXPECT_TRUE(has_flag(vm_flags_at(static_cast<char*>(arena) + bytes - 1), "nh"));
-  platform::os_release(arena, bytes);
+  EXPECT_TRUE(has_flag(vm_flags_at(arena + kArena - 1), "nh"));
+  platform::os_release(arena, kArena);
 }
 
 TEST(OsHugePages, AMappingMadeInPlaceByProtectIsAdvisedAgain) {
   SKIP_UNLESS_ADVICE_SHOWS();
-  size_t got = 0;
-  const size_t bytes = 64 * kMiB;
-  void* arena = platform::os_reserve(bytes, bytes, &got);
+  char* arena = committed_arena(2);
   ASSERT_NE(arena, nullptr);
-  ASSERT_TRUE(platform::os_commit(arena, 2 * platform::kCommitChunk));
-  char* inside = static_cast<char*>(arena) + platform::kCommitChunk;
+  char* inside = arena + platform::kCommitChunk;
   platform::os_protect(inside, 2 * kMiB, /*accessible=*/false);  // a new mapping in place
   EXPECT_TRUE(has_flag(vm_flags_at(inside), "nh")) << vm_flags_at(inside);
   platform::os_protect(inside, 2 * kMiB, /*accessible=*/true);
   EXPECT_TRUE(has_flag(vm_flags_at(inside), "nh")) << vm_flags_at(inside);
-  platform::os_release(arena, bytes);
+  platform::os_release(arena, kArena);
 }
 
 TEST(OsHugePages, TheLookupMapsInBssAreAdvisedNoHugePagesAtStart) {
