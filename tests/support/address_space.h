@@ -79,6 +79,10 @@ struct Mapping {
   std::string name, flags;
 };
 inline std::vector<Mapping> mappings() {
+  const auto trimmed = [](std::string text) {
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    return text;
+  };
   std::vector<Mapping> out;
   FILE* f = std::fopen("/proc/self/smaps", "r");
   if (f == nullptr) return out;
@@ -88,14 +92,10 @@ inline std::vector<Mapping> mappings() {
     int name_at = 0;
     if (std::strncmp(line, "VmFlags:", 8) == 0) {
       if (out.empty()) continue;
-      std::string flags(line + 8);
-      while (!flags.empty() && (flags.back() == '\n' || flags.back() == ' ')) flags.pop_back();
-      out.back().flags = flags + ' ';
+      out.back().flags = trimmed(line + 8) + ' ';
     } else if (std::sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &lo, &hi, &name_at) == 2 &&
                name_at > 0) {
-      std::string name(line + name_at);
-      while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-      out.push_back({uintptr_t(lo), uintptr_t(hi), name, ""});
+      out.push_back({uintptr_t(lo), uintptr_t(hi), trimmed(line + name_at), ""});
     }
   }
   std::fclose(f);

@@ -21,6 +21,7 @@
 #include "core/print_number.h"
 #include "platform/linux/call_guard.h"
 #include "platform/linux/fd_text.h"
+#include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
 #include "platform/linux/stack_walk.h"
 
@@ -94,14 +95,11 @@ std::atomic<uint16_t>& filter_of(uintptr_t block) {
 // Sparse tables (the samples' table is 104 MiB of address space): no
 // transparent huge pages, which would make 2 MiB resident at a sample's
 // first touch where THP is "always" (a review: 3.4 -> 5.5 MiB peak RSS).
-// errno kept: a kernel without THP refuses the advice inside a malloc.
 void* map_zeroed(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return nullptr;
-  const int saved_errno = errno;
-  madvise(p, bytes, MADV_NOHUGEPAGE);
-  errno = saved_errno;
+  os_advise_no_huge_pages(p, bytes);
   return p;
 }
 

@@ -100,6 +100,12 @@ uintptr_t map_exact_aligned(size_t bytes, size_t align) {
   return core::addr(p);
 }
 
+// madvise, errno kept; p is page-aligned (the kernel rounds bytes up).
+void advise(void* p, size_t bytes, int advice) {
+  const ErrnoKept kept;
+  madvise(p, bytes, advice);
+}
+
 // The two maps are sparse lookup tables of 4 MiB each in .bss: a process
 // touches a few of their words. Where transparent huge pages are on for
 // every mapping (enabled = always), the first touch of a word made 2 MiB
@@ -111,15 +117,15 @@ void advise_maps_no_huge_pages() {
   static std::atomic<bool> advised{false};
   // relaxed: the advice is idempotent; two threads may both give it.
   if (advised.load(std::memory_order_relaxed)) return;
-  const ErrnoKept kept;
   const uintptr_t page = uintptr_t(getpagesize());
   const uintptr_t maps = core::addr(g_os_arena_map), commits = core::addr(g_os_commit_map);
   const uintptr_t start = maps < commits ? maps : commits;
   const uintptr_t end = maps + sizeof g_os_arena_map > commits + sizeof g_os_commit_map
                             ? maps + sizeof g_os_arena_map
                             : commits + sizeof g_os_commit_map;
+  // The whole pages inside: the pages at the ends hold other data.
   const uintptr_t from = core::align_up(start, page), to = core::align_down(end, page);
-  if (to > from) madvise(core::ptr(from), to - from, MADV_NOHUGEPAGE);
+  if (to > from) advise(core::ptr(from), to - from, MADV_NOHUGEPAGE);
   advised.store(true, std::memory_order_relaxed);
 }
 
@@ -137,11 +143,12 @@ __attribute__((constructor(101))) void advise_maps_at_start() { advise_maps_no_h
 // the mapping: mprotect's splits keep it; a mapping made in place
 // (os_protect) needs it again.
 void advise_huge_pages(void* p, size_t bytes) {
-  const ErrnoKept kept;
-  madvise(p, bytes, huge_pages_wanted() ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  advise(p, bytes, huge_pages_wanted() ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 }
 
 }  // namespace
+
+void os_advise_no_huge_pages(void* p, size_t bytes) { advise(p, bytes, MADV_NOHUGEPAGE); }
 
 void* os_reserve(size_t bytes, size_t align, size_t* out_bytes) {
   advise_maps_no_huge_pages();

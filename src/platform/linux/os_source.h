@@ -26,6 +26,11 @@ void os_release(void* p, size_t bytes);
 // readable and writable once (mprotect) and marked in g_os_commit_map.
 bool os_commit(void* p, size_t bytes);
 bool os_committed(const void* p, size_t bytes);
+// madvise(MADV_NOHUGEPAGE) of a mapping of our own (p page-aligned), errno
+// kept (a kernel without THP refuses it inside a malloc that succeeds): for
+// sparse tables, where THP "always" would make 2 MiB resident at a word's
+// first touch.
+void os_advise_no_huge_pages(void* p, size_t bytes);
 
 // (guard: set by SHARDALLOC_HUGE_GUARDS=1, platform/linux/options.h.)
 // protect: checked builds only, its one user.

@@ -3,10 +3,10 @@
 #include <sys/mman.h>
 
 #include <atomic>
-#include <cerrno>
 #include <cstdint>
 
 #include "core/hooks.h"
+#include "platform/linux/os_source.h"
 
 namespace shardalloc::platform {
 namespace {
@@ -29,11 +29,8 @@ uintptr_t map_region() {
   if (p == MAP_FAILED) return kFailed;
   const uintptr_t region = reinterpret_cast<uintptr_t>(p);
   // A sparse bitmap: a huge page under THP "always" would make 2 MiB of it
-  // resident for a few words. errno kept: a kernel without THP fails the
-  // advice (EINVAL) inside a malloc that succeeds.
-  const int saved_errno = errno;
-  madvise(p, kRegionBytes + kBlocks / 8, MADV_NOHUGEPAGE);
-  errno = saved_errno;
+  // resident for a few words.
+  os_advise_no_huge_pages(p, kRegionBytes + kBlocks / 8);
   if (mprotect(bitmap(region), kBlocks / 8, PROT_READ | PROT_WRITE) != 0) {
     munmap(p, kRegionBytes + kBlocks / 8);
     return kFailed;
