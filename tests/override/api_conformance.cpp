@@ -35,10 +35,6 @@
 
 #include "support/opaque.h"
 
-#ifndef SHARDTEST_MODE
-#define SHARDTEST_MODE "unknown"
-#endif
-
 using shardtest::hide;
 using shardtest::is_aligned;
 using shardtest::opaque;
@@ -136,8 +132,8 @@ const char* const kOverridden[] = {
     "shard_usable_size"};
 
 TEST(OverrideIsActive, EveryExportedSymbolResolvesToShardalloc) {
-  std::printf("mode: %s, LD_PRELOAD=%s\n", SHARDTEST_MODE,
-              std::getenv("LD_PRELOAD") ? std::getenv("LD_PRELOAD") : "");
+  const char* preload = std::getenv("LD_PRELOAD");
+  std::printf("mode: %s, LD_PRELOAD=%s\n", preload ? "preload" : "linked", preload ? preload : "");
   for (const char* name : kOverridden) {
     const std::string obj = defining_object(name);
     EXPECT_NE(obj.find("libshardalloc.so"), std::string::npos)
