@@ -12,6 +12,7 @@
 #include "core/realloc_copy.h"
 #include "core/realloc_growth.h"
 #include "platform/linux/call_guard.h"
+#include "platform/linux/errno_kept.h"
 #include "platform/linux/guarded.h"
 #include "platform/linux/os_heaps.h"
 #include "platform/linux/os_source.h"
@@ -314,8 +315,10 @@ inline void* process_realloc(void* p, size_t size) {
   if (want == size) {
     q = process_malloc(size);
   } else {
-    const int saved_errno = errno;
-    q = process_malloc(want);
+    {
+      const platform::ErrnoKept kept;  // a realloc that succeeds leaves errno alone
+      q = process_malloc(want);
+    }
     if (SHARD_LIKELY(q != nullptr)) {
       // Checked builds: the block's size is `size`, its room slack filled
       // with the pattern (checked at free, and where a later realloc grows
@@ -326,7 +329,6 @@ inline void* process_realloc(void* p, size_t size) {
         core::release_room(q, size);
       }
     } else {
-      errno = saved_errno;  // a realloc that succeeds leaves errno alone
       q = process_malloc(size);
     }
   }

@@ -3,10 +3,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdint>
 
 #include "core/hooks.h"
+#include "platform/linux/errno_kept.h"
 
 namespace shardalloc::platform {
 
@@ -19,9 +19,11 @@ unsigned long long entropy() {
   // with its in-call flag set (api/call_guard.h). errno kept: malloc that
   // succeeds leaves it alone (ENOSYS on an old kernel, EAGAIN before the
   // pool is ready).
-  const int saved_errno = errno;
-  const long got = syscall(SYS_getrandom, &v, sizeof v, GRND_NONBLOCK);
-  errno = saved_errno;
+  long got;
+  {
+    const ErrnoKept kept;
+    got = syscall(SYS_getrandom, &v, sizeof v, GRND_NONBLOCK);
+  }
   if (got != long{sizeof v}) {
     timespec ts{};
     clock_gettime(CLOCK_MONOTONIC, &ts);

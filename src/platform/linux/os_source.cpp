@@ -10,6 +10,7 @@
 
 #include "core/bits.h"
 #include "core/segment.h"
+#include "platform/linux/errno_kept.h"
 #include "platform/linux/line_writer.h"
 #include "platform/linux/options.h"
 
@@ -19,14 +20,6 @@ uint64_t g_os_arena_map[kArenaMapWords];
 uint16_t g_os_commit_map[kArenaMapEntries];
 
 namespace {
-
-// Keeps errno as it was for its scope: the advice calls run inside malloc,
-// free and calloc, which leave errno alone when they succeed, as they do
-// whether or not the kernel takes the advice.
-struct ErrnoKept {
-  int saved = errno;
-  ~ErrnoKept() { errno = saved; }
-};
 
 // Address space only: nothing is readable or writable until os_commit. A
 // process that locks its memory (mlockall MCL_FUTURE) then has only what
