@@ -20,6 +20,7 @@
 #include "core/hooks.h"
 #include "core/print_number.h"
 #include "platform/linux/call_guard.h"
+#include "platform/linux/errno_kept.h"
 #include "platform/linux/fd_text.h"
 #include "platform/linux/os_source.h"
 #include "platform/linux/process_heap.h"
@@ -116,10 +117,8 @@ std::atomic<bool> g_table_lost{false};
 // The thread tid of this process is gone (tgkill's signal 0 checks, sends
 // nothing). errno kept: this runs inside malloc.
 bool holder_gone(pid_t tid) {
-  const int saved = errno;
-  const bool gone = tgkill(getpid(), tid, 0) != 0 && errno == ESRCH;
-  errno = saved;
-  return gone;
+  const ErrnoKept kept;
+  return tgkill(getpid(), tid, 0) != 0 && errno == ESRCH;
 }
 
 class TableLock {
