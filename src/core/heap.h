@@ -413,6 +413,9 @@ struct Heap {
   Page* find_page(unsigned cls);
   Page* fresh_page(unsigned cls);
   void* alloc_huge(size_t size, size_t align);
+  // s, just claimed for one huge block of `usable` bytes at `block`: its
+  // header and its one page describe that block (tail_guard: segment.h).
+  void set_up_huge(Segment* s, uint8_t* block, size_t usable, bool tail_guard);
   uintptr_t key_seed(const Page* page);
 };
 

@@ -251,14 +251,6 @@ void* Heap::alloc_huge(size_t size, size_t align) {
   if (s == nullptr) return nullptr;
   s->huge_written = offset + size;
   trim_reused_span(s, slots, offset + size);
-  s->heap = nullptr;
-  s->kind = SegmentKind::kHuge;
-  s->page_shift = 63;
-  s->fill_page_table();
-  s->page_count = 1;
-  s->used_pages = 1;
-  s->in_partial_list = 0;
-  s->tail_guard = tail_guard;
   uint8_t* block = ptr<uint8_t>(addr(s) + offset);
   const uintptr_t span_end = addr(s) + slots * kSegmentSize;
   if (tail_guard) domain->source.guard(ptr(span_end + kOsPage), kSegmentSize - kOsPage, true);
@@ -267,14 +259,25 @@ void* Heap::alloc_huge(size_t size, size_t align) {
     guard[0] = huge_front_guard(s->cookie, 0);
     guard[1] = huge_front_guard(s->cookie, 1);
   }
+  set_up_huge(s, block, span_end - addr(block), tail_guard);
+  return block;
+}
+
+void Heap::set_up_huge(Segment* s, uint8_t* block, size_t usable, bool tail_guard) {
+  s->heap = nullptr;
+  s->kind = SegmentKind::kHuge;
+  s->page_shift = 63;
+  s->fill_page_table();
+  s->page_count = 1;
+  s->used_pages = 1;
+  s->in_partial_list = 0;
+  s->tail_guard = tail_guard;
   Page* page = &s->pages()[0];
-  const size_t usable = span_end - addr(block);
   page->init(block, usable, usable, 0, key_seed(page));
   page->set_capacity(1);
   page->used = 1;
   // relaxed: statistics; taken back in Domain::release_segment.
   domain->overhead_bytes.fetch_add(size_t(Domain::huge_overhead(s)), std::memory_order_relaxed);
-  return block;
 }
 
 void* Heap::alloc_aligned_block(size_t size, size_t align) {

@@ -319,14 +319,6 @@ void* Heap::alloc_huge_guarded(size_t size, size_t align) {
   note_setup(slots * kSegmentSize);
   Segment* s = claim_segment(slots, 0, 0);
   if (s == nullptr) return nullptr;
-  s->heap = nullptr;
-  s->kind = SegmentKind::kHuge;
-  s->page_shift = 63;
-  s->fill_page_table();
-  s->page_count = 1;
-  s->used_pages = 1;
-  s->in_partial_list = 0;
-  s->tail_guard = 0;              // its own gaps (release_huge_guards)
   s->huge_written = tail_offset;  // the block ends at the tail gap
   const uintptr_t tail = addr(s) + tail_offset;
   const uintptr_t block = align_down(tail - size, a);
@@ -335,12 +327,7 @@ void* Heap::alloc_huge_guarded(size_t size, size_t align) {
   // The tail gap, but for the first OS page of each slot in it
   // (protect_but_slot_starts). The page after the block is always in the gap.
   protect_but_slot_starts(domain, tail, addr(s->slot_end()));
-  Page* page = &s->pages()[0];
-  page->init(ptr<uint8_t>(block), tail - block, tail - block, 0, key_seed(page));
-  page->set_capacity(1);
-  page->used = 1;
-  // relaxed: statistics; taken back in Domain::release_segment.
-  domain->overhead_bytes.fetch_add(size_t(Domain::huge_overhead(s)), std::memory_order_relaxed);
+  set_up_huge(s, ptr<uint8_t>(block), tail - block, false);  // its own gaps (release_huge_guards)
   return ptr(block);
 }
 

@@ -697,7 +697,13 @@ bool heap_profile_forget(void* block) {
   return true;
 }
 
-int heap_profile_write(int fd) {
+namespace {
+
+// What both writers start from: write(snap), snap the samples of every heap
+// (abandoned ones collected first) grouped by stack; -1 (ENOTSUP) when
+// profiling is off, before anything is mapped.
+template <typename Write>
+int write_grouped(Write write) {
   if (!g_on) {
     errno = ENOTSUP;
     return -1;
@@ -705,6 +711,10 @@ int heap_profile_write(int fd) {
   collect_abandoned_heaps();
   Snapshot snap;
   group_by_stack(snap);
+  return write(snap);
+}
+
+int write_folded(int fd, const Snapshot& snap) {
   FdText out(fd);
   for_each_group(snap, [&](uint32_t first, uint32_t, double bytes) {
     const Sample& s = snap.samples[first];
@@ -721,14 +731,7 @@ int heap_profile_write(int fd) {
   return finish(out);
 }
 
-int heap_profile_write_leaks(int fd) {
-  if (!g_on) {
-    errno = ENOTSUP;
-    return -1;
-  }
-  collect_abandoned_heaps();
-  Snapshot snap;
-  group_by_stack(snap);
+int write_leaks(int fd, const Snapshot& snap) {
   // The groups, largest first.
   uint32_t groups = 0;
   for_each_group(snap, [&](uint32_t, uint32_t, double) { ++groups; });
@@ -771,6 +774,16 @@ int heap_profile_write_leaks(int fd) {
     munmap(g, group_bytes);
   }
   return finish(out);
+}
+
+}  // namespace
+
+int heap_profile_write(int fd) {
+  return write_grouped([fd](const Snapshot& snap) { return write_folded(fd, snap); });
+}
+
+int heap_profile_write_leaks(int fd) {
+  return write_grouped([fd](const Snapshot& snap) { return write_leaks(fd, snap); });
 }
 
 }  // namespace shardalloc::platform
