@@ -200,6 +200,7 @@ Arena::Fit Arena::window_fit(size_t start, size_t full_resident, const SpanNeed&
     fit.covered += r <= t ? r : t;
     fit.score += r <= t ? r : t - (r - t);  // covered, less the excess left unused
   }
+  fit.missing = need.total() - fit.covered;
   return fit;
 }
 
@@ -287,6 +288,7 @@ Arena::Fit Arena::find_reusing(const SpanNeed& need) const {
           if (here.covered > in_run.covered) in_run = here;
         }
       }
+      in_run.run_dirty = run - clean_count(i, run);
       if (in_run.better_than(best)) best = in_run;
       if (best.score == need.total() && best.run == count) break;  // an exact, resident fit
     }
