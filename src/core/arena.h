@@ -172,6 +172,7 @@ struct Arena {
     return clean_count(index, count) == count;
   }
   // For slots the caller has claimed: how many were not used since they were fresh or purged.
+  // (find_reusing also counts a free run's with it: a hint there, as every bit it reads.)
   size_t clean_count(size_t index, size_t count) const;
   bool is_claimed(size_t index) const;
   // Whether slot `index` was already free and dirty at the last purge tick

@@ -481,8 +481,10 @@ TEST(Arena, ReusingFitEqualsAnExhaustiveSearch) {
             here.covered += r <= w ? r : w;
             here.score += r <= w ? r : w - (r - w);
           }
+          here.missing = need.total() - here.covered;
           if (in_run.index == SIZE_MAX || here.covered > in_run.covered) in_run = here;
         }
+        in_run.run_dirty = (end - i) - a->clean_count(i, end - i);
         if (in_run.better_than(want)) want = in_run;
         i = end;
       }
@@ -493,6 +495,33 @@ TEST(Arena, ReusingFitEqualsAnExhaustiveSearch) {
       ASSERT_EQ(got.run, want.run);
     }
   }
+}
+
+// pbzip2: a freed input buffer's two slots (111 units written) and a freed
+// run of two 3.6 MB arrays; an output buffer of 112 units covers all in
+// the run's first two slots and one unit less in the buffer's span, which
+// it fills without leaving 16 resident units unused. Within kFitSlack the
+// better score wins, so the run stays whole for the next array (ranked by
+// what they covered, the buffer took the run's head and the next array
+// took fresh slots: peak RSS +3.5 MiB). Beyond the slack, coverage wins.
+TEST(Arena, AWindowWithinTheSlackOfFullCoverRanksByScore) {
+  TestArena t(32);
+  ASSERT_EQ(t.arena->claim(32, 0, 0), 0u);
+  t.arena->release(2, 2, false, kSegmentSize + 47 * 8192);  // 64, 47
+  t.arena->release(10, 14);                                 // 14 slots of 64
+  const SpanNeed output = SpanNeed::of(2, kSegmentSize + 48 * 8192);
+  Arena::Fit fit = t.arena->find_reusing(output);
+  EXPECT_EQ(fit.index, 2u);
+  EXPECT_EQ(fit.covered, 64 + 47);
+  EXPECT_EQ(fit.missing, 1);
+
+  TestArena u(32);
+  ASSERT_EQ(u.arena->claim(32, 0, 0), 0u);
+  u.arena->release(2, 2, false, kSegmentSize + (48 - kFitSlack - 1) * 8192);  // 64, 45
+  u.arena->release(10, 14);
+  fit = u.arena->find_reusing(output);  // 3 units short in the span: the run's head
+  EXPECT_EQ(fit.index, 10u);
+  EXPECT_EQ(fit.missing, 0);
 }
 
 // sort -S 200M: a freed 200 MiB buffer (400 slots written whole, one unit
