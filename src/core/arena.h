@@ -104,10 +104,10 @@ struct Arena {
   // free. A hint read without ordering; claim_fit decides with CAS.
   struct Fit {
     size_t index = SIZE_MAX;
-    int64_t score = 0;    // units covered minus units left unused in the window
-    size_t run = 0;       // length of the free run holding it
-    int64_t covered = 0;  // units the claimant writes that are resident
-    int64_t missing = 0;  // units the claimant writes that are not (need.total() - covered)
+    int64_t score = 0;     // units covered minus units left unused in the window
+    size_t run = 0;        // length of the free run holding it
+    int64_t covered = 0;   // units the claimant writes that are resident
+    int64_t missing = 0;   // units the claimant writes that are not (need.total() - covered)
     size_t run_dirty = 0;  // dirty slots in the free run holding it
     // Between huge-block windows (find_reusing, and across arenas). Two
     // windows that each leave at most kFitSlack units to fault in count as
