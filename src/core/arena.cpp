@@ -288,7 +288,6 @@ Arena::Fit Arena::find_reusing(const SpanNeed& need) const {
           if (here.covered > in_run.covered) in_run = here;
         }
       }
-      in_run.run_dirty = run - clean_count(i, run);
       if (in_run.better_than(best)) best = in_run;
       if (best.score == need.total() && best.run == count) break;  // an exact, resident fit
     }

@@ -104,29 +104,24 @@ struct Arena {
   // free. A hint read without ordering; claim_fit decides with CAS.
   struct Fit {
     size_t index = SIZE_MAX;
-    int64_t score = 0;     // units covered minus units left unused in the window
-    size_t run = 0;        // length of the free run holding it
-    int64_t covered = 0;   // units the claimant writes that are resident
-    int64_t missing = 0;   // units the claimant writes that are not (need.total() - covered)
-    size_t run_dirty = 0;  // dirty slots in the free run holding it
+    int64_t score = 0;    // units covered minus units left unused in the window
+    size_t run = 0;       // length of the free run holding it
+    int64_t covered = 0;  // units the claimant writes that are resident
+    int64_t missing = 0;  // units the claimant writes that are not (need.total() - covered)
     // Between huge-block windows (find_reusing, and across arenas). Two
     // windows that each leave at most kFitSlack units to fault in count as
     // covering all: the better score first (less left resident and unused
-    // beside the block), then the run with fewer dirty slots (best fit on
-    // what freed spans left resident; clean slots beside a window cost
-    // nothing). Ranked by what they cover, a window in a larger freed span
-    // won by a unit and cut that span where a later block of its size
-    // needed it whole (pbzip2: its 911,664-byte output buffers, 112 units,
-    // took the first two slots of a freed run of two 3.6 MB arrays, 112
-    // covered but 16 left unused, rather than a freed 902,064-byte input
+    // beside the block), then the shorter run. Ranked by what they cover, a window in a larger
+    // freed span won by a unit and cut that span where a later block of its size needed it whole
+    // (pbzip2: its 911,664-byte output buffers, 112 units, took the first two slots of a freed run
+    // of two 3.6 MB arrays, 112 covered but 16 left unused, rather than a freed 902,064-byte input
     // buffer's span, 111 covered; the next array then took 7 fresh slots:
     // peak RSS 47-48 MiB against glibc's 41).
     bool better_than(const Fit& o) const {
       if (index == SIZE_MAX) return false;
       if (o.index == SIZE_MAX) return true;
       if (missing <= kFitSlack && o.missing <= kFitSlack) {
-        if (score != o.score) return score > o.score;
-        return run_dirty != o.run_dirty ? run_dirty < o.run_dirty : run < o.run;
+        return score != o.score ? score > o.score : run < o.run;
       }
       if (covered != o.covered) return covered > o.covered;
       return score != o.score ? score > o.score : run < o.run;
@@ -172,7 +167,6 @@ struct Arena {
     return clean_count(index, count) == count;
   }
   // For slots the caller has claimed: how many were not used since they were fresh or purged.
-  // (find_reusing also counts a free run's with it: a hint there, as every bit it reads.)
   size_t clean_count(size_t index, size_t count) const;
   bool is_claimed(size_t index) const;
   // Whether slot `index` was already free and dirty at the last purge tick

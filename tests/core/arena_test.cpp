@@ -484,7 +484,6 @@ TEST(Arena, ReusingFitEqualsAnExhaustiveSearch) {
           here.missing = need.total() - here.covered;
           if (in_run.index == SIZE_MAX || here.covered > in_run.covered) in_run = here;
         }
-        in_run.run_dirty = (end - i) - a->clean_count(i, end - i);
         if (in_run.better_than(want)) want = in_run;
         i = end;
       }
