@@ -108,22 +108,22 @@ struct Arena {
     size_t run = 0;       // length of the free run holding it
     int64_t covered = 0;  // units the claimant writes that are resident
     int64_t missing = 0;  // units the claimant writes that are not (need.total() - covered)
-    // Between huge-block windows (find_reusing, and across arenas). Two
-    // windows that each leave at most kFitSlack units to fault in count as
-    // covering all: the better score first (less left resident and unused
-    // beside the block), then the shorter run. Ranked by what they cover, a window in a larger
-    // freed span won by a unit and cut that span where a later block of its size needed it whole
-    // (pbzip2: its 911,664-byte output buffers, 112 units, took the first two slots of a freed run
-    // of two 3.6 MB arrays, 112 covered but 16 left unused, rather than a freed 902,064-byte input
-    // buffer's span, 111 covered; the next array then took 7 fresh slots:
-    // peak RSS 47-48 MiB against glibc's 41).
+    // Between huge-block windows (find_reusing, and across arenas): the one
+    // that covers more, then the better score (less left resident and
+    // unused beside the block), then the shorter run. Two windows that each
+    // leave at most kFitSlack units to fault in count as covering all.
+    // Without the slack, a window in a larger freed span won by a
+    // unit and cut that span where a later block of its size needed it
+    // whole (pbzip2: its 911,664-byte output buffers, 112 units, took the
+    // first two slots of a freed run of two 3.6 MB arrays, 112 covered but
+    // 16 left unused, rather than a freed 902,064-byte input buffer's span,
+    // 111 covered; the next array then took 7 fresh slots: peak RSS 47-48
+    // MiB against glibc's 41).
     bool better_than(const Fit& o) const {
       if (index == SIZE_MAX) return false;
       if (o.index == SIZE_MAX) return true;
-      if (missing <= kFitSlack && o.missing <= kFitSlack) {
-        return score != o.score ? score > o.score : run < o.run;
-      }
-      if (covered != o.covered) return covered > o.covered;
+      const bool both_cover_all = missing <= kFitSlack && o.missing <= kFitSlack;
+      if (!both_cover_all && covered != o.covered) return covered > o.covered;
       return score != o.score ? score > o.score : run < o.run;
     }
     // Between freed slots for a one-slot claim (no run to cut): the score.
