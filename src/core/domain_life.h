@@ -20,6 +20,16 @@
 //   LIVE(g, n)  --destroy begins----------> DYING(g, n)    pins fail from here on
 //   DYING(g, n) --unpin-------------------> DYING(g, n-1)
 //   DYING(g, 0) --memory given back-------> FREE(g)
+//   FREE(kLastGeneration) is final: the record is never claimed again.
+//
+// Generations never repeat for a record. A thread or CPU may keep an entry
+// (record, g) for ever without looking at it again (a CPU slot in bare, a
+// thread's cache); if the 32-bit generation wrapped, the 2^32-th
+// incarnation after g would carry g again and that entry would pass for
+// current, with a heap in memory the record's earlier incarnations gave back
+// (a review: a heap_new/destroy loop on other CPUs gets there in hours).
+// So the last generation retires the record, and a later heap takes another
+// record: one record's metadata per 2^32 incarnations.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -32,6 +42,7 @@ struct DomainLife {
   static constexpr uint64_t kLive = uint64_t{1} << 31;
   static constexpr uint64_t kDying = uint64_t{1} << 30;
   static constexpr uint64_t kPins = kDying - 1;
+  static constexpr uint32_t kLastGeneration = UINT32_MAX;
 
   std::atomic<uint64_t> word{0};  // FREE(0) until first claimed
   Domain* host = nullptr;         // immutable: the permanent domain whose metadata holds the record
@@ -55,11 +66,13 @@ struct DomainLife {
     return (w & kLive) != 0 && generation_of(w) == gen;
   }
 
-  // FREE(g) -> LIVE(g+1, 0). False when the record is not free.
+  // FREE(g) -> LIVE(g+1, 0). False when the record is not free, or retired
+  // (its generations are spent: see the top of this file).
   bool try_claim() {
     // relaxed: only a candidate; the CAS decides.
     uint64_t w = word.load(std::memory_order_relaxed);
     if ((w & (kLive | kDying | kPins)) != 0) return false;
+    if (generation_of(w) == kLastGeneration) return false;
     const uint64_t next = (uint64_t(generation_of(w) + 1) << 32) | kLive;
     // acquire: we see every write of the previous incarnation's teardown
     // (pairs with the release store in end_destroy) before we rebuild it.

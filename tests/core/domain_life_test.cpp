@@ -90,13 +90,25 @@ TEST(DomainLife, ReuseGetsTheNextGenerationAndStaleEntriesStayStale) {
   }
 }
 
-TEST(DomainLife, TheGenerationWrapsInThirtyTwoBits) {
+// A record's generations never repeat: its last one retires it for good,
+// since an entry kept with generation g from 2^32 incarnations earlier would
+// pass for current if the 32-bit generation wrapped to g again.
+TEST(DomainLife, TheLastGenerationRetiresTheRecord) {
   DomainLife life;
-  life.word.store(uint64_t{0xffffffff} << 32);  // FREE(2^32 - 1)
+  life.word.store(uint64_t{DomainLife::kLastGeneration - 1} << 32);  // FREE(2^32 - 2)
   ASSERT_TRUE(life.try_claim());
-  EXPECT_EQ(life.generation(), 0u);
-  EXPECT_TRUE(life.is_current(0));
-  EXPECT_FALSE(life.is_current(0xffffffff));
+  EXPECT_EQ(life.generation(), DomainLife::kLastGeneration);
+  EXPECT_TRUE(life.is_current(DomainLife::kLastGeneration));
+  ASSERT_TRUE(life.begin_destroy());
+  life.end_destroy();
+  EXPECT_EQ(life.word.load(), uint64_t{DomainLife::kLastGeneration} << 32);
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(life.try_claim());  // final
+  EXPECT_EQ(life.word.load(), uint64_t{DomainLife::kLastGeneration} << 32);
+  for (uint32_t gen : {0u, 1u, DomainLife::kLastGeneration}) {
+    EXPECT_FALSE(life.is_current(gen));
+    EXPECT_FALSE(life.try_pin(gen));
+  }
+  EXPECT_FALSE(life.begin_destroy());
 }
 
 // Threads pin and unpin while the main thread begins the destroy: every pin
