@@ -17,7 +17,9 @@
  * proportion to that heap's pages (docs/heaps.md): a thread that goes round
  * more than 8 regions pays it at every switch.
  *
- * Accounting (exact whenever no call is in flight):
+ * Accounting (exact whenever no call is in flight; read while calls run,
+ * each figure is within [0, total_bytes] but may be off by what those calls
+ * move):
  *   total_bytes     = sum of the sizes passed to init and add_memory.
  *   used_bytes      = sum of the `size` arguments of live allocations.
  *   available_bytes = total_bytes - used_bytes - overhead, where overhead is
