@@ -591,18 +591,7 @@ void hosted_generation_wrap_scenario() {
   step = 2;
   while (step.load() != 3) std::this_thread::yield();
   t.join();
-  const auto* c = static_cast<const unsigned char*>(filler);
-  for (size_t i = 0; i < 4 * MiB; ++i)
-    if (c[i] != 0xab) {
-      std::fprintf(stderr, "byte %zu of a live region block changed\n", i);
-      std::_Exit(2);
-    }
-  const uintptr_t f = uintptr_t(filler);
-  if (q == nullptr || (uintptr_t(q) >= f && uintptr_t(q) < f + 4 * MiB)) {
-    std::fprintf(stderr, "the thread's block %p (region block at %p)\n", q, filler);
-    std::_Exit(3);
-  }
-  std::_Exit(0);
+  exit_checking_filler(filler, 4 * MiB, 0xab, q, "the thread's");
 }
 
 }  // namespace

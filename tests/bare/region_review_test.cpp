@@ -140,18 +140,7 @@ void generation_wrap_scenario() {
   if (record->life.word.load() != uint64_t{DomainLife::kLastGeneration} << 32) std::_Exit(15);
   void* q = nullptr;
   on_cpus(1, 1, [&](unsigned) { q = shard_heap_malloc(h2, 64); });
-  const auto* c = static_cast<const unsigned char*>(filler);
-  for (size_t i = 0; i < 4 * MiB; ++i)
-    if (c[i] != 0xab) {
-      std::fprintf(stderr, "byte %zu of a live region block changed\n", i);
-      std::_Exit(2);
-    }
-  const uintptr_t f = uintptr_t(filler);
-  if (q == nullptr || (uintptr_t(q) >= f && uintptr_t(q) < f + 4 * MiB)) {
-    std::fprintf(stderr, "CPU 1's block %p (region block at %p)\n", q, filler);
-    std::_Exit(3);
-  }
-  std::_Exit(0);
+  exit_checking_filler(filler, 4 * MiB, 0xab, q, "CPU 1's");
 }
 
 }  // namespace

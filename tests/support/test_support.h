@@ -212,6 +212,27 @@ inline void* map_memory_without_boundary(size_t bytes, size_t align) {
   return reinterpret_cast<void*>(boundary >= m + bytes ? m : m + bytes);
 }
 
+// Ends a death-test child that filled `bytes` at `filler` with `fill` and
+// then allocated `block` elsewhere: exit 0 when every filler byte still reads
+// `fill` and `block` is non-null and outside the filler; else a message
+// (`whose` names the block) and exit 2 (filler changed) or 3 (bad block).
+[[noreturn]] inline void exit_checking_filler(const void* filler, size_t bytes, unsigned char fill,
+                                              const void* block, const char* whose) {
+  const auto* c = static_cast<const unsigned char*>(filler);
+  for (size_t i = 0; i < bytes; ++i) {
+    if (c[i] != fill) {
+      std::fprintf(stderr, "byte %zu of a live region block changed\n", i);
+      std::_Exit(2);
+    }
+  }
+  const uintptr_t f = reinterpret_cast<uintptr_t>(filler), b = reinterpret_cast<uintptr_t>(block);
+  if (block == nullptr || (b >= f && b < f + bytes)) {
+    std::fprintf(stderr, "%s block %p (region block at %p)\n", whose, block, filler);
+    std::_Exit(3);
+  }
+  std::_Exit(0);
+}
+
 struct RegionStats {
   size_t total, used, available;
   bool operator==(const RegionStats&) const = default;
