@@ -18,8 +18,9 @@
  * more than 8 regions pays it at every switch.
  *
  * Accounting (exact whenever no call is in flight; read while calls run,
- * each figure is within [0, total_bytes] but may be off by what those calls
- * move):
+ * each figure may be off by what those calls move, and is at most the
+ * total_bytes of any later read: read used or available first, then total,
+ * and total - used never wraps):
  *   total_bytes     = sum of the sizes passed to init and add_memory.
  *   used_bytes      = sum of the `size` arguments of live allocations.
  *   available_bytes = total_bytes - used_bytes - overhead, where overhead is

@@ -315,7 +315,8 @@ SHARD_EXPORT size_t shard_region_used_bytes(const shard_region* r) {
   // way (a heap that only frees counts negative; read before the heap that
   // allocated, what was freed between the two reads counts twice): a
   // review read 1.1 GB used in an 8 MiB region. Within [0, total] at least,
-  // so that total - used never wraps for the caller.
+  // with the total read here, which is at most any later read of it (total
+  // only grows): a caller that reads total after used never wraps.
   const size_t total = r->domain.total_bytes.load(std::memory_order_relaxed);
   return used <= 0 ? 0 : size_t(used) < total ? size_t(used) : total;
 }

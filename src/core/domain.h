@@ -89,18 +89,19 @@ struct MetaChunk {
 
 struct Domain {
   PageSource source{};
-  std::atomic<uintptr_t> secret{0};         // set once before the first segment is claimed
+  std::atomic<uintptr_t> secret{0};  // set once before the first segment is claimed
+  // The platform's per-domain record, found once and kept here (bare: the
+  // domain's CPU table, cpu_heaps.cpp), so that a call does not walk a list
+  // of every domain's. Rebuilt with the domain (a first-class heap's next
+  // incarnation finds its record again). Beside fields written once: every
+  // bare call reads it.
+  std::atomic<void*> platform_record{nullptr};
   std::atomic<Arena*> arenas{nullptr};      // push-only list
   std::atomic<Heap*> heaps{nullptr};        // push-only list of every heap ever made
   std::atomic<Heap*> borrow_heap{nullptr};  // alloc_borrowed's heap, once made
   std::atomic<MetaChunk*> meta{nullptr};
   std::atomic<size_t> total_bytes{0};     // memory handed over or reserved
   std::atomic<size_t> overhead_bytes{0};  // metadata and lost edges (see region.h)
-  // The platform's per-domain record, found once and kept here (bare: the
-  // domain's CPU table, cpu_heaps.cpp), so that a call does not walk a list
-  // of every domain's. Rebuilt with the domain (a first-class heap's next
-  // incarnation finds its record again).
-  std::atomic<void*> platform_record{nullptr};
   // Walks that may read slot memory (core/heap_walk.h) in progress: a tail
   // of free slots is unmapped only while none is (give_back_tail).
   mutable std::atomic<uint32_t> slot_readers{0};

@@ -502,10 +502,14 @@ TEST(RegionReview2, DeallocOfSegmentHeaderAndGapPointers) {
 // and filled: an exiting thread that still wrote into its heap in the old
 // span would show in the pattern.
 TEST(RegionReview2, RegionHeapDestroyedWhileItsThreadsExitSpanReusedAtOnce) {
-  shard_region* r = fresh_region(64 * MiB);
-  // Checked builds: guards and the quarantine need more room for the same blocks.
-  const size_t span = shardalloc::core::kChecked ? 32 * MiB : 8 * MiB;
-  for (int round = 0; round < 60; ++round) {
+  // Room for 4 threads at once, each with a page of each of about 60
+  // classes (64 KiB each: about 4 MiB a thread; with an 8 MiB span a malloc
+  // ran out when the threads overlapped, under TSan or load); checked
+  // builds' guards and quarantine need more. The region has little room
+  // besides the span, so that the blocks taken after the destroy land in it.
+  const size_t span = shardalloc::core::kChecked ? 96 * MiB : 48 * MiB;
+  shard_region* r = fresh_region(span + 16 * MiB);
+  for (int round = 0; round < 30; ++round) {
     shard_heap* h = shard_heap_new_in_region(r, span);
     ASSERT_NE(h, nullptr);
     const int threads = 4;
@@ -527,7 +531,7 @@ TEST(RegionReview2, RegionHeapDestroyedWhileItsThreadsExitSpanReusedAtOnce) {
     shard_heap_destroy(h);  // races with the threads' exit
     // Take the memory back at once, as big blocks, and fill it.
     std::vector<std::pair<void*, size_t>> reuse;
-    for (int i = 0; i < 6; ++i) {
+    for (size_t i = 0; i < (span + 16 * MiB) / (2 * MiB); ++i) {
       void* p = nullptr;
       if (shard_region_alloc(r, 2 * MiB - 4096, 16, &p) != SHARD_OK) break;
       std::memset(p, 0xc3, 2 * MiB - 4096);

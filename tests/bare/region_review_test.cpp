@@ -158,3 +158,55 @@ TEST(BareRegionReviewDeathTest, ARecordAtItsLastGenerationIsNotReusedUnderAStale
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(generation_wrap_scenario(), ::testing::ExitedWithCode(0), "");
 }
+
+// Review of 5568c3d (Domain::platform_record, white box): a domain's CPU
+// table is kept in the domain once found; CPUs racing on the first calls
+// all keep the one table of the list; a record's next incarnation starts
+// with nothing kept (the Domain is rebuilt) and finds the same table again,
+// whose slots then give each CPU a heap of the new incarnation (blocks in
+// the new span), never the old one's.
+TEST(BareRegionRev2, ARecordsNextIncarnationKeepsTheSameTableAgain) {
+  shard_region* r = new_region(64 * MiB);
+  shard_region* other = new_region(16 * MiB);
+  shard_heap* h = nullptr;
+  on_cpus(0, 1, [&](unsigned) { h = shard_heap_new_in_region(r, 4 * MiB); });
+  ASSERT_NE(h, nullptr);
+  auto* record = reinterpret_cast<shardalloc::core::FirstClassHeap*>(h);
+  EXPECT_EQ(record->domain.platform_record.load(), nullptr);
+  on_cpus(0, kCpus, [&](unsigned) {  // first calls on every CPU at once
+    for (int i = 0; i < 100; ++i) shard_heap_free(h, shard_heap_malloc(h, 64));
+  });
+  void* const table = record->domain.platform_record.load();
+  ASSERT_NE(table, nullptr);
+  // The table's first word is its domain (cpu_heaps.cpp, CpuTable).
+  EXPECT_EQ(*static_cast<void**>(table), static_cast<void*>(&record->domain));
+  on_cpus(0, 1, [&](unsigned) {
+    void* p = nullptr;
+    ASSERT_EQ(shard_region_alloc(other, 64, 8, &p), SHARD_OK);
+    ASSERT_EQ(shard_region_dealloc(other, p, 64, 8), SHARD_OK);
+  });
+  void* const other_table =
+      reinterpret_cast<shardalloc::core::Domain*>(other)->platform_record.load();
+  ASSERT_NE(other_table, nullptr);
+  EXPECT_NE(other_table, table);
+  EXPECT_EQ(*static_cast<void**>(other_table), static_cast<void*>(other));
+  for (int round = 0; round < 20; ++round) {
+    on_cpus(0, 1, [&](unsigned) {
+      shard_heap_destroy(h);
+      h = shard_heap_new_in_region(r, 4 * MiB);
+    });
+    ASSERT_EQ(static_cast<void*>(h), static_cast<void*>(record)) << "the record is reused";
+    EXPECT_EQ(record->domain.platform_record.load(), nullptr) << "rebuilt with the domain";
+    const uintptr_t span = uintptr_t(record->span);
+    const size_t span_bytes = record->span_bytes;
+    std::atomic<int> outside{0};
+    on_cpus(0, kCpus, [&](unsigned) {
+      void* p = shard_heap_malloc(h, 64);
+      if (p == nullptr || uintptr_t(p) < span || uintptr_t(p) >= span + span_bytes) outside++;
+      shard_heap_free(h, p);
+    });
+    EXPECT_EQ(outside.load(), 0) << "round " << round;
+    EXPECT_EQ(record->domain.platform_record.load(), table) << "round " << round;
+  }
+  on_cpus(0, 1, [&](unsigned) { shard_heap_destroy(h); });
+}
